@@ -1,0 +1,212 @@
+//! The synchronous heart of the writer: turns events into sealed chunks under a flush policy.
+//! No I/O and no clock of its own (callers pass the session clock), so it is testable and
+//! benchmarkable alone; [`crate::store::Recorder`] drives it from a task and uploads its chunks.
+
+use std::time::Duration;
+
+use crate::chunk::{ChainDigest, ChunkError, SealedChunk};
+use crate::event::{Event, EventKind, Stream};
+use crate::keys::{DataKey, SigningKey};
+use crate::seal::{ExitInfo, SealPayload, SealState, StreamBytes};
+use crate::session::{SessionId, unix_micros_now};
+
+/// Longest stream payload kept in one event; longer writes are split (same timestamp).
+pub const MAX_EVENT_DATA: usize = 64 << 10;
+
+/// When a chunk is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlushPolicy {
+    /// Close a chunk at most this long after its first event: the most a crash can lose.
+    pub max_age: Duration,
+    /// Close a chunk once its encoded events reach this many bytes.
+    pub max_bytes: usize,
+    /// zstd level (3 measures ~0.05 stored/raw on `seq` output at ~0.5 GB/s).
+    pub zstd_level: i32,
+}
+
+impl Default for FlushPolicy {
+    fn default() -> Self {
+        Self { max_age: Duration::from_secs(1), max_bytes: 256 << 10, zstd_level: 3 }
+    }
+}
+
+/// Running totals for the seal.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub bytes: StreamBytes,
+    pub events: u64,
+    pub chunks: u64,
+    pub last_us: u64,
+    pub stored_bytes: u64,
+}
+
+impl Totals {
+    pub fn count(&mut self, event: &Event) {
+        self.events += 1;
+        self.last_us = self.last_us.max(event.at_us);
+        match &event.kind {
+            EventKind::Data { stream, bytes } => {
+                let n = bytes.len() as u64;
+                match stream {
+                    Stream::Stdin => self.bytes.stdin += n,
+                    Stream::Stdout => self.bytes.stdout += n,
+                    Stream::Stderr => self.bytes.stderr += n,
+                }
+            }
+            EventKind::PortForwardData { bytes, .. } => self.bytes.port_forward += bytes.len() as u64,
+            _ => {}
+        }
+    }
+}
+
+/// Accumulates encoded events and seals them into chunks.
+pub struct ChunkBuilder {
+    session: SessionId,
+    dek: DataKey,
+    signer: SigningKey,
+    compressor: zstd::bulk::Compressor<'static>,
+    policy: FlushPolicy,
+    buf: Vec<u8>,
+    first_us: u64,
+    last_us: u64,
+    count: u32,
+    opened_at_us: Option<u64>,
+    next_seq: u64,
+    prev: ChainDigest,
+    totals: Totals,
+}
+
+impl std::fmt::Debug for ChunkBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChunkBuilder")
+            .field("session", &self.session)
+            .field("next_seq", &self.next_seq)
+            .field("buffered", &self.buf.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChunkBuilder {
+    /// Starts a session's chain from the metadata bytes exactly as stored.
+    pub fn new(
+        session: SessionId,
+        meta_bytes: &[u8],
+        dek: DataKey,
+        signer: SigningKey,
+        policy: FlushPolicy,
+    ) -> Result<Self, ChunkError> {
+        let compressor =
+            zstd::bulk::Compressor::new(policy.zstd_level).map_err(|e| ChunkError::Decompress(e.to_string()))?;
+        Ok(Self {
+            session,
+            dek,
+            signer,
+            compressor,
+            policy,
+            buf: Vec::with_capacity(policy.max_bytes + MAX_EVENT_DATA + 64),
+            first_us: 0,
+            last_us: 0,
+            count: 0,
+            opened_at_us: None,
+            next_seq: 0,
+            prev: ChainDigest::genesis(session, meta_bytes),
+            totals: Totals::default(),
+        })
+    }
+
+    /// Adds an event stamped `event.at_us` (events must come in time order). Returns the chunks
+    /// that filled up (usually none, one for a large write).
+    pub fn push(&mut self, event: &Event) -> Result<Vec<SealedChunk>, ChunkError> {
+        let mut out = Vec::new();
+        match &event.kind {
+            EventKind::Data { stream, bytes } if bytes.len() > MAX_EVENT_DATA => {
+                for piece in bytes.chunks(MAX_EVENT_DATA) {
+                    let part = Event { at_us: event.at_us, kind: EventKind::Data { stream: *stream, bytes: piece.to_vec() } };
+                    out.extend(self.push_one(&part)?);
+                }
+            }
+            _ => out.extend(self.push_one(event)?),
+        }
+        Ok(out)
+    }
+
+    /// Adds a stream write without building an [`Event`] first (the relay hot path).
+    pub fn push_data(&mut self, at_us: u64, stream: Stream, bytes: &[u8]) -> Result<Vec<SealedChunk>, ChunkError> {
+        self.push(&Event { at_us, kind: EventKind::Data { stream, bytes: bytes.to_vec() } })
+    }
+
+    fn push_one(&mut self, event: &Event) -> Result<Option<SealedChunk>, ChunkError> {
+        // A clock that steps back is clamped rather than allowed to corrupt the delta encoding.
+        let at = event.at_us.max(self.last_us);
+        let base = if self.count == 0 {
+            self.first_us = at;
+            self.opened_at_us = Some(at);
+            at
+        } else {
+            self.last_us
+        };
+        if at == event.at_us {
+            event.encode(base, &mut self.buf);
+        } else {
+            Event { at_us: at, kind: event.kind.clone() }.encode(base, &mut self.buf);
+        }
+        self.last_us = at;
+        self.count += 1;
+        self.totals.count(event);
+        if self.buf.len() >= self.policy.max_bytes { self.flush() } else { Ok(None) }
+    }
+
+    /// When the open chunk must be closed (session clock, µs), if one is open.
+    pub fn deadline_us(&self) -> Option<u64> {
+        self.opened_at_us.map(|t| t + self.policy.max_age.as_micros() as u64)
+    }
+
+    /// Seals the open chunk, if any.
+    pub fn flush(&mut self) -> Result<Option<SealedChunk>, ChunkError> {
+        if self.count == 0 {
+            return Ok(None);
+        }
+        let chunk = SealedChunk::seal(
+            self.session,
+            self.next_seq,
+            self.prev,
+            (self.first_us, self.last_us, self.count),
+            &self.buf,
+            &mut self.compressor,
+            &self.dek,
+            &self.signer,
+        )?;
+        self.prev = chunk.digest();
+        self.next_seq += 1;
+        self.buf.clear();
+        self.count = 0;
+        self.opened_at_us = None;
+        self.totals.chunks += 1;
+        self.totals.stored_bytes += chunk.encoded_len() as u64;
+        Ok(Some(chunk))
+    }
+
+    pub fn totals(&self) -> &Totals {
+        &self.totals
+    }
+
+    /// The seal for everything flushed so far.
+    pub fn seal_payload(&self, state: SealState, exit: Option<ExitInfo>) -> SealPayload {
+        SealPayload {
+            format: crate::FORMAT_VERSION,
+            session: self.session,
+            state,
+            chunks: self.next_seq,
+            final_digest: self.prev.to_hex(),
+            duration_us: self.totals.last_us,
+            sealed_at_us: unix_micros_now(),
+            exit,
+            bytes: self.totals.bytes,
+            events: self.totals.events,
+        }
+    }
+
+    pub fn signer(&self) -> &SigningKey {
+        &self.signer
+    }
+}

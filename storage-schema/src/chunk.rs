@@ -1,0 +1,323 @@
+//! Chunks: the unit of storage. A chunk is a run of events, compressed, encrypted and signed,
+//! linked to the chunk before it.
+//!
+//! # Layout (format v1, all integers big-endian)
+//! ```text
+//! off  len  field
+//!   0    4  magic "KTCK"
+//!   4    1  format version (1)
+//!   5    1  flags: bit 0 = body is zstd-compressed; other bits must be 0
+//!   6    2  reserved, 0
+//!   8   16  session id
+//!  24    8  sequence number (0, 1, 2, ...)
+//!  32    8  first event offset, µs since session start
+//!  40    8  last event offset, µs
+//!  48   32  previous chain digest (chunk 0: the genesis digest, which commits to meta.json)
+//!  80    4  event count
+//!  84    4  plaintext (encoded events) length
+//!  88    4  ciphertext length, including the 16-byte GCM tag
+//!  92    n  ciphertext = AES-256-GCM(DEK, nonce, zstd(events), aad = bytes 0..92)
+//! 92+n  64  Ed25519 signature over "kubetape/chunk/v1" ‖ chain digest of this chunk
+//! ```
+//! Nonce = `"KTck" ‖ sequence` (the DEK is per session and sequences never repeat within one, so
+//! a nonce is never reused under a key). The header is the AEAD's associated data: it stays
+//! readable without any key (time range, order, linkage) yet cannot be altered undetected.
+//!
+//! Chain digest = SHA-256("kubetape/chain/v1" ‖ header ‖ ciphertext). Each header carries the
+//! digest of its predecessor, so dropping, reordering, replacing or splicing chunks breaks the
+//! chain for anyone, without the data key. The signature lets a verifier holding only the public
+//! key say *which* chunk is damaged rather than only "the chain breaks here", and makes the prefix
+//! of an unsealed (crashed or live) session authentic too.
+//!
+//! The header layout is frozen: it is authenticated data, so changing it is a new format version.
+
+use aes_gcm::aead::{Aead, Payload};
+use aes_gcm::Nonce;
+use sha2::{Digest as _, Sha256};
+
+use crate::event::{self, Event, EventError};
+use crate::keys::{DataKey, PublicKey, SigningKey};
+use crate::session::SessionId;
+
+pub const MAGIC: [u8; 4] = *b"KTCK";
+pub const VERSION: u8 = 1;
+pub const HEADER_LEN: usize = 92;
+pub const SIGNATURE_LEN: usize = 64;
+const TAG_LEN: usize = 16;
+const FLAG_ZSTD: u8 = 0x01;
+/// Upper bound on a chunk's plaintext; readers refuse more (a decompression-bomb guard).
+pub const MAX_PLAINTEXT: u32 = 64 << 20;
+const SIGN_DOMAIN: &[u8] = b"kubetape/chunk/v1";
+const NONCE_DOMAIN: &[u8; 4] = b"KTck";
+
+/// Why a chunk could not be decoded or opened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChunkError {
+    #[error("chunk is {0} bytes, shorter than a header and signature")]
+    TooShort(usize),
+    #[error("bad magic (not a kubetape chunk)")]
+    BadMagic,
+    #[error("unsupported chunk format version {0}")]
+    UnsupportedVersion(u8),
+    #[error("unknown flags {0:#04x}")]
+    UnknownFlags(u8),
+    #[error("header field {0} is out of range")]
+    BadHeader(&'static str),
+    #[error("ciphertext length {declared} does not match the {actual} bytes present")]
+    LengthMismatch { declared: u64, actual: u64 },
+    #[error("decryption failed: wrong data key, or header or body altered")]
+    Decrypt,
+    #[error("decompression failed: {0}")]
+    Decompress(String),
+    #[error("events: {0}")]
+    Events(#[from] EventError),
+    #[error("header says {declared} events from {first_us} to {last_us} µs; body holds {count} from {body_first} to {body_last}")]
+    EventsDisagree { declared: u32, count: usize, first_us: u64, last_us: u64, body_first: u64, body_last: u64 },
+}
+
+/// A 32-byte chain digest.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ChainDigest(pub [u8; 32]);
+
+impl std::fmt::Debug for ChainDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ChainDigest({})", self.to_hex())
+    }
+}
+
+impl ChainDigest {
+    /// The digest chunk 0 links to: it commits to the session id and the metadata bytes.
+    pub fn genesis(session: SessionId, meta_bytes: &[u8]) -> Self {
+        let meta = Sha256::digest(meta_bytes);
+        Self(Sha256::new().chain_update(b"kubetape/genesis/v1").chain_update(session.as_bytes()).chain_update(meta).finalize().into())
+    }
+
+    fn of(header: &[u8], ciphertext: &[u8]) -> Self {
+        Self(Sha256::new().chain_update(b"kubetape/chain/v1").chain_update(header).chain_update(ciphertext).finalize().into())
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    pub fn from_hex(s: &str) -> Option<Self> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).ok()?;
+        Some(Self(out))
+    }
+
+    /// Constant-time equality; digests gate trust decisions.
+    pub fn ct_eq(&self, other: &Self) -> bool {
+        subtle::ConstantTimeEq::ct_eq(&self.0[..], &other.0[..]).into()
+    }
+}
+
+/// The plaintext, authenticated header of a chunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkHeader {
+    pub compressed: bool,
+    pub session: SessionId,
+    pub seq: u64,
+    pub first_us: u64,
+    pub last_us: u64,
+    pub prev: ChainDigest,
+    pub events: u32,
+    pub plaintext_len: u32,
+    pub ciphertext_len: u32,
+}
+
+impl ChunkHeader {
+    pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        b[0..4].copy_from_slice(&MAGIC);
+        b[4] = VERSION;
+        b[5] = if self.compressed { FLAG_ZSTD } else { 0 };
+        b[8..24].copy_from_slice(self.session.as_bytes());
+        b[24..32].copy_from_slice(&self.seq.to_be_bytes());
+        b[32..40].copy_from_slice(&self.first_us.to_be_bytes());
+        b[40..48].copy_from_slice(&self.last_us.to_be_bytes());
+        b[48..80].copy_from_slice(&self.prev.0);
+        b[80..84].copy_from_slice(&self.events.to_be_bytes());
+        b[84..88].copy_from_slice(&self.plaintext_len.to_be_bytes());
+        b[88..92].copy_from_slice(&self.ciphertext_len.to_be_bytes());
+        b
+    }
+
+    /// Parses the first [`HEADER_LEN`] bytes; checks everything that can be checked without keys.
+    pub fn parse(b: &[u8]) -> Result<Self, ChunkError> {
+        if b.len() < HEADER_LEN {
+            return Err(ChunkError::TooShort(b.len()));
+        }
+        if b[0..4] != MAGIC {
+            return Err(ChunkError::BadMagic);
+        }
+        if b[4] != VERSION {
+            return Err(ChunkError::UnsupportedVersion(b[4]));
+        }
+        if b[5] & !FLAG_ZSTD != 0 {
+            return Err(ChunkError::UnknownFlags(b[5]));
+        }
+        if b[6..8] != [0, 0] {
+            return Err(ChunkError::BadHeader("reserved"));
+        }
+        let u64_at = |o: usize| u64::from_be_bytes(b[o..o + 8].try_into().expect("8 bytes"));
+        let u32_at = |o: usize| u32::from_be_bytes(b[o..o + 4].try_into().expect("4 bytes"));
+        let header = ChunkHeader {
+            compressed: b[5] & FLAG_ZSTD != 0,
+            session: SessionId::from_bytes(b[8..24].try_into().expect("16 bytes")),
+            seq: u64_at(24),
+            first_us: u64_at(32),
+            last_us: u64_at(40),
+            prev: ChainDigest(b[48..80].try_into().expect("32 bytes")),
+            events: u32_at(80),
+            plaintext_len: u32_at(84),
+            ciphertext_len: u32_at(88),
+        };
+        if header.first_us > header.last_us {
+            return Err(ChunkError::BadHeader("time range"));
+        }
+        if header.plaintext_len > MAX_PLAINTEXT {
+            return Err(ChunkError::BadHeader("plaintext length"));
+        }
+        if (header.ciphertext_len as usize) < TAG_LEN {
+            return Err(ChunkError::BadHeader("ciphertext length"));
+        }
+        Ok(header)
+    }
+}
+
+/// A chunk as stored: header, ciphertext, signature. Only structure is checked on decode;
+/// [`SealedChunk::open`] authenticates and decrypts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedChunk {
+    pub header: ChunkHeader,
+    header_bytes: [u8; HEADER_LEN],
+    ciphertext: Vec<u8>,
+    signature: [u8; SIGNATURE_LEN],
+}
+
+impl SealedChunk {
+    /// Compresses, encrypts and signs `plaintext` (encoded events) as chunk `seq`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn seal(
+        session: SessionId,
+        seq: u64,
+        prev: ChainDigest,
+        (first_us, last_us, events): (u64, u64, u32),
+        plaintext: &[u8],
+        compressor: &mut zstd::bulk::Compressor<'_>,
+        dek: &DataKey,
+        signer: &SigningKey,
+    ) -> Result<Self, ChunkError> {
+        let compressed = compressor.compress(plaintext).map_err(|e| ChunkError::Decompress(e.to_string()))?;
+        let mut header = ChunkHeader {
+            compressed: true,
+            session,
+            seq,
+            first_us,
+            last_us,
+            prev,
+            events,
+            plaintext_len: u32::try_from(plaintext.len()).map_err(|_| ChunkError::BadHeader("plaintext length"))?,
+            ciphertext_len: u32::try_from(compressed.len() + TAG_LEN).map_err(|_| ChunkError::BadHeader("ciphertext length"))?,
+        };
+        if header.plaintext_len > MAX_PLAINTEXT {
+            return Err(ChunkError::BadHeader("plaintext length"));
+        }
+        header.compressed = true;
+        let header_bytes = header.to_bytes();
+        let ciphertext = dek
+            .cipher()
+            .encrypt(&nonce(seq), Payload { msg: &compressed, aad: &header_bytes })
+            .map_err(|_| ChunkError::Decrypt)?;
+        debug_assert_eq!(ciphertext.len(), header.ciphertext_len as usize);
+        let digest = ChainDigest::of(&header_bytes, &ciphertext);
+        let signature = signer.sign(SIGN_DOMAIN, &digest.0);
+        Ok(Self { header, header_bytes, ciphertext, signature })
+    }
+
+    /// Parses a stored chunk's structure.
+    pub fn decode(bytes: &[u8]) -> Result<Self, ChunkError> {
+        if bytes.len() < HEADER_LEN + TAG_LEN + SIGNATURE_LEN {
+            return Err(ChunkError::TooShort(bytes.len()));
+        }
+        let header = ChunkHeader::parse(bytes)?;
+        let actual = (bytes.len() - HEADER_LEN - SIGNATURE_LEN) as u64;
+        if u64::from(header.ciphertext_len) != actual {
+            return Err(ChunkError::LengthMismatch { declared: header.ciphertext_len.into(), actual });
+        }
+        let (rest, sig) = bytes.split_at(bytes.len() - SIGNATURE_LEN);
+        Ok(Self {
+            header,
+            header_bytes: bytes[..HEADER_LEN].try_into().expect("checked length"),
+            ciphertext: rest[HEADER_LEN..].to_vec(),
+            signature: sig.try_into().expect("64 bytes"),
+        })
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HEADER_LEN + self.ciphertext.len() + SIGNATURE_LEN);
+        out.extend_from_slice(&self.header_bytes);
+        out.extend_from_slice(&self.ciphertext);
+        out.extend_from_slice(&self.signature);
+        out
+    }
+
+    pub fn encoded_len(&self) -> usize {
+        HEADER_LEN + self.ciphertext.len() + SIGNATURE_LEN
+    }
+
+    /// This chunk's chain digest (what the next chunk, or the seal, must name).
+    pub fn digest(&self) -> ChainDigest {
+        ChainDigest::of(&self.header_bytes, &self.ciphertext)
+    }
+
+    /// Whether the signature over this chunk's digest verifies under `key`.
+    pub fn signature_valid(&self, key: &PublicKey) -> bool {
+        key.verify(SIGN_DOMAIN, &self.digest().0, &self.signature)
+    }
+
+    /// Authenticates, decrypts, decompresses and decodes the events.
+    pub fn open(&self, dek: &DataKey) -> Result<Vec<Event>, ChunkError> {
+        let plain = dek
+            .cipher()
+            .decrypt(&nonce(self.header.seq), Payload { msg: &self.ciphertext, aad: &self.header_bytes })
+            .map_err(|_| ChunkError::Decrypt)?;
+        let raw = if self.header.compressed {
+            let raw = zstd::bulk::decompress(&plain, self.header.plaintext_len as usize)
+                .map_err(|e| ChunkError::Decompress(e.to_string()))?;
+            if raw.len() != self.header.plaintext_len as usize {
+                return Err(ChunkError::Decompress(format!(
+                    "{} bytes, header says {}",
+                    raw.len(),
+                    self.header.plaintext_len
+                )));
+            }
+            raw
+        } else {
+            plain
+        };
+        let events = event::decode_all(&raw, self.header.first_us)?;
+        let h = &self.header;
+        let (body_first, body_last) =
+            (events.first().map_or(h.first_us, |e| e.at_us), events.last().map_or(h.first_us, |e| e.at_us));
+        if events.len() != h.events as usize || body_first != h.first_us || body_last != h.last_us {
+            return Err(ChunkError::EventsDisagree {
+                declared: h.events,
+                count: events.len(),
+                first_us: h.first_us,
+                last_us: h.last_us,
+                body_first,
+                body_last,
+            });
+        }
+        Ok(events)
+    }
+}
+
+fn nonce(seq: u64) -> Nonce<aes_gcm::aead::consts::U12> {
+    let mut n = [0u8; 12];
+    n[..4].copy_from_slice(NONCE_DOMAIN);
+    n[4..].copy_from_slice(&seq.to_be_bytes());
+    *Nonce::from_slice(&n)
+}

@@ -1,0 +1,387 @@
+//! The event model: everything a session records, each stamped with microseconds since the
+//! session started.
+//!
+//! # Wire form (inside a chunk's plaintext)
+//! ```text
+//! event := tag:u8  delta_us:varint  len:varint  payload[len]
+//! ```
+//! `delta_us` is the offset from the previous event of the same chunk (from the chunk's first
+//! offset for its first event), so a typing session costs one or two bytes of time per event.
+//! Every payload is length-prefixed, so a reader meets a tag it does not know as
+//! [`EventKind::Unknown`] and keeps going: newer writers never break older readers.
+
+use crate::varint::{self, VarintError};
+
+/// Longest payload a single event may carry. Writers split longer data; readers refuse more,
+/// which bounds the memory a hostile chunk can ask for per event.
+pub const MAX_PAYLOAD: usize = 1 << 20;
+
+/// Which standard stream a data or close event concerns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    Stdin,
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    /// The channel number the Kubernetes channel protocol uses for this stream.
+    pub fn channel(self) -> u8 {
+        match self {
+            Stream::Stdin => 0,
+            Stream::Stdout => 1,
+            Stream::Stderr => 2,
+        }
+    }
+
+    fn from_channel(channel: u8) -> Option<Self> {
+        match channel {
+            0 => Some(Stream::Stdin),
+            1 => Some(Stream::Stdout),
+            2 => Some(Stream::Stderr),
+            _ => None,
+        }
+    }
+}
+
+/// Which way port-forwarded bytes travelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// From the client (kubectl) towards the pod.
+    ToPod,
+    /// From the pod back to the client.
+    FromPod,
+}
+
+/// One recorded happening.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Microseconds since the session started.
+    pub at_us: u64,
+    pub kind: EventKind,
+}
+
+/// What happened. The tag numbers are part of format v1 and never change meaning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventKind {
+    /// Bytes on a standard stream (tags 1, 2, 3).
+    Data { stream: Stream, bytes: Vec<u8> },
+    /// The terminal was resized (tag 4).
+    Resize { cols: u16, rows: u16 },
+    /// The process ended (tag 5): exit code (negative for "killed by signal −code") and the
+    /// status message the cluster gave.
+    Exit { code: i32, message: String },
+    /// A labelled point in time, e.g. "grant expired" (tag 6).
+    Marker { text: String },
+    /// A stream was half-closed, e.g. stdin reached EOF (tag 7).
+    StreamClose { stream: Stream },
+    /// A port-forward connection opened (tag 8).
+    PortForwardOpen { conn: u64, port: u16 },
+    /// Port-forwarded bytes (tag 9).
+    PortForwardData { conn: u64, direction: Direction, bytes: Vec<u8> },
+    /// A port-forward connection closed, with the error text if it failed (tag 10).
+    PortForwardClose { conn: u64, error: String },
+    /// A tag this reader does not know, kept verbatim.
+    Unknown { tag: u8, payload: Vec<u8> },
+}
+
+const TAG_STDIN: u8 = 1;
+const TAG_STDOUT: u8 = 2;
+const TAG_STDERR: u8 = 3;
+const TAG_RESIZE: u8 = 4;
+const TAG_EXIT: u8 = 5;
+const TAG_MARKER: u8 = 6;
+const TAG_STREAM_CLOSE: u8 = 7;
+const TAG_PF_OPEN: u8 = 8;
+const TAG_PF_DATA: u8 = 9;
+const TAG_PF_CLOSE: u8 = 10;
+
+/// Why an event could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    #[error("event {index}: truncated")]
+    Truncated { index: usize },
+    #[error("event {index}: {field} is not a valid varint: {source}")]
+    Varint { index: usize, field: &'static str, source: VarintError },
+    #[error("event {index}: payload of {len} bytes exceeds the {MAX_PAYLOAD}-byte limit")]
+    PayloadTooLarge { index: usize, len: u64 },
+    #[error("event {index}: time offset overflows")]
+    TimeOverflow { index: usize },
+    #[error("event {index} (tag {tag}): malformed payload: {reason}")]
+    Payload { index: usize, tag: u8, reason: &'static str },
+}
+
+impl Event {
+    /// Number of payload bytes this event carries on a standard stream, for the seal's counters.
+    pub fn stream_bytes(&self) -> Option<(Stream, usize)> {
+        match &self.kind {
+            EventKind::Data { stream, bytes } => Some((*stream, bytes.len())),
+            _ => None,
+        }
+    }
+
+    /// Appends the wire form to `out`, with the time stored relative to `prev_us`.
+    ///
+    /// # Panics
+    /// If `self.at_us < prev_us`: writers stamp events from a monotonic clock.
+    pub fn encode(&self, prev_us: u64, out: &mut Vec<u8>) {
+        let delta = self.at_us.checked_sub(prev_us).expect("events are encoded in time order");
+        let (tag, small): (u8, Option<&[u8]>) = match &self.kind {
+            EventKind::Data { stream, bytes } => (TAG_STDIN + stream.channel(), Some(bytes)),
+            EventKind::Resize { .. } => (TAG_RESIZE, None),
+            EventKind::Exit { .. } => (TAG_EXIT, None),
+            EventKind::Marker { text } => (TAG_MARKER, Some(text.as_bytes())),
+            EventKind::StreamClose { .. } => (TAG_STREAM_CLOSE, None),
+            EventKind::PortForwardOpen { .. } => (TAG_PF_OPEN, None),
+            EventKind::PortForwardData { .. } => (TAG_PF_DATA, None),
+            EventKind::PortForwardClose { .. } => (TAG_PF_CLOSE, None),
+            EventKind::Unknown { tag, payload } => (*tag, Some(payload)),
+        };
+        out.push(tag);
+        varint::encode(delta, out);
+        if let Some(payload) = small {
+            // The hot path: stream data is copied once, straight behind its length.
+            varint::encode(payload.len() as u64, out);
+            out.extend_from_slice(payload);
+            return;
+        }
+        let mut payload = Vec::with_capacity(16);
+        match &self.kind {
+            EventKind::Resize { cols, rows } => {
+                varint::encode(u64::from(*cols), &mut payload);
+                varint::encode(u64::from(*rows), &mut payload);
+            }
+            EventKind::Exit { code, message } => {
+                varint::encode(zigzag(*code), &mut payload);
+                payload.extend_from_slice(message.as_bytes());
+            }
+            EventKind::StreamClose { stream } => payload.push(stream.channel()),
+            EventKind::PortForwardOpen { conn, port } => {
+                varint::encode(*conn, &mut payload);
+                varint::encode(u64::from(*port), &mut payload);
+            }
+            EventKind::PortForwardData { conn, direction, bytes } => {
+                varint::encode(*conn, &mut payload);
+                payload.push(match direction {
+                    Direction::ToPod => 0,
+                    Direction::FromPod => 1,
+                });
+                payload.extend_from_slice(bytes);
+            }
+            EventKind::PortForwardClose { conn, error } => {
+                varint::encode(*conn, &mut payload);
+                payload.extend_from_slice(error.as_bytes());
+            }
+            EventKind::Data { .. } | EventKind::Marker { .. } | EventKind::Unknown { .. } => {
+                unreachable!("encoded above")
+            }
+        }
+        varint::encode(payload.len() as u64, out);
+        out.extend_from_slice(&payload);
+    }
+}
+
+fn zigzag(v: i32) -> u64 {
+    u64::from(((v << 1) ^ (v >> 31)) as u32)
+}
+
+fn unzigzag(v: u64) -> Option<i32> {
+    let v = u32::try_from(v).ok()?;
+    Some(((v >> 1) as i32) ^ -((v & 1) as i32))
+}
+
+/// Decodes every event of a chunk's plaintext, whose first event is relative to `base_us`.
+pub fn decode_all(mut input: &[u8], base_us: u64) -> Result<Vec<Event>, EventError> {
+    let mut events = Vec::new();
+    let mut prev = base_us;
+    while !input.is_empty() {
+        let (event, used) = decode_one(input, prev, events.len())?;
+        prev = event.at_us;
+        input = &input[used..];
+        events.push(event);
+    }
+    Ok(events)
+}
+
+/// Decodes one event from the front of `input`; returns it and the bytes it used.
+pub fn decode_one(input: &[u8], prev_us: u64, index: usize) -> Result<(Event, usize), EventError> {
+    let truncated = EventError::Truncated { index };
+    let (&tag, rest) = input.split_first().ok_or(truncated.clone())?;
+    let varint_err = |field| move |source| EventError::Varint { index, field, source };
+    let (delta, n1) = varint::decode(rest).map_err(varint_err("time delta"))?;
+    let rest = &rest[n1..];
+    let (len, n2) = varint::decode(rest).map_err(varint_err("payload length"))?;
+    if len > MAX_PAYLOAD as u64 {
+        return Err(EventError::PayloadTooLarge { index, len });
+    }
+    let rest = &rest[n2..];
+    let len = len as usize;
+    if rest.len() < len {
+        return Err(truncated);
+    }
+    let payload = &rest[..len];
+    let at_us = prev_us.checked_add(delta).ok_or(EventError::TimeOverflow { index })?;
+    let kind = decode_payload(tag, payload).map_err(|reason| EventError::Payload { index, tag, reason })?;
+    Ok((Event { at_us, kind }, 1 + n1 + n2 + len))
+}
+
+fn decode_payload(tag: u8, payload: &[u8]) -> Result<EventKind, &'static str> {
+    let take_varint = |p: &mut &[u8], what: &'static str| -> Result<u64, &'static str> {
+        let (v, n) = varint::decode(p).map_err(|_| what)?;
+        *p = &p[n..];
+        Ok(v)
+    };
+    let utf8 = |p: &[u8]| String::from_utf8(p.to_vec()).map_err(|_| "text is not UTF-8");
+    let mut p = payload;
+    let kind = match tag {
+        TAG_STDIN | TAG_STDOUT | TAG_STDERR => EventKind::Data {
+            stream: Stream::from_channel(tag - TAG_STDIN).ok_or("bad stream")?,
+            bytes: payload.to_vec(),
+        },
+        TAG_RESIZE => {
+            let cols = take_varint(&mut p, "bad columns")?;
+            let rows = take_varint(&mut p, "bad rows")?;
+            if !p.is_empty() {
+                return Err("trailing bytes after resize");
+            }
+            EventKind::Resize {
+                cols: u16::try_from(cols).map_err(|_| "columns out of range")?,
+                rows: u16::try_from(rows).map_err(|_| "rows out of range")?,
+            }
+        }
+        TAG_EXIT => {
+            let code = take_varint(&mut p, "bad exit code")?;
+            EventKind::Exit { code: unzigzag(code).ok_or("exit code out of range")?, message: utf8(p)? }
+        }
+        TAG_MARKER => EventKind::Marker { text: utf8(p)? },
+        TAG_STREAM_CLOSE => match p {
+            [channel] => EventKind::StreamClose { stream: Stream::from_channel(*channel).ok_or("unknown stream")? },
+            _ => return Err("stream close must be one byte"),
+        },
+        TAG_PF_OPEN => {
+            let conn = take_varint(&mut p, "bad connection id")?;
+            let port = take_varint(&mut p, "bad port")?;
+            if !p.is_empty() {
+                return Err("trailing bytes after port-forward open");
+            }
+            EventKind::PortForwardOpen { conn, port: u16::try_from(port).map_err(|_| "port out of range")? }
+        }
+        TAG_PF_DATA => {
+            let conn = take_varint(&mut p, "bad connection id")?;
+            let (&dir, bytes) = p.split_first().ok_or("missing direction")?;
+            let direction = match dir {
+                0 => Direction::ToPod,
+                1 => Direction::FromPod,
+                _ => return Err("unknown direction"),
+            };
+            EventKind::PortForwardData { conn, direction, bytes: bytes.to_vec() }
+        }
+        TAG_PF_CLOSE => {
+            let conn = take_varint(&mut p, "bad connection id")?;
+            EventKind::PortForwardClose { conn, error: utf8(p)? }
+        }
+        // Tag 0 is never written: a zeroed buffer must not decode as events.
+        0 => return Err("tag 0 is reserved"),
+        tag => EventKind::Unknown { tag, payload: payload.to_vec() },
+    };
+    Ok(kind)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    pub fn arb_kind() -> impl Strategy<Value = EventKind> {
+        let bytes = proptest::collection::vec(any::<u8>(), 0..300);
+        let stream = prop_oneof![Just(Stream::Stdin), Just(Stream::Stdout), Just(Stream::Stderr)];
+        prop_oneof![
+            4 => (stream.clone(), bytes.clone()).prop_map(|(stream, bytes)| EventKind::Data { stream, bytes }),
+            1 => (any::<u16>(), any::<u16>()).prop_map(|(cols, rows)| EventKind::Resize { cols, rows }),
+            1 => (any::<i32>(), ".{0,40}").prop_map(|(code, message)| EventKind::Exit { code, message }),
+            1 => ".{0,40}".prop_map(|text| EventKind::Marker { text }),
+            1 => stream.prop_map(|stream| EventKind::StreamClose { stream }),
+            1 => (any::<u64>(), any::<u16>()).prop_map(|(conn, port)| EventKind::PortForwardOpen { conn, port }),
+            1 => (any::<u64>(), any::<bool>(), bytes.clone()).prop_map(|(conn, d, bytes)| EventKind::PortForwardData {
+                conn,
+                direction: if d { Direction::FromPod } else { Direction::ToPod },
+                bytes
+            }),
+            1 => (any::<u64>(), ".{0,40}").prop_map(|(conn, error)| EventKind::PortForwardClose { conn, error }),
+            1 => (11u8.., bytes).prop_map(|(tag, payload)| EventKind::Unknown { tag, payload }),
+        ]
+    }
+
+    /// Arbitrary event sequences with non-decreasing times.
+    pub fn arb_events(max: usize) -> impl Strategy<Value = Vec<Event>> {
+        proptest::collection::vec((0u64..5_000_000, arb_kind()), 0..max).prop_map(|items| {
+            let mut at = 0u64;
+            items
+                .into_iter()
+                .map(|(delta, kind)| {
+                    at += delta;
+                    Event { at_us: at, kind }
+                })
+                .collect()
+        })
+    }
+
+    #[test]
+    fn byte_vectors() {
+        // stdout "hi" at 300 µs after a base of 0: tag 2, delta 300 = ac 02, len 2, "hi".
+        let mut out = Vec::new();
+        Event { at_us: 300, kind: EventKind::Data { stream: Stream::Stdout, bytes: b"hi".to_vec() } }.encode(0, &mut out);
+        assert_eq!(out, [0x02, 0xac, 0x02, 0x02, b'h', b'i']);
+        // resize 80x24 at the same instant: tag 4, delta 0, len 2, cols 80, rows 24.
+        let mut out = Vec::new();
+        Event { at_us: 300, kind: EventKind::Resize { cols: 80, rows: 24 } }.encode(300, &mut out);
+        assert_eq!(out, [0x04, 0x00, 0x02, 80, 24]);
+        // exit code -9 (killed by SIGKILL) zigzags to 17, message "x".
+        let mut out = Vec::new();
+        Event { at_us: 1, kind: EventKind::Exit { code: -9, message: "x".into() } }.encode(0, &mut out);
+        assert_eq!(out, [0x05, 0x01, 0x02, 17, b'x']);
+    }
+
+    #[test]
+    fn malformed_inputs_are_errors_not_panics() {
+        assert_eq!(decode_all(&[0x02, 0x00, 0x05, b'a'], 0), Err(EventError::Truncated { index: 0 }));
+        assert!(matches!(decode_all(&[0x00, 0x00, 0x00], 0), Err(EventError::Payload { tag: 0, .. })));
+        assert!(matches!(decode_all(&[0x04, 0x00, 0x01, 0x80], 0), Err(EventError::Payload { tag: 4, .. })));
+        assert!(matches!(decode_all(&[0x07, 0x00, 0x01, 9], 0), Err(EventError::Payload { tag: 7, .. })));
+        assert!(matches!(
+            decode_all(&[0x02, 0x00, 0xff, 0xff, 0xff, 0x7f], 0),
+            Err(EventError::PayloadTooLarge { .. })
+        ));
+        let overflow = [0x02, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x00];
+        assert_eq!(decode_all(&overflow, 5), Err(EventError::TimeOverflow { index: 0 }));
+        assert_eq!(decode_all(&[], 0), Ok(vec![]));
+    }
+
+    #[test]
+    fn unknown_tags_survive() {
+        let event = Event { at_us: 7, kind: EventKind::Unknown { tag: 200, payload: vec![1, 2, 3] } };
+        let mut out = Vec::new();
+        event.encode(0, &mut out);
+        assert_eq!(decode_all(&out, 0).unwrap(), vec![event]);
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(events in arb_events(60), base in 0u64..1_000_000) {
+            let events: Vec<Event> = events.into_iter().map(|mut e| { e.at_us += base; e }).collect();
+            let mut out = Vec::new();
+            let mut prev = base;
+            for e in &events {
+                e.encode(prev, &mut out);
+                prev = e.at_us;
+            }
+            prop_assert_eq!(decode_all(&out, base).unwrap(), events);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = decode_all(&bytes, 0);
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! The kubetape recording format (v1): what a session is on disk, and how it is written, read and
+//! verified.
+//!
+//! A session is a handful of objects under `sessions/<id>/` (see [`layout`]): plaintext metadata,
+//! a wrapped data key, a chain of encrypted and signed chunks, and a signed seal. The format's
+//! design note, with byte layouts, is `FORMAT.md` beside this crate's `Cargo.toml`; the layouts
+//! are repeated where the code is ([`chunk`], [`event`], [`keys`], [`seal`]).
+//!
+//! Properties, and the module that provides each:
+//! - **append-only**: every object is written once with a create-only put ([`store`]);
+//! - **bounded loss**: chunks close every ≤1 s or ≤256 KiB ([`builder::FlushPolicy`]);
+//! - **confidential**: zstd then AES-256-GCM under a per-session key wrapped by a KEK ([`chunk`],
+//!   [`keys`]); deleting `dek.json` crypto-shreds a session;
+//! - **tamper-evident without the data key**: a hash chain from the metadata through every chunk
+//!   to the seal, each chunk and the seal signed with Ed25519 ([`chunk`], [`seal`], [`verify`]);
+//! - **readable forever**: golden fixtures under `tests/fixtures/v1/` are read by every version.
+//!
+//! # Layout
+//! - [`varint`], [`event`]: the event model and its compact framing;
+//! - [`chunk`]: the frozen chunk header, sealing and opening chunks, chain digests;
+//! - [`keys`]: keyring, data keys, wrapping, signing keys;
+//! - [`session`]: ids and metadata; [`layout`]: object names; [`seal`]: end-of-session seals;
+//! - [`builder`]: events → chunks under a flush policy (sync, no I/O);
+//! - [`verify`]: precise damage reports (sync, no I/O);
+//! - [`store`] (feature `store`): object-store I/O — recorder, reader, catalog, verification.
+
+pub mod builder;
+pub mod chunk;
+pub mod event;
+pub mod keys;
+pub mod layout;
+pub mod seal;
+pub mod session;
+pub mod varint;
+pub mod verify;
+
+#[cfg(feature = "store")]
+pub mod store;
+
+/// The recording format version this crate writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+pub use builder::{ChunkBuilder, FlushPolicy, Totals};
+pub use chunk::{ChainDigest, ChunkError, ChunkHeader, SealedChunk};
+pub use event::{Direction, Event, EventKind, Stream};
+pub use keys::{DataKey, KeyError, Keyring, PublicKey, SigningKey};
+pub use seal::{ExitInfo, SealPayload, SealState, StreamBytes};
+pub use session::{Identity, SessionId, SessionKind, SessionMeta, Target, TermSize};
+pub use verify::{Damage, Report, SessionState, Verifier};

@@ -1,0 +1,201 @@
+//! Session identity and the plaintext metadata written when a session starts.
+//!
+//! The metadata is stored as the exact JSON bytes it was written with, and the first chunk's chain
+//! link commits to a digest of those bytes, so editing who/where after the fact breaks the chain.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+/// A session id: a UUIDv7, so ids sort by start time as text and as bytes.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct SessionId(uuid::Uuid);
+
+impl SessionId {
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        Self(uuid::Uuid::now_v7())
+    }
+
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(uuid::Uuid::from_bytes(bytes))
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0.hyphenated(), f)
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionId({self})")
+    }
+}
+
+impl FromStr for SessionId {
+    type Err = uuid::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        uuid::Uuid::parse_str(s).map(Self)
+    }
+}
+
+/// Who opened the session.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Identity {
+    pub user: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// Claims carried for audit, e.g. a CI job's repository, ref and run id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub claims: BTreeMap<String, String>,
+}
+
+/// Where the session ran.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Target {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// For sessions recorded on a host (`kubetape record`): the host name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.namespace, &self.pod) {
+            (Some(ns), Some(pod)) => {
+                if let Some(cluster) = &self.cluster {
+                    write!(f, "{cluster}/")?;
+                }
+                write!(f, "{ns}/{pod}")?;
+                if let Some(c) = &self.container {
+                    write!(f, ":{c}")?;
+                }
+                Ok(())
+            }
+            _ => write!(f, "{}", self.host.as_deref().unwrap_or("-")),
+        }
+    }
+}
+
+/// The client that connected.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Client {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// kubectl's `Kubectl-Session` header, which joins the calls of one kubectl invocation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubectl_session: Option<String>,
+}
+
+/// A just-in-time grant the session was opened under.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Grant {
+    pub id: String,
+    pub reason: String,
+    pub approver: String,
+    pub expires_at_us: u64,
+}
+
+/// Ids of the keys the session was written with.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KeyIds {
+    pub kek: String,
+    pub signing: String,
+}
+
+/// What kind of stream was recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SessionKind {
+    Exec,
+    Attach,
+    Debug,
+    PortForward,
+    /// A local command recorded by `kubetape record`.
+    Local,
+}
+
+/// Terminal size in character cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TermSize {
+    pub cols: u16,
+    pub rows: u16,
+}
+
+/// Everything known about a session when it starts.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SessionMeta {
+    /// Recording format version.
+    pub format: u32,
+    pub session: SessionId,
+    pub kind: SessionKind,
+    /// Wall-clock start, microseconds since the Unix epoch.
+    pub started_at_us: u64,
+    pub identity: Identity,
+    pub target: Target,
+    pub command: Vec<String>,
+    pub tty: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<TermSize>,
+    #[serde(default)]
+    pub client: Client,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<Grant>,
+    pub keys: KeyIds,
+    /// Fields written by newer versions, kept so reading never loses them.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+impl SessionMeta {
+    /// Metadata for a new session; the keys are filled in by the writer from the keyring.
+    pub fn new(kind: SessionKind, identity: Identity, target: Target, command: Vec<String>, tty: bool) -> Self {
+        Self {
+            format: crate::FORMAT_VERSION,
+            session: SessionId::new(),
+            kind,
+            started_at_us: unix_micros_now(),
+            identity,
+            target,
+            command,
+            tty,
+            size: None,
+            client: Client::default(),
+            grant: None,
+            keys: KeyIds { kek: String::new(), signing: String::new() },
+            extra: BTreeMap::new(),
+        }
+    }
+}
+
+/// Microseconds since the Unix epoch, now.
+pub fn unix_micros_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// Formats Unix microseconds as RFC 3339 (UTC, seconds).
+pub fn format_unix_micros(us: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_micros(us);
+    humantime::format_rfc3339_seconds(t).to_string()
+}

@@ -1,0 +1,167 @@
+//! Object-store I/O: where sessions are written and read. Local directory (`file://`, the
+//! default), S3-compatible (`s3://bucket/prefix`), and in memory (`memory://`, for tests).
+//!
+//! Every write is a create-only put (`PutMode::Create`): an object, once written, is never
+//! replaced, and when two writers race for one name exactly one wins; the loser learns it as
+//! [`StoreError::AlreadyExists`].
+
+mod catalog;
+mod reader;
+mod recorder;
+mod verify;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
+
+pub use self::catalog::{SessionSummary, list_sessions, summarize, summarize_all};
+pub use self::reader::{ReadError, SessionReader};
+pub use self::recorder::{RecordError, Recorder};
+pub use self::verify::{KeySource, VerifyError, seal_interrupted, verify_session};
+
+/// Why the store could not be opened or used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store URL {url:?}: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("{path}: already exists (objects are never overwritten)")]
+    AlreadyExists { path: String },
+    #[error("{path}: not found")]
+    NotFound { path: String },
+    #[error("{op} {path}: {source}")]
+    Io { op: &'static str, path: String, source: object_store::Error },
+}
+
+/// A store rooted at a prefix.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<dyn ObjectStore>,
+    prefix: Path,
+    url: String,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("url", &self.url).finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens a store from a URL: `file:///abs/dir` (or a plain path), `s3://bucket[/prefix]`
+    /// (endpoint, region and credentials from the usual `AWS_*` environment variables;
+    /// `AWS_ENDPOINT_URL` and `AWS_ALLOW_HTTP=true` for a local S3 server), or `memory://`.
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        let bad = |reason: String| StoreError::BadUrl { url: url.to_string(), reason };
+        if url == "memory://" {
+            return Ok(Self::from_object_store(Arc::new(object_store::memory::InMemory::new()), "", url));
+        }
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(bad("missing bucket name".into()));
+            }
+            let s3 = object_store::aws::AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .build()
+                .map_err(|e| bad(e.to_string()))?;
+            return Ok(Self::from_object_store(Arc::new(s3), prefix, url));
+        }
+        let dir = match url.strip_prefix("file://") {
+            Some(path) => std::path::PathBuf::from(path),
+            None if url.contains("://") => return Err(bad("unsupported scheme (use file://, s3:// or memory://)".into())),
+            None => std::path::PathBuf::from(url),
+        };
+        if !dir.is_absolute() && url.starts_with("file://") {
+            return Err(bad("file:// URLs need an absolute path".into()));
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| bad(format!("cannot create {}: {e}", dir.display())))?;
+        let local = object_store::local::LocalFileSystem::new_with_prefix(&dir).map_err(|e| bad(e.to_string()))?;
+        Ok(Self::from_object_store(Arc::new(local), "", url))
+    }
+
+    /// Wraps an already-built object store (tests, embedding).
+    pub fn from_object_store(inner: Arc<dyn ObjectStore>, prefix: &str, url: &str) -> Self {
+        Self { inner, prefix: Path::from(prefix), url: url.to_string() }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn path(&self, key: &str) -> Path {
+        let key = Path::from(key);
+        self.prefix.parts().chain(key.parts()).collect()
+    }
+
+    /// Writes `key` only if nothing is there yet.
+    pub async fn put_create(&self, key: &str, bytes: impl Into<Bytes>) -> Result<(), StoreError> {
+        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+        match self.inner.put_opts(&self.path(key), PutPayload::from_bytes(bytes.into()), opts).await {
+            Ok(_) => Ok(()),
+            Err(object_store::Error::AlreadyExists { .. }) => Err(StoreError::AlreadyExists { path: key.to_string() }),
+            Err(source) => Err(StoreError::Io { op: "put", path: key.to_string(), source }),
+        }
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
+        self.get_opt(key).await?.ok_or_else(|| StoreError::NotFound { path: key.to_string() })
+    }
+
+    /// Reads `key`, or `None` if it does not exist.
+    pub async fn get_opt(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        let io = |source| StoreError::Io { op: "get", path: key.to_string(), source };
+        match self.inner.get(&self.path(key)).await {
+            Ok(r) => Ok(Some(r.bytes().await.map_err(io)?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(source) => Err(io(source)),
+        }
+    }
+
+    /// Reads a byte range of `key`.
+    pub async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> Result<Bytes, StoreError> {
+        self.inner.get_range(&self.path(key), range).await.map_err(|source| match source {
+            object_store::Error::NotFound { .. } => StoreError::NotFound { path: key.to_string() },
+            source => StoreError::Io { op: "get", path: key.to_string(), source },
+        })
+    }
+
+    /// Deletes `key` (crypto-shredding a session deletes its `dek.json`).
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.delete(&self.path(key)).await.map_err(|source| StoreError::Io { op: "delete", path: key.to_string(), source })
+    }
+
+    /// All objects under `dir`, as (name relative to `dir`, size), sorted by name.
+    pub async fn list(&self, dir: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        let base = self.path(dir);
+        let skip = base.parts().count();
+        let mut out: Vec<(String, u64)> = self
+            .inner
+            .list(Some(&base))
+            .map_ok(|meta| {
+                let rel: Vec<String> = meta.location.parts().skip(skip).map(|p| p.as_ref().to_string()).collect();
+                (rel.join("/"), meta.size)
+            })
+            .try_collect()
+            .await
+            .map_err(|source| StoreError::Io { op: "list", path: dir.to_string(), source })?;
+        out.sort();
+        Ok(out)
+    }
+
+    /// The immediate sub-"directories" of `dir`.
+    pub async fn list_dirs(&self, dir: &str) -> Result<Vec<String>, StoreError> {
+        let base = self.path(dir);
+        let listing = self
+            .inner
+            .list_with_delimiter(Some(&base))
+            .await
+            .map_err(|source| StoreError::Io { op: "list", path: dir.to_string(), source })?;
+        let mut out: Vec<String> =
+            listing.common_prefixes.iter().filter_map(|p| p.filename().map(str::to_string)).collect();
+        out.sort();
+        Ok(out)
+    }
+}

@@ -1,0 +1,189 @@
+//! The recorder: the async writer a relay (or `kubetape record`) hands events to.
+//!
+//! ```text
+//!  caller ──record()──► [events, bounded] ──► builder task ──► [chunks, bounded] ──► upload task ──► store
+//!                                             (zstd, AES-GCM,                        (create-only puts,
+//!                                              sign, 1 s / 256 KiB)                   in order)
+//! ```
+//! Memory per session is bounded by the two queues (events are at most 64 KiB each) plus one open
+//! chunk. When the store lags, the queues fill and [`Recorder::record`] waits: back-pressure
+//! reaches the caller, which either waits too (the terminal slows down, nothing is dropped) or
+//! uses [`Recorder::try_record`] and decides for itself (for example, end the session: fail
+//! closed). Chunks are uploaded one at a time in order, so what is in the store is always a
+//! gap-free prefix of the session.
+
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::{Store, StoreError};
+use crate::builder::{ChunkBuilder, FlushPolicy, MAX_EVENT_DATA};
+use crate::chunk::{ChunkError, SealedChunk};
+use crate::event::{Event, EventKind, Stream};
+use crate::keys::{DataKey, KeyError, Keyring};
+use crate::layout;
+use crate::seal::{ExitInfo, SealPayload, SealState};
+use crate::session::{SessionId, SessionMeta};
+
+const EVENT_QUEUE: usize = 64;
+const CHUNK_QUEUE: usize = 8;
+
+/// Why recording failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("keys: {0}")]
+    Keys(#[from] KeyError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("chunk: {0}")]
+    Chunk(#[from] ChunkError),
+    #[error("the recording store is behind; the event was not accepted")]
+    Backpressure,
+    #[error("the recorder stopped (finish it to learn why)")]
+    Stopped,
+    #[error("recorder task failed: {0}")]
+    Task(String),
+}
+
+enum Msg {
+    Event(Event),
+    Finish(Option<ExitInfo>),
+}
+
+/// Handle to one session being recorded.
+#[derive(Debug)]
+pub struct Recorder {
+    session: SessionId,
+    clock: Instant,
+    tx: mpsc::Sender<Msg>,
+    task: JoinHandle<Result<SealPayload, RecordError>>,
+}
+
+impl Recorder {
+    /// Opens a session: writes its metadata and wrapped data key (create-only), then starts the
+    /// writer. Fails (and records nothing) if either write fails, so a caller can refuse the
+    /// stream it was about to relay.
+    pub async fn start(store: Store, keyring: &Keyring, mut meta: SessionMeta, policy: FlushPolicy) -> Result<Self, RecordError> {
+        let kek = keyring.current_kek()?;
+        let signer = keyring.current_signing_key()?.clone();
+        meta.keys.kek = kek.id().to_string();
+        meta.keys.signing = signer.id().to_string();
+        let session = meta.session;
+        let meta_bytes = serde_json::to_vec_pretty(&meta).expect("metadata serializes");
+        let dek = DataKey::generate()?;
+        let wrapped = serde_json::to_vec_pretty(&kek.wrap(session, &dek)?).expect("wrapped key serializes");
+        store.put_create(&layout::meta(session), meta_bytes.clone()).await?;
+        store.put_create(&layout::dek(session), wrapped).await?;
+        let builder = ChunkBuilder::new(session, &meta_bytes, dek, signer, policy)?;
+        let clock = Instant::now();
+        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        let task = tokio::spawn(run(store, builder, rx, clock));
+        Ok(Self { session, clock, tx, task })
+    }
+
+    pub fn session(&self) -> SessionId {
+        self.session
+    }
+
+    /// Microseconds since the session started, on the recorder's monotonic clock.
+    pub fn now_us(&self) -> u64 {
+        self.clock.elapsed().as_micros() as u64
+    }
+
+    /// Records `kind` now, waiting while the store is behind.
+    pub async fn record(&self, kind: EventKind) -> Result<(), RecordError> {
+        let at_us = self.now_us();
+        self.tx.send(Msg::Event(Event { at_us, kind })).await.map_err(|_| RecordError::Stopped)
+    }
+
+    /// Records stream bytes now, split into events of at most 64 KiB so the queue's memory stays
+    /// bounded.
+    pub async fn record_data(&self, stream: Stream, bytes: &[u8]) -> Result<(), RecordError> {
+        for piece in bytes.chunks(MAX_EVENT_DATA) {
+            self.record(EventKind::Data { stream, bytes: piece.to_vec() }).await?;
+        }
+        Ok(())
+    }
+
+    /// Records `kind` now, or fails with [`RecordError::Backpressure`] instead of waiting.
+    pub fn try_record(&self, kind: EventKind) -> Result<(), RecordError> {
+        let at_us = self.now_us();
+        self.tx.try_send(Msg::Event(Event { at_us, kind })).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => RecordError::Backpressure,
+            mpsc::error::TrySendError::Closed(_) => RecordError::Stopped,
+        })
+    }
+
+    /// Flushes everything, waits for the uploads and writes the signed seal.
+    pub async fn finish(self, exit: Option<ExitInfo>) -> Result<SealPayload, RecordError> {
+        let _ = self.tx.send(Msg::Finish(exit)).await;
+        drop(self.tx);
+        self.task.await.map_err(|e| RecordError::Task(e.to_string()))?
+    }
+}
+
+async fn run(
+    store: Store,
+    mut builder: ChunkBuilder,
+    mut rx: mpsc::Receiver<Msg>,
+    clock: Instant,
+) -> Result<SealPayload, RecordError> {
+    let session = builder.seal_payload(SealState::Sealed, None).session;
+    let (chunk_tx, chunk_rx) = mpsc::channel::<SealedChunk>(CHUNK_QUEUE);
+    let uploader = tokio::spawn(upload(store.clone(), session, chunk_rx));
+    // Any failure below stops accepting events; the uploader's error wins as the cause.
+    let outcome: Result<Option<ExitInfo>, RecordError> = async {
+        loop {
+            let deadline = builder.deadline_us().map(|us| tokio::time::Instant::from_std(clock + std::time::Duration::from_micros(us)));
+            let msg = tokio::select! {
+                msg = rx.recv() => msg,
+                () = sleep_until(deadline) => {
+                    if let Some(chunk) = builder.flush()? {
+                        chunk_tx.send(chunk).await.map_err(|_| RecordError::Stopped)?;
+                    }
+                    continue;
+                }
+            };
+            match msg {
+                Some(Msg::Event(event)) => {
+                    for chunk in builder.push(&event)? {
+                        chunk_tx.send(chunk).await.map_err(|_| RecordError::Stopped)?;
+                    }
+                }
+                Some(Msg::Finish(exit)) => return Ok(exit),
+                // Dropped without `finish`: keep what was recorded, leave the session open.
+                None => return Err(RecordError::Stopped),
+            }
+        }
+    }
+    .await;
+    rx.close();
+    let flushed: Result<(), RecordError> = match builder.flush() {
+        Ok(Some(chunk)) => chunk_tx.send(chunk).await.map_err(|_| RecordError::Stopped),
+        Ok(None) => Ok(()),
+        Err(e) => Err(e.into()),
+    };
+    drop(chunk_tx);
+    let uploaded = uploader.await.map_err(|e| RecordError::Task(e.to_string()))?;
+    uploaded?;
+    flushed?;
+    let exit = outcome?;
+    let seal = builder.seal_payload(SealState::Sealed, exit);
+    store.put_create(&layout::seal(session), seal.sign(builder.signer())).await?;
+    Ok(seal)
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn upload(store: Store, session: SessionId, mut rx: mpsc::Receiver<SealedChunk>) -> Result<(), RecordError> {
+    while let Some(chunk) = rx.recv().await {
+        store.put_create(&layout::chunk(session, chunk.header.seq), chunk.encode()).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! Verifying and late-sealing sessions in a store.
+
+use super::{Store, StoreError};
+use crate::keys::{DataKey, KeyError, Keyring, PublicKey, WrappedKey};
+use crate::layout;
+use crate::seal::{SealPayload, SealState};
+use crate::session::{SessionId, SessionMeta, unix_micros_now};
+use crate::verify::{Damage, Report, SessionState, Verifier};
+
+/// Why verification could not run at all (as opposed to finding damage).
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("session {0} not found in the store")]
+    NotFound(SessionId),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error("session {session}: data key object is missing or unreadable: {reason}")]
+    DataKey { session: SessionId, reason: String },
+    #[error("session {0} is damaged; refusing to seal it:\n{1}")]
+    Damaged(SessionId, String),
+    #[error("session {0} is already sealed ({1})")]
+    AlreadySealed(SessionId, &'static str),
+}
+
+/// Which keys the verifier may use.
+#[derive(Debug, Clone, Copy)]
+pub enum KeySource<'a> {
+    /// A keyring: public keys for signatures and KEKs for the deep, decrypting check.
+    Keyring(&'a Keyring),
+    /// Only a public key (an auditor's view): chain, signatures and seal, no decryption.
+    PublicKey(&'a PublicKey),
+}
+
+pub(super) async fn load_meta(store: &Store, id: SessionId) -> Result<(bytes::Bytes, Result<SessionMeta, String>), VerifyError> {
+    let bytes = store.get_opt(&layout::meta(id)).await?.ok_or(VerifyError::NotFound(id))?;
+    let meta = serde_json::from_slice::<SessionMeta>(&bytes).map_err(|e| e.to_string());
+    Ok((bytes, meta))
+}
+
+pub(super) async fn load_dek(store: &Store, keyring: &Keyring, id: SessionId) -> Result<DataKey, VerifyError> {
+    let bad = |reason: String| VerifyError::DataKey { session: id, reason };
+    let bytes = store.get_opt(&layout::dek(id)).await?.ok_or_else(|| bad("dek.json is missing (crypto-shredded?)".into()))?;
+    let wrapped: WrappedKey = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+    Ok(keyring.unwrap_dek(id, &wrapped)?)
+}
+
+/// Verifies one session; `Ok` carries the report whether or not damage was found.
+pub async fn verify_session(store: &Store, id: SessionId, keys: KeySource<'_>) -> Result<Report, VerifyError> {
+    let (meta_bytes, meta) = load_meta(store, id).await?;
+    let signing_id = match &meta {
+        Ok(m) => m.keys.signing.clone(),
+        Err(_) => String::new(),
+    };
+    let (public, dek) = match keys {
+        KeySource::PublicKey(pk) => (pk.clone(), None),
+        KeySource::Keyring(ring) => {
+            let pk = match ring.public_key(&signing_id) {
+                Ok(pk) => pk.clone(),
+                // Metadata unreadable: the chunks still name nothing; use the newest key.
+                Err(_) if meta.is_err() => ring.current_signing_key()?.public(),
+                Err(e) => return Err(e.into()),
+            };
+            let dek = if meta.is_ok() { Some(load_dek(store, ring, id).await?) } else { None };
+            (pk, dek)
+        }
+    };
+    let mut verifier = Verifier::new(id, &meta_bytes, &public, dek);
+    match &meta {
+        Err(e) => verifier.note(Damage::MetaUnreadable(e.clone())),
+        Ok(m) if m.session != id => verifier.note(Damage::MetaForeign { expected: id, found: m.session }),
+        Ok(m) if !m.keys.signing.ends_with(&public.fingerprint()) => {
+            verifier.note(Damage::WrongPublicKey { signed_with: m.keys.signing.clone(), given: public.id().to_string() });
+            return Ok(verifier.finish(None));
+        }
+        Ok(_) => {}
+    }
+    for (name, _) in store.list(&layout::chunks_dir(id)).await? {
+        let Some(seq) = layout::parse_chunk_name(&name) else { continue };
+        let bytes = store.get(&layout::chunk(id, seq)).await?;
+        verifier.chunk(seq, &bytes);
+    }
+    let seal = store.get_opt(&layout::seal(id)).await?;
+    Ok(verifier.finish(seal.as_deref()))
+}
+
+/// Seals a session whose writer died, as `interrupted`, after verifying its whole chain with the
+/// data key. Refuses damaged or already sealed sessions.
+pub async fn seal_interrupted(store: &Store, keyring: &Keyring, id: SessionId) -> Result<SealPayload, VerifyError> {
+    let report = verify_session(store, id, KeySource::Keyring(keyring)).await?;
+    if !report.intact() {
+        let list: Vec<String> = report.damage.iter().map(|d| format!("  - {d}")).collect();
+        return Err(VerifyError::Damaged(id, list.join("\n")));
+    }
+    if !matches!(report.state, SessionState::Open) {
+        return Err(VerifyError::AlreadySealed(id, report.state.name()));
+    }
+    let (_, meta) = load_meta(store, id).await?;
+    let meta = meta.map_err(|e| VerifyError::Damaged(id, e))?;
+    let signer = keyring.signing_key(&meta.keys.signing).ok_or_else(|| KeyError::NoSigningKey(keyring.dir().to_path_buf()))?;
+    let totals = report.totals.unwrap_or_default();
+    let payload = SealPayload {
+        format: crate::FORMAT_VERSION,
+        session: id,
+        state: SealState::Interrupted,
+        chunks: report.chunks,
+        final_digest: report.last_digest.to_hex(),
+        duration_us: totals.last_us,
+        sealed_at_us: unix_micros_now(),
+        exit: None,
+        bytes: totals.bytes,
+        events: totals.events,
+    };
+    store.put_create(&layout::seal(id), payload.sign(signer)).await?;
+    Ok(payload)
+}
