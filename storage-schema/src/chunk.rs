@@ -321,3 +321,78 @@ fn nonce(seq: u64) -> Nonce<aes_gcm::aead::consts::U12> {
     n[4..].copy_from_slice(&seq.to_be_bytes());
     *Nonce::from_slice(&n)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header() -> ChunkHeader {
+        ChunkHeader {
+            compressed: true,
+            session: SessionId::from_bytes([0xAA; 16]),
+            seq: 0x0102,
+            first_us: 5,
+            last_us: 9,
+            prev: ChainDigest([0x11; 32]),
+            events: 3,
+            plaintext_len: 0x40,
+            ciphertext_len: 0x20,
+        }
+    }
+
+    #[test]
+    fn header_layout_is_frozen() {
+        let b = header().to_bytes();
+        assert_eq!(&b[0..4], b"KTCK", "magic");
+        assert_eq!(b[4], 1, "version");
+        assert_eq!(b[5], 1, "flags: zstd");
+        assert_eq!(&b[6..8], &[0, 0], "reserved");
+        assert_eq!(&b[8..24], &[0xAA; 16], "session id");
+        assert_eq!(&b[24..32], &[0, 0, 0, 0, 0, 0, 1, 2], "sequence, big-endian");
+        assert_eq!(&b[32..40], &5u64.to_be_bytes(), "first offset");
+        assert_eq!(&b[40..48], &9u64.to_be_bytes(), "last offset");
+        assert_eq!(&b[48..80], &[0x11; 32], "previous digest");
+        assert_eq!(&b[80..92], &[0, 0, 0, 3, 0, 0, 0, 0x40, 0, 0, 0, 0x20], "counts");
+        assert_eq!(ChunkHeader::parse(&b).unwrap(), header());
+    }
+
+    #[test]
+    fn header_rejects() {
+        let good = header().to_bytes();
+        let with = |i: usize, v: u8| {
+            let mut b = good;
+            b[i] = v;
+            ChunkHeader::parse(&b)
+        };
+        assert_eq!(with(0, b'X'), Err(ChunkError::BadMagic));
+        assert_eq!(with(4, 2), Err(ChunkError::UnsupportedVersion(2)));
+        assert_eq!(with(5, 0x81), Err(ChunkError::UnknownFlags(0x81)));
+        assert_eq!(with(7, 1), Err(ChunkError::BadHeader("reserved")));
+        assert_eq!(with(39, 10), Err(ChunkError::BadHeader("time range")));
+        assert_eq!(with(84, 0xff), Err(ChunkError::BadHeader("plaintext length")));
+        assert_eq!(ChunkHeader::parse(&good[..91]), Err(ChunkError::TooShort(91)));
+    }
+
+    #[test]
+    fn seal_open_and_nonce_binding() {
+        let dek = DataKey::from_bytes([1; 32]);
+        let signer = SigningKey::from_seed("k", [2; 32]);
+        let mut z = zstd::bulk::Compressor::new(3).unwrap();
+        let mut plain = Vec::new();
+        let ev = Event { at_us: 7, kind: crate::EventKind::Marker { text: "hi".into() } };
+        ev.encode(7, &mut plain);
+        let session = SessionId::from_bytes([3; 16]);
+        let c = SealedChunk::seal(session, 4, ChainDigest([0; 32]), (7, 7, 1), &plain, &mut z, &dek, &signer).unwrap();
+        assert!(c.signature_valid(&signer.public()));
+        assert_eq!(c.open(&dek).unwrap(), vec![ev]);
+        assert_eq!(SealedChunk::decode(&c.encode()).unwrap(), c);
+        assert_eq!(c.open(&DataKey::from_bytes([9; 32])), Err(ChunkError::Decrypt));
+        // The nonce is derived from the sequence number in the (authenticated) header, so a
+        // chunk cannot be decrypted as if it were another position.
+        let mut bytes = c.encode();
+        bytes[31] ^= 1;
+        let moved = SealedChunk::decode(&bytes).unwrap();
+        assert_eq!(moved.open(&dek), Err(ChunkError::Decrypt));
+        assert!(!moved.signature_valid(&signer.public()));
+    }
+}

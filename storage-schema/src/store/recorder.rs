@@ -48,7 +48,7 @@ pub enum RecordError {
 
 enum Msg {
     Event(Event),
-    Finish(Option<ExitInfo>),
+    Finish { exit: Option<ExitInfo>, seal: bool },
 }
 
 /// Handle to one session being recorded.
@@ -57,7 +57,7 @@ pub struct Recorder {
     session: SessionId,
     clock: Instant,
     tx: mpsc::Sender<Msg>,
-    task: JoinHandle<Result<SealPayload, RecordError>>,
+    task: JoinHandle<Result<Option<SealPayload>, RecordError>>,
 }
 
 impl Recorder {
@@ -97,6 +97,12 @@ impl Recorder {
         self.tx.send(Msg::Event(Event { at_us, kind })).await.map_err(|_| RecordError::Stopped)
     }
 
+    /// Records an event with its own timestamp (imports, replays and tests). Events must come in
+    /// time order; an earlier one is clamped to the last time seen.
+    pub async fn record_at(&self, event: Event) -> Result<(), RecordError> {
+        self.tx.send(Msg::Event(event)).await.map_err(|_| RecordError::Stopped)
+    }
+
     /// Records stream bytes now, split into events of at most 64 KiB so the queue's memory stays
     /// bounded.
     pub async fn record_data(&self, stream: Stream, bytes: &[u8]) -> Result<(), RecordError> {
@@ -117,7 +123,18 @@ impl Recorder {
 
     /// Flushes everything, waits for the uploads and writes the signed seal.
     pub async fn finish(self, exit: Option<ExitInfo>) -> Result<SealPayload, RecordError> {
-        let _ = self.tx.send(Msg::Finish(exit)).await;
+        self.stop(exit, true).await?.ok_or(RecordError::Stopped)
+    }
+
+    /// Flushes and uploads everything but writes no seal, leaving the session open: what a
+    /// recorder that must stop without knowing how the session ended (shutdown, hand-off to
+    /// another process) does. `kubetape seal` can seal it later as interrupted.
+    pub async fn finish_unsealed(self) -> Result<(), RecordError> {
+        self.stop(None, false).await.map(|_| ())
+    }
+
+    async fn stop(self, exit: Option<ExitInfo>, seal: bool) -> Result<Option<SealPayload>, RecordError> {
+        let _ = self.tx.send(Msg::Finish { exit, seal }).await;
         drop(self.tx);
         self.task.await.map_err(|e| RecordError::Task(e.to_string()))?
     }
@@ -128,12 +145,12 @@ async fn run(
     mut builder: ChunkBuilder,
     mut rx: mpsc::Receiver<Msg>,
     clock: Instant,
-) -> Result<SealPayload, RecordError> {
+) -> Result<Option<SealPayload>, RecordError> {
     let session = builder.seal_payload(SealState::Sealed, None).session;
     let (chunk_tx, chunk_rx) = mpsc::channel::<SealedChunk>(CHUNK_QUEUE);
     let uploader = tokio::spawn(upload(store.clone(), session, chunk_rx));
     // Any failure below stops accepting events; the uploader's error wins as the cause.
-    let outcome: Result<Option<ExitInfo>, RecordError> = async {
+    let outcome: Result<(Option<ExitInfo>, bool), RecordError> = async {
         loop {
             let deadline = builder.deadline_us().map(|us| tokio::time::Instant::from_std(clock + std::time::Duration::from_micros(us)));
             let msg = tokio::select! {
@@ -151,7 +168,7 @@ async fn run(
                         chunk_tx.send(chunk).await.map_err(|_| RecordError::Stopped)?;
                     }
                 }
-                Some(Msg::Finish(exit)) => return Ok(exit),
+                Some(Msg::Finish { exit, seal }) => return Ok((exit, seal)),
                 // Dropped without `finish`: keep what was recorded, leave the session open.
                 None => return Err(RecordError::Stopped),
             }
@@ -168,10 +185,13 @@ async fn run(
     let uploaded = uploader.await.map_err(|e| RecordError::Task(e.to_string()))?;
     uploaded?;
     flushed?;
-    let exit = outcome?;
+    let (exit, write_seal) = outcome?;
+    if !write_seal {
+        return Ok(None);
+    }
     let seal = builder.seal_payload(SealState::Sealed, exit);
     store.put_create(&layout::seal(session), seal.sign(builder.signer())).await?;
-    Ok(seal)
+    Ok(Some(seal))
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

@@ -1,0 +1,36 @@
+//! `event::decode_all(data, base)` never panics (the first 8 bytes, when present, are the base
+//! offset), and whatever it accepts round-trips: re-encoding the events with the running previous
+//! offset (the first relative to `base`) decodes to the same events. The re-encoding is canonical,
+//! so it is never longer than the input and is a fixed point (encode∘decode of it is identity).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use storage_schema::event::{Event, decode_all};
+
+fn encode_all(events: &[Event], base: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut prev = base;
+    for event in events {
+        event.encode(prev, &mut out);
+        prev = event.at_us;
+    }
+    out
+}
+
+fuzz_target!(|data: &[u8]| {
+    let (base, body) = match data.split_first_chunk::<8>() {
+        Some((base, body)) => (u64::from_be_bytes(*base), body),
+        None => (0, data),
+    };
+    let Ok(events) = decode_all(body, base) else { return };
+    let mut prev = base;
+    for event in &events {
+        assert!(event.at_us >= prev, "decoded offsets never go backwards");
+        prev = event.at_us;
+    }
+    let out = encode_all(&events, base);
+    assert!(out.len() <= body.len(), "re-encoding is canonical, so never longer");
+    let again = decode_all(&out, base).expect("re-encoded events decode");
+    assert_eq!(again, events);
+    assert_eq!(encode_all(&again, base), out, "canonical form is a fixed point");
+});

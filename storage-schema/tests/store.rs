@@ -1,0 +1,140 @@
+//! Store behaviour the format relies on: create-only puts (exactly one racer wins), time-based
+//! flushing, explicit back-pressure, and sealing a session whose writer died.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use storage_schema::store::{KeySource, RecordError, Recorder, Store, StoreError, seal_interrupted, summarize, verify_session};
+use storage_schema::{EventKind, FlushPolicy, SessionState, Stream, layout};
+
+/// Many writers race to create one object: exactly one wins, on every store kind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn create_only_race_has_exactly_one_winner() {
+    for ts in common::all_stores() {
+        for round in 0..3 {
+            let key = format!("race/{round}");
+            let tasks: Vec<_> = (0..16u8)
+                .map(|i| {
+                    let store = ts.store.clone();
+                    let key = key.clone();
+                    tokio::spawn(async move { (i, store.put_create(&key, vec![i; 1024]).await) })
+                })
+                .collect();
+            let mut winners = Vec::new();
+            for t in tasks {
+                match t.await.unwrap() {
+                    (i, Ok(())) => winners.push(i),
+                    (_, Err(StoreError::AlreadyExists { .. })) => {}
+                    (_, Err(e)) => panic!("{}: unexpected error {e}", ts.name),
+                }
+            }
+            assert_eq!(winners.len(), 1, "{}: winners {winners:?}", ts.name);
+            // And the stored object is the winner's, whole.
+            assert_eq!(ts.store.get(&key).await.unwrap().to_vec(), vec![winners[0]; 1024], "{}", ts.name);
+        }
+    }
+}
+
+/// A session's objects can never be overwritten through the store API.
+#[tokio::test]
+async fn recorded_objects_are_never_overwritten() {
+    let ts = common::file();
+    let (ring, _k) = common::keyring();
+    let id = common::record(&ts.store, &ring, &common::output_events(10, 100), FlushPolicy::default(), true).await;
+    for key in [layout::meta(id), layout::dek(id), layout::chunk(id, 0), layout::seal(id)] {
+        let err = ts.store.put_create(&key, b"evil".to_vec()).await.unwrap_err();
+        assert!(matches!(err, StoreError::AlreadyExists { .. }), "{key}: {err}");
+    }
+}
+
+/// With no further output, an open chunk is still written within the flush age: this bounds
+/// what a crash can lose.
+#[tokio::test]
+async fn a_quiet_session_flushes_within_max_age() {
+    let ts = common::file();
+    let (ring, _k) = common::keyring();
+    let policy = FlushPolicy { max_age: Duration::from_millis(300), ..FlushPolicy::default() };
+    let rec = Recorder::start(ts.store.clone(), &ring, common::meta(), policy).await.unwrap();
+    let id = rec.session();
+    let started = Instant::now();
+    rec.record_data(Stream::Stdout, b"$ ").await.unwrap();
+    // Wait (bounded) for the observable condition: chunk 0 exists while the session is open.
+    let mut appeared = None;
+    while started.elapsed() < Duration::from_secs(5) {
+        if ts.store.get_opt(&layout::chunk(id, 0)).await.unwrap().is_some() {
+            appeared = Some(started.elapsed());
+            break;
+        }
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let appeared = appeared.expect("chunk 0 was never written");
+    assert!(appeared >= Duration::from_millis(250), "flushed too early: {appeared:?}");
+    assert!(appeared < Duration::from_millis(1300), "flush took {appeared:?} for a 300 ms policy");
+    assert!(ts.store.get_opt(&layout::seal(id)).await.unwrap().is_none());
+    rec.finish(None).await.unwrap();
+}
+
+/// When the store lags, the recorder says so instead of dropping events, and waiting callers
+/// lose nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backpressure_is_explicit_and_lossless() {
+    let slow = object_store::throttle::ThrottledStore::new(
+        object_store::memory::InMemory::new(),
+        object_store::throttle::ThrottleConfig { wait_put_per_call: Duration::from_millis(50), ..Default::default() },
+    );
+    let store = Store::from_object_store(Arc::new(slow), "", "throttled://");
+    let (ring, _k) = common::keyring();
+    let policy = FlushPolicy { max_bytes: 1024, ..FlushPolicy::default() };
+    let rec = Recorder::start(store.clone(), &ring, common::meta(), policy).await.unwrap();
+    let id = rec.session();
+    let line = vec![b'x'; 1024];
+    let mut sent = 0u64;
+    let mut refused = false;
+    for _ in 0..10_000 {
+        match rec.try_record(EventKind::Data { stream: Stream::Stdout, bytes: line.clone() }) {
+            Ok(()) => sent += 1,
+            Err(RecordError::Backpressure) => {
+                refused = true;
+                break;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(refused, "10,000 KiB went into a store that takes one 1 KiB chunk per 50 ms without back-pressure");
+    // The waiting API takes the rest, slowly, and loses nothing.
+    for _ in 0..20 {
+        rec.record(EventKind::Data { stream: Stream::Stdout, bytes: line.clone() }).await.unwrap();
+        sent += 1;
+    }
+    let seal = rec.finish(None).await.unwrap();
+    assert_eq!(seal.bytes.stdout, sent * 1024);
+    let report = verify_session(&store, id, KeySource::Keyring(&ring)).await.unwrap();
+    assert!(report.intact(), "{:?}", report.damage);
+    assert_eq!(report.totals.unwrap().bytes.stdout, sent * 1024);
+}
+
+/// A writer that stops without sealing leaves an open, intact session that can be sealed later
+/// as interrupted, once.
+#[tokio::test]
+async fn open_session_can_be_sealed_as_interrupted() {
+    for ts in common::all_stores() {
+        let (ring, _k) = common::keyring();
+        let events = common::output_events(50, 300);
+        let id = common::record(&ts.store, &ring, &events, common::small_chunks(), false).await;
+        let report = verify_session(&ts.store, id, KeySource::Keyring(&ring)).await.unwrap();
+        assert!(report.intact(), "{}: {:?}", ts.name, report.damage);
+        assert_eq!(report.state, SessionState::Open, "{}", ts.name);
+        assert_eq!(summarize(&ts.store, id).await.unwrap().state, "open");
+
+        let seal = seal_interrupted(&ts.store, &ring, id).await.unwrap();
+        assert_eq!(seal.bytes.stdout, 50 * 300);
+        let report = verify_session(&ts.store, id, KeySource::Keyring(&ring)).await.unwrap();
+        assert!(report.intact(), "{}: {:?}", ts.name, report.damage);
+        assert!(matches!(report.state, SessionState::Interrupted(_)), "{}", ts.name);
+        assert_eq!(summarize(&ts.store, id).await.unwrap().state, "interrupted");
+        assert!(seal_interrupted(&ts.store, &ring, id).await.is_err(), "sealed twice");
+    }
+}
