@@ -76,7 +76,7 @@ impl SessionState {
 pub struct Report {
     pub session: SessionId,
     pub state: SessionState,
-    /// Chunks that verified.
+    /// Chunks the session has (one past the highest sequence number present).
     pub chunks: u64,
     /// Totals over decrypted chunks, when a data key was available.
     pub totals: Option<Totals>,
@@ -100,7 +100,6 @@ pub struct Verifier<'k> {
     dek: Option<DataKey>,
     expected_seq: u64,
     prev: ChainDigest,
-    chunks_ok: u64,
     totals: Totals,
     damage: Vec<Damage>,
 }
@@ -114,7 +113,6 @@ impl<'k> Verifier<'k> {
             dek,
             expected_seq: 0,
             prev: ChainDigest::genesis(session, meta_bytes),
-            chunks_ok: 0,
             totals: Totals::default(),
             damage: Vec::new(),
         }
@@ -166,11 +164,6 @@ impl<'k> Verifier<'k> {
         if let Some(d) = finding {
             self.damage.push(d);
             return None;
-        }
-        if !matches!(self.damage.last(), Some(Damage::ChunksMissing { .. }) | Some(Damage::ChainBroken { .. }))
-            || self.damage.is_empty()
-        {
-            self.chunks_ok += 1;
         }
         let dek = self.dek.as_ref()?;
         match chunk.open(dek) {
