@@ -10,10 +10,19 @@ use storage_schema::chunk::{HEADER_LEN, SIGNATURE_LEN};
 use storage_schema_fuzz::{data_key, public_key};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(chunk) = SealedChunk::decode(data) else { return };
-    assert_eq!(chunk.encode(), data, "decode/encode is the identity on accepted input");
+    let Ok(chunk) = SealedChunk::decode(data) else {
+        return;
+    };
+    assert_eq!(
+        chunk.encode(),
+        data,
+        "decode/encode is the identity on accepted input"
+    );
     assert_eq!(chunk.encoded_len(), data.len());
-    assert_eq!(chunk.header.ciphertext_len as usize, data.len() - HEADER_LEN - SIGNATURE_LEN);
+    assert_eq!(
+        chunk.header.ciphertext_len as usize,
+        data.len() - HEADER_LEN - SIGNATURE_LEN
+    );
     assert!(chunk.header.first_us <= chunk.header.last_us);
     // Both fail on anything but an intact seed (or one with only its signature bytes changed,
     // which `open` does not look at); neither may panic.

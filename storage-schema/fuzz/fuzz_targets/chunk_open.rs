@@ -15,6 +15,8 @@
 //!   documented) and `open` must not panic.
 #![no_main]
 
+use std::cell::RefCell;
+
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
@@ -25,22 +27,68 @@ use storage_schema_fuzz::{DEK_BYTES, data_key, genesis, public_key, session, sig
 
 #[derive(Arbitrary, Debug)]
 enum Input {
-    Tamper { seq: u64, base_us: u32, events: Vec<(u16, Kind)>, edits: Vec<Edit> },
-    Plaintext { seq: u64, first_us: u64, span: u32, events: u32, level: Level, plaintext: Vec<u8> },
-    Body { seq: u64, first_us: u64, span: u32, events: u32, compressed: bool, plaintext_len: Len, body: Body },
+    Tamper {
+        seq: u64,
+        base_us: u32,
+        events: Vec<(u16, Kind)>,
+        edits: Vec<Edit>,
+    },
+    Plaintext {
+        seq: u64,
+        first_us: u64,
+        span: u32,
+        events: u32,
+        level: Level,
+        plaintext: Vec<u8>,
+    },
+    Body {
+        seq: u64,
+        first_us: u64,
+        span: u32,
+        events: u32,
+        compressed: bool,
+        plaintext_len: Len,
+        body: Body,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
 enum Kind {
-    Data { stream: u8, bytes: Vec<u8> },
-    Resize { cols: u16, rows: u16 },
-    Exit { code: i32, message: String },
-    Marker { text: String },
-    StreamClose { stream: u8 },
-    PortForwardOpen { conn: u64, port: u16 },
-    PortForwardData { conn: u64, from_pod: bool, bytes: Vec<u8> },
-    PortForwardClose { conn: u64, error: String },
-    Unknown { tag: u8, payload: Vec<u8> },
+    Data {
+        stream: u8,
+        bytes: Vec<u8>,
+    },
+    Resize {
+        cols: u16,
+        rows: u16,
+    },
+    Exit {
+        code: i32,
+        message: String,
+    },
+    Marker {
+        text: String,
+    },
+    StreamClose {
+        stream: u8,
+    },
+    PortForwardOpen {
+        conn: u64,
+        port: u16,
+    },
+    PortForwardData {
+        conn: u64,
+        from_pod: bool,
+        bytes: Vec<u8>,
+    },
+    PortForwardClose {
+        conn: u64,
+        error: String,
+    },
+    Unknown {
+        tag: u8,
+        payload: Vec<u8>,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -86,30 +134,49 @@ fn stream(n: u8) -> Stream {
 
 fn kind(k: Kind) -> EventKind {
     match k {
-        Kind::Data { stream: s, bytes } => EventKind::Data { stream: stream(s), bytes },
+        Kind::Data { stream: s, bytes } => EventKind::Data {
+            stream: stream(s),
+            bytes,
+        },
         Kind::Resize { cols, rows } => EventKind::Resize { cols, rows },
         Kind::Exit { code, message } => EventKind::Exit { code, message },
         Kind::Marker { text } => EventKind::Marker { text },
         Kind::StreamClose { stream: s } => EventKind::StreamClose { stream: stream(s) },
         Kind::PortForwardOpen { conn, port } => EventKind::PortForwardOpen { conn, port },
-        Kind::PortForwardData { conn, from_pod, bytes } => EventKind::PortForwardData {
+        Kind::PortForwardData {
             conn,
-            direction: if from_pod { Direction::FromPod } else { Direction::ToPod },
+            from_pod,
+            bytes,
+        } => EventKind::PortForwardData {
+            conn,
+            direction: if from_pod {
+                Direction::FromPod
+            } else {
+                Direction::ToPod
+            },
             bytes,
         },
         Kind::PortForwardClose { conn, error } => EventKind::PortForwardClose { conn, error },
         // Tags 0..=10 are taken (0 reserved); unknown ones are 11..=255.
-        Kind::Unknown { tag, payload } => EventKind::Unknown { tag: 11 + tag % 245, payload },
+        Kind::Unknown { tag, payload } => EventKind::Unknown {
+            tag: 11 + tag % 245,
+            payload,
+        },
     }
 }
 
-fn compressor(level: Level) -> zstd::bulk::Compressor<'static> {
-    let level = match level {
-        Level::Fast => -5,
-        Level::Default => 3,
-        Level::High => 19,
-    };
-    zstd::bulk::Compressor::new(level).unwrap()
+thread_local! {
+    // Making a compressor (a level-19 one above all) costs more than a typical run; keep them.
+    static COMPRESSORS: RefCell<Vec<zstd::bulk::Compressor<'static>>> = RefCell::new(
+        [-5, 3, 19].into_iter().map(|level| zstd::bulk::Compressor::new(level).unwrap()).collect(),
+    );
+}
+
+fn with_compressor<R>(
+    level: Level,
+    f: impl FnOnce(&mut zstd::bulk::Compressor<'static>) -> R,
+) -> R {
+    COMPRESSORS.with(|c| f(&mut c.borrow_mut()[level as usize]))
 }
 
 fn apply(bytes: &mut Vec<u8>, edits: &[Edit]) {
@@ -135,32 +202,44 @@ fn tamper(seq: u64, base_us: u32, kinds: Vec<(u16, Kind)>, edits: &[Edit]) {
     let mut at = u64::from(base_us);
     for (delta, k) in kinds {
         at += u64::from(delta);
-        events.push(Event { at_us: at, kind: kind(k) });
+        events.push(Event {
+            at_us: at,
+            kind: kind(k),
+        });
     }
+    // A chunk's first event is stored relative to the chunk's first offset (so its delta is 0).
+    let first = events.first().map_or(u64::from(base_us), |e| e.at_us);
+    let last = events.last().map_or(first, |e| e.at_us);
     let mut plain = Vec::new();
-    let mut prev = u64::from(base_us);
+    let mut prev = first;
     for event in &events {
         event.encode(prev, &mut plain);
         prev = event.at_us;
     }
-    let first = events.first().map_or(u64::from(base_us), |e| e.at_us);
-    let last = events.last().map_or(first, |e| e.at_us);
-    let chunk = SealedChunk::seal(
-        session(),
-        seq,
-        genesis(),
-        (first, last, events.len() as u32),
-        &plain,
-        &mut compressor(Level::Default),
-        &data_key(),
-        signing_key(),
-    )
+    let chunk = with_compressor(Level::Default, |compressor| {
+        SealedChunk::seal(
+            session(),
+            seq,
+            genesis(),
+            (first, last, events.len() as u32),
+            &plain,
+            compressor,
+            &data_key(),
+            signing_key(),
+        )
+    })
     .expect("sealing valid events");
     let original = chunk.encode();
     let decoded = SealedChunk::decode(&original).expect("a sealed chunk decodes");
     assert_eq!(decoded, chunk);
-    assert!(decoded.signature_valid(public_key()), "a sealed chunk is validly signed");
-    assert_eq!(decoded.open(&data_key()).expect("a sealed chunk opens"), events);
+    assert!(
+        decoded.signature_valid(public_key()),
+        "a sealed chunk is validly signed"
+    );
+    assert_eq!(
+        decoded.open(&data_key()).expect("a sealed chunk opens"),
+        events
+    );
 
     let mut edited = original.clone();
     apply(&mut edited, edits);
@@ -181,22 +260,28 @@ fn tamper(seq: u64, base_us: u32, kinds: Vec<(u16, Kind)>, edits: &[Edit]) {
         // Only the signature bytes changed: the AEAD does not cover them, so it still opens.
         assert_eq!(opened.expect("only the signature changed"), events);
     } else {
-        assert!(opened.is_err(), "an edited header or ciphertext must not decrypt: {opened:?}");
+        assert!(
+            opened.is_err(),
+            "an edited header or ciphertext must not decrypt: {opened:?}"
+        );
     }
 }
 
 fn plaintext(seq: u64, first_us: u64, span: u32, count: u32, level: Level, plain: &[u8]) {
     let last_us = first_us.saturating_add(u64::from(span));
-    let Ok(chunk) = SealedChunk::seal(
-        session(),
-        seq,
-        genesis(),
-        (first_us, last_us, count),
-        plain,
-        &mut compressor(level),
-        &data_key(),
-        signing_key(),
-    ) else {
+    let sealed = with_compressor(level, |compressor| {
+        SealedChunk::seal(
+            session(),
+            seq,
+            genesis(),
+            (first_us, last_us, count),
+            plain,
+            compressor,
+            &data_key(),
+            signing_key(),
+        )
+    });
+    let Ok(chunk) = sealed else {
         return;
     };
     let direct = chunk.open(&data_key());
@@ -252,37 +337,68 @@ fn body(seq: u64, first_us: u64, span: u32, events: u32, compressed: bool, len: 
     nonce[..4].copy_from_slice(b"KTck");
     nonce[4..].copy_from_slice(&seq.to_be_bytes());
     let ciphertext = Aes256Gcm::new((&DEK_BYTES).into())
-        .encrypt(Nonce::from_slice(&nonce), Payload { msg: &body, aad: &header_bytes })
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: &body,
+                aad: &header_bytes,
+            },
+        )
         .unwrap();
     let mut stored = Vec::with_capacity(HEADER_LEN + ciphertext.len() + SIGNATURE_LEN);
     stored.extend_from_slice(&header_bytes);
     stored.extend_from_slice(&ciphertext);
     stored.extend_from_slice(&[0; SIGNATURE_LEN]);
     let Ok(unsigned) = SealedChunk::decode(&stored) else {
-        assert!(plaintext_len > MAX_PLAINTEXT, "only an oversized plaintext length is refused");
+        assert!(
+            plaintext_len > MAX_PLAINTEXT,
+            "only an oversized plaintext length is refused"
+        );
         return;
     };
     let signature = signing_key().sign(b"kubetape/chunk/v1", &unsigned.digest().0);
     let at = stored.len() - SIGNATURE_LEN;
     stored[at..].copy_from_slice(&signature);
     let chunk = SealedChunk::decode(&stored).unwrap();
-    assert!(chunk.signature_valid(public_key()), "a chunk made per the documented layout verifies");
+    assert!(
+        chunk.signature_valid(public_key()),
+        "a chunk made per the documented layout verifies"
+    );
     if let Ok(events) = chunk.open(&data_key()) {
         assert_eq!(events.len(), chunk.header.events as usize);
         if compressed {
-            assert!(plaintext_len as usize >= events.len() * 3, "each event is at least 3 bytes");
+            assert!(
+                plaintext_len as usize >= events.len() * 3,
+                "each event is at least 3 bytes"
+            );
         }
     }
 }
 
 fuzz_target!(|input: Input| {
     match input {
-        Input::Tamper { seq, base_us, events, edits } => tamper(seq, base_us, events, &edits),
-        Input::Plaintext { seq, first_us, span, events, level, plaintext: plain } => {
-            plaintext(seq, first_us, span, events, level, &plain)
-        }
-        Input::Body { seq, first_us, span, events, compressed, plaintext_len, body: b } => {
-            body(seq, first_us, span, events, compressed, plaintext_len, b)
-        }
+        Input::Tamper {
+            seq,
+            base_us,
+            events,
+            edits,
+        } => tamper(seq, base_us, events, &edits),
+        Input::Plaintext {
+            seq,
+            first_us,
+            span,
+            events,
+            level,
+            plaintext: plain,
+        } => plaintext(seq, first_us, span, events, level, &plain),
+        Input::Body {
+            seq,
+            first_us,
+            span,
+            events,
+            compressed,
+            plaintext_len,
+            body: b,
+        } => body(seq, first_us, span, events, compressed, plaintext_len, b),
     }
 });

@@ -22,15 +22,24 @@ fuzz_target!(|data: &[u8]| {
         Some((base, body)) => (u64::from_be_bytes(*base), body),
         None => (0, data),
     };
-    let Ok(events) = decode_all(body, base) else { return };
+    let Ok(events) = decode_all(body, base) else {
+        return;
+    };
     let mut prev = base;
     for event in &events {
         assert!(event.at_us >= prev, "decoded offsets never go backwards");
         prev = event.at_us;
     }
     let out = encode_all(&events, base);
-    assert!(out.len() <= body.len(), "re-encoding is canonical, so never longer");
+    assert!(
+        out.len() <= body.len(),
+        "re-encoding is canonical, so never longer"
+    );
     let again = decode_all(&out, base).expect("re-encoded events decode");
     assert_eq!(again, events);
-    assert_eq!(encode_all(&again, base), out, "canonical form is a fixed point");
+    assert_eq!(
+        encode_all(&again, base),
+        out,
+        "canonical form is a fixed point"
+    );
 });

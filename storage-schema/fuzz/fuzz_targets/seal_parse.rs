@@ -12,7 +12,14 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(payload) = SealPayload::verify(data, public_key()) {
         assert_eq!(signer.as_deref(), Ok(SIGNING_ID));
         let resigned = payload.sign(signing_key());
-        assert_eq!(SealPayload::verify(&resigned, public_key()), Ok(payload.clone()));
-        assert_eq!(payload.final_digest().is_some(), payload.final_digest.len() == 64 && payload.final_digest.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(
+            SealPayload::verify(&resigned, public_key()),
+            Ok(payload.clone())
+        );
+        assert_eq!(
+            payload.final_digest().is_some(),
+            payload.final_digest.len() == 64
+                && payload.final_digest.bytes().all(|b| b.is_ascii_hexdigit())
+        );
     }
 });

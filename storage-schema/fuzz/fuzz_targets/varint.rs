@@ -11,14 +11,18 @@ use storage_schema::varint::{self, MAX_LEN, VarintError};
 fuzz_target!(|data: &[u8]| {
     match varint::decode(data) {
         Ok((value, used)) => {
-            assert!(used >= 1 && used <= MAX_LEN && used <= data.len());
+            assert!((1..=MAX_LEN).contains(&used) && used <= data.len());
             let mut enc = Vec::new();
             varint::encode(value, &mut enc);
             assert!(enc.len() <= used, "canonical encoding is the shortest");
             assert_eq!(varint::decode(&enc), Ok((value, enc.len())));
             let canonical = used == 1 || data[used - 1] != 0;
             if canonical {
-                assert_eq!(&enc[..], &data[..used], "canonical input re-encodes identically");
+                assert_eq!(
+                    &enc[..],
+                    &data[..used],
+                    "canonical input re-encodes identically"
+                );
             }
         }
         Err(VarintError::Incomplete) => {

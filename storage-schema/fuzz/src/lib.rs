@@ -12,7 +12,8 @@ pub const SIGNING_SEED: [u8; 32] = [0x07; 32];
 /// The signing key's id (seals name it; `SealPayload::verify` compares it first).
 pub const SIGNING_ID: &str = "20260101T000000Z-fuzz";
 
-static SIGNER: LazyLock<SigningKey> = LazyLock::new(|| SigningKey::from_seed(SIGNING_ID, SIGNING_SEED));
+static SIGNER: LazyLock<SigningKey> =
+    LazyLock::new(|| SigningKey::from_seed(SIGNING_ID, SIGNING_SEED));
 static PUBLIC: LazyLock<PublicKey> = LazyLock::new(|| SIGNER.public());
 
 pub fn data_key() -> DataKey {
