@@ -1,7 +1,16 @@
 //! Wire languages kubectl and the API server speak for streams: the channel protocol
-//! (`v4`/`v5.channel.k8s.io`), SPDY/3.1 framing and header blocks, port-forward framing, `Status`
+//! (`v4`/`v5.channel.k8s.io` and base64 variants), SPDY/3.1 framing and header blocks, `Status`
 //! and resize messages. Pure functions over bytes; no I/O, so every decoder can be fuzzed cheaply.
+//! Protocol facts (observed on real kubectl) are in `../shared/reference/kubernetes-streams.md`.
 //!
 //! # Layout
-//! Filled by the gateway issue; the recording format only needs the stream identifiers, which live
-//! in `storage-schema` until the gateway brings the full protocol here.
+//! - [`channel`]: channel ids, subprotocol names and negotiation, binary/base64 frames, v5 CLOSE;
+//! - [`status`]: the `Status` object and exit codes; [`resize`]: terminal size messages;
+//! - [`spdy`]: SPDY/3.1 frames and zlib header blocks with the SPDY dictionary;
+//! - [`exec`]: exec/attach request parameters as kubectl sends them.
+
+pub mod channel;
+pub mod exec;
+pub mod resize;
+pub mod spdy;
+pub mod status;
