@@ -5,6 +5,8 @@
 pub mod dictionary;
 pub mod frame;
 pub mod headers;
+pub mod session;
 
 pub use frame::{Frame, SpdyError, decode};
 pub use headers::{HeaderDecoder, HeaderEncoder, Headers};
+pub use session::{Event, ServerSession};
