@@ -25,6 +25,7 @@
 //! - [`store`] (feature `store`): object-store I/O — recorder, reader, catalog, verification.
 
 pub mod builder;
+pub mod defaults;
 pub mod chunk;
 pub mod event;
 pub mod keys;
