@@ -1,0 +1,4 @@
+//! One module per subcommand, each with its clap `Args` and an async `run` returning the
+//! process exit code.
+
+pub mod record;
