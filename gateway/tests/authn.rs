@@ -805,7 +805,12 @@ async fn jwks_over_https_trusts_the_configured_ca_only() {
     .with_single_cert(vec![cert.cert.der().clone()], key)
     .unwrap();
     let ed = Key::ed();
-    let server = KeyServer::start(&[ed.jwk("k")], Some(Arc::new(server_config).into())).await;
+    // Many keys, so the body spans many TLS records and reads.
+    let mut keys: Vec<Value> = (0..400)
+        .map(|i| Key::ed().jwk(&format!("filler-{i}")))
+        .collect();
+    keys.push(ed.jwk("k"));
+    let server = KeyServer::start(&keys, Some(Arc::new(server_config).into())).await;
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, cert.cert.pem()).unwrap();
