@@ -4,6 +4,8 @@
 
 mod cmd;
 mod config;
+mod format;
+mod resolve;
 mod stdio;
 mod terminal;
 
@@ -46,6 +48,10 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Record(cmd::record::Args),
+    Ls(cmd::ls::Args),
+    Verify(cmd::verify::Args),
+    Cat(cmd::cat::Args),
+    Seal(cmd::seal::Args),
 }
 
 fn main() -> ExitCode {
@@ -81,6 +87,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let global = &cli.global;
     match cli.command {
         Command::Record(args) => cmd::record::run(global, args).await,
+        Command::Ls(args) => cmd::ls::run(global, args).await,
+        Command::Verify(args) => cmd::verify::run(global, args).await,
+        Command::Cat(args) => cmd::cat::run(global, args).await,
+        Command::Seal(args) => cmd::seal::run(global, args).await,
     }
 }
 

@@ -1,4 +1,8 @@
 //! One module per subcommand, each with its clap `Args` and an async `run` returning the
 //! process exit code.
 
+pub mod cat;
+pub mod ls;
 pub mod record;
+pub mod seal;
+pub mod verify;

@@ -1,0 +1,158 @@
+//! `kubetape ls`: the sessions in the store, newest first, from what can be read without keys.
+
+use std::process::ExitCode;
+
+use storage_schema::store::{SessionSummary, StoreError, list_sessions, summarize_all};
+
+use crate::config::Global;
+use crate::format;
+use crate::stdio::outln;
+
+const ABOUT: &str = "List recorded sessions, newest first";
+
+const LONG_ABOUT: &str = "\
+List recorded sessions, newest first.
+
+Reads only plaintext metadata and seals, so no keyring is needed. The listing is informational:
+`kubetape verify` is what checks a session is intact. STATE is `sealed` (ended normally),
+`interrupted` (its recorder died and it was sealed later), `open` (live, or its recorder died and
+nobody has run `kubetape seal` yet) or `unreadable`. BYTES counts the recorded output (stdout
+and stderr) when the seal says, and otherwise the space the session takes in the store.";
+
+const AFTER_HELP: &str = "\
+Examples:
+  kubetape ls
+  kubetape ls --limit 5
+  kubetape ls --json | jq '.[] | select(.state != \"sealed\") | .session'";
+
+#[derive(Debug, clap::Args)]
+#[command(about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
+pub struct Args {
+    /// Print one JSON array of session summaries instead of a table
+    #[arg(long)]
+    json: bool,
+
+    /// Show only the N newest sessions
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+}
+
+pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
+    let store = global.open_store()?;
+    let mut ids = list_sessions(&store).await?;
+    if let Some(limit) = args.limit {
+        ids.truncate(limit);
+    }
+    if ids.is_empty() {
+        if args.json {
+            outln!("[]")?;
+        }
+        eprintln!(
+            "kubetape: no sessions in {} yet; record one with `kubetape record` (a shell) or `kubetape record -- CMD`",
+            store.url()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let summaries = summarize_all(&store, &ids).await;
+    if args.json {
+        let values: Vec<serde_json::Value> = ids
+            .iter()
+            .zip(&summaries)
+            .map(|(id, s)| json(id, s))
+            .collect();
+        outln!("{}", serde_json::to_string_pretty(&values)?)?;
+    } else {
+        print_table(&ids, &summaries)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn json(
+    id: &storage_schema::SessionId,
+    summary: &Result<SessionSummary, StoreError>,
+) -> serde_json::Value {
+    match summary {
+        Ok(s) => serde_json::to_value(s)
+            .unwrap_or_else(|e| serde_json::json!({ "session": id, "error": e.to_string() })),
+        Err(e) => {
+            serde_json::json!({ "session": id, "state": "unreadable", "error": e.to_string() })
+        }
+    }
+}
+
+fn print_table(
+    ids: &[storage_schema::SessionId],
+    summaries: &[Result<SessionSummary, StoreError>],
+) -> std::io::Result<()> {
+    let mut rows = vec![
+        [
+            "SESSION", "USER", "TARGET", "START", "DURATION", "BYTES", "STATE", "EXIT",
+        ]
+        .map(String::from),
+    ];
+    for (id, summary) in ids.iter().zip(summaries) {
+        rows.push(match summary {
+            Ok(s) => row(s),
+            Err(e) => {
+                tracing::warn!("session {id}: {e}");
+                [
+                    id.to_string(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "unreadable".into(),
+                    "-".into(),
+                ]
+            }
+        });
+    }
+    let mut widths = [0usize; 8];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in &rows {
+        let mut line = String::new();
+        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        outln!("{}", line.trim_end())?;
+    }
+    Ok(())
+}
+
+fn row(s: &SessionSummary) -> [String; 8] {
+    let (user, target, start) = match &s.meta {
+        Some(m) => (
+            m.identity.user.clone(),
+            m.target.to_string(),
+            format::timestamp_us(m.started_at_us),
+        ),
+        None => ("-".into(), "-".into(), "-".into()),
+    };
+    let bytes = match s.bytes {
+        Some(b) => format::bytes(b.stdout + b.stderr),
+        None => format!("{} stored", format::bytes(s.stored_bytes)),
+    };
+    let exit = s
+        .exit
+        .as_ref()
+        .map_or_else(|| "-".to_string(), format::exit);
+    [
+        s.session.to_string(),
+        user,
+        target,
+        start,
+        format::duration_us(s.duration_us),
+        bytes,
+        s.state.clone(),
+        exit,
+    ]
+}

@@ -1,0 +1,190 @@
+//! `kubetape verify`: establishes whether recordings are intact, and if not, exactly what is
+//! damaged. The exit status is the verdict, so scripts and CI can rely on it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use storage_schema::store::{KeySource, Store, list_sessions, verify_session};
+use storage_schema::verify::{Report, SessionState};
+use storage_schema::{PublicKey, SessionId, SessionMeta, layout};
+
+use crate::config::Global;
+use crate::stdio::outln;
+use crate::{format, resolve};
+
+const ABOUT: &str = "Check that recordings are intact and authentic";
+
+const LONG_ABOUT: &str = "\
+Check that recordings are intact and authentic: every chunk present, in order, signed, linked to
+the one before it, and (with the keyring) decrypting; and the seal, if there is one, matching the
+chain.
+
+Prints one line per session: `OK` or `FAIL`, then, for a damaged session, one indented line per
+problem found, naming the chunk. An open session (no seal) is intact if what it holds is; `kubetape
+seal` seals one whose recorder died.
+
+With --pubkey, only the signing public key is used (what an auditor is given, from `kubetape keys
+export-pub`): signatures, the chain and the seal are checked, but contents are not decrypted.
+
+Exit status: 0 if every session checked is intact; 1 if any is damaged, or could not be checked
+(missing session, missing key, store error).";
+
+const AFTER_HELP: &str = "\
+Examples:
+  kubetape verify 0196f3a2
+  kubetape verify --all
+  kubetape keys export-pub --out signing.pub     (on the recording host)
+  kubetape verify --all --pubkey signing.pub     (anywhere, no keyring)";
+
+#[derive(Debug, clap::Args)]
+#[command(about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
+pub struct Args {
+    /// Sessions to check: full ids or unique prefixes
+    #[arg(
+        value_name = "SESSION",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    sessions: Vec<String>,
+
+    /// Check every session in the store
+    #[arg(long)]
+    all: bool,
+
+    /// Verify with this signing public key instead of the keyring (no decryption)
+    #[arg(long, value_name = "FILE")]
+    pubkey: Option<PathBuf>,
+}
+
+pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
+    let store = global.open_store()?;
+    let public;
+    let keyring;
+    let keys = match &args.pubkey {
+        Some(path) => {
+            public = PublicKey::read_file(path)?;
+            eprintln!(
+                "kubetape: verifying with public key {} only: signatures, chain and seal are checked; contents were \
+                 not decrypted",
+                public.id()
+            );
+            KeySource::PublicKey(&public)
+        }
+        None => {
+            keyring = global.open_keyring()?;
+            KeySource::Keyring(&keyring)
+        }
+    };
+
+    let mut tally = Tally::default();
+    let mut ids = Vec::new();
+    if args.all {
+        ids = list_sessions(&store).await?;
+        if ids.is_empty() {
+            eprintln!("kubetape: no sessions in {} to verify", store.url());
+            return Ok(ExitCode::SUCCESS);
+        }
+    } else {
+        for text in &args.sessions {
+            match resolve::session(&store, text).await {
+                Ok(id) => ids.push(id),
+                Err(e) => {
+                    outln!("ERR  {text}  cannot verify: {e:#}")?;
+                    tally.errors += 1;
+                }
+            }
+        }
+    }
+
+    for id in ids {
+        match verify_session(&store, id, keys).await {
+            Ok(report) if report.intact() => {
+                outln!("OK   {id}  {}", describe(&store, &report, keys).await)?;
+                tally.ok += 1;
+            }
+            Ok(report) => {
+                outln!("FAIL {id}  {}", describe(&store, &report, keys).await)?;
+                for damage in &report.damage {
+                    outln!("     - {damage}")?;
+                }
+                tally.damaged += 1;
+            }
+            Err(e) => {
+                outln!("ERR  {id}  cannot verify: {e}")?;
+                tally.errors += 1;
+            }
+        }
+    }
+    let checked = tally.ok + tally.damaged + tally.errors;
+    if checked > 1 {
+        eprintln!(
+            "kubetape: {checked} sessions: {} intact, {} damaged, {} could not be verified",
+            tally.ok, tally.damaged, tally.errors
+        );
+    }
+    Ok(if tally.damaged + tally.errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    ok: usize,
+    damaged: usize,
+    errors: usize,
+}
+
+/// `sealed, 12 chunks, 3.4 MB stdout, exit 0, signed by <key>` and the like. The byte count is
+/// what was decrypted when the keyring was used, else what the (verified) seal states.
+async fn describe(store: &Store, report: &Report, keys: KeySource<'_>) -> String {
+    let (state, seal) = match &report.state {
+        SessionState::Sealed(p) => ("sealed".to_string(), Some(p)),
+        SessionState::Interrupted(p) => (
+            "interrupted (sealed after its recorder died)".to_string(),
+            Some(p),
+        ),
+        SessionState::Open => ("open".to_string(), None),
+    };
+    let mut parts = vec![
+        state,
+        format!(
+            "{} chunk{}",
+            report.chunks,
+            if report.chunks == 1 { "" } else { "s" }
+        ),
+    ];
+    let stdout = report
+        .totals
+        .map(|t| t.bytes.stdout)
+        .or(seal.map(|p| p.bytes.stdout));
+    if let Some(n) = stdout {
+        parts.push(format!("{} stdout", format::bytes(n)));
+    }
+    if let Some(exit) = seal.and_then(|p| p.exit.as_ref()) {
+        parts.push(format!("exit {}", format::exit(exit)));
+    }
+    let signer = match keys {
+        KeySource::PublicKey(pk) => Some(pk.id().to_string()),
+        KeySource::Keyring(_) => signing_key_of(store, report.session).await,
+    };
+    if let Some(signer) = signer {
+        parts.push(format!("signed by {signer}"));
+    }
+    let mut line = parts.join(", ");
+    if matches!(report.state, SessionState::Open) {
+        line.push_str(&format!(
+            " (not sealed: live, or its recorder died; `kubetape seal {}` seals it)",
+            report.session
+        ));
+    }
+    line
+}
+
+async fn signing_key_of(store: &Store, id: SessionId) -> Option<String> {
+    let bytes = store.get_opt(&layout::meta(id)).await.ok()??;
+    serde_json::from_slice::<SessionMeta>(&bytes)
+        .ok()
+        .map(|m| m.keys.signing)
+}
