@@ -52,6 +52,7 @@ enum Command {
     Verify(cmd::verify::Args),
     Cat(cmd::cat::Args),
     Seal(cmd::seal::Args),
+    Keys(cmd::keys::Args),
 }
 
 fn main() -> ExitCode {
@@ -91,6 +92,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(args) => cmd::verify::run(global, args).await,
         Command::Cat(args) => cmd::cat::run(global, args).await,
         Command::Seal(args) => cmd::seal::run(global, args).await,
+        Command::Keys(args) => cmd::keys::run(global, args).await,
     }
 }
 

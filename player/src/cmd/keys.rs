@@ -1,0 +1,162 @@
+//! `kubetape keys`: the keyring recordings are encrypted and signed with.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use storage_schema::Keyring;
+
+use crate::config::Global;
+use crate::stdio::outln;
+
+const ABOUT: &str = "Create, rotate, list and export the keys recordings use";
+
+const LONG_ABOUT: &str = "\
+Create, rotate, list and export the keys recordings use.
+
+A keyring holds key-encryption keys (which wrap each session's own data key) and Ed25519 signing
+keys (which sign chunks and seals). New sessions use the newest of each; older sessions name
+their keys, so they stay readable after a rotation as long as the old keys are kept. Losing the
+keyring makes its recordings unreadable: back it up. The public half of a signing key lets anyone
+verify recordings without being able to read them.";
+
+const AFTER_HELP: &str = "\
+Examples:
+  kubetape keys init
+  kubetape keys list
+  kubetape keys rotate
+  kubetape keys export-pub --out signing.pub
+  kubetape --keys /secure/kubetape-keys keys list";
+
+#[derive(Debug, clap::Args)]
+#[command(about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
+pub struct Args {
+    #[command(subcommand)]
+    action: Action,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Action {
+    /// Create the keyring (with a first key-encryption key and signing key) if it does not exist
+    Init,
+    /// Add a new key-encryption key and signing key, used by new sessions from now on
+    Rotate,
+    /// List the keys, marking the current ones
+    List,
+    /// Print the current signing public key, for auditors' `kubetape verify --pubkey FILE`
+    ExportPub {
+        /// Write it to FILE instead of stdout
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
+    match args.action {
+        Action::Init => {
+            let (ring, created) = global.open_or_init_keyring()?;
+            if !created {
+                outln!(
+                    "keyring {} already exists (key-encryption key {}, signing key {})",
+                    ring.dir().display(),
+                    ring.current_kek()?.id(),
+                    ring.current_signing_key()?.id()
+                )?;
+            }
+        }
+        Action::Rotate => {
+            let mut ring = global.open_keyring()?;
+            wait_for_a_later_second(&ring);
+            let (kek, public) = ring.rotate().context("cannot rotate the keys")?;
+            let (kek, public) = (kek.id().to_string(), public.id().to_string());
+            if ring.current_kek()?.id() != kek || ring.current_signing_key()?.id() != public {
+                anyhow::bail!(
+                    "added key-encryption key {kek} and signing key {public}, but they sort before \
+                     the existing keys (is the clock behind?), so new sessions would not use them; \
+                     remove them from {} and rotate again once the clock is right",
+                    ring.dir().display()
+                );
+            }
+            outln!(
+                "new key-encryption key {kek}, new signing key {public}; new sessions use them"
+            )?;
+            outln!(
+                "keep the old keys: the sessions recorded with them need them to be read and sealed"
+            )?;
+        }
+        Action::List => list(&global.open_keyring()?)?,
+        Action::ExportPub { out } => {
+            let ring = global.open_keyring()?;
+            let line = ring.current_signing_key()?.public().to_line();
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, &line)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    eprintln!(
+                        "kubetape: wrote the signing public key to {}",
+                        path.display()
+                    );
+                }
+                None => {
+                    use std::io::Write as _;
+                    write!(std::io::stdout(), "{line}")?;
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Key ids begin with their creation time to the second, and the keyring takes the greatest id
+/// as the current key; the rest of an id is random, so a key made within the same second as the
+/// newest one would become current only half the time. Waiting for the next second (at most one,
+/// and only when rotating twice in a second) makes the new key the current one.
+fn wait_for_a_later_second(ring: &Keyring) {
+    let newest = ring
+        .kek_ids()
+        .chain(ring.public_keys().map(|k| k.id()))
+        .filter_map(|id| id.split('-').next())
+        .max()
+        .map(str::to_string);
+    let Some(newest) = newest else { return };
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    while id_stamp(SystemTime::now()) <= newest && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The time part of a key id, `yyyymmddThhmmssZ`, as the keyring writes it.
+fn id_stamp(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t)
+        .to_string()
+        .replace(['-', ':'], "")
+}
+
+fn list(ring: &Keyring) -> anyhow::Result<()> {
+    let current_kek = ring.current_kek().ok().map(|k| k.id().to_string());
+    let current_signing = ring.current_signing_key().ok().map(|k| k.id().to_string());
+    outln!("keyring {}", ring.dir().display())?;
+    outln!("key-encryption keys:")?;
+    for id in ring.kek_ids() {
+        let mark = if Some(id) == current_kek.as_deref() {
+            "  (current)"
+        } else {
+            ""
+        };
+        outln!("  {id}{mark}")?;
+    }
+    outln!("signing keys:")?;
+    for public in ring.public_keys() {
+        let id = public.id();
+        let mark = if Some(id) == current_signing.as_deref() {
+            "  (current)"
+        } else if ring.signing_key(id).is_none() {
+            "  (public key only: verifies, cannot sign)"
+        } else {
+            ""
+        };
+        outln!("  {id}{mark}")?;
+    }
+    Ok(())
+}
