@@ -159,33 +159,9 @@ struct Seen {
     alg: Option<Alg>,
 }
 
-/// The bearer token of an `Authorization: Bearer <token>` header (scheme case-insensitive), if any.
-pub fn bearer_token(headers: &http::HeaderMap) -> Option<&str> {
-    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bearer_header() {
-        let mut h = http::HeaderMap::new();
-        assert_eq!(bearer_token(&h), None);
-        for (value, want) in [
-            ("Bearer abc.def.ghi", Some("abc.def.ghi")),
-            ("bearer  abc ", Some("abc")),
-            ("Basic dXNlcjpwdw==", None),
-            ("Bearer ", None),
-            ("Bearer", None),
-        ] {
-            h.insert(http::header::AUTHORIZATION, value.parse().unwrap());
-            assert_eq!(bearer_token(&h), want, "{value}");
-        }
-    }
 
     #[test]
     fn duplicate_issuers_are_refused() {
