@@ -99,11 +99,11 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     for id in ids {
         match verify_session(&store, id, keys).await {
             Ok(report) if report.intact() => {
-                outln!("OK   {id}  {}", describe(&store, &report, keys).await)?;
+                outln!("OK   {id}  {}", describe(&store, &report).await)?;
                 tally.ok += 1;
             }
             Ok(report) => {
-                outln!("FAIL {id}  {}", describe(&store, &report, keys).await)?;
+                outln!("FAIL {id}  {}", describe(&store, &report).await)?;
                 for damage in &report.damage {
                     outln!("     - {damage}")?;
                 }
@@ -137,43 +137,47 @@ struct Tally {
 }
 
 /// `sealed, 12 chunks, 3.4 MB stdout, exit 0, signed by <key>` and the like. The byte count is
-/// what was decrypted when the keyring was used, else what the (verified) seal states.
-async fn describe(store: &Store, report: &Report, keys: KeySource<'_>) -> String {
+/// what was decrypted when the keyring was used, else what the (verified) seal states. Of a
+/// damaged session only what was established is said: the verifier may have stopped early (a
+/// wrong public key), so "open" or a chunk count of 0 would mislead.
+async fn describe(store: &Store, report: &Report) -> String {
+    let intact = report.intact();
     let (state, seal) = match &report.state {
-        SessionState::Sealed(p) => ("sealed".to_string(), Some(p)),
+        SessionState::Sealed(p) => (Some("sealed"), Some(p)),
         SessionState::Interrupted(p) => (
-            "interrupted (sealed after its recorder died)".to_string(),
+            Some("interrupted (sealed after its recorder died)"),
             Some(p),
         ),
-        SessionState::Open => ("open".to_string(), None),
+        SessionState::Open => (intact.then_some("open"), None),
     };
-    let mut parts = vec![
-        state,
-        format!(
-            "{} chunk{}",
-            report.chunks,
-            if report.chunks == 1 { "" } else { "s" }
-        ),
-    ];
+    let mut parts: Vec<String> = state.map(String::from).into_iter().collect();
+    if intact || report.chunks > 0 {
+        let plural = if report.chunks == 1 { "" } else { "s" };
+        parts.push(format!("{} chunk{plural}", report.chunks));
+    }
+    let mut damaged: Vec<u64> = report.damage.iter().filter_map(|d| d.seq()).collect();
+    damaged.sort_unstable();
+    damaged.dedup();
+    if !damaged.is_empty() {
+        parts.push(format!("{} damaged", damaged.len()));
+    }
+    // Of a damaged session only part was decrypted, and the seal's count is a claim: no total.
     let stdout = report
         .totals
         .map(|t| t.bytes.stdout)
         .or(seal.map(|p| p.bytes.stdout));
-    if let Some(n) = stdout {
+    if let Some(n) = stdout.filter(|_| intact) {
         parts.push(format!("{} stdout", format::bytes(n)));
     }
     if let Some(exit) = seal.and_then(|p| p.exit.as_ref()) {
         parts.push(format!("exit {}", format::exit(exit)));
     }
-    let signer = match keys {
-        KeySource::PublicKey(pk) => Some(pk.id().to_string()),
-        KeySource::Keyring(_) => signing_key_of(store, report.session).await,
-    };
-    if let Some(signer) = signer {
+    // The key the metadata names: the one that verified, for an intact session.
+    if let Some(signer) = signing_key_of(store, report.session).await {
         parts.push(format!("signed by {signer}"));
     }
     let mut line = parts.join(", ");
-    if matches!(report.state, SessionState::Open) {
+    if intact && matches!(report.state, SessionState::Open) {
         line.push_str(&format!(
             " (not sealed: live, or its recorder died; `kubetape seal {}` seals it)",
             report.session
