@@ -1,0 +1,263 @@
+//! The sandbox's cluster description: which pods exist, what their containers run, and the
+//! bearer token the API requires. Loaded from TOML (see `sandbox/sandbox.example.toml`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("parsing {path}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The whole sandbox: its pods and the credential clients must present.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxConfig {
+    /// The bearer token every request must carry; a random one is generated when absent.
+    #[serde(default = "generate_token")]
+    pub token: String,
+    /// The version `/version` reports (kubectl warns about skew, the dispatcher picks by it).
+    #[serde(default = "default_version")]
+    pub kubernetes_version: String,
+    #[serde(default)]
+    pub pods: Vec<PodSpec>,
+}
+
+/// A pod: a namespace-scoped name and its containers (local processes).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PodSpec {
+    pub name: String,
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    pub containers: Vec<ContainerSpec>,
+}
+
+/// A container: its main process (the attach target, started with the sandbox) and the
+/// environment exec'd commands get.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerSpec {
+    pub name: String,
+    /// argv of the main process; looked up in `PATH`.
+    pub command: Vec<String>,
+    /// Run the main process in a PTY (stdout and stderr merged) rather than with pipes.
+    #[serde(default)]
+    pub tty: bool,
+    /// The main process reads stdin (from attachers); without it stdin is `/dev/null`.
+    #[serde(default)]
+    pub stdin: bool,
+    /// Close the main process's stdin when the first attacher closes its stdin.
+    #[serde(default)]
+    pub stdin_once: bool,
+    /// Working directory of the main process and of exec'd commands (default `/`).
+    #[serde(default)]
+    pub workdir: Option<PathBuf>,
+    /// Extra environment for the main process and exec'd commands.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// The image name the pod reports (cosmetic).
+    #[serde(default = "default_image")]
+    pub image: String,
+}
+
+fn generate_token() -> String {
+    format!("sandbox-{}", uuid::Uuid::new_v4().simple())
+}
+
+fn default_version() -> String {
+    "v1.33.0".into()
+}
+
+fn default_namespace() -> String {
+    "default".into()
+}
+
+fn default_image() -> String {
+    "kubetape-sandbox/local:latest".into()
+}
+
+// === impl SandboxConfig ===
+
+impl std::fmt::Debug for SandboxConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token is a credential: never print it.
+        f.debug_struct("SandboxConfig")
+            .field("token", &"<redacted>")
+            .field("kubernetes_version", &self.kubernetes_version)
+            .field("pods", &self.pods)
+            .finish()
+    }
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            token: generate_token(),
+            kubernetes_version: default_version(),
+            pods: Vec::new(),
+        }
+    }
+}
+
+impl SandboxConfig {
+    /// Parses and validates TOML text.
+    pub fn from_toml_str(text: &str, origin: &Path) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_path_buf(),
+            source: Box::new(e),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads, parses and validates a TOML file.
+    pub fn from_toml_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml_str(&text, path)
+    }
+
+    /// The quickstart cluster: one pod `demo` in `default` with a shell container idling.
+    pub fn demo() -> Self {
+        Self {
+            pods: vec![PodSpec {
+                name: "demo".into(),
+                namespace: default_namespace(),
+                labels: BTreeMap::from([("app".to_string(), "demo".to_string())]),
+                containers: vec![ContainerSpec::new(
+                    "shell",
+                    ["sh", "-c", "while true; do sleep 3600; done"],
+                )],
+            }],
+            ..Self::default()
+        }
+    }
+
+    /// Checks names are usable in URLs and unique, and every container has a command.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.token.is_empty() || self.token.chars().any(|c| c.is_whitespace()) {
+            return bad("token must be non-empty and contain no whitespace".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for pod in &self.pods {
+            for name in [&pod.name, &pod.namespace] {
+                if !is_dns_label(name) {
+                    return bad(format!("{name:?} is not a valid DNS-1123 name"));
+                }
+            }
+            if !seen.insert((&pod.namespace, &pod.name)) {
+                return bad(format!(
+                    "pod {}/{} is defined twice",
+                    pod.namespace, pod.name
+                ));
+            }
+            if pod.containers.is_empty() {
+                return bad(format!("pod {} has no containers", pod.name));
+            }
+            let mut names = std::collections::HashSet::new();
+            for c in &pod.containers {
+                if !is_dns_label(&c.name) || !names.insert(&c.name) {
+                    return bad(format!(
+                        "pod {}: bad or duplicate container name {:?}",
+                        pod.name, c.name
+                    ));
+                }
+                if c.command.is_empty() {
+                    return bad(format!(
+                        "pod {} container {}: empty command",
+                        pod.name, c.name
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+// === impl ContainerSpec ===
+
+impl ContainerSpec {
+    /// A non-TTY container with stdin open, running `command` in `/`.
+    pub fn new<S: Into<String>>(name: &str, command: impl IntoIterator<Item = S>) -> Self {
+        Self {
+            name: name.into(),
+            command: command.into_iter().map(Into::into).collect(),
+            tty: false,
+            stdin: true,
+            stdin_once: false,
+            workdir: None,
+            env: BTreeMap::new(),
+            image: default_image(),
+        }
+    }
+
+    /// The working directory processes start in.
+    pub fn workdir(&self) -> &Path {
+        self.workdir.as_deref().unwrap_or(Path::new("/"))
+    }
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && !s.starts_with(['-', '.'])
+        && !s.ends_with(['-', '.'])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_file_parses() {
+        let text = include_str!("../sandbox.example.toml");
+        let c = SandboxConfig::from_toml_str(text, Path::new("example")).unwrap();
+        assert_eq!(c.token, "sandbox-example-token");
+        assert_eq!(c.pods[0].name, "demo");
+        assert_eq!(c.pods[0].containers[0].workdir(), Path::new("/tmp"));
+    }
+
+    #[test]
+    fn token_is_generated_and_redacted() {
+        let c = SandboxConfig::from_toml_str("", Path::new("x")).unwrap();
+        assert!(c.token.starts_with("sandbox-") && c.token.len() > 30);
+        assert!(!format!("{c:?}").contains(&c.token));
+    }
+
+    #[test]
+    fn rejects_bad_names_and_duplicates() {
+        let dup = "[[pods]]\nname='a'\n[[pods.containers]]\nname='c'\ncommand=['true']\n\
+                   [[pods]]\nname='a'\n[[pods.containers]]\nname='c'\ncommand=['true']\n";
+        assert!(SandboxConfig::from_toml_str(dup, Path::new("x")).is_err());
+        let upper = "[[pods]]\nname='A'\n[[pods.containers]]\nname='c'\ncommand=['true']\n";
+        assert!(SandboxConfig::from_toml_str(upper, Path::new("x")).is_err());
+        let unknown = "tokn='x'\n";
+        assert!(SandboxConfig::from_toml_str(unknown, Path::new("x")).is_err());
+        assert!(SandboxConfig::demo().validate().is_ok());
+    }
+}
