@@ -5,9 +5,16 @@
 //! # Layout
 //! - [`config`]: the TOML cluster description ([`SandboxConfig`], pods, containers);
 //! - `tls`: the per-run CA and server certificate;
-//! - [`requests`]: the request log (memory + `requests.jsonl`).
+//! - [`requests`]: the request log (memory + `requests.jsonl`);
+//! - `cluster`, `container`: pods and each container's main process (logs, attach hub);
+//! - `exec::process`: local processes, PTY or pipes, with back-pressure.
 
+#![allow(dead_code)] // the API that serves these comes next
+
+mod cluster;
 pub mod config;
+mod container;
+mod exec;
 pub mod requests;
 mod tls;
 

@@ -1,0 +1,148 @@
+//! The cluster's state: pods from the configuration, each container with its main process, and
+//! a resource version that moves when anything changes (so watches can report it).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use tokio::sync::watch;
+
+use crate::config::{ContainerSpec, PodSpec, SandboxConfig};
+use crate::container::MainProcess;
+
+/// Every pod, in configuration order.
+#[derive(Debug)]
+pub(crate) struct Cluster {
+    pub pods: Vec<Pod>,
+    /// Namespaces: those of the pods plus `default`, sorted.
+    pub namespaces: Vec<String>,
+    pub created: SystemTime,
+    pub kubernetes_version: String,
+    /// The latest resource version; bumped (and watchers woken) on every change.
+    version: watch::Sender<u64>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Pod {
+    pub spec: PodSpec,
+    pub uid: String,
+    pub created: SystemTime,
+    pub containers: Vec<Container>,
+    resource_version: Arc<AtomicU64>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Container {
+    pub spec: ContainerSpec,
+    /// `sandbox://<hex>`, as `containerID` reads in pod status.
+    pub id: String,
+    pub main: MainProcess,
+}
+
+impl Cluster {
+    /// Creates the pods and starts every container's main process.
+    pub fn start(config: &SandboxConfig) -> Arc<Self> {
+        let now = SystemTime::now();
+        let (version, _) = watch::channel(config.pods.len() as u64);
+        let mut pods = Vec::new();
+        for (i, spec) in config.pods.iter().enumerate() {
+            let resource_version = Arc::new(AtomicU64::new(i as u64 + 1));
+            let containers = spec
+                .containers
+                .iter()
+                .map(|c| {
+                    let (version, rv) = (version.clone(), resource_version.clone());
+                    let on_exit = move || {
+                        // A container ended: the pod changed.
+                        version.send_modify(|v| {
+                            *v += 1;
+                            rv.store(*v, Ordering::SeqCst);
+                        });
+                    };
+                    let span =
+                        tracing::info_span!("container", pod = %spec.name, container = %c.name);
+                    let _enter = span.enter();
+                    Container {
+                        spec: c.clone(),
+                        id: format!("sandbox://{}", uuid::Uuid::new_v4().simple()),
+                        main: MainProcess::start(c, container_env(spec, c, c.tty), on_exit),
+                    }
+                })
+                .collect();
+            pods.push(Pod {
+                spec: spec.clone(),
+                uid: uuid::Uuid::new_v4().to_string(),
+                created: now,
+                containers,
+                resource_version,
+            });
+        }
+        let mut namespaces: Vec<String> = config.pods.iter().map(|p| p.namespace.clone()).collect();
+        namespaces.push("default".into());
+        namespaces.sort();
+        namespaces.dedup();
+        Arc::new(Self {
+            pods,
+            namespaces,
+            created: now,
+            kubernetes_version: config.kubernetes_version.clone(),
+            version,
+        })
+    }
+
+    pub fn pod(&self, namespace: &str, name: &str) -> Option<&Pod> {
+        self.pods
+            .iter()
+            .find(|p| p.spec.namespace == namespace && p.spec.name == name)
+    }
+
+    /// The current resource version.
+    pub fn version(&self) -> u64 {
+        *self.version.borrow()
+    }
+
+    /// Kills every main process (their process groups).
+    pub fn stop(&self) {
+        for c in self.pods.iter().flat_map(|p| &p.containers) {
+            c.main.stop();
+        }
+    }
+
+    /// A receiver woken on every change.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+}
+
+impl Pod {
+    pub fn resource_version(&self) -> u64 {
+        self.resource_version.load(Ordering::SeqCst)
+    }
+
+    pub fn container(&self, name: &str) -> Option<&Container> {
+        self.containers.iter().find(|c| c.spec.name == name)
+    }
+}
+
+/// The environment of a container's processes: nothing from the sandbox's own environment but
+/// `PATH` (and `HOME` pointing at the workdir), like a container image would set.
+pub(crate) fn container_env(pod: &PodSpec, c: &ContainerSpec, tty: bool) -> Vec<(String, String)> {
+    let path = std::env::var("PATH")
+        .unwrap_or_else(|_| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    let mut env = vec![
+        ("PATH".to_string(), path),
+        ("HOSTNAME".to_string(), pod.name.clone()),
+        ("POD_NAMESPACE".to_string(), pod.namespace.clone()),
+        ("POD_NAME".to_string(), pod.name.clone()),
+        ("HOME".to_string(), c.workdir().display().to_string()),
+    ];
+    if tty {
+        // What container runtimes set for a terminal.
+        env.push(("TERM".to_string(), "xterm".to_string()));
+    }
+    for (k, v) in &c.env {
+        env.retain(|(name, _)| name != k);
+        env.push((k.clone(), v.clone()));
+    }
+    env
+}
