@@ -1,23 +1,43 @@
 //! `kubetape-sandbox`: a stand-in Kubernetes API server whose pods are local processes,
 //! speaking the real streaming protocols byte for byte, for the quickstart and the end-to-end
-//! tests (no real cluster can run here).
+//! tests (no real cluster can run here). Real kubectl (1.27–1.37) and kube-rs talk to it.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), sandbox::Error> {
+//! let dir = std::path::Path::new("/tmp/sandbox-state");
+//! let sb = sandbox::start(sandbox::SandboxConfig::demo(), "127.0.0.1:0".parse().unwrap(), dir).await?;
+//! // kubectl --kubeconfig <sb.kubeconfig_path> exec demo -- echo hi
+//! println!("{} {}", sb.url(), sb.kubeconfig_path.display());
+//! sb.shutdown().await
+//! # }
+//! ```
 //!
 //! # Layout
 //! - [`config`]: the TOML cluster description ([`SandboxConfig`], pods, containers);
-//! - `tls`: the per-run CA and server certificate;
+//! - `server`: TLS + HTTP/1.1 (upgrades) + HTTP/2, bearer auth, state files, [`start`]/[`run`];
+//! - `tls`: the per-run CA and server certificate; `respond`: response builders;
 //! - [`requests`]: the request log (memory + `requests.jsonl`);
 //! - `cluster`, `container`: pods and each container's main process (logs, attach hub);
-//! - `exec::process`: local processes, PTY or pipes, with back-pressure.
+//! - `api`: discovery, get/list/watch/Table for pods, namespaces, nodes, events; logs;
+//! - `exec`: exec/attach — `process` (local processes, PTY or pipes, back-pressure),
+//!   `websocket` (channel protocol v1/v4/v5, base64), `spdy` (SPDY/3.1 server state machine).
+//!
+//! Protocol facts come from `shared/reference/kubernetes-streams.md`; wire encodings from the
+//! `proto` crate.
 
-#![allow(dead_code)] // the API that serves these comes next
+#![allow(dead_code)] // exec/attach over WebSocket and SPDY come next
 
+mod api;
 mod cluster;
 pub mod config;
 mod container;
 mod exec;
 pub mod requests;
+mod respond;
+mod server;
 mod tls;
 
 pub use config::{ConfigError, ContainerSpec, PodSpec, SandboxConfig};
 pub use requests::{Authorization, RequestLog, RequestRecord};
+pub use server::{Error, Sandbox, run, start};
 pub use tls::TlsError;

@@ -1,1 +1,94 @@
-fn main() {}
+//! `kubetape-sandbox`: runs the stand-in Kubernetes API server until SIGTERM/SIGINT.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use tokio::io::AsyncWriteExt as _;
+
+#[derive(Parser)]
+#[command(
+    name = "kubetape-sandbox",
+    version,
+    about = "A stand-in Kubernetes API server whose pods are local processes",
+    long_about = "A stand-in Kubernetes API server whose pods are local processes. It serves what \
+                  kubectl needs (discovery, pods, logs, exec and attach over WebSocket and SPDY/3.1) \
+                  over HTTPS with a per-run CA, and requires a bearer token. Used by the kubetape \
+                  quickstart and end-to-end tests; not a real cluster.",
+    after_help = "Example:\n  kubetape-sandbox serve --config sandbox/sandbox.example.toml --state-dir /tmp/sb\n  \
+                  kubectl --kubeconfig /tmp/sb/kubeconfig exec -it demo -- sh"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API until SIGTERM or SIGINT; pod processes are killed on exit.
+    ///
+    /// Once listening, prints one line to stdout:
+    /// `kubetape-sandbox: listening on https://ADDR (kubeconfig STATE_DIR/kubeconfig)`.
+    Serve {
+        /// TOML file describing the pods (see sandbox/sandbox.example.toml). Without it: one pod
+        /// `demo` with a container `shell` idling in `sh`.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Address to listen on; port 0 picks a free port.
+        #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
+        listen: SocketAddr,
+        /// Where to write ca.crt, token, kubeconfig and requests.jsonl (created if missing).
+        #[arg(long, value_name = "DIR")]
+        state_dir: PathBuf,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match Cli::parse().command {
+        Command::Serve {
+            config,
+            listen,
+            state_dir,
+        } => serve(config, listen, state_dir).await,
+    }
+}
+
+async fn serve(
+    config: Option<PathBuf>,
+    listen: SocketAddr,
+    state_dir: PathBuf,
+) -> anyhow::Result<()> {
+    let config = match config {
+        Some(path) => sandbox::SandboxConfig::from_toml_file(&path)
+            .with_context(|| format!("loading {}", path.display()))?,
+        None => sandbox::SandboxConfig::demo(),
+    };
+    let sb = sandbox::start(config, listen, &state_dir)
+        .await
+        .context("starting the sandbox")?;
+    let line = format!(
+        "kubetape-sandbox: listening on {} (kubeconfig {})\n",
+        sb.url(),
+        sb.kubeconfig_path.display()
+    );
+    let mut stdout = tokio::io::stdout();
+    stdout.write_all(line.as_bytes()).await?;
+    stdout.flush().await?;
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
+    }
+    sb.shutdown().await.context("shutting down")?;
+    Ok(())
+}

@@ -1,0 +1,99 @@
+//! The REST surface kubectl needs, routed by path: discovery, namespaces, pods (get, list,
+//! watch, Table), logs, events and the node.
+//! Anything else is a 404 `Status`, like an API server without that resource.
+
+mod discovery;
+pub(crate) mod logs;
+mod objects;
+pub(crate) mod resources;
+mod selector;
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::respond::{self, Body};
+use crate::server::Ctx;
+use objects::Kind;
+use resources::{Form, Query};
+
+/// Answers one authenticated request.
+pub(crate) async fn route(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().trim_end_matches('/').to_string();
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let method = req.method().clone();
+    let query = Query::parse(req.uri().query());
+    let accept = req
+        .headers()
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let form = Form::from_request(accept, &query);
+    let cluster = &ctx.cluster;
+    let read = method == Method::GET || method == Method::HEAD;
+
+    if let [
+        "api",
+        "v1",
+        "namespaces",
+        _,
+        "pods",
+        _,
+        "ephemeralcontainers",
+    ] = segments.as_slice()
+    {
+        // A 404 without details.name is how kubectl learns ephemeral containers are off.
+        return respond::not_found("the server could not find the requested resource");
+    }
+    if !read {
+        return respond::method_not_allowed();
+    }
+    match segments.as_slice() {
+        ["version"] => respond::json(StatusCode::OK, &discovery::version(cluster)),
+        ["api"] => respond::json(StatusCode::OK, &discovery::api_versions()),
+        ["apis"] => respond::json(StatusCode::OK, &discovery::api_groups()),
+        ["api", "v1"] => respond::json(StatusCode::OK, &discovery::core_v1_resources()),
+        ["healthz" | "livez" | "readyz"] => {
+            respond::with_type(StatusCode::OK, "text/plain; charset=utf-8", "ok")
+        }
+        ["api", "v1", resource] => match kind_of(resource) {
+            Some(kind) => resources::list(cluster, kind, None, &query, form),
+            None => not_found(),
+        },
+        ["api", "v1", resource @ ("namespaces" | "nodes"), name] => {
+            let kind = kind_of(resource).expect("matched above");
+            resources::get(cluster, kind, None, name, form)
+        }
+        [
+            "api",
+            "v1",
+            "namespaces",
+            ns,
+            resource @ ("pods" | "events"),
+        ] => {
+            let kind = kind_of(resource).expect("matched above");
+            resources::list(cluster, kind, Some(ns), &query, form)
+        }
+        ["api", "v1", "namespaces", ns, "pods", name] => {
+            resources::get(cluster, Kind::Pod, Some(ns), name, form)
+        }
+        ["api", "v1", "namespaces", ns, "pods", name, "log"] => match cluster.pod(ns, name) {
+            Some(pod) => logs::logs(pod, &query),
+            None => respond::object_not_found("pods", name),
+        },
+        _ => not_found(),
+    }
+}
+
+fn kind_of(resource: &str) -> Option<Kind> {
+    match resource {
+        "pods" => Some(Kind::Pod),
+        "namespaces" => Some(Kind::Namespace),
+        "nodes" => Some(Kind::Node),
+        "events" => Some(Kind::Event),
+        _ => None,
+    }
+}
+
+fn not_found() -> Response<Body> {
+    respond::not_found("the server could not find the requested resource")
+}
