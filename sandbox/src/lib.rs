@@ -25,8 +25,6 @@
 //! Protocol facts come from `shared/reference/kubernetes-streams.md`; wire encodings from the
 //! `proto` crate.
 
-#![allow(dead_code)] // exec/attach over WebSocket and SPDY come next
-
 mod api;
 mod cluster;
 pub mod config;

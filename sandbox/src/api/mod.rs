@@ -1,5 +1,5 @@
 //! The REST surface kubectl needs, routed by path: discovery, namespaces, pods (get, list,
-//! watch, Table), logs, events and the node.
+//! watch, Table), logs, events, the node, and the exec/attach upgrades (handed to [`crate::exec`]).
 //! Anything else is a 404 `Status`, like an API server without that resource.
 
 mod discovery;
@@ -31,6 +31,23 @@ pub(crate) async fn route(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
     let cluster = &ctx.cluster;
     let read = method == Method::GET || method == Method::HEAD;
 
+    // Streaming subresources take the request itself (they upgrade the connection).
+    if let [
+        "api",
+        "v1",
+        "namespaces",
+        ns,
+        "pods",
+        pod,
+        sub @ ("exec" | "attach"),
+    ] = segments.as_slice()
+    {
+        if method != Method::GET && method != Method::POST {
+            return respond::method_not_allowed();
+        }
+        let (ns, pod, attach) = (ns.to_string(), pod.to_string(), *sub == "attach");
+        return crate::exec::handle(ctx, req, &ns, &pod, attach).await;
+    }
     if let [
         "api",
         "v1",
