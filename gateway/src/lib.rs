@@ -1,5 +1,28 @@
-//! `kubetape-gateway`: authenticates kubectl with OIDC tokens, authorizes, forwards with
-//! impersonation, and records exec/attach streams through `storage-schema`.
+//! `kubetape-gateway`: authenticates kubectl with OIDC tokens, authorizes every request,
+//! forwards it to the cluster with impersonation, and records exec/attach streams through
+//! `storage-schema`.
 //!
 //! # Layout
-//! Filled by the gateway issue.
+//! - [`server`]: TLS + HTTP/1.1 (upgrades) + HTTP/2 front door; authn → authz → dispatch → audit;
+//! - [`authn`]: OIDC JWT validation against JWKS; [`access`]: the default-deny allow list;
+//! - [`upstream`]: the gateway's own cluster identity, header sanitizing, impersonation;
+//! - [`proxy`]: non-streaming requests, streamed back (watch, logs -f);
+//! - [`relay`]: exec/attach — client WebSocket/SPDY termination, upstream WebSocket v5, recording;
+//! - [`app`]: from a configuration to a bound, ready gateway;
+//! - [`config`], [`tls`], [`status`]: configuration file, TLS, Kubernetes Status responses;
+//! - [`devissuer`]: a development OIDC issuer and exec credential plugin for the quickstart;
+//! - `quickstart`: sandbox cluster + dev issuer + gateway in one command.
+
+pub mod access;
+pub mod app;
+pub mod authn;
+pub mod config;
+pub mod devissuer;
+pub mod proxy;
+#[cfg(feature = "quickstart")]
+pub mod quickstart;
+pub mod relay;
+pub mod server;
+pub mod status;
+pub mod tls;
+pub mod upstream;

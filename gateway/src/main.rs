@@ -1,1 +1,102 @@
-fn main() {}
+//! `kubetape-gateway`: the command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// The kubetape gateway: kubectl points at it; it authenticates short-lived identity tokens,
+/// authorizes every request, forwards it to the cluster with impersonation, and records every
+/// exec/attach session into encrypted, tamper-evident recordings.
+#[derive(Debug, Parser)]
+#[command(name = "kubetape-gateway", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway from a configuration file.
+    ///
+    /// Example: kubetape-gateway serve --config /etc/kubetape/gateway.toml
+    Serve {
+        /// TOML configuration (see gateway/gateway.example.toml).
+        #[arg(long, short, env = "KUBETAPE_GATEWAY_CONFIG")]
+        config: PathBuf,
+    },
+    /// Try kubetape in one command: a sandbox cluster with a demo pod, a development identity
+    /// issuer, and the gateway, all on loopback, plus a kubeconfig that uses them.
+    ///
+    /// Then: export KUBECONFIG=<dir>/kubeconfig; kubectl exec -it demo -- sh; kubetape ls
+    #[cfg(feature = "quickstart")]
+    Quickstart(gateway::quickstart::QuickstartArgs),
+    /// Print a short-lived development token as a kubectl exec credential (what the
+    /// quickstart's kubeconfig runs; not for production identities).
+    Token(gateway::devissuer::TokenArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Token(args) = cli.command {
+        // The credential plugin must print only the credential: no runtime, no logging.
+        return match gateway::devissuer::run_token_command(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("kubetape-gateway token: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    init_tracing();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("kubetape-gateway: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve { config } => serve(config).await,
+            #[cfg(feature = "quickstart")]
+            Command::Quickstart(args) => gateway::quickstart::run(args, shutdown_signal()).await,
+            Command::Token(_) => unreachable!("handled above"),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kubetape-gateway: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: PathBuf) -> anyhow::Result<()> {
+    let config = gateway::config::GatewayConfig::load(&config)?;
+    let gw = gateway::app::Gateway::build(&config).await?;
+    eprintln!(
+        "kubetape-gateway: listening on https://{}",
+        gw.local_addr()?
+    );
+    gw.run(shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { if let Some(t) = term.as_mut() { t.recv().await; } else { std::future::pending::<()>().await } } => {}
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KUBETAPE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

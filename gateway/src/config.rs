@@ -1,0 +1,112 @@
+//! The gateway's configuration file (TOML). A commented example is `gateway.example.toml`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::access::AllowRule;
+use crate::authn::IssuerConfig;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Address to listen on (HTTPS).
+    pub listen: SocketAddr,
+    /// Name recorded as the sessions' cluster.
+    #[serde(default = "default_cluster")]
+    pub cluster_name: String,
+    pub tls: TlsConfig,
+    #[serde(default)]
+    pub upstream: UpstreamConfig,
+    #[serde(default)]
+    pub recording: RecordingConfig,
+    /// Trusted token issuers; a token from anyone else is refused.
+    pub issuers: Vec<IssuerConfig>,
+    /// Default deny: only these groups may act, only in these namespaces.
+    #[serde(default)]
+    pub allow: Vec<AllowRule>,
+}
+
+fn default_cluster() -> String {
+    "kubernetes".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain presented to kubectl.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Kubeconfig holding the gateway's own identity; default: KUBECONFIG, ~/.kube/config, or
+    /// the in-cluster service account.
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordingConfig {
+    /// Store URL (`file:///dir`, `s3://bucket/prefix`); default: the kubetape data dir.
+    pub store: Option<String>,
+    /// Keyring directory; default: the kubetape config dir. Created on first start.
+    pub keys: Option<PathBuf>,
+    /// A chunk is written at most this long after its first event (the most a crash loses).
+    #[serde(default = "default_flush_ms")]
+    pub flush_interval_ms: u64,
+    /// ... or once it holds this much.
+    #[serde(default = "default_chunk_kib")]
+    pub max_chunk_kib: usize,
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        Self {
+            store: None,
+            keys: None,
+            flush_interval_ms: default_flush_ms(),
+            max_chunk_kib: default_chunk_kib(),
+        }
+    }
+}
+
+fn default_flush_ms() -> u64 {
+    1000
+}
+
+fn default_chunk_kib() -> usize {
+    256
+}
+
+impl RecordingConfig {
+    pub fn flush_policy(&self) -> storage_schema::FlushPolicy {
+        storage_schema::FlushPolicy {
+            max_age: Duration::from_millis(self.flush_interval_ms),
+            max_bytes: self.max_chunk_kib << 10,
+            ..Default::default()
+        }
+    }
+}
+
+impl GatewayConfig {
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        let config: Self =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        if config.issuers.is_empty() {
+            anyhow::bail!(
+                "{}: no [[issuers]]: the gateway would accept nobody",
+                path.display()
+            );
+        }
+        Ok(config)
+    }
+}

@@ -1,0 +1,194 @@
+//! `kubetape-gateway quickstart`: everything a newcomer needs to see kubetape work, on loopback,
+//! in one command: a sandbox cluster with a demo pod, a development OIDC issuer, the gateway
+//! recording into the default store, and a kubeconfig whose user gets short-lived tokens from an
+//! exec credential plugin (this binary's `token` subcommand).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use base64::Engine as _;
+
+use crate::access::AllowRule;
+use crate::app::Gateway;
+use crate::config::{GatewayConfig, RecordingConfig, TlsConfig, UpstreamConfig};
+use crate::devissuer::DevIssuer;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct QuickstartArgs {
+    /// Where the quickstart keeps its cluster, issuer, certificates and kubeconfig
+    /// [default: ~/.local/share/kubetape/quickstart].
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Gateway address (loopback; port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// The identity the kubeconfig's tokens carry.
+    #[arg(long, default_value = "dev@example.com")]
+    pub user: String,
+    /// The group the kubeconfig's tokens carry (allowed in namespace `default`).
+    #[arg(long, default_value = "developers")]
+    pub group: String,
+    /// Recording store URL (what `kubetape ls` reads) [default: ~/.local/share/kubetape/store].
+    #[arg(long, env = "KUBETAPE_STORE")]
+    pub store: Option<String>,
+    /// Recording keyring [default: ~/.config/kubetape/keys].
+    #[arg(long, env = "KUBETAPE_KEYS")]
+    pub keys: Option<PathBuf>,
+}
+
+/// Starts everything, prints what to type, and serves until `shutdown`.
+pub async fn run(args: QuickstartArgs, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let dir = args.dir.clone().unwrap_or_else(default_dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+
+    let cluster = sandbox::start(
+        sandbox::SandboxConfig::demo(),
+        "127.0.0.1:0".parse()?,
+        &dir.join("sandbox"),
+    )
+    .await
+    .context("start the sandbox cluster")?;
+    let issuer = DevIssuer::open_or_create(
+        &dir.join("issuer"),
+        DevIssuer::DEFAULT_ISSUER,
+        DevIssuer::DEFAULT_AUDIENCE,
+    )
+    .context("development issuer")?;
+    let tls_dir = dir.join("gateway");
+    let ca_pem = write_tls(&tls_dir).context("gateway certificate")?;
+
+    let config = GatewayConfig {
+        listen: args.listen,
+        cluster_name: "sandbox".into(),
+        tls: TlsConfig {
+            cert: tls_dir.join("tls.crt"),
+            key: tls_dir.join("tls.key"),
+        },
+        upstream: UpstreamConfig {
+            kubeconfig: Some(cluster.kubeconfig_path.clone()),
+            context: None,
+        },
+        recording: RecordingConfig {
+            store: args.store.clone(),
+            keys: args.keys.clone(),
+            ..RecordingConfig::default()
+        },
+        issuers: vec![issuer.issuer_config()],
+        allow: vec![AllowRule {
+            group: args.group.clone(),
+            namespaces: vec!["default".into()],
+        }],
+    };
+    let gateway = Gateway::build(&config).await?;
+    let addr = gateway.local_addr()?;
+    let kubeconfig = dir.join("kubeconfig");
+    write_kubeconfig(&kubeconfig, addr, &ca_pem, &issuer, &args).context("write the kubeconfig")?;
+
+    println!(
+        "kubetape quickstart is running (Ctrl-C stops it).\n\n  \
+         gateway   https://{addr}  → sandbox cluster https://{} (pod `demo` in namespace `default`)\n  \
+         identity  {} in group {} (short-lived tokens from a development issuer)\n\n\
+         In another terminal:\n\n  \
+         export KUBECONFIG={}\n  \
+         kubectl get pods\n  \
+         kubectl exec -it demo -- sh      # work, then `exit`\n  \
+         kubetape ls                      # the session you just recorded\n  \
+         kubetape cat <SESSION>           # what the terminal showed\n  \
+         kubetape verify <SESSION>\n",
+        cluster.addr,
+        args.user,
+        args.group,
+        kubeconfig.display(),
+    );
+    let served = gateway.run(shutdown).await;
+    if let Err(e) = cluster.shutdown().await {
+        tracing::warn!(error = %e, "sandbox cluster did not stop cleanly");
+    }
+    served?;
+    Ok(())
+}
+
+fn default_dir() -> PathBuf {
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default()
+                .join(".local/share")
+        });
+    data.join("kubetape/quickstart")
+}
+
+/// A fresh CA and a loopback server certificate for the gateway; returns the CA PEM.
+fn write_tls(dir: &Path) -> anyhow::Result<String> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    std::fs::create_dir_all(dir)?;
+    let ca_key = KeyPair::generate()?;
+    let mut ca_params = CertificateParams::default();
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "kubetape quickstart CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = ca_params.self_signed(&ca_key)?;
+    let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
+    let key = KeyPair::generate()?;
+    let mut params =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "kubetape-gateway");
+    let cert = params.signed_by(&key, &issuer)?;
+    let ca_pem = ca.pem();
+    std::fs::write(dir.join("ca.crt"), &ca_pem)?;
+    std::fs::write(dir.join("tls.crt"), cert.pem())?;
+    write_private(&dir.join("tls.key"), key.serialize_pem().as_bytes())?;
+    Ok(ca_pem)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)
+}
+
+fn write_kubeconfig(
+    path: &Path,
+    addr: SocketAddr,
+    ca_pem: &str,
+    issuer: &DevIssuer,
+    args: &QuickstartArgs,
+) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("locate this binary for the credential plugin")?;
+    let config = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "kubetape-quickstart", "cluster": {
+            "server": format!("https://{addr}"),
+            "certificate-authority-data": base64::engine::general_purpose::STANDARD.encode(ca_pem),
+        }}],
+        "users": [{"name": args.user, "user": {"exec": {
+            "apiVersion": "client.authentication.k8s.io/v1",
+            "command": exe,
+            "args": ["token", "--issuer-dir", issuer.dir(), "--user", args.user, "--group", args.group, "--ttl", "10m"],
+            "interactiveMode": "Never",
+            "provideClusterInfo": false,
+        }}}],
+        "contexts": [{"name": "kubetape-quickstart", "context": {
+            "cluster": "kubetape-quickstart", "user": args.user, "namespace": "default",
+        }}],
+        "current-context": "kubetape-quickstart",
+    });
+    write_private(path, serde_json::to_string_pretty(&config)?.as_bytes())?;
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! The client side over WebSocket (`v5`/`v4`/`v4.base64.channel.k8s.io`).
+
+use futures::{SinkExt, StreamExt};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use proto::channel::{self, Frame, Protocol};
+use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::{
+    CloseFrame, Role, WebSocketConfig, frame::coding::CloseCode,
+};
+
+use super::{ClientEnd, FromClient, ToClient};
+
+/// Messages queued each way; small, so back-pressure reaches the sender quickly.
+const QUEUE: usize = 16;
+
+pub(crate) fn spawn(on_upgrade: OnUpgrade, protocol: Protocol) -> ClientEnd {
+    let (from_tx, from) = mpsc::channel(QUEUE);
+    let (to, to_rx) = mpsc::channel(QUEUE);
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => run(TokioIo::new(upgraded), protocol, from_tx, to_rx).await,
+            Err(e) => tracing::warn!(error = %e, "client upgrade failed"),
+        }
+    });
+    ClientEnd { from, to }
+}
+
+pub(crate) fn config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(64 << 20))
+        .max_frame_size(Some(16 << 20))
+}
+
+async fn run(
+    io: TokioIo<hyper::upgrade::Upgraded>,
+    protocol: Protocol,
+    from_tx: mpsc::Sender<FromClient>,
+    mut to_rx: mpsc::Receiver<ToClient>,
+) {
+    let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config())).await;
+    let (mut tx, mut rx) = ws.split();
+    let encode = |ch: u8, payload: &[u8]| {
+        if protocol.is_base64() {
+            Message::text(channel::encode_text(ch, payload))
+        } else {
+            Message::binary(channel::encode_binary(ch, payload))
+        }
+    };
+    let mut client_open = true;
+    loop {
+        tokio::select! {
+            msg = rx.next(), if client_open => {
+                let frame = match msg {
+                    Some(Ok(Message::Binary(b))) => channel::decode_binary(&b, protocol),
+                    Some(Ok(Message::Text(t))) if protocol.is_base64() => channel::decode_text(t.as_str()),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+                    Some(Ok(Message::Text(_))) => continue,
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                        // The client is gone: tell the pump by dropping our sender.
+                        client_open = false;
+                        break;
+                    }
+                };
+                let event = match frame {
+                    Ok(Frame::Data { channel: channel::STDIN, payload }) => FromClient::Stdin(payload),
+                    Ok(Frame::Data { channel: channel::RESIZE, payload }) => FromClient::Resize(payload),
+                    Ok(Frame::Close { channel: channel::STDIN }) => FromClient::StdinEof,
+                    Ok(_) => continue,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "ignoring a malformed client frame");
+                        continue;
+                    }
+                };
+                if from_tx.send(event).await.is_err() {
+                    break;
+                }
+            }
+            out = to_rx.recv() => {
+                let msg = match out {
+                    Some(ToClient::Stdout(b)) => encode(channel::STDOUT, &b),
+                    Some(ToClient::Stderr(b)) => encode(channel::STDERR, &b),
+                    Some(ToClient::Status(s)) => encode(channel::ERROR, &s),
+                    None => {
+                        let close = CloseFrame { code: CloseCode::Normal, reason: "".into() };
+                        let _ = tx.send(Message::Close(Some(close))).await;
+                        // Let the close handshake finish so the client sees a clean close.
+                        while let Some(Ok(m)) = rx.next().await {
+                            if m.is_close() {
+                                break;
+                            }
+                        }
+                        break;
+                    }
+                };
+                if tx.send(msg).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    drop(from_tx);
+    let _ = client_open;
+}

@@ -1,0 +1,129 @@
+//! The relay loop: client messages go upstream, upstream messages go to the client, everything is
+//! recorded, and the session ends with exactly one Status to the client.
+
+use futures::{SinkExt, StreamExt};
+use hyper_util::rt::TokioIo;
+use proto::channel;
+use proto::status::Status;
+use storage_schema::store::{RecordError, Recorder};
+use storage_schema::{EventKind, ExitInfo, Stream};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::{ClientEnd, FromClient, ToClient, exit_of};
+
+type Upstream = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+enum End {
+    /// The upstream closed; its Status (possibly split over messages) is in the buffer.
+    Upstream,
+    UpstreamError(String),
+    ClientGone,
+    Recording(RecordError),
+}
+
+/// Relays until either side ends; returns how the session ended.
+pub(crate) async fn run(upstream: Upstream, client: ClientEnd, recorder: &Recorder) -> ExitInfo {
+    let ClientEnd { mut from, to } = client;
+    let (mut up_tx, mut up_rx) = upstream.split();
+    let mut status_buf = Vec::new();
+    let end = loop {
+        tokio::select! {
+            msg = from.recv() => {
+                let (frame, events) = match msg {
+                    Some(FromClient::Stdin(b)) => {
+                        (channel::encode_binary(channel::STDIN, &b), vec![EventKind::Data { stream: Stream::Stdin, bytes: b }])
+                    }
+                    Some(FromClient::StdinEof) => {
+                        (channel::encode_close(channel::STDIN).to_vec(), vec![EventKind::StreamClose { stream: Stream::Stdin }])
+                    }
+                    Some(FromClient::Resize(json)) => {
+                        let sizes = proto::resize::parse(&json).unwrap_or_default();
+                        let events = sizes.iter().map(|s| EventKind::Resize { cols: s.width, rows: s.height }).collect();
+                        (channel::encode_binary(channel::RESIZE, &json), events)
+                    }
+                    None => break End::ClientGone,
+                };
+                if let Err(e) = up_tx.send(Message::binary(frame)).await {
+                    break End::UpstreamError(e.to_string());
+                }
+                let mut failed = None;
+                for event in events {
+                    if let Err(e) = recorder.record(event).await {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+                if let Some(e) = failed {
+                    break End::Recording(e);
+                }
+            }
+            msg = up_rx.next() => match msg {
+                Some(Ok(Message::Binary(data))) => {
+                    let Some((&ch, payload)) = data.split_first() else { continue };
+                    let (out, stream) = match ch {
+                        channel::STDOUT => (ToClient::Stdout(payload.to_vec()), Stream::Stdout),
+                        channel::STDERR => (ToClient::Stderr(payload.to_vec()), Stream::Stderr),
+                        channel::ERROR => {
+                            status_buf.extend_from_slice(payload);
+                            continue;
+                        }
+                        _ => continue,
+                    };
+                    // Forward first: the recorder must never add latency the terminal can feel.
+                    if to.send(out).await.is_err() {
+                        break End::ClientGone;
+                    }
+                    if let Err(e) = recorder.record_data(stream, payload).await {
+                        break End::Recording(e);
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None => break End::Upstream,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => break End::UpstreamError(e.to_string()),
+            }
+        }
+    };
+    let (status, exit) = match end {
+        End::Upstream => match Status::parse(&status_buf) {
+            Ok(s) if !status_buf.is_empty() => {
+                let exit = exit_of(&s);
+                (Some(status_buf), exit)
+            }
+            _ => synthesized("kubetape: the cluster closed the stream without an exit status"),
+        },
+        End::UpstreamError(e) => synthesized(&format!(
+            "kubetape: lost the connection to the cluster: {e}"
+        )),
+        End::Recording(e) => {
+            tracing::error!(error = %e, "recording failed; ending the session (fail closed)");
+            synthesized(&format!(
+                "kubetape: recording failed ({e}); the session was ended"
+            ))
+        }
+        End::ClientGone => (
+            None,
+            ExitInfo {
+                code: 1,
+                message: "kubetape: the client disconnected".into(),
+            },
+        ),
+    };
+    if let Some(status) = status {
+        let _ = to.send(ToClient::Status(status)).await;
+    }
+    drop(to);
+    let _ = up_tx.close().await;
+    exit
+}
+
+fn synthesized(message: &str) -> (Option<Vec<u8>>, ExitInfo) {
+    let s = Status::failure(500, "InternalError", message);
+    (
+        Some(s.to_json()),
+        ExitInfo {
+            code: 1,
+            message: message.to_string(),
+        },
+    )
+}
