@@ -489,14 +489,12 @@ fn spawn_stdin_reader(tx: mpsc::Sender<Input>) -> anyhow::Result<()> {
         .name("stdin".into())
         .spawn(move || {
             let fd = terminal::stdin();
+            let mut buf = vec![0u8; 16 << 10];
             loop {
-                let mut buf = vec![0u8; 16 << 10];
                 let msg = match rustix::io::read(fd, &mut buf) {
                     Ok(0) => Input::Eof,
-                    Ok(n) => {
-                        buf.truncate(n);
-                        Input::Bytes(buf)
-                    }
+                    // Keystrokes are a few bytes: queue exactly what was read.
+                    Ok(n) => Input::Bytes(buf[..n].to_vec()),
                     Err(Errno::INTR) => continue,
                     Err(Errno::AGAIN) => {
                         let _ = rustix::event::poll(
