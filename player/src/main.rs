@@ -4,6 +4,7 @@
 
 mod cmd;
 mod config;
+mod errors;
 mod format;
 mod resolve;
 mod stdio;
@@ -78,7 +79,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) if stdio::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("kubetape: {e:#}");
+            eprintln!("kubetape: {}", errors::chain(&e));
             ExitCode::FAILURE
         }
     }

@@ -37,6 +37,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::Global;
+use crate::errors;
 use crate::stdio::RawStdout;
 use crate::terminal::{self, RawMode};
 
@@ -103,7 +104,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     match record(global, args).await {
         Ok(code) => Ok(code),
         Err(e) => {
-            eprintln!("kubetape: {e:#}");
+            eprintln!("kubetape: {}", errors::chain(&e));
             Ok(ExitCode::from(EXIT_RECORDING_FAILED))
         }
     }
@@ -242,7 +243,8 @@ async fn record(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             Ok(_) => failure,
         };
         eprintln!(
-            "kubetape: session {id}: recording failed, so the command was stopped: {cause:#}"
+            "kubetape: session {id}: recording failed, so the command was stopped: {}",
+            errors::chain(&cause)
         );
         return Ok(ExitCode::from(EXIT_RECORDING_FAILED));
     }

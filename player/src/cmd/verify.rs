@@ -4,13 +4,15 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
+
 use storage_schema::store::{KeySource, Store, list_sessions, verify_session};
 use storage_schema::verify::{Report, SessionState};
 use storage_schema::{PublicKey, SessionId, SessionMeta, layout};
 
 use crate::config::Global;
 use crate::stdio::outln;
-use crate::{format, resolve};
+use crate::{errors, format, resolve};
 
 const ABOUT: &str = "Check that recordings are intact and authentic";
 
@@ -62,7 +64,9 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let keyring;
     let keys = match &args.pubkey {
         Some(path) => {
-            public = PublicKey::read_file(path)?;
+            public = PublicKey::read_file(path).with_context(|| {
+                format!("cannot use {} as a signing public key", path.display())
+            })?;
             eprintln!(
                 "kubetape: verifying with public key {} only: signatures, chain and seal are checked; contents were \
                  not decrypted",
@@ -89,7 +93,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             match resolve::session(&store, text).await {
                 Ok(id) => ids.push(id),
                 Err(e) => {
-                    outln!("ERR  {text}  cannot verify: {e:#}")?;
+                    outln!("ERR  {text}  cannot verify: {}", errors::chain(&e))?;
                     tally.errors += 1;
                 }
             }
