@@ -20,9 +20,10 @@ const LONG_ABOUT: &str = "\
 Record terminal sessions, and list, verify, read and seal the recordings.
 
 A recording is a series of encrypted, signed and hash-chained chunks in a store (a local
-directory or an S3 bucket), closed by a signed seal. Chunks are written at least every second,
-so a crash loses at most about a second. Reading a recording needs the keyring it was written
-with; checking that it is intact needs only the signing public key (`keys export-pub`).";
+directory or an S3 bucket), closed by a signed seal. A chunk is written at most a second after
+its first event, so a crash loses at most about the last second. Reading a recording needs the
+keyring it was written with; checking that it is intact needs only the signing public key
+(`keys export-pub`).";
 
 const AFTER_HELP: &str = "\
 Examples:
