@@ -56,8 +56,13 @@ pub(crate) fn status(code: StatusCode, reason: &str, message: impl Into<String>)
     with_type(code, "application/json", s.to_json())
 }
 
+/// The API server's 404 for a path it does not serve. It carries an empty `details`, and
+/// kubectl relies on that: `kubectl debug` reads `details.name` of this 404 to tell "ephemeral
+/// containers are disabled" and dereferences a missing `details` (a nil-pointer panic).
 pub(crate) fn not_found(message: impl Into<String>) -> Response<Body> {
-    status(StatusCode::NOT_FOUND, "NotFound", message)
+    let mut s = Status::failure(404, "NotFound", message);
+    s.details = Some(proto::status::StatusDetails::default());
+    with_type(StatusCode::NOT_FOUND, "application/json", s.to_json())
 }
 
 /// The API server's message for a missing object, e.g. `pods "x" not found`.

@@ -59,7 +59,6 @@ fn resource(name: &str, kind: &str, namespaced: bool, verbs: &[&str], short: &[&
 
 /// `GET /api/v1`: the resources the sandbox serves, with the verbs and kinds of a real server.
 pub(crate) fn core_v1_resources() -> Value {
-    const READ: &[&str] = &["get", "list", "watch"];
     const CRUD: &[&str] = &[
         "create",
         "delete",
@@ -84,7 +83,7 @@ pub(crate) fn core_v1_resources() -> Value {
             resource("pods/log", "Pod", true, &["get"], &[]),
             resource("pods/portforward", "PodPortForwardOptions", true, &["create", "get"], &[]),
             resource("pods/status", "Pod", true, &["get", "patch", "update"], &[]),
-            resource("namespaces/status", "Namespace", false, READ, &[]),
+            resource("namespaces/status", "Namespace", false, &["get", "patch", "update"], &[]),
         ],
     })
 }

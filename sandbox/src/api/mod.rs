@@ -61,6 +61,9 @@ pub(crate) async fn route(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
         // A 404 without details.name is how kubectl learns ephemeral containers are off.
         return respond::not_found("the server could not find the requested resource");
     }
+    if let ["api", "v1", "namespaces", _, "pods", _, "portforward"] = segments.as_slice() {
+        return respond::bad_request("port-forward is not supported by kubetape-sandbox");
+    }
     if !read {
         return respond::method_not_allowed();
     }
