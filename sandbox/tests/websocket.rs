@@ -241,7 +241,7 @@ async fn client_going_away_kills_the_process() {
     let t = start(config()).await;
     let marker = format!("sbx-gone-{}", uuid::Uuid::new_v4().simple());
     let q = format!(
-        "?command=sh&command=-c&command=echo+started%3B+exec+sleep+1000+{marker}&stdout=true"
+        "?command=sh&command=-c&command=echo+started%3B+sleep+1000%3B+echo+{marker}&stdout=true"
     );
     let (mut ws, _) = connect(&t, &format!("{EXEC}{q}"), "v5.channel.k8s.io")
         .await
@@ -254,9 +254,13 @@ async fn client_going_away_kills_the_process() {
                 .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&marker))
         })
     };
-    assert!(alive());
-    drop(ws);
+    // The shell (whose command line holds the marker) waits for `sleep`, in the same group.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !alive() {
+        assert!(std::time::Instant::now() < deadline, "process never seen");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    drop(ws);
     while alive() {
         assert!(
             std::time::Instant::now() < deadline,
