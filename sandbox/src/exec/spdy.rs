@@ -402,6 +402,7 @@ where
         if let Some(f) = frame
             && wtx.send(f).await.is_err()
         {
+            reader.abort();
             return;
         }
     }

@@ -155,8 +155,8 @@ where
             _ = &mut reader => { client_gone = true; None }
         };
         let (ch, payload) = match out {
-            Some(Output::Stdout(b)) => (channel::STDOUT, b.to_vec()),
-            Some(Output::Stderr(b)) => (channel::STDERR, b.to_vec()),
+            Some(Output::Stdout(b)) => (channel::STDOUT, b),
+            Some(Output::Stderr(b)) => (channel::STDERR, b),
             Some(Output::Exit(status)) => {
                 tracing::info!(status = %status.status, reason = %status.reason, "session ended");
                 if let Some(p) = status_payload(protocol, &status)
@@ -165,6 +165,7 @@ where
                         .await
                         .is_err()
                 {
+                    reader.abort();
                     return;
                 }
                 break;
@@ -173,6 +174,7 @@ where
         };
         if sink.send(encode(protocol, ch, &payload)).await.is_err() {
             tracing::info!("client gone");
+            reader.abort();
             return;
         }
     }
