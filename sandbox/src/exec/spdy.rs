@@ -24,15 +24,13 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use proto::exec::StreamOptions;
 use proto::resize::TerminalSize;
 use proto::spdy::{Frame, HeaderDecoder, HeaderEncoder, frame::FLAG_FIN};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::sync::mpsc;
-use tracing::Instrument as _;
 
 use super::Target;
 use super::process::{Input, Output};
@@ -299,23 +297,11 @@ pub(super) async fn accept(
             ),
         );
     };
-    let on_upgrade = hyper::upgrade::on(&mut req);
     tracing::info!(protocol = chosen, "spdy upgrade");
-    ctx.spawn(
-        async move {
-            match on_upgrade.await {
-                Ok(upgraded) => run(TokioIo::new(upgraded), opts, target).await,
-                Err(e) => tracing::warn!(error = %e, "upgrade failed"),
-            }
-        }
-        .instrument(span),
-    );
-    let mut resp = Response::new(respond::empty());
-    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = resp.headers_mut();
-    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    h.insert(header::UPGRADE, HeaderValue::from_static("SPDY/3.1"));
-    h.insert(
+    let mut resp = super::switch_protocols(ctx, &mut req, span, "SPDY/3.1", move |io| {
+        run(io, opts, target)
+    });
+    resp.headers_mut().insert(
         "x-stream-protocol-version",
         HeaderValue::from_static(chosen),
     );

@@ -8,9 +8,8 @@
 
 use bytes::Bytes;
 use futures::{SinkExt as _, StreamExt as _};
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderValue, Request, Response, header};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use proto::channel::{self, Protocol};
 use proto::exec::StreamOptions;
 use tokio::sync::mpsc;
@@ -19,7 +18,6 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tracing::Instrument as _;
 
 use super::Target;
 use super::process::{Input, Output};
@@ -67,37 +65,18 @@ pub(super) async fn accept(
         }
     };
     let accept_key = derive_accept_key(key.as_bytes());
-    let on_upgrade = hyper::upgrade::on(&mut req);
     tracing::info!(
         protocol = protocol.map_or("", Protocol::name),
         "websocket upgrade"
     );
-    ctx.spawn(
-        async move {
-            let upgraded = match on_upgrade.await {
-                Ok(u) => u,
-                Err(e) => {
-                    tracing::warn!(error = %e, "upgrade failed");
-                    return;
-                }
-            };
+    let mut resp =
+        super::switch_protocols(ctx, &mut req, span, "websocket", move |io| async move {
             let mut config = WebSocketConfig::default();
             config.max_message_size = Some(64 << 20);
-            let ws = WebSocketStream::from_raw_socket(
-                TokioIo::new(upgraded),
-                Role::Server,
-                Some(config),
-            )
-            .await;
+            let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
             run(ws, protocol.unwrap_or(Protocol::V1), opts, target).await;
-        }
-        .instrument(span),
-    );
-    let mut resp = Response::new(respond::empty());
-    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        });
     let h = resp.headers_mut();
-    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     h.insert(
         header::SEC_WEBSOCKET_ACCEPT,
         HeaderValue::from_str(&accept_key).expect("base64 is a valid header"),
