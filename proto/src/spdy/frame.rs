@@ -153,6 +153,18 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Frame, usize)>, SpdyError> {
     Ok(Some((frame, HEADER_LEN + len)))
 }
 
+/// Appends a DATA frame for a borrowed payload: the same bytes as [`Frame::Data`]'s encoding
+/// without first copying the payload into a `Frame` (relays and servers send every chunk of
+/// output this way). `payload` must be < 16 MiB.
+pub fn encode_data(stream_id: u32, fin: bool, payload: &[u8], out: &mut Vec<u8>) {
+    debug_assert!(payload.len() < 1 << 24);
+    let flags = if fin { FLAG_FIN } else { 0 };
+    out.reserve(HEADER_LEN + payload.len());
+    out.extend_from_slice(&(stream_id & 0x7fff_ffff).to_be_bytes());
+    out.extend_from_slice(&((u32::from(flags) << 24) | payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(payload);
+}
+
 fn control(out: &mut Vec<u8>, kind: u16, flags: u8, payload: &[u8]) {
     out.extend_from_slice(&(0x8000 | VERSION).to_be_bytes());
     out.extend_from_slice(&kind.to_be_bytes());
@@ -165,12 +177,7 @@ impl Frame {
     pub fn encode(&self, out: &mut Vec<u8>) {
         let fin = |f: bool| if f { FLAG_FIN } else { 0 };
         match self {
-            Frame::Data { stream_id, fin: f, data } => {
-                debug_assert!(data.len() < 1 << 24);
-                out.extend_from_slice(&(stream_id & 0x7fff_ffff).to_be_bytes());
-                out.extend_from_slice(&((u32::from(fin(*f)) << 24) | data.len() as u32).to_be_bytes());
-                out.extend_from_slice(data);
-            }
+            Frame::Data { stream_id, fin: f, data } => encode_data(*stream_id, *f, data, out),
             Frame::SynStream { stream_id, associated_to, priority, fin: f, unidirectional, block } => {
                 let mut p = Vec::with_capacity(10 + block.len());
                 p.extend_from_slice(&stream_id.to_be_bytes());
@@ -235,6 +242,11 @@ mod tests {
         // DATA on stream 3 with FIN and payload "hi".
         let data = Frame::Data { stream_id: 3, fin: true, data: b"hi".to_vec() };
         assert_eq!(data.to_bytes(), [0, 0, 0, 3, 0x01, 0, 0, 2, b'h', b'i']);
+        // The borrowing encoder writes the same bytes; without FIN the flags byte is 0.
+        let mut out = Vec::new();
+        encode_data(3, true, b"hi", &mut out);
+        encode_data(5, false, b"", &mut out);
+        assert_eq!(out, [0, 0, 0, 3, 0x01, 0, 0, 2, b'h', b'i', 0, 0, 0, 5, 0, 0, 0, 0]);
         // PING id 1: control bit + version 3, type 6, no flags, length 4.
         assert_eq!(Frame::Ping { id: 1 }.to_bytes(), [0x80, 0x03, 0x00, 0x06, 0, 0, 0, 4, 0, 0, 0, 1]);
         // RST_STREAM stream 5 CANCEL.
