@@ -57,7 +57,7 @@ pub async fn run(args: QuickstartArgs, shutdown: impl Future<Output = ()>) -> an
     )
     .context("development issuer")?;
     let tls_dir = dir.join("gateway");
-    let ca_pem = write_tls(&tls_dir).context("gateway certificate")?;
+    let ca_pem = crate::tls::write_self_signed(&tls_dir).context("gateway certificate")?;
 
     let config = GatewayConfig {
         listen: args.listen,
@@ -123,45 +123,6 @@ fn default_dir() -> PathBuf {
     data.join("kubetape/quickstart")
 }
 
-/// A fresh CA and a loopback server certificate for the gateway; returns the CA PEM.
-fn write_tls(dir: &Path) -> anyhow::Result<String> {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
-    std::fs::create_dir_all(dir)?;
-    let ca_key = KeyPair::generate()?;
-    let mut ca_params = CertificateParams::default();
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "kubetape quickstart CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca = ca_params.self_signed(&ca_key)?;
-    let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
-    let key = KeyPair::generate()?;
-    let mut params =
-        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "kubetape-gateway");
-    let cert = params.signed_by(&key, &issuer)?;
-    let ca_pem = ca.pem();
-    std::fs::write(dir.join("ca.crt"), &ca_pem)?;
-    std::fs::write(dir.join("tls.crt"), cert.pem())?;
-    write_private(&dir.join("tls.key"), key.serialize_pem().as_bytes())?;
-    Ok(ca_pem)
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(bytes)
-}
-
 fn write_kubeconfig(
     path: &Path,
     addr: SocketAddr,
@@ -189,6 +150,6 @@ fn write_kubeconfig(
         }}],
         "current-context": "kubetape-quickstart",
     });
-    write_private(path, serde_json::to_string_pretty(&config)?.as_bytes())?;
+    crate::tls::write_private(path, serde_json::to_string_pretty(&config)?.as_bytes())?;
     Ok(())
 }
