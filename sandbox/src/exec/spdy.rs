@@ -13,12 +13,13 @@
 //!                                          ◄─ DATA 5 FIN, DATA 7 FIN, DATA 1 Status+FIN, GOAWAY
 //! RST_STREAM … CANCEL, GOAWAY      ─►      (close)
 //! ```
-//! Header blocks share ONE zlib context per direction for the whole connection, so every
-//! block from the client is inflated in order (even of frames we ignore) by one
-//! [`HeaderDecoder`], and every reply is deflated by this connection's one [`HeaderEncoder`].
+//! Header blocks share ONE zlib context per direction for the whole connection (every client
+//! block inflated in order, even of frames we ignore; every reply deflated by one encoder):
+//! [`ServerSession`] keeps both.
 //!
-//! [`Connection`] is the I/O-free state machine (unit-tested against byte vectors); [`accept`]
-//! drives it over the upgraded socket.
+//! [`Connection`] is the I/O-free part (unit-tested against byte vectors): `proto`'s
+//! [`ServerSession`] plus what exec/attach give the streams; [`accept`] drives it over the
+//! upgraded socket.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -28,7 +29,8 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use proto::exec::StreamOptions;
 use proto::resize::TerminalSize;
-use proto::spdy::{Frame, HeaderDecoder, HeaderEncoder, frame::FLAG_FIN};
+use proto::spdy::session::{Event as SessionEvent, ServerSession};
+use proto::spdy::{Frame, SpdyError};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::sync::mpsc;
 
@@ -103,25 +105,14 @@ pub(crate) enum Event {
     GoAway,
 }
 
-/// Why the connection cannot go on.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum SpdyConnError {
-    #[error("bad SPDY frame")]
-    Frame(#[from] proto::spdy::SpdyError),
-    #[error("stream {0} opened twice")]
-    DuplicateStream(u32),
-}
-
-/// The server side of one SPDY connection: header contexts, streams by type, and the
-/// buffered partial frame.
+/// The exec/attach view of one SPDY connection: [`ServerSession`] does the framing, header
+/// contexts, SYN_REPLYs and PINGs; this maps streams to their `streamtype` and decodes the
+/// resize stream.
 #[derive(Debug, Default)]
 pub(crate) struct Connection {
-    decoder: HeaderDecoder,
-    encoder: HeaderEncoder,
-    buf: Vec<u8>,
+    session: ServerSession,
     streams: HashMap<u32, StreamType>,
     ids: HashMap<StreamType, u32>,
-    opened: std::collections::HashSet<u32>,
     last_client_id: u32,
     /// Resize is a JSON stream that DATA frames may split anywhere.
     resize_buf: Vec<u8>,
@@ -144,90 +135,50 @@ impl Connection {
 
     /// Feeds bytes read from the client. Frames to send back (SYN_REPLY, PING) are appended to
     /// `out`; what the session must act on is returned.
-    pub fn receive(
-        &mut self,
-        bytes: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Result<Vec<Event>, SpdyConnError> {
-        self.buf.extend_from_slice(bytes);
+    pub fn receive(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Result<Vec<Event>, SpdyError> {
         let mut events = Vec::new();
-        let mut at = 0;
-        while let Some((frame, used)) = proto::spdy::decode(&self.buf[at..])? {
-            at += used;
-            self.frame(frame, out, &mut events)?;
+        for e in self.session.receive(bytes)? {
+            match e {
+                SessionEvent::StreamOpened { id, headers, .. } => {
+                    self.last_client_id = self.last_client_id.max(id);
+                    let kind = proto::spdy::headers::get(&headers, "streamtype")
+                        .and_then(StreamType::from_header);
+                    match kind {
+                        Some(t) if !self.ids.contains_key(&t) => {
+                            self.ids.insert(t, id);
+                            self.streams.insert(id, t);
+                            events.push(Event::Opened(t));
+                        }
+                        // Replied to (the session always does) but not used.
+                        other => tracing::debug!(id, ?other, "ignoring unexpected stream"),
+                    }
+                }
+                SessionEvent::Data { id, data } => match self.streams.get(&id) {
+                    Some(StreamType::Stdin) => events.push(Event::Stdin(Bytes::from(data))),
+                    Some(StreamType::Resize) => {
+                        self.resize_buf.extend_from_slice(&data);
+                        self.parse_resizes(&mut events);
+                    }
+                    _ => {}
+                },
+                SessionEvent::Fin { id } => {
+                    if self.streams.get(&id) == Some(&StreamType::Stdin) {
+                        events.push(Event::StdinEof);
+                    }
+                }
+                SessionEvent::Reset { id, .. } => {
+                    if let Some(t) = self.streams.get(&id).copied() {
+                        if t == StreamType::Stdin {
+                            events.push(Event::StdinEof);
+                        }
+                        events.push(Event::Reset(t));
+                    }
+                }
+                SessionEvent::GoAway => events.push(Event::GoAway),
+            }
         }
-        self.buf.drain(..at);
+        out.extend(self.session.take_output());
         Ok(events)
-    }
-
-    fn frame(
-        &mut self,
-        frame: Frame,
-        out: &mut Vec<u8>,
-        events: &mut Vec<Event>,
-    ) -> Result<(), SpdyConnError> {
-        match frame {
-            Frame::SynStream {
-                stream_id, block, ..
-            } => {
-                // Inflate even unknown streams' headers: the context is shared.
-                let headers = self.decoder.decode(&block)?;
-                if !self.opened.insert(stream_id) {
-                    return Err(SpdyConnError::DuplicateStream(stream_id));
-                }
-                self.last_client_id = self.last_client_id.max(stream_id);
-                Frame::SynReply {
-                    stream_id,
-                    fin: false,
-                    block: self.encoder.encode(&[]),
-                }
-                .encode(out);
-                let kind = proto::spdy::headers::get(&headers, "streamtype")
-                    .and_then(StreamType::from_header);
-                match kind {
-                    Some(t) if !self.ids.contains_key(&t) => {
-                        self.ids.insert(t, stream_id);
-                        self.streams.insert(stream_id, t);
-                        events.push(Event::Opened(t));
-                    }
-                    other => tracing::debug!(stream_id, ?other, "ignoring unexpected stream"),
-                }
-            }
-            Frame::Data {
-                stream_id,
-                fin,
-                data,
-            } => match self.streams.get(&stream_id) {
-                Some(StreamType::Stdin) => {
-                    if !data.is_empty() {
-                        events.push(Event::Stdin(Bytes::from(data)));
-                    }
-                    if fin {
-                        events.push(Event::StdinEof);
-                    }
-                }
-                Some(StreamType::Resize) => {
-                    self.resize_buf.extend_from_slice(&data);
-                    self.parse_resizes(events);
-                }
-                _ => {}
-            },
-            Frame::RstStream { stream_id, .. } => {
-                if let Some(t) = self.streams.get(&stream_id).copied() {
-                    if t == StreamType::Stdin {
-                        events.push(Event::StdinEof);
-                    }
-                    events.push(Event::Reset(t));
-                }
-            }
-            Frame::Ping { id } => Frame::Ping { id }.encode(out),
-            Frame::GoAway { .. } => events.push(Event::GoAway),
-            Frame::SynReply { block, .. } | Frame::Headers { block, .. } => {
-                self.decoder.decode(&block)?;
-            }
-            Frame::Settings { .. } | Frame::WindowUpdate { .. } | Frame::Unknown { .. } => {}
-        }
-        Ok(())
     }
 
     fn parse_resizes(&mut self, events: &mut Vec<Event>) {
@@ -258,12 +209,9 @@ impl Connection {
 }
 
 /// A DATA frame (server → client frames carry no header blocks).
-pub(crate) fn data(stream_id: u32, payload: &[u8], fin: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + payload.len());
-    out.extend_from_slice(&(stream_id & 0x7fff_ffff).to_be_bytes());
-    let flags = if fin { u32::from(FLAG_FIN) } else { 0 };
-    out.extend_from_slice(&((flags << 24) | payload.len() as u32).to_be_bytes());
-    out.extend_from_slice(payload);
+fn data(stream_id: u32, payload: &[u8], fin: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    proto::spdy::frame::encode_data(stream_id, fin, payload, &mut out);
     out
 }
 
@@ -462,6 +410,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::Receiver<Vec
 mod tests {
     use super::*;
     use proto::spdy::frame::RST_CANCEL;
+    use proto::spdy::{HeaderDecoder, HeaderEncoder};
 
     /// What kubectl's side writes: SYN_STREAMs with `streamtype` headers, all deflated by one
     /// client context.
@@ -647,7 +596,7 @@ mod tests {
     }
 
     #[test]
-    fn resets_goaway_and_protocol_errors() {
+    fn resets_goaway_and_unknown_streams() {
         let mut client = Client::new();
         let mut conn = Connection::new();
         let mut out = Vec::new();
@@ -679,21 +628,12 @@ mod tests {
         );
         // Unknown stream types are still replied to (and their headers inflated in order).
         assert_eq!(client.frames(&out).len(), 2);
-        // Opening a stream twice is a protocol error.
-        let again = client.syn(1, "stdin");
-        assert!(matches!(
-            conn.receive(&again, &mut out),
-            Err(SpdyConnError::DuplicateStream(1))
-        ));
-        // So is a block that continues a zlib context this connection never saw (its first
-        // block was sent elsewhere).
+        // A header block that continues a zlib context this connection never saw (its first
+        // block went elsewhere) is a protocol error.
         let mut other = Client::new();
         let _first_block_elsewhere = other.syn(1, "error");
         let second = other.syn(3, "stdin");
-        assert!(matches!(
-            Connection::new().receive(&second, &mut out),
-            Err(SpdyConnError::Frame(_))
-        ));
+        assert!(Connection::new().receive(&second, &mut out).is_err());
     }
 
     /// The whole server over an in-memory pipe: streams, a process, its output, the Status.
