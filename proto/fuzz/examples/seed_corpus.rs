@@ -1,0 +1,305 @@
+//! Writes small seed corpora of valid inputs into `corpus/<target>/`, so mutations start from
+//! what kubectl, kube-rs and the API server really send:
+//!
+//! ```text
+//! cargo run --example seed_corpus      # from proto/fuzz
+//! ```
+//! Seeds follow each target's input layout (see the target's doc comment).
+
+use std::fs;
+use std::path::Path;
+
+use proto::channel::{self, Protocol};
+use proto::exec::percent_encode;
+use proto::resize::{self, TerminalSize};
+use proto::spdy::frame::{Frame, RST_CANCEL, RST_REFUSED_STREAM};
+use proto::spdy::headers::HeaderEncoder;
+use proto::status::Status;
+
+fn write(target: &str, name: &str, bytes: &[u8]) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus")
+        .join(target);
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join(name), bytes).unwrap();
+}
+
+/// Client → server SPDY bytes of `kubectl exec -i` (one header context for the connection).
+fn exec_conversation() -> Vec<u8> {
+    let mut enc = HeaderEncoder::new();
+    let mut wire = Vec::new();
+    Frame::Settings {
+        entries: vec![(0, 4, 1000), (0, 7, 1 << 20)],
+    }
+    .encode(&mut wire);
+    for (id, kind) in [
+        (1, "error"),
+        (3, "stdin"),
+        (5, "stdout"),
+        (7, "stderr"),
+        (9, "resize"),
+    ] {
+        let block = enc.encode(&[("streamtype", kind)]);
+        Frame::SynStream {
+            stream_id: id,
+            associated_to: 0,
+            priority: 0,
+            fin: kind == "error",
+            unidirectional: false,
+            block,
+        }
+        .encode(&mut wire);
+    }
+    Frame::Data {
+        stream_id: 9,
+        fin: false,
+        data: resize::encode(TerminalSize {
+            width: 80,
+            height: 24,
+        }),
+    }
+    .encode(&mut wire);
+    Frame::Data {
+        stream_id: 3,
+        fin: false,
+        data: b"ls -l\n".to_vec(),
+    }
+    .encode(&mut wire);
+    Frame::Ping { id: 1 }.encode(&mut wire);
+    Frame::WindowUpdate {
+        stream_id: 3,
+        delta: 65536,
+    }
+    .encode(&mut wire);
+    Frame::Data {
+        stream_id: 3,
+        fin: true,
+        data: vec![],
+    }
+    .encode(&mut wire);
+    Frame::RstStream {
+        stream_id: 9,
+        status: RST_CANCEL,
+    }
+    .encode(&mut wire);
+    Frame::GoAway {
+        last_good: 0,
+        status: 0,
+    }
+    .encode(&mut wire);
+    wire
+}
+
+/// Client → server SPDY bytes of `kubectl port-forward` for one connection to port 8080.
+fn portforward_conversation() -> Vec<u8> {
+    let mut enc = HeaderEncoder::new();
+    let mut wire = Vec::new();
+    for (id, kind) in [(1, "error"), (3, "data")] {
+        let block = enc.encode(&[("streamtype", kind), ("port", "8080"), ("requestid", "0")]);
+        Frame::SynStream {
+            stream_id: id,
+            associated_to: 0,
+            priority: 0,
+            fin: false,
+            unidirectional: false,
+            block,
+        }
+        .encode(&mut wire);
+    }
+    Frame::Data {
+        stream_id: 3,
+        fin: false,
+        data: b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(),
+    }
+    .encode(&mut wire);
+    Frame::Headers {
+        stream_id: 3,
+        fin: false,
+        block: enc.encode(&[("x-extra", "1")]),
+    }
+    .encode(&mut wire);
+    Frame::RstStream {
+        stream_id: 1,
+        status: RST_REFUSED_STREAM,
+    }
+    .encode(&mut wire);
+    Frame::Unknown {
+        kind: 10,
+        flags: 0,
+        payload: vec![0, 0, 0, 1],
+    }
+    .encode(&mut wire);
+    wire
+}
+
+fn main() {
+    // channel_frame: WebSocket messages (the first byte doubles as the supported-protocol mask).
+    write(
+        "channel_frame",
+        "stdout",
+        &channel::encode_binary(channel::STDOUT, b"hello\r\n"),
+    );
+    write(
+        "channel_frame",
+        "close",
+        &channel::encode_close(channel::STDIN),
+    );
+    write(
+        "channel_frame",
+        "resize",
+        &channel::encode_binary(channel::RESIZE, b"{\"Width\":80,\"Height\":24}\n"),
+    );
+    write(
+        "channel_frame",
+        "text",
+        channel::encode_text(channel::ERROR, &Status::exit_code(3).to_json()).as_bytes(),
+    );
+    write("channel_frame", "empty-text", b"1");
+    let offer = format!(
+        "\x1f{}, {}\n{}",
+        Protocol::V5.name(),
+        Protocol::V4.name(),
+        Protocol::V4Base64.name()
+    );
+    write("channel_frame", "offer", offer.as_bytes());
+
+    // spdy_frame: every frame kind, and whole conversations.
+    let frames = [
+        Frame::Data {
+            stream_id: 7,
+            fin: true,
+            data: b"out".to_vec(),
+        },
+        Frame::SynStream {
+            stream_id: 1,
+            associated_to: 0,
+            priority: 2,
+            fin: false,
+            unidirectional: true,
+            block: vec![0x78, 0xf9],
+        },
+        Frame::SynReply {
+            stream_id: 1,
+            fin: false,
+            block: vec![0x78],
+        },
+        Frame::RstStream {
+            stream_id: 9,
+            status: RST_REFUSED_STREAM,
+        },
+        Frame::Settings {
+            entries: vec![(1, 4, 100)],
+        },
+        Frame::Ping { id: 3 },
+        Frame::GoAway {
+            last_good: 5,
+            status: 1,
+        },
+        Frame::Headers {
+            stream_id: 3,
+            fin: true,
+            block: vec![1, 2],
+        },
+        Frame::WindowUpdate {
+            stream_id: 3,
+            delta: 1000,
+        },
+        Frame::Unknown {
+            kind: 5,
+            flags: 0,
+            payload: vec![],
+        },
+    ];
+    for (i, f) in frames.iter().enumerate() {
+        write("spdy_frame", &format!("frame-{i}"), &f.to_bytes());
+    }
+    write("spdy_frame", "exec", &exec_conversation());
+    write("spdy_frame", "portforward", &portforward_conversation());
+
+    // spdy_headers: mode 0 with length-prefixed compressed blocks of one context; mode 0x80 seeds
+    // are `arbitrary` input and need none.
+    let mut enc = HeaderEncoder::new();
+    let mut blocks = vec![0u8];
+    for h in [
+        &[("streamtype", "error")][..],
+        &[("streamtype", "data"), ("port", "8080"), ("requestid", "0")][..],
+        &[][..],
+        &[("Streamtype", "stdout"), ("x", "a\0b")][..],
+    ] {
+        let block = enc.encode(h);
+        blocks.push(u8::try_from(block.len()).unwrap());
+        blocks.extend_from_slice(&block);
+    }
+    write("spdy_headers", "blocks", &blocks);
+    let mut raw = vec![0u8, 0xff];
+    raw.extend_from_slice(&proto::spdy::headers::encode_block(&[(
+        "streamtype",
+        "stdin",
+    )]));
+    write("spdy_headers", "raw", &raw);
+
+    // spdy_session: [n, n piece lengths, stream].
+    for (name, wire) in [
+        ("exec", exec_conversation()),
+        ("portforward", portforward_conversation()),
+    ] {
+        for (split, lens) in [
+            ("whole", &[][..]),
+            ("bytewise", &[1][..]),
+            ("mixed", &[7, 1, 50, 0][..]),
+        ] {
+            let mut input = vec![u8::try_from(lens.len()).unwrap()];
+            input.extend_from_slice(lens);
+            input.extend_from_slice(&wire);
+            write("spdy_session", &format!("{name}-{split}"), &input);
+        }
+    }
+
+    // status_resize: Status bodies as the API server sends them, and resize messages.
+    write("status_resize", "success", &Status::success().to_json());
+    write("status_resize", "exit-3", &Status::exit_code(3).to_json());
+    write(
+        "status_resize",
+        "forbidden",
+        &Status::failure(403, "Forbidden", "pods \"web\" is forbidden").to_json(),
+    );
+    write(
+        "status_resize",
+        "resize-kubectl",
+        &resize::encode(TerminalSize {
+            width: 200,
+            height: 50,
+        }),
+    );
+    write(
+        "status_resize",
+        "resize-two",
+        b"{\"Width\":1,\"Height\":2}{\"Width\":3,\"Height\":4}",
+    );
+
+    // exec_query: query strings and paths.
+    let command = ["sh", "-c", "cat; echo done"]
+        .map(|c| format!("command={}", percent_encode(c)))
+        .join("&");
+    write(
+        "exec_query",
+        "kubectl",
+        format!("{command}&container=app&stderr=true&stdin=true&stdout=true&tty=false").as_bytes(),
+    );
+    write(
+        "exec_query",
+        "kube-rs",
+        b"&stdin=true&stdout=true&command=cat",
+    );
+    write("exec_query", "ports", b"ports=80%2C8443&ports=9090");
+    write(
+        "exec_query",
+        "path",
+        b"/api/v1/namespaces/default/pods/web/exec",
+    );
+    write(
+        "exec_query",
+        "path-pf",
+        b"/api/v1/namespaces/kube-system/pods/dns-0/portforward",
+    );
+}
