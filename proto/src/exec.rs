@@ -94,8 +94,10 @@ pub fn percent_decode(s: &str) -> Option<String> {
     while i < b.len() {
         match b[i] {
             b'%' => {
-                let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
+                // Exactly two hex digits, as Go's `url.QueryUnescape` (the API server) demands:
+                // `from_str_radix` would also take a sign, reading `%+d` as 0x0d.
+                let hex = |at: usize| b.get(at).and_then(|&c| char::from(c).to_digit(16));
+                out.push((hex(i + 1)? << 4 | hex(i + 2)?) as u8);
                 i += 3;
             }
             b'+' => {
@@ -143,6 +145,18 @@ mod tests {
         assert!(parse_query("ports=x").is_err());
         assert!(parse_query("command=%zz").is_err());
         assert_eq!(percent_encode("cat; echo done"), "cat%3B+echo+done");
+    }
+
+    #[test]
+    fn percent_escapes_are_two_hex_digits() {
+        assert_eq!(percent_decode("%3b%3B%7e+x").as_deref(), Some(";;~ x"));
+        assert_eq!(percent_decode("%e2%9c%93").as_deref(), Some("\u{2713}"));
+        // Found by fuzzing (exec_query): a sign was taken as part of the escape, so `%+d` became
+        // a carriage return where the API server refuses the query.
+        for bad in ["%+d", "%+0", "%-1", "% 1", "%1", "%", "%g0", "%0x", "%\u{e9}"] {
+            assert_eq!(percent_decode(bad), None, "{bad:?}");
+        }
+        assert!(parse_query("command=%+d").is_err());
     }
 
     #[test]
