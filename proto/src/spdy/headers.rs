@@ -97,10 +97,12 @@ impl HeaderDecoder {
         let mut out = Vec::with_capacity(256);
         loop {
             if out.len() == out.capacity() {
-                if out.len() >= MAX_BLOCK {
+                // Room for one byte past the limit tells a block of exactly MAX_BLOCK bytes (then
+                // the inflater stops short of it) from a longer one (it fills it).
+                if out.len() > MAX_BLOCK {
                     return Err(err("decompressed block exceeds the limit".into()));
                 }
-                out.reserve(out.len().max(256));
+                out.reserve_exact(out.len().max(256).min(MAX_BLOCK + 1 - out.len()));
             }
             let before_in = self.z.total_in();
             let before_out = out.len();
@@ -199,6 +201,23 @@ mod tests {
         let mut enc = HeaderEncoder::new();
         let mut dec = HeaderDecoder::new();
         assert_eq!(dec.decode(&enc.encode(&[])).unwrap(), vec![]);
+    }
+
+    /// Found by fuzzing (spdy_headers): the buffer reached MAX_BLOCK exactly when the block did,
+    /// and a full buffer at the limit was taken for "more to come", so the largest block the
+    /// limit allows was refused.
+    #[test]
+    fn block_limit_is_inclusive() {
+        let mut enc = HeaderEncoder::new();
+        let mut dec = HeaderDecoder::new();
+        // count, name length, "x-pad", value length: 17 bytes besides the value.
+        let value = "p".repeat(MAX_BLOCK - 17);
+        assert_eq!(encode_block(&[("x-pad", &value)]).len(), MAX_BLOCK);
+        let h = dec.decode(&enc.encode(&[("x-pad", &value)])).unwrap();
+        assert_eq!(get(&h, "x-pad").map(str::len), Some(MAX_BLOCK - 17));
+        // One byte more is refused, by a decoder in step with the encoder.
+        let value = "p".repeat(MAX_BLOCK - 16);
+        assert!(dec.decode(&enc.encode(&[("x-pad", &value)])).is_err());
     }
 
     #[test]
