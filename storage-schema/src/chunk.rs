@@ -194,6 +194,8 @@ pub struct SealedChunk {
     header_bytes: [u8; HEADER_LEN],
     ciphertext: Vec<u8>,
     signature: [u8; SIGNATURE_LEN],
+    /// Computed once: the writer, the verifier and the signature check all need it.
+    digest: ChainDigest,
 }
 
 impl SealedChunk {
@@ -233,7 +235,7 @@ impl SealedChunk {
         debug_assert_eq!(ciphertext.len(), header.ciphertext_len as usize);
         let digest = ChainDigest::of(&header_bytes, &ciphertext);
         let signature = signer.sign(SIGN_DOMAIN, &digest.0);
-        Ok(Self { header, header_bytes, ciphertext, signature })
+        Ok(Self { header, header_bytes, ciphertext, signature, digest })
     }
 
     /// Parses a stored chunk's structure.
@@ -247,12 +249,10 @@ impl SealedChunk {
             return Err(ChunkError::LengthMismatch { declared: header.ciphertext_len.into(), actual });
         }
         let (rest, sig) = bytes.split_at(bytes.len() - SIGNATURE_LEN);
-        Ok(Self {
-            header,
-            header_bytes: bytes[..HEADER_LEN].try_into().expect("checked length"),
-            ciphertext: rest[HEADER_LEN..].to_vec(),
-            signature: sig.try_into().expect("64 bytes"),
-        })
+        let header_bytes: [u8; HEADER_LEN] = bytes[..HEADER_LEN].try_into().expect("checked length");
+        let ciphertext = rest[HEADER_LEN..].to_vec();
+        let digest = ChainDigest::of(&header_bytes, &ciphertext);
+        Ok(Self { header, header_bytes, ciphertext, signature: sig.try_into().expect("64 bytes"), digest })
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -269,7 +269,7 @@ impl SealedChunk {
 
     /// This chunk's chain digest (what the next chunk, or the seal, must name).
     pub fn digest(&self) -> ChainDigest {
-        ChainDigest::of(&self.header_bytes, &self.ciphertext)
+        self.digest
     }
 
     /// Whether the signature over this chunk's digest verifies under `key`.
@@ -295,6 +295,13 @@ impl SealedChunk {
             }
             raw
         } else {
+            if plain.len() != self.header.plaintext_len as usize {
+                return Err(ChunkError::Decompress(format!(
+                    "{} bytes, header says {}",
+                    plain.len(),
+                    self.header.plaintext_len
+                )));
+            }
             plain
         };
         let events = event::decode_all(&raw, self.header.first_us)?;
