@@ -324,22 +324,27 @@ impl Keyring {
     }
 
     /// Adds a new KEK and signing key; new sessions use them from now on.
+    ///
+    /// "Newest" is the greatest id, and ids start with the creation second, so a key made in the
+    /// same second as the current one is drawn again until its fingerprint sorts after it.
     pub fn rotate(&mut self) -> Result<(&Kek, PublicKey), KeyError> {
-        let kek_bytes: [u8; 32] = random()?;
-        let kek_id = new_key_id(&kek_bytes, b"kubetape/kek-id");
-        write_new(&self.dir.join(format!("kek-{kek_id}.key")), &format!("kubetape-kek-v1 {}\n", hex::encode(kek_bytes)), 0o600)?;
-        let seed: [u8; 32] = random()?;
-        let probe = ed25519_dalek::SigningKey::from_bytes(&seed);
-        let sig_id = new_key_id(probe.verifying_key().as_bytes(), b"kubetape/signing-id");
-        let signing = SigningKey::from_seed(sig_id.clone(), seed);
+        let newest_kek = self.keks.keys().next_back().cloned().unwrap_or_default();
+        let (kek_id, kek_bytes) = fresh_after(&newest_kek, |bytes: &[u8; 32]| new_key_id(bytes, b"kubetape/kek-id"))?;
+        let newest_signing = self.signing.keys().next_back().cloned().unwrap_or_default();
+        let (sig_id, seed) = fresh_after(&newest_signing, |seed: &[u8; 32]| {
+            let probe = ed25519_dalek::SigningKey::from_bytes(seed);
+            new_key_id(probe.verifying_key().as_bytes(), b"kubetape/signing-id")
+        })?;
+        write_new(&self.dir.join(format!("kek-{kek_id}.key")), &format!("kubetape-kek-v1 {}\n", hex::encode(*kek_bytes)), 0o600)?;
+        let signing = SigningKey::from_seed(sig_id.clone(), *seed);
         write_new(
             &self.dir.join(format!("signing-{sig_id}.key")),
-            &format!("kubetape-ed25519-secret-v1 {}\n", hex::encode(seed)),
+            &format!("kubetape-ed25519-secret-v1 {}\n", hex::encode(*seed)),
             0o600,
         )?;
         let public = signing.public();
         write_new(&self.dir.join(format!("signing-{sig_id}.pub")), &public.to_line(), 0o644)?;
-        self.keks.insert(kek_id.clone(), Kek { id: kek_id.clone(), key: Zeroizing::new(kek_bytes) });
+        self.keks.insert(kek_id.clone(), Kek { id: kek_id.clone(), key: kek_bytes });
         self.public.insert(sig_id.clone(), public.clone());
         self.signing.insert(sig_id, signing);
         Ok((&self.keks[&kek_id], public))
@@ -383,6 +388,18 @@ impl Keyring {
     pub fn unwrap_dek(&self, session: SessionId, wrapped: &WrappedKey) -> Result<DataKey, KeyError> {
         self.kek(&wrapped.kek)?.unwrap_key(session, wrapped)
     }
+}
+
+/// Draws random key material until its id sorts after `newest`.
+fn fresh_after(newest: &str, id_of: impl Fn(&[u8; 32]) -> String) -> Result<(String, Zeroizing<[u8; 32]>), KeyError> {
+    for _ in 0..64 {
+        let bytes = Zeroizing::new(random::<32>()?);
+        let id = id_of(&bytes);
+        if id.as_str() > newest {
+            return Ok((id, bytes));
+        }
+    }
+    Err(KeyError::Random(format!("the clock is behind the newest key {newest}; cannot make a newer one")))
 }
 
 fn read_secret(path: &Path, label: &str) -> Result<Zeroizing<[u8; 32]>, KeyError> {
@@ -435,6 +452,19 @@ mod tests {
         assert_eq!(&*back.0, &*dek.0);
         // ...but not under another session's id.
         assert!(matches!(ring.unwrap_dek(SessionId::new(), &wrapped), Err(KeyError::UnwrapFailed(_))));
+    }
+
+    #[test]
+    fn rotations_within_one_second_each_become_current() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut ring, _) = Keyring::open_or_init(dir.path()).unwrap();
+        for _ in 0..8 {
+            let (kek, public) = ring.rotate().unwrap();
+            let (kek, public) = (kek.id().to_string(), public.id().to_string());
+            assert_eq!(ring.current_kek().unwrap().id(), kek);
+            assert_eq!(ring.current_signing_key().unwrap().id(), public);
+        }
+        assert_eq!(Keyring::open(dir.path()).unwrap().kek_ids().count(), 9);
     }
 
     #[test]
