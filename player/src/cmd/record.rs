@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
+use futures::FutureExt;
 use pty_process::{OwnedReadPty, OwnedWritePty};
 use rustix::io::Errno;
 use rustix::process::{Pid, Signal};
@@ -455,15 +456,29 @@ async fn pump_output(
                 _ = &mut exited => { draining = true; continue }
             }
         };
-        let n = match read {
-            Ok(0) => return Ok(()),
-            Ok(n) => n,
-            // Linux reports the last close of the terminal's other side this way.
-            Err(e) if e.raw_os_error() == Some(Errno::IO.raw_os_error()) => return Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(anyhow::Error::new(e).context("cannot read the command's output")),
+        let Some(mut filled) = output_read(read)? else {
+            return Ok(());
         };
-        let data = &buf[..n];
+        // A pty hands out at most 4 KiB per read. Take whatever else is already waiting before
+        // passing it on, so that a flood costs one write and one recorded event per 64 KiB, not
+        // per 4 KiB; this never waits, so it delays nothing.
+        let mut ended = false;
+        let mut failed = None;
+        while filled < buf.len() && !ended {
+            match pty.read(&mut buf[filled..]).now_or_never() {
+                None => break,
+                Some(read) => match output_read(read) {
+                    Ok(Some(n)) => filled += n,
+                    Ok(None) => ended = true,
+                    Err(e) => {
+                        // Pass on what was read first; fail after.
+                        failed = Some(e);
+                        ended = true;
+                    }
+                },
+            }
+        }
+        let data = &buf[..filled];
         // Recorded before it is shown, so that nothing is shown that the recorder refused. This
         // costs the terminal nothing unless the store is behind (then it waits, by design).
         recorder.record_data(Stream::Stdout, data).await?;
@@ -472,10 +487,25 @@ async fn pump_output(
             tracing::warn!("stdout: {e}; still recording, no longer displaying");
             stdout_open = false;
         }
+        if ended {
+            return failed.map_or(Ok(()), Err);
+        }
         // Everything shares one thread and the write above may have blocked for a while (a slow
         // terminal): let keystrokes through before the next read, so that ^C is not stuck
-        // behind a flood of output. Costs one non-blocking poll per read.
+        // behind a flood of output.
         tokio::task::yield_now().await;
+    }
+}
+
+/// The bytes a read of the pty returned, or `None` at the end of the command's output.
+fn output_read(read: std::io::Result<usize>) -> anyhow::Result<Option<usize>> {
+    match read {
+        Ok(0) => Ok(None),
+        Ok(n) => Ok(Some(n)),
+        // Linux reports the last close of the terminal's other side this way.
+        Err(e) if e.raw_os_error() == Some(Errno::IO.raw_os_error()) => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Ok(Some(0)),
+        Err(e) => Err(anyhow::Error::new(e).context("cannot read the command's output")),
     }
 }
 
