@@ -13,7 +13,7 @@
 //! signing-<id>.key   kubetape-ed25519-secret-v1 <64 hex seed>
 //! signing-<id>.pub   kubetape-ed25519-v1 <id> <64 hex public key>
 //! ```
-//! Ids are `<UTC yyyymmddThhmmssZ>-<8 hex fingerprint>`, so sorting ids sorts keys by age. A
+//! Ids are `<UTC yyyymmddThhmmss.ffffffZ>-<8 hex fingerprint>`, so sorting ids sorts keys by age. A
 //! private key file that group or others can read is refused, as ssh does.
 
 use std::collections::BTreeMap;
@@ -64,10 +64,32 @@ pub(crate) fn random<const N: usize>() -> Result<[u8; N], KeyError> {
     Ok(out)
 }
 
-fn new_key_id(fingerprint_of: &[u8], domain: &[u8]) -> String {
-    let stamp = humantime::format_rfc3339_seconds(SystemTime::now()).to_string().replace(['-', ':'], "");
+/// A key id: `<UTC yyyymmddThhmmss.ffffffZ>-<fingerprint>`, strictly after `after` (the newest
+/// id of its kind), so that sorting ids sorts keys by age even for rotations in one microsecond.
+fn new_key_id(fingerprint_of: &[u8], domain: &[u8], after: &str) -> String {
+    let now = SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
+    let micros = now.max(id_micros(after).map_or(0, |m| m + 1));
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_micros(micros);
+    let secs = humantime::format_rfc3339_seconds(t).to_string().replace(['-', ':'], "");
+    let stamp = format!("{}.{:06}Z", secs.trim_end_matches('Z'), micros % 1_000_000);
     let fp = Sha256::new().chain_update(domain).chain_update(fingerprint_of).finalize();
     format!("{stamp}-{}", hex::encode(&fp[..4]))
+}
+
+/// The creation time an id records, in µs (ids without a fraction count as the second's end).
+fn id_micros(id: &str) -> Option<u64> {
+    let stamp = id.split('-').next()?;
+    let (whole, frac) = match stamp.split_once('.') {
+        Some((w, f)) => (w.to_string() + "Z", f.trim_end_matches('Z').parse::<u64>().ok()?),
+        None => (stamp.to_string(), 999_999),
+    };
+    let (d, t) = whole.trim_end_matches('Z').split_once('T')?;
+    if d.len() != 8 || t.len() != 6 {
+        return None;
+    }
+    let rfc = format!("{}-{}-{}T{}:{}:{}Z", &d[..4], &d[4..6], &d[6..], &t[..2], &t[2..4], &t[4..]);
+    let secs = humantime::parse_rfc3339(&rfc).ok()?.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    Some(secs * 1_000_000 + frac)
 }
 
 // === impl DataKey ===
@@ -325,16 +347,16 @@ impl Keyring {
 
     /// Adds a new KEK and signing key; new sessions use them from now on.
     ///
-    /// "Newest" is the greatest id, and ids start with the creation second, so a key made in the
-    /// same second as the current one is drawn again until its fingerprint sorts after it.
+    /// "Newest" is the greatest id; ids start with their creation time, made strictly later than
+    /// the newest existing id, so the new keys are current even after a clock step back.
     pub fn rotate(&mut self) -> Result<(&Kek, PublicKey), KeyError> {
         let newest_kek = self.keks.keys().next_back().cloned().unwrap_or_default();
-        let (kek_id, kek_bytes) = fresh_after(&newest_kek, |bytes: &[u8; 32]| new_key_id(bytes, b"kubetape/kek-id"))?;
+        let kek_bytes = Zeroizing::new(random::<32>()?);
+        let kek_id = new_key_id(&*kek_bytes, b"kubetape/kek-id", &newest_kek);
         let newest_signing = self.signing.keys().next_back().cloned().unwrap_or_default();
-        let (sig_id, seed) = fresh_after(&newest_signing, |seed: &[u8; 32]| {
-            let probe = ed25519_dalek::SigningKey::from_bytes(seed);
-            new_key_id(probe.verifying_key().as_bytes(), b"kubetape/signing-id")
-        })?;
+        let seed = Zeroizing::new(random::<32>()?);
+        let probe = ed25519_dalek::SigningKey::from_bytes(&seed);
+        let sig_id = new_key_id(probe.verifying_key().as_bytes(), b"kubetape/signing-id", &newest_signing);
         write_new(&self.dir.join(format!("kek-{kek_id}.key")), &format!("kubetape-kek-v1 {}\n", hex::encode(*kek_bytes)), 0o600)?;
         let signing = SigningKey::from_seed(sig_id.clone(), *seed);
         write_new(
@@ -388,18 +410,6 @@ impl Keyring {
     pub fn unwrap_dek(&self, session: SessionId, wrapped: &WrappedKey) -> Result<DataKey, KeyError> {
         self.kek(&wrapped.kek)?.unwrap_key(session, wrapped)
     }
-}
-
-/// Draws random key material until its id sorts after `newest`.
-fn fresh_after(newest: &str, id_of: impl Fn(&[u8; 32]) -> String) -> Result<(String, Zeroizing<[u8; 32]>), KeyError> {
-    for _ in 0..64 {
-        let bytes = Zeroizing::new(random::<32>()?);
-        let id = id_of(&bytes);
-        if id.as_str() > newest {
-            return Ok((id, bytes));
-        }
-    }
-    Err(KeyError::Random(format!("the clock is behind the newest key {newest}; cannot make a newer one")))
 }
 
 fn read_secret(path: &Path, label: &str) -> Result<Zeroizing<[u8; 32]>, KeyError> {
