@@ -86,6 +86,12 @@ pub async fn run(args: QuickstartArgs, shutdown: impl Future<Output = ()>) -> an
     let kubeconfig = dir.join("kubeconfig");
     write_kubeconfig(&kubeconfig, addr, &ca_pem, &issuer, &args).context("write the kubeconfig")?;
 
+    // The reviewer's CLI is built next to this binary; name it so the instructions work as pasted.
+    let kubetape = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join("kubetape")))
+        .filter(|p| p.is_file())
+        .map_or_else(|| "kubetape".to_string(), |p| p.display().to_string());
     println!(
         "kubetape quickstart is running (Ctrl-C stops it).\n\n  \
          gateway   https://{addr}  → sandbox cluster https://{} (pod `demo` in namespace `default`)\n  \
@@ -94,9 +100,9 @@ pub async fn run(args: QuickstartArgs, shutdown: impl Future<Output = ()>) -> an
          export KUBECONFIG={}\n  \
          kubectl get pods\n  \
          kubectl exec -it demo -- sh      # work, then `exit`\n  \
-         kubetape ls                      # the session you just recorded\n  \
-         kubetape cat <SESSION>           # what the terminal showed\n  \
-         kubetape verify <SESSION>\n",
+         {kubetape} ls          # the session you just recorded\n  \
+         {kubetape} cat <SESSION>   # what the terminal showed\n  \
+         {kubetape} verify <SESSION>\n",
         cluster.addr,
         args.user,
         args.group,
