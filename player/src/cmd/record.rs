@@ -48,8 +48,10 @@ const READ_BUF: usize = 64 << 10;
 
 /// After the command exits, output is drained until the pty reports end-of-output (EIO), which
 /// is immediate unless a background process still holds the terminal; then until it has been
-/// silent this long.
+/// silent this long, and for no longer than `DRAIN_MAX` in all (a background job that keeps
+/// writing must not keep the session open: the hangup that follows our exit ends it).
 const DRAIN_IDLE: Duration = Duration::from_millis(250);
+const DRAIN_MAX: Duration = Duration::from_secs(2);
 
 /// How long the command gets to exit after we pass on a hangup before it is killed.
 const HANGUP_GRACE: Duration = Duration::from_secs(5);
@@ -441,11 +443,12 @@ async fn pump_output(
     mut exited: oneshot::Receiver<()>,
 ) -> anyhow::Result<()> {
     let mut buf = vec![0u8; READ_BUF];
-    let mut draining = false;
+    let mut drain_until: Option<Instant> = None;
     let mut stdout_open = true;
     loop {
-        let read = if draining {
-            match tokio::time::timeout(DRAIN_IDLE, pty.read(&mut buf)).await {
+        let read = if let Some(until) = drain_until {
+            let idle = DRAIN_IDLE.min(until.saturating_duration_since(Instant::now()));
+            match tokio::time::timeout(idle, pty.read(&mut buf)).await {
                 Ok(read) => read,
                 Err(_) => return Ok(()),
             }
@@ -453,7 +456,10 @@ async fn pump_output(
             tokio::select! {
                 biased;
                 read = pty.read(&mut buf) => read,
-                _ = &mut exited => { draining = true; continue }
+                _ = &mut exited => {
+                    drain_until = Some(Instant::now() + DRAIN_MAX);
+                    continue;
+                }
             }
         };
         let Some(mut filled) = output_read(read)? else {
