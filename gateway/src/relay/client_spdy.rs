@@ -146,14 +146,16 @@ async fn run(
 
 /// Queues `out` on its stream (once every expected stream is open). Output for a stream the
 /// request did not ask for is dropped, as the API server does.
-fn deliver(session: &mut ServerSession, streams: &Streams, out: ToClient) {
-    let (id, bytes) = match out {
-        ToClient::Stdout(b) => (streams.stdout, b),
+fn deliver(session: &mut ServerSession, streams: &Streams, ToClient(frame): ToClient) {
+    let Some((&ch, payload)) = frame.split_first() else { return };
+    let id = match ch {
+        proto::channel::STDOUT => streams.stdout,
         // With a TTY the runtime merges stderr into stdout.
-        ToClient::Stderr(b) => (streams.stderr.or(streams.stdout), b),
-        ToClient::Status(b) => (streams.error, b),
+        proto::channel::STDERR => streams.stderr.or(streams.stdout),
+        proto::channel::ERROR => streams.error,
+        _ => None,
     };
     if let Some(id) = id {
-        session.send_data(id, &bytes);
+        session.send_data(id, payload);
     }
 }

@@ -42,12 +42,9 @@ async fn run(
 ) {
     let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config())).await;
     let (mut tx, mut rx) = ws.split();
-    let encode = |ch: u8, payload: &[u8]| {
-        if protocol.is_base64() {
-            Message::text(channel::encode_text(ch, payload))
-        } else {
-            Message::binary(channel::encode_binary(ch, payload))
-        }
+    let encode = |frame: bytes::Bytes| match frame.split_first() {
+        Some((&ch, payload)) if protocol.is_base64() => Message::text(channel::encode_text(ch, payload)),
+        _ => Message::Binary(frame),
     };
     let mut client_open = true;
     loop {
@@ -80,9 +77,7 @@ async fn run(
             }
             out = to_rx.recv() => {
                 let msg = match out {
-                    Some(ToClient::Stdout(b)) => encode(channel::STDOUT, &b),
-                    Some(ToClient::Stderr(b)) => encode(channel::STDERR, &b),
-                    Some(ToClient::Status(s)) => encode(channel::ERROR, &s),
+                    Some(ToClient(frame)) => encode(frame),
                     None => {
                         let close = CloseFrame { code: CloseCode::Normal, reason: "".into() };
                         let _ = tx.send(Message::Close(Some(close))).await;

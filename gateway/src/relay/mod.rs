@@ -50,14 +50,12 @@ pub(crate) enum FromClient {
     Resize(Vec<u8>),
 }
 
-/// Bytes and the final status for the client. Closing the channel after `Status` ends the
-/// client connection.
+/// Output for the client: one channel frame (channel byte, then payload) exactly as the cluster
+/// sent it over WebSocket v5, so a binary WebSocket client gets the very same buffer (no copy)
+/// and other protocols re-frame it. Channel 3 carries the final Status; closing the channel
+/// after it ends the client connection.
 #[derive(Debug)]
-pub(crate) enum ToClient {
-    Stdout(Vec<u8>),
-    Stderr(Vec<u8>),
-    Status(Vec<u8>),
-}
+pub(crate) struct ToClient(pub bytes::Bytes);
 
 /// The relay's view of a client connection.
 #[derive(Debug)]

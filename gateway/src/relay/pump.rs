@@ -14,6 +14,9 @@ use super::{ClientEnd, FromClient, ToClient, exit_of};
 
 type Upstream = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
+/// How often the upstream connection is pinged.
+const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(30);
+
 enum End {
     /// The upstream closed; its Status (possibly split over messages) is in the buffer.
     Upstream,
@@ -27,8 +30,16 @@ pub(crate) async fn run(upstream: Upstream, client: ClientEnd, recorder: &Record
     let ClientEnd { mut from, to } = client;
     let (mut up_tx, mut up_rx) = upstream.split();
     let mut status_buf = Vec::new();
+    // The cluster side gets no pings from kube-rs; idle sessions must survive middleboxes.
+    let mut keepalive = tokio::time::interval(KEEPALIVE);
+    keepalive.tick().await;
     let end = loop {
         tokio::select! {
+            _ = keepalive.tick() => {
+                if let Err(e) = up_tx.send(Message::Ping(bytes::Bytes::new())).await {
+                    break End::UpstreamError(e.to_string());
+                }
+            }
             msg = from.recv() => {
                 let (frame, events) = match msg {
                     Some(FromClient::Stdin(b)) => {
@@ -59,22 +70,22 @@ pub(crate) async fn run(upstream: Upstream, client: ClientEnd, recorder: &Record
                 }
             }
             msg = up_rx.next() => match msg {
-                Some(Ok(Message::Binary(data))) => {
-                    let Some((&ch, payload)) = data.split_first() else { continue };
-                    let (out, stream) = match ch {
-                        channel::STDOUT => (ToClient::Stdout(payload.to_vec()), Stream::Stdout),
-                        channel::STDERR => (ToClient::Stderr(payload.to_vec()), Stream::Stderr),
-                        channel::ERROR => {
-                            status_buf.extend_from_slice(payload);
+                Some(Ok(Message::Binary(frame))) => {
+                    let stream = match frame.first() {
+                        Some(&channel::STDOUT) => Stream::Stdout,
+                        Some(&channel::STDERR) => Stream::Stderr,
+                        Some(&channel::ERROR) => {
+                            status_buf.extend_from_slice(&frame[1..]);
                             continue;
                         }
                         _ => continue,
                     };
-                    // Forward first: the recorder must never add latency the terminal can feel.
-                    if to.send(out).await.is_err() {
+                    // Forward first (sharing the buffer): the recorder must never add latency
+                    // the terminal can feel.
+                    if to.send(ToClient(frame.clone())).await.is_err() {
                         break End::ClientGone;
                     }
-                    if let Err(e) = recorder.record_data(stream, payload).await {
+                    if let Err(e) = recorder.record_data(stream, &frame[1..]).await {
                         break End::Recording(e);
                     }
                 }
@@ -110,7 +121,7 @@ pub(crate) async fn run(upstream: Upstream, client: ClientEnd, recorder: &Record
         ),
     };
     if let Some(status) = status {
-        let _ = to.send(ToClient::Status(status)).await;
+        let _ = to.send(ToClient(channel::encode_binary(channel::ERROR, &status).into())).await;
     }
     drop(to);
     let _ = up_tx.close().await;
