@@ -174,6 +174,16 @@ name = "app"
 command = ["sh", "-c", "while true; do sleep 3600; done"]
 
 [[pods]]
+name = "echo"
+namespace = "default"
+[[pods.containers]]
+name = "cat"
+command = ["cat"]
+stdin = true
+# The attacher's end of input ends the container's input (kubectl run -i --rm style).
+stdin_once = true
+
+[[pods]]
 name = "db"
 namespace = "prod"
 [[pods.containers]]
