@@ -1,4 +1,4 @@
-//! SPDY header blocks, three ways, chosen by the first input byte:
+//! SPDY header blocks, two ways, chosen by the first input byte:
 //!
 //! - `0x00..=0x7f`, **blocks**: the rest is a sequence of compressed blocks, each one length byte
 //!   then that many bytes (the last one takes what is left), fed in order to ONE `HeaderDecoder`
@@ -10,9 +10,13 @@
 //! - `0x80..=0xff`, **round trip**: fuzzer-built blocks of name/value pairs (`arbitrary`) go
 //!   through one `HeaderEncoder` and one `HeaderDecoder`; each decodes to exactly its pairs with
 //!   names ASCII-lowercased, as long as the uncompressed block is within `MAX_BLOCK` and has at
-//!   most `MAX_PAIRS` pairs, and is refused otherwise. A block may be padded (one extra pair) to
-//!   an uncompressed size within 8 bytes of `MAX_BLOCK`, so the limit itself is exercised.
+//!   most `MAX_PAIRS` pairs, and is refused otherwise. A block may also ask for a check of the
+//!   limit itself: a fresh decoder must accept a first block of `MAX_BLOCK - 8 + k` uncompressed
+//!   bytes exactly when `k <= 8` (the 16 blocks are deflated once per process: a 256 KiB deflate
+//!   at best compression per run would be most of the target's time).
 #![no_main]
+
+use std::sync::LazyLock;
 
 use libfuzzer_sys::arbitrary::{self, Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
@@ -20,12 +24,48 @@ use proto::spdy::headers::{
     HeaderDecoder, HeaderEncoder, MAX_BLOCK, MAX_PAIRS, encode_block, parse_block,
 };
 
+type Pairs = Vec<(String, String)>;
+
 #[derive(Arbitrary, Debug)]
 struct Block {
     pairs: Vec<(String, String)>,
-    /// ≥ 0xfff0: pad to `MAX_BLOCK - 8 + (pad - 0xfff0)` uncompressed bytes. Rare on purpose:
-    /// a 256 KiB block costs milliseconds to deflate and inflate, small ones microseconds.
-    pad: u16,
+    /// ≥ 0xfff0: also check the limit with `AT_LIMIT[limit - 0xfff0]`. Rare on purpose: inflating
+    /// 256 KiB takes milliseconds, a small block microseconds.
+    limit: u16,
+}
+
+/// Pads a block of `pairs` with one more pair to `size` uncompressed bytes.
+fn pad(pairs: &mut Vec<(String, String)>, size: usize) {
+    let fill = size.saturating_sub(raw_len(pairs) + 8 + "x-pad".len());
+    pairs.push(("x-pad".into(), "p".repeat(fill)));
+}
+
+fn raw_len(pairs: &[(String, String)]) -> usize {
+    4 + pairs
+        .iter()
+        .map(|(n, v)| 8 + n.len() + v.len())
+        .sum::<usize>()
+}
+
+/// First blocks of a connection, deflated by a fresh encoder, of `MAX_BLOCK - 8 + k`
+/// uncompressed bytes for `k` in `0..16`, with their pairs.
+static AT_LIMIT: LazyLock<Vec<(Pairs, Vec<u8>)>> = LazyLock::new(|| {
+    (0..16)
+        .map(|k| {
+            let mut pairs = vec![("streamtype".to_string(), "data".to_string())];
+            pad(&mut pairs, MAX_BLOCK - 8 + k);
+            assert_eq!(raw_len(&pairs), MAX_BLOCK - 8 + k);
+            let block = HeaderEncoder::new().encode(&refs(&pairs));
+            (pairs, block)
+        })
+        .collect()
+});
+
+fn refs(pairs: &[(String, String)]) -> Vec<(&str, &str)> {
+    pairs
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect()
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -65,25 +105,21 @@ fn blocks(mut rest: &[u8]) {
 fn round_trip(blocks: Vec<Block>) {
     let mut encoder = HeaderEncoder::new();
     let mut decoder = HeaderDecoder::new();
-    for Block { mut pairs, pad } in blocks {
-        let raw_len = |pairs: &[(String, String)]| {
-            4 + pairs
-                .iter()
-                .map(|(n, v)| 8 + n.len() + v.len())
-                .sum::<usize>()
-        };
-        if pad >= 0xfff0 {
-            let want = MAX_BLOCK - 8 + usize::from(pad - 0xfff0);
-            let fill = want.saturating_sub(raw_len(&pairs) + 8 + "x-pad".len());
-            pairs.push(("x-pad".into(), "p".repeat(fill)));
+    for Block { pairs, limit } in blocks {
+        if limit >= 0xfff0 {
+            let (pairs, block) = &AT_LIMIT[usize::from(limit - 0xfff0)];
+            let size = raw_len(pairs);
+            match HeaderDecoder::new().decode(block) {
+                Ok(got) => {
+                    assert!(size <= MAX_BLOCK, "{size} bytes accepted");
+                    assert_eq!(&got, pairs);
+                }
+                Err(e) => assert!(size > MAX_BLOCK, "{size} bytes refused: {e}"),
+            }
         }
-        let refs: Vec<(&str, &str)> = pairs
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect();
-        let raw = encode_block(&refs);
+        let raw = encode_block(&refs(&pairs));
         assert_eq!(raw.len(), raw_len(&pairs));
-        let block = encoder.encode(&refs);
+        let block = encoder.encode(&refs(&pairs));
         let decoded = decoder.decode(&block);
         if raw.len() > MAX_BLOCK || pairs.len() > MAX_PAIRS as usize {
             assert!(
@@ -92,7 +128,7 @@ fn round_trip(blocks: Vec<Block>) {
                 raw.len(),
                 pairs.len()
             );
-            // The inflate context is now out of step with the encoder's: the connection is over.
+            // The inflate context may now be out of step with the encoder's: the connection is over.
             return;
         }
         let expected: Vec<(String, String)> = pairs
