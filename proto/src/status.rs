@@ -107,6 +107,7 @@ impl Status {
             .iter()
             .flat_map(|d| &d.causes)
             .find(|c| c.reason == "ExitCode")
+            .filter(|c| !c.message.is_empty() && c.message.bytes().all(|b| b.is_ascii_digit()))
             .and_then(|c| c.message.parse::<u8>().ok());
         match (self.reason.as_str(), code) {
             ("NonZeroExitCode", Some(code)) => ExitOutcome::Code(code),
@@ -136,5 +137,8 @@ mod tests {
         let internal = br#"{"metadata":{},"status":"Failure","message":"boom","reason":"InternalError","code":500}"#;
         assert_eq!(Status::parse(internal).unwrap().outcome(), ExitOutcome::Failure);
         assert!(Status::parse(b"not json").is_err());
+        // kubectl parses the code with ParseUint: a sign is not a number to it.
+        let signed = br#"{"status":"Failure","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"+3"}]}}"#;
+        assert_eq!(Status::parse(signed).unwrap().outcome(), ExitOutcome::Failure);
     }
 }

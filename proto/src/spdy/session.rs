@@ -8,8 +8,6 @@
 //! in spdystream), and keeps one header-compression context per direction for the connection's
 //! life.
 
-use std::collections::HashMap;
-
 use super::frame::{self, Frame, SpdyError};
 use super::headers::{HeaderDecoder, HeaderEncoder, Headers};
 
@@ -38,7 +36,8 @@ pub struct ServerSession {
     encoder: HeaderEncoder,
     inbuf: Vec<u8>,
     out: Vec<u8>,
-    open: HashMap<u32, ()>,
+    /// Highest stream id the peer opened: what GOAWAY names as the last one processed.
+    last_opened: u32,
 }
 
 impl ServerSession {
@@ -66,7 +65,7 @@ impl ServerSession {
         match f {
             Frame::SynStream { stream_id, fin, block, .. } => {
                 let headers = self.decoder.decode(&block)?;
-                self.open.insert(stream_id, ());
+                self.last_opened = self.last_opened.max(stream_id);
                 let reply = self.encoder.encode(&[]);
                 Frame::SynReply { stream_id, fin: false, block: reply }.encode(&mut self.out);
                 events.push(Event::StreamOpened { id: stream_id, headers, fin });
@@ -87,7 +86,6 @@ impl ServerSession {
                 self.decoder.decode(&block)?;
             }
             Frame::RstStream { stream_id, status } => {
-                self.open.remove(&stream_id);
                 events.push(Event::Reset { id: stream_id, status });
             }
             Frame::Ping { id } => Frame::Ping { id }.encode(&mut self.out),
@@ -110,13 +108,11 @@ impl ServerSession {
     }
 
     pub fn send_reset(&mut self, id: u32, status: u32) {
-        self.open.remove(&id);
         Frame::RstStream { stream_id: id, status }.encode(&mut self.out);
     }
 
     pub fn send_goaway(&mut self) {
-        let last = self.open.keys().copied().max().unwrap_or(0);
-        Frame::GoAway { last_good: last, status: 0 }.encode(&mut self.out);
+        Frame::GoAway { last_good: self.last_opened, status: 0 }.encode(&mut self.out);
     }
 
     /// Bytes to write to the socket now.
