@@ -138,3 +138,21 @@ async fn open_session_can_be_sealed_as_interrupted() {
         assert!(seal_interrupted(&ts.store, &ring, id).await.is_err(), "sealed twice");
     }
 }
+
+/// A store that starts failing is noticed without further events: `closed()` resolves and
+/// `finish` reports the store's error, so a relay can end even an idle session (fail closed).
+#[tokio::test]
+async fn a_failing_store_closes_the_recorder() {
+    let ts = common::file();
+    let (ring, _k) = common::keyring();
+    let policy = FlushPolicy { max_age: Duration::from_millis(100), ..FlushPolicy::default() };
+    let rec = Recorder::start(ts.store.clone(), &ring, common::meta(), policy).await.unwrap();
+    // Chunks can no longer be written: their directory is now a file.
+    let chunks = ts.root.as_ref().unwrap().join(layout::chunks_dir(rec.session()));
+    std::fs::write(&chunks, b"in the way").unwrap();
+    rec.record_data(Stream::Stdout, b"last words").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), rec.closed()).await.expect("closed() never resolved");
+    assert!(matches!(rec.record_data(Stream::Stdout, b"more").await, Err(RecordError::Stopped)));
+    let err = rec.finish(None).await.unwrap_err();
+    assert!(matches!(err, RecordError::Store(_)), "{err}");
+}

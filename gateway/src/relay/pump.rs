@@ -23,6 +23,8 @@ enum End {
     UpstreamError(String),
     ClientGone,
     Recording(RecordError),
+    /// The recorder stopped on its own (its store failed); the cause comes from `finish`.
+    RecorderStopped,
 }
 
 /// Relays until either side ends; returns how the session ended.
@@ -35,6 +37,7 @@ pub(crate) async fn run(upstream: Upstream, client: ClientEnd, recorder: &Record
     keepalive.tick().await;
     let end = loop {
         tokio::select! {
+            () = recorder.closed() => break End::RecorderStopped,
             _ = keepalive.tick() => {
                 if let Err(e) = up_tx.send(Message::Ping(bytes::Bytes::new())).await {
                     break End::UpstreamError(e.to_string());
@@ -111,6 +114,10 @@ pub(crate) async fn run(upstream: Upstream, client: ClientEnd, recorder: &Record
             synthesized(&format!(
                 "kubetape: recording failed ({e}); the session was ended"
             ))
+        }
+        End::RecorderStopped => {
+            tracing::error!("the recorder stopped; ending the session (fail closed)");
+            synthesized("kubetape: recording failed; the session was ended")
         }
         End::ClientGone => (
             None,

@@ -91,6 +91,12 @@ impl Recorder {
         self.clock.elapsed().as_micros() as u64
     }
 
+    /// Resolves when the recorder stops taking events (its store failed, or it was finished):
+    /// a relay selects on it to end a session, even an idle one, as soon as recording fails.
+    pub async fn closed(&self) {
+        self.tx.closed().await;
+    }
+
     /// Records `kind` now, waiting while the store is behind.
     pub async fn record(&self, kind: EventKind) -> Result<(), RecordError> {
         let at_us = self.now_us();
@@ -148,12 +154,19 @@ async fn run(
 ) -> Result<Option<SealPayload>, RecordError> {
     let session = builder.seal_payload(SealState::Sealed, None).session;
     let (chunk_tx, chunk_rx) = mpsc::channel::<SealedChunk>(CHUNK_QUEUE);
-    let uploader = tokio::spawn(upload(store.clone(), session, chunk_rx));
+    let mut uploader = tokio::spawn(upload(store.clone(), session, chunk_rx));
+    // Set when the uploader stops early (a failed put): stop taking events at once rather than at
+    // the next chunk, so callers learn of it through `closed()` even on an idle session.
+    let mut uploaded = None;
     // Any failure below stops accepting events; the uploader's error wins as the cause.
     let outcome: Result<(Option<ExitInfo>, bool), RecordError> = async {
         loop {
             let deadline = builder.deadline_us().map(|us| tokio::time::Instant::from_std(clock + std::time::Duration::from_micros(us)));
             let msg = tokio::select! {
+                done = &mut uploader => {
+                    uploaded = Some(done);
+                    return Err(RecordError::Stopped);
+                }
                 msg = rx.recv() => msg,
                 () = sleep_until(deadline) => {
                     if let Some(chunk) = builder.flush()? {
@@ -182,8 +195,11 @@ async fn run(
         Err(e) => Err(e.into()),
     };
     drop(chunk_tx);
-    let uploaded = uploader.await.map_err(|e| RecordError::Task(e.to_string()))?;
-    uploaded?;
+    let uploaded = match uploaded {
+        Some(done) => done,
+        None => uploader.await,
+    };
+    uploaded.map_err(|e| RecordError::Task(e.to_string()))??;
     flushed?;
     let (exit, write_seal) = outcome?;
     if !write_seal {
