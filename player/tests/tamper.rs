@@ -28,7 +28,11 @@ fn kubetape(root: &Path, args: &[&str]) -> Output {
 
 fn record(root: &Path) -> String {
     let out = kubetape(root, &["record", "--", "seq", "1", "400000"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     let at = stderr.find("session ").expect("session id on stderr") + "session ".len();
     stderr[at..at + 36].to_string()
@@ -40,9 +44,17 @@ impl Recorded {
         let id = record(dir.path());
         let other = record(dir.path());
         let r = Self { dir, id, other };
-        assert!(r.chunks(&r.id) >= 6, "need several chunks, got {}", r.chunks(&r.id));
+        assert!(
+            r.chunks(&r.id) >= 6,
+            "need several chunks, got {}",
+            r.chunks(&r.id)
+        );
         let ok = kubetape(r.dir.path(), &["verify", &r.id]);
-        assert!(ok.status.success(), "the untouched recording verifies: {}", String::from_utf8_lossy(&ok.stdout));
+        assert!(
+            ok.status.success(),
+            "the untouched recording verifies: {}",
+            String::from_utf8_lossy(&ok.stdout)
+        );
         r
     }
 
@@ -51,17 +63,35 @@ impl Recorded {
     }
 
     fn chunks(&self, id: &str) -> usize {
-        fs::read_dir(self.session(self.dir.path(), id).join("chunks")).unwrap().count()
+        fs::read_dir(self.session(self.dir.path(), id).join("chunks"))
+            .unwrap()
+            .count()
     }
 
     /// Applies `damage` to a copy of the store and returns `kubetape verify`'s exit and output.
     fn verify_after(&self, damage: impl FnOnce(&Path, &Path, &Path)) -> (bool, String) {
         let copy = tempfile::tempdir().unwrap();
-        let status = Command::new("cp").arg("-a").arg(format!("{}/.", self.dir.path().display())).arg(copy.path()).status().unwrap();
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(format!("{}/.", self.dir.path().display()))
+            .arg(copy.path())
+            .status()
+            .unwrap();
         assert!(status.success());
-        damage(copy.path(), &self.session(copy.path(), &self.id), &self.session(copy.path(), &self.other));
+        damage(
+            copy.path(),
+            &self.session(copy.path(), &self.id),
+            &self.session(copy.path(), &self.other),
+        );
         let out = kubetape(copy.path(), &["verify", &self.id]);
-        (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
     }
 }
 
@@ -81,8 +111,16 @@ fn every_kind_of_damage_fails_verify_with_a_precise_finding() {
     let last = r.chunks(&r.id) as u64 - 1;
     type Damage = Box<dyn FnOnce(&Path, &Path, &Path)>;
     let cases: Vec<(&str, Damage, String)> = vec![
-        ("bit flipped in a header", Box::new(|_, s, _| flip(&chunk(s, 2), 60)), "chunk 2: signature does not verify".into()),
-        ("bit flipped in a body", Box::new(|_, s, _| flip(&chunk(s, 3), 200)), "chunk 3: signature does not verify".into()),
+        (
+            "bit flipped in a header",
+            Box::new(|_, s, _| flip(&chunk(s, 2), 60)),
+            "chunk 2: signature does not verify".into(),
+        ),
+        (
+            "bit flipped in a body",
+            Box::new(|_, s, _| flip(&chunk(s, 3), 200)),
+            "chunk 3: signature does not verify".into(),
+        ),
         (
             "bit flipped in the seal",
             Box::new(|_, s, _| {
@@ -95,12 +133,23 @@ fn every_kind_of_damage_fails_verify_with_a_precise_finding() {
             }),
             "seal".into(),
         ),
-        ("chunk dropped from the middle", Box::new(|_, s, _| fs::remove_file(chunk(s, 2)).unwrap()), "chunks 2..=2 are missing".into()),
-        ("last chunk dropped", Box::new(move |_, s, _| fs::remove_file(chunk(s, last)).unwrap()), format!("seal records {} chunks", last + 1)),
+        (
+            "chunk dropped from the middle",
+            Box::new(|_, s, _| fs::remove_file(chunk(s, 2)).unwrap()),
+            "chunks 2..=2 are missing".into(),
+        ),
+        (
+            "last chunk dropped",
+            Box::new(move |_, s, _| fs::remove_file(chunk(s, last)).unwrap()),
+            format!("seal records {} chunks", last + 1),
+        ),
         (
             "two chunks swapped",
             Box::new(|_, s, _| {
-                let (a, b) = (fs::read(chunk(s, 1)).unwrap(), fs::read(chunk(s, 2)).unwrap());
+                let (a, b) = (
+                    fs::read(chunk(s, 1)).unwrap(),
+                    fs::read(chunk(s, 2)).unwrap(),
+                );
                 fs::write(chunk(s, 1), b).unwrap();
                 fs::write(chunk(s, 2), a).unwrap();
             }),
@@ -124,7 +173,11 @@ fn every_kind_of_damage_fails_verify_with_a_precise_finding() {
             "metadata edited",
             Box::new(|_, s, _| {
                 let path = s.join("meta.json");
-                let text = fs::read_to_string(&path).unwrap().replacen("\"tty\": false", "\"tty\": true", 1);
+                let text = fs::read_to_string(&path).unwrap().replacen(
+                    "\"tty\": false",
+                    "\"tty\": true",
+                    1,
+                );
                 fs::write(path, text).unwrap();
             }),
             "meta.json was altered".into(),
@@ -162,7 +215,10 @@ fn every_kind_of_damage_fails_verify_with_a_precise_finding() {
     for (name, damage, expected) in cases {
         let (ok, output) = r.verify_after(damage);
         assert!(!ok, "{name}: verify passed:\n{output}");
-        assert!(output.contains(&expected), "{name}: expected {expected:?} in:\n{output}");
+        assert!(
+            output.contains(&expected),
+            "{name}: expected {expected:?} in:\n{output}"
+        );
     }
 }
 
@@ -173,10 +229,24 @@ fn verify_with_the_wrong_public_key_fails() {
     let out = kubetape(other.path(), &["keys", "init"]);
     assert!(out.status.success());
     let pubfile = other.path().join("other.pub");
-    let out = kubetape(other.path(), &["keys", "export-pub", "--out", pubfile.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = kubetape(r.dir.path(), &["verify", &r.id, "--pubkey", pubfile.to_str().unwrap()]);
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = kubetape(
+        other.path(),
+        &["keys", "export-pub", "--out", pubfile.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = kubetape(
+        r.dir.path(),
+        &["verify", &r.id, "--pubkey", pubfile.to_str().unwrap()],
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("signed with key"), "{text}");
 }

@@ -36,7 +36,13 @@ pub enum Protocol {
 }
 
 impl Protocol {
-    pub const ALL: [Protocol; 5] = [Protocol::V5, Protocol::V4, Protocol::V4Base64, Protocol::V1, Protocol::V1Base64];
+    pub const ALL: [Protocol; 5] = [
+        Protocol::V5,
+        Protocol::V4,
+        Protocol::V4Base64,
+        Protocol::V1,
+        Protocol::V1Base64,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -70,7 +76,10 @@ impl Protocol {
 
 /// Picks the first protocol the client offered that the server supports, as the API server does.
 /// `offered` is the values of every `Sec-WebSocket-Protocol` header (comma-separated lists).
-pub fn negotiate<'a>(offered: impl IntoIterator<Item = &'a str>, supported: &[Protocol]) -> Option<Protocol> {
+pub fn negotiate<'a>(
+    offered: impl IntoIterator<Item = &'a str>,
+    supported: &[Protocol],
+) -> Option<Protocol> {
     offered
         .into_iter()
         .flat_map(|line| line.split(','))
@@ -94,9 +103,14 @@ pub enum FrameError {
 /// A decoded frame: channel and payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
-    Data { channel: u8, payload: Vec<u8> },
+    Data {
+        channel: u8,
+        payload: Vec<u8>,
+    },
     /// v5 half-close of `channel`.
-    Close { channel: u8 },
+    Close {
+        channel: u8,
+    },
 }
 
 /// Decodes a binary message.
@@ -108,7 +122,10 @@ pub fn decode_binary(msg: &[u8], protocol: Protocol) -> Result<Frame, FrameError
             _ => Err(FrameError::BadClose(msg.len())),
         };
     }
-    Ok(Frame::Data { channel, payload: payload.to_vec() })
+    Ok(Frame::Data {
+        channel,
+        payload: payload.to_vec(),
+    })
 }
 
 /// Decodes a base64-protocol text message.
@@ -116,7 +133,9 @@ pub fn decode_text(msg: &str) -> Result<Frame, FrameError> {
     let mut chars = msg.chars();
     let c = chars.next().ok_or(FrameError::Empty)?;
     let channel = c.to_digit(10).ok_or(FrameError::BadChannelChar(c))? as u8;
-    let payload = base64::engine::general_purpose::STANDARD.decode(chars.as_str()).map_err(|_| FrameError::BadBase64)?;
+    let payload = base64::engine::general_purpose::STANDARD
+        .decode(chars.as_str())
+        .map_err(|_| FrameError::BadBase64)?;
     Ok(Frame::Data { channel, payload })
 }
 
@@ -148,24 +167,60 @@ mod tests {
     #[test]
     fn negotiation_prefers_client_order() {
         // kube-rs sends one comma-separated line.
-        assert_eq!(negotiate(["v5.channel.k8s.io, v4.channel.k8s.io"], &[Protocol::V4, Protocol::V5]), Some(Protocol::V5));
+        assert_eq!(
+            negotiate(
+                ["v5.channel.k8s.io, v4.channel.k8s.io"],
+                &[Protocol::V4, Protocol::V5]
+            ),
+            Some(Protocol::V5)
+        );
         // kubectl 1.30+ offers only v5.
         assert_eq!(negotiate(["v5.channel.k8s.io"], &[Protocol::V4]), None);
-        assert_eq!(negotiate(["x", "v4.base64.channel.k8s.io"], &Protocol::ALL), Some(Protocol::V4Base64));
+        assert_eq!(
+            negotiate(["x", "v4.base64.channel.k8s.io"], &Protocol::ALL),
+            Some(Protocol::V4Base64)
+        );
         assert_eq!(negotiate([""], &Protocol::ALL), None);
     }
 
     #[test]
     fn binary_frames() {
-        assert_eq!(decode_binary(&[1, b'h', b'i'], Protocol::V5), Ok(Frame::Data { channel: 1, payload: b"hi".to_vec() }));
-        assert_eq!(decode_binary(&[255, 0], Protocol::V5), Ok(Frame::Close { channel: 0 }));
+        assert_eq!(
+            decode_binary(&[1, b'h', b'i'], Protocol::V5),
+            Ok(Frame::Data {
+                channel: 1,
+                payload: b"hi".to_vec()
+            })
+        );
+        assert_eq!(
+            decode_binary(&[255, 0], Protocol::V5),
+            Ok(Frame::Close { channel: 0 })
+        );
         // v4 has no CLOSE: 255 is just a channel number there.
-        assert_eq!(decode_binary(&[255, 0], Protocol::V4), Ok(Frame::Data { channel: 255, payload: vec![0] }));
-        assert_eq!(decode_binary(&[255], Protocol::V5), Err(FrameError::BadClose(1)));
-        assert_eq!(decode_binary(&[255, 0, 0], Protocol::V5), Err(FrameError::BadClose(3)));
+        assert_eq!(
+            decode_binary(&[255, 0], Protocol::V4),
+            Ok(Frame::Data {
+                channel: 255,
+                payload: vec![0]
+            })
+        );
+        assert_eq!(
+            decode_binary(&[255], Protocol::V5),
+            Err(FrameError::BadClose(1))
+        );
+        assert_eq!(
+            decode_binary(&[255, 0, 0], Protocol::V5),
+            Err(FrameError::BadClose(3))
+        );
         assert_eq!(decode_binary(&[], Protocol::V5), Err(FrameError::Empty));
         // The empty message the server sends right after the upgrade.
-        assert_eq!(decode_binary(&[1], Protocol::V5), Ok(Frame::Data { channel: 1, payload: vec![] }));
+        assert_eq!(
+            decode_binary(&[1], Protocol::V5),
+            Ok(Frame::Data {
+                channel: 1,
+                payload: vec![]
+            })
+        );
         assert_eq!(encode_binary(2, b"err"), [2, b'e', b'r', b'r']);
         assert_eq!(encode_close(0), [0xff, 0x00]);
     }
@@ -173,7 +228,13 @@ mod tests {
     #[test]
     fn text_frames() {
         assert_eq!(encode_text(1, b"hi"), "1aGk=");
-        assert_eq!(decode_text("1aGk="), Ok(Frame::Data { channel: 1, payload: b"hi".to_vec() }));
+        assert_eq!(
+            decode_text("1aGk="),
+            Ok(Frame::Data {
+                channel: 1,
+                payload: b"hi".to_vec()
+            })
+        );
         assert_eq!(decode_text("x"), Err(FrameError::BadChannelChar('x')));
         assert_eq!(decode_text("1***"), Err(FrameError::BadBase64));
         assert_eq!(decode_text(""), Err(FrameError::Empty));

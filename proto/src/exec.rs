@@ -41,7 +41,11 @@ pub fn parse_path(path: &str) -> Option<StreamTarget> {
         "portforward" => Subresource::PortForward,
         _ => return None,
     };
-    Some(StreamTarget { namespace: namespace.to_string(), pod: pod.to_string(), subresource })
+    Some(StreamTarget {
+        namespace: namespace.to_string(),
+        pod: pod.to_string(),
+        subresource,
+    })
 }
 
 /// Options from the query string.
@@ -77,7 +81,8 @@ pub fn parse_query(query: &str) -> Result<StreamOptions, String> {
             "tty" => o.tty = truthy(&v),
             "ports" => {
                 for p in v.split(',').filter(|p| !p.is_empty()) {
-                    o.ports.push(p.trim().parse().map_err(|_| format!("bad port {p:?}"))?);
+                    o.ports
+                        .push(p.trim().parse().map_err(|_| format!("bad port {p:?}"))?);
                 }
             }
             _ => {}
@@ -118,7 +123,9 @@ pub fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for &c in s.as_bytes() {
         match c {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(char::from(c)),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(char::from(c))
+            }
             b' ' => out.push('+'),
             _ => out.push_str(&format!("%{c:02X}")),
         }
@@ -153,7 +160,9 @@ mod tests {
         assert_eq!(percent_decode("%e2%9c%93").as_deref(), Some("\u{2713}"));
         // Found by fuzzing (exec_query): a sign was taken as part of the escape, so `%+d` became
         // a carriage return where the API server refuses the query.
-        for bad in ["%+d", "%+0", "%-1", "% 1", "%1", "%", "%g0", "%0x", "%\u{e9}"] {
+        for bad in [
+            "%+d", "%+0", "%-1", "% 1", "%1", "%", "%g0", "%0x", "%\u{e9}",
+        ] {
             assert_eq!(percent_decode(bad), None, "{bad:?}");
         }
         assert!(parse_query("command=%+d").is_err());
@@ -162,7 +171,10 @@ mod tests {
     #[test]
     fn paths() {
         let t = parse_path("/api/v1/namespaces/default/pods/web/exec").unwrap();
-        assert_eq!((t.namespace.as_str(), t.pod.as_str(), t.subresource), ("default", "web", Subresource::Exec));
+        assert_eq!(
+            (t.namespace.as_str(), t.pod.as_str(), t.subresource),
+            ("default", "web", Subresource::Exec)
+        );
         assert!(parse_path("/api/v1/namespaces/default/pods/web/log").is_none());
         assert!(parse_path("/api/v1/namespaces/default/pods/web/exec/x").is_none());
         assert!(parse_path("/api/v1/namespaces//pods/web/exec").is_none());

@@ -10,7 +10,11 @@ use serde::{Deserialize, Serialize};
 pub struct Status {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
-    #[serde(rename = "apiVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "apiVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub api_version: Option<String>,
     #[serde(default)]
     pub metadata: serde_json::Map<String, serde_json::Value>,
@@ -56,7 +60,10 @@ pub enum ExitOutcome {
 impl Status {
     /// What the server sends when the command exited 0.
     pub fn success() -> Self {
-        Self { status: "Success".into(), ..Self::default() }
+        Self {
+            status: "Success".into(),
+            ..Self::default()
+        }
     }
 
     /// What the server sends for a non-zero exit code.
@@ -66,10 +73,15 @@ impl Status {
         }
         Self {
             status: "Failure".into(),
-            message: format!("command terminated with non-zero exit code: error executing command [..], exit code {code}"),
+            message: format!(
+                "command terminated with non-zero exit code: error executing command [..], exit code {code}"
+            ),
             reason: "NonZeroExitCode".into(),
             details: Some(StatusDetails {
-                causes: vec![StatusCause { reason: "ExitCode".into(), message: code.to_string() }],
+                causes: vec![StatusCause {
+                    reason: "ExitCode".into(),
+                    message: code.to_string(),
+                }],
                 ..StatusDetails::default()
             }),
             ..Self::default()
@@ -133,12 +145,21 @@ mod tests {
         let success = br#"{"metadata":{},"status":"Success"}"#;
         assert_eq!(Status::success().to_json(), success.to_vec());
         let three = br#"{"metadata":{},"status":"Failure","message":"command terminated with non-zero exit code: ...","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"3"}]}}"#;
-        assert_eq!(Status::parse(three).unwrap().outcome(), ExitOutcome::Code(3));
+        assert_eq!(
+            Status::parse(three).unwrap().outcome(),
+            ExitOutcome::Code(3)
+        );
         let internal = br#"{"metadata":{},"status":"Failure","message":"boom","reason":"InternalError","code":500}"#;
-        assert_eq!(Status::parse(internal).unwrap().outcome(), ExitOutcome::Failure);
+        assert_eq!(
+            Status::parse(internal).unwrap().outcome(),
+            ExitOutcome::Failure
+        );
         assert!(Status::parse(b"not json").is_err());
         // kubectl parses the code with ParseUint: a sign is not a number to it.
         let signed = br#"{"status":"Failure","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"+3"}]}}"#;
-        assert_eq!(Status::parse(signed).unwrap().outcome(), ExitOutcome::Failure);
+        assert_eq!(
+            Status::parse(signed).unwrap().outcome(),
+            ExitOutcome::Failure
+        );
     }
 }

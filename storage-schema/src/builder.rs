@@ -26,7 +26,11 @@ pub struct FlushPolicy {
 
 impl Default for FlushPolicy {
     fn default() -> Self {
-        Self { max_age: Duration::from_secs(1), max_bytes: 256 << 10, zstd_level: 3 }
+        Self {
+            max_age: Duration::from_secs(1),
+            max_bytes: 256 << 10,
+            zstd_level: 3,
+        }
     }
 }
 
@@ -53,7 +57,9 @@ impl Totals {
                     Stream::Stderr => self.bytes.stderr += n,
                 }
             }
-            EventKind::PortForwardData { bytes, .. } => self.bytes.port_forward += bytes.len() as u64,
+            EventKind::PortForwardData { bytes, .. } => {
+                self.bytes.port_forward += bytes.len() as u64
+            }
             _ => {}
         }
     }
@@ -95,8 +101,8 @@ impl ChunkBuilder {
         signer: SigningKey,
         policy: FlushPolicy,
     ) -> Result<Self, ChunkError> {
-        let compressor =
-            zstd::bulk::Compressor::new(policy.zstd_level).map_err(|e| ChunkError::Decompress(e.to_string()))?;
+        let compressor = zstd::bulk::Compressor::new(policy.zstd_level)
+            .map_err(|e| ChunkError::Decompress(e.to_string()))?;
         Ok(Self {
             session,
             dek,
@@ -121,7 +127,13 @@ impl ChunkBuilder {
         match &event.kind {
             EventKind::Data { stream, bytes } if bytes.len() > MAX_EVENT_DATA => {
                 for piece in bytes.chunks(MAX_EVENT_DATA) {
-                    let part = Event { at_us: event.at_us, kind: EventKind::Data { stream: *stream, bytes: piece.to_vec() } };
+                    let part = Event {
+                        at_us: event.at_us,
+                        kind: EventKind::Data {
+                            stream: *stream,
+                            bytes: piece.to_vec(),
+                        },
+                    };
                     out.extend(self.push_one(&part)?);
                 }
             }
@@ -131,8 +143,19 @@ impl ChunkBuilder {
     }
 
     /// Adds a stream write without building an [`Event`] first (the relay hot path).
-    pub fn push_data(&mut self, at_us: u64, stream: Stream, bytes: &[u8]) -> Result<Vec<SealedChunk>, ChunkError> {
-        self.push(&Event { at_us, kind: EventKind::Data { stream, bytes: bytes.to_vec() } })
+    pub fn push_data(
+        &mut self,
+        at_us: u64,
+        stream: Stream,
+        bytes: &[u8],
+    ) -> Result<Vec<SealedChunk>, ChunkError> {
+        self.push(&Event {
+            at_us,
+            kind: EventKind::Data {
+                stream,
+                bytes: bytes.to_vec(),
+            },
+        })
     }
 
     fn push_one(&mut self, event: &Event) -> Result<Option<SealedChunk>, ChunkError> {
@@ -148,17 +171,26 @@ impl ChunkBuilder {
         if at == event.at_us {
             event.encode(base, &mut self.buf);
         } else {
-            Event { at_us: at, kind: event.kind.clone() }.encode(base, &mut self.buf);
+            Event {
+                at_us: at,
+                kind: event.kind.clone(),
+            }
+            .encode(base, &mut self.buf);
         }
         self.last_us = at;
         self.count += 1;
         self.totals.count(event);
-        if self.buf.len() >= self.policy.max_bytes { self.flush() } else { Ok(None) }
+        if self.buf.len() >= self.policy.max_bytes {
+            self.flush()
+        } else {
+            Ok(None)
+        }
     }
 
     /// When the open chunk must be closed (session clock, µs), if one is open.
     pub fn deadline_us(&self) -> Option<u64> {
-        self.opened_at_us.map(|t| t + self.policy.max_age.as_micros() as u64)
+        self.opened_at_us
+            .map(|t| t + self.policy.max_age.as_micros() as u64)
     }
 
     /// Seals the open chunk, if any.

@@ -31,8 +31,8 @@
 //!
 //! The header layout is frozen: it is authenticated data, so changing it is a new format version.
 
-use aes_gcm::aead::{Aead, Payload};
 use aes_gcm::Nonce;
+use aes_gcm::aead::{Aead, Payload};
 use sha2::{Digest as _, Sha256};
 
 use crate::event::{self, Event, EventError};
@@ -71,8 +71,17 @@ pub enum ChunkError {
     Decompress(String),
     #[error("events: {0}")]
     Events(#[from] EventError),
-    #[error("header says {declared} events from {first_us} to {last_us} µs; body holds {count} from {body_first} to {body_last}")]
-    EventsDisagree { declared: u32, count: usize, first_us: u64, last_us: u64, body_first: u64, body_last: u64 },
+    #[error(
+        "header says {declared} events from {first_us} to {last_us} µs; body holds {count} from {body_first} to {body_last}"
+    )]
+    EventsDisagree {
+        declared: u32,
+        count: usize,
+        first_us: u64,
+        last_us: u64,
+        body_first: u64,
+        body_last: u64,
+    },
 }
 
 /// A 32-byte chain digest.
@@ -89,11 +98,25 @@ impl ChainDigest {
     /// The digest chunk 0 links to: it commits to the session id and the metadata bytes.
     pub fn genesis(session: SessionId, meta_bytes: &[u8]) -> Self {
         let meta = Sha256::digest(meta_bytes);
-        Self(Sha256::new().chain_update(b"kubetape/genesis/v1").chain_update(session.as_bytes()).chain_update(meta).finalize().into())
+        Self(
+            Sha256::new()
+                .chain_update(b"kubetape/genesis/v1")
+                .chain_update(session.as_bytes())
+                .chain_update(meta)
+                .finalize()
+                .into(),
+        )
     }
 
     fn of(header: &[u8], ciphertext: &[u8]) -> Self {
-        Self(Sha256::new().chain_update(b"kubetape/chain/v1").chain_update(header).chain_update(ciphertext).finalize().into())
+        Self(
+            Sha256::new()
+                .chain_update(b"kubetape/chain/v1")
+                .chain_update(header)
+                .chain_update(ciphertext)
+                .finalize()
+                .into(),
+        )
     }
 
     pub fn to_hex(&self) -> String {
@@ -211,7 +234,9 @@ impl SealedChunk {
         dek: &DataKey,
         signer: &SigningKey,
     ) -> Result<Self, ChunkError> {
-        let compressed = compressor.compress(plaintext).map_err(|e| ChunkError::Decompress(e.to_string()))?;
+        let compressed = compressor
+            .compress(plaintext)
+            .map_err(|e| ChunkError::Decompress(e.to_string()))?;
         let mut header = ChunkHeader {
             compressed: true,
             session,
@@ -220,8 +245,10 @@ impl SealedChunk {
             last_us,
             prev,
             events,
-            plaintext_len: u32::try_from(plaintext.len()).map_err(|_| ChunkError::BadHeader("plaintext length"))?,
-            ciphertext_len: u32::try_from(compressed.len() + TAG_LEN).map_err(|_| ChunkError::BadHeader("ciphertext length"))?,
+            plaintext_len: u32::try_from(plaintext.len())
+                .map_err(|_| ChunkError::BadHeader("plaintext length"))?,
+            ciphertext_len: u32::try_from(compressed.len() + TAG_LEN)
+                .map_err(|_| ChunkError::BadHeader("ciphertext length"))?,
         };
         if header.plaintext_len > MAX_PLAINTEXT {
             return Err(ChunkError::BadHeader("plaintext length"));
@@ -230,12 +257,24 @@ impl SealedChunk {
         let header_bytes = header.to_bytes();
         let ciphertext = dek
             .cipher()
-            .encrypt(&nonce(seq), Payload { msg: &compressed, aad: &header_bytes })
+            .encrypt(
+                &nonce(seq),
+                Payload {
+                    msg: &compressed,
+                    aad: &header_bytes,
+                },
+            )
             .map_err(|_| ChunkError::Decrypt)?;
         debug_assert_eq!(ciphertext.len(), header.ciphertext_len as usize);
         let digest = ChainDigest::of(&header_bytes, &ciphertext);
         let signature = signer.sign(SIGN_DOMAIN, &digest.0);
-        Ok(Self { header, header_bytes, ciphertext, signature, digest })
+        Ok(Self {
+            header,
+            header_bytes,
+            ciphertext,
+            signature,
+            digest,
+        })
     }
 
     /// Parses a stored chunk's structure.
@@ -246,13 +285,23 @@ impl SealedChunk {
         let header = ChunkHeader::parse(bytes)?;
         let actual = (bytes.len() - HEADER_LEN - SIGNATURE_LEN) as u64;
         if u64::from(header.ciphertext_len) != actual {
-            return Err(ChunkError::LengthMismatch { declared: header.ciphertext_len.into(), actual });
+            return Err(ChunkError::LengthMismatch {
+                declared: header.ciphertext_len.into(),
+                actual,
+            });
         }
         let (rest, sig) = bytes.split_at(bytes.len() - SIGNATURE_LEN);
-        let header_bytes: [u8; HEADER_LEN] = bytes[..HEADER_LEN].try_into().expect("checked length");
+        let header_bytes: [u8; HEADER_LEN] =
+            bytes[..HEADER_LEN].try_into().expect("checked length");
         let ciphertext = rest[HEADER_LEN..].to_vec();
         let digest = ChainDigest::of(&header_bytes, &ciphertext);
-        Ok(Self { header, header_bytes, ciphertext, signature: sig.try_into().expect("64 bytes"), digest })
+        Ok(Self {
+            header,
+            header_bytes,
+            ciphertext,
+            signature: sig.try_into().expect("64 bytes"),
+            digest,
+        })
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -281,7 +330,13 @@ impl SealedChunk {
     pub fn open(&self, dek: &DataKey) -> Result<Vec<Event>, ChunkError> {
         let plain = dek
             .cipher()
-            .decrypt(&nonce(self.header.seq), Payload { msg: &self.ciphertext, aad: &self.header_bytes })
+            .decrypt(
+                &nonce(self.header.seq),
+                Payload {
+                    msg: &self.ciphertext,
+                    aad: &self.header_bytes,
+                },
+            )
             .map_err(|_| ChunkError::Decrypt)?;
         let raw = if self.header.compressed {
             let raw = zstd::bulk::decompress(&plain, self.header.plaintext_len as usize)
@@ -306,8 +361,10 @@ impl SealedChunk {
         };
         let events = event::decode_all(&raw, self.header.first_us)?;
         let h = &self.header;
-        let (body_first, body_last) =
-            (events.first().map_or(h.first_us, |e| e.at_us), events.last().map_or(h.first_us, |e| e.at_us));
+        let (body_first, body_last) = (
+            events.first().map_or(h.first_us, |e| e.at_us),
+            events.last().map_or(h.first_us, |e| e.at_us),
+        );
         if events.len() != h.events as usize || body_first != h.first_us || body_last != h.last_us {
             return Err(ChunkError::EventsDisagree {
                 declared: h.events,
@@ -355,11 +412,19 @@ mod tests {
         assert_eq!(b[5], 1, "flags: zstd");
         assert_eq!(&b[6..8], &[0, 0], "reserved");
         assert_eq!(&b[8..24], &[0xAA; 16], "session id");
-        assert_eq!(&b[24..32], &[0, 0, 0, 0, 0, 0, 1, 2], "sequence, big-endian");
+        assert_eq!(
+            &b[24..32],
+            &[0, 0, 0, 0, 0, 0, 1, 2],
+            "sequence, big-endian"
+        );
         assert_eq!(&b[32..40], &5u64.to_be_bytes(), "first offset");
         assert_eq!(&b[40..48], &9u64.to_be_bytes(), "last offset");
         assert_eq!(&b[48..80], &[0x11; 32], "previous digest");
-        assert_eq!(&b[80..92], &[0, 0, 0, 3, 0, 0, 0, 0x40, 0, 0, 0, 0x20], "counts");
+        assert_eq!(
+            &b[80..92],
+            &[0, 0, 0, 3, 0, 0, 0, 0x40, 0, 0, 0, 0x20],
+            "counts"
+        );
         assert_eq!(ChunkHeader::parse(&b).unwrap(), header());
     }
 
@@ -376,8 +441,14 @@ mod tests {
         assert_eq!(with(5, 0x81), Err(ChunkError::UnknownFlags(0x81)));
         assert_eq!(with(7, 1), Err(ChunkError::BadHeader("reserved")));
         assert_eq!(with(39, 10), Err(ChunkError::BadHeader("time range")));
-        assert_eq!(with(84, 0xff), Err(ChunkError::BadHeader("plaintext length")));
-        assert_eq!(ChunkHeader::parse(&good[..91]), Err(ChunkError::TooShort(91)));
+        assert_eq!(
+            with(84, 0xff),
+            Err(ChunkError::BadHeader("plaintext length"))
+        );
+        assert_eq!(
+            ChunkHeader::parse(&good[..91]),
+            Err(ChunkError::TooShort(91))
+        );
     }
 
     #[test]
@@ -386,14 +457,30 @@ mod tests {
         let signer = SigningKey::from_seed("k", [2; 32]);
         let mut z = zstd::bulk::Compressor::new(3).unwrap();
         let mut plain = Vec::new();
-        let ev = Event { at_us: 7, kind: crate::EventKind::Marker { text: "hi".into() } };
+        let ev = Event {
+            at_us: 7,
+            kind: crate::EventKind::Marker { text: "hi".into() },
+        };
         ev.encode(7, &mut plain);
         let session = SessionId::from_bytes([3; 16]);
-        let c = SealedChunk::seal(session, 4, ChainDigest([0; 32]), (7, 7, 1), &plain, &mut z, &dek, &signer).unwrap();
+        let c = SealedChunk::seal(
+            session,
+            4,
+            ChainDigest([0; 32]),
+            (7, 7, 1),
+            &plain,
+            &mut z,
+            &dek,
+            &signer,
+        )
+        .unwrap();
         assert!(c.signature_valid(&signer.public()));
         assert_eq!(c.open(&dek).unwrap(), vec![ev]);
         assert_eq!(SealedChunk::decode(&c.encode()).unwrap(), c);
-        assert_eq!(c.open(&DataKey::from_bytes([9; 32])), Err(ChunkError::Decrypt));
+        assert_eq!(
+            c.open(&DataKey::from_bytes([9; 32])),
+            Err(ChunkError::Decrypt)
+        );
         // The nonce is derived from the sequence number in the (authenticated) header, so a
         // chunk cannot be decrypted as if it were another position.
         let mut bytes = c.encode();

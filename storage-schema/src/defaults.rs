@@ -9,13 +9,21 @@ use std::path::PathBuf;
 fn xdg(var: &str, fallback: &str) -> PathBuf {
     match std::env::var_os(var) {
         Some(v) if !v.is_empty() => PathBuf::from(v),
-        _ => std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/")).join(fallback),
+        _ => std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/"))
+            .join(fallback),
     }
 }
 
 /// The default store, as a `file://` URL.
 pub fn store_url() -> String {
-    format!("file://{}", xdg("XDG_DATA_HOME", ".local/share").join("kubetape/store").display())
+    format!(
+        "file://{}",
+        xdg("XDG_DATA_HOME", ".local/share")
+            .join("kubetape/store")
+            .display()
+    )
 }
 
 /// The default keyring directory.

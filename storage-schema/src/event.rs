@@ -79,7 +79,11 @@ pub enum EventKind {
     /// A port-forward connection opened (tag 8).
     PortForwardOpen { conn: u64, port: u16 },
     /// Port-forwarded bytes (tag 9).
-    PortForwardData { conn: u64, direction: Direction, bytes: Vec<u8> },
+    PortForwardData {
+        conn: u64,
+        direction: Direction,
+        bytes: Vec<u8>,
+    },
     /// A port-forward connection closed, with the error text if it failed (tag 10).
     PortForwardClose { conn: u64, error: String },
     /// A tag this reader does not know, kept verbatim.
@@ -103,13 +107,21 @@ pub enum EventError {
     #[error("event {index}: truncated")]
     Truncated { index: usize },
     #[error("event {index}: {field} is not a valid varint: {source}")]
-    Varint { index: usize, field: &'static str, source: VarintError },
+    Varint {
+        index: usize,
+        field: &'static str,
+        source: VarintError,
+    },
     #[error("event {index}: payload of {len} bytes exceeds the {MAX_PAYLOAD}-byte limit")]
     PayloadTooLarge { index: usize, len: u64 },
     #[error("event {index}: time offset overflows")]
     TimeOverflow { index: usize },
     #[error("event {index} (tag {tag}): malformed payload: {reason}")]
-    Payload { index: usize, tag: u8, reason: &'static str },
+    Payload {
+        index: usize,
+        tag: u8,
+        reason: &'static str,
+    },
 }
 
 impl Event {
@@ -126,7 +138,10 @@ impl Event {
     /// # Panics
     /// If `self.at_us < prev_us`: writers stamp events from a monotonic clock.
     pub fn encode(&self, prev_us: u64, out: &mut Vec<u8>) {
-        let delta = self.at_us.checked_sub(prev_us).expect("events are encoded in time order");
+        let delta = self
+            .at_us
+            .checked_sub(prev_us)
+            .expect("events are encoded in time order");
         let (tag, small): (u8, Option<&[u8]>) = match &self.kind {
             EventKind::Data { stream, bytes } => (TAG_STDIN + stream.channel(), Some(bytes)),
             EventKind::Resize { .. } => (TAG_RESIZE, None),
@@ -161,7 +176,11 @@ impl Event {
                 varint::encode(*conn, &mut payload);
                 varint::encode(u64::from(*port), &mut payload);
             }
-            EventKind::PortForwardData { conn, direction, bytes } => {
+            EventKind::PortForwardData {
+                conn,
+                direction,
+                bytes,
+            } => {
                 varint::encode(*conn, &mut payload);
                 payload.push(match direction {
                     Direction::ToPod => 0,
@@ -208,7 +227,13 @@ pub fn decode_all(mut input: &[u8], base_us: u64) -> Result<Vec<Event>, EventErr
 pub fn decode_one(input: &[u8], prev_us: u64, index: usize) -> Result<(Event, usize), EventError> {
     let truncated = EventError::Truncated { index };
     let (&tag, rest) = input.split_first().ok_or(truncated.clone())?;
-    let varint_err = |field| move |source| EventError::Varint { index, field, source };
+    let varint_err = |field| {
+        move |source| EventError::Varint {
+            index,
+            field,
+            source,
+        }
+    };
     let (delta, n1) = varint::decode(rest).map_err(varint_err("time delta"))?;
     let rest = &rest[n1..];
     let (len, n2) = varint::decode(rest).map_err(varint_err("payload length"))?;
@@ -221,8 +246,14 @@ pub fn decode_one(input: &[u8], prev_us: u64, index: usize) -> Result<(Event, us
         return Err(truncated);
     }
     let payload = &rest[..len];
-    let at_us = prev_us.checked_add(delta).ok_or(EventError::TimeOverflow { index })?;
-    let kind = decode_payload(tag, payload).map_err(|reason| EventError::Payload { index, tag, reason })?;
+    let at_us = prev_us
+        .checked_add(delta)
+        .ok_or(EventError::TimeOverflow { index })?;
+    let kind = decode_payload(tag, payload).map_err(|reason| EventError::Payload {
+        index,
+        tag,
+        reason,
+    })?;
     Ok((Event { at_us, kind }, 1 + n1 + n2 + len))
 }
 
@@ -252,11 +283,16 @@ fn decode_payload(tag: u8, payload: &[u8]) -> Result<EventKind, &'static str> {
         }
         TAG_EXIT => {
             let code = take_varint(&mut p, "bad exit code")?;
-            EventKind::Exit { code: unzigzag(code).ok_or("exit code out of range")?, message: utf8(p)? }
+            EventKind::Exit {
+                code: unzigzag(code).ok_or("exit code out of range")?,
+                message: utf8(p)?,
+            }
         }
         TAG_MARKER => EventKind::Marker { text: utf8(p)? },
         TAG_STREAM_CLOSE => match p {
-            [channel] => EventKind::StreamClose { stream: Stream::from_channel(*channel).ok_or("unknown stream")? },
+            [channel] => EventKind::StreamClose {
+                stream: Stream::from_channel(*channel).ok_or("unknown stream")?,
+            },
             _ => return Err("stream close must be one byte"),
         },
         TAG_PF_OPEN => {
@@ -265,7 +301,10 @@ fn decode_payload(tag: u8, payload: &[u8]) -> Result<EventKind, &'static str> {
             if !p.is_empty() {
                 return Err("trailing bytes after port-forward open");
             }
-            EventKind::PortForwardOpen { conn, port: u16::try_from(port).map_err(|_| "port out of range")? }
+            EventKind::PortForwardOpen {
+                conn,
+                port: u16::try_from(port).map_err(|_| "port out of range")?,
+            }
         }
         TAG_PF_DATA => {
             let conn = take_varint(&mut p, "bad connection id")?;
@@ -275,15 +314,25 @@ fn decode_payload(tag: u8, payload: &[u8]) -> Result<EventKind, &'static str> {
                 1 => Direction::FromPod,
                 _ => return Err("unknown direction"),
             };
-            EventKind::PortForwardData { conn, direction, bytes: bytes.to_vec() }
+            EventKind::PortForwardData {
+                conn,
+                direction,
+                bytes: bytes.to_vec(),
+            }
         }
         TAG_PF_CLOSE => {
             let conn = take_varint(&mut p, "bad connection id")?;
-            EventKind::PortForwardClose { conn, error: utf8(p)? }
+            EventKind::PortForwardClose {
+                conn,
+                error: utf8(p)?,
+            }
         }
         // Tag 0 is never written: a zeroed buffer must not decode as events.
         0 => return Err("tag 0 is reserved"),
-        tag => EventKind::Unknown { tag, payload: payload.to_vec() },
+        tag => EventKind::Unknown {
+            tag,
+            payload: payload.to_vec(),
+        },
     };
     Ok(kind)
 }
@@ -295,7 +344,11 @@ pub(crate) mod tests {
 
     pub fn arb_kind() -> impl Strategy<Value = EventKind> {
         let bytes = proptest::collection::vec(any::<u8>(), 0..300);
-        let stream = prop_oneof![Just(Stream::Stdin), Just(Stream::Stdout), Just(Stream::Stderr)];
+        let stream = prop_oneof![
+            Just(Stream::Stdin),
+            Just(Stream::Stdout),
+            Just(Stream::Stderr)
+        ];
         prop_oneof![
             4 => (stream.clone(), bytes.clone()).prop_map(|(stream, bytes)| EventKind::Data { stream, bytes }),
             1 => (any::<u16>(), any::<u16>()).prop_map(|(cols, rows)| EventKind::Resize { cols, rows }),
@@ -331,36 +384,77 @@ pub(crate) mod tests {
     fn byte_vectors() {
         // stdout "hi" at 300 µs after a base of 0: tag 2, delta 300 = ac 02, len 2, "hi".
         let mut out = Vec::new();
-        Event { at_us: 300, kind: EventKind::Data { stream: Stream::Stdout, bytes: b"hi".to_vec() } }.encode(0, &mut out);
+        Event {
+            at_us: 300,
+            kind: EventKind::Data {
+                stream: Stream::Stdout,
+                bytes: b"hi".to_vec(),
+            },
+        }
+        .encode(0, &mut out);
         assert_eq!(out, [0x02, 0xac, 0x02, 0x02, b'h', b'i']);
         // resize 80x24 at the same instant: tag 4, delta 0, len 2, cols 80, rows 24.
         let mut out = Vec::new();
-        Event { at_us: 300, kind: EventKind::Resize { cols: 80, rows: 24 } }.encode(300, &mut out);
+        Event {
+            at_us: 300,
+            kind: EventKind::Resize { cols: 80, rows: 24 },
+        }
+        .encode(300, &mut out);
         assert_eq!(out, [0x04, 0x00, 0x02, 80, 24]);
         // exit code -9 (killed by SIGKILL) zigzags to 17, message "x".
         let mut out = Vec::new();
-        Event { at_us: 1, kind: EventKind::Exit { code: -9, message: "x".into() } }.encode(0, &mut out);
+        Event {
+            at_us: 1,
+            kind: EventKind::Exit {
+                code: -9,
+                message: "x".into(),
+            },
+        }
+        .encode(0, &mut out);
         assert_eq!(out, [0x05, 0x01, 0x02, 17, b'x']);
     }
 
     #[test]
     fn malformed_inputs_are_errors_not_panics() {
-        assert_eq!(decode_all(&[0x02, 0x00, 0x05, b'a'], 0), Err(EventError::Truncated { index: 0 }));
-        assert!(matches!(decode_all(&[0x00, 0x00, 0x00], 0), Err(EventError::Payload { tag: 0, .. })));
-        assert!(matches!(decode_all(&[0x04, 0x00, 0x01, 0x80], 0), Err(EventError::Payload { tag: 4, .. })));
-        assert!(matches!(decode_all(&[0x07, 0x00, 0x01, 9], 0), Err(EventError::Payload { tag: 7, .. })));
+        assert_eq!(
+            decode_all(&[0x02, 0x00, 0x05, b'a'], 0),
+            Err(EventError::Truncated { index: 0 })
+        );
+        assert!(matches!(
+            decode_all(&[0x00, 0x00, 0x00], 0),
+            Err(EventError::Payload { tag: 0, .. })
+        ));
+        assert!(matches!(
+            decode_all(&[0x04, 0x00, 0x01, 0x80], 0),
+            Err(EventError::Payload { tag: 4, .. })
+        ));
+        assert!(matches!(
+            decode_all(&[0x07, 0x00, 0x01, 9], 0),
+            Err(EventError::Payload { tag: 7, .. })
+        ));
         assert!(matches!(
             decode_all(&[0x02, 0x00, 0xff, 0xff, 0xff, 0x7f], 0),
             Err(EventError::PayloadTooLarge { .. })
         ));
-        let overflow = [0x02, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x00];
-        assert_eq!(decode_all(&overflow, 5), Err(EventError::TimeOverflow { index: 0 }));
+        let overflow = [
+            0x02, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x00,
+        ];
+        assert_eq!(
+            decode_all(&overflow, 5),
+            Err(EventError::TimeOverflow { index: 0 })
+        );
         assert_eq!(decode_all(&[], 0), Ok(vec![]));
     }
 
     #[test]
     fn unknown_tags_survive() {
-        let event = Event { at_us: 7, kind: EventKind::Unknown { tag: 200, payload: vec![1, 2, 3] } };
+        let event = Event {
+            at_us: 7,
+            kind: EventKind::Unknown {
+                tag: 200,
+                payload: vec![1, 2, 3],
+            },
+        };
         let mut out = Vec::new();
         event.encode(0, &mut out);
         assert_eq!(decode_all(&out, 0).unwrap(), vec![event]);

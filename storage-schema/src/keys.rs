@@ -38,10 +38,15 @@ pub enum KeyError {
     #[error("no keyring at {0} (create one with `kubetape keys init`)")]
     NoKeyring(PathBuf),
     #[error("keyring {dir}: {source}")]
-    Io { dir: PathBuf, source: std::io::Error },
+    Io {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
     #[error("key file {path}: {reason}")]
     BadKeyFile { path: PathBuf, reason: String },
-    #[error("key file {path} is readable by group or others (mode {mode:o}); run `chmod 600` on it")]
+    #[error(
+        "key file {path} is readable by group or others (mode {mode:o}); run `chmod 600` on it"
+    )]
     InsecurePermissions { path: PathBuf, mode: u32 },
     #[error("keyring {0} holds no key-encryption key")]
     NoKek(PathBuf),
@@ -49,7 +54,9 @@ pub enum KeyError {
     NoSigningKey(PathBuf),
     #[error("key-encryption key {0} is not in the keyring")]
     KekMissing(String),
-    #[error("the data key does not unwrap with key-encryption key {0}: wrong key, or the wrapped key was altered")]
+    #[error(
+        "the data key does not unwrap with key-encryption key {0}: wrong key, or the wrapped key was altered"
+    )]
     UnwrapFailed(String),
     #[error("public key for signing key {0} is not known (pass --pubkey FILE)")]
     PublicKeyMissing(String),
@@ -67,12 +74,20 @@ pub(crate) fn random<const N: usize>() -> Result<[u8; N], KeyError> {
 /// A key id: `<UTC yyyymmddThhmmss.ffffffZ>-<fingerprint>`, strictly after `after` (the newest
 /// id of its kind), so that sorting ids sorts keys by age even for rotations in one microsecond.
 fn new_key_id(fingerprint_of: &[u8], domain: &[u8], after: &str) -> String {
-    let now = SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
+    let now = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0);
     let micros = now.max(id_micros(after).map_or(0, |m| m + 1));
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_micros(micros);
-    let secs = humantime::format_rfc3339_seconds(t).to_string().replace(['-', ':'], "");
+    let secs = humantime::format_rfc3339_seconds(t)
+        .to_string()
+        .replace(['-', ':'], "");
     let stamp = format!("{}.{:06}Z", secs.trim_end_matches('Z'), micros % 1_000_000);
-    let fp = Sha256::new().chain_update(domain).chain_update(fingerprint_of).finalize();
+    let fp = Sha256::new()
+        .chain_update(domain)
+        .chain_update(fingerprint_of)
+        .finalize();
     format!("{stamp}-{}", hex::encode(&fp[..4]))
 }
 
@@ -80,15 +95,30 @@ fn new_key_id(fingerprint_of: &[u8], domain: &[u8], after: &str) -> String {
 fn id_micros(id: &str) -> Option<u64> {
     let stamp = id.split('-').next()?;
     let (whole, frac) = match stamp.split_once('.') {
-        Some((w, f)) => (w.to_string() + "Z", f.trim_end_matches('Z').parse::<u64>().ok()?),
+        Some((w, f)) => (
+            w.to_string() + "Z",
+            f.trim_end_matches('Z').parse::<u64>().ok()?,
+        ),
         None => (stamp.to_string(), 999_999),
     };
     let (d, t) = whole.trim_end_matches('Z').split_once('T')?;
     if d.len() != 8 || t.len() != 6 {
         return None;
     }
-    let rfc = format!("{}-{}-{}T{}:{}:{}Z", &d[..4], &d[4..6], &d[6..], &t[..2], &t[2..4], &t[4..]);
-    let secs = humantime::parse_rfc3339(&rfc).ok()?.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    let rfc = format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        &d[..4],
+        &d[4..6],
+        &d[6..],
+        &t[..2],
+        &t[2..4],
+        &t[4..]
+    );
+    let secs = humantime::parse_rfc3339(&rfc)
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs();
     Some(secs * 1_000_000 + frac)
 }
 
@@ -149,7 +179,9 @@ pub struct Kek {
 
 impl fmt::Debug for Kek {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Kek").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("Kek")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -165,12 +197,27 @@ impl Kek {
         let cipher = Aes256Gcm::new((&*self.key).into());
         let aad = wrap_aad(session, &self.id);
         let wrapped = cipher
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: &dek.0[..], aad: &aad })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: &dek.0[..],
+                    aad: &aad,
+                },
+            )
             .map_err(|_| KeyError::Random("AES-GCM refused to encrypt".into()))?;
-        Ok(WrappedKey { format: 1, kek: self.id.clone(), nonce: hex::encode(nonce), wrapped: hex::encode(wrapped) })
+        Ok(WrappedKey {
+            format: 1,
+            kek: self.id.clone(),
+            nonce: hex::encode(nonce),
+            wrapped: hex::encode(wrapped),
+        })
     }
 
-    pub fn unwrap_key(&self, session: SessionId, wrapped: &WrappedKey) -> Result<DataKey, KeyError> {
+    pub fn unwrap_key(
+        &self,
+        session: SessionId,
+        wrapped: &WrappedKey,
+    ) -> Result<DataKey, KeyError> {
         let fail = || KeyError::UnwrapFailed(wrapped.kek.clone());
         let nonce = hex::decode(&wrapped.nonce).map_err(|_| fail())?;
         let ct = hex::decode(&wrapped.wrapped).map_err(|_| fail())?;
@@ -179,8 +226,17 @@ impl Kek {
         }
         let cipher = Aes256Gcm::new((&*self.key).into());
         let aad = wrap_aad(session, &wrapped.kek);
-        let plain =
-            Zeroizing::new(cipher.decrypt(Nonce::from_slice(&nonce), Payload { msg: &ct, aad: &aad }).map_err(|_| fail())?);
+        let plain = Zeroizing::new(
+            cipher
+                .decrypt(
+                    Nonce::from_slice(&nonce),
+                    Payload {
+                        msg: &ct,
+                        aad: &aad,
+                    },
+                )
+                .map_err(|_| fail())?,
+        );
         let bytes: [u8; 32] = plain.as_slice().try_into().map_err(|_| fail())?;
         Ok(DataKey::from_bytes(bytes))
     }
@@ -197,13 +253,18 @@ pub struct SigningKey {
 
 impl fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SigningKey").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("SigningKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
 impl SigningKey {
     pub fn from_seed(id: impl Into<String>, seed: [u8; 32]) -> Self {
-        Self { id: id.into(), key: ed25519_dalek::SigningKey::from_bytes(&seed) }
+        Self {
+            id: id.into(),
+            key: ed25519_dalek::SigningKey::from_bytes(&seed),
+        }
     }
 
     pub fn id(&self) -> &str {
@@ -211,7 +272,10 @@ impl SigningKey {
     }
 
     pub fn public(&self) -> PublicKey {
-        PublicKey { id: self.id.clone(), key: self.key.verifying_key() }
+        PublicKey {
+            id: self.id.clone(),
+            key: self.key.verifying_key(),
+        }
     }
 
     /// Signs `domain ‖ message`; the domain keeps a chunk signature from passing as a seal's.
@@ -237,19 +301,30 @@ impl PublicKey {
 
     /// The fingerprint part of the id (after the timestamp), derived from the key itself.
     pub fn fingerprint(&self) -> String {
-        hex::encode(&Sha256::new().chain_update(b"kubetape/signing-id").chain_update(self.key.as_bytes()).finalize()[..4])
+        hex::encode(
+            &Sha256::new()
+                .chain_update(b"kubetape/signing-id")
+                .chain_update(self.key.as_bytes())
+                .finalize()[..4],
+        )
     }
 
     pub fn verify(&self, domain: &[u8], message: &[u8], signature: &[u8; 64]) -> bool {
         let mut msg = Vec::with_capacity(domain.len() + message.len());
         msg.extend_from_slice(domain);
         msg.extend_from_slice(message);
-        self.key.verify_strict(&msg, &ed25519_dalek::Signature::from_bytes(signature)).is_ok()
+        self.key
+            .verify_strict(&msg, &ed25519_dalek::Signature::from_bytes(signature))
+            .is_ok()
     }
 
     /// The one-line `.pub` file form.
     pub fn to_line(&self) -> String {
-        format!("kubetape-ed25519-v1 {} {}\n", self.id, hex::encode(self.key.as_bytes()))
+        format!(
+            "kubetape-ed25519-v1 {} {}\n",
+            self.id,
+            hex::encode(self.key.as_bytes())
+        )
     }
 
     pub fn from_line(line: &str) -> Result<Self, String> {
@@ -259,20 +334,34 @@ impl PublicKey {
         else {
             return Err("expected `kubetape-ed25519-v1 <id> <hex key>`".into());
         };
-        let bytes: [u8; 32] =
-            hex::decode(hexkey).ok().and_then(|b| b.try_into().ok()).ok_or("public key is not 32 hex bytes")?;
-        let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|_| "not an Ed25519 public key")?;
-        let public = Self { id: id.to_string(), key };
+        let bytes: [u8; 32] = hex::decode(hexkey)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or("public key is not 32 hex bytes")?;
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+            .map_err(|_| "not an Ed25519 public key")?;
+        let public = Self {
+            id: id.to_string(),
+            key,
+        };
         if !id.ends_with(&public.fingerprint()) {
-            return Err(format!("id {id} does not match the key's fingerprint {}", public.fingerprint()));
+            return Err(format!(
+                "id {id} does not match the key's fingerprint {}",
+                public.fingerprint()
+            ));
         }
         Ok(public)
     }
 
     pub fn read_file(path: &Path) -> Result<Self, KeyError> {
-        let text = fs::read_to_string(path)
-            .map_err(|source| KeyError::Io { dir: path.to_path_buf(), source })?;
-        Self::from_line(text.trim()).map_err(|reason| KeyError::BadKeyFile { path: path.to_path_buf(), reason })
+        let text = fs::read_to_string(path).map_err(|source| KeyError::Io {
+            dir: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_line(text.trim()).map_err(|reason| KeyError::BadKeyFile {
+            path: path.to_path_buf(),
+            reason,
+        })
     }
 }
 
@@ -293,7 +382,10 @@ impl Keyring {
         if !dir.is_dir() {
             return Err(KeyError::NoKeyring(dir.to_path_buf()));
         }
-        let io = |source| KeyError::Io { dir: dir.to_path_buf(), source };
+        let io = |source| KeyError::Io {
+            dir: dir.to_path_buf(),
+            source,
+        };
         let mut ring = Keyring {
             dir: dir.to_path_buf(),
             keks: BTreeMap::new(),
@@ -302,19 +394,39 @@ impl Keyring {
         };
         for entry in fs::read_dir(dir).map_err(io)? {
             let path = entry.map_err(io)?.path();
-            let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
-            if let Some(id) = name.strip_prefix("kek-").and_then(|n| n.strip_suffix(".key")) {
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if let Some(id) = name
+                .strip_prefix("kek-")
+                .and_then(|n| n.strip_suffix(".key"))
+            {
                 let key = read_secret(&path, "kubetape-kek-v1")?;
-                ring.keks.insert(id.to_string(), Kek { id: id.to_string(), key });
-            } else if let Some(id) = name.strip_prefix("signing-").and_then(|n| n.strip_suffix(".key")) {
+                ring.keks.insert(
+                    id.to_string(),
+                    Kek {
+                        id: id.to_string(),
+                        key,
+                    },
+                );
+            } else if let Some(id) = name
+                .strip_prefix("signing-")
+                .and_then(|n| n.strip_suffix(".key"))
+            {
                 let seed = read_secret(&path, "kubetape-ed25519-secret-v1")?;
                 let key = SigningKey::from_seed(id, *seed);
                 ring.public.insert(id.to_string(), key.public());
                 ring.signing.insert(id.to_string(), key);
-            } else if let Some(id) = name.strip_prefix("signing-").and_then(|n| n.strip_suffix(".pub")) {
+            } else if let Some(id) = name
+                .strip_prefix("signing-")
+                .and_then(|n| n.strip_suffix(".pub"))
+            {
                 let public = PublicKey::read_file(&path)?;
                 if public.id != id {
-                    return Err(KeyError::BadKeyFile { path, reason: format!("names key {}", public.id) });
+                    return Err(KeyError::BadKeyFile {
+                        path,
+                        reason: format!("names key {}", public.id),
+                    });
                 }
                 ring.public.entry(id.to_string()).or_insert(public);
             }
@@ -341,7 +453,10 @@ impl Keyring {
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .map_err(|source| KeyError::Io { dir: dir.to_path_buf(), source })?;
+            .map_err(|source| KeyError::Io {
+                dir: dir.to_path_buf(),
+                source,
+            })?;
         Self::open(dir)
     }
 
@@ -356,8 +471,16 @@ impl Keyring {
         let newest_signing = self.signing.keys().next_back().cloned().unwrap_or_default();
         let seed = Zeroizing::new(random::<32>()?);
         let probe = ed25519_dalek::SigningKey::from_bytes(&seed);
-        let sig_id = new_key_id(probe.verifying_key().as_bytes(), b"kubetape/signing-id", &newest_signing);
-        write_new(&self.dir.join(format!("kek-{kek_id}.key")), &format!("kubetape-kek-v1 {}\n", hex::encode(*kek_bytes)), 0o600)?;
+        let sig_id = new_key_id(
+            probe.verifying_key().as_bytes(),
+            b"kubetape/signing-id",
+            &newest_signing,
+        );
+        write_new(
+            &self.dir.join(format!("kek-{kek_id}.key")),
+            &format!("kubetape-kek-v1 {}\n", hex::encode(*kek_bytes)),
+            0o600,
+        )?;
         let signing = SigningKey::from_seed(sig_id.clone(), *seed);
         write_new(
             &self.dir.join(format!("signing-{sig_id}.key")),
@@ -365,8 +488,18 @@ impl Keyring {
             0o600,
         )?;
         let public = signing.public();
-        write_new(&self.dir.join(format!("signing-{sig_id}.pub")), &public.to_line(), 0o644)?;
-        self.keks.insert(kek_id.clone(), Kek { id: kek_id.clone(), key: kek_bytes });
+        write_new(
+            &self.dir.join(format!("signing-{sig_id}.pub")),
+            &public.to_line(),
+            0o644,
+        )?;
+        self.keks.insert(
+            kek_id.clone(),
+            Kek {
+                id: kek_id.clone(),
+                key: kek_bytes,
+            },
+        );
         self.public.insert(sig_id.clone(), public.clone());
         self.signing.insert(sig_id, signing);
         Ok((&self.keks[&kek_id], public))
@@ -378,12 +511,18 @@ impl Keyring {
 
     /// The KEK new sessions are wrapped with.
     pub fn current_kek(&self) -> Result<&Kek, KeyError> {
-        self.keks.values().next_back().ok_or_else(|| KeyError::NoKek(self.dir.clone()))
+        self.keks
+            .values()
+            .next_back()
+            .ok_or_else(|| KeyError::NoKek(self.dir.clone()))
     }
 
     /// The key new sessions are signed with.
     pub fn current_signing_key(&self) -> Result<&SigningKey, KeyError> {
-        self.signing.values().next_back().ok_or_else(|| KeyError::NoSigningKey(self.dir.clone()))
+        self.signing
+            .values()
+            .next_back()
+            .ok_or_else(|| KeyError::NoSigningKey(self.dir.clone()))
     }
 
     pub fn signing_key(&self, id: &str) -> Option<&SigningKey> {
@@ -391,11 +530,15 @@ impl Keyring {
     }
 
     pub fn kek(&self, id: &str) -> Result<&Kek, KeyError> {
-        self.keks.get(id).ok_or_else(|| KeyError::KekMissing(id.to_string()))
+        self.keks
+            .get(id)
+            .ok_or_else(|| KeyError::KekMissing(id.to_string()))
     }
 
     pub fn public_key(&self, id: &str) -> Result<&PublicKey, KeyError> {
-        self.public.get(id).ok_or_else(|| KeyError::PublicKeyMissing(id.to_string()))
+        self.public
+            .get(id)
+            .ok_or_else(|| KeyError::PublicKeyMissing(id.to_string()))
     }
 
     pub fn kek_ids(&self) -> impl Iterator<Item = &str> {
@@ -407,28 +550,56 @@ impl Keyring {
     }
 
     /// Unwraps a session's DEK with whichever KEK wrapped it.
-    pub fn unwrap_dek(&self, session: SessionId, wrapped: &WrappedKey) -> Result<DataKey, KeyError> {
+    pub fn unwrap_dek(
+        &self,
+        session: SessionId,
+        wrapped: &WrappedKey,
+    ) -> Result<DataKey, KeyError> {
         self.kek(&wrapped.kek)?.unwrap_key(session, wrapped)
     }
 }
 
 fn read_secret(path: &Path, label: &str) -> Result<Zeroizing<[u8; 32]>, KeyError> {
-    let bad = |reason: &str| KeyError::BadKeyFile { path: path.to_path_buf(), reason: reason.to_string() };
-    let meta = fs::metadata(path).map_err(|source| KeyError::Io { dir: path.to_path_buf(), source })?;
+    let bad = |reason: &str| KeyError::BadKeyFile {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    };
+    let meta = fs::metadata(path).map_err(|source| KeyError::Io {
+        dir: path.to_path_buf(),
+        source,
+    })?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(KeyError::InsecurePermissions { path: path.to_path_buf(), mode });
+        return Err(KeyError::InsecurePermissions {
+            path: path.to_path_buf(),
+            mode,
+        });
     }
-    let text = Zeroizing::new(fs::read_to_string(path).map_err(|source| KeyError::Io { dir: path.to_path_buf(), source })?);
-    let hexkey = text.trim().strip_prefix(label).map(str::trim).ok_or_else(|| bad(&format!("expected `{label} <hex>`")))?;
+    let text = Zeroizing::new(fs::read_to_string(path).map_err(|source| KeyError::Io {
+        dir: path.to_path_buf(),
+        source,
+    })?);
+    let hexkey = text
+        .trim()
+        .strip_prefix(label)
+        .map(str::trim)
+        .ok_or_else(|| bad(&format!("expected `{label} <hex>`")))?;
     let mut out = Zeroizing::new([0u8; 32]);
     hex::decode_to_slice(hexkey, &mut out[..]).map_err(|_| bad("key is not 64 hex digits"))?;
     Ok(out)
 }
 
 fn write_new(path: &Path, contents: &str, mode: u32) -> Result<(), KeyError> {
-    let io = |source| KeyError::Io { dir: path.to_path_buf(), source };
-    let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(path).map_err(io)?;
+    let io = |source| KeyError::Io {
+        dir: path.to_path_buf(),
+        source,
+    };
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(io)?;
     file.write_all(contents.as_bytes()).map_err(io)?;
     file.sync_all().map_err(io)
 }
@@ -446,7 +617,10 @@ mod tests {
         let first_kek = ring.current_kek().unwrap().id().to_string();
         let (_, again) = Keyring::open_or_init(&path).unwrap();
         assert!(!again);
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
 
         let session = SessionId::new();
         let dek = DataKey::generate().unwrap();
@@ -456,12 +630,19 @@ mod tests {
         ring.rotate().unwrap();
         let ring = Keyring::open(&path).unwrap();
         assert_eq!(ring.kek_ids().count(), 2);
-        assert_ne!(ring.current_kek().unwrap().id(), first_kek, "rotation makes the new key current");
+        assert_ne!(
+            ring.current_kek().unwrap().id(),
+            first_kek,
+            "rotation makes the new key current"
+        );
         // Old sessions stay readable after rotation.
         let back = ring.unwrap_dek(session, &wrapped).unwrap();
         assert_eq!(&*back.0, &*dek.0);
         // ...but not under another session's id.
-        assert!(matches!(ring.unwrap_dek(SessionId::new(), &wrapped), Err(KeyError::UnwrapFailed(_))));
+        assert!(matches!(
+            ring.unwrap_dek(SessionId::new(), &wrapped),
+            Err(KeyError::UnwrapFailed(_))
+        ));
     }
 
     #[test]
@@ -481,15 +662,25 @@ mod tests {
     fn refuses_world_readable_secrets() {
         let dir = tempfile::tempdir().unwrap();
         let (ring, _) = Keyring::open_or_init(dir.path()).unwrap();
-        let kek = dir.path().join(format!("kek-{}.key", ring.current_kek().unwrap().id()));
+        let kek = dir
+            .path()
+            .join(format!("kek-{}.key", ring.current_kek().unwrap().id()));
         fs::set_permissions(&kek, fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(matches!(Keyring::open(dir.path()), Err(KeyError::InsecurePermissions { .. })));
+        assert!(matches!(
+            Keyring::open(dir.path()),
+            Err(KeyError::InsecurePermissions { .. })
+        ));
     }
 
     #[test]
     fn signatures_are_domain_separated_and_public_lines_round_trip() {
         let key = SigningKey::from_seed("t", [7; 32]);
-        let public = PublicKey::from_line(&SigningKey::from_seed(format!("x-{}", key.public().fingerprint()), [7; 32]).public().to_line()).unwrap();
+        let public = PublicKey::from_line(
+            &SigningKey::from_seed(format!("x-{}", key.public().fingerprint()), [7; 32])
+                .public()
+                .to_line(),
+        )
+        .unwrap();
         let sig = key.sign(b"a", b"msg");
         assert!(public.verify(b"a", b"msg", &sig));
         assert!(!public.verify(b"b", b"msg", &sig));

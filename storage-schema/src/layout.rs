@@ -39,5 +39,9 @@ pub fn seal(id: SessionId) -> String {
 
 /// The sequence number a chunk object's name holds, if it is one.
 pub fn parse_chunk_name(name: &str) -> Option<u64> {
-    if name.len() == 20 && name.bytes().all(|b| b.is_ascii_digit()) { name.parse().ok() } else { None }
+    if name.len() == 20 && name.bytes().all(|b| b.is_ascii_digit()) {
+        name.parse().ok()
+    } else {
+        None
+    }
 }

@@ -25,8 +25,8 @@
 //! - [`store`] (feature `store`): object-store I/O — recorder, reader, catalog, verification.
 
 pub mod builder;
-pub mod defaults;
 pub mod chunk;
+pub mod defaults;
 pub mod event;
 pub mod keys;
 pub mod layout;

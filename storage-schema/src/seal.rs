@@ -85,7 +85,11 @@ impl SealPayload {
     pub fn sign(&self, key: &SigningKey) -> Vec<u8> {
         let payload = serde_json::to_string(self).expect("seal payload serializes");
         let signature = hex::encode(key.sign(SIGN_DOMAIN, payload.as_bytes()));
-        let env = Envelope { payload, key: key.id().to_string(), signature };
+        let env = Envelope {
+            payload,
+            key: key.id().to_string(),
+            signature,
+        };
         let mut out = serde_json::to_vec_pretty(&env).expect("envelope serializes");
         out.push(b'\n');
         out
@@ -93,15 +97,20 @@ impl SealPayload {
 
     /// The id of the key a stored seal claims to be signed with (before verifying it).
     pub fn signer_of(bytes: &[u8]) -> Result<String, SealError> {
-        let env: Envelope = serde_json::from_slice(bytes).map_err(|e| SealError::Malformed(e.to_string()))?;
+        let env: Envelope =
+            serde_json::from_slice(bytes).map_err(|e| SealError::Malformed(e.to_string()))?;
         Ok(env.key)
     }
 
     /// Verifies a stored seal's signature with `key` and parses its payload.
     pub fn verify(bytes: &[u8], key: &PublicKey) -> Result<Self, SealError> {
-        let env: Envelope = serde_json::from_slice(bytes).map_err(|e| SealError::Malformed(e.to_string()))?;
+        let env: Envelope =
+            serde_json::from_slice(bytes).map_err(|e| SealError::Malformed(e.to_string()))?;
         if env.key != key.id() {
-            return Err(SealError::WrongKey { sealed_by: env.key, expected: key.id().to_string() });
+            return Err(SealError::WrongKey {
+                sealed_by: env.key,
+                expected: key.id().to_string(),
+            });
         }
         let sig: [u8; 64] = hex::decode(&env.signature)
             .ok()

@@ -8,7 +8,9 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A session id: a UUIDv7, so ids sort by start time as text and as bytes.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct SessionId(uuid::Uuid);
 
@@ -167,7 +169,13 @@ pub struct SessionMeta {
 
 impl SessionMeta {
     /// Metadata for a new session; the keys are filled in by the writer from the keyring.
-    pub fn new(kind: SessionKind, identity: Identity, target: Target, command: Vec<String>, tty: bool) -> Self {
+    pub fn new(
+        kind: SessionKind,
+        identity: Identity,
+        target: Target,
+        command: Vec<String>,
+        tty: bool,
+    ) -> Self {
         Self {
             format: crate::FORMAT_VERSION,
             session: SessionId::new(),
@@ -180,7 +188,10 @@ impl SessionMeta {
             size: None,
             client: Client::default(),
             grant: None,
-            keys: KeyIds { kek: String::new(), signing: String::new() },
+            keys: KeyIds {
+                kek: String::new(),
+                signing: String::new(),
+            },
             extra: BTreeMap::new(),
         }
     }

@@ -61,7 +61,10 @@ mod tests {
             (127, &[0x7f]),
             (128, &[0x80, 0x01]),
             (300, &[0xac, 0x02]),
-            (u64::MAX, &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]),
+            (
+                u64::MAX,
+                &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
+            ),
         ];
         for (value, bytes) in cases {
             let mut out = Vec::new();
@@ -76,7 +79,10 @@ mod tests {
         assert_eq!(decode(&[]), Err(VarintError::Incomplete));
         assert_eq!(decode(&[0x80, 0x80]), Err(VarintError::Incomplete));
         assert_eq!(decode(&[0xff; 10]), Err(VarintError::Overflow));
-        assert_eq!(decode(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]), Err(VarintError::Overflow));
+        assert_eq!(
+            decode(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]),
+            Err(VarintError::Overflow)
+        );
     }
 
     proptest! {

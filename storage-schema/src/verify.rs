@@ -6,11 +6,11 @@
 //! - which chunk is damaged, and the seal, need the signing **public** key;
 //! - decrypting every chunk and checking the seal's byte counts needs the data key (so the KEK).
 
+use crate::builder::Totals;
 use crate::chunk::{ChainDigest, ChunkError, SealedChunk};
 use crate::event::Event;
 use crate::keys::{DataKey, PublicKey};
 use crate::seal::{SealError, SealPayload, SealState, StreamBytes};
-use crate::builder::Totals;
 use crate::session::SessionId;
 
 /// One thing wrong with a recording.
@@ -19,7 +19,10 @@ pub enum Damage {
     #[error("metadata: {0}")]
     MetaUnreadable(String),
     #[error("metadata names session {found}, but it is stored as {expected}")]
-    MetaForeign { expected: SessionId, found: SessionId },
+    MetaForeign {
+        expected: SessionId,
+        found: SessionId,
+    },
     #[error("recording was signed with key {signed_with}, but the public key given is {given}")]
     WrongPublicKey { signed_with: String, given: String },
     #[error("chunks {from}..={to} are missing")]
@@ -42,12 +45,17 @@ pub enum Damage {
     Seal(SealError),
     #[error("seal belongs to session {owner} (replaced by another recording's seal)")]
     SealForeign { owner: SessionId },
-    #[error("seal records {sealed} chunks but {found} are present; chunks {found}..{sealed} are missing or extra")]
+    #[error(
+        "seal records {sealed} chunks but {found} are present; chunks {found}..{sealed} are missing or extra"
+    )]
     SealChunkCount { sealed: u64, found: u64 },
     #[error("seal's final digest does not match the last chunk (the chain's end was altered)")]
     SealDigest,
     #[error("seal's byte counts {sealed:?} do not match the recorded events {found:?}")]
-    SealBytes { sealed: StreamBytes, found: StreamBytes },
+    SealBytes {
+        sealed: StreamBytes,
+        found: StreamBytes,
+    },
 }
 
 /// Where a session stands.
@@ -106,7 +114,12 @@ pub struct Verifier<'k> {
 
 impl<'k> Verifier<'k> {
     /// Starts from the metadata bytes as stored. `dek` enables the deep (decrypting) check.
-    pub fn new(session: SessionId, meta_bytes: &[u8], key: &'k PublicKey, dek: Option<DataKey>) -> Self {
+    pub fn new(
+        session: SessionId,
+        meta_bytes: &[u8],
+        key: &'k PublicKey,
+        dek: Option<DataKey>,
+    ) -> Self {
         Self {
             session,
             key,
@@ -127,13 +140,19 @@ impl<'k> Verifier<'k> {
     /// chunk verified and a data key was given.
     pub fn chunk(&mut self, object_seq: u64, bytes: &[u8]) -> Option<Vec<Event>> {
         if object_seq > self.expected_seq {
-            self.damage.push(Damage::ChunksMissing { from: self.expected_seq, to: object_seq - 1 });
+            self.damage.push(Damage::ChunksMissing {
+                from: self.expected_seq,
+                to: object_seq - 1,
+            });
         }
         self.expected_seq = object_seq + 1;
         let chunk = match SealedChunk::decode(bytes) {
             Ok(c) => c,
             Err(error) => {
-                self.damage.push(Damage::ChunkMalformed { seq: object_seq, error });
+                self.damage.push(Damage::ChunkMalformed {
+                    seq: object_seq,
+                    error,
+                });
                 return None;
             }
         };
@@ -142,9 +161,15 @@ impl<'k> Verifier<'k> {
         let finding = if !chunk.signature_valid(self.key) {
             Some(Damage::ChunkSignature { seq: object_seq })
         } else if h.session != self.session {
-            Some(Damage::ChunkForeign { seq: object_seq, owner: h.session })
+            Some(Damage::ChunkForeign {
+                seq: object_seq,
+                owner: h.session,
+            })
         } else if h.seq != object_seq {
-            Some(Damage::ChunkMisplaced { seq: object_seq, holds: h.seq })
+            Some(Damage::ChunkMisplaced {
+                seq: object_seq,
+                holds: h.seq,
+            })
         } else if !h.prev.ct_eq(&self.prev) {
             // After a gap the break is already reported; do not report it twice.
             let after_gap = matches!(self.damage.last(), Some(Damage::ChunksMissing { to, .. }) if *to + 1 == object_seq)
@@ -175,7 +200,10 @@ impl<'k> Verifier<'k> {
                 Some(events)
             }
             Err(error) => {
-                self.damage.push(Damage::ChunkContent { seq: object_seq, error });
+                self.damage.push(Damage::ChunkContent {
+                    seq: object_seq,
+                    error,
+                });
                 None
             }
         }
@@ -192,15 +220,26 @@ impl<'k> Verifier<'k> {
                 }
                 Ok(payload) => {
                     if payload.session != self.session {
-                        self.damage.push(Damage::SealForeign { owner: payload.session });
+                        self.damage.push(Damage::SealForeign {
+                            owner: payload.session,
+                        });
                     } else {
                         if payload.chunks != self.expected_seq {
-                            self.damage.push(Damage::SealChunkCount { sealed: payload.chunks, found: self.expected_seq });
+                            self.damage.push(Damage::SealChunkCount {
+                                sealed: payload.chunks,
+                                found: self.expected_seq,
+                            });
                         } else if payload.final_digest().is_none_or(|d| !d.ct_eq(&self.prev)) {
                             self.damage.push(Damage::SealDigest);
                         }
-                        if self.dek.is_some() && self.damage.is_empty() && payload.bytes != self.totals.bytes {
-                            self.damage.push(Damage::SealBytes { sealed: payload.bytes, found: self.totals.bytes });
+                        if self.dek.is_some()
+                            && self.damage.is_empty()
+                            && payload.bytes != self.totals.bytes
+                        {
+                            self.damage.push(Damage::SealBytes {
+                                sealed: payload.bytes,
+                                found: self.totals.bytes,
+                            });
                         }
                     }
                     match payload.state {

@@ -10,8 +10,12 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use storage_schema::store::{KeySource, Recorder, SessionReader, Store, list_sessions, seal_interrupted, verify_session};
-use storage_schema::{Direction, Event, EventKind, ExitInfo, FlushPolicy, Keyring, SessionState, Stream};
+use storage_schema::store::{
+    KeySource, Recorder, SessionReader, Store, list_sessions, seal_interrupted, verify_session,
+};
+use storage_schema::{
+    Direction, Event, EventKind, ExitInfo, FlushPolicy, Keyring, SessionState, Stream,
+};
 
 fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1")
@@ -26,25 +30,110 @@ fn fixture_events() -> Vec<Event> {
     };
     let mut v = vec![
         next(0, EventKind::Resize { cols: 80, rows: 24 }),
-        next(1_000, EventKind::Data { stream: Stream::Stdout, bytes: b"$ ".to_vec() }),
+        next(
+            1_000,
+            EventKind::Data {
+                stream: Stream::Stdout,
+                bytes: b"$ ".to_vec(),
+            },
+        ),
     ];
     for (i, key) in b"ls -l\r".iter().enumerate() {
-        v.push(next(120_000 + i as u64, EventKind::Data { stream: Stream::Stdin, bytes: vec![*key] }));
-        v.push(next(300, EventKind::Data { stream: Stream::Stdout, bytes: vec![*key] }));
+        v.push(next(
+            120_000 + i as u64,
+            EventKind::Data {
+                stream: Stream::Stdin,
+                bytes: vec![*key],
+            },
+        ));
+        v.push(next(
+            300,
+            EventKind::Data {
+                stream: Stream::Stdout,
+                bytes: vec![*key],
+            },
+        ));
     }
     for i in 0..200 {
-        v.push(next(50, EventKind::Data { stream: Stream::Stdout, bytes: format!("-rw-r--r-- 1 app app {i:5} Nov 23 15:04 file-{i}.log\r\n").into_bytes() }));
+        v.push(next(
+            50,
+            EventKind::Data {
+                stream: Stream::Stdout,
+                bytes: format!("-rw-r--r-- 1 app app {i:5} Nov 23 15:04 file-{i}.log\r\n")
+                    .into_bytes(),
+            },
+        ));
     }
-    v.push(next(2_000, EventKind::Data { stream: Stream::Stderr, bytes: b"warning: \xff not utf-8\n".to_vec() }));
-    v.push(next(10, EventKind::Resize { cols: 132, rows: 43 }));
-    v.push(next(10, EventKind::Marker { text: "grant g-1 expires in 60 s".into() }));
-    v.push(next(10, EventKind::PortForwardOpen { conn: 1, port: 8080 }));
-    v.push(next(10, EventKind::PortForwardData { conn: 1, direction: Direction::ToPod, bytes: b"GET / HTTP/1.1\r\n\r\n".to_vec() }));
-    v.push(next(10, EventKind::PortForwardData { conn: 1, direction: Direction::FromPod, bytes: b"HTTP/1.1 200 OK\r\n".to_vec() }));
-    v.push(next(10, EventKind::PortForwardClose { conn: 1, error: String::new() }));
-    v.push(next(10, EventKind::StreamClose { stream: Stream::Stdin }));
-    v.push(next(10, EventKind::Unknown { tag: 99, payload: vec![1, 2, 3] }));
-    v.push(next(5_000_000, EventKind::Exit { code: 3, message: "command terminated with non-zero exit code".into() }));
+    v.push(next(
+        2_000,
+        EventKind::Data {
+            stream: Stream::Stderr,
+            bytes: b"warning: \xff not utf-8\n".to_vec(),
+        },
+    ));
+    v.push(next(
+        10,
+        EventKind::Resize {
+            cols: 132,
+            rows: 43,
+        },
+    ));
+    v.push(next(
+        10,
+        EventKind::Marker {
+            text: "grant g-1 expires in 60 s".into(),
+        },
+    ));
+    v.push(next(
+        10,
+        EventKind::PortForwardOpen {
+            conn: 1,
+            port: 8080,
+        },
+    ));
+    v.push(next(
+        10,
+        EventKind::PortForwardData {
+            conn: 1,
+            direction: Direction::ToPod,
+            bytes: b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+        },
+    ));
+    v.push(next(
+        10,
+        EventKind::PortForwardData {
+            conn: 1,
+            direction: Direction::FromPod,
+            bytes: b"HTTP/1.1 200 OK\r\n".to_vec(),
+        },
+    ));
+    v.push(next(
+        10,
+        EventKind::PortForwardClose {
+            conn: 1,
+            error: String::new(),
+        },
+    ));
+    v.push(next(
+        10,
+        EventKind::StreamClose {
+            stream: Stream::Stdin,
+        },
+    ));
+    v.push(next(
+        10,
+        EventKind::Unknown {
+            tag: 99,
+            payload: vec![1, 2, 3],
+        },
+    ));
+    v.push(next(
+        5_000_000,
+        EventKind::Exit {
+            code: 3,
+            message: "command terminated with non-zero exit code".into(),
+        },
+    ));
     v
 }
 
@@ -85,15 +174,22 @@ async fn v1_fixtures_read_and_verify() {
     let expected = fs::read_to_string(fixture_dir().join("expected-events.txt")).unwrap();
     let mut seen = Vec::new();
     for id in ids {
-        let report = verify_session(&store, id, KeySource::Keyring(&ring)).await.unwrap();
+        let report = verify_session(&store, id, KeySource::Keyring(&ring))
+            .await
+            .unwrap();
         assert!(report.intact(), "{id}: {:?}", report.damage);
         let reader = SessionReader::open(&store, &ring, id).await.unwrap();
         let name = reader.meta().command[0].clone();
         let mut events = Vec::new();
-        reader.for_each_event(|e| events.push(e.clone())).await.unwrap();
+        reader
+            .for_each_event(|e| events.push(e.clone()))
+            .await
+            .unwrap();
         match name.as_str() {
             "fixture-sealed" => {
-                assert!(matches!(&report.state, SessionState::Sealed(s) if s.exit.as_ref().map(|e| e.code) == Some(3)));
+                assert!(
+                    matches!(&report.state, SessionState::Sealed(s) if s.exit.as_ref().map(|e| e.code) == Some(3))
+                );
                 assert!(reader.chunk_count() > 1, "fixture spans chunks");
                 assert_eq!(dump(&events), expected);
             }
@@ -110,28 +206,48 @@ async fn v1_fixtures_read_and_verify() {
         seen.push(name);
     }
     seen.sort();
-    assert_eq!(seen, ["fixture-interrupted", "fixture-open", "fixture-sealed"]);
+    assert_eq!(
+        seen,
+        ["fixture-interrupted", "fixture-open", "fixture-sealed"]
+    );
 }
 
 #[tokio::test]
 #[ignore = "writes new fixture bytes; run by hand only when adding fixtures"]
 async fn regenerate() {
     let dir = fixture_dir();
-    assert!(!dir.join("store").exists(), "fixtures exist; v1 bytes must never be rewritten");
+    assert!(
+        !dir.join("store").exists(),
+        "fixtures exist; v1 bytes must never be rewritten"
+    );
     let (ring, _) = Keyring::open_or_init(&dir.join("keys")).unwrap();
     let store = Store::open(&format!("file://{}", dir.join("store").display())).unwrap();
     let events = fixture_events();
-    let policy = FlushPolicy { max_bytes: 2048, ..FlushPolicy::default() };
-    for (name, cut, seal) in [("fixture-sealed", events.len(), true), ("fixture-interrupted", 120, false), ("fixture-open", 60, false)] {
+    let policy = FlushPolicy {
+        max_bytes: 2048,
+        ..FlushPolicy::default()
+    };
+    for (name, cut, seal) in [
+        ("fixture-sealed", events.len(), true),
+        ("fixture-interrupted", 120, false),
+        ("fixture-open", 60, false),
+    ] {
         let mut meta = common::meta();
         meta.command = vec![name.into()];
-        let rec = Recorder::start(store.clone(), &ring, meta, policy).await.unwrap();
+        let rec = Recorder::start(store.clone(), &ring, meta, policy)
+            .await
+            .unwrap();
         let id = rec.session();
         for e in &events[..cut] {
             rec.record_at(e.clone()).await.unwrap();
         }
         if seal {
-            rec.finish(Some(ExitInfo { code: 3, message: "command terminated with non-zero exit code".into() })).await.unwrap();
+            rec.finish(Some(ExitInfo {
+                code: 3,
+                message: "command terminated with non-zero exit code".into(),
+            }))
+            .await
+            .unwrap();
         } else {
             rec.finish_unsealed().await.unwrap();
             if name == "fixture-interrupted" {

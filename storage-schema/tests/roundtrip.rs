@@ -6,11 +6,18 @@ mod common;
 use proptest::prelude::*;
 use storage_schema::builder::MAX_EVENT_DATA;
 use storage_schema::store::{KeySource, SessionReader, verify_session};
-use storage_schema::{ChunkBuilder, DataKey, Direction, Event, EventKind, FlushPolicy, SessionState, SigningKey, Stream, Verifier};
+use storage_schema::{
+    ChunkBuilder, DataKey, Direction, Event, EventKind, FlushPolicy, SessionState, SigningKey,
+    Stream, Verifier,
+};
 
 fn arb_kind() -> impl Strategy<Value = EventKind> {
     let bytes = proptest::collection::vec(any::<u8>(), 0..2000);
-    let stream = prop_oneof![Just(Stream::Stdin), Just(Stream::Stdout), Just(Stream::Stderr)];
+    let stream = prop_oneof![
+        Just(Stream::Stdin),
+        Just(Stream::Stdout),
+        Just(Stream::Stderr)
+    ];
     prop_oneof![
         6 => (stream.clone(), bytes.clone()).prop_map(|(stream, bytes)| EventKind::Data { stream, bytes }),
         1 => (any::<u16>(), any::<u16>()).prop_map(|(cols, rows)| EventKind::Resize { cols, rows }),
@@ -42,11 +49,15 @@ fn arb_events(max: usize) -> impl Strategy<Value = Vec<Event>> {
 }
 
 fn arb_policy() -> impl Strategy<Value = FlushPolicy> {
-    (prop_oneof![Just(64usize), Just(1024), Just(256 << 10)], -5i32..6).prop_map(|(max_bytes, zstd_level)| FlushPolicy {
-        max_bytes,
-        zstd_level,
-        ..FlushPolicy::default()
-    })
+    (
+        prop_oneof![Just(64usize), Just(1024), Just(256 << 10)],
+        -5i32..6,
+    )
+        .prop_map(|(max_bytes, zstd_level)| FlushPolicy {
+            max_bytes,
+            zstd_level,
+            ..FlushPolicy::default()
+        })
 }
 
 proptest! {
@@ -87,7 +98,13 @@ fn as_stored(events: &[Event]) -> Vec<Event> {
         match &e.kind {
             EventKind::Data { stream, bytes } if bytes.len() > MAX_EVENT_DATA => {
                 for piece in bytes.chunks(MAX_EVENT_DATA) {
-                    out.push(Event { at_us: e.at_us, kind: EventKind::Data { stream: *stream, bytes: piece.to_vec() } });
+                    out.push(Event {
+                        at_us: e.at_us,
+                        kind: EventKind::Data {
+                            stream: *stream,
+                            bytes: piece.to_vec(),
+                        },
+                    });
                 }
             }
             _ => out.push(e.clone()),
@@ -96,10 +113,17 @@ fn as_stored(events: &[Event]) -> Vec<Event> {
     out
 }
 
-async fn read_back(store: &storage_schema::store::Store, ring: &storage_schema::Keyring, id: storage_schema::SessionId) -> Vec<Event> {
+async fn read_back(
+    store: &storage_schema::store::Store,
+    ring: &storage_schema::Keyring,
+    id: storage_schema::SessionId,
+) -> Vec<Event> {
     let reader = SessionReader::open(store, ring, id).await.unwrap();
     let mut back = Vec::new();
-    reader.for_each_event(|e| back.push(e.clone())).await.unwrap();
+    reader
+        .for_each_event(|e| back.push(e.clone()))
+        .await
+        .unwrap();
     back
 }
 
@@ -129,15 +153,28 @@ proptest! {
 async fn large_writes_split_and_rejoin() {
     let (ring, _keys) = common::keyring();
     let ts = common::file();
-    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
-    let events = vec![Event { at_us: 5, kind: EventKind::Data { stream: Stream::Stdout, bytes: data.clone() } }];
+    let data: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let events = vec![Event {
+        at_us: 5,
+        kind: EventKind::Data {
+            stream: Stream::Stdout,
+            bytes: data.clone(),
+        },
+    }];
     let id = common::record(&ts.store, &ring, &events, FlushPolicy::default(), true).await;
     let back = read_back(&ts.store, &ring, id).await;
-    assert!(back.iter().all(|e| matches!(&e.kind, EventKind::Data { bytes, .. } if bytes.len() <= MAX_EVENT_DATA)));
-    let joined: Vec<u8> = back.iter().flat_map(|e| match &e.kind {
-        EventKind::Data { bytes, .. } => bytes.clone(),
-        _ => vec![],
-    }).collect();
+    assert!(back.iter().all(
+        |e| matches!(&e.kind, EventKind::Data { bytes, .. } if bytes.len() <= MAX_EVENT_DATA)
+    ));
+    let joined: Vec<u8> = back
+        .iter()
+        .flat_map(|e| match &e.kind {
+            EventKind::Data { bytes, .. } => bytes.clone(),
+            _ => vec![],
+        })
+        .collect();
     assert_eq!(joined, data);
 }
 

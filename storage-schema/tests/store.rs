@@ -6,7 +6,10 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use storage_schema::store::{KeySource, RecordError, Recorder, Store, StoreError, seal_interrupted, summarize, verify_session};
+use storage_schema::store::{
+    KeySource, RecordError, Recorder, Store, StoreError, seal_interrupted, summarize,
+    verify_session,
+};
 use storage_schema::{EventKind, FlushPolicy, SessionState, Stream, layout};
 
 /// Many writers race to create one object: exactly one wins, on every store kind.
@@ -32,7 +35,12 @@ async fn create_only_race_has_exactly_one_winner() {
             }
             assert_eq!(winners.len(), 1, "{}: winners {winners:?}", ts.name);
             // And the stored object is the winner's, whole.
-            assert_eq!(ts.store.get(&key).await.unwrap().to_vec(), vec![winners[0]; 1024], "{}", ts.name);
+            assert_eq!(
+                ts.store.get(&key).await.unwrap().to_vec(),
+                vec![winners[0]; 1024],
+                "{}",
+                ts.name
+            );
         }
     }
 }
@@ -42,10 +50,29 @@ async fn create_only_race_has_exactly_one_winner() {
 async fn recorded_objects_are_never_overwritten() {
     let ts = common::file();
     let (ring, _k) = common::keyring();
-    let id = common::record(&ts.store, &ring, &common::output_events(10, 100), FlushPolicy::default(), true).await;
-    for key in [layout::meta(id), layout::dek(id), layout::chunk(id, 0), layout::seal(id)] {
-        let err = ts.store.put_create(&key, b"evil".to_vec()).await.unwrap_err();
-        assert!(matches!(err, StoreError::AlreadyExists { .. }), "{key}: {err}");
+    let id = common::record(
+        &ts.store,
+        &ring,
+        &common::output_events(10, 100),
+        FlushPolicy::default(),
+        true,
+    )
+    .await;
+    for key in [
+        layout::meta(id),
+        layout::dek(id),
+        layout::chunk(id, 0),
+        layout::seal(id),
+    ] {
+        let err = ts
+            .store
+            .put_create(&key, b"evil".to_vec())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::AlreadyExists { .. }),
+            "{key}: {err}"
+        );
     }
 }
 
@@ -55,15 +82,26 @@ async fn recorded_objects_are_never_overwritten() {
 async fn a_quiet_session_flushes_within_max_age() {
     let ts = common::file();
     let (ring, _k) = common::keyring();
-    let policy = FlushPolicy { max_age: Duration::from_millis(300), ..FlushPolicy::default() };
-    let rec = Recorder::start(ts.store.clone(), &ring, common::meta(), policy).await.unwrap();
+    let policy = FlushPolicy {
+        max_age: Duration::from_millis(300),
+        ..FlushPolicy::default()
+    };
+    let rec = Recorder::start(ts.store.clone(), &ring, common::meta(), policy)
+        .await
+        .unwrap();
     let id = rec.session();
     let started = Instant::now();
     rec.record_data(Stream::Stdout, b"$ ").await.unwrap();
     // Wait (bounded) for the observable condition: chunk 0 exists while the session is open.
     let mut appeared = None;
     while started.elapsed() < Duration::from_secs(5) {
-        if ts.store.get_opt(&layout::chunk(id, 0)).await.unwrap().is_some() {
+        if ts
+            .store
+            .get_opt(&layout::chunk(id, 0))
+            .await
+            .unwrap()
+            .is_some()
+        {
             appeared = Some(started.elapsed());
             break;
         }
@@ -71,8 +109,14 @@ async fn a_quiet_session_flushes_within_max_age() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let appeared = appeared.expect("chunk 0 was never written");
-    assert!(appeared >= Duration::from_millis(250), "flushed too early: {appeared:?}");
-    assert!(appeared < Duration::from_millis(1300), "flush took {appeared:?} for a 300 ms policy");
+    assert!(
+        appeared >= Duration::from_millis(250),
+        "flushed too early: {appeared:?}"
+    );
+    assert!(
+        appeared < Duration::from_millis(1300),
+        "flush took {appeared:?} for a 300 ms policy"
+    );
     assert!(ts.store.get_opt(&layout::seal(id)).await.unwrap().is_none());
     rec.finish(None).await.unwrap();
 }
@@ -83,18 +127,29 @@ async fn a_quiet_session_flushes_within_max_age() {
 async fn backpressure_is_explicit_and_lossless() {
     let slow = object_store::throttle::ThrottledStore::new(
         object_store::memory::InMemory::new(),
-        object_store::throttle::ThrottleConfig { wait_put_per_call: Duration::from_millis(50), ..Default::default() },
+        object_store::throttle::ThrottleConfig {
+            wait_put_per_call: Duration::from_millis(50),
+            ..Default::default()
+        },
     );
     let store = Store::from_object_store(Arc::new(slow), "", "throttled://");
     let (ring, _k) = common::keyring();
-    let policy = FlushPolicy { max_bytes: 1024, ..FlushPolicy::default() };
-    let rec = Recorder::start(store.clone(), &ring, common::meta(), policy).await.unwrap();
+    let policy = FlushPolicy {
+        max_bytes: 1024,
+        ..FlushPolicy::default()
+    };
+    let rec = Recorder::start(store.clone(), &ring, common::meta(), policy)
+        .await
+        .unwrap();
     let id = rec.session();
     let line = vec![b'x'; 1024];
     let mut sent = 0u64;
     let mut refused = false;
     for _ in 0..10_000 {
-        match rec.try_record(EventKind::Data { stream: Stream::Stdout, bytes: line.clone() }) {
+        match rec.try_record(EventKind::Data {
+            stream: Stream::Stdout,
+            bytes: line.clone(),
+        }) {
             Ok(()) => sent += 1,
             Err(RecordError::Backpressure) => {
                 refused = true;
@@ -103,15 +158,25 @@ async fn backpressure_is_explicit_and_lossless() {
             Err(e) => panic!("{e}"),
         }
     }
-    assert!(refused, "10,000 KiB went into a store that takes one 1 KiB chunk per 50 ms without back-pressure");
+    assert!(
+        refused,
+        "10,000 KiB went into a store that takes one 1 KiB chunk per 50 ms without back-pressure"
+    );
     // The waiting API takes the rest, slowly, and loses nothing.
     for _ in 0..20 {
-        rec.record(EventKind::Data { stream: Stream::Stdout, bytes: line.clone() }).await.unwrap();
+        rec.record(EventKind::Data {
+            stream: Stream::Stdout,
+            bytes: line.clone(),
+        })
+        .await
+        .unwrap();
         sent += 1;
     }
     let seal = rec.finish(None).await.unwrap();
     assert_eq!(seal.bytes.stdout, sent * 1024);
-    let report = verify_session(&store, id, KeySource::Keyring(&ring)).await.unwrap();
+    let report = verify_session(&store, id, KeySource::Keyring(&ring))
+        .await
+        .unwrap();
     assert!(report.intact(), "{:?}", report.damage);
     assert_eq!(report.totals.unwrap().bytes.stdout, sent * 1024);
 }
@@ -124,18 +189,29 @@ async fn open_session_can_be_sealed_as_interrupted() {
         let (ring, _k) = common::keyring();
         let events = common::output_events(50, 300);
         let id = common::record(&ts.store, &ring, &events, common::small_chunks(), false).await;
-        let report = verify_session(&ts.store, id, KeySource::Keyring(&ring)).await.unwrap();
+        let report = verify_session(&ts.store, id, KeySource::Keyring(&ring))
+            .await
+            .unwrap();
         assert!(report.intact(), "{}: {:?}", ts.name, report.damage);
         assert_eq!(report.state, SessionState::Open, "{}", ts.name);
         assert_eq!(summarize(&ts.store, id).await.unwrap().state, "open");
 
         let seal = seal_interrupted(&ts.store, &ring, id).await.unwrap();
         assert_eq!(seal.bytes.stdout, 50 * 300);
-        let report = verify_session(&ts.store, id, KeySource::Keyring(&ring)).await.unwrap();
+        let report = verify_session(&ts.store, id, KeySource::Keyring(&ring))
+            .await
+            .unwrap();
         assert!(report.intact(), "{}: {:?}", ts.name, report.damage);
-        assert!(matches!(report.state, SessionState::Interrupted(_)), "{}", ts.name);
+        assert!(
+            matches!(report.state, SessionState::Interrupted(_)),
+            "{}",
+            ts.name
+        );
         assert_eq!(summarize(&ts.store, id).await.unwrap().state, "interrupted");
-        assert!(seal_interrupted(&ts.store, &ring, id).await.is_err(), "sealed twice");
+        assert!(
+            seal_interrupted(&ts.store, &ring, id).await.is_err(),
+            "sealed twice"
+        );
     }
 }
 
@@ -145,14 +221,30 @@ async fn open_session_can_be_sealed_as_interrupted() {
 async fn a_failing_store_closes_the_recorder() {
     let ts = common::file();
     let (ring, _k) = common::keyring();
-    let policy = FlushPolicy { max_age: Duration::from_millis(100), ..FlushPolicy::default() };
-    let rec = Recorder::start(ts.store.clone(), &ring, common::meta(), policy).await.unwrap();
+    let policy = FlushPolicy {
+        max_age: Duration::from_millis(100),
+        ..FlushPolicy::default()
+    };
+    let rec = Recorder::start(ts.store.clone(), &ring, common::meta(), policy)
+        .await
+        .unwrap();
     // Chunks can no longer be written: their directory is now a file.
-    let chunks = ts.root.as_ref().unwrap().join(layout::chunks_dir(rec.session()));
+    let chunks = ts
+        .root
+        .as_ref()
+        .unwrap()
+        .join(layout::chunks_dir(rec.session()));
     std::fs::write(&chunks, b"in the way").unwrap();
-    rec.record_data(Stream::Stdout, b"last words").await.unwrap();
-    tokio::time::timeout(Duration::from_secs(10), rec.closed()).await.expect("closed() never resolved");
-    assert!(matches!(rec.record_data(Stream::Stdout, b"more").await, Err(RecordError::Stopped)));
+    rec.record_data(Stream::Stdout, b"last words")
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), rec.closed())
+        .await
+        .expect("closed() never resolved");
+    assert!(matches!(
+        rec.record_data(Stream::Stdout, b"more").await,
+        Err(RecordError::Stopped)
+    ));
     let err = rec.finish(None).await.unwrap_err();
     assert!(matches!(err, RecordError::Store(_)), "{err}");
 }

@@ -28,13 +28,24 @@ impl Fixture {
         let events = common::output_events(120, 200);
         let id = common::record(&ts.store, &ring, &events, common::small_chunks(), true).await;
         let other = common::record(&ts.store, &ring, &events, common::small_chunks(), true).await;
-        let f = Self { ts, ring, _keys: keys, id, other };
+        let f = Self {
+            ts,
+            ring,
+            _keys: keys,
+            id,
+            other,
+        };
         assert_eq!(f.chunk_files(id).len() as u64, CHUNKS, "fixture shape");
         f
     }
 
     fn dir(&self, id: SessionId) -> PathBuf {
-        self.ts.root.as_ref().unwrap().join("sessions").join(id.to_string())
+        self.ts
+            .root
+            .as_ref()
+            .unwrap()
+            .join("sessions")
+            .join(id.to_string())
     }
 
     fn chunk(&self, id: SessionId, seq: u64) -> PathBuf {
@@ -42,21 +53,34 @@ impl Fixture {
     }
 
     fn chunk_files(&self, id: SessionId) -> Vec<PathBuf> {
-        fs::read_dir(self.dir(id).join("chunks")).unwrap().map(|e| e.unwrap().path()).collect()
+        fs::read_dir(self.dir(id).join("chunks"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect()
     }
 
     async fn damage(&self) -> Vec<Damage> {
-        let report = verify_session(&self.ts.store, self.id, KeySource::Keyring(&self.ring)).await.unwrap();
+        let report = verify_session(&self.ts.store, self.id, KeySource::Keyring(&self.ring))
+            .await
+            .unwrap();
         // Whatever the damage, the public-key-only view must see it too, unless it is only
         // visible inside the ciphertext.
         let public = self.ring.public_key(&self.signing_id()).unwrap().clone();
-        let shallow = verify_session(&self.ts.store, self.id, KeySource::PublicKey(&public)).await.unwrap();
-        assert!(!shallow.intact(), "public-key verification missed it; keyring found {:?}", report.damage);
+        let shallow = verify_session(&self.ts.store, self.id, KeySource::PublicKey(&public))
+            .await
+            .unwrap();
+        assert!(
+            !shallow.intact(),
+            "public-key verification missed it; keyring found {:?}",
+            report.damage
+        );
         report.damage
     }
 
     fn signing_id(&self) -> String {
-        let meta: serde_json::Value = serde_json::from_slice(&fs::read(self.dir(self.id).join("meta.json")).unwrap()).unwrap();
+        let meta: serde_json::Value =
+            serde_json::from_slice(&fs::read(self.dir(self.id).join("meta.json")).unwrap())
+                .unwrap();
         meta["keys"]["signing"].as_str().unwrap().to_string()
     }
 
@@ -79,7 +103,9 @@ fn flip(path: &Path, offset: usize) {
 #[tokio::test]
 async fn intact_session_verifies() {
     let f = Fixture::new().await;
-    let report = verify_session(&f.ts.store, f.id, KeySource::Keyring(&f.ring)).await.unwrap();
+    let report = verify_session(&f.ts.store, f.id, KeySource::Keyring(&f.ring))
+        .await
+        .unwrap();
     assert!(report.intact(), "{:?}", report.damage);
     assert!(matches!(report.state, SessionState::Sealed(_)));
     assert_eq!(report.chunks, CHUNKS);
@@ -99,7 +125,13 @@ async fn header_bit_flip_that_breaks_structure() {
     flip(&f.chunk(f.id, 2), 36); // first-event time now after the last-event time
     let damage = f.damage().await;
     assert!(
-        matches!(damage.as_slice(), [Damage::ChunkMalformed { seq: 2, error: storage_schema::ChunkError::BadHeader("time range") }]),
+        matches!(
+            damage.as_slice(),
+            [Damage::ChunkMalformed {
+                seq: 2,
+                error: storage_schema::ChunkError::BadHeader("time range")
+            }]
+        ),
         "{damage:?}"
     );
     f.reader_refuses().await;
@@ -139,7 +171,10 @@ async fn seal_bit_flip() {
 async fn chunk_dropped_from_the_middle() {
     let f = Fixture::new().await;
     fs::remove_file(f.chunk(f.id, 2)).unwrap();
-    assert_eq!(f.damage().await, vec![Damage::ChunksMissing { from: 2, to: 2 }]);
+    assert_eq!(
+        f.damage().await,
+        vec![Damage::ChunksMissing { from: 2, to: 2 }]
+    );
     f.reader_refuses().await;
 }
 
@@ -147,7 +182,13 @@ async fn chunk_dropped_from_the_middle() {
 async fn last_chunk_dropped() {
     let f = Fixture::new().await;
     fs::remove_file(f.chunk(f.id, CHUNKS - 1)).unwrap();
-    assert_eq!(f.damage().await, vec![Damage::SealChunkCount { sealed: CHUNKS, found: CHUNKS - 1 }]);
+    assert_eq!(
+        f.damage().await,
+        vec![Damage::SealChunkCount {
+            sealed: CHUNKS,
+            found: CHUNKS - 1
+        }]
+    );
 }
 
 #[tokio::test]
@@ -159,7 +200,10 @@ async fn two_chunks_swapped() {
     fs::write(&b, ba).unwrap();
     assert_eq!(
         f.damage().await,
-        vec![Damage::ChunkMisplaced { seq: 1, holds: 2 }, Damage::ChunkMisplaced { seq: 2, holds: 1 }]
+        vec![
+            Damage::ChunkMisplaced { seq: 1, holds: 2 },
+            Damage::ChunkMisplaced { seq: 2, holds: 1 }
+        ]
     );
     f.reader_refuses().await;
 }
@@ -168,22 +212,37 @@ async fn two_chunks_swapped() {
 async fn chunk_spliced_from_another_session() {
     let f = Fixture::new().await;
     fs::copy(f.chunk(f.other, 2), f.chunk(f.id, 2)).unwrap();
-    assert_eq!(f.damage().await, vec![Damage::ChunkForeign { seq: 2, owner: f.other }]);
+    assert_eq!(
+        f.damage().await,
+        vec![Damage::ChunkForeign {
+            seq: 2,
+            owner: f.other
+        }]
+    );
     f.reader_refuses().await;
 }
 
 #[tokio::test]
 async fn seal_replaced_by_another_sessions() {
     let f = Fixture::new().await;
-    fs::copy(f.dir(f.other).join("seal.json"), f.dir(f.id).join("seal.json")).unwrap();
-    assert_eq!(f.damage().await, vec![Damage::SealForeign { owner: f.other }]);
+    fs::copy(
+        f.dir(f.other).join("seal.json"),
+        f.dir(f.id).join("seal.json"),
+    )
+    .unwrap();
+    assert_eq!(
+        f.damage().await,
+        vec![Damage::SealForeign { owner: f.other }]
+    );
 }
 
 #[tokio::test]
 async fn metadata_altered() {
     let f = Fixture::new().await;
     let path = f.dir(f.id).join("meta.json");
-    let text = fs::read_to_string(&path).unwrap().replace("alice@example.com", "mallory@example.com");
+    let text = fs::read_to_string(&path)
+        .unwrap()
+        .replace("alice@example.com", "mallory@example.com");
     fs::write(&path, text).unwrap();
     assert_eq!(f.damage().await, vec![Damage::MetaAltered]);
     f.reader_refuses().await;
@@ -194,8 +253,20 @@ async fn extra_chunk_appended_after_seal() {
     let f = Fixture::new().await;
     fs::copy(f.chunk(f.other, CHUNKS - 1), f.chunk(f.id, CHUNKS)).unwrap();
     let damage = f.damage().await;
-    assert!(damage.contains(&Damage::ChunkForeign { seq: CHUNKS, owner: f.other }), "{damage:?}");
-    assert!(damage.contains(&Damage::SealChunkCount { sealed: CHUNKS, found: CHUNKS + 1 }), "{damage:?}");
+    assert!(
+        damage.contains(&Damage::ChunkForeign {
+            seq: CHUNKS,
+            owner: f.other
+        }),
+        "{damage:?}"
+    );
+    assert!(
+        damage.contains(&Damage::SealChunkCount {
+            sealed: CHUNKS,
+            found: CHUNKS + 1
+        }),
+        "{damage:?}"
+    );
 }
 
 #[tokio::test]
@@ -203,8 +274,14 @@ async fn wrong_public_key() {
     let f = Fixture::new().await;
     let (other_ring, _d) = common::keyring();
     let wrong: PublicKey = other_ring.current_signing_key().unwrap().public();
-    let report = verify_session(&f.ts.store, f.id, KeySource::PublicKey(&wrong)).await.unwrap();
-    assert!(matches!(report.damage.as_slice(), [Damage::WrongPublicKey { .. }]), "{:?}", report.damage);
+    let report = verify_session(&f.ts.store, f.id, KeySource::PublicKey(&wrong))
+        .await
+        .unwrap();
+    assert!(
+        matches!(report.damage.as_slice(), [Damage::WrongPublicKey { .. }]),
+        "{:?}",
+        report.damage
+    );
 }
 
 #[tokio::test]
@@ -213,7 +290,11 @@ async fn a_forged_key_with_the_right_id_is_caught_by_the_signatures() {
     // An attacker's key file claiming the recording's key id: the fingerprint check refuses it.
     let (other_ring, _d) = common::keyring();
     let line = other_ring.current_signing_key().unwrap().public().to_line();
-    let forged = line.replacen(other_ring.current_signing_key().unwrap().id(), &f.signing_id(), 1);
+    let forged = line.replacen(
+        other_ring.current_signing_key().unwrap().id(),
+        &f.signing_id(),
+        1,
+    );
     assert!(PublicKey::from_line(forged.trim()).is_err());
 }
 
@@ -225,8 +306,13 @@ async fn missing_kek() {
     let pubfile = format!("signing-{}.pub", f.signing_id());
     fs::copy(f.ring.dir().join(&pubfile), other.dir().join(&pubfile)).unwrap();
     let other = Keyring::open(other.dir()).unwrap();
-    let err = verify_session(&f.ts.store, f.id, KeySource::Keyring(&other)).await.unwrap_err();
-    assert!(matches!(err, VerifyError::Keys(KeyError::KekMissing(_))), "{err}");
+    let err = verify_session(&f.ts.store, f.id, KeySource::Keyring(&other))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, VerifyError::Keys(KeyError::KekMissing(_))),
+        "{err}"
+    );
     drop(dir);
 }
 
@@ -250,17 +336,29 @@ async fn wrong_kek() {
         fs::set_permissions(&dest, fs::Permissions::from_mode(0o600)).unwrap();
     }
     let wrong = Keyring::open(&keys).unwrap();
-    let err = verify_session(&f.ts.store, f.id, KeySource::Keyring(&wrong)).await.unwrap_err();
-    assert!(matches!(err, VerifyError::Keys(KeyError::UnwrapFailed(_))), "{err}");
+    let err = verify_session(&f.ts.store, f.id, KeySource::Keyring(&wrong))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, VerifyError::Keys(KeyError::UnwrapFailed(_))),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn crypto_shredded_session_cannot_be_read_but_still_verifies_by_public_key() {
     let f = Fixture::new().await;
-    f.ts.store.delete(&storage_schema::layout::dek(f.id)).await.unwrap();
-    let err = verify_session(&f.ts.store, f.id, KeySource::Keyring(&f.ring)).await.unwrap_err();
+    f.ts.store
+        .delete(&storage_schema::layout::dek(f.id))
+        .await
+        .unwrap();
+    let err = verify_session(&f.ts.store, f.id, KeySource::Keyring(&f.ring))
+        .await
+        .unwrap_err();
     assert!(matches!(err, VerifyError::DataKey { .. }), "{err}");
     let public = f.ring.public_key(&f.signing_id()).unwrap().clone();
-    let report = verify_session(&f.ts.store, f.id, KeySource::PublicKey(&public)).await.unwrap();
+    let report = verify_session(&f.ts.store, f.id, KeySource::PublicKey(&public))
+        .await
+        .unwrap();
     assert!(report.intact(), "{:?}", report.damage);
 }

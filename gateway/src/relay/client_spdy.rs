@@ -147,7 +147,9 @@ async fn run(
 /// Queues `out` on its stream (once every expected stream is open). Output for a stream the
 /// request did not ask for is dropped, as the API server does.
 fn deliver(session: &mut ServerSession, streams: &Streams, ToClient(frame): ToClient) {
-    let Some((&ch, payload)) = frame.split_first() else { return };
+    let Some((&ch, payload)) = frame.split_first() else {
+        return;
+    };
     let id = match ch {
         proto::channel::STDOUT => streams.stdout,
         // With a TTY the runtime merges stderr into stdout.

@@ -43,7 +43,9 @@ async fn run(
     let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config())).await;
     let (mut tx, mut rx) = ws.split();
     let encode = |frame: bytes::Bytes| match frame.split_first() {
-        Some((&ch, payload)) if protocol.is_base64() => Message::text(channel::encode_text(ch, payload)),
+        Some((&ch, payload)) if protocol.is_base64() => {
+            Message::text(channel::encode_text(ch, payload))
+        }
         _ => Message::Binary(frame),
     };
     let mut client_open = true;

@@ -128,7 +128,11 @@ pub(crate) async fn run(upstream: Upstream, client: ClientEnd, recorder: &Record
         ),
     };
     if let Some(status) = status {
-        let _ = to.send(ToClient(channel::encode_binary(channel::ERROR, &status).into())).await;
+        let _ = to
+            .send(ToClient(
+                channel::encode_binary(channel::ERROR, &status).into(),
+            ))
+            .await;
     }
     drop(to);
     let _ = up_tx.close().await;

@@ -44,17 +44,53 @@ pub enum SpdyError {
 /// single, ordered zlib context ([`super::HeaderDecoder`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
-    Data { stream_id: u32, fin: bool, data: Vec<u8> },
-    SynStream { stream_id: u32, associated_to: u32, priority: u8, fin: bool, unidirectional: bool, block: Vec<u8> },
-    SynReply { stream_id: u32, fin: bool, block: Vec<u8> },
-    RstStream { stream_id: u32, status: u32 },
-    Settings { entries: Vec<(u8, u32, u32)> },
-    Ping { id: u32 },
-    GoAway { last_good: u32, status: u32 },
-    Headers { stream_id: u32, fin: bool, block: Vec<u8> },
-    WindowUpdate { stream_id: u32, delta: u32 },
+    Data {
+        stream_id: u32,
+        fin: bool,
+        data: Vec<u8>,
+    },
+    SynStream {
+        stream_id: u32,
+        associated_to: u32,
+        priority: u8,
+        fin: bool,
+        unidirectional: bool,
+        block: Vec<u8>,
+    },
+    SynReply {
+        stream_id: u32,
+        fin: bool,
+        block: Vec<u8>,
+    },
+    RstStream {
+        stream_id: u32,
+        status: u32,
+    },
+    Settings {
+        entries: Vec<(u8, u32, u32)>,
+    },
+    Ping {
+        id: u32,
+    },
+    GoAway {
+        last_good: u32,
+        status: u32,
+    },
+    Headers {
+        stream_id: u32,
+        fin: bool,
+        block: Vec<u8>,
+    },
+    WindowUpdate {
+        stream_id: u32,
+        delta: u32,
+    },
     /// A control frame type this decoder does not know; peers must ignore it.
-    Unknown { kind: u16, flags: u8, payload: Vec<u8> },
+    Unknown {
+        kind: u16,
+        flags: u8,
+        payload: Vec<u8>,
+    },
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
@@ -62,7 +98,14 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 }
 
 fn need(kind: &'static str, payload: &[u8], n: usize) -> Result<(), SpdyError> {
-    if payload.len() < n { Err(SpdyError::Short { kind, len: payload.len() }) } else { Ok(()) }
+    if payload.len() < n {
+        Err(SpdyError::Short {
+            kind,
+            len: payload.len(),
+        })
+    } else {
+        Ok(())
+    }
 }
 
 /// Decodes one frame from the front of `buf`: `Ok(None)` if more bytes are needed, else the frame
@@ -83,7 +126,11 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Frame, usize)>, SpdyError> {
         if stream_id == 0 {
             return Err(SpdyError::ZeroStream("DATA"));
         }
-        Frame::Data { stream_id, fin, data: p.to_vec() }
+        Frame::Data {
+            stream_id,
+            fin,
+            data: p.to_vec(),
+        }
     } else {
         let version = u16::from_be_bytes([buf[0] & 0x7f, buf[1]]);
         if version != VERSION {
@@ -108,18 +155,28 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Frame, usize)>, SpdyError> {
             }
             TYPE_SYN_REPLY => {
                 need("SYN_REPLY", p, 4)?;
-                Frame::SynReply { stream_id: u32_at(p, 0) & 0x7fff_ffff, fin, block: p[4..].to_vec() }
+                Frame::SynReply {
+                    stream_id: u32_at(p, 0) & 0x7fff_ffff,
+                    fin,
+                    block: p[4..].to_vec(),
+                }
             }
             TYPE_RST_STREAM => {
                 need("RST_STREAM", p, 8)?;
-                Frame::RstStream { stream_id: u32_at(p, 0) & 0x7fff_ffff, status: u32_at(p, 4) }
+                Frame::RstStream {
+                    stream_id: u32_at(p, 0) & 0x7fff_ffff,
+                    status: u32_at(p, 4),
+                }
             }
             TYPE_SETTINGS => {
                 need("SETTINGS", p, 4)?;
                 let n = u32_at(p, 0) as usize;
                 let body = &p[4..];
                 if body.len() / 8 < n {
-                    return Err(SpdyError::Short { kind: "SETTINGS", len: p.len() });
+                    return Err(SpdyError::Short {
+                        kind: "SETTINGS",
+                        len: p.len(),
+                    });
                 }
                 let entries = (0..n)
                     .map(|i| {
@@ -137,17 +194,31 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Frame, usize)>, SpdyError> {
                 need("GOAWAY", p, 4)?;
                 // Status was added in SPDY/3; tolerate its absence as spdystream does.
                 let status = if p.len() >= 8 { u32_at(p, 4) } else { 0 };
-                Frame::GoAway { last_good: u32_at(p, 0) & 0x7fff_ffff, status }
+                Frame::GoAway {
+                    last_good: u32_at(p, 0) & 0x7fff_ffff,
+                    status,
+                }
             }
             TYPE_HEADERS => {
                 need("HEADERS", p, 4)?;
-                Frame::Headers { stream_id: u32_at(p, 0) & 0x7fff_ffff, fin, block: p[4..].to_vec() }
+                Frame::Headers {
+                    stream_id: u32_at(p, 0) & 0x7fff_ffff,
+                    fin,
+                    block: p[4..].to_vec(),
+                }
             }
             TYPE_WINDOW_UPDATE => {
                 need("WINDOW_UPDATE", p, 8)?;
-                Frame::WindowUpdate { stream_id: u32_at(p, 0) & 0x7fff_ffff, delta: u32_at(p, 4) & 0x7fff_ffff }
+                Frame::WindowUpdate {
+                    stream_id: u32_at(p, 0) & 0x7fff_ffff,
+                    delta: u32_at(p, 4) & 0x7fff_ffff,
+                }
             }
-            kind => Frame::Unknown { kind, flags, payload: p.to_vec() },
+            kind => Frame::Unknown {
+                kind,
+                flags,
+                payload: p.to_vec(),
+            },
         }
     };
     Ok(Some((frame, HEADER_LEN + len)))
@@ -177,18 +248,38 @@ impl Frame {
     pub fn encode(&self, out: &mut Vec<u8>) {
         let fin = |f: bool| if f { FLAG_FIN } else { 0 };
         match self {
-            Frame::Data { stream_id, fin: f, data } => encode_data(*stream_id, *f, data, out),
-            Frame::SynStream { stream_id, associated_to, priority, fin: f, unidirectional, block } => {
+            Frame::Data {
+                stream_id,
+                fin: f,
+                data,
+            } => encode_data(*stream_id, *f, data, out),
+            Frame::SynStream {
+                stream_id,
+                associated_to,
+                priority,
+                fin: f,
+                unidirectional,
+                block,
+            } => {
                 let mut p = Vec::with_capacity(10 + block.len());
                 p.extend_from_slice(&stream_id.to_be_bytes());
                 p.extend_from_slice(&associated_to.to_be_bytes());
                 p.push(priority << 5);
                 p.push(0);
                 p.extend_from_slice(block);
-                let flags = fin(*f) | if *unidirectional { FLAG_UNIDIRECTIONAL } else { 0 };
+                let flags = fin(*f)
+                    | if *unidirectional {
+                        FLAG_UNIDIRECTIONAL
+                    } else {
+                        0
+                    };
                 control(out, TYPE_SYN_STREAM, flags, &p);
             }
-            Frame::SynReply { stream_id, fin: f, block } => {
+            Frame::SynReply {
+                stream_id,
+                fin: f,
+                block,
+            } => {
                 let mut p = stream_id.to_be_bytes().to_vec();
                 p.extend_from_slice(block);
                 control(out, TYPE_SYN_REPLY, fin(*f), &p);
@@ -201,7 +292,9 @@ impl Frame {
             Frame::Settings { entries } => {
                 let mut p = (entries.len() as u32).to_be_bytes().to_vec();
                 for (flags, id, value) in entries {
-                    p.extend_from_slice(&((u32::from(*flags) << 24) | (id & 0x00ff_ffff)).to_be_bytes());
+                    p.extend_from_slice(
+                        &((u32::from(*flags) << 24) | (id & 0x00ff_ffff)).to_be_bytes(),
+                    );
                     p.extend_from_slice(&value.to_be_bytes());
                 }
                 control(out, TYPE_SETTINGS, 0, &p);
@@ -212,7 +305,11 @@ impl Frame {
                 p.extend_from_slice(&status.to_be_bytes());
                 control(out, TYPE_GOAWAY, 0, &p);
             }
-            Frame::Headers { stream_id, fin: f, block } => {
+            Frame::Headers {
+                stream_id,
+                fin: f,
+                block,
+            } => {
                 let mut p = stream_id.to_be_bytes().to_vec();
                 p.extend_from_slice(block);
                 control(out, TYPE_HEADERS, fin(*f), &p);
@@ -222,7 +319,11 @@ impl Frame {
                 p.extend_from_slice(&delta.to_be_bytes());
                 control(out, TYPE_WINDOW_UPDATE, 0, &p);
             }
-            Frame::Unknown { kind, flags, payload } => control(out, *kind, *flags, payload),
+            Frame::Unknown {
+                kind,
+                flags,
+                payload,
+            } => control(out, *kind, *flags, payload),
         }
     }
 
@@ -240,49 +341,119 @@ mod tests {
     #[test]
     fn byte_vectors() {
         // DATA on stream 3 with FIN and payload "hi".
-        let data = Frame::Data { stream_id: 3, fin: true, data: b"hi".to_vec() };
+        let data = Frame::Data {
+            stream_id: 3,
+            fin: true,
+            data: b"hi".to_vec(),
+        };
         assert_eq!(data.to_bytes(), [0, 0, 0, 3, 0x01, 0, 0, 2, b'h', b'i']);
         // The borrowing encoder writes the same bytes; without FIN the flags byte is 0.
         let mut out = Vec::new();
         encode_data(3, true, b"hi", &mut out);
         encode_data(5, false, b"", &mut out);
-        assert_eq!(out, [0, 0, 0, 3, 0x01, 0, 0, 2, b'h', b'i', 0, 0, 0, 5, 0, 0, 0, 0]);
+        assert_eq!(
+            out,
+            [
+                0, 0, 0, 3, 0x01, 0, 0, 2, b'h', b'i', 0, 0, 0, 5, 0, 0, 0, 0
+            ]
+        );
         // PING id 1: control bit + version 3, type 6, no flags, length 4.
-        assert_eq!(Frame::Ping { id: 1 }.to_bytes(), [0x80, 0x03, 0x00, 0x06, 0, 0, 0, 4, 0, 0, 0, 1]);
+        assert_eq!(
+            Frame::Ping { id: 1 }.to_bytes(),
+            [0x80, 0x03, 0x00, 0x06, 0, 0, 0, 4, 0, 0, 0, 1]
+        );
         // RST_STREAM stream 5 CANCEL.
         assert_eq!(
-            Frame::RstStream { stream_id: 5, status: RST_CANCEL }.to_bytes(),
+            Frame::RstStream {
+                stream_id: 5,
+                status: RST_CANCEL
+            }
+            .to_bytes(),
             [0x80, 0x03, 0x00, 0x03, 0, 0, 0, 8, 0, 0, 0, 5, 0, 0, 0, 5]
         );
     }
 
     #[test]
     fn incomplete_versus_invalid() {
-        let bytes = Frame::SynStream { stream_id: 1, associated_to: 0, priority: 0, fin: false, unidirectional: false, block: vec![1, 2, 3] }.to_bytes();
+        let bytes = Frame::SynStream {
+            stream_id: 1,
+            associated_to: 0,
+            priority: 0,
+            fin: false,
+            unidirectional: false,
+            block: vec![1, 2, 3],
+        }
+        .to_bytes();
         for cut in 0..bytes.len() {
             assert_eq!(decode(&bytes[..cut]), Ok(None), "cut at {cut}");
         }
         let (frame, used) = decode(&bytes).unwrap().unwrap();
         assert_eq!(used, bytes.len());
         assert_eq!(frame.to_bytes(), bytes);
-        assert_eq!(decode(&[0x80, 0x02, 0, 1, 0, 0, 0, 0]), Err(SpdyError::Version(2)));
-        assert_eq!(decode(&[0x80, 0x03, 0, 1, 0, 0, 0, 2, 0, 1]), Err(SpdyError::Short { kind: "SYN_STREAM", len: 2 }));
-        assert_eq!(decode(&[0, 0, 0, 0, 0, 0, 0, 0]), Err(SpdyError::ZeroStream("DATA")));
+        assert_eq!(
+            decode(&[0x80, 0x02, 0, 1, 0, 0, 0, 0]),
+            Err(SpdyError::Version(2))
+        );
+        assert_eq!(
+            decode(&[0x80, 0x03, 0, 1, 0, 0, 0, 2, 0, 1]),
+            Err(SpdyError::Short {
+                kind: "SYN_STREAM",
+                len: 2
+            })
+        );
+        assert_eq!(
+            decode(&[0, 0, 0, 0, 0, 0, 0, 0]),
+            Err(SpdyError::ZeroStream("DATA"))
+        );
     }
 
     #[test]
     fn every_frame_round_trips() {
         let frames = [
-            Frame::Data { stream_id: 7, fin: false, data: vec![0; 300] },
-            Frame::SynStream { stream_id: 1, associated_to: 0, priority: 2, fin: true, unidirectional: true, block: vec![9] },
-            Frame::SynReply { stream_id: 1, fin: false, block: vec![] },
-            Frame::RstStream { stream_id: 9, status: RST_REFUSED_STREAM },
-            Frame::Settings { entries: vec![(1, 4, 100), (0, 7, 65536)] },
+            Frame::Data {
+                stream_id: 7,
+                fin: false,
+                data: vec![0; 300],
+            },
+            Frame::SynStream {
+                stream_id: 1,
+                associated_to: 0,
+                priority: 2,
+                fin: true,
+                unidirectional: true,
+                block: vec![9],
+            },
+            Frame::SynReply {
+                stream_id: 1,
+                fin: false,
+                block: vec![],
+            },
+            Frame::RstStream {
+                stream_id: 9,
+                status: RST_REFUSED_STREAM,
+            },
+            Frame::Settings {
+                entries: vec![(1, 4, 100), (0, 7, 65536)],
+            },
             Frame::Ping { id: 3 },
-            Frame::GoAway { last_good: 5, status: 0 },
-            Frame::Headers { stream_id: 3, fin: true, block: vec![1, 2] },
-            Frame::WindowUpdate { stream_id: 3, delta: 1000 },
-            Frame::Unknown { kind: 42, flags: 3, payload: vec![1] },
+            Frame::GoAway {
+                last_good: 5,
+                status: 0,
+            },
+            Frame::Headers {
+                stream_id: 3,
+                fin: true,
+                block: vec![1, 2],
+            },
+            Frame::WindowUpdate {
+                stream_id: 3,
+                delta: 1000,
+            },
+            Frame::Unknown {
+                kind: 42,
+                flags: 3,
+                payload: vec![1],
+            },
         ];
         let mut wire = Vec::new();
         for f in &frames {

@@ -21,7 +21,10 @@ pub type Headers = Vec<(String, String)>;
 
 /// Looks up the first value of `name`.
 pub fn get<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
-    headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// Serializes pairs into an uncompressed block.
@@ -83,7 +86,9 @@ impl Default for HeaderDecoder {
 
 impl HeaderDecoder {
     pub fn new() -> Self {
-        Self { z: Decompress::new(true) }
+        Self {
+            z: Decompress::new(true),
+        }
     }
 
     /// Inflates and parses the next block of this direction.
@@ -106,14 +111,21 @@ impl HeaderDecoder {
             }
             let before_in = self.z.total_in();
             let before_out = out.len();
-            match self.z.decompress_vec(input, &mut out, FlushDecompress::Sync) {
-                Ok(Status::StreamEnd) => return Err(err("zlib stream ended; SPDY contexts never end".into())),
+            match self
+                .z
+                .decompress_vec(input, &mut out, FlushDecompress::Sync)
+            {
+                Ok(Status::StreamEnd) => {
+                    return Err(err("zlib stream ended; SPDY contexts never end".into()));
+                }
                 Ok(_) => {}
                 Err(e) if e.needs_dictionary().is_some() => {
                     if e.needs_dictionary() != Some(0xE3C6_A7C2) {
                         return Err(err("peer uses an unknown zlib dictionary".into()));
                     }
-                    self.z.set_dictionary(dictionary()).map_err(|e| err(e.to_string()))?;
+                    self.z
+                        .set_dictionary(dictionary())
+                        .map_err(|e| err(e.to_string()))?;
                 }
                 Err(e) => return Err(err(e.to_string())),
             }
@@ -151,7 +163,8 @@ impl HeaderEncoder {
     pub fn new() -> Self {
         // Best compression, as spdystream uses, so our first block begins `78 F9` like kubectl's.
         let mut z = Compress::new(Compression::best(), true);
-        z.set_dictionary(dictionary()).expect("a fresh deflate context accepts a dictionary");
+        z.set_dictionary(dictionary())
+            .expect("a fresh deflate context accepts a dictionary");
         Self { z }
     }
 
@@ -163,7 +176,9 @@ impl HeaderEncoder {
         loop {
             out.reserve(64);
             let before = self.z.total_in();
-            self.z.compress_vec(input, &mut out, FlushCompress::Sync).expect("deflate into a growing buffer");
+            self.z
+                .compress_vec(input, &mut out, FlushCompress::Sync)
+                .expect("deflate into a growing buffer");
             input = &input[(self.z.total_in() - before) as usize..];
             // Done when all input is consumed and the sync flush fit in the buffer.
             if input.is_empty() && out.len() < out.capacity() {
@@ -184,7 +199,10 @@ mod tests {
         let first = enc.encode(&[("streamtype", "error")]);
         // zlib header with FDICT and the SPDY dictionary id, as observed from kubectl.
         assert_eq!(&first[..6], &[0x78, 0xF9, 0xE3, 0xC6, 0xA7, 0xC2]);
-        assert_eq!(dec.decode(&first).unwrap(), vec![("streamtype".to_string(), "error".to_string())]);
+        assert_eq!(
+            dec.decode(&first).unwrap(),
+            vec![("streamtype".to_string(), "error".to_string())]
+        );
         for kind in ["stdin", "stdout", "stderr", "resize"] {
             let block = enc.encode(&[("streamtype", kind), ("port", "80")]);
             let h = dec.decode(&block).unwrap();
@@ -225,6 +243,11 @@ mod tests {
         assert!(parse_block(&[0, 0, 0, 1, 0, 0, 0, 9, b'a']).is_err());
         assert!(parse_block(&[0xff, 0xff, 0xff, 0xff]).is_err());
         assert!(HeaderDecoder::new().decode(b"\x78\x9c garbage").is_err());
-        assert!(HeaderDecoder::new().decode(&[0x78, 0xbb, 0, 0, 0, 1]).is_err(), "unknown dictionary");
+        assert!(
+            HeaderDecoder::new()
+                .decode(&[0x78, 0xbb, 0, 0, 0, 1])
+                .is_err(),
+            "unknown dictionary"
+        );
     }
 }

@@ -21,11 +21,23 @@ pub const MAX_BUFFERED: usize = (1 << 24) + 16;
 pub enum Event {
     /// A new stream, with its decoded headers (`streamtype`, and for port-forward `port`,
     /// `requestid`).
-    StreamOpened { id: u32, headers: Headers, fin: bool },
-    Data { id: u32, data: Vec<u8> },
+    StreamOpened {
+        id: u32,
+        headers: Headers,
+        fin: bool,
+    },
+    Data {
+        id: u32,
+        data: Vec<u8>,
+    },
     /// The peer finished sending on the stream (half-close).
-    Fin { id: u32 },
-    Reset { id: u32, status: u32 },
+    Fin {
+        id: u32,
+    },
+    Reset {
+        id: u32,
+        status: u32,
+    },
     GoAway,
 }
 
@@ -56,26 +68,50 @@ impl ServerSession {
         }
         self.inbuf.drain(..at);
         if self.inbuf.len() > MAX_BUFFERED {
-            return Err(SpdyError::Short { kind: "buffer", len: self.inbuf.len() });
+            return Err(SpdyError::Short {
+                kind: "buffer",
+                len: self.inbuf.len(),
+            });
         }
         Ok(events)
     }
 
     fn handle(&mut self, f: Frame, events: &mut Vec<Event>) -> Result<(), SpdyError> {
         match f {
-            Frame::SynStream { stream_id, fin, block, .. } => {
+            Frame::SynStream {
+                stream_id,
+                fin,
+                block,
+                ..
+            } => {
                 let headers = self.decoder.decode(&block)?;
                 self.last_opened = self.last_opened.max(stream_id);
                 let reply = self.encoder.encode(&[]);
-                Frame::SynReply { stream_id, fin: false, block: reply }.encode(&mut self.out);
-                events.push(Event::StreamOpened { id: stream_id, headers, fin });
+                Frame::SynReply {
+                    stream_id,
+                    fin: false,
+                    block: reply,
+                }
+                .encode(&mut self.out);
+                events.push(Event::StreamOpened {
+                    id: stream_id,
+                    headers,
+                    fin,
+                });
                 if fin {
                     events.push(Event::Fin { id: stream_id });
                 }
             }
-            Frame::Data { stream_id, fin, data } => {
+            Frame::Data {
+                stream_id,
+                fin,
+                data,
+            } => {
                 if !data.is_empty() {
-                    events.push(Event::Data { id: stream_id, data });
+                    events.push(Event::Data {
+                        id: stream_id,
+                        data,
+                    });
                 }
                 if fin {
                     events.push(Event::Fin { id: stream_id });
@@ -86,7 +122,10 @@ impl ServerSession {
                 self.decoder.decode(&block)?;
             }
             Frame::RstStream { stream_id, status } => {
-                events.push(Event::Reset { id: stream_id, status });
+                events.push(Event::Reset {
+                    id: stream_id,
+                    status,
+                });
             }
             Frame::Ping { id } => Frame::Ping { id }.encode(&mut self.out),
             Frame::GoAway { .. } => events.push(Event::GoAway),
@@ -98,21 +137,39 @@ impl ServerSession {
     /// Queues `data` on stream `id`, split into frames of at most [`MAX_DATA`] bytes.
     pub fn send_data(&mut self, id: u32, data: &[u8]) {
         for piece in data.chunks(MAX_DATA) {
-            Frame::Data { stream_id: id, fin: false, data: piece.to_vec() }.encode(&mut self.out);
+            Frame::Data {
+                stream_id: id,
+                fin: false,
+                data: piece.to_vec(),
+            }
+            .encode(&mut self.out);
         }
     }
 
     /// Half-closes stream `id` from our side (empty DATA with FIN).
     pub fn send_fin(&mut self, id: u32) {
-        Frame::Data { stream_id: id, fin: true, data: Vec::new() }.encode(&mut self.out);
+        Frame::Data {
+            stream_id: id,
+            fin: true,
+            data: Vec::new(),
+        }
+        .encode(&mut self.out);
     }
 
     pub fn send_reset(&mut self, id: u32, status: u32) {
-        Frame::RstStream { stream_id: id, status }.encode(&mut self.out);
+        Frame::RstStream {
+            stream_id: id,
+            status,
+        }
+        .encode(&mut self.out);
     }
 
     pub fn send_goaway(&mut self) {
-        Frame::GoAway { last_good: self.last_opened, status: 0 }.encode(&mut self.out);
+        Frame::GoAway {
+            last_good: self.last_opened,
+            status: 0,
+        }
+        .encode(&mut self.out);
     }
 
     /// Bytes to write to the socket now.
@@ -134,10 +191,28 @@ mod tests {
         let mut wire = Vec::new();
         for (id, kind) in [(1, "error"), (3, "stdin"), (5, "stdout"), (7, "stderr")] {
             let block = client_enc.encode(&[("streamtype", kind)]);
-            Frame::SynStream { stream_id: id, associated_to: 0, priority: 0, fin: false, unidirectional: false, block }.encode(&mut wire);
+            Frame::SynStream {
+                stream_id: id,
+                associated_to: 0,
+                priority: 0,
+                fin: false,
+                unidirectional: false,
+                block,
+            }
+            .encode(&mut wire);
         }
-        Frame::Data { stream_id: 3, fin: false, data: b"a\nb\n".to_vec() }.encode(&mut wire);
-        Frame::Data { stream_id: 3, fin: true, data: vec![] }.encode(&mut wire);
+        Frame::Data {
+            stream_id: 3,
+            fin: false,
+            data: b"a\nb\n".to_vec(),
+        }
+        .encode(&mut wire);
+        Frame::Data {
+            stream_id: 3,
+            fin: true,
+            data: vec![],
+        }
+        .encode(&mut wire);
         Frame::Ping { id: 1 }.encode(&mut wire);
 
         let mut s = ServerSession::new();
@@ -149,12 +224,25 @@ mod tests {
         let kinds: Vec<_> = events
             .iter()
             .filter_map(|e| match e {
-                Event::StreamOpened { id, headers, .. } => Some((*id, get(headers, "streamtype").unwrap().to_string())),
+                Event::StreamOpened { id, headers, .. } => {
+                    Some((*id, get(headers, "streamtype").unwrap().to_string()))
+                }
                 _ => None,
             })
             .collect();
-        assert_eq!(kinds, [(1, "error".into()), (3, "stdin".into()), (5, "stdout".into()), (7, "stderr".into())]);
-        assert!(events.contains(&Event::Data { id: 3, data: b"a\nb\n".to_vec() }));
+        assert_eq!(
+            kinds,
+            [
+                (1, "error".into()),
+                (3, "stdin".into()),
+                (5, "stdout".into()),
+                (7, "stderr".into())
+            ]
+        );
+        assert!(events.contains(&Event::Data {
+            id: 3,
+            data: b"a\nb\n".to_vec()
+        }));
         assert!(events.contains(&Event::Fin { id: 3 }));
 
         // The server's answer: four SYN_REPLYs decodable with one client-side context, and the

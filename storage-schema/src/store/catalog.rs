@@ -29,24 +29,43 @@ pub struct SessionSummary {
 
 /// Session ids in the store, newest first (ids are UUIDv7, so name order is start order).
 pub async fn list_sessions(store: &Store) -> Result<Vec<SessionId>, StoreError> {
-    let mut ids: Vec<SessionId> =
-        store.list_dirs(layout::SESSIONS).await?.iter().filter_map(|name| name.parse().ok()).collect();
+    let mut ids: Vec<SessionId> = store
+        .list_dirs(layout::SESSIONS)
+        .await?
+        .iter()
+        .filter_map(|name| name.parse().ok())
+        .collect();
     ids.sort_unstable_by(|a, b| b.cmp(a));
     Ok(ids)
 }
 
 /// Summaries of many sessions, fetched concurrently, in the order given.
-pub async fn summarize_all(store: &Store, ids: &[SessionId]) -> Vec<Result<SessionSummary, StoreError>> {
-    futures::stream::iter(ids.iter().map(|id| summarize(store, *id))).buffered(16).collect().await
+pub async fn summarize_all(
+    store: &Store,
+    ids: &[SessionId],
+) -> Vec<Result<SessionSummary, StoreError>> {
+    futures::stream::iter(ids.iter().map(|id| summarize(store, *id)))
+        .buffered(16)
+        .collect()
+        .await
 }
 
 /// What can be said about one session without keys.
 pub async fn summarize(store: &Store, id: SessionId) -> Result<SessionSummary, StoreError> {
     let objects = store.list(&layout::session_dir(id)).await?;
     let stored_bytes = objects.iter().map(|(_, size)| size).sum();
-    let last_chunk = objects.iter().filter_map(|(name, _)| name.strip_prefix("chunks/").and_then(layout::parse_chunk_name)).max();
+    let last_chunk = objects
+        .iter()
+        .filter_map(|(name, _)| {
+            name.strip_prefix("chunks/")
+                .and_then(layout::parse_chunk_name)
+        })
+        .max();
     let chunks = last_chunk.map_or(0, |s| s + 1);
-    let meta = store.get_opt(&layout::meta(id)).await?.and_then(|b| serde_json::from_slice::<SessionMeta>(&b).ok());
+    let meta = store
+        .get_opt(&layout::meta(id))
+        .await?
+        .and_then(|b| serde_json::from_slice::<SessionMeta>(&b).ok());
     let mut summary = SessionSummary {
         session: id,
         state: if meta.is_some() { "open" } else { "unreadable" }.to_string(),
@@ -67,7 +86,10 @@ pub async fn summarize(store: &Store, id: SessionId) -> Result<SessionSummary, S
             .ok()
             .and_then(|e| serde_json::from_str::<crate::seal::SealPayload>(&e.payload).ok())
         {
-            summary.state = serde_json::to_value(p.state).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+            summary.state = serde_json::to_value(p.state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
             summary.duration_us = p.duration_us;
             summary.bytes = Some(p.bytes);
             summary.exit = p.exit;
@@ -76,7 +98,9 @@ pub async fn summarize(store: &Store, id: SessionId) -> Result<SessionSummary, S
         summary.state = "unreadable".into();
     }
     if let Some(seq) = last_chunk
-        && let Ok(bytes) = store.get_range(&layout::chunk(id, seq), 0..HEADER_LEN as u64).await
+        && let Ok(bytes) = store
+            .get_range(&layout::chunk(id, seq), 0..HEADER_LEN as u64)
+            .await
         && let Ok(header) = ChunkHeader::parse(&bytes)
     {
         summary.duration_us = header.last_us;

@@ -32,7 +32,11 @@ pub enum StoreError {
     #[error("{path}: not found")]
     NotFound { path: String },
     #[error("{op} {path}: {source}")]
-    Io { op: &'static str, path: String, source: object_store::Error },
+    Io {
+        op: &'static str,
+        path: String,
+        source: object_store::Error,
+    },
 }
 
 /// A store rooted at a prefix.
@@ -45,7 +49,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("url", &self.url).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -54,9 +60,16 @@ impl Store {
     /// (endpoint, region and credentials from the usual `AWS_*` environment variables;
     /// `AWS_ENDPOINT_URL` and `AWS_ALLOW_HTTP=true` for a local S3 server), or `memory://`.
     pub fn open(url: &str) -> Result<Self, StoreError> {
-        let bad = |reason: String| StoreError::BadUrl { url: url.to_string(), reason };
+        let bad = |reason: String| StoreError::BadUrl {
+            url: url.to_string(),
+            reason,
+        };
         if url == "memory://" {
-            return Ok(Self::from_object_store(Arc::new(object_store::memory::InMemory::new()), "", url));
+            return Ok(Self::from_object_store(
+                Arc::new(object_store::memory::InMemory::new()),
+                "",
+                url,
+            ));
         }
         if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
@@ -71,20 +84,30 @@ impl Store {
         }
         let dir = match url.strip_prefix("file://") {
             Some(path) => std::path::PathBuf::from(path),
-            None if url.contains("://") => return Err(bad("unsupported scheme (use file://, s3:// or memory://)".into())),
+            None if url.contains("://") => {
+                return Err(bad(
+                    "unsupported scheme (use file://, s3:// or memory://)".into()
+                ));
+            }
             None => std::path::PathBuf::from(url),
         };
         if !dir.is_absolute() && url.starts_with("file://") {
             return Err(bad("file:// URLs need an absolute path".into()));
         }
-        std::fs::create_dir_all(&dir).map_err(|e| bad(format!("cannot create {}: {e}", dir.display())))?;
-        let local = object_store::local::LocalFileSystem::new_with_prefix(&dir).map_err(|e| bad(e.to_string()))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| bad(format!("cannot create {}: {e}", dir.display())))?;
+        let local = object_store::local::LocalFileSystem::new_with_prefix(&dir)
+            .map_err(|e| bad(e.to_string()))?;
         Ok(Self::from_object_store(Arc::new(local), "", url))
     }
 
     /// Wraps an already-built object store (tests, embedding).
     pub fn from_object_store(inner: Arc<dyn ObjectStore>, prefix: &str, url: &str) -> Self {
-        Self { inner, prefix: Path::from(prefix), url: url.to_string() }
+        Self {
+            inner,
+            prefix: Path::from(prefix),
+            url: url.to_string(),
+        }
     }
 
     pub fn url(&self) -> &str {
@@ -98,21 +121,42 @@ impl Store {
 
     /// Writes `key` only if nothing is there yet.
     pub async fn put_create(&self, key: &str, bytes: impl Into<Bytes>) -> Result<(), StoreError> {
-        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
-        match self.inner.put_opts(&self.path(key), PutPayload::from_bytes(bytes.into()), opts).await {
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .inner
+            .put_opts(&self.path(key), PutPayload::from_bytes(bytes.into()), opts)
+            .await
+        {
             Ok(_) => Ok(()),
-            Err(object_store::Error::AlreadyExists { .. }) => Err(StoreError::AlreadyExists { path: key.to_string() }),
-            Err(source) => Err(StoreError::Io { op: "put", path: key.to_string(), source }),
+            Err(object_store::Error::AlreadyExists { .. }) => Err(StoreError::AlreadyExists {
+                path: key.to_string(),
+            }),
+            Err(source) => Err(StoreError::Io {
+                op: "put",
+                path: key.to_string(),
+                source,
+            }),
         }
     }
 
     pub async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
-        self.get_opt(key).await?.ok_or_else(|| StoreError::NotFound { path: key.to_string() })
+        self.get_opt(key)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                path: key.to_string(),
+            })
     }
 
     /// Reads `key`, or `None` if it does not exist.
     pub async fn get_opt(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
-        let io = |source| StoreError::Io { op: "get", path: key.to_string(), source };
+        let io = |source| StoreError::Io {
+            op: "get",
+            path: key.to_string(),
+            source,
+        };
         match self.inner.get(&self.path(key)).await {
             Ok(r) => Ok(Some(r.bytes().await.map_err(io)?)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -121,16 +165,36 @@ impl Store {
     }
 
     /// Reads a byte range of `key`.
-    pub async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> Result<Bytes, StoreError> {
-        self.inner.get_range(&self.path(key), range).await.map_err(|source| match source {
-            object_store::Error::NotFound { .. } => StoreError::NotFound { path: key.to_string() },
-            source => StoreError::Io { op: "get", path: key.to_string(), source },
-        })
+    pub async fn get_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Bytes, StoreError> {
+        self.inner
+            .get_range(&self.path(key), range)
+            .await
+            .map_err(|source| match source {
+                object_store::Error::NotFound { .. } => StoreError::NotFound {
+                    path: key.to_string(),
+                },
+                source => StoreError::Io {
+                    op: "get",
+                    path: key.to_string(),
+                    source,
+                },
+            })
     }
 
     /// Deletes `key` (crypto-shredding a session deletes its `dek.json`).
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.inner.delete(&self.path(key)).await.map_err(|source| StoreError::Io { op: "delete", path: key.to_string(), source })
+        self.inner
+            .delete(&self.path(key))
+            .await
+            .map_err(|source| StoreError::Io {
+                op: "delete",
+                path: key.to_string(),
+                source,
+            })
     }
 
     /// All objects under `dir`, as (name relative to `dir`, size), sorted by name.
@@ -141,12 +205,21 @@ impl Store {
             .inner
             .list(Some(&base))
             .map_ok(|meta| {
-                let rel: Vec<String> = meta.location.parts().skip(skip).map(|p| p.as_ref().to_string()).collect();
+                let rel: Vec<String> = meta
+                    .location
+                    .parts()
+                    .skip(skip)
+                    .map(|p| p.as_ref().to_string())
+                    .collect();
                 (rel.join("/"), meta.size)
             })
             .try_collect()
             .await
-            .map_err(|source| StoreError::Io { op: "list", path: dir.to_string(), source })?;
+            .map_err(|source| StoreError::Io {
+                op: "list",
+                path: dir.to_string(),
+                source,
+            })?;
         out.sort();
         Ok(out)
     }
@@ -158,9 +231,16 @@ impl Store {
             .inner
             .list_with_delimiter(Some(&base))
             .await
-            .map_err(|source| StoreError::Io { op: "list", path: dir.to_string(), source })?;
-        let mut out: Vec<String> =
-            listing.common_prefixes.iter().filter_map(|p| p.filename().map(str::to_string)).collect();
+            .map_err(|source| StoreError::Io {
+                op: "list",
+                path: dir.to_string(),
+                source,
+            })?;
+        let mut out: Vec<String> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect();
         out.sort();
         Ok(out)
     }

@@ -52,7 +52,14 @@ impl SessionReader {
             .iter()
             .filter_map(|(name, _)| layout::parse_chunk_name(name))
             .collect();
-        Ok(Self { store: store.clone(), meta, meta_bytes, public, dek, seqs })
+        Ok(Self {
+            store: store.clone(),
+            meta,
+            meta_bytes,
+            public,
+            dek,
+            seqs,
+        })
     }
 
     pub fn meta(&self) -> &SessionMeta {
@@ -65,28 +72,49 @@ impl SessionReader {
 
     /// Reads the plaintext header of chunk `index` (time range, counts) without decrypting.
     pub async fn chunk_header(&self, index: usize) -> Result<ChunkHeader, ReadError> {
-        let seq = *self.seqs.get(index).ok_or(ReadError::NoSuchChunk(index, self.seqs.len()))?;
-        let bytes = self.store.get_range(&layout::chunk(self.meta.session, seq), 0..HEADER_LEN as u64).await?;
-        ChunkHeader::parse(&bytes).map_err(|error| ReadError::Damaged(Damage::ChunkMalformed { seq, error }))
+        let seq = *self
+            .seqs
+            .get(index)
+            .ok_or(ReadError::NoSuchChunk(index, self.seqs.len()))?;
+        let bytes = self
+            .store
+            .get_range(&layout::chunk(self.meta.session, seq), 0..HEADER_LEN as u64)
+            .await?;
+        ChunkHeader::parse(&bytes)
+            .map_err(|error| ReadError::Damaged(Damage::ChunkMalformed { seq, error }))
     }
 
     /// The events of chunk `index`, verified. The chain link is checked against the previous
     /// chunk when `prev` is given (sequential reads), and otherwise only its own authenticity.
-    async fn chunk_checked(&self, index: usize, prev: Option<ChainDigest>) -> Result<(Vec<Event>, ChainDigest), ReadError> {
-        let seq = *self.seqs.get(index).ok_or(ReadError::NoSuchChunk(index, self.seqs.len()))?;
+    async fn chunk_checked(
+        &self,
+        index: usize,
+        prev: Option<ChainDigest>,
+    ) -> Result<(Vec<Event>, ChainDigest), ReadError> {
+        let seq = *self
+            .seqs
+            .get(index)
+            .ok_or(ReadError::NoSuchChunk(index, self.seqs.len()))?;
         let id = self.meta.session;
         let damaged = |d| Err(ReadError::Damaged(d));
         if seq != index as u64 {
-            return damaged(Damage::ChunksMissing { from: index as u64, to: seq - 1 });
+            return damaged(Damage::ChunksMissing {
+                from: index as u64,
+                to: seq - 1,
+            });
         }
         let bytes = self.store.get(&layout::chunk(id, seq)).await?;
-        let chunk = SealedChunk::decode(&bytes).map_err(|error| ReadError::Damaged(Damage::ChunkMalformed { seq, error }))?;
+        let chunk = SealedChunk::decode(&bytes)
+            .map_err(|error| ReadError::Damaged(Damage::ChunkMalformed { seq, error }))?;
         let h = &chunk.header;
         if !chunk.signature_valid(&self.public) {
             return damaged(Damage::ChunkSignature { seq });
         }
         if h.session != id {
-            return damaged(Damage::ChunkForeign { seq, owner: h.session });
+            return damaged(Damage::ChunkForeign {
+                seq,
+                owner: h.session,
+            });
         }
         if h.seq != seq {
             return damaged(Damage::ChunkMisplaced { seq, holds: h.seq });
@@ -94,9 +122,15 @@ impl SessionReader {
         if let Some(prev) = prev
             && !h.prev.ct_eq(&prev)
         {
-            return damaged(if seq == 0 { Damage::MetaAltered } else { Damage::ChainBroken { seq } });
+            return damaged(if seq == 0 {
+                Damage::MetaAltered
+            } else {
+                Damage::ChainBroken { seq }
+            });
         }
-        let events = chunk.open(&self.dek).map_err(|error: ChunkError| ReadError::Damaged(Damage::ChunkContent { seq, error }))?;
+        let events = chunk
+            .open(&self.dek)
+            .map_err(|error: ChunkError| ReadError::Damaged(Damage::ChunkContent { seq, error }))?;
         Ok((events, chunk.digest()))
     }
 

@@ -64,7 +64,12 @@ impl Recorder {
     /// Opens a session: writes its metadata and wrapped data key (create-only), then starts the
     /// writer. Fails (and records nothing) if either write fails, so a caller can refuse the
     /// stream it was about to relay.
-    pub async fn start(store: Store, keyring: &Keyring, mut meta: SessionMeta, policy: FlushPolicy) -> Result<Self, RecordError> {
+    pub async fn start(
+        store: Store,
+        keyring: &Keyring,
+        mut meta: SessionMeta,
+        policy: FlushPolicy,
+    ) -> Result<Self, RecordError> {
         let kek = keyring.current_kek()?;
         let signer = keyring.current_signing_key()?.clone();
         meta.keys.kek = kek.id().to_string();
@@ -72,14 +77,22 @@ impl Recorder {
         let session = meta.session;
         let meta_bytes = serde_json::to_vec_pretty(&meta).expect("metadata serializes");
         let dek = DataKey::generate()?;
-        let wrapped = serde_json::to_vec_pretty(&kek.wrap(session, &dek)?).expect("wrapped key serializes");
-        store.put_create(&layout::meta(session), meta_bytes.clone()).await?;
+        let wrapped =
+            serde_json::to_vec_pretty(&kek.wrap(session, &dek)?).expect("wrapped key serializes");
+        store
+            .put_create(&layout::meta(session), meta_bytes.clone())
+            .await?;
         store.put_create(&layout::dek(session), wrapped).await?;
         let builder = ChunkBuilder::new(session, &meta_bytes, dek, signer, policy)?;
         let clock = Instant::now();
         let (tx, rx) = mpsc::channel(EVENT_QUEUE);
         let task = tokio::spawn(run(store, builder, rx, clock));
-        Ok(Self { session, clock, tx, task })
+        Ok(Self {
+            session,
+            clock,
+            tx,
+            task,
+        })
     }
 
     pub fn session(&self) -> SessionId {
@@ -100,20 +113,30 @@ impl Recorder {
     /// Records `kind` now, waiting while the store is behind.
     pub async fn record(&self, kind: EventKind) -> Result<(), RecordError> {
         let at_us = self.now_us();
-        self.tx.send(Msg::Event(Event { at_us, kind })).await.map_err(|_| RecordError::Stopped)
+        self.tx
+            .send(Msg::Event(Event { at_us, kind }))
+            .await
+            .map_err(|_| RecordError::Stopped)
     }
 
     /// Records an event with its own timestamp (imports, replays and tests). Events must come in
     /// time order; an earlier one is clamped to the last time seen.
     pub async fn record_at(&self, event: Event) -> Result<(), RecordError> {
-        self.tx.send(Msg::Event(event)).await.map_err(|_| RecordError::Stopped)
+        self.tx
+            .send(Msg::Event(event))
+            .await
+            .map_err(|_| RecordError::Stopped)
     }
 
     /// Records stream bytes now, split into events of at most 64 KiB so the queue's memory stays
     /// bounded.
     pub async fn record_data(&self, stream: Stream, bytes: &[u8]) -> Result<(), RecordError> {
         for piece in bytes.chunks(MAX_EVENT_DATA) {
-            self.record(EventKind::Data { stream, bytes: piece.to_vec() }).await?;
+            self.record(EventKind::Data {
+                stream,
+                bytes: piece.to_vec(),
+            })
+            .await?;
         }
         Ok(())
     }
@@ -121,10 +144,12 @@ impl Recorder {
     /// Records `kind` now, or fails with [`RecordError::Backpressure`] instead of waiting.
     pub fn try_record(&self, kind: EventKind) -> Result<(), RecordError> {
         let at_us = self.now_us();
-        self.tx.try_send(Msg::Event(Event { at_us, kind })).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => RecordError::Backpressure,
-            mpsc::error::TrySendError::Closed(_) => RecordError::Stopped,
-        })
+        self.tx
+            .try_send(Msg::Event(Event { at_us, kind }))
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => RecordError::Backpressure,
+                mpsc::error::TrySendError::Closed(_) => RecordError::Stopped,
+            })
     }
 
     /// Flushes everything, waits for the uploads and writes the signed seal.
@@ -139,10 +164,16 @@ impl Recorder {
         self.stop(None, false).await.map(|_| ())
     }
 
-    async fn stop(self, exit: Option<ExitInfo>, seal: bool) -> Result<Option<SealPayload>, RecordError> {
+    async fn stop(
+        self,
+        exit: Option<ExitInfo>,
+        seal: bool,
+    ) -> Result<Option<SealPayload>, RecordError> {
         let _ = self.tx.send(Msg::Finish { exit, seal }).await;
         drop(self.tx);
-        self.task.await.map_err(|e| RecordError::Task(e.to_string()))?
+        self.task
+            .await
+            .map_err(|e| RecordError::Task(e.to_string()))?
     }
 }
 
@@ -161,7 +192,9 @@ async fn run(
     // Any failure below stops accepting events; the uploader's error wins as the cause.
     let outcome: Result<(Option<ExitInfo>, bool), RecordError> = async {
         loop {
-            let deadline = builder.deadline_us().map(|us| tokio::time::Instant::from_std(clock + std::time::Duration::from_micros(us)));
+            let deadline = builder.deadline_us().map(|us| {
+                tokio::time::Instant::from_std(clock + std::time::Duration::from_micros(us))
+            });
             let msg = tokio::select! {
                 done = &mut uploader => {
                     uploaded = Some(done);
@@ -178,7 +211,10 @@ async fn run(
             match msg {
                 Some(Msg::Event(event)) => {
                     for chunk in builder.push(&event)? {
-                        chunk_tx.send(chunk).await.map_err(|_| RecordError::Stopped)?;
+                        chunk_tx
+                            .send(chunk)
+                            .await
+                            .map_err(|_| RecordError::Stopped)?;
                     }
                 }
                 Some(Msg::Finish { exit, seal }) => return Ok((exit, seal)),
@@ -206,7 +242,9 @@ async fn run(
         return Ok(None);
     }
     let seal = builder.seal_payload(SealState::Sealed, exit);
-    store.put_create(&layout::seal(session), seal.sign(builder.signer())).await?;
+    store
+        .put_create(&layout::seal(session), seal.sign(builder.signer()))
+        .await?;
     Ok(Some(seal))
 }
 
@@ -217,9 +255,15 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-async fn upload(store: Store, session: SessionId, mut rx: mpsc::Receiver<SealedChunk>) -> Result<(), RecordError> {
+async fn upload(
+    store: Store,
+    session: SessionId,
+    mut rx: mpsc::Receiver<SealedChunk>,
+) -> Result<(), RecordError> {
     while let Some(chunk) = rx.recv().await {
-        store.put_create(&layout::chunk(session, chunk.header.seq), chunk.encode()).await?;
+        store
+            .put_create(&layout::chunk(session, chunk.header.seq), chunk.encode())
+            .await?;
     }
     Ok(())
 }

@@ -33,21 +33,41 @@ pub enum KeySource<'a> {
     PublicKey(&'a PublicKey),
 }
 
-pub(super) async fn load_meta(store: &Store, id: SessionId) -> Result<(bytes::Bytes, Result<SessionMeta, String>), VerifyError> {
-    let bytes = store.get_opt(&layout::meta(id)).await?.ok_or(VerifyError::NotFound(id))?;
+pub(super) async fn load_meta(
+    store: &Store,
+    id: SessionId,
+) -> Result<(bytes::Bytes, Result<SessionMeta, String>), VerifyError> {
+    let bytes = store
+        .get_opt(&layout::meta(id))
+        .await?
+        .ok_or(VerifyError::NotFound(id))?;
     let meta = serde_json::from_slice::<SessionMeta>(&bytes).map_err(|e| e.to_string());
     Ok((bytes, meta))
 }
 
-pub(super) async fn load_dek(store: &Store, keyring: &Keyring, id: SessionId) -> Result<DataKey, VerifyError> {
-    let bad = |reason: String| VerifyError::DataKey { session: id, reason };
-    let bytes = store.get_opt(&layout::dek(id)).await?.ok_or_else(|| bad("dek.json is missing (crypto-shredded?)".into()))?;
+pub(super) async fn load_dek(
+    store: &Store,
+    keyring: &Keyring,
+    id: SessionId,
+) -> Result<DataKey, VerifyError> {
+    let bad = |reason: String| VerifyError::DataKey {
+        session: id,
+        reason,
+    };
+    let bytes = store
+        .get_opt(&layout::dek(id))
+        .await?
+        .ok_or_else(|| bad("dek.json is missing (crypto-shredded?)".into()))?;
     let wrapped: WrappedKey = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
     Ok(keyring.unwrap_dek(id, &wrapped)?)
 }
 
 /// Verifies one session; `Ok` carries the report whether or not damage was found.
-pub async fn verify_session(store: &Store, id: SessionId, keys: KeySource<'_>) -> Result<Report, VerifyError> {
+pub async fn verify_session(
+    store: &Store,
+    id: SessionId,
+    keys: KeySource<'_>,
+) -> Result<Report, VerifyError> {
     let (meta_bytes, meta) = load_meta(store, id).await?;
     let signing_id = match &meta {
         Ok(m) => m.keys.signing.clone(),
@@ -62,22 +82,34 @@ pub async fn verify_session(store: &Store, id: SessionId, keys: KeySource<'_>) -
                 Err(_) if meta.is_err() => ring.current_signing_key()?.public(),
                 Err(e) => return Err(e.into()),
             };
-            let dek = if meta.is_ok() { Some(load_dek(store, ring, id).await?) } else { None };
+            let dek = if meta.is_ok() {
+                Some(load_dek(store, ring, id).await?)
+            } else {
+                None
+            };
             (pk, dek)
         }
     };
     let mut verifier = Verifier::new(id, &meta_bytes, &public, dek);
     match &meta {
         Err(e) => verifier.note(Damage::MetaUnreadable(e.clone())),
-        Ok(m) if m.session != id => verifier.note(Damage::MetaForeign { expected: id, found: m.session }),
+        Ok(m) if m.session != id => verifier.note(Damage::MetaForeign {
+            expected: id,
+            found: m.session,
+        }),
         Ok(m) if !m.keys.signing.ends_with(&public.fingerprint()) => {
-            verifier.note(Damage::WrongPublicKey { signed_with: m.keys.signing.clone(), given: public.id().to_string() });
+            verifier.note(Damage::WrongPublicKey {
+                signed_with: m.keys.signing.clone(),
+                given: public.id().to_string(),
+            });
             return Ok(verifier.finish(None));
         }
         Ok(_) => {}
     }
     for (name, _) in store.list(&layout::chunks_dir(id)).await? {
-        let Some(seq) = layout::parse_chunk_name(&name) else { continue };
+        let Some(seq) = layout::parse_chunk_name(&name) else {
+            continue;
+        };
         let bytes = store.get(&layout::chunk(id, seq)).await?;
         verifier.chunk(seq, &bytes);
     }
@@ -87,7 +119,11 @@ pub async fn verify_session(store: &Store, id: SessionId, keys: KeySource<'_>) -
 
 /// Seals a session whose writer died, as `interrupted`, after verifying its whole chain with the
 /// data key. Refuses damaged or already sealed sessions.
-pub async fn seal_interrupted(store: &Store, keyring: &Keyring, id: SessionId) -> Result<SealPayload, VerifyError> {
+pub async fn seal_interrupted(
+    store: &Store,
+    keyring: &Keyring,
+    id: SessionId,
+) -> Result<SealPayload, VerifyError> {
     let report = verify_session(store, id, KeySource::Keyring(keyring)).await?;
     if !report.intact() {
         let list: Vec<String> = report.damage.iter().map(|d| format!("  - {d}")).collect();
@@ -98,7 +134,9 @@ pub async fn seal_interrupted(store: &Store, keyring: &Keyring, id: SessionId) -
     }
     let (_, meta) = load_meta(store, id).await?;
     let meta = meta.map_err(|e| VerifyError::Damaged(id, e))?;
-    let signer = keyring.signing_key(&meta.keys.signing).ok_or_else(|| KeyError::NoSigningKey(keyring.dir().to_path_buf()))?;
+    let signer = keyring
+        .signing_key(&meta.keys.signing)
+        .ok_or_else(|| KeyError::NoSigningKey(keyring.dir().to_path_buf()))?;
     let totals = report.totals.unwrap_or_default();
     let payload = SealPayload {
         format: crate::FORMAT_VERSION,
@@ -112,6 +150,8 @@ pub async fn seal_interrupted(store: &Store, keyring: &Keyring, id: SessionId) -
         bytes: totals.bytes,
         events: totals.events,
     };
-    store.put_create(&layout::seal(id), payload.sign(signer)).await?;
+    store
+        .put_create(&layout::seal(id), payload.sign(signer))
+        .await?;
     Ok(payload)
 }
