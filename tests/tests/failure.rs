@@ -8,12 +8,21 @@ use std::time::{Duration, Instant};
 use tests::{Cluster, Kubectl};
 
 fn upstream_dies(version: Kubectl) {
-    let Some(kubectl) = version.path() else { return };
+    let Some(kubectl) = version.path() else {
+        return;
+    };
     let mut cluster = Cluster::start();
     let kc = cluster.kubeconfig("carol@example.com", &["developers"]);
     let mut child = cluster
         .kubectl(&kubectl, &kc)
-        .args(["exec", "demo", "--", "sh", "-c", "echo started; exec sleep 600"])
+        .args([
+            "exec",
+            "demo",
+            "--",
+            "sh",
+            "-c",
+            "echo started; exec sleep 600",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -30,21 +39,42 @@ fn upstream_dies(version: Kubectl) {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(killed.elapsed() < Duration::from_secs(30), "kubectl still running 30 s after the cluster died");
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "kubectl still running 30 s after the cluster died"
+        );
         std::thread::sleep(Duration::from_millis(10));
     };
     let mut err = String::new();
     let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err);
-    assert!(!status.success(), "kubectl exited 0 although the cluster died; stderr: {err}");
-    assert!(err.contains("lost the connection to the cluster") || err.contains("without an exit status"), "{err}");
+    assert!(
+        !status.success(),
+        "kubectl exited 0 although the cluster died; stderr: {err}"
+    );
+    assert!(
+        err.contains("lost the connection to the cluster")
+            || err.contains("without an exit status"),
+        "{err}"
+    );
 
     let sessions = cluster.wait_for_sealed_count(1);
     let s = &sessions[0];
     assert_eq!(s["state"], "sealed", "{s:#}");
     assert_eq!(s["exit"]["code"], 1, "{s:#}");
-    assert_eq!(s["bytes"]["stdout"], 8, "the output before the failure is kept: {s:#}");
-    let verify = cluster.kubetape().args(["verify", s["session"].as_str().unwrap()]).output().unwrap();
-    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
+    assert_eq!(
+        s["bytes"]["stdout"], 8,
+        "the output before the failure is kept: {s:#}"
+    );
+    let verify = cluster
+        .kubetape()
+        .args(["verify", s["session"].as_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
 }
 
 #[test]

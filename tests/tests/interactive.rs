@@ -22,11 +22,19 @@ impl Tmux {
 
     fn run(&self, args: &[&str]) {
         let out = self.cmd().args(args).output().expect("tmux");
-        assert!(out.status.success(), "tmux {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     fn screen(&self) -> String {
-        let out = self.cmd().args(["capture-pane", "-p", "-t", "kt"]).output().expect("tmux capture-pane");
+        let out = self
+            .cmd()
+            .args(["capture-pane", "-p", "-t", "kt"])
+            .output()
+            .expect("tmux capture-pane");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -38,7 +46,10 @@ impl Tmux {
             if screen.contains(text) {
                 return screen;
             }
-            assert!(Instant::now() < deadline, "screen never showed {text:?}:\n{screen}");
+            assert!(
+                Instant::now() < deadline,
+                "screen never showed {text:?}:\n{screen}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -51,17 +62,31 @@ impl Drop for Tmux {
 }
 
 fn interactive_session(version: Kubectl) {
-    let Some(kubectl) = version.path() else { return };
+    let Some(kubectl) = version.path() else {
+        return;
+    };
     let cluster = Cluster::start();
     let kc = cluster.kubeconfig("bob@example.com", &["developers"]);
-    let tmux = Tmux { socket: format!("kubetape-test-{}", std::process::id()) + &format!("{version:?}") };
+    let tmux = Tmux {
+        socket: format!("kubetape-test-{}", std::process::id()) + &format!("{version:?}"),
+    };
     let shell = format!(
         "env HOME={home} {kubectl} --kubeconfig {kc} --cache-dir {home}/.kube/cache exec -it demo -- sh; echo EXIT=$?; sleep 600",
         home = cluster.home.display(),
         kubectl = kubectl.display(),
         kc = kc.display(),
     );
-    tmux.run(&["new-session", "-d", "-s", "kt", "-x", "100", "-y", "30", &shell]);
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "kt",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        &shell,
+    ]);
     // capture-pane trims trailing spaces, so the prompt "# " shows as "#".
     tmux.wait_for("#");
     tmux.run(&["send-keys", "-t", "kt", "echo hello-$((6*7))", "Enter"]);
@@ -78,16 +103,29 @@ fn interactive_session(version: Kubectl) {
     let s = &sessions[0];
     assert_eq!(s["exit"]["code"], 5, "{s:#}");
     assert_eq!(s["meta"]["tty"], true);
-    let out = cluster.kubetape().args(["cat", s["session"].as_str().unwrap()]).output().expect("kubetape cat");
+    let out = cluster
+        .kubetape()
+        .args(["cat", s["session"].as_str().unwrap()])
+        .output()
+        .expect("kubetape cat");
     let shown = String::from_utf8_lossy(&out.stdout);
-    assert!(shown.contains("hello-42") && shown.contains("40 120"), "{shown}");
+    assert!(
+        shown.contains("hello-42") && shown.contains("40 120"),
+        "{shown}"
+    );
 
     // The resize itself is in the recording, as an event, not only in its effect on output.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let resizes = rt.block_on(async {
         let store = Store::open(&cluster.store_url).unwrap();
         let ring = Keyring::open(&cluster.keys).unwrap();
-        let reader = SessionReader::open(&store, &ring, s["session"].as_str().unwrap().parse().unwrap()).await.unwrap();
+        let reader = SessionReader::open(
+            &store,
+            &ring,
+            s["session"].as_str().unwrap().parse().unwrap(),
+        )
+        .await
+        .unwrap();
         let mut sizes = Vec::new();
         reader
             .for_each_event(|e| {
@@ -99,9 +137,20 @@ fn interactive_session(version: Kubectl) {
             .unwrap();
         sizes
     });
-    assert_eq!(resizes.first(), Some(&(100, 30)), "initial size: {resizes:?}");
-    assert!(resizes.contains(&(120, 40)), "window resize recorded: {resizes:?}");
-    let stdin = cluster.kubetape().args(["cat", "--stream", "stdin", s["session"].as_str().unwrap()]).output().unwrap();
+    assert_eq!(
+        resizes.first(),
+        Some(&(100, 30)),
+        "initial size: {resizes:?}"
+    );
+    assert!(
+        resizes.contains(&(120, 40)),
+        "window resize recorded: {resizes:?}"
+    );
+    let stdin = cluster
+        .kubetape()
+        .args(["cat", "--stream", "stdin", s["session"].as_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&stdin.stdout).contains("echo hello-$((6*7))\r"));
 }
 
