@@ -1,0 +1,1249 @@
+//! exec benchmark: one sandbox pod reached three ways in the same run, at 1, 10 and 100
+//! concurrent sessions (DESIGN.md §7: gateway throughput ≥ 90% of a pass-through relay; keystroke
+//! round trip added by the gateway p99 < 1 ms at 100 interactive sessions).
+//!
+//! - **direct**: kube-rs → sandbox (its own kubeconfig: TLS, bearer token, WebSocket v5).
+//! - **gateway**: kube-rs → `kubetape-gateway` (TLS, dev-issuer JWT, recording on, to `file://`)
+//!   → sandbox over WebSocket v5.
+//! - **kubectl-proxy**: kube-rs → `kubectl proxy` (plain HTTP; a byte relay after the upgrade)
+//!   → sandbox over TLS: the peer pass-through relay.
+//!
+//! Two measurements, every path driven by the same WebSocket v5 client (`[0]`+stdin out,
+//! `[1]` stdout and `[3]` Status in):
+//! - **throughput**: every session runs `read go; exec head -c N <file>`; once all sessions are
+//!   open the client sends the newline to all and reads stdout to the Status. Aggregate MB/s over
+//!   the wall time from that start to the last Status; per-process CPU over the same window
+//!   (plus the time the processes take to go idle afterwards, e.g. the recorder's last flush).
+//! - **keystroke round trip**: every session runs `cat` (no TTY); the client sends one byte and
+//!   times its echo, with a random think time between keystrokes, all sessions at once.
+//!
+//! Run: `cargo build --release --workspace --bins && cargo bench -p tests --bench exec`.
+//! The binaries are run from `target/release/`, so they must be built (and fresh) first: the
+//! benchmark checks and says so. Knobs (environment):
+//! - `KUBETAPE_BENCH_SESSIONS` (default `1,10,100`)
+//! - `KUBETAPE_BENCH_MB` MiB streamed per throughput cell, split over its sessions (default 256)
+//! - `KUBETAPE_BENCH_PAYLOAD` comma-separated, of `random` (incompressible: the recorder's worst
+//!   case), `text` (log lines, typical terminal output) and `zero` (`/dev/zero`, its best case);
+//!   default `random,text`
+//! - `KUBETAPE_BENCH_REPS` repetitions of every cell, paths interleaved (default 3)
+//! - `KUBETAPE_BENCH_KEYS` keystrokes per session per repetition (default 70, so 210 in all)
+//! - `KUBETAPE_BENCH_THINK_MS` mean think time between keystrokes, uniform in 0.5–1.5× (default
+//!   30: 33 keys/s per session, 3,300/s at 100 sessions, several times what people type; 0 makes
+//!   every session send its next keystroke as soon as the echo arrives)
+//! - `KUBETAPE_BENCH_ONLY` `throughput` or `keystrokes` (default both)
+//! - `KUBETAPE_BENCH_SAMPLES=<file>` write every round trip as CSV (path, sessions, repetition,
+//!   ms since the run began, round trip µs), to see when slow ones happen
+//! - `KUBETAPE_BENCH_GATEWAY_RECORDING` TOML lines for the gateway's `[recording]` table (e.g.
+//!   `max_chunk_kib = 1024`; a key given replaces the harness's, e.g. `store`): the gateway path
+//!   then goes through a second gateway started with them, to measure what a policy costs
+//! - `KUBETAPE_BENCH_KUBECTL` the kubectl used for `kubectl proxy` (default the SDK's 1.33)
+//! - `KUBETAPE_BENCH_ALLOW_STALE=1` run binaries older than their sources (with a warning)
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt as _, Stream, StreamExt as _};
+use kube::api::AttachParams;
+use tests::Cluster;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
+const POD: &str = "demo";
+const CONTAINER: &str = "shell";
+/// The binaries this runs, each with the workspace crates it is built from (freshness check).
+const BINARIES: [(&str, &[&str]); 2] = [
+    ("kubetape-sandbox", &["proto", "sandbox"]),
+    (
+        "kubetape-gateway",
+        &[
+            "proto",
+            "storage-schema",
+            "transcript",
+            "sandbox",
+            "gateway",
+        ],
+    ),
+];
+
+fn main() {
+    let settings = Settings::from_env();
+    require_fresh_binaries();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+
+    let cluster = Cluster::start();
+    let (proxy, proxy_url) = kubectl_proxy(&cluster, &settings.kubectl);
+    let token = cluster
+        .issuer()
+        .mint(
+            "bench@example.com",
+            &["developers".to_string()],
+            Duration::from_secs(3600),
+            serde_json::Map::new(),
+        )
+        .token;
+    let mut gateway_kubeconfig = cluster.kubeconfig_with_token("bench", Some(&token));
+    let mut gateway_pid = cluster.gateway.child.id();
+    let tuned = settings.gateway_recording.as_deref().map(|extra| {
+        let (server, kubeconfig) = tuned_gateway(&cluster, extra, &gateway_kubeconfig);
+        gateway_kubeconfig = kubeconfig;
+        gateway_pid = server.child.id();
+        server
+    });
+    let procs = Procs {
+        sandbox: cluster
+            .sandbox
+            .as_ref()
+            .expect("sandbox running")
+            .child
+            .id(),
+        gateway: gateway_pid,
+        proxy: proxy.child.id(),
+    };
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async {
+        let routes = [
+            Route {
+                via: Via::Direct,
+                client: client_from_kubeconfig(&cluster.sandbox_kubeconfig()).await,
+            },
+            Route {
+                via: Via::Gateway,
+                client: client_from_kubeconfig(&gateway_kubeconfig).await,
+            },
+            Route {
+                via: Via::Proxy,
+                client: kube::Client::try_from(kube::Config::new(
+                    proxy_url.parse().expect("proxy URL"),
+                ))
+                .expect("client for kubectl proxy"),
+            },
+        ];
+        print_header(&settings, cpus);
+        let config = if tuned.is_some() {
+            "gateway-tuned.toml"
+        } else {
+            "gateway.toml"
+        };
+        print_store_cost(&cluster.root().join(config));
+        let before = (Instant::now(), machine_busy(), Cpu::now(procs));
+        let mut throughput = Vec::new();
+        for &payload in settings.payloads.iter().filter(|_| settings.throughput) {
+            let file = payload.file(cluster.root(), settings.total_bytes);
+            let t = run_throughput(&settings, &routes, &file, procs).await;
+            print_throughput(&settings, payload, &t);
+            throughput.push((payload, t));
+        }
+        let keys = if settings.keystrokes {
+            let k = run_keystrokes(&settings, &routes, procs).await;
+            print_keystrokes(&settings, &k);
+            if let Some(path) = &settings.samples {
+                write_samples(path, &settings, &k);
+            }
+            Some(k)
+        } else {
+            None
+        };
+        // What else ran on the machine meanwhile (other builds, tests): it takes CPU from all
+        // three paths and makes the figures noisier and lower.
+        let wall = before.0.elapsed().as_secs_f64();
+        let ours: f64 = Cpu::now(procs).since(before.2).0.iter().sum();
+        let other = ((machine_busy() - before.1 - ours) / (wall * cpus as f64)).max(0.0);
+        print_verdict(&settings, &throughput, keys.as_ref(), cpus, other);
+    });
+    drop((tuned, proxy, cluster));
+}
+
+// === settings ===
+
+#[derive(Debug)]
+struct Settings {
+    sessions: Vec<usize>,
+    total_bytes: u64,
+    payloads: Vec<Payload>,
+    reps: usize,
+    keys: usize,
+    think: Duration,
+    kubectl: PathBuf,
+    throughput: bool,
+    keystrokes: bool,
+    samples: Option<PathBuf>,
+    gateway_recording: Option<String>,
+}
+
+impl Settings {
+    fn from_env() -> Self {
+        fn var<T: std::str::FromStr>(name: &str, default: T) -> T {
+            match std::env::var(name) {
+                Ok(v) => v.trim().parse().unwrap_or_else(|_| {
+                    eprintln!("error: {name}={v:?} is not valid");
+                    std::process::exit(2)
+                }),
+                Err(_) => default,
+            }
+        }
+        let sessions: String = var("KUBETAPE_BENCH_SESSIONS", "1,10,100".to_string());
+        let sessions: Vec<usize> = sessions
+            .split(',')
+            .map(|s| {
+                s.trim().parse().ok().filter(|&n| n > 0).unwrap_or_else(|| {
+                    eprintln!("error: KUBETAPE_BENCH_SESSIONS: {s:?} is not a session count");
+                    std::process::exit(2)
+                })
+            })
+            .collect();
+        let payloads: String = var("KUBETAPE_BENCH_PAYLOAD", "random,text".to_string());
+        let payloads = payloads
+            .split(',')
+            .map(|p| {
+                Payload::ALL
+                    .into_iter()
+                    .find(|k| k.name() == p.trim())
+                    .unwrap_or_else(|| {
+                        eprintln!(
+                            "error: KUBETAPE_BENCH_PAYLOAD: {p:?}: want random, text or zero"
+                        );
+                        std::process::exit(2)
+                    })
+            })
+            .collect();
+        let only: String = var("KUBETAPE_BENCH_ONLY", String::new());
+        let (throughput, keystrokes) = match only.as_str() {
+            "" => (true, true),
+            "throughput" => (true, false),
+            "keystrokes" => (false, true),
+            other => {
+                eprintln!("error: KUBETAPE_BENCH_ONLY={other:?}: want throughput or keystrokes");
+                std::process::exit(2)
+            }
+        };
+        Self {
+            samples: std::env::var_os("KUBETAPE_BENCH_SAMPLES").map(PathBuf::from),
+            gateway_recording: std::env::var("KUBETAPE_BENCH_GATEWAY_RECORDING").ok(),
+            throughput,
+            keystrokes,
+            sessions,
+            total_bytes: var::<u64>("KUBETAPE_BENCH_MB", 256) << 20,
+            payloads,
+            reps: var("KUBETAPE_BENCH_REPS", 3usize).max(1),
+            keys: var("KUBETAPE_BENCH_KEYS", 70usize).max(1),
+            think: Duration::from_secs_f64(var("KUBETAPE_BENCH_THINK_MS", 30.0f64).max(0.0) / 1e3),
+            kubectl: var("KUBETAPE_BENCH_KUBECTL", PathBuf::from(KUBECTL)),
+        }
+    }
+}
+
+/// What the throughput sessions stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Payload {
+    /// Incompressible bytes (compressed archives, `kubectl cp` of binaries): the recorder's worst
+    /// case, every byte is compressed in vain, encrypted, hashed and written.
+    Random,
+    /// Log-like lines with varying fields (zstd keeps ~1/5): typical terminal output.
+    Text,
+    /// `/dev/zero` (zstd keeps ~1/1000): the recorder's best case.
+    Zero,
+}
+
+impl Payload {
+    const ALL: [Payload; 3] = [Payload::Random, Payload::Text, Payload::Zero];
+
+    fn name(self) -> &'static str {
+        match self {
+            Payload::Random => "random",
+            Payload::Text => "text",
+            Payload::Zero => "zero",
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Payload::Random => "random bytes: incompressible, the recorder's worst case",
+            Payload::Text => "log-like text lines: typical terminal output",
+            Payload::Zero => "/dev/zero: compresses ~1000x, the recorder's best case",
+        }
+    }
+
+    /// The file the sessions read from, `bytes` long, written once into `dir`.
+    fn file(self, dir: &Path, bytes: u64) -> PathBuf {
+        let path = match self {
+            Payload::Zero => return PathBuf::from("/dev/zero"),
+            Payload::Random => dir.join("payload-random.bin"),
+            Payload::Text => dir.join("payload-text.log"),
+        };
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&path).expect("payload file"));
+        let mut rng = Rng(0x6b75_6265_7461_7065);
+        let mut block = Vec::with_capacity(1 << 20);
+        let mut left = bytes;
+        while left > 0 {
+            block.clear();
+            while block.len() < 1 << 20 {
+                match self {
+                    Payload::Random => block.extend_from_slice(&rng.next().to_le_bytes()),
+                    _ => log_line(&mut rng, &mut block),
+                }
+            }
+            let n = left.min(block.len() as u64) as usize;
+            out.write_all(&block[..n]).expect("write payload");
+            left -= n as u64;
+        }
+        out.flush().expect("write payload");
+        path
+    }
+}
+
+/// One access-log line with a timestamp, ids, a path, a status and sizes that vary.
+fn log_line(rng: &mut Rng, out: &mut Vec<u8>) {
+    const PATHS: [&str; 6] = [
+        "/api/v1/namespaces/default/pods",
+        "/apis/apps/v1/namespaces/prod/deployments/web",
+        "/healthz",
+        "/api/v1/namespaces/staging/configmaps/app-config",
+        "/metrics",
+        "/api/v1/nodes",
+    ];
+    const LEVELS: [&str; 4] = ["INFO", "INFO", "WARN", "DEBUG"];
+    let r = rng.next();
+    let t = rng.next() % 86_400_000_000;
+    let _ = writeln!(
+        out,
+        "2026-11-23T{:02}:{:02}:{:02}.{:06}Z {:<5} request id={:016x} method=GET path={} status={} bytes={} duration={}.{:03}ms",
+        t / 3_600_000_000,
+        t / 60_000_000 % 60,
+        t / 1_000_000 % 60,
+        t % 1_000_000,
+        LEVELS[(r % 4) as usize],
+        rng.next(),
+        PATHS[(r >> 8) as usize % PATHS.len()],
+        [200, 200, 200, 201, 404, 500][(r >> 16) as usize % 6],
+        (r >> 24) % 100_000,
+        (r >> 40) % 300,
+        (r >> 50) % 1000,
+    );
+}
+
+/// The binaries come from `target/release/` (next to this executable): they must exist and be
+/// newer than every source they are built from, or the numbers describe some other code.
+fn require_fresh_binaries() {
+    let exe = std::env::current_exe().expect("bench executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<bench>");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root");
+    let build = "cargo build --release --workspace --bins";
+    for (name, crates) in BINARIES {
+        let path = dir.join(name);
+        let Ok(built) = path.metadata().and_then(|m| m.modified()) else {
+            eprintln!(
+                "error: {} is not built.\n       Run `{build}` first: this benchmark runs the release binaries.",
+                path.display()
+            );
+            std::process::exit(2);
+        };
+        // Sources only: cargo relinks when one changes, not for every Cargo.lock edit.
+        let mut newer = None;
+        for krate in crates {
+            walk_rs(&root.join(krate).join("src"), &mut |p: &Path| {
+                if newer.is_none()
+                    && p.metadata()
+                        .and_then(|m| m.modified())
+                        .is_ok_and(|t| t > built)
+                {
+                    newer = Some(p.to_path_buf());
+                }
+            });
+        }
+        if let Some(src) = newer {
+            let allow = std::env::var_os("KUBETAPE_BENCH_ALLOW_STALE").is_some();
+            eprintln!(
+                "{}: {} is older than {}.\n       Run `{build}` first: this benchmark runs the release binaries{}.",
+                if allow { "warning" } else { "error" },
+                path.display(),
+                src.display(),
+                if allow {
+                    ""
+                } else {
+                    " (KUBETAPE_BENCH_ALLOW_STALE=1 runs them anyway)"
+                }
+            );
+            if !allow {
+                std::process::exit(2);
+            }
+        }
+    }
+    if dir.file_name().is_some_and(|n| n != "release") {
+        eprintln!(
+            "note: running binaries from {} (not target/release): numbers are for that profile",
+            dir.display()
+        );
+    }
+}
+
+fn walk_rs(dir: &Path, f: &mut impl FnMut(&Path)) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            walk_rs(&path, f);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            f(&path);
+        }
+    }
+}
+
+/// splitmix64: payload bytes and think times, with no dependency and a fixed seed.
+#[derive(Debug)]
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[0.5, 1.5) × mean`.
+    fn around(&mut self, mean: Duration) -> Duration {
+        let f = 0.5 + (self.next() >> 11) as f64 / (1u64 << 53) as f64;
+        mean.mul_f64(f)
+    }
+}
+
+// === the three paths ===
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Direct,
+    Gateway,
+    Proxy,
+}
+
+impl Via {
+    const ALL: [Via; 3] = [Via::Direct, Via::Gateway, Via::Proxy];
+
+    fn name(self) -> &'static str {
+        match self {
+            Via::Direct => "direct",
+            Via::Gateway => "gateway",
+            Via::Proxy => "kubectl-proxy",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+struct Route {
+    via: Via,
+    client: kube::Client,
+}
+
+async fn client_from_kubeconfig(path: &Path) -> kube::Client {
+    let kubeconfig = kube::config::Kubeconfig::read_from(path)
+        .unwrap_or_else(|e| panic!("kubeconfig {}: {e}", path.display()));
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("kubeconfig {}: {e}", path.display()));
+    kube::Client::try_from(config).expect("kube client")
+}
+
+/// A server process the benchmark started; killed on drop.
+#[derive(Debug)]
+struct Server {
+    child: Child,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Spawns `cmd` and waits (at most 30 s) for an output line containing `ready`, which it
+/// returns; all output goes on being written to `log`.
+fn spawn_ready(mut cmd: Command, ready: &str, log: &Path) -> (Server, String) {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let file = std::fs::File::create(log).expect("log file");
+    let outputs: [Box<dyn std::io::Read + Send>; 2] = [
+        Box::new(child.stdout.take().expect("stdout")),
+        Box::new(child.stderr.take().expect("stderr")),
+    ];
+    for output in outputs {
+        let (tx, mut file) = (tx.clone(), file.try_clone().expect("log file"));
+        std::thread::spawn(move || {
+            for line in BufReader::new(output).lines().map_while(Result::ok) {
+                let _ = writeln!(file, "{line}");
+                let _ = tx.send(line);
+            }
+        });
+    }
+    let server = Server { child };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) if line.contains(ready) => return (server, line),
+            Ok(_) => {}
+            Err(_) => panic!(
+                "{cmd:?} never printed {ready:?}; log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            ),
+        }
+    }
+}
+
+/// `kubectl proxy` on the sandbox's kubeconfig, exec/attach allowed (they are rejected by
+/// default); returns it and its `http://` URL.
+fn kubectl_proxy(cluster: &Cluster, kubectl: &Path) -> (Server, String) {
+    assert!(
+        kubectl.is_file(),
+        "{} not found (set KUBETAPE_BENCH_KUBECTL)",
+        kubectl.display()
+    );
+    let mut cmd = cluster.kubectl(kubectl, &cluster.sandbox_kubeconfig());
+    cmd.args(["proxy", "--port=0", "--reject-paths=^$"]);
+    let log = cluster.root().join("kubectl-proxy.log");
+    let (server, line) = spawn_ready(cmd, "Starting to serve on ", &log);
+    let addr = &line[line.find("Starting to serve on ").expect("ready line") + 21..];
+    (server, format!("http://{}", addr.trim()))
+}
+
+/// A second gateway like the harness's but with `extra` lines in its `[recording]` table (to
+/// measure what a recording policy costs); returns it and a kubeconfig for it, made from
+/// `kubeconfig` (the harness gateway's, with the bench token).
+fn tuned_gateway(cluster: &Cluster, extra: &str, kubeconfig: &Path) -> (Server, PathBuf) {
+    let base = std::fs::read_to_string(cluster.root().join("gateway.toml")).expect("gateway.toml");
+    // A key given in `extra` replaces the harness's (e.g. `store`).
+    let keys: Vec<&str> = extra
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim()))
+        .collect();
+    let kept: String = base
+        .lines()
+        .filter(|l| {
+            !l.split_once('=')
+                .is_some_and(|(k, _)| keys.contains(&k.trim()))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let config = kept.replacen("[recording]\n", &format!("[recording]\n{extra}\n"), 1);
+    assert_ne!(
+        config, kept,
+        "the harness's gateway.toml has no [recording] table"
+    );
+    let path = cluster.root().join("gateway-tuned.toml");
+    std::fs::write(&path, config).expect("write gateway-tuned.toml");
+    let mut cmd = Command::new(tests::bin("kubetape-gateway"));
+    cmd.args(["serve", "--config"])
+        .arg(&path)
+        .env("HOME", &cluster.home)
+        .env("KUBETAPE_LOG", "info");
+    let log = cluster.root().join("gateway-tuned.log");
+    let (server, line) = spawn_ready(cmd, "listening on https://", &log);
+    let addr = line[line.find("https://").expect("ready line")..]
+        .split_whitespace()
+        .next()
+        .expect("address")
+        .to_string();
+    let mut kc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(kubeconfig).expect("kubeconfig")).expect("json");
+    kc["clusters"][0]["cluster"]["server"] = addr.into();
+    let tuned = cluster.root().join("kubeconfig-tuned");
+    std::fs::write(&tuned, serde_json::to_vec(&kc).expect("json")).expect("write kubeconfig");
+    (server, tuned)
+}
+
+/// Opens an exec session on the pod; returns the WebSocket and how long opening took.
+async fn open(
+    client: &kube::Client,
+    command: &[&str],
+) -> Result<
+    (
+        impl Stream<Item = Result<Message, tungstenite::Error>>
+        + futures::Sink<Message, Error = tungstenite::Error>
+        + Unpin
+        + Send
+        + 'static,
+        Duration,
+    ),
+    String,
+> {
+    let params = AttachParams::default()
+        .container(CONTAINER)
+        .stdin(true)
+        .stdout(true)
+        .stderr(true);
+    let req = kube::core::Request::new("/api/v1/namespaces/default/pods")
+        .exec(POD, command.iter().copied(), &params)
+        .map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    let conn = client.connect(req).await.map_err(|e| e.to_string())?;
+    if !conn.supports_stream_close() {
+        return Err("server negotiated v4: no stdin close".into());
+    }
+    Ok((conn.into_stream(), start.elapsed()))
+}
+
+/// Opens `n` sessions at once; panics (naming the path) if any fails.
+async fn open_all(
+    route: &Route,
+    n: usize,
+    command: &[&str],
+) -> Vec<(
+    impl Stream<Item = Result<Message, tungstenite::Error>>
+    + futures::Sink<Message, Error = tungstenite::Error>
+    + Unpin
+    + Send
+    + 'static,
+    Duration,
+)> {
+    let opens = (0..n).map(|_| open(&route.client, command));
+    futures::future::try_join_all(opens)
+        .await
+        .unwrap_or_else(|e| panic!("{}: opening {n} sessions: {e}", route.via.name()))
+}
+
+fn stdin(bytes: &[u8]) -> Message {
+    let mut frame = Vec::with_capacity(bytes.len() + 1);
+    frame.push(0);
+    frame.extend_from_slice(bytes);
+    Message::binary(frame)
+}
+
+/// Reads to the end of the session: stdout bytes, when the Status began, and whether it says
+/// Success.
+async fn read_to_end<S>(ws: &mut S) -> Result<(u64, Instant, bool), String>
+where
+    S: Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
+{
+    let mut stdout = 0u64;
+    let mut status = Vec::new();
+    let mut status_at = None;
+    while let Some(msg) = ws.next().await {
+        match msg.map_err(|e| e.to_string())? {
+            Message::Binary(b) => match b.first() {
+                Some(1) => stdout += b.len() as u64 - 1,
+                Some(3) => {
+                    status_at.get_or_insert_with(Instant::now);
+                    status.extend_from_slice(&b[1..]);
+                }
+                _ => {}
+            },
+            Message::Close(_) => break,
+            _ => {}
+        }
+    }
+    let at = status_at.ok_or("closed without a Status")?;
+    let ok = serde_json::from_slice::<serde_json::Value>(&status)
+        .is_ok_and(|s| s["status"] == "Success");
+    Ok((stdout, at, ok))
+}
+
+// === CPU accounting ===
+
+#[derive(Debug, Clone, Copy)]
+struct Procs {
+    sandbox: u32,
+    gateway: u32,
+    proxy: u32,
+}
+
+/// CPU seconds so far: client (this process), sandbox (with the pods it reaped), gateway,
+/// kubectl proxy.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cpu([f64; 4]);
+
+impl Cpu {
+    fn now(p: Procs) -> Self {
+        Self([
+            cpu_seconds("self", false),
+            cpu_seconds(&p.sandbox.to_string(), true),
+            cpu_seconds(&p.gateway.to_string(), false),
+            cpu_seconds(&p.proxy.to_string(), false),
+        ])
+    }
+
+    fn since(self, before: Cpu) -> Cpu {
+        Cpu(std::array::from_fn(|i| self.0[i] - before.0[i]))
+    }
+
+    fn servers(self) -> f64 {
+        self.0[1] + self.0[2] + self.0[3]
+    }
+}
+
+/// utime + stime (+ reaped children's) from `/proc/<pid>/stat`, in seconds (USER_HZ = 100).
+fn cpu_seconds(pid: &str, children: bool) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    let Some((_, rest)) = stat.rsplit_once(") ") else {
+        return 0.0;
+    };
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // Fields 14-17 of stat(5): utime stime cutime cstime; `rest` starts at field 3.
+    let ticks = f[11] + f[12] + if children { f[13] + f[14] } else { 0 };
+    ticks as f64 / 100.0
+}
+
+/// Busy CPU seconds of the whole machine (all CPUs) from `/proc/stat`.
+fn machine_busy() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let f: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    let busy: u64 = f
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, v)| v)
+        .sum();
+    busy as f64 / 100.0
+}
+
+/// Waits until the servers are idle (< 5% CPU over 200 ms; at most 15 s), so that work left
+/// from one cell (recorder flushes, process teardown) is charged to it and not to the next.
+async fn settle(p: Procs) -> Cpu {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut last = Cpu::now(p);
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = Cpu::now(p);
+        if now.since(last).servers() <= 0.01 || Instant::now() > deadline {
+            return now;
+        }
+        last = now;
+    }
+}
+
+// === throughput ===
+
+#[derive(Debug, Clone, Copy)]
+struct ThroughputRun {
+    bytes: u64,
+    mb_per_s: f64,
+    cpu: Cpu,
+}
+
+/// runs[session count index][via index] = one result per repetition.
+type ThroughputResults = Vec<[Vec<ThroughputRun>; 3]>;
+
+async fn run_throughput(
+    s: &Settings,
+    routes: &[Route; 3],
+    payload: &Path,
+    procs: Procs,
+) -> ThroughputResults {
+    let mut results = ThroughputResults::new();
+    for &n in &s.sessions {
+        let each = s.total_bytes / n as u64;
+        let mut cell: [Vec<ThroughputRun>; 3] = Default::default();
+        for rep in 0..s.reps {
+            for k in 0..3 {
+                // Rotate the order so that no path always runs first (or right after another).
+                let route = &routes[(k + rep) % 3];
+                let run = throughput_once(route, n, each, payload, procs).await;
+                eprintln!(
+                    "  throughput {:>3} sessions  {:<13} rep {}: {:>7.1} MB/s",
+                    n,
+                    route.via.name(),
+                    rep + 1,
+                    run.mb_per_s
+                );
+                cell[route.via.index()].push(run);
+            }
+        }
+        results.push(cell);
+    }
+    results
+}
+
+async fn throughput_once(
+    route: &Route,
+    n: usize,
+    each: u64,
+    payload: &Path,
+    procs: Procs,
+) -> ThroughputRun {
+    let script = format!("read go; exec head -c {each} {}", payload.display());
+    let sessions = open_all(route, n, &["sh", "-c", &script]).await;
+    let before = Cpu::now(procs);
+    let start = Instant::now();
+    let tasks: Vec<_> = sessions
+        .into_iter()
+        .map(|(mut ws, _)| {
+            tokio::spawn(async move {
+                ws.send(stdin(b"\n")).await.map_err(|e| e.to_string())?;
+                read_to_end(&mut ws).await
+            })
+        })
+        .collect();
+    let mut end = start;
+    for task in tasks {
+        let (got, at, ok) = task
+            .await
+            .expect("session task")
+            .unwrap_or_else(|e| panic!("{}: session failed: {e}", route.via.name()));
+        assert!(
+            got == each && ok,
+            "{}: a session got {got} of {each} bytes (status success: {ok})",
+            route.via.name()
+        );
+        end = end.max(at);
+    }
+    let elapsed = end - start;
+    let cpu = settle(procs).await.since(before);
+    ThroughputRun {
+        bytes: each * n as u64,
+        mb_per_s: (each * n as u64) as f64 / 1e6 / elapsed.as_secs_f64(),
+        cpu,
+    }
+}
+
+/// Median MB/s of a cell and the CPU of that median run.
+fn summarize(runs: &[ThroughputRun]) -> (f64, f64, f64, Cpu) {
+    let mut sorted = runs.to_vec();
+    sorted.sort_by(|a, b| a.mb_per_s.total_cmp(&b.mb_per_s));
+    let mid = sorted[sorted.len() / 2];
+    (
+        mid.mb_per_s,
+        sorted[0].mb_per_s,
+        sorted[sorted.len() - 1].mb_per_s,
+        mid.cpu,
+    )
+}
+
+// === keystroke round trip ===
+
+#[derive(Debug, Default)]
+struct KeyCell {
+    rtt: Vec<Duration>,
+    /// (repetition, when the keystroke was sent since its run began, round trip).
+    trace: Vec<(usize, Duration, Duration)>,
+    open: Vec<Duration>,
+    cpu: Cpu,
+    keystrokes: usize,
+}
+
+type KeyResults = Vec<[KeyCell; 3]>;
+
+async fn run_keystrokes(s: &Settings, routes: &[Route; 3], procs: Procs) -> KeyResults {
+    let mut results = KeyResults::new();
+    for &n in &s.sessions {
+        let mut cell: [KeyCell; 3] = Default::default();
+        for rep in 0..s.reps {
+            for k in 0..3 {
+                let route = &routes[(k + rep) % 3];
+                let c = &mut cell[route.via.index()];
+                let seed = (n * 1000 + rep * 10 + k) as u64;
+                keystrokes_once(s, route, n, seed, procs, rep, c).await;
+                eprintln!(
+                    "  keystrokes {:>3} sessions  {:<13} rep {}: p99 so far {:.3} ms",
+                    n,
+                    route.via.name(),
+                    rep + 1,
+                    ms(percentile(&mut c.rtt, 0.99))
+                );
+            }
+        }
+        results.push(cell);
+    }
+    results
+}
+
+async fn keystrokes_once(
+    s: &Settings,
+    route: &Route,
+    n: usize,
+    seed: u64,
+    procs: Procs,
+    rep: usize,
+    cell: &mut KeyCell,
+) {
+    let (keys, think) = (s.keys, s.think);
+    let sessions = open_all(route, n, &["cat"]).await;
+    let before = Cpu::now(procs);
+    let start = Instant::now();
+    let tasks: Vec<_> = sessions
+        .into_iter()
+        .enumerate()
+        .map(|(i, (mut ws, opened))| {
+            let mut rng = Rng(seed << 16 | i as u64);
+            tokio::spawn(async move {
+                let mut rtt = Vec::with_capacity(keys);
+                // Spread the sessions' first keystrokes over one think time.
+                tokio::time::sleep(think.mul_f64((rng.next() % 1000) as f64 / 1000.0)).await;
+                for _ in 0..keys {
+                    tokio::time::sleep(rng.around(think)).await;
+                    let t = Instant::now();
+                    ws.send(stdin(b"k")).await.map_err(|e| e.to_string())?;
+                    let mut echoed = 0;
+                    while echoed == 0 {
+                        match ws.next().await {
+                            Some(Ok(Message::Binary(b))) if b.first() == Some(&1) => {
+                                echoed += b.len() - 1;
+                            }
+                            Some(Ok(Message::Binary(b))) if b.first() == Some(&3) => {
+                                return Err(format!(
+                                    "session ended early: {}",
+                                    String::from_utf8_lossy(&b[1..])
+                                ));
+                            }
+                            Some(Ok(Message::Close(_))) | None => {
+                                return Err("closed early".to_string());
+                            }
+                            Some(Ok(_)) => {}
+                            Some(Err(e)) => return Err(e.to_string()),
+                        }
+                    }
+                    rtt.push((t - start, t.elapsed()));
+                }
+                // v5 CLOSE of stdin: cat sees EOF and exits.
+                ws.send(Message::binary(vec![255, 0]))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let (_, _, ok) = read_to_end(&mut ws).await?;
+                if !ok {
+                    return Err("cat did not exit with Success".into());
+                }
+                Ok::<_, String>((rtt, opened))
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (rtt, opened) = task
+            .await
+            .expect("session task")
+            .unwrap_or_else(|e| panic!("{}: keystroke session failed: {e}", route.via.name()));
+        cell.keystrokes += rtt.len();
+        cell.rtt.extend(rtt.iter().map(|&(_, d)| d));
+        cell.trace
+            .extend(rtt.into_iter().map(|(at, d)| (rep, at, d)));
+        cell.open.push(opened);
+    }
+    let cpu = settle(procs).await.since(before);
+    cell.cpu = Cpu(std::array::from_fn(|i| cell.cpu.0[i] + cpu.0[i]));
+}
+
+fn write_samples(path: &Path, s: &Settings, results: &KeyResults) {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("samples file"));
+    writeln!(out, "path,sessions,rep,at_ms,rtt_us").expect("write samples");
+    for (i, &n) in s.sessions.iter().enumerate() {
+        for via in Via::ALL {
+            for &(rep, at, rtt) in &results[i][via.index()].trace {
+                writeln!(
+                    out,
+                    "{},{n},{},{:.3},{:.1}",
+                    via.name(),
+                    rep + 1,
+                    ms(at),
+                    rtt.as_secs_f64() * 1e6
+                )
+                .expect("write samples");
+            }
+        }
+    }
+    out.flush().expect("write samples");
+    eprintln!("round trips written to {}", path.display());
+}
+
+/// The p99 round trip of one repetition.
+fn rep_p99(cell: &KeyCell, rep: usize) -> Duration {
+    let mut v: Vec<Duration> = cell
+        .trace
+        .iter()
+        .filter(|t| t.0 == rep)
+        .map(|t| t.2)
+        .collect();
+    percentile(&mut v, 0.99)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn percentile(v: &mut [Duration], q: f64) -> Duration {
+    if v.is_empty() {
+        return Duration::ZERO;
+    }
+    v.sort_unstable();
+    v[((v.len() - 1) as f64 * q).round() as usize]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+// === report ===
+
+fn print_header(s: &Settings, cpus: usize) {
+    println!();
+    println!("kubetape exec benchmark (release binaries), one sandbox pod reached three ways:");
+    println!("  direct        kube-rs -> sandbox (TLS, WebSocket v5)");
+    println!(
+        "  gateway       kube-rs -> kubetape-gateway (TLS, JWT, recording on) -> sandbox (TLS, WebSocket v5)"
+    );
+    println!(
+        "  kubectl-proxy kube-rs -> kubectl proxy (plain HTTP, byte relay) -> sandbox (TLS) [{}]",
+        s.kubectl.display()
+    );
+    println!(
+        "Machine: {cpus} CPUs shared by the client (this process), the sandbox and its pods, the gateway and kubectl proxy:"
+    );
+    println!(
+        "  every figure is a whole-machine figure; the client does the same work on every path (plus TLS on two)."
+    );
+    if let Some(extra) = &s.gateway_recording {
+        println!(
+            "Gateway [recording] overrides (KUBETAPE_BENCH_GATEWAY_RECORDING): {}",
+            extra.replace('\n', "; ")
+        );
+    }
+    if s.throughput {
+        println!("Throughput payloads:");
+        for p in &s.payloads {
+            println!("  {:<7} {}", p.name(), p.describe());
+        }
+    }
+}
+
+/// The gateway records to a local directory here: how much one object costs to create there
+/// matters as much as the recorder's CPU (a chunk is one object, written at least every second
+/// per active session), and varies a lot between file systems.
+fn print_store_cost(config: &Path) {
+    let text = std::fs::read_to_string(config).expect("gateway config");
+    let Some(dir) = text.lines().find_map(|l| {
+        let (k, v) = l.split_once('=')?;
+        let url = v.trim().trim_matches('"');
+        (k.trim() == "store").then(|| url.strip_prefix("file://").map(PathBuf::from))?
+    }) else {
+        return;
+    };
+    let mut base = dir.as_path();
+    while !base.is_dir() {
+        base = base.parent().expect("an existing ancestor");
+    }
+    let tmp = tempfile::tempdir_in(base).expect("temporary directory");
+    let data = vec![0x5a_u8; 64 << 10];
+    const N: u32 = 200;
+    let start = Instant::now();
+    for i in 0..N {
+        // What object_store's local create-only put does: a staged file, hard-linked, unlinked.
+        let staged = tmp.path().join(format!("{i}.chunk#1"));
+        let mut f = std::fs::File::create_new(&staged).expect("create staged object");
+        f.write_all(&data).expect("write staged object");
+        drop(f);
+        std::fs::hard_link(&staged, tmp.path().join(format!("{i}.chunk"))).expect("link object");
+        std::fs::remove_file(&staged).expect("remove staged object");
+    }
+    println!(
+        "Gateway store: {} -- creating one 64 KiB object there takes {:.0} us (create-only put: staged file, link, unlink).",
+        dir.display(),
+        (start.elapsed() / N).as_secs_f64() * 1e6
+    );
+    println!();
+}
+
+fn print_throughput(s: &Settings, payload: Payload, results: &ThroughputResults) {
+    println!(
+        "== exec throughput, {} payload: `head -c N`, {} MiB per cell split over its sessions; MB/s (10^6 B), median (min-max) of {}",
+        payload.name(),
+        s.total_bytes >> 20,
+        s.reps
+    );
+    println!(
+        "{:>8} {:>10} | {:>21} {:>21} {:>21} | {:>9} {:>9}",
+        "sessions", "N each", "direct", "gateway", "kubectl-proxy", "gw/direct", "gw/proxy"
+    );
+    for (i, &n) in s.sessions.iter().enumerate() {
+        let cell = &results[i];
+        let m: Vec<_> = cell.iter().map(|r| summarize(r)).collect();
+        let fmt = |(med, lo, hi, _): (f64, f64, f64, Cpu)| format!("{med:.0} ({lo:.0}-{hi:.0})");
+        println!(
+            "{:>8} {:>10} | {:>21} {:>21} {:>21} | {:>8.2}x {:>8.2}x",
+            n,
+            human_bytes(s.total_bytes / n as u64),
+            fmt(m[0]),
+            fmt(m[1]),
+            fmt(m[2]),
+            m[1].0 / m[0].0,
+            m[1].0 / m[2].0,
+        );
+    }
+    println!();
+    println!("CPU seconds per GB streamed (the median run), by process:");
+    println!(
+        "{:>8} {:<13} | {:>7} {:>13} {:>8} {:>8} | {:>6}",
+        "sessions", "path", "client", "sandbox+pods", "gateway", "kproxy", "total"
+    );
+    for (i, &n) in s.sessions.iter().enumerate() {
+        for via in Via::ALL {
+            let runs = &results[i][via.index()];
+            let (_, _, _, cpu) = summarize(runs);
+            let gb = runs[0].bytes as f64 / 1e9;
+            let c: Vec<f64> = cpu.0.iter().map(|x| x / gb).collect();
+            println!(
+                "{:>8} {:<13} | {:>7.2} {:>13.2} {:>8.2} {:>8.2} | {:>6.2}",
+                n,
+                via.name(),
+                c[0],
+                c[1],
+                c[2],
+                c[3],
+                c.iter().sum::<f64>()
+            );
+        }
+    }
+    println!();
+}
+
+fn human_bytes(b: u64) -> String {
+    if b >= 10 << 20 {
+        format!("{} MiB", b >> 20)
+    } else {
+        format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64)
+    }
+}
+
+fn print_keystrokes(s: &Settings, results: &KeyResults) {
+    println!(
+        "== keystroke round trip: `cat` (no TTY), 1 byte in -> its echo out; {} per session x {} reps, think time {:.0} ms +/-50%, all sessions at once",
+        s.keys,
+        s.reps,
+        ms(s.think)
+    );
+    println!(
+        "{:>8} {:<13} | {:>8} {:>8} {:>8} {:>8} | {:>9} {:>9} | {:>28}",
+        "sessions",
+        "path",
+        "samples",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "open p50",
+        "open p99",
+        "CPU us/key: client sb gw kp"
+    );
+    for (i, &n) in s.sessions.iter().enumerate() {
+        for via in Via::ALL {
+            let c = &results[i][via.index()];
+            let mut rtt = c.rtt.clone();
+            let mut open = c.open.clone();
+            let per = |x: f64| x * 1e6 / c.keystrokes.max(1) as f64;
+            println!(
+                "{:>8} {:<13} | {:>8} {:>8.3} {:>8.3} {:>8.3} | {:>9.1} {:>9.1} | {:>7.0} {:>6.0} {:>6.0} {:>6.0}",
+                n,
+                via.name(),
+                rtt.len(),
+                ms(percentile(&mut rtt, 0.5)),
+                ms(percentile(&mut rtt, 0.99)),
+                ms(percentile(&mut rtt, 1.0)),
+                ms(percentile(&mut open, 0.5)),
+                ms(percentile(&mut open, 0.99)),
+                per(c.cpu.0[0]),
+                per(c.cpu.0[1]),
+                per(c.cpu.0[2]),
+                per(c.cpu.0[3]),
+            );
+        }
+    }
+    println!();
+}
+
+fn print_verdict(
+    s: &Settings,
+    tput: &[(Payload, ThroughputResults)],
+    keys: Option<&KeyResults>,
+    cpus: usize,
+    other_load: f64,
+) {
+    let counts = s
+        .sessions
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join("/");
+    let met = |ok: bool| if ok { "met" } else { "MISSED" };
+    for (payload, tput) in tput {
+        for other in [Via::Direct, Via::Proxy] {
+            let ratios: Vec<f64> = tput
+                .iter()
+                .map(|cell| {
+                    summarize(&cell[Via::Gateway.index()]).0 / summarize(&cell[other.index()]).0
+                })
+                .collect();
+            let shown: Vec<String> = ratios.iter().map(|r| format!("{r:.2}x")).collect();
+            println!(
+                "throughput gateway/{} = {} at {counts} sessions, {} payload (target >= 0.90): {}",
+                other.name(),
+                shown.join(" / "),
+                payload.name(),
+                met(ratios.iter().all(|&r| r >= 0.90))
+            );
+        }
+    }
+    if let Some(keys) = keys {
+        let last = keys.len() - 1;
+        let n = s.sessions[last];
+        let (gw, direct) = (
+            &keys[last][Via::Gateway.index()],
+            &keys[last][Via::Direct.index()],
+        );
+        // Per repetition, the two paths ran back to back: their difference is less exposed to
+        // the machine's moods than the difference of the pooled p99s.
+        let added = median(
+            (0..s.reps)
+                .map(|r| ms(rep_p99(gw, r)) - ms(rep_p99(direct, r)))
+                .collect(),
+        );
+        let pooled = |c: &KeyCell| ms(percentile(&mut c.rtt.clone(), 0.99));
+        println!(
+            "p99 added round trip = {added:.3} ms at {n} sessions (target < 1 ms): {} [median over {} repetitions of gateway p99 - direct p99; pooled p99: gateway {:.3} ms, direct {:.3} ms]",
+            met(added < 1.0),
+            s.reps,
+            pooled(gw),
+            pooled(direct),
+        );
+    }
+    println!(
+        "note: the client, the servers and the pods share {cpus} CPUs: throughput is CPU-bound, so its ratios compare the CPU each path spends per byte."
+    );
+    println!(
+        "note: other processes used {:.0}% of the machine during the run{}",
+        other_load * 100.0,
+        if other_load > 0.05 {
+            " -- the figures are depressed and noisy; rerun on a quiet machine"
+        } else {
+            ""
+        }
+    );
+}
