@@ -338,47 +338,9 @@ fn decode_payload(tag: u8, payload: &[u8]) -> Result<EventKind, &'static str> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
     use proptest::prelude::*;
-
-    pub fn arb_kind() -> impl Strategy<Value = EventKind> {
-        let bytes = proptest::collection::vec(any::<u8>(), 0..300);
-        let stream = prop_oneof![
-            Just(Stream::Stdin),
-            Just(Stream::Stdout),
-            Just(Stream::Stderr)
-        ];
-        prop_oneof![
-            4 => (stream.clone(), bytes.clone()).prop_map(|(stream, bytes)| EventKind::Data { stream, bytes }),
-            1 => (any::<u16>(), any::<u16>()).prop_map(|(cols, rows)| EventKind::Resize { cols, rows }),
-            1 => (any::<i32>(), ".{0,40}").prop_map(|(code, message)| EventKind::Exit { code, message }),
-            1 => ".{0,40}".prop_map(|text| EventKind::Marker { text }),
-            1 => stream.prop_map(|stream| EventKind::StreamClose { stream }),
-            1 => (any::<u64>(), any::<u16>()).prop_map(|(conn, port)| EventKind::PortForwardOpen { conn, port }),
-            1 => (any::<u64>(), any::<bool>(), bytes.clone()).prop_map(|(conn, d, bytes)| EventKind::PortForwardData {
-                conn,
-                direction: if d { Direction::FromPod } else { Direction::ToPod },
-                bytes
-            }),
-            1 => (any::<u64>(), ".{0,40}").prop_map(|(conn, error)| EventKind::PortForwardClose { conn, error }),
-            1 => (11u8.., bytes).prop_map(|(tag, payload)| EventKind::Unknown { tag, payload }),
-        ]
-    }
-
-    /// Arbitrary event sequences with non-decreasing times.
-    pub fn arb_events(max: usize) -> impl Strategy<Value = Vec<Event>> {
-        proptest::collection::vec((0u64..5_000_000, arb_kind()), 0..max).prop_map(|items| {
-            let mut at = 0u64;
-            items
-                .into_iter()
-                .map(|(delta, kind)| {
-                    at += delta;
-                    Event { at_us: at, kind }
-                })
-                .collect()
-        })
-    }
 
     #[test]
     fn byte_vectors() {
@@ -461,18 +423,6 @@ pub(crate) mod tests {
     }
 
     proptest! {
-        #[test]
-        fn round_trip(events in arb_events(60), base in 0u64..1_000_000) {
-            let events: Vec<Event> = events.into_iter().map(|mut e| { e.at_us += base; e }).collect();
-            let mut out = Vec::new();
-            let mut prev = base;
-            for e in &events {
-                e.encode(prev, &mut out);
-                prev = e.at_us;
-            }
-            prop_assert_eq!(decode_all(&out, base).unwrap(), events);
-        }
-
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = decode_all(&bytes, 0);
