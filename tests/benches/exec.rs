@@ -1158,9 +1158,16 @@ fn print_keystrokes(s: &Settings, results: &KeyResults) {
             let c = &results[i][via.index()];
             let mut rtt = c.rtt.clone();
             let mut open = c.open.clone();
-            let per = |x: f64| x * 1e6 / c.keystrokes.max(1) as f64;
+            // CPU time comes in 10 ms ticks: below 1,000 keystrokes a per-key figure is noise.
+            let per = |x: f64| {
+                if c.keystrokes < 1000 {
+                    "-".to_string()
+                } else {
+                    format!("{:.0}", x * 1e6 / c.keystrokes as f64)
+                }
+            };
             println!(
-                "{:>8} {:<13} | {:>8} {:>8.3} {:>8.3} {:>8.3} | {:>9.1} {:>9.1} | {:>7.0} {:>6.0} {:>6.0} {:>6.0}",
+                "{:>8} {:<13} | {:>8} {:>8.3} {:>8.3} {:>8.3} | {:>9.1} {:>9.1} | {:>7} {:>6} {:>6} {:>6}",
                 n,
                 via.name(),
                 rtt.len(),
