@@ -51,10 +51,9 @@ async fn run(
         }
         _ => Message::Binary(frame),
     };
-    let mut client_open = true;
     loop {
         tokio::select! {
-            msg = rx.next(), if client_open => {
+            msg = rx.next() => {
                 let frame = match msg {
                     Some(Ok(Message::Binary(b))) => channel::decode_binary(&b, protocol),
                     Some(Ok(Message::Text(t))) if protocol.is_base64() => channel::decode_text(t.as_str()),
@@ -62,7 +61,6 @@ async fn run(
                     Some(Ok(Message::Text(_))) => continue,
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
                         // The client is gone: tell the pump by dropping our sender.
-                        client_open = false;
                         break;
                     }
                 };
@@ -102,5 +100,4 @@ async fn run(
         }
     }
     drop(from_tx);
-    let _ = client_open;
 }
