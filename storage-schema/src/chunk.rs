@@ -31,10 +31,9 @@
 //!
 //! The header layout is frozen: it is authenticated data, so changing it is a new format version.
 
-use aes_gcm::Nonce;
-use aes_gcm::aead::{Aead, Payload};
 use sha2::{Digest as _, Sha256};
 
+use crate::aead::{self, TAG_LEN};
 use crate::event::{self, Event, EventError};
 use crate::keys::{DataKey, PublicKey, SigningKey};
 use crate::session::SessionId;
@@ -43,7 +42,6 @@ pub const MAGIC: [u8; 4] = *b"KTCK";
 pub const VERSION: u8 = 1;
 pub const HEADER_LEN: usize = 92;
 pub const SIGNATURE_LEN: usize = 64;
-const TAG_LEN: usize = 16;
 const FLAG_ZSTD: u8 = 0x01;
 /// Upper bound on a chunk's plaintext; readers refuse more (a decompression-bomb guard).
 pub const MAX_PLAINTEXT: u32 = 64 << 20;
@@ -69,6 +67,8 @@ pub enum ChunkError {
     Decrypt,
     #[error("decompression failed: {0}")]
     Decompress(String),
+    #[error("compression failed: {0}")]
+    Compress(String),
     #[error("events: {0}")]
     Events(#[from] EventError),
     #[error(
@@ -236,9 +236,17 @@ impl SealedChunk {
     ) -> Result<Self, ChunkError> {
         let compressed = compressor
             .compress(plaintext)
-            .map_err(|e| ChunkError::Decompress(e.to_string()))?;
-        let mut header = ChunkHeader {
-            compressed: true,
+            .map_err(|e| ChunkError::Compress(e.to_string()))?;
+        // Incompressible output (already-compressed or random data) is stored as it is: the
+        // reader then skips zstd too, and the chunk is never larger than its events.
+        let is_compressed = compressed.len() < plaintext.len();
+        let body: &[u8] = if is_compressed {
+            &compressed
+        } else {
+            plaintext
+        };
+        let header = ChunkHeader {
+            compressed: is_compressed,
             session,
             seq,
             first_us,
@@ -247,24 +255,15 @@ impl SealedChunk {
             events,
             plaintext_len: u32::try_from(plaintext.len())
                 .map_err(|_| ChunkError::BadHeader("plaintext length"))?,
-            ciphertext_len: u32::try_from(compressed.len() + TAG_LEN)
+            ciphertext_len: u32::try_from(body.len() + TAG_LEN)
                 .map_err(|_| ChunkError::BadHeader("ciphertext length"))?,
         };
         if header.plaintext_len > MAX_PLAINTEXT {
             return Err(ChunkError::BadHeader("plaintext length"));
         }
-        header.compressed = true;
         let header_bytes = header.to_bytes();
-        let ciphertext = dek
-            .cipher()
-            .encrypt(
-                &nonce(seq),
-                Payload {
-                    msg: &compressed,
-                    aad: &header_bytes,
-                },
-            )
-            .map_err(|_| ChunkError::Decrypt)?;
+        let ciphertext = aead::seal(dek.bytes(), nonce(seq), &header_bytes, body)
+            .map_err(|_| ChunkError::BadHeader("body length"))?;
         debug_assert_eq!(ciphertext.len(), header.ciphertext_len as usize);
         let digest = ChainDigest::of(&header_bytes, &ciphertext);
         let signature = signer.sign(SIGN_DOMAIN, &digest.0);
@@ -328,16 +327,13 @@ impl SealedChunk {
 
     /// Authenticates, decrypts, decompresses and decodes the events.
     pub fn open(&self, dek: &DataKey) -> Result<Vec<Event>, ChunkError> {
-        let plain = dek
-            .cipher()
-            .decrypt(
-                &nonce(self.header.seq),
-                Payload {
-                    msg: &self.ciphertext,
-                    aad: &self.header_bytes,
-                },
-            )
-            .map_err(|_| ChunkError::Decrypt)?;
+        let plain = aead::open(
+            dek.bytes(),
+            nonce(self.header.seq),
+            &self.header_bytes,
+            &self.ciphertext,
+        )
+        .map_err(|_| ChunkError::Decrypt)?;
         let raw = if self.header.compressed {
             let raw = zstd::bulk::decompress(&plain, self.header.plaintext_len as usize)
                 .map_err(|e| ChunkError::Decompress(e.to_string()))?;
@@ -379,11 +375,11 @@ impl SealedChunk {
     }
 }
 
-fn nonce(seq: u64) -> Nonce<aes_gcm::aead::consts::U12> {
+fn nonce(seq: u64) -> [u8; 12] {
     let mut n = [0u8; 12];
     n[..4].copy_from_slice(NONCE_DOMAIN);
     n[4..].copy_from_slice(&seq.to_be_bytes());
-    *Nonce::from_slice(&n)
+    n
 }
 
 #[cfg(test)]
@@ -449,6 +445,52 @@ mod tests {
             ChunkHeader::parse(&good[..91]),
             Err(ChunkError::TooShort(91))
         );
+    }
+
+    /// zstd is kept only when it shrinks the body: random bytes (or tiny chunks, where the
+    /// frame overhead wins) are stored as they are, flagged, and read back the same.
+    #[test]
+    fn incompressible_bodies_are_stored_raw() {
+        let dek = DataKey::from_bytes([1; 32]);
+        let signer = SigningKey::from_seed("k", [2; 32]);
+        let mut z = zstd::bulk::Compressor::new(3).unwrap();
+        let session = SessionId::from_bytes([3; 16]);
+        let mut state = 0x1234_5678_9abc_def0u64;
+        let random: Vec<u8> = (0..64 << 10)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        let text = b"line of terminal output\r\n".repeat(2000);
+        for (bytes, expect_compressed) in [(random, false), (text, true)] {
+            let ev = Event {
+                at_us: 1,
+                kind: crate::EventKind::Data {
+                    stream: crate::Stream::Stdout,
+                    bytes,
+                },
+            };
+            let mut plain = Vec::new();
+            ev.encode(1, &mut plain);
+            let c = SealedChunk::seal(
+                session,
+                0,
+                ChainDigest([0; 32]),
+                (1, 1, 1),
+                &plain,
+                &mut z,
+                &dek,
+                &signer,
+            )
+            .unwrap();
+            assert_eq!(c.header.compressed, expect_compressed);
+            assert!(c.ciphertext.len() <= plain.len() + TAG_LEN);
+            let back = SealedChunk::decode(&c.encode()).unwrap();
+            assert_eq!(back.open(&dek).unwrap(), vec![ev]);
+        }
     }
 
     #[test]

@@ -24,12 +24,11 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
 use ed25519_dalek::Signer;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use crate::aead;
 use crate::session::SessionId;
 
 /// Why a key could not be loaded, created or used.
@@ -144,8 +143,8 @@ impl DataKey {
         Self(Zeroizing::new(bytes))
     }
 
-    pub(crate) fn cipher(&self) -> Aes256Gcm {
-        Aes256Gcm::new((&*self.0).into())
+    pub(crate) fn bytes(&self) -> &[u8; 32] {
+        &self.0
     }
 }
 
@@ -194,16 +193,8 @@ impl Kek {
     /// wrapped key cannot be moved to another session.
     pub fn wrap(&self, session: SessionId, dek: &DataKey) -> Result<WrappedKey, KeyError> {
         let nonce: [u8; 12] = random()?;
-        let cipher = Aes256Gcm::new((&*self.key).into());
         let aad = wrap_aad(session, &self.id);
-        let wrapped = cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: &dek.0[..],
-                    aad: &aad,
-                },
-            )
+        let wrapped = aead::seal(&self.key, nonce, &aad, &dek.0[..])
             .map_err(|_| KeyError::Random("AES-GCM refused to encrypt".into()))?;
         Ok(WrappedKey {
             format: 1,
@@ -221,22 +212,9 @@ impl Kek {
         let fail = || KeyError::UnwrapFailed(wrapped.kek.clone());
         let nonce = hex::decode(&wrapped.nonce).map_err(|_| fail())?;
         let ct = hex::decode(&wrapped.wrapped).map_err(|_| fail())?;
-        if nonce.len() != 12 {
-            return Err(fail());
-        }
-        let cipher = Aes256Gcm::new((&*self.key).into());
+        let nonce: [u8; 12] = nonce.try_into().map_err(|_| fail())?;
         let aad = wrap_aad(session, &wrapped.kek);
-        let plain = Zeroizing::new(
-            cipher
-                .decrypt(
-                    Nonce::from_slice(&nonce),
-                    Payload {
-                        msg: &ct,
-                        aad: &aad,
-                    },
-                )
-                .map_err(|_| fail())?,
-        );
+        let plain = Zeroizing::new(aead::open(&self.key, nonce, &aad, &ct).map_err(|_| fail())?);
         let bytes: [u8; 32] = plain.as_slice().try_into().map_err(|_| fail())?;
         Ok(DataKey::from_bytes(bytes))
     }

@@ -24,6 +24,7 @@
 //! - [`verify`]: precise damage reports (sync, no I/O);
 //! - [`store`] (feature `store`): object-store I/O — recorder, reader, catalog, verification.
 
+pub mod aead;
 pub mod builder;
 pub mod chunk;
 pub mod defaults;

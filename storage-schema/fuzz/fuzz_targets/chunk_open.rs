@@ -17,8 +17,6 @@
 
 use std::cell::RefCell;
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use storage_schema::chunk::{HEADER_LEN, MAX_PLAINTEXT, SIGNATURE_LEN};
@@ -336,15 +334,7 @@ fn body(seq: u64, first_us: u64, span: u32, events: u32, compressed: bool, len: 
     let mut nonce = [0u8; 12];
     nonce[..4].copy_from_slice(b"KTck");
     nonce[4..].copy_from_slice(&seq.to_be_bytes());
-    let ciphertext = Aes256Gcm::new((&DEK_BYTES).into())
-        .encrypt(
-            Nonce::from_slice(&nonce),
-            Payload {
-                msg: &body,
-                aad: &header_bytes,
-            },
-        )
-        .unwrap();
+    let ciphertext = storage_schema::aead::seal(&DEK_BYTES, nonce, &header_bytes, &body).unwrap();
     let mut stored = Vec::with_capacity(HEADER_LEN + ciphertext.len() + SIGNATURE_LEN);
     stored.extend_from_slice(&header_bytes);
     stored.extend_from_slice(&ciphertext);
