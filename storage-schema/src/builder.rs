@@ -235,7 +235,13 @@ impl ChunkBuilder {
             exit,
             bytes: self.totals.bytes,
             events: self.totals.events,
+            commands: None,
         }
+    }
+
+    /// The session's data key (the commands object is encrypted under it too).
+    pub(crate) fn dek(&self) -> &DataKey {
+        &self.dek
     }
 
     pub fn signer(&self) -> &SigningKey {

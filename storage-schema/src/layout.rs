@@ -5,6 +5,7 @@
 //! sessions/<id>/meta.json              plaintext metadata (exact bytes are chained)
 //! sessions/<id>/dek.json               the data key, wrapped by a KEK (delete = crypto-shred)
 //! sessions/<id>/chunks/<seq:020>       encrypted, signed, chained event chunks
+//! sessions/<id>/commands              encrypted commands typed (optional, before the seal)
 //! sessions/<id>/seal.json              signed end-of-session summary
 //! ```
 //! Every object is written once with a create-only put and never modified.
@@ -31,6 +32,10 @@ pub fn chunks_dir(id: SessionId) -> String {
 
 pub fn chunk(id: SessionId, seq: u64) -> String {
     format!("{SESSIONS}/{id}/chunks/{seq:020}")
+}
+
+pub fn commands(id: SessionId) -> String {
+    format!("{SESSIONS}/{id}/commands")
 }
 
 pub fn seal(id: SessionId) -> String {

@@ -27,6 +27,7 @@
 pub mod aead;
 pub mod builder;
 pub mod chunk;
+pub mod commands;
 pub mod defaults;
 pub mod event;
 pub mod keys;

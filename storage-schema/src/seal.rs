@@ -56,6 +56,10 @@ pub struct SealPayload {
     pub exit: Option<ExitInfo>,
     pub bytes: StreamBytes,
     pub events: u64,
+    /// The commands object written with the seal, if the recorder extracted commands
+    /// (absent in seals written before it existed, and in `interrupted` seals).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commands: Option<crate::commands::CommandsRef>,
 }
 
 /// Why a seal could not be read or trusted.

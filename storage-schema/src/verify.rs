@@ -51,6 +51,10 @@ pub enum Damage {
     SealChunkCount { sealed: u64, found: u64 },
     #[error("seal's final digest does not match the last chunk (the chain's end was altered)")]
     SealDigest,
+    #[error("commands object is missing, though the seal lists {count} commands")]
+    CommandsMissing { count: u64 },
+    #[error("commands: {0}")]
+    Commands(crate::commands::CommandsError),
     #[error("seal's byte counts {sealed:?} do not match the recorded events {found:?}")]
     SealBytes {
         sealed: StreamBytes,

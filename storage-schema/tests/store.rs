@@ -248,3 +248,100 @@ async fn a_failing_store_closes_the_recorder() {
     let err = rec.finish(None).await.unwrap_err();
     assert!(matches!(err, RecordError::Store(_)), "{err}");
 }
+
+/// Commands written with the seal come back through the reader, are covered by the seal's
+/// signature (so a verifier with only the public key notices tampering), and their absence is
+/// reported rather than read as "no commands".
+#[tokio::test]
+async fn commands_are_sealed_with_the_session() {
+    use storage_schema::commands::CommandEntry;
+    use storage_schema::store::SessionReader;
+    use storage_schema::{Damage, Event};
+
+    for ts in common::all_stores() {
+        let (ring, _k) = common::keyring();
+        let recorder = Recorder::start(
+            ts.store.clone(),
+            &ring,
+            common::meta(),
+            FlushPolicy::default(),
+        )
+        .await
+        .unwrap();
+        let id = recorder.session();
+        recorder
+            .record_at(Event {
+                at_us: 5,
+                kind: EventKind::Data {
+                    stream: Stream::Stdin,
+                    bytes: b"ls\r".to_vec(),
+                },
+            })
+            .await
+            .unwrap();
+        let typed = vec![
+            CommandEntry {
+                at_us: 5,
+                text: Some("ls".into()),
+                redacted: false,
+                prompt: Some("$ ".into()),
+                cwd: None,
+                exit_code: Some(0),
+            },
+            CommandEntry {
+                at_us: 9,
+                text: None,
+                redacted: true,
+                prompt: None,
+                cwd: None,
+                exit_code: None,
+            },
+        ];
+        let seal = recorder
+            .finish_with_commands(None, typed.clone())
+            .await
+            .unwrap();
+        assert_eq!(seal.commands.as_ref().unwrap().count, 2, "{}", ts.name);
+
+        let reader = SessionReader::open(&ts.store, &ring, id).await.unwrap();
+        assert_eq!(reader.commands().await.unwrap(), Some(typed), "{}", ts.name);
+        let public = ring.current_signing_key().unwrap().public();
+        for keys in [KeySource::Keyring(&ring), KeySource::PublicKey(&public)] {
+            let report = verify_session(&ts.store, id, keys).await.unwrap();
+            assert!(report.intact(), "{}: {:?}", ts.name, report.damage);
+        }
+
+        // Replace the object (the store refuses overwrites, so delete and recreate it).
+        let key = layout::commands(id);
+        let mut bytes = ts.store.get(&key).await.unwrap().to_vec();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        ts.store.delete(&key).await.unwrap();
+        ts.store.put_create(&key, bytes).await.unwrap();
+        for keys in [KeySource::Keyring(&ring), KeySource::PublicKey(&public)] {
+            let report = verify_session(&ts.store, id, keys).await.unwrap();
+            assert!(
+                matches!(report.damage.as_slice(), [Damage::Commands(_)]),
+                "{}: {:?}",
+                ts.name,
+                report.damage
+            );
+        }
+        assert!(reader.commands().await.is_err(), "{}", ts.name);
+
+        ts.store.delete(&key).await.unwrap();
+        let report = verify_session(&ts.store, id, KeySource::Keyring(&ring))
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                report.damage.as_slice(),
+                [Damage::CommandsMissing { count: 2 }]
+            ),
+            "{}: {:?}",
+            ts.name,
+            report.damage
+        );
+        assert!(reader.commands().await.is_err(), "{}", ts.name);
+    }
+}

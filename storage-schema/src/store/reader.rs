@@ -5,6 +5,7 @@
 use super::verify::{load_dek, load_meta};
 use super::{Store, StoreError};
 use crate::chunk::{ChainDigest, ChunkError, ChunkHeader, HEADER_LEN, SealedChunk};
+use crate::commands::{self, CommandEntry};
 use crate::event::Event;
 use crate::keys::{DataKey, KeyError, Keyring, PublicKey};
 use crate::layout;
@@ -60,6 +61,36 @@ impl SessionReader {
             dek,
             seqs,
         })
+    }
+
+    /// The session's commands object, checked against the signed seal, or `None` when the
+    /// session has none (not sealed yet, sealed as interrupted, or recorded without extraction).
+    pub async fn commands(&self) -> Result<Option<Vec<CommandEntry>>, ReadError> {
+        let Some(seal) = self.store.get_opt(&layout::seal(self.meta.session)).await? else {
+            return Ok(None);
+        };
+        let payload = crate::seal::SealPayload::verify(&seal, &self.public)
+            .map_err(|e| ReadError::Damaged(Damage::Seal(e)))?;
+        if payload.session != self.meta.session {
+            return Err(ReadError::Damaged(Damage::SealForeign {
+                owner: payload.session,
+            }));
+        }
+        let Some(reference) = payload.commands else {
+            return Ok(None);
+        };
+        let bytes = self
+            .store
+            .get_opt(&layout::commands(self.meta.session))
+            .await?
+            .ok_or(ReadError::Damaged(Damage::CommandsMissing {
+                count: reference.count,
+            }))?;
+        let damaged = |e| ReadError::Damaged(Damage::Commands(e));
+        commands::check(&bytes, &reference).map_err(damaged)?;
+        commands::decode(&bytes, self.meta.session, &self.dek)
+            .map(Some)
+            .map_err(damaged)
     }
 
     pub fn meta(&self) -> &SessionMeta {

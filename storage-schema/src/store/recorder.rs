@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use super::{Store, StoreError};
 use crate::builder::{ChunkBuilder, FlushPolicy, MAX_EVENT_DATA};
 use crate::chunk::{ChunkError, SealedChunk};
+use crate::commands::{self, CommandEntry, CommandsError};
 use crate::event::{Event, EventKind, Stream};
 use crate::keys::{DataKey, KeyError, Keyring};
 use crate::layout;
@@ -44,11 +45,17 @@ pub enum RecordError {
     Stopped,
     #[error("recorder task failed: {0}")]
     Task(String),
+    #[error(transparent)]
+    Commands(#[from] CommandsError),
 }
 
 enum Msg {
     Event(Event),
-    Finish { exit: Option<ExitInfo>, seal: bool },
+    Finish {
+        exit: Option<ExitInfo>,
+        seal: bool,
+        commands: Option<Vec<CommandEntry>>,
+    },
 }
 
 /// Handle to one session being recorded.
@@ -154,22 +161,44 @@ impl Recorder {
 
     /// Flushes everything, waits for the uploads and writes the signed seal.
     pub async fn finish(self, exit: Option<ExitInfo>) -> Result<SealPayload, RecordError> {
-        self.stop(exit, true).await?.ok_or(RecordError::Stopped)
+        self.stop(exit, true, None)
+            .await?
+            .ok_or(RecordError::Stopped)
+    }
+
+    /// [`Self::finish`], writing the session's extracted commands first (encrypted under the
+    /// session key) and binding them into the seal.
+    pub async fn finish_with_commands(
+        self,
+        exit: Option<ExitInfo>,
+        commands: Vec<CommandEntry>,
+    ) -> Result<SealPayload, RecordError> {
+        self.stop(exit, true, Some(commands))
+            .await?
+            .ok_or(RecordError::Stopped)
     }
 
     /// Flushes and uploads everything but writes no seal, leaving the session open: what a
     /// recorder that must stop without knowing how the session ended (shutdown, hand-off to
     /// another process) does. `kubetape seal` can seal it later as interrupted.
     pub async fn finish_unsealed(self) -> Result<(), RecordError> {
-        self.stop(None, false).await.map(|_| ())
+        self.stop(None, false, None).await.map(|_| ())
     }
 
     async fn stop(
         self,
         exit: Option<ExitInfo>,
         seal: bool,
+        commands: Option<Vec<CommandEntry>>,
     ) -> Result<Option<SealPayload>, RecordError> {
-        let _ = self.tx.send(Msg::Finish { exit, seal }).await;
+        let _ = self
+            .tx
+            .send(Msg::Finish {
+                exit,
+                seal,
+                commands,
+            })
+            .await;
         drop(self.tx);
         self.task
             .await
@@ -190,7 +219,8 @@ async fn run(
     // the next chunk, so callers learn of it through `closed()` even on an idle session.
     let mut uploaded = None;
     // Any failure below stops accepting events; the uploader's error wins as the cause.
-    let outcome: Result<(Option<ExitInfo>, bool), RecordError> = async {
+    type Ending = (Option<ExitInfo>, bool, Option<Vec<CommandEntry>>);
+    let outcome: Result<Ending, RecordError> = async {
         loop {
             let deadline = builder.deadline_us().map(|us| {
                 tokio::time::Instant::from_std(clock + std::time::Duration::from_micros(us))
@@ -217,7 +247,11 @@ async fn run(
                             .map_err(|_| RecordError::Stopped)?;
                     }
                 }
-                Some(Msg::Finish { exit, seal }) => return Ok((exit, seal)),
+                Some(Msg::Finish {
+                    exit,
+                    seal,
+                    commands,
+                }) => return Ok((exit, seal, commands)),
                 // Dropped without `finish`: keep what was recorded, leave the session open.
                 None => return Err(RecordError::Stopped),
             }
@@ -237,11 +271,16 @@ async fn run(
     };
     uploaded.map_err(|e| RecordError::Task(e.to_string()))??;
     flushed?;
-    let (exit, write_seal) = outcome?;
+    let (exit, write_seal, command_entries) = outcome?;
     if !write_seal {
         return Ok(None);
     }
-    let seal = builder.seal_payload(SealState::Sealed, exit);
+    let mut seal = builder.seal_payload(SealState::Sealed, exit);
+    if let Some(entries) = command_entries {
+        let (bytes, reference) = commands::encode(session, builder.dek(), &entries)?;
+        store.put_create(&layout::commands(session), bytes).await?;
+        seal.commands = Some(reference);
+    }
     store
         .put_create(&layout::seal(session), seal.sign(builder.signer()))
         .await?;

@@ -1,6 +1,7 @@
 //! Verifying and late-sealing sessions in a store.
 
 use super::{Store, StoreError};
+use crate::commands;
 use crate::keys::{DataKey, KeyError, Keyring, PublicKey, WrappedKey};
 use crate::layout;
 use crate::seal::{SealPayload, SealState};
@@ -90,7 +91,7 @@ pub async fn verify_session(
             (pk, dek)
         }
     };
-    let mut verifier = Verifier::new(id, &meta_bytes, &public, dek);
+    let mut verifier = Verifier::new(id, &meta_bytes, &public, dek.clone());
     match &meta {
         Err(e) => verifier.note(Damage::MetaUnreadable(e.clone())),
         Ok(m) if m.session != id => verifier.note(Damage::MetaForeign {
@@ -114,7 +115,26 @@ pub async fn verify_session(
         verifier.chunk(seq, &bytes);
     }
     let seal = store.get_opt(&layout::seal(id)).await?;
-    Ok(verifier.finish(seal.as_deref()))
+    let mut report = verifier.finish(seal.as_deref());
+    if let SessionState::Sealed(payload) | SessionState::Interrupted(payload) = &report.state
+        && let Some(reference) = &payload.commands
+    {
+        match store.get_opt(&layout::commands(id)).await? {
+            None => report.damage.push(Damage::CommandsMissing {
+                count: reference.count,
+            }),
+            Some(bytes) => {
+                let checked = commands::check(&bytes, reference).and_then(|()| match &dek {
+                    Some(dek) => commands::decode(&bytes, id, dek).map(drop),
+                    None => Ok(()),
+                });
+                if let Err(e) = checked {
+                    report.damage.push(Damage::Commands(e));
+                }
+            }
+        }
+    }
+    Ok(report)
 }
 
 /// Seals a session whose writer died, as `interrupted`, after verifying its whole chain with the
@@ -149,6 +169,7 @@ pub async fn seal_interrupted(
         exit: None,
         bytes: totals.bytes,
         events: totals.events,
+        commands: None,
     };
     store
         .put_create(&layout::seal(id), payload.sign(signer))

@@ -1,0 +1,228 @@
+//! The commands object: what was typed in a session, as the transcript extractor reconstructed
+//! it, stored next to the chunks so reviewers can search sessions without replaying them.
+//!
+//! ```text
+//! off  len  field (big-endian)
+//!   0    4  magic "KTCM"
+//!   4    1  version = 1
+//!   5    3  reserved = 0
+//!   8   16  session id
+//!  24    4  entry count
+//!  28    4  plaintext length (JSON bytes, ≤ 64 MiB)
+//!  32    n  AES-256-GCM(DEK, nonce = "KTcm" ‖ 0u64, zstd(JSON array of entries), AAD = bytes 0..32)
+//! ```
+//! Commands are as confidential as the terminal they came from, so they are encrypted under the
+//! session's own data key (deleting `dek.json` shreds them too); the nonce domain differs from the
+//! chunks' ("KTck"), so no (key, nonce) pair repeats. The object is written once, before the seal,
+//! and the signed seal carries its SHA-256 ([`CommandsRef`]): the commands are as tamper-evident
+//! as the seal, and a verifier with only the public key can check them without decrypting.
+
+use sha2::{Digest as _, Sha256};
+
+use crate::aead;
+use crate::chunk::MAX_PLAINTEXT;
+use crate::keys::DataKey;
+use crate::session::SessionId;
+
+pub const MAGIC: [u8; 4] = *b"KTCM";
+pub const VERSION: u8 = 1;
+pub const HEADER_LEN: usize = 32;
+const NONCE: [u8; 12] = *b"KTcm\0\0\0\0\0\0\0\0";
+
+/// One command as the shell accepted it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CommandEntry {
+    /// When Enter was pressed, µs since the session started.
+    pub at_us: u64,
+    /// The command line; `None` when it was typed without echo (a password) and withheld.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// Typed while the terminal did not echo: never stored in clear.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub redacted: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+}
+
+/// What the seal says about the commands object.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CommandsRef {
+    pub count: u64,
+    /// Hex SHA-256 of the whole object.
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandsError {
+    #[error("commands object is malformed: {0}")]
+    Malformed(&'static str),
+    #[error("commands object belongs to session {0}")]
+    Foreign(SessionId),
+    #[error("commands object does not decrypt: wrong data key, or altered")]
+    Decrypt,
+    #[error("commands object does not match the seal's digest (altered or replaced)")]
+    Digest,
+    #[error("commands object content: {0}")]
+    Content(String),
+}
+
+/// Encrypts `entries` for `session`; returns the object bytes and the reference for the seal.
+pub fn encode(
+    session: SessionId,
+    dek: &DataKey,
+    entries: &[CommandEntry],
+) -> Result<(Vec<u8>, CommandsRef), CommandsError> {
+    let json = serde_json::to_vec(entries).expect("command entries serialize");
+    if json.len() > MAX_PLAINTEXT as usize {
+        return Err(CommandsError::Malformed("more than 64 MiB of commands"));
+    }
+    let compressed =
+        zstd::bulk::compress(&json, 3).map_err(|e| CommandsError::Content(e.to_string()))?;
+    let mut header = [0u8; HEADER_LEN];
+    header[0..4].copy_from_slice(&MAGIC);
+    header[4] = VERSION;
+    header[8..24].copy_from_slice(session.as_bytes());
+    header[24..28].copy_from_slice(&(entries.len() as u32).to_be_bytes());
+    header[28..32].copy_from_slice(&(json.len() as u32).to_be_bytes());
+    let ciphertext = aead::seal(dek.bytes(), NONCE, &header, &compressed)
+        .map_err(|_| CommandsError::Malformed("too large to encrypt"))?;
+    let mut bytes = header.to_vec();
+    bytes.extend_from_slice(&ciphertext);
+    let reference = CommandsRef {
+        count: entries.len() as u64,
+        sha256: digest(&bytes),
+    };
+    Ok((bytes, reference))
+}
+
+/// Hex SHA-256 of an object, as [`CommandsRef::sha256`] holds it.
+pub fn digest(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Checks `bytes` against the seal's reference (no key needed).
+pub fn check(bytes: &[u8], reference: &CommandsRef) -> Result<(), CommandsError> {
+    use subtle::ConstantTimeEq as _;
+    let ok: bool = digest(bytes)
+        .as_bytes()
+        .ct_eq(reference.sha256.as_bytes())
+        .into();
+    if ok {
+        Ok(())
+    } else {
+        Err(CommandsError::Digest)
+    }
+}
+
+/// Decrypts and parses a commands object of `session`.
+pub fn decode(
+    bytes: &[u8],
+    session: SessionId,
+    dek: &DataKey,
+) -> Result<Vec<CommandEntry>, CommandsError> {
+    if bytes.len() < HEADER_LEN + aead::TAG_LEN {
+        return Err(CommandsError::Malformed("shorter than its header"));
+    }
+    let (header, ciphertext) = bytes.split_at(HEADER_LEN);
+    if header[0..4] != MAGIC {
+        return Err(CommandsError::Malformed("bad magic"));
+    }
+    if header[4] != VERSION || header[5..8] != [0, 0, 0] {
+        return Err(CommandsError::Malformed("unsupported version or flags"));
+    }
+    let owner = SessionId::from_bytes(header[8..24].try_into().expect("16 bytes"));
+    if owner != session {
+        return Err(CommandsError::Foreign(owner));
+    }
+    let count = u32::from_be_bytes(header[24..28].try_into().expect("4 bytes")) as usize;
+    let plain_len = u32::from_be_bytes(header[28..32].try_into().expect("4 bytes"));
+    if plain_len > MAX_PLAINTEXT {
+        return Err(CommandsError::Malformed("plaintext length out of range"));
+    }
+    let compressed =
+        aead::open(dek.bytes(), NONCE, header, ciphertext).map_err(|_| CommandsError::Decrypt)?;
+    let json = zstd::bulk::decompress(&compressed, plain_len as usize)
+        .map_err(|e| CommandsError::Content(e.to_string()))?;
+    if json.len() != plain_len as usize {
+        return Err(CommandsError::Content(
+            "length differs from the header".into(),
+        ));
+    }
+    let entries: Vec<CommandEntry> =
+        serde_json::from_slice(&json).map_err(|e| CommandsError::Content(e.to_string()))?;
+    if entries.len() != count {
+        return Err(CommandsError::Content(format!(
+            "{} entries, header says {count}",
+            entries.len()
+        )));
+    }
+    Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries() -> Vec<CommandEntry> {
+        vec![
+            CommandEntry {
+                at_us: 1_500_000,
+                text: Some("kubectl get pods -n prod | grep web".into()),
+                redacted: false,
+                prompt: Some("app@web:~$ ".into()),
+                cwd: Some("/srv".into()),
+                exit_code: Some(0),
+            },
+            CommandEntry {
+                at_us: 9_000_000,
+                text: None,
+                redacted: true,
+                prompt: Some("Password: ".into()),
+                cwd: None,
+                exit_code: None,
+            },
+        ]
+    }
+
+    #[test]
+    fn round_trip_and_seal_reference() {
+        let session = SessionId::from_bytes([5; 16]);
+        let dek = DataKey::from_bytes([6; 32]);
+        let (bytes, reference) = encode(session, &dek, &entries()).unwrap();
+        assert_eq!(reference.count, 2);
+        check(&bytes, &reference).unwrap();
+        assert_eq!(decode(&bytes, session, &dek).unwrap(), entries());
+        // Nothing typed is visible in the stored bytes.
+        assert!(!bytes.windows(7).any(|w| w == b"kubectl"));
+    }
+
+    #[test]
+    fn damage_is_refused() {
+        let session = SessionId::from_bytes([5; 16]);
+        let dek = DataKey::from_bytes([6; 32]);
+        let (bytes, reference) = encode(session, &dek, &entries()).unwrap();
+        for i in [0, 4, 9, 25, 29, HEADER_LEN + 1, bytes.len() - 1] {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x40;
+            assert_eq!(
+                check(&bad, &reference),
+                Err(CommandsError::Digest),
+                "byte {i}"
+            );
+            assert!(decode(&bad, session, &dek).is_err(), "byte {i}");
+        }
+        assert_eq!(
+            decode(&bytes, SessionId::from_bytes([7; 16]), &dek),
+            Err(CommandsError::Foreign(session))
+        );
+        assert_eq!(
+            decode(&bytes, session, &DataKey::from_bytes([1; 32])),
+            Err(CommandsError::Decrypt)
+        );
+        assert!(decode(&bytes[..20], session, &dek).is_err());
+    }
+}
