@@ -5,6 +5,7 @@
 mod cmd;
 mod config;
 mod errors;
+mod export;
 mod format;
 mod resolve;
 mod stdio;
@@ -32,6 +33,7 @@ Examples:
   kubetape ls                          list recordings, newest first
   kubetape verify --all                check every recording is intact
   kubetape cat 0196f3a2 | less -R      print a recording's output
+  kubetape export 0196f3a2 -o s.cast   export for asciinema
 
 Environment:
   KUBETAPE_STORE   store URL (same as --store)
@@ -53,6 +55,7 @@ enum Command {
     Ls(cmd::ls::Args),
     Verify(cmd::verify::Args),
     Cat(cmd::cat::Args),
+    Export(cmd::export::Args),
     Seal(cmd::seal::Args),
     Keys(cmd::keys::Args),
 }
@@ -93,6 +96,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ls(args) => cmd::ls::run(global, args).await,
         Command::Verify(args) => cmd::verify::run(global, args).await,
         Command::Cat(args) => cmd::cat::run(global, args).await,
+        Command::Export(args) => cmd::export::run(global, args).await,
         Command::Seal(args) => cmd::seal::run(global, args).await,
         Command::Keys(args) => cmd::keys::run(global, args).await,
     }

@@ -2,6 +2,7 @@
 //! process exit code.
 
 pub mod cat;
+pub mod export;
 pub mod keys;
 pub mod ls;
 pub mod record;

@@ -1,0 +1,176 @@
+//! `kubetape export`: a recording as asciicast (v2, v3) or plain text.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use storage_schema::store::SessionReader;
+use storage_schema::{EventKind, Stream};
+
+use crate::config::Global;
+use crate::export::asciicast::{AsciicastWriter, Version};
+use crate::export::text::TextRenderer;
+use crate::resolve;
+use crate::stdio::RawStdout;
+
+const ABOUT: &str = "Export a recording as asciicast (asciinema) or plain text";
+
+const LONG_ABOUT: &str = "\
+Export a recording as asciicast v2 or v3 (play it with `asciinema play`, or `asciinema cat` it)
+or as plain text (escape sequences removed, line edits applied, full-screen programs noted).
+
+Every chunk is verified before it is decrypted; a damaged recording is not exported (the
+output file is only created once the whole session has been read). Exports hold what the
+session showed — output, resizes, markers and, in asciicast v3, the exit status — never the
+keystrokes: passwords typed at a no-echo prompt stay in the audit store.";
+
+const AFTER_HELP: &str = "\
+Examples:
+  kubetape export 0196f3a2 -o session.cast              asciicast v2, for asciinema 2.x
+  kubetape export 0196f3a2 --format asciicast-v3 -o s.cast
+  kubetape export 0196f3a2 --format text | less";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    #[value(name = "asciicast-v2")]
+    AsciicastV2,
+    #[value(name = "asciicast-v3")]
+    AsciicastV3,
+    Text,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
+pub struct Args {
+    /// The session: a full id or a unique prefix
+    session: String,
+
+    /// Output format
+    #[arg(long, short = 'f', value_enum, default_value = "asciicast-v2")]
+    format: Format,
+
+    /// Output file (`-` or absent: stdout). Written to a temporary file beside it and renamed
+    /// into place when complete, so a failed export leaves nothing behind.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+/// Streams the session's events into one of the writers.
+enum Sink<W: Write> {
+    Cast(AsciicastWriter<W>),
+    Text(TextRenderer<W>),
+}
+
+impl<W: Write> Sink<W> {
+    fn new(format: Format, out: W, meta: &storage_schema::SessionMeta) -> io::Result<Self> {
+        Ok(match format {
+            Format::AsciicastV2 => Sink::Cast(AsciicastWriter::new(out, Version::V2, meta)?),
+            Format::AsciicastV3 => Sink::Cast(AsciicastWriter::new(out, Version::V3, meta)?),
+            Format::Text => Sink::Text(TextRenderer::new(out)),
+        })
+    }
+
+    fn event(&mut self, event: &storage_schema::Event) -> io::Result<()> {
+        match self {
+            Sink::Cast(w) => w.event(event),
+            Sink::Text(r) => match &event.kind {
+                EventKind::Data {
+                    stream: Stream::Stdout | Stream::Stderr,
+                    bytes,
+                } => r.write(bytes),
+                _ => Ok(()),
+            },
+        }
+    }
+
+    fn finish(self) -> io::Result<W> {
+        match self {
+            Sink::Cast(w) => w.finish(),
+            Sink::Text(r) => r.finish(),
+        }
+    }
+}
+
+pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
+    let store = global.open_store()?;
+    let keyring = global.open_keyring()?;
+    let id = resolve::session(&store, &args.session).await?;
+    let reader = SessionReader::open(&store, &keyring, id).await?;
+    match args.output.as_deref() {
+        None => export(&reader, args.format, BufWriter::new(RawStdout)).await,
+        Some(p) if p == Path::new("-") => {
+            export(&reader, args.format, BufWriter::new(RawStdout)).await
+        }
+        Some(path) => {
+            let tmp = temp_path(path);
+            let file =
+                File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+            let result = export(&reader, args.format, BufWriter::new(file)).await;
+            match &result {
+                Ok(code) if *code == ExitCode::SUCCESS => {
+                    std::fs::rename(&tmp, path)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    let kind = match args.format {
+                        Format::AsciicastV2 => "asciicast v2",
+                        Format::AsciicastV3 => "asciicast v3",
+                        Format::Text => "text",
+                    };
+                    eprintln!(
+                        "kubetape: session {id} exported as {kind} to {}",
+                        path.display()
+                    );
+                }
+                _ => {
+                    let _ = std::fs::remove_file(&tmp);
+                }
+            }
+            result
+        }
+    }
+}
+
+fn temp_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map_or_else(|| "export".into(), |n| n.to_string_lossy().into_owned());
+    path.with_file_name(format!(".{name}.kubetape-{}.tmp", std::process::id()))
+}
+
+async fn export<W: Write>(
+    reader: &SessionReader,
+    format: Format,
+    out: W,
+) -> anyhow::Result<ExitCode> {
+    let mut sink = Sink::new(format, out, reader.meta()).context("cannot write the export")?;
+    // The reader's callback cannot stop it, so the first write error is kept.
+    let mut write_error: Option<io::Error> = None;
+    let read = reader
+        .for_each_event(|event| {
+            if write_error.is_none()
+                && let Err(e) = sink.event(event)
+            {
+                write_error = Some(e);
+            }
+        })
+        .await;
+    let written = match write_error {
+        Some(e) => Err(e),
+        None => sink.finish().and_then(|mut w| w.flush()),
+    };
+    match written {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
+        Err(e) => return Err(anyhow::Error::new(e).context("cannot write the export")),
+        Ok(()) => {}
+    }
+    if let Err(e) = read {
+        // Files are removed by the caller; on stdout, the intact part has been written.
+        eprintln!(
+            "kubetape: session {}: {e}; the export is incomplete",
+            reader.meta().session
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
