@@ -7,6 +7,7 @@ mod config;
 mod errors;
 mod export;
 mod format;
+mod index;
 mod resolve;
 mod stdio;
 mod terminal;
@@ -34,6 +35,7 @@ Examples:
   kubetape verify --all                check every recording is intact
   kubetape cat 0196f3a2 | less -R      print a recording's output
   kubetape export 0196f3a2 -o s.cast   export for asciinema
+  kubetape search 'rm -rf' -n prod     who typed it, where, when
 
 Environment:
   KUBETAPE_STORE   store URL (same as --store)
@@ -56,6 +58,7 @@ enum Command {
     Verify(cmd::verify::Args),
     Cat(cmd::cat::Args),
     Export(cmd::export::Args),
+    Search(cmd::search::Args),
     Seal(cmd::seal::Args),
     Keys(cmd::keys::Args),
 }
@@ -97,6 +100,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(args) => cmd::verify::run(global, args).await,
         Command::Cat(args) => cmd::cat::run(global, args).await,
         Command::Export(args) => cmd::export::run(global, args).await,
+        Command::Search(args) => cmd::search::run(global, args).await,
         Command::Seal(args) => cmd::seal::run(global, args).await,
         Command::Keys(args) => cmd::keys::run(global, args).await,
     }

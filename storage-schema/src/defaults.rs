@@ -3,6 +3,7 @@
 //!
 //! - store: `$XDG_DATA_HOME/kubetape/store` (default `~/.local/share/kubetape/store`)
 //! - keys:  `$XDG_CONFIG_HOME/kubetape/keys` (default `~/.config/kubetape/keys`)
+//! - search index: `$XDG_CACHE_HOME/kubetape/index/<store hash>` (default under `~/.cache`)
 
 use std::path::PathBuf;
 
@@ -29,4 +30,15 @@ pub fn store_url() -> String {
 /// The default keyring directory.
 pub fn keys_dir() -> PathBuf {
     xdg("XDG_CONFIG_HOME", ".config").join("kubetape/keys")
+}
+
+/// The default directory of `kubetape`'s local search index for the store at `store_url`:
+/// `$XDG_CACHE_HOME/kubetape/index/<hash of the URL>` (one index per store; rebuildable, so a
+/// cache).
+pub fn index_dir(store_url: &str) -> PathBuf {
+    use sha2::Digest as _;
+    let hash = hex::encode(&sha2::Sha256::digest(store_url.as_bytes())[..8]);
+    xdg("XDG_CACHE_HOME", ".cache")
+        .join("kubetape/index")
+        .join(hash)
 }

@@ -7,4 +7,5 @@ pub mod keys;
 pub mod ls;
 pub mod record;
 pub mod seal;
+pub mod search;
 pub mod verify;

@@ -1,0 +1,436 @@
+//! The local search index: every finished session's commands, kept in a cache directory and
+//! brought up to date from the store incrementally before each search.
+//!
+//! Layout of the index directory (0700; it holds decrypted command lines):
+//! ```text
+//! known.bin        sorted 16-byte ids of every session already indexed (or skipped for good)
+//! seg-<n>.ktix     segments, one per sync that found something (see `segment`)
+//! ```
+//! A sync lists the store's sessions, diffs them against `known.bin`, and indexes the ones that
+//! have ended (a seal exists): their commands object when the recorder wrote one, otherwise the
+//! exec's own command line. Open sessions are looked at again next time. Many small segments
+//! are merged into one once there are more than [`MAX_SEGMENTS`].
+
+pub mod segment;
+
+use std::collections::HashSet;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use futures::StreamExt as _;
+use regex::bytes::Regex;
+use storage_schema::store::{SessionReader, Store, list_sessions};
+use storage_schema::{Keyring, SessionId, layout};
+
+use self::segment::{IndexedCommand, IndexedSession, Segment, SegmentBuilder};
+
+/// Merge segments once there are more than this many.
+const MAX_SEGMENTS: usize = 16;
+/// Sessions read from the store at once (S3 latency hides behind concurrency).
+const CONCURRENCY: usize = 16;
+
+/// One search hit.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Hit {
+    pub session: String,
+    /// Wall clock of the command, µs since the Unix epoch.
+    pub at_unix_us: u64,
+    /// Offset into the session, µs.
+    pub offset_us: u64,
+    pub user: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// 1-based position of the command in its session (`play --at '#N'`).
+    pub number: usize,
+    pub command: String,
+}
+
+/// Restricts hits; `None` fields match everything. Names accept `*` wildcards.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub user: Option<String>,
+    pub namespace: Option<String>,
+    pub pod: Option<String>,
+    pub since_unix_us: Option<u64>,
+    pub until_unix_us: Option<u64>,
+}
+
+/// What a sync did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    pub indexed: usize,
+    pub open: usize,
+    pub unreadable: usize,
+}
+
+#[derive(Debug)]
+pub struct Index {
+    dir: PathBuf,
+    known: Vec<[u8; 16]>,
+    segments: Vec<(PathBuf, Segment)>,
+}
+
+impl Index {
+    /// Opens (creating) the index in `dir`.
+    pub fn open(dir: &Path) -> anyhow::Result<Self> {
+        create_private_dir(dir)?;
+        let known = match std::fs::read(dir.join("known.bin")) {
+            Ok(bytes) if bytes.len() % 16 == 0 => bytes
+                .chunks_exact(16)
+                .map(|c| c.try_into().expect("16 bytes"))
+                .collect(),
+            Ok(_) => anyhow::bail!(
+                "the search index in {} is damaged (known.bin); rebuild it with `kubetape search --reindex`",
+                dir.display()
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+        };
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "ktix"))
+            .collect();
+        paths.sort_by_key(|p| segment_number(p));
+        let mut segments = Vec::with_capacity(paths.len());
+        for path in paths {
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            let segment = Segment::parse(bytes).with_context(|| {
+                format!(
+                    "{} (rebuild the index with `kubetape search --reindex`)",
+                    path.display()
+                )
+            })?;
+            segments.push((path, segment));
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            known,
+            segments,
+        })
+    }
+
+    /// Deletes everything indexed so the next sync starts over.
+    pub fn clear(dir: &Path) -> anyhow::Result<()> {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("cannot remove {}", dir.display())),
+        }
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.segments.iter().map(|(_, s)| s.session_count()).sum()
+    }
+
+    pub fn command_count(&self) -> usize {
+        self.segments.iter().map(|(_, s)| s.command_count()).sum()
+    }
+
+    /// Indexes the sessions that ended since the last sync. `progress(done, total)` is called
+    /// as sessions are read.
+    pub async fn sync(
+        &mut self,
+        store: &Store,
+        keyring: &Keyring,
+        mut progress: impl FnMut(usize, usize),
+    ) -> anyhow::Result<SyncReport> {
+        let known: HashSet<[u8; 16]> = self.known.iter().copied().collect();
+        let fresh: Vec<SessionId> = list_sessions(store)
+            .await?
+            .into_iter()
+            .filter(|id| !known.contains(id.as_bytes()))
+            .collect();
+        let mut report = SyncReport::default();
+        if fresh.is_empty() {
+            return Ok(report);
+        }
+        let total = fresh.len();
+        let mut builder = SegmentBuilder::default();
+        let mut newly_known = Vec::new();
+        let mut reads = futures::stream::iter(
+            fresh
+                .into_iter()
+                .map(|id| async move { (id, read_session(store, keyring, id).await) }),
+        )
+        .buffer_unordered(CONCURRENCY);
+        let mut done = 0;
+        while let Some((id, outcome)) = reads.next().await {
+            done += 1;
+            progress(done, total);
+            match outcome {
+                Outcome::Open => report.open += 1,
+                Outcome::Unreadable(reason) => {
+                    tracing::warn!(session = %id, %reason, "not indexed");
+                    report.unreadable += 1;
+                    // Missing keys may come back (another --keys): try again next time.
+                }
+                Outcome::Ended(session, commands) => {
+                    builder.add(&session, &commands);
+                    newly_known.push(*id.as_bytes());
+                    report.indexed += 1;
+                }
+            }
+        }
+        if builder.sessions() > 0 {
+            self.write_segment(builder.finish())?;
+            self.known.extend(newly_known);
+            self.known.sort_unstable();
+            self.write_known()?;
+            if self.segments.len() > MAX_SEGMENTS {
+                self.merge()?;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Hits for `pattern` (searched in every command's text) that pass `filter`, oldest first.
+    pub fn search(&self, pattern: &Regex, filter: &Filter) -> anyhow::Result<Vec<Hit>> {
+        let mut hits = Vec::new();
+        for (path, segment) in &self.segments {
+            let mut sessions: Vec<Option<Option<IndexedSession>>> =
+                vec![None; segment.session_count()];
+            let mut last = None;
+            for m in pattern.find_iter(segment.text()) {
+                let Some(command) = segment.command_at(m.start()) else {
+                    continue;
+                };
+                if last == Some(command) {
+                    continue;
+                }
+                last = Some(command);
+                let (session_index, offset_us, number, text) = segment.command(command);
+                let session = sessions[session_index].get_or_insert_with(|| {
+                    let parsed = segment.session(session_index);
+                    if let Err(e) = &parsed {
+                        tracing::warn!(index = %path.display(), error = %e, "skipping a damaged entry");
+                    }
+                    parsed.ok().filter(|s| filter.matches_session(s))
+                });
+                let Some(session) = session else { continue };
+                let at_unix_us = session.started_at_us.saturating_add(offset_us);
+                if !filter.matches_time(at_unix_us) {
+                    continue;
+                }
+                hits.push(Hit {
+                    session: session.session.clone(),
+                    at_unix_us,
+                    offset_us,
+                    user: session.user.clone(),
+                    cluster: session.cluster.clone(),
+                    namespace: session.namespace.clone(),
+                    pod: session.pod.clone(),
+                    container: session.container.clone(),
+                    number: number as usize,
+                    command: text.to_string(),
+                });
+            }
+        }
+        hits.sort_by_key(|h| h.at_unix_us);
+        Ok(hits)
+    }
+
+    fn write_segment(&mut self, bytes: Vec<u8>) -> anyhow::Result<()> {
+        let next = self
+            .segments
+            .last()
+            .map_or(0, |(p, _)| segment_number(p) + 1);
+        let path = self.dir.join(format!("seg-{next:08}.ktix"));
+        write_atomic(&path, &bytes)?;
+        self.segments.push((path, Segment::parse(bytes)?));
+        Ok(())
+    }
+
+    fn write_known(&self) -> anyhow::Result<()> {
+        let bytes: Vec<u8> = self.known.iter().flatten().copied().collect();
+        write_atomic(&self.dir.join("known.bin"), &bytes)
+    }
+
+    /// Rewrites all segments as one.
+    fn merge(&mut self) -> anyhow::Result<()> {
+        let mut builder = SegmentBuilder::default();
+        for (_, segment) in &self.segments {
+            let mut by_session: Vec<Vec<IndexedCommand>> =
+                vec![Vec::new(); segment.session_count()];
+            for i in 0..segment.command_count() {
+                let (s, at_us, number, text) = segment.command(i);
+                by_session[s].push(IndexedCommand {
+                    at_us,
+                    number,
+                    text: text.to_string(),
+                });
+            }
+            for (i, commands) in by_session.iter().enumerate() {
+                builder.add(&segment.session(i)?, commands);
+            }
+        }
+        let old: Vec<PathBuf> = self.segments.drain(..).map(|(p, _)| p).collect();
+        let last = old.last().map_or(0, |p| segment_number(p));
+        let path = self.dir.join(format!("seg-{:08}.ktix", last + 1));
+        let bytes = builder.finish();
+        write_atomic(&path, &bytes)?;
+        self.segments.push((path, Segment::parse(bytes)?));
+        for p in old {
+            std::fs::remove_file(&p).with_context(|| format!("cannot remove {}", p.display()))?;
+        }
+        Ok(())
+    }
+}
+
+impl Filter {
+    fn matches_session(&self, s: &IndexedSession) -> bool {
+        let field = |want: &Option<String>, have: &Option<String>| match want {
+            None => true,
+            Some(w) => have.as_deref().is_some_and(|h| glob(w, h)),
+        };
+        self.user.as_deref().is_none_or(|u| glob(u, &s.user))
+            && field(&self.namespace, &s.namespace)
+            && field(&self.pod, &s.pod)
+    }
+
+    fn matches_time(&self, at_unix_us: u64) -> bool {
+        self.since_unix_us.is_none_or(|t| at_unix_us >= t)
+            && self.until_unix_us.is_none_or(|t| at_unix_us <= t)
+    }
+}
+
+/// `*` matches any run of characters; everything else literally.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last) {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for part in &parts[1..parts.len() - 1] {
+        match rest.find(part) {
+            Some(i) => rest = &rest[i + part.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+enum Outcome {
+    Open,
+    Unreadable(String),
+    Ended(IndexedSession, Vec<IndexedCommand>),
+}
+
+async fn read_session(store: &Store, keyring: &Keyring, id: SessionId) -> Outcome {
+    match store.get_opt(&layout::seal(id)).await {
+        Ok(None) => return Outcome::Open,
+        Ok(Some(_)) => {}
+        Err(e) => return Outcome::Unreadable(e.to_string()),
+    }
+    let reader = match SessionReader::open(store, keyring, id).await {
+        Ok(r) => r,
+        Err(e) => return Outcome::Unreadable(e.to_string()),
+    };
+    let meta = reader.meta();
+    let (source, commands) = match reader.commands().await {
+        Ok(Some(entries)) => (
+            "recorded",
+            entries
+                .into_iter()
+                .zip(1u32..)
+                .filter_map(|(e, number)| {
+                    // Redacted entries have no text, by construction: nothing to index.
+                    e.text.filter(|_| !e.redacted).map(|text| IndexedCommand {
+                        at_us: e.at_us,
+                        number,
+                        text,
+                    })
+                })
+                .collect(),
+        ),
+        Ok(None) if !meta.tty && !meta.command.is_empty() => (
+            "exec",
+            vec![IndexedCommand {
+                at_us: 0,
+                number: 1,
+                text: meta.command.join(" "),
+            }],
+        ),
+        Ok(None) => ("none", Vec::new()),
+        Err(e) => return Outcome::Unreadable(e.to_string()),
+    };
+    Outcome::Ended(
+        IndexedSession {
+            session: id.to_string(),
+            started_at_us: meta.started_at_us,
+            user: meta.identity.user.clone(),
+            groups: meta.identity.groups.clone(),
+            cluster: meta.target.cluster.clone(),
+            namespace: meta.target.namespace.clone(),
+            pod: meta.target.pod.clone(),
+            container: meta.target.container.clone(),
+            source: source.into(),
+        },
+        commands,
+    )
+}
+
+fn segment_number(path: &Path) -> u64 {
+    path.file_stem()
+        .and_then(|s| s.to_str())
+        .and_then(|s| s.strip_prefix("seg-"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create the search index directory {}", dir.display()))?;
+    // It holds decrypted command lines: only the owner may read it, even if it existed.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot restrict {}", dir.display()))?;
+    Ok(())
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob("prod", "prod"));
+        assert!(!glob("prod", "prod2"));
+        assert!(glob("team-*", "team-a"));
+        assert!(glob("*", ""));
+        assert!(glob("a*b*c", "a-b-c"));
+        assert!(!glob("a*b*c", "a-c"));
+        assert!(!glob("ab*ba", "aba"));
+    }
+}
