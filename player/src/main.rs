@@ -32,6 +32,7 @@ Examples:
   kubetape ls                          list recordings, newest first
   kubetape verify --all                check every recording is intact
   kubetape cat 0196f3a2 | less -R      print a recording's output
+  kubetape audit --since 1h            what the gateways were asked in the last hour
 
 Environment:
   KUBETAPE_STORE   store URL (same as --store)
@@ -55,6 +56,7 @@ enum Command {
     Cat(cmd::cat::Args),
     Seal(cmd::seal::Args),
     Keys(cmd::keys::Args),
+    Audit(cmd::audit::Args),
 }
 
 fn main() -> ExitCode {
@@ -95,6 +97,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cat(args) => cmd::cat::run(global, args).await,
         Command::Seal(args) => cmd::seal::run(global, args).await,
         Command::Keys(args) => cmd::keys::run(global, args).await,
+        Command::Audit(args) => cmd::audit::run(global, args).await,
     }
 }
 
