@@ -13,9 +13,9 @@ use tokio::net::TcpListener;
 use crate::access::AccessList;
 use crate::audit::AuditLog;
 use crate::authn::Authenticator;
+use crate::config::GatewayConfig;
 use crate::live::LiveSessions;
 use crate::revocation::Revocations;
-use crate::config::GatewayConfig;
 use crate::server::{self, State};
 use crate::{tls, upstream};
 

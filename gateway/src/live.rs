@@ -142,8 +142,7 @@ mod tests {
         assert_eq!(live.end_user("alice", &why()), 2);
         assert_eq!(a1.ended().await, why());
         assert_eq!(a2.ended().await, why());
-        let bob_ended =
-            tokio::time::timeout(std::time::Duration::from_millis(20), b.ended()).await;
+        let bob_ended = tokio::time::timeout(std::time::Duration::from_millis(20), b.ended()).await;
         assert!(bob_ended.is_err(), "bob's session must keep running");
         drop(a1);
         assert_eq!(live.count("alice"), 1);

@@ -110,7 +110,10 @@ async fn handle(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Resp
         time_us,
         gateway: state.audit.instance().to_string(),
         user: identity.as_ref().map(|i| i.user.clone()),
-        groups: identity.as_ref().map(|i| i.groups.clone()).unwrap_or_default(),
+        groups: identity
+            .as_ref()
+            .map(|i| i.groups.clone())
+            .unwrap_or_default(),
         issuer: identity.as_ref().map(|i| i.issuer.clone()),
         claims: identity.map(|i| i.claims).unwrap_or_default(),
         client: peer.to_string(),
@@ -143,8 +146,7 @@ async fn decide_and_dispatch(
     outcome: &mut Outcome,
 ) -> Response<Body> {
     let Some(token) = upstream::bearer_token(req.headers()) else {
-        let message =
-            "kubetape: no bearer token; use a kubeconfig whose user runs kubetape's credential plugin";
+        let message = "kubetape: no bearer token; use a kubeconfig whose user runs kubetape's credential plugin";
         outcome.reason = Some(message.into());
         return status::unauthorized(message);
     };

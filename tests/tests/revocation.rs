@@ -204,7 +204,11 @@ fn admin_api_revokes_for_admins_only() {
     let dev = cluster.kubeconfig("dev@example.com", &["developers"]);
     let eve = cluster.kubeconfig("eve@example.com", &["developers"]);
     let body = cluster.root().join("revoke-eve.json");
-    std::fs::write(&body, r#"{"user": "eve@example.com", "reason": "lost laptop"}"#).unwrap();
+    std::fs::write(
+        &body,
+        r#"{"user": "eve@example.com", "reason": "lost laptop"}"#,
+    )
+    .unwrap();
     let post = |kc: &Path| {
         let (code, out, err) = run(
             cluster

@@ -17,13 +17,15 @@
 //! # When the store cannot be written
 //! The writer says so loudly (an `error` log line naming the cause, and another when it
 //! recovers), keeps the records it could not write (up to [`PENDING_LIMIT`]) and retries every
-//! second with a new stream. With `audit.fail_closed = true` (the default) the gateway refuses
-//! every request with 503 while the audit stream is down, and [`AuditLog::emit`] waits for
-//! room in a full queue instead of dropping: nothing happens that the audit log does not hold.
-//! With `fail_closed = false` requests keep being served; records that do not fit are dropped
-//! and counted in the error log. Either way, records the recorder had accepted but not yet
-//! uploaded when the store failed (at most one flush interval's worth) are lost, as with
-//! recordings.
+//! second with a new stream. By default (`audit.fail_closed = false`) requests keep being
+//! served — as for recordings, only streams need the store, so a store outage does not stop
+//! `kubectl get` — the records wait in memory and records that do not fit are dropped and
+//! counted in the error log. With `audit.fail_closed = true` (what a security team that must
+//! account for every request wants) the gateway refuses every request with 503 while the audit
+//! stream is down, and [`AuditLog::emit`] waits for room in a full queue instead of dropping:
+//! nothing is served that the audit log does not hold. Either way, records the recorder had
+//! accepted but not yet uploaded when the store failed (at most one flush interval's worth) are
+//! lost, as with recordings.
 
 pub mod request;
 
@@ -50,8 +52,8 @@ pub const PENDING_LIMIT: usize = 10_000;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
-    /// Refuse requests (503) while the audit stream cannot be written. Default: true.
-    #[serde(default = "yes")]
+    /// Refuse requests (503) while the audit stream cannot be written. Default: false.
+    #[serde(default)]
     pub fail_closed: bool,
     /// Write each record as a JSON line to stdout. Default: true.
     #[serde(default = "yes")]
@@ -70,7 +72,7 @@ pub struct AuditConfig {
 impl Default for AuditConfig {
     fn default() -> Self {
         Self {
-            fail_closed: true,
+            fail_closed: false,
             stdout: true,
             rotate_secs: default_rotate_secs(),
             instance: None,
@@ -374,8 +376,7 @@ impl Writer {
             Vec::new(),
             false,
         );
-        let recorder =
-            Recorder::start(self.store.clone(), &self.keyring, meta, self.flush).await?;
+        let recorder = Recorder::start(self.store.clone(), &self.keyring, meta, self.flush).await?;
         tracing::info!(stream = %recorder.session(), instance = %self.instance, "audit stream opened");
         Ok(Open {
             recorder,
@@ -508,11 +509,13 @@ mod tests {
         // A store whose root is replaced by a regular file after opening: every put fails.
         let root = dir.path().join("store");
         let store = Store::open(&format!("file://{}", root.display())).unwrap();
+        let same_store = store.clone();
         std::fs::remove_dir(&root).unwrap();
         std::fs::write(&root, "x").unwrap();
         let log = AuditLog::start(
             &AuditConfig {
                 stdout: false,
+                fail_closed: true,
                 ..AuditConfig::default()
             },
             store,
@@ -520,8 +523,19 @@ mod tests {
             FlushPolicy::default(),
             "c".into(),
         );
+        let open_log = AuditLog::start(
+            &AuditConfig {
+                stdout: false,
+                ..AuditConfig::default()
+            },
+            same_store,
+            Keyring::open(&dir.path().join("keys")).unwrap(),
+            FlushPolicy::default(),
+            "c".into(),
+        );
         assert!(!log.refusing(), "healthy until a write fails");
         log.emit(&record(1)).await;
+        open_log.emit(&record(1)).await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while !log.refusing() {
             assert!(
@@ -530,5 +544,10 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        assert!(
+            !open_log.healthy.load(Ordering::Acquire),
+            "the other log failed too"
+        );
+        assert!(!open_log.refusing(), "fail_closed = false keeps serving");
     }
 }

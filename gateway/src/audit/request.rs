@@ -111,7 +111,11 @@ mod tests {
             )
         );
         assert_eq!(
-            attrs(Method::GET, "/api/v1/namespaces/default/pods/demo/exec", "command=sh&tty=true"),
+            attrs(
+                Method::GET,
+                "/api/v1/namespaces/default/pods/demo/exec",
+                "command=sh&tty=true"
+            ),
             (
                 "get".into(),
                 [s(""), s("pods"), s("exec"), s("default"), s("demo")]
@@ -125,14 +129,22 @@ mod tests {
             )
         );
         assert_eq!(
-            attrs(Method::DELETE, "/apis/apps/v1/namespaces/dev/deployments", ""),
+            attrs(
+                Method::DELETE,
+                "/apis/apps/v1/namespaces/dev/deployments",
+                ""
+            ),
             (
                 "deletecollection".into(),
                 [s("apps"), s("deployments"), None, s("dev"), None]
             )
         );
         assert_eq!(
-            attrs(Method::PATCH, "/apis/apps/v1/namespaces/dev/deployments/web/scale", ""),
+            attrs(
+                Method::PATCH,
+                "/apis/apps/v1/namespaces/dev/deployments/web/scale",
+                ""
+            ),
             (
                 "patch".into(),
                 [s("apps"), s("deployments"), s("scale"), s("dev"), s("web")]
@@ -196,7 +208,17 @@ mod tests {
 
     #[test]
     fn arbitrary_input_never_panics() {
-        let alphabet = ["/", "api", "apis", "v1", "namespaces", "x", "", "watch", "status"];
+        let alphabet = [
+            "/",
+            "api",
+            "apis",
+            "v1",
+            "namespaces",
+            "x",
+            "",
+            "watch",
+            "status",
+        ];
         // Every path of up to 5 segments over a small alphabet: a cheap exhaustive check.
         let mut level = vec![String::new()];
         for _ in 0..5 {

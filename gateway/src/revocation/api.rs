@@ -70,7 +70,12 @@ where
             } else {
                 Action::Revoke
             };
-            let entry = Entry::new(action, &ask.user, &ask.reason, &format!("api:{}", caller.user));
+            let entry = Entry::new(
+                action,
+                &ask.user,
+                &ask.reason,
+                &format!("api:{}", caller.user),
+            );
             match write(revocations.store(), &entry).await {
                 Ok(_) => {
                     tracing::warn!(user = %entry.user, by = %entry.by, action = ?entry.action, "revocation entry written");

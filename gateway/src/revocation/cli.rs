@@ -81,9 +81,9 @@ pub async fn run(args: RevokeArgs) -> anyhow::Result<()> {
             "kubetape-gateway: revoked {user:?} (revocations/{name}); gateways sharing {} refuse their requests and end their sessions within a second",
             store.url()
         ),
-        Action::Lift => eprintln!(
-            "kubetape-gateway: lifted the revocation of {user:?} (revocations/{name})"
-        ),
+        Action::Lift => {
+            eprintln!("kubetape-gateway: lifted the revocation of {user:?} (revocations/{name})")
+        }
     }
     Ok(())
 }
