@@ -348,9 +348,9 @@ admin_groups = ["kubetape-admins"]
             claim_text.join("-"),
             addr.port()
         )
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect();
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
         let path = self.root().join(format!("kubeconfig-{slug}"));
         let mut args: Vec<String> = vec![
             "token".into(),

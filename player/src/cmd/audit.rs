@@ -82,7 +82,9 @@ struct Filter {
 
 impl Filter {
     fn matches(&self, r: &AuditRecord) -> bool {
-        self.user.as_ref().is_none_or(|u| r.user.as_ref() == Some(u))
+        self.user
+            .as_ref()
+            .is_none_or(|u| r.user.as_ref() == Some(u))
             && self
                 .namespace
                 .as_ref()
@@ -194,7 +196,15 @@ async fn read_stream(
 fn print_table(records: &[AuditRecord]) -> std::io::Result<()> {
     let mut rows = vec![
         [
-            "TIME", "USER", "VERB", "RESOURCE", "NAMESPACE", "NAME", "DECISION", "STATUS", "CI",
+            "TIME",
+            "USER",
+            "VERB",
+            "RESOURCE",
+            "NAMESPACE",
+            "NAME",
+            "DECISION",
+            "STATUS",
+            "CI",
         ]
         .map(String::from),
     ];
