@@ -166,3 +166,31 @@ impl GatewayConfig {
         Ok(config)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_parses_with_audit_and_revocation_sections() {
+        let config: GatewayConfig =
+            toml::from_str(include_str!("../gateway.example.toml")).unwrap();
+        assert!(!config.audit.fail_closed);
+        assert_eq!(config.audit.rotate_secs, 3600);
+        assert_eq!(config.revocation.admin_groups, vec!["platform-admins"]);
+        assert_eq!(config.revocation.poll_interval_ms, 250);
+    }
+
+    #[test]
+    fn bad_revocation_timing_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.toml");
+        let text = include_str!("../gateway.example.toml")
+            .replace("max_staleness_ms = 10000", "max_staleness_ms = 300");
+        std::fs::write(&path, text).unwrap();
+        let err = GatewayConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("max_staleness_ms"), "{err}");
+        let typo = include_str!("../gateway.example.toml").replace("rotate_secs", "rotate_sec");
+        assert!(toml::from_str::<GatewayConfig>(&typo).is_err());
+    }
+}

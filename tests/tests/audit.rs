@@ -221,7 +221,7 @@ fn every_request_is_audited_with_identity_and_ci_claims() {
     assert!(
         verdicts
             .lines()
-            .any(|l| l.starts_with(&format!("OK   {audit_id}  sealed"))),
+            .any(|l| l.starts_with(&format!("OK   {audit_id}  audit stream, sealed"))),
         "{verdicts}"
     );
 
