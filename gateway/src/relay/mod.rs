@@ -118,7 +118,6 @@ pub async fn handle(
     };
     let meta = session_meta(state, &req, identity, &target, &opts, client_addr);
     let session = meta.session;
-    *recorded_as = Some(session);
     let span = tracing::info_span!("stream", session = %session, user = %identity.user, ns = %target.namespace, pod = %target.pod);
 
     // Dial the cluster first: a missing pod or an RBAC denial is answered as a plain HTTP error.
@@ -171,6 +170,9 @@ pub async fn handle(
             ));
         }
     };
+
+    // Only now is there a recording for the audit record to name.
+    *recorded_as = Some(session);
 
     // Register before the last revocation check: the revocation poller updates its list before
     // ending sessions, so a session is either refused here or ended by the poller.
