@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use storage_schema::Keyring;
@@ -10,8 +11,11 @@ use storage_schema::store::Store;
 use tokio::net::TcpListener;
 
 use crate::access::AccessList;
+use crate::audit::AuditLog;
 use crate::authn::Authenticator;
 use crate::config::GatewayConfig;
+use crate::live::LiveSessions;
+use crate::revocation::Revocations;
 use crate::server::{self, State};
 use crate::{tls, upstream};
 
@@ -21,6 +25,7 @@ pub struct Gateway {
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     state: Arc<State>,
+    poll_interval: Duration,
 }
 
 impl Gateway {
@@ -34,11 +39,7 @@ impl Gateway {
         )
         .await
         .context("cluster client (upstream.kubeconfig)")?;
-        let store_url = config
-            .recording
-            .store
-            .clone()
-            .unwrap_or_else(storage_schema::defaults::store_url);
+        let store_url = config.recording.store_url();
         let store = Store::open(&store_url).context("recording store")?;
         let keys = config
             .recording
@@ -49,6 +50,26 @@ impl Gateway {
         if created {
             tracing::warn!(dir = %keys.display(), "created a new recording keyring; back it up: recordings cannot be read without it");
         }
+        let live = LiveSessions::default();
+        let revocations = Arc::new(Revocations::new(
+            store.clone(),
+            live.clone(),
+            config.revocation.admin_groups.clone(),
+            Duration::from_millis(config.revocation.max_staleness_ms),
+        ));
+        // Fail closed: no serving before the revocation list is known.
+        revocations
+            .poll()
+            .await
+            .context("read the revocation list from the store")?;
+        let audit = AuditLog::start(
+            &config.audit,
+            store.clone(),
+            // A second handle on the same keyring for the audit writer task.
+            Keyring::open(&keys).context("recording keys (audit)")?,
+            config.recording.flush_policy(),
+            config.cluster_name.clone(),
+        );
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("listen on {}", config.listen))?;
@@ -60,11 +81,15 @@ impl Gateway {
             keyring,
             flush: config.recording.flush_policy(),
             cluster: config.cluster_name.clone(),
+            audit,
+            revocations,
+            live,
         };
         Ok(Self {
             listener,
             tls,
             state: Arc::new(state),
+            poll_interval: Duration::from_millis(config.revocation.poll_interval_ms),
         })
     }
 
@@ -72,8 +97,14 @@ impl Gateway {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` resolves.
+    /// Serves until `shutdown` resolves, then seals the audit stream.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
-        server::serve(self.listener, self.tls, self.state, shutdown).await
+        let revocations = self.state.revocations.clone();
+        let interval = self.poll_interval;
+        let poller = tokio::spawn(async move { revocations.poll_forever(interval).await });
+        let served = server::serve(self.listener, self.tls, self.state.clone(), shutdown).await;
+        poller.abort();
+        self.state.audit.shutdown(Duration::from_secs(10)).await;
+        served
     }
 }

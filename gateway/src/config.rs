@@ -27,6 +27,45 @@ pub struct GatewayConfig {
     /// Default deny: only these groups may act, only in these namespaces.
     #[serde(default)]
     pub allow: Vec<AllowRule>,
+    /// The audit log (stdout and the store).
+    #[serde(default)]
+    pub audit: crate::audit::AuditConfig,
+    /// Revocations: who may revoke through the admin API, and how often the store is polled.
+    #[serde(default)]
+    pub revocation: RevocationConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationConfig {
+    /// Members of these groups may use the admin API's revocation routes.
+    #[serde(default)]
+    pub admin_groups: Vec<String>,
+    /// How often the store's revocation list is polled (a revoked user's sessions end within
+    /// about this long plus one store round trip).
+    #[serde(default = "default_poll_ms")]
+    pub poll_interval_ms: u64,
+    /// Refuse every request once the list could not be refreshed for this long (fail closed).
+    #[serde(default = "default_staleness_ms")]
+    pub max_staleness_ms: u64,
+}
+
+impl Default for RevocationConfig {
+    fn default() -> Self {
+        Self {
+            admin_groups: Vec::new(),
+            poll_interval_ms: default_poll_ms(),
+            max_staleness_ms: default_staleness_ms(),
+        }
+    }
+}
+
+fn default_poll_ms() -> u64 {
+    250
+}
+
+fn default_staleness_ms() -> u64 {
+    10_000
 }
 
 fn default_cluster() -> String {
@@ -95,12 +134,29 @@ impl RecordingConfig {
     }
 }
 
+impl RecordingConfig {
+    /// The store URL, defaulting like `kubetape` does so both find the same data.
+    pub fn store_url(&self) -> String {
+        self.store
+            .clone()
+            .unwrap_or_else(storage_schema::defaults::store_url)
+    }
+}
+
 impl GatewayConfig {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
         let config: Self =
             toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        if config.revocation.poll_interval_ms == 0
+            || config.revocation.max_staleness_ms < 2 * config.revocation.poll_interval_ms
+        {
+            anyhow::bail!(
+                "{}: [revocation] poll_interval_ms must be > 0 and max_staleness_ms at least twice it",
+                path.display()
+            );
+        }
         if config.issuers.is_empty() {
             anyhow::bail!(
                 "{}: no [[issuers]]: the gateway would accept nobody",
@@ -108,5 +164,33 @@ impl GatewayConfig {
             );
         }
         Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_parses_with_audit_and_revocation_sections() {
+        let config: GatewayConfig =
+            toml::from_str(include_str!("../gateway.example.toml")).unwrap();
+        assert!(!config.audit.fail_closed);
+        assert_eq!(config.audit.rotate_secs, 3600);
+        assert_eq!(config.revocation.admin_groups, vec!["platform-admins"]);
+        assert_eq!(config.revocation.poll_interval_ms, 250);
+    }
+
+    #[test]
+    fn bad_revocation_timing_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.toml");
+        let text = include_str!("../gateway.example.toml")
+            .replace("max_staleness_ms = 10000", "max_staleness_ms = 300");
+        std::fs::write(&path, text).unwrap();
+        let err = GatewayConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("max_staleness_ms"), "{err}");
+        let typo = include_str!("../gateway.example.toml").replace("rotate_secs", "rotate_sec");
+        assert!(toml::from_str::<GatewayConfig>(&typo).is_err());
     }
 }

@@ -8,6 +8,9 @@
 //! - [`upstream`]: the gateway's own cluster identity, header sanitizing, impersonation;
 //! - [`proxy`]: non-streaming requests, streamed back (watch, logs -f);
 //! - [`relay`]: exec/attach — client WebSocket/SPDY termination, upstream WebSocket v5, recording;
+//! - [`audit`]: one record per request, to stdout and hash-chained audit streams in the store;
+//! - [`revocation`]: revoked users (store-backed, polled), the admin API route; [`live`]: the
+//!   registry of live sessions that revocations (and expiring grants) end;
 //! - [`app`]: from a configuration to a bound, ready gateway;
 //! - [`config`], [`tls`], [`status`]: configuration file, TLS, Kubernetes Status responses;
 //! - [`devissuer`]: a development OIDC issuer and exec credential plugin for the quickstart;
@@ -15,13 +18,16 @@
 
 pub mod access;
 pub mod app;
+pub mod audit;
 pub mod authn;
 pub mod config;
 pub mod devissuer;
+pub mod live;
 pub mod proxy;
 #[cfg(feature = "quickstart")]
 pub mod quickstart;
 pub mod relay;
+pub mod revocation;
 pub mod server;
 pub mod status;
 pub mod tls;

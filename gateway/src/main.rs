@@ -34,6 +34,10 @@ enum Command {
     /// Print a short-lived development token as a kubectl exec credential (what the
     /// quickstart's kubeconfig runs; not for production identities).
     Token(gateway::devissuer::TokenArgs),
+    /// Revoke a user's access on every gateway sharing the store, lift it, or list revocations.
+    ///
+    /// Example: kubetape-gateway revoke --config gateway.toml --user oidc:mallory@example.com --reason offboarded
+    Revoke(gateway::revocation::cli::RevokeArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +65,7 @@ fn main() -> ExitCode {
             Command::Serve { config } => serve(config).await,
             #[cfg(feature = "quickstart")]
             Command::Quickstart(args) => gateway::quickstart::run(args, shutdown_signal()).await,
+            Command::Revoke(args) => gateway::revocation::cli::run(args).await,
             Command::Token(_) => unreachable!("handled above"),
         }
     });

@@ -80,6 +80,12 @@ pub async fn run(args: QuickstartArgs, shutdown: impl Future<Output = ()>) -> an
             group: args.group.clone(),
             namespaces: vec!["default".into()],
         }],
+        // The terminal shows the instructions; the audit log still goes to the store.
+        audit: crate::audit::AuditConfig {
+            stdout: false,
+            ..Default::default()
+        },
+        revocation: Default::default(),
     };
     let gateway = Gateway::build(&config).await?;
     let addr = gateway.local_addr()?;

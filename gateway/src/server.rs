@@ -1,5 +1,6 @@
 //! The HTTPS front door: TLS, HTTP/1.1 (with upgrades) and HTTP/2, then for every request
-//! authenticate → authorize → relay a stream or proxy the call → audit line.
+//! authenticate → refuse revoked users → authorize → relay a stream or proxy the call → one audit
+//! record (allowed or denied, 401s included).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -17,7 +18,10 @@ use storage_schema::{FlushPolicy, Keyring};
 use tokio::net::TcpListener;
 
 use crate::access::{self, AccessList, Decision};
+use crate::audit::{AuditDecision, AuditLog, Outcome};
 use crate::authn::Authenticator;
+use crate::live::LiveSessions;
+use crate::revocation::{self, Check, Revocations};
 use crate::status::{self, Body};
 use crate::upstream::{self, Impersonation};
 use crate::{proxy, relay};
@@ -31,6 +35,10 @@ pub struct State {
     pub keyring: Keyring,
     pub flush: FlushPolicy,
     pub cluster: String,
+    pub audit: Arc<AuditLog>,
+    pub revocations: Arc<Revocations>,
+    /// Live exec/attach sessions, which revocations end.
+    pub live: LiveSessions,
 }
 
 impl std::fmt::Debug for State {
@@ -84,15 +92,50 @@ pub async fn serve(
 
 async fn handle(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let started = Instant::now();
+    let time_us = storage_schema::session::unix_micros_now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let (user, decision, resp) = decide_and_dispatch(state, req, peer).await;
-    tracing::info!(
-        target: "kubetape::audit",
-        %peer, user = %user, %method, %path, decision = %decision,
-        status = resp.status().as_u16(), latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-        "request"
-    );
+    let query = req.uri().query().unwrap_or_default().to_string();
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let mut outcome = Outcome::default();
+    let resp = decide_and_dispatch(state, req, peer, &mut outcome).await;
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let attrs = crate::audit::attributes(&method, &path, &query);
+    let identity = outcome.identity.take();
+    let record = storage_schema::AuditRecord {
+        time_us,
+        gateway: state.audit.instance().to_string(),
+        user: identity.as_ref().map(|i| i.user.clone()),
+        groups: identity
+            .as_ref()
+            .map(|i| i.groups.clone())
+            .unwrap_or_default(),
+        issuer: identity.as_ref().map(|i| i.issuer.clone()),
+        claims: identity.map(|i| i.claims).unwrap_or_default(),
+        client: peer.to_string(),
+        user_agent,
+        method: method.to_string(),
+        path,
+        verb: attrs.verb,
+        api_group: attrs.api_group,
+        resource: attrs.resource,
+        subresource: attrs.subresource,
+        namespace: attrs.namespace,
+        name: attrs.name,
+        decision: outcome.decision,
+        rule: outcome.rule,
+        reason: outcome.reason,
+        status: resp.status().as_u16(),
+        latency_ms,
+        session: outcome.session,
+        grant: outcome.grant,
+        extra: Default::default(),
+    };
+    state.audit.emit(&record).await;
     resp
 }
 
@@ -100,28 +143,51 @@ async fn decide_and_dispatch(
     state: &State,
     req: Request<Incoming>,
     peer: SocketAddr,
-) -> (String, String, Response<Body>) {
+    outcome: &mut Outcome,
+) -> Response<Body> {
     let Some(token) = upstream::bearer_token(req.headers()) else {
-        return (
-            "-".into(),
-            "unauthenticated".into(),
-            status::unauthorized(
-                "kubetape: no bearer token; use a kubeconfig whose user runs kubetape's credential plugin",
-            ),
-        );
+        let message = "kubetape: no bearer token; use a kubeconfig whose user runs kubetape's credential plugin";
+        outcome.reason = Some(message.into());
+        return status::unauthorized(message);
     };
     let identity = match state.authn.authenticate(&token).await {
         Ok(id) => id,
         Err(e) => {
-            return (
-                "-".into(),
-                format!("unauthenticated: {e}"),
-                status::unauthorized(format!("kubetape: {e}")),
-            );
+            let message = format!("kubetape: {e}");
+            outcome.reason = Some(message.clone());
+            return status::unauthorized(message);
         }
     };
     drop(token);
+    outcome.identity = Some(identity.clone());
+    if state.audit.refusing() {
+        let message = "kubetape: the audit log cannot be written; requests are refused until it can (audit.fail_closed)";
+        outcome.deny("audit-unavailable", message);
+        return status::unavailable(message);
+    }
+    match state.revocations.check(&identity.user) {
+        Check::Allowed => {}
+        Check::Revoked(message) => {
+            outcome.deny("revoked", message.clone());
+            return status::forbidden(message);
+        }
+        Check::Stale(message) => {
+            outcome.deny("revocation-list-unavailable", message.clone());
+            return status::unavailable(message);
+        }
+    }
     let path = req.uri().path().to_string();
+    // Temporary mount of the revocation admin route until the admin router is merged.
+    if path == revocation::api::PATH {
+        let resp = revocation::api::handle(&state.revocations, req, &identity).await;
+        if resp.status() == http::StatusCode::FORBIDDEN {
+            outcome.deny("not-admin", "not in an admin group");
+        } else {
+            outcome.decision = AuditDecision::Allow;
+            outcome.rule = Some("admin group".into());
+        }
+        return resp;
+    }
     let scope = access::scope_of(&path);
     let rule = match state
         .access
@@ -129,17 +195,16 @@ async fn decide_and_dispatch(
     {
         Decision::Allow { rule } => rule,
         Decision::Deny { reason } => {
-            return (
-                identity.user.clone(),
-                "denied".into(),
-                status::forbidden(reason),
-            );
+            outcome.deny("no allow rule", reason.clone());
+            return status::forbidden(reason);
         }
     };
-    let resp = if let Some(target) = proto::exec::parse_path(&path) {
+    outcome.decision = AuditDecision::Allow;
+    outcome.rule = Some(rule);
+    if let Some(target) = proto::exec::parse_path(&path) {
         match target.subresource {
             proto::exec::Subresource::Exec | proto::exec::Subresource::Attach => {
-                relay::handle(state, req, &identity, target, peer).await
+                relay::handle(state, req, &identity, target, peer, &mut outcome.session).await
             }
             proto::exec::Subresource::PortForward => status::forbidden(
                 "kubetape: port-forward is not available through this gateway yet (it cannot be recorded)",
@@ -154,6 +219,5 @@ async fn decide_and_dispatch(
             session: None,
         };
         proxy::forward(&state.upstream, req, &who).await
-    };
-    (identity.user, format!("allowed by {rule}"), resp)
+    }
 }

@@ -36,6 +36,7 @@ Examples:
   kubetape cat 0196f3a2 | less -R      print a recording's output
   kubetape export 0196f3a2 -o s.cast   export for asciinema
   kubetape search 'rm -rf' -n prod     who typed it, where, when
+  kubetape audit --since 1h            what the gateways were asked in the last hour
 
 Environment:
   KUBETAPE_STORE   store URL (same as --store)
@@ -61,6 +62,7 @@ enum Command {
     Search(cmd::search::Args),
     Seal(cmd::seal::Args),
     Keys(cmd::keys::Args),
+    Audit(cmd::audit::Args),
 }
 
 fn main() -> ExitCode {
@@ -103,6 +105,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Search(args) => cmd::search::run(global, args).await,
         Command::Seal(args) => cmd::seal::run(global, args).await,
         Command::Keys(args) => cmd::keys::run(global, args).await,
+        Command::Audit(args) => cmd::audit::run(global, args).await,
     }
 }
 

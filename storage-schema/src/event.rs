@@ -86,6 +86,10 @@ pub enum EventKind {
     },
     /// A port-forward connection closed, with the error text if it failed (tag 10).
     PortForwardClose { conn: u64, error: String },
+    /// One audit record (tag 11): the JSON text of a [`crate::audit::AuditRecord`], in audit
+    /// streams (sessions of kind [`crate::SessionKind::Audit`]). Kept as text so that records
+    /// written by newer gateways, with fields this reader does not know, survive verbatim.
+    Audit { json: String },
     /// A tag this reader does not know, kept verbatim.
     Unknown { tag: u8, payload: Vec<u8> },
 }
@@ -100,6 +104,7 @@ const TAG_STREAM_CLOSE: u8 = 7;
 const TAG_PF_OPEN: u8 = 8;
 const TAG_PF_DATA: u8 = 9;
 const TAG_PF_CLOSE: u8 = 10;
+const TAG_AUDIT: u8 = 11;
 
 /// Why an event could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -147,6 +152,7 @@ impl Event {
             EventKind::Resize { .. } => (TAG_RESIZE, None),
             EventKind::Exit { .. } => (TAG_EXIT, None),
             EventKind::Marker { text } => (TAG_MARKER, Some(text.as_bytes())),
+            EventKind::Audit { json } => (TAG_AUDIT, Some(json.as_bytes())),
             EventKind::StreamClose { .. } => (TAG_STREAM_CLOSE, None),
             EventKind::PortForwardOpen { .. } => (TAG_PF_OPEN, None),
             EventKind::PortForwardData { .. } => (TAG_PF_DATA, None),
@@ -192,7 +198,10 @@ impl Event {
                 varint::encode(*conn, &mut payload);
                 payload.extend_from_slice(error.as_bytes());
             }
-            EventKind::Data { .. } | EventKind::Marker { .. } | EventKind::Unknown { .. } => {
+            EventKind::Data { .. }
+            | EventKind::Marker { .. }
+            | EventKind::Audit { .. }
+            | EventKind::Unknown { .. } => {
                 unreachable!("encoded above")
             }
         }
@@ -289,6 +298,7 @@ fn decode_payload(tag: u8, payload: &[u8]) -> Result<EventKind, &'static str> {
             }
         }
         TAG_MARKER => EventKind::Marker { text: utf8(p)? },
+        TAG_AUDIT => EventKind::Audit { json: utf8(p)? },
         TAG_STREAM_CLOSE => match p {
             [channel] => EventKind::StreamClose {
                 stream: Stream::from_channel(*channel).ok_or("unknown stream")?,
@@ -374,6 +384,22 @@ mod tests {
         }
         .encode(0, &mut out);
         assert_eq!(out, [0x05, 0x01, 0x02, 17, b'x']);
+        // audit record "{}" at 2 µs: tag 11, delta 2, len 2, the JSON text.
+        let mut out = Vec::new();
+        Event {
+            at_us: 2,
+            kind: EventKind::Audit { json: "{}".into() },
+        }
+        .encode(0, &mut out);
+        assert_eq!(out, [0x0b, 0x02, 0x02, b'{', b'}']);
+        assert_eq!(
+            decode_all(&[0x0b, 0x00, 0x01, 0xff], 0),
+            Err(EventError::Payload {
+                index: 0,
+                tag: 11,
+                reason: "text is not UTF-8"
+            })
+        );
     }
 
     #[test]

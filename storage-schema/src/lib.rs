@@ -22,9 +22,11 @@
 //! - [`session`]: ids and metadata; [`layout`]: object names; [`seal`]: end-of-session seals;
 //! - [`builder`]: events → chunks under a flush policy (sync, no I/O);
 //! - [`verify`]: precise damage reports (sync, no I/O);
+//! - [`audit`]: the gateway's audit record, carried by audit streams;
 //! - [`store`] (feature `store`): object-store I/O — recorder, reader, catalog, verification.
 
 pub mod aead;
+pub mod audit;
 pub mod builder;
 pub mod chunk;
 pub mod commands;
@@ -43,6 +45,7 @@ pub mod store;
 /// The recording format version this crate writes.
 pub const FORMAT_VERSION: u32 = 1;
 
+pub use audit::{AuditDecision, AuditRecord};
 pub use builder::{ChunkBuilder, FlushPolicy, Totals};
 pub use chunk::{ChainDigest, ChunkError, ChunkHeader, SealedChunk};
 pub use event::{Direction, Event, EventKind, Stream};

@@ -133,6 +133,9 @@ pub enum SessionKind {
     PortForward,
     /// A local command recorded by `kubetape record`.
     Local,
+    /// Not a terminal session: one gateway instance's audit log stream, whose events are
+    /// [`crate::EventKind::Audit`] records (one per request). `target.host` names the instance.
+    Audit,
 }
 
 /// Terminal size in character cells.

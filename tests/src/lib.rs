@@ -203,6 +203,8 @@ pub struct Cluster {
     pub ca_pem: String,
     pub store_url: String,
     pub keys: PathBuf,
+    /// More gateways on the same store, keys and config ([`Cluster::start_second_gateway`]).
+    pub extra_gateways: Vec<Proc>,
 }
 
 impl Cluster {
@@ -248,9 +250,12 @@ keys = "{keys}"
 issuer = "{iss}"
 audience = ["{aud}"]
 jwks = {{ file = "{jwks}" }}
+carry_claims = ["repository", "job_id"]
 [[allow]]
 group = "developers"
 namespaces = ["default", "staging"]
+[revocation]
+admin_groups = ["kubetape-admins"]
 "#,
             tls = root.join("gateway-tls").display(),
             state = root.join("sandbox-state").display(),
@@ -277,7 +282,41 @@ namespaces = ["default", "staging"]
             ca_pem,
             store_url,
             keys,
+            extra_gateways: Vec::new(),
         }
+    }
+
+    /// The gateway's configuration file (shared by every gateway of this cluster).
+    pub fn gateway_config(&self) -> PathBuf {
+        self.root().join("gateway.toml")
+    }
+
+    /// Starts another gateway process with the same configuration, store and keys (a replica
+    /// behind a load balancer); returns its address. It lives as long as the cluster.
+    pub fn start_second_gateway(&mut self) -> SocketAddr {
+        let n = self.extra_gateways.len() + 2;
+        let mut cmd = Command::new(bin("kubetape-gateway"));
+        cmd.args(["serve", "--config"])
+            .arg(self.gateway_config())
+            .env("HOME", &self.home)
+            .env("KUBETAPE_LOG", "info");
+        let (gateway, line) = spawn_until(
+            cmd,
+            "listening on https://",
+            self.root().join(format!("gateway-{n}.log")),
+        );
+        self.extra_gateways.push(gateway);
+        addr_in(&line)
+    }
+
+    /// `kubetape-gateway revoke --config <this cluster's config> ARGS…`.
+    pub fn gateway_admin(&self) -> Command {
+        let mut cmd = Command::new(bin("kubetape-gateway"));
+        cmd.env("HOME", &self.home)
+            .arg("revoke")
+            .arg("--config")
+            .arg(self.gateway_config());
+        cmd
     }
 
     pub fn root(&self) -> &Path {
@@ -290,10 +329,28 @@ namespaces = ["default", "staging"]
 
     /// A kubeconfig for the gateway whose user runs the credential plugin as `user` in `groups`.
     pub fn kubeconfig(&self, user: &str, groups: &[&str]) -> PathBuf {
-        let slug: String = format!("{user}-{}", groups.join("-"))
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect();
+        self.kubeconfig_for(self.gateway_addr, user, groups, &[])
+    }
+
+    /// Like [`Cluster::kubeconfig`], for the gateway at `addr`, with extra token claims (a CI
+    /// job's `job_id`, `repository`, ...).
+    pub fn kubeconfig_for(
+        &self,
+        addr: SocketAddr,
+        user: &str,
+        groups: &[&str],
+        claims: &[(&str, &str)],
+    ) -> PathBuf {
+        let claim_text: Vec<String> = claims.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let slug: String = format!(
+            "{user}-{}-{}-{}",
+            groups.join("-"),
+            claim_text.join("-"),
+            addr.port()
+        )
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
         let path = self.root().join(format!("kubeconfig-{slug}"));
         let mut args: Vec<String> = vec![
             "token".into(),
@@ -310,13 +367,16 @@ namespaces = ["default", "staging"]
         for g in groups {
             args.extend(["--group".into(), (*g).into()]);
         }
+        for c in claim_text {
+            args.extend(["--claim".into(), c]);
+        }
         let user_entry = serde_json::json!({"exec": {
             "apiVersion": "client.authentication.k8s.io/v1",
             "command": bin("kubetape-gateway"),
             "args": args,
             "interactiveMode": "Never",
         }});
-        self.write_kubeconfig(&path, self.gateway_addr, &self.ca_pem, user_entry);
+        self.write_kubeconfig(&path, addr, &self.ca_pem, user_entry);
         path
     }
 

@@ -105,6 +105,7 @@ pub async fn handle(
     identity: &Identity,
     target: StreamTarget,
     client_addr: SocketAddr,
+    recorded_as: &mut Option<storage_schema::SessionId>,
 ) -> Response<Body> {
     let query = req.uri().query().unwrap_or_default().to_string();
     let opts = match proto::exec::parse_query(&query) {
@@ -170,6 +171,27 @@ pub async fn handle(
         }
     };
 
+    // Only now is there a recording for the audit record to name.
+    *recorded_as = Some(session);
+
+    // Register before the last revocation check: the revocation poller updates its list before
+    // ending sessions, so a session is either refused here or ended by the poller.
+    let mut live = state.live.register(&identity.user, session);
+    if let crate::revocation::Check::Revoked(message) = state.revocations.check(&identity.user) {
+        let _ = recorder
+            .record(storage_schema::EventKind::Marker {
+                text: "access revoked before the stream opened".into(),
+            })
+            .await;
+        let _ = recorder
+            .finish(Some(ExitInfo {
+                code: 1,
+                message: message.clone(),
+            }))
+            .await;
+        return status::forbidden(message);
+    }
+
     let on_upgrade = hyper::upgrade::on(&mut req);
     let (response, client) = match client_protocol {
         ClientProtocol::WebSocket(p) => {
@@ -207,7 +229,8 @@ pub async fn handle(
     let stream = conn.into_stream();
     tokio::spawn(tracing::Instrument::instrument(
         async move {
-            let exit = pump::run(stream, client, &recorder).await;
+            let exit = pump::run(stream, client, &recorder, &mut live).await;
+            drop(live);
             tracing::info!(code = exit.code, message = %exit.message, "stream ended");
             let _ = recorder
                 .record(storage_schema::EventKind::Exit {

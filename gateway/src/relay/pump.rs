@@ -11,6 +11,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::{ClientEnd, FromClient, ToClient, exit_of};
+use crate::live::{EndRequest, LiveSession};
 
 type Upstream = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
@@ -25,10 +26,17 @@ enum End {
     Recording(RecordError),
     /// The recorder stopped on its own (its store failed); the cause comes from `finish`.
     RecorderStopped,
+    /// Ended from outside (a revocation, an expired grant).
+    Ended(EndRequest),
 }
 
 /// Relays until either side ends; returns how the session ended.
-pub(crate) async fn run(upstream: Upstream, client: ClientEnd, recorder: &Recorder) -> ExitInfo {
+pub(crate) async fn run(
+    upstream: Upstream,
+    client: ClientEnd,
+    recorder: &Recorder,
+    live: &mut LiveSession,
+) -> ExitInfo {
     let ClientEnd { mut from, to } = client;
     let (mut up_tx, mut up_rx) = upstream.split();
     let mut status_buf = Vec::new();
@@ -38,6 +46,7 @@ pub(crate) async fn run(upstream: Upstream, client: ClientEnd, recorder: &Record
     let end = loop {
         tokio::select! {
             () = recorder.closed() => break End::RecorderStopped,
+            why = live.ended() => break End::Ended(why),
             _ = keepalive.tick() => {
                 if let Err(e) = up_tx.send(Message::Ping(bytes::Bytes::new())).await {
                     break End::UpstreamError(e.to_string());
@@ -118,6 +127,22 @@ pub(crate) async fn run(upstream: Upstream, client: ClientEnd, recorder: &Record
         End::RecorderStopped => {
             tracing::error!("the recorder stopped; ending the session (fail closed)");
             synthesized("kubetape: recording failed; the session was ended")
+        }
+        End::Ended(why) => {
+            tracing::warn!(reason = %why.marker, "session ended from outside");
+            let _ = recorder
+                .record(EventKind::Marker {
+                    text: why.marker.clone(),
+                })
+                .await;
+            let s = Status::failure(403, "Forbidden", why.message.clone());
+            (
+                Some(s.to_json()),
+                ExitInfo {
+                    code: 1,
+                    message: why.message,
+                },
+            )
         }
         End::ClientGone => (
             None,

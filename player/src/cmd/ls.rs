@@ -17,7 +17,9 @@ Reads only plaintext metadata and seals, so no keyring is needed. The listing is
 `kubetape verify` is what checks a session is intact. STATE is `sealed` (ended normally),
 `interrupted` (its recorder died and it was sealed later), `open` (live, or its recorder died and
 nobody has run `kubetape seal` yet) or `unreadable`. BYTES counts the recorded output (stdout
-and stderr) when the seal says, and otherwise the space the session takes in the store.";
+and stderr) when the seal says, and otherwise the space the session takes in the store.
+
+The gateways' audit streams are not sessions and are not listed (`kubetape audit` reads them).";
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -39,10 +41,8 @@ pub struct Args {
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let store = global.open_store()?;
-    let mut ids = list_sessions(&store).await?;
-    if let Some(limit) = args.limit {
-        ids.truncate(limit);
-    }
+    let all = list_sessions(&store).await?;
+    let (ids, summaries) = sessions_only(&store, &all, args.limit).await;
     if ids.is_empty() {
         if args.json {
             outln!("[]")?;
@@ -53,7 +53,6 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let summaries = summarize_all(&store, &ids).await;
     if args.json {
         let values: Vec<serde_json::Value> = ids
             .iter()
@@ -65,6 +64,33 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         print_table(&ids, &summaries)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The summaries of `ids` that are not audit streams, at most `limit` of them (summarized in
+/// batches, so a small limit stays cheap on a big store).
+async fn sessions_only(
+    store: &storage_schema::store::Store,
+    ids: &[storage_schema::SessionId],
+    limit: Option<usize>,
+) -> (
+    Vec<storage_schema::SessionId>,
+    Vec<Result<SessionSummary, StoreError>>,
+) {
+    let want = limit.unwrap_or(usize::MAX);
+    let (mut kept_ids, mut kept) = (Vec::new(), Vec::new());
+    for batch in ids.chunks(limit.map_or(ids.len().max(1), |l| l.max(16))) {
+        for (id, summary) in batch.iter().zip(summarize_all(store, batch).await) {
+            let audit = matches!(&summary, Ok(SessionSummary { meta: Some(m), .. }) if m.kind == storage_schema::SessionKind::Audit);
+            if !audit && kept.len() < want {
+                kept_ids.push(*id);
+                kept.push(summary);
+            }
+        }
+        if kept.len() >= want {
+            break;
+        }
+    }
+    (kept_ids, kept)
 }
 
 fn json(

@@ -8,7 +8,7 @@ use anyhow::Context;
 
 use storage_schema::store::{KeySource, Store, list_sessions, verify_session};
 use storage_schema::verify::{Report, SessionState};
-use storage_schema::{PublicKey, SessionId, SessionMeta, layout};
+use storage_schema::{PublicKey, SessionId, SessionKind, SessionMeta, layout};
 
 use crate::config::Global;
 use crate::stdio::outln;
@@ -177,8 +177,14 @@ async fn describe(store: &Store, report: &Report) -> String {
         parts.push(format!("exit {}", format::exit(exit)));
     }
     // The key the metadata names: the one that verified, for an intact session.
-    if let Some(signer) = signing_key_of(store, report.session).await {
-        parts.push(format!("signed by {signer}"));
+    let meta = meta_of(store, report.session).await;
+    if let Some(meta) = &meta {
+        parts.push(format!("signed by {}", meta.keys.signing));
+        if meta.kind == SessionKind::Audit {
+            // Not a terminal session: say what it is, and leave out terminal byte counts.
+            parts.retain(|p| !p.ends_with(" stdout"));
+            parts.insert(0, "audit stream".into());
+        }
     }
     let mut line = parts.join(", ");
     if intact && matches!(report.state, SessionState::Open) {
@@ -190,9 +196,7 @@ async fn describe(store: &Store, report: &Report) -> String {
     line
 }
 
-async fn signing_key_of(store: &Store, id: SessionId) -> Option<String> {
+async fn meta_of(store: &Store, id: SessionId) -> Option<SessionMeta> {
     let bytes = store.get_opt(&layout::meta(id)).await.ok()??;
-    serde_json::from_slice::<SessionMeta>(&bytes)
-        .ok()
-        .map(|m| m.keys.signing)
+    serde_json::from_slice::<SessionMeta>(&bytes).ok()
 }

@@ -155,9 +155,9 @@ fn kind(k: Kind) -> EventKind {
             bytes,
         },
         Kind::PortForwardClose { conn, error } => EventKind::PortForwardClose { conn, error },
-        // Tags 0..=10 are taken (0 reserved); unknown ones are 11..=255.
+        // Tags 0..=11 are taken (0 reserved); unknown ones are 12..=255.
         Kind::Unknown { tag, payload } => EventKind::Unknown {
-            tag: 11 + tag % 245,
+            tag: 12 + tag % 244,
             payload,
         },
     }
