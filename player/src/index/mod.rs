@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use futures::StreamExt as _;
 use regex::bytes::Regex;
+use storage_schema::session::SessionKind;
 use storage_schema::store::{SessionReader, Store, list_sessions};
 use storage_schema::{Keyring, SessionId, layout};
 
@@ -168,6 +169,7 @@ impl Index {
             progress(done, total);
             match outcome {
                 Outcome::Open => report.open += 1,
+                Outcome::Skip => newly_known.push(*id.as_bytes()),
                 Outcome::Unreadable(reason) => {
                     tracing::warn!(session = %id, %reason, "not indexed");
                     report.unreadable += 1;
@@ -182,6 +184,8 @@ impl Index {
         }
         if builder.sessions() > 0 {
             self.write_segment(builder.finish())?;
+        }
+        if !newly_known.is_empty() {
             self.known.extend(newly_known);
             self.known.sort_unstable();
             self.write_known()?;
@@ -324,6 +328,8 @@ pub fn glob(pattern: &str, text: &str) -> bool {
 
 enum Outcome {
     Open,
+    /// Not a terminal session (an audit stream): remembered, never searched.
+    Skip,
     Unreadable(String),
     Ended(IndexedSession, Vec<IndexedCommand>),
 }
@@ -339,6 +345,9 @@ async fn read_session(store: &Store, keyring: &Keyring, id: SessionId) -> Outcom
         Err(e) => return Outcome::Unreadable(e.to_string()),
     };
     let meta = reader.meta();
+    if meta.kind == SessionKind::Audit {
+        return Outcome::Skip;
+    }
     let (source, commands) = match reader.commands().await {
         Ok(Some(entries)) => (
             "recorded",
