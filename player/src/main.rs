@@ -5,9 +5,7 @@
 mod cmd;
 mod config;
 mod errors;
-mod export;
 mod format;
-mod index;
 mod resolve;
 mod stdio;
 mod terminal;

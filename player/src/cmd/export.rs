@@ -10,10 +10,10 @@ use storage_schema::store::SessionReader;
 use storage_schema::{EventKind, Stream};
 
 use crate::config::Global;
-use crate::export::asciicast::{AsciicastWriter, Version};
-use crate::export::text::TextRenderer;
 use crate::resolve;
 use crate::stdio::RawStdout;
+use player::export::asciicast::{AsciicastWriter, Version};
+use player::export::text::TextRenderer;
 
 const ABOUT: &str = "Export a recording as asciicast (asciinema) or plain text";
 

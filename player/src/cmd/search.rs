@@ -10,7 +10,7 @@ use regex::bytes::RegexBuilder;
 
 use crate::config::Global;
 use crate::format;
-use crate::index::{Filter, Hit, Index};
+use player::index::{Filter, Hit, Index};
 
 const ABOUT: &str = "Find sessions by the commands that were typed in them";
 

@@ -39,6 +39,37 @@ pub async fn list_sessions(store: &Store) -> Result<Vec<SessionId>, StoreError> 
     Ok(ids)
 }
 
+/// Writes the `ended/` marker of a session just sealed. Best effort by design: the seal is what
+/// counts, and a follower that misses the marker finds the session on its next full listing.
+pub(crate) async fn mark_ended(store: &Store, id: SessionId, sealed_at_us: u64) {
+    let _ = store
+        .put_create(
+            &layout::ended(&layout::day_of(sealed_at_us), id),
+            Vec::new(),
+        )
+        .await;
+}
+
+/// Sessions sealed on `since_day` (`yyyy-mm-dd`, UTC) or later, from the `ended/` markers:
+/// what a follower of the store lists instead of every session.
+pub async fn ended_since(store: &Store, since_day: &str) -> Result<Vec<SessionId>, StoreError> {
+    let mut ids = Vec::new();
+    for day in store.list_dirs(layout::ENDED).await? {
+        if day.as_str() < since_day {
+            continue;
+        }
+        let dir = format!("{}/{day}", layout::ENDED);
+        ids.extend(
+            store
+                .list(&dir)
+                .await?
+                .iter()
+                .filter_map(|(name, _)| name.parse::<SessionId>().ok()),
+        );
+    }
+    Ok(ids)
+}
+
 /// Summaries of many sessions, fetched concurrently, in the order given.
 pub async fn summarize_all(
     store: &Store,

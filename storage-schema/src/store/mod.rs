@@ -17,7 +17,7 @@ use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
 
-pub use self::catalog::{SessionSummary, list_sessions, summarize, summarize_all};
+pub use self::catalog::{SessionSummary, ended_since, list_sessions, summarize, summarize_all};
 pub use self::reader::{ReadError, SessionReader};
 pub use self::recorder::{RecordError, Recorder};
 pub use self::verify::{KeySource, VerifyError, seal_interrupted, verify_session};

@@ -284,6 +284,7 @@ async fn run(
     store
         .put_create(&layout::seal(session), seal.sign(builder.signer()))
         .await?;
+    super::catalog::mark_ended(&store, session, seal.sealed_at_us).await;
     Ok(Some(seal))
 }
 

@@ -174,5 +174,6 @@ pub async fn seal_interrupted(
     store
         .put_create(&layout::seal(id), payload.sign(signer))
         .await?;
+    super::catalog::mark_ended(store, id, payload.sealed_at_us).await;
     Ok(payload)
 }

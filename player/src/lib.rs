@@ -1,0 +1,5 @@
+//! The parts of `kubetape` that benchmarks and other tools use directly: the local search index
+//! and the export writers. The binary (`main.rs`, `cmd/`) is the command line around them.
+
+pub mod export;
+pub mod index;
