@@ -49,6 +49,15 @@ pub enum RecordError {
     Commands(#[from] CommandsError),
 }
 
+/// Sees every event the recorder takes, on the recorder's own task (off the relay's path), and
+/// hands over the session's commands when it is sealed. The gateway and `kubetape record` plug
+/// the transcript crate's extractor in here; this crate does not depend on it.
+pub trait CommandObserver: Send + 'static {
+    fn observe(&mut self, event: &Event);
+    /// The commands, in order; called once, when the session is sealed.
+    fn finish(self: Box<Self>) -> Vec<CommandEntry>;
+}
+
 enum Msg {
     Event(Event),
     Finish {
@@ -74,8 +83,20 @@ impl Recorder {
     pub async fn start(
         store: Store,
         keyring: &Keyring,
+        meta: SessionMeta,
+        policy: FlushPolicy,
+    ) -> Result<Self, RecordError> {
+        Self::start_observed(store, keyring, meta, policy, None).await
+    }
+
+    /// [`Self::start`], with an observer whose commands [`Self::finish`] writes with the seal
+    /// (unless [`Self::finish_with_commands`] gives others).
+    pub async fn start_observed(
+        store: Store,
+        keyring: &Keyring,
         mut meta: SessionMeta,
         policy: FlushPolicy,
+        observer: Option<Box<dyn CommandObserver>>,
     ) -> Result<Self, RecordError> {
         let kek = keyring.current_kek()?;
         let signer = keyring.current_signing_key()?.clone();
@@ -93,7 +114,7 @@ impl Recorder {
         let builder = ChunkBuilder::new(session, &meta_bytes, dek, signer, policy)?;
         let clock = Instant::now();
         let (tx, rx) = mpsc::channel(EVENT_QUEUE);
-        let task = tokio::spawn(run(store, builder, rx, clock));
+        let task = tokio::spawn(run(store, builder, rx, clock, observer));
         Ok(Self {
             session,
             clock,
@@ -211,6 +232,7 @@ async fn run(
     mut builder: ChunkBuilder,
     mut rx: mpsc::Receiver<Msg>,
     clock: Instant,
+    mut observer: Option<Box<dyn CommandObserver>>,
 ) -> Result<Option<SealPayload>, RecordError> {
     let session = builder.seal_payload(SealState::Sealed, None).session;
     let (chunk_tx, chunk_rx) = mpsc::channel::<SealedChunk>(CHUNK_QUEUE);
@@ -240,6 +262,9 @@ async fn run(
             };
             match msg {
                 Some(Msg::Event(event)) => {
+                    if let Some(observer) = observer.as_mut() {
+                        observer.observe(&event);
+                    }
                     for chunk in builder.push(&event)? {
                         chunk_tx
                             .send(chunk)
@@ -271,10 +296,11 @@ async fn run(
     };
     uploaded.map_err(|e| RecordError::Task(e.to_string()))??;
     flushed?;
-    let (exit, write_seal, command_entries) = outcome?;
+    let (exit, write_seal, given) = outcome?;
     if !write_seal {
         return Ok(None);
     }
+    let command_entries = given.or_else(|| observer.map(|o| o.finish()));
     let mut seal = builder.seal_payload(SealState::Sealed, exit);
     if let Some(entries) = command_entries {
         let (bytes, reference) = commands::encode(session, builder.dek(), &entries)?;
