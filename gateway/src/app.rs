@@ -9,9 +9,10 @@ use storage_schema::Keyring;
 use storage_schema::store::Store;
 use tokio::net::TcpListener;
 
-use crate::access::AccessList;
 use crate::authn::Authenticator;
 use crate::config::GatewayConfig;
+use crate::jit::Jit;
+use crate::policy::PolicyWatch;
 use crate::server::{self, State};
 use crate::{tls, upstream};
 
@@ -27,6 +28,8 @@ impl Gateway {
     /// Loads keys, connects the store and the cluster client, binds the listener.
     pub async fn build(config: &GatewayConfig) -> anyhow::Result<Self> {
         let tls = tls::server_config(&config.tls.cert, &config.tls.key)?;
+        // A bad policy at startup stops the gateway: there is no last good one to fall back on.
+        let policy = Arc::new(PolicyWatch::load(&config.policy).context("access policy")?);
         let authn = Authenticator::new(config.issuers.clone()).context("token issuers")?;
         let upstream = upstream::client(
             config.upstream.kubeconfig.as_deref(),
@@ -54,8 +57,9 @@ impl Gateway {
             .with_context(|| format!("listen on {}", config.listen))?;
         let state = State {
             authn,
-            access: AccessList::new(config.allow.clone()),
+            policy,
             upstream,
+            jit: Jit::new(store.clone()),
             store,
             keyring,
             flush: config.recording.flush_policy(),
@@ -72,8 +76,11 @@ impl Gateway {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` resolves.
+    /// Serves until `shutdown` resolves, reloading the policy file as it changes.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
-        server::serve(self.listener, self.tls, self.state, shutdown).await
+        let poller = self.state.policy.clone().spawn_polling();
+        let served = server::serve(self.listener, self.tls, self.state, shutdown).await;
+        poller.abort();
+        served
     }
 }

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::access::AllowRule;
 use crate::authn::IssuerConfig;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -24,9 +23,9 @@ pub struct GatewayConfig {
     pub recording: RecordingConfig,
     /// Trusted token issuers; a token from anyone else is refused.
     pub issuers: Vec<IssuerConfig>,
-    /// Default deny: only these groups may act, only in these namespaces.
-    #[serde(default)]
-    pub allow: Vec<AllowRule>,
+    /// The policy file (roles, bindings; see `policy.example.toml`), relative to this file's
+    /// directory unless absolute. Reloaded when it changes; default deny.
+    pub policy: PathBuf,
 }
 
 fn default_cluster() -> String {
@@ -99,8 +98,13 @@ impl GatewayConfig {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-        let config: Self =
+        let mut config: Self =
             toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        if config.policy.is_relative()
+            && let Some(dir) = path.parent()
+        {
+            config.policy = dir.join(&config.policy);
+        }
         if config.issuers.is_empty() {
             anyhow::bail!(
                 "{}: no [[issuers]]: the gateway would accept nobody",

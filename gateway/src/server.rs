@@ -16,16 +16,20 @@ use storage_schema::store::Store;
 use storage_schema::{FlushPolicy, Keyring};
 use tokio::net::TcpListener;
 
-use crate::access::{self, AccessList, Decision};
-use crate::authn::Authenticator;
+use crate::authn::{Authenticator, Identity};
+use crate::jit::{Grant, Jit};
+use crate::policy::{self, Decision, Elevation, PolicyWatch};
 use crate::status::{self, Body};
 use crate::upstream::{self, Impersonation};
-use crate::{proxy, relay};
+use crate::{admin, proxy, relay};
 
 /// Everything a request handler needs; shared by all connections.
 pub struct State {
     pub authn: Authenticator,
-    pub access: AccessList,
+    /// The policy in force (reloaded from its file in the background).
+    pub policy: Arc<PolicyWatch>,
+    /// Just-in-time requests and grants, in the store.
+    pub jit: Jit,
     pub upstream: kube::Client,
     pub store: Store,
     pub keyring: Keyring,
@@ -86,25 +90,83 @@ async fn handle(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Resp
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let (user, decision, resp) = decide_and_dispatch(state, req, peer).await;
+    let Outcome {
+        user,
+        decision,
+        grant,
+        resp,
+    } = decide_and_dispatch(state, req, peer).await;
     tracing::info!(
         target: "kubetape::audit",
         %peer, user = %user, %method, %path, decision = %decision,
+        grant = grant.as_ref().map_or("-", |g| g.id.as_str()),
         status = resp.status().as_u16(), latency_ms = started.elapsed().as_secs_f64() * 1000.0,
         "request"
     );
     resp
 }
 
-async fn decide_and_dispatch(
+/// What one request came to, for the audit line.
+struct Outcome {
+    user: String,
+    decision: String,
+    /// The just-in-time grant the request was allowed under.
+    grant: Option<Grant>,
+    resp: Response<Body>,
+}
+
+impl Outcome {
+    fn new(user: impl Into<String>, decision: impl Into<String>, resp: Response<Body>) -> Self {
+        Self {
+            user: user.into(),
+            decision: decision.into(),
+            grant: None,
+            resp,
+        }
+    }
+}
+
+/// The policy's decision for `identity`, with its live grants. A would-be denial re-reads the
+/// grants from the store first, so an approval made a moment ago on any replica counts.
+async fn authorize(
     state: &State,
-    req: Request<Incoming>,
-    peer: SocketAddr,
-) -> (String, String, Response<Body>) {
+    identity: &Identity,
+    attrs: &policy::Attributes,
+) -> (Decision, Option<Grant>) {
+    let mut forced = false;
+    loop {
+        if let Err(e) = state.jit.refresh(forced).await {
+            tracing::warn!(error = %e, "access grants could not be refreshed; using the cached ones");
+        }
+        let grants = state.jit.grants_for(identity).await;
+        let elevations: Vec<Elevation<'_>> = grants
+            .iter()
+            .map(|g| Elevation {
+                id: &g.id,
+                role: &g.role,
+                namespace: &g.namespace,
+            })
+            .collect();
+        let decision = state.policy.current().decide(identity, attrs, &elevations);
+        match &decision {
+            Decision::Deny(_) if !forced => forced = true,
+            Decision::Allow(a) => {
+                let grant = a
+                    .grant
+                    .as_ref()
+                    .and_then(|id| grants.iter().find(|g| &g.id == id).cloned());
+                return (decision, grant);
+            }
+            Decision::Deny(_) => return (decision, None),
+        }
+    }
+}
+
+async fn decide_and_dispatch(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Outcome {
     let Some(token) = upstream::bearer_token(req.headers()) else {
-        return (
-            "-".into(),
-            "unauthenticated".into(),
+        return Outcome::new(
+            "-",
+            "unauthenticated",
             status::unauthorized(
                 "kubetape: no bearer token; use a kubeconfig whose user runs kubetape's credential plugin",
             ),
@@ -113,8 +175,8 @@ async fn decide_and_dispatch(
     let identity = match state.authn.authenticate(&token).await {
         Ok(id) => id,
         Err(e) => {
-            return (
-                "-".into(),
+            return Outcome::new(
+                "-",
                 format!("unauthenticated: {e}"),
                 status::unauthorized(format!("kubetape: {e}")),
             );
@@ -122,24 +184,22 @@ async fn decide_and_dispatch(
     };
     drop(token);
     let path = req.uri().path().to_string();
-    let scope = access::scope_of(&path);
-    let rule = match state
-        .access
-        .decide(&identity.user, &identity.groups, &scope)
-    {
-        Decision::Allow { rule } => rule,
-        Decision::Deny { reason } => {
-            return (
-                identity.user.clone(),
-                "denied".into(),
-                status::forbidden(reason),
-            );
+    if admin::is_admin_path(&path) {
+        let resp = admin::handle(state, req, &identity).await;
+        return Outcome::new(identity.user, "admin API", resp);
+    }
+    let attrs = policy::parse_attributes(req.method().as_str(), &path, req.uri().query());
+    let (allowed, grant) = match authorize(state, &identity, &attrs).await {
+        (Decision::Allow(a), grant) => (a, grant),
+        (Decision::Deny(message), _) => {
+            return Outcome::new(identity.user, "denied", status::forbidden(message));
         }
     };
     let resp = if let Some(target) = proto::exec::parse_path(&path) {
         match target.subresource {
             proto::exec::Subresource::Exec | proto::exec::Subresource::Attach => {
-                relay::handle(state, req, &identity, target, peer).await
+                let limit = relay::SessionLimit::new(allowed.max_session, grant.as_ref());
+                relay::handle(state, req, &identity, target, peer, grant.as_ref(), limit).await
             }
             proto::exec::Subresource::PortForward => status::forbidden(
                 "kubetape: port-forward is not available through this gateway yet (it cannot be recorded)",
@@ -155,5 +215,10 @@ async fn decide_and_dispatch(
         };
         proxy::forward(&state.upstream, req, &who).await
     };
-    (identity.user, format!("allowed by {rule}"), resp)
+    Outcome {
+        user: identity.user,
+        decision: format!("allowed by {}", allowed.rule),
+        grant,
+        resp,
+    }
 }

@@ -17,7 +17,10 @@ mod client_spdy;
 mod client_ws;
 mod pump;
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::time::{Duration, SystemTime};
 
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use proto::channel::Protocol;
@@ -26,6 +29,7 @@ use storage_schema::store::Recorder;
 use storage_schema::{ExitInfo, Identity as RecordedIdentity, SessionKind, SessionMeta, Target};
 
 use crate::authn::Identity;
+use crate::jit::Grant;
 use crate::server::State;
 use crate::status::{self, Body};
 use crate::upstream::{self, Impersonation};
@@ -62,6 +66,67 @@ pub(crate) struct ToClient(pub bytes::Bytes);
 pub(crate) struct ClientEnd {
     pub from: tokio::sync::mpsc::Receiver<FromClient>,
     pub to: tokio::sync::mpsc::Sender<ToClient>,
+}
+
+/// When a live session must end whatever the user does, and what they are told then: the
+/// binding's `max_session` or the expiry of the grant it was opened under, whichever is first.
+#[derive(Debug, Clone, Default)]
+pub struct SessionLimit {
+    end: Option<(tokio::time::Instant, String)>,
+}
+
+/// A future that resolves, with the message for the user, when the session must end.
+pub(crate) type Stop = Pin<Box<dyn Future<Output = String> + Send>>;
+
+impl SessionLimit {
+    pub fn new(max_session: Option<Duration>, grant: Option<&Grant>) -> SessionLimit {
+        let now = tokio::time::Instant::now();
+        let by_binding = max_session.map(|d| {
+            (
+                now + d,
+                format!(
+                    "kubetape: this session reached the maximum session length of {} set by the access policy and was ended",
+                    humantime::format_duration(d)
+                ),
+            )
+        });
+        let by_grant = grant.map(|g| {
+            let left = g
+                .expires_at()
+                .duration_since(SystemTime::now())
+                .unwrap_or_default();
+            (
+                now + left,
+                format!(
+                    "kubetape: grant {} (role {} in namespace {}) expired at {} and the session was ended; ask again with `kubetape request {} --namespace {} --reason TEXT --ttl 30m`",
+                    g.id,
+                    g.role,
+                    g.namespace,
+                    humantime::format_rfc3339_seconds(g.expires_at()),
+                    g.role,
+                    g.namespace,
+                ),
+            )
+        });
+        let end = match (by_binding, by_grant) {
+            (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+            (a, b) => a.or(b),
+        };
+        SessionLimit { end }
+    }
+
+    /// Resolves with the message when the limit is reached; never without a limit.
+    pub(crate) fn into_stop(self) -> Stop {
+        Box::pin(async move {
+            match self.end {
+                Some((at, message)) => {
+                    tokio::time::sleep_until(at).await;
+                    message
+                }
+                None => std::future::pending().await,
+            }
+        })
+    }
 }
 
 /// Picks the client protocol, or says (as the 400 message) why none fits.
@@ -105,6 +170,8 @@ pub async fn handle(
     identity: &Identity,
     target: StreamTarget,
     client_addr: SocketAddr,
+    grant: Option<&Grant>,
+    limit: SessionLimit,
 ) -> Response<Body> {
     let query = req.uri().query().unwrap_or_default().to_string();
     let opts = match proto::exec::parse_query(&query) {
@@ -115,9 +182,10 @@ pub async fn handle(
         Ok(p) => p,
         Err(message) => return status::bad_request(message),
     };
-    let meta = session_meta(state, &req, identity, &target, &opts, client_addr);
+    let mut meta = session_meta(state, &req, identity, &target, &opts, client_addr);
+    meta.grant = grant.map(Grant::to_recorded);
     let session = meta.session;
-    let span = tracing::info_span!("stream", session = %session, user = %identity.user, ns = %target.namespace, pod = %target.pod);
+    let span = tracing::info_span!("stream", session = %session, user = %identity.user, ns = %target.namespace, pod = %target.pod, grant = grant.map_or("-", |g| g.id.as_str()));
 
     // Dial the cluster first: a missing pod or an RBAC denial is answered as a plain HTTP error.
     let mut up_headers = req.headers().clone();
@@ -207,7 +275,7 @@ pub async fn handle(
     let stream = conn.into_stream();
     tokio::spawn(tracing::Instrument::instrument(
         async move {
-            let exit = pump::run(stream, client, &recorder).await;
+            let exit = pump::run(stream, client, &recorder, limit.into_stop()).await;
             tracing::info!(code = exit.code, message = %exit.message, "stream ended");
             let _ = recorder
                 .record(storage_schema::EventKind::Exit {

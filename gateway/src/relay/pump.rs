@@ -10,7 +10,7 @@ use storage_schema::{EventKind, ExitInfo, Stream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{ClientEnd, FromClient, ToClient, exit_of};
+use super::{ClientEnd, FromClient, Stop, ToClient, exit_of};
 
 type Upstream = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
@@ -25,10 +25,17 @@ enum End {
     Recording(RecordError),
     /// The recorder stopped on its own (its store failed); the cause comes from `finish`.
     RecorderStopped,
+    /// The session's time is up (grant expiry, maximum session length): the message says why.
+    Stopped(String),
 }
 
-/// Relays until either side ends; returns how the session ended.
-pub(crate) async fn run(upstream: Upstream, client: ClientEnd, recorder: &Recorder) -> ExitInfo {
+/// Relays until either side ends or `stop` resolves; returns how the session ended.
+pub(crate) async fn run(
+    upstream: Upstream,
+    client: ClientEnd,
+    recorder: &Recorder,
+    mut stop: Stop,
+) -> ExitInfo {
     let ClientEnd { mut from, to } = client;
     let (mut up_tx, mut up_rx) = upstream.split();
     let mut status_buf = Vec::new();
@@ -38,6 +45,7 @@ pub(crate) async fn run(upstream: Upstream, client: ClientEnd, recorder: &Record
     let end = loop {
         tokio::select! {
             () = recorder.closed() => break End::RecorderStopped,
+            message = &mut stop => break End::Stopped(message),
             _ = keepalive.tick() => {
                 if let Err(e) = up_tx.send(Message::Ping(bytes::Bytes::new())).await {
                     break End::UpstreamError(e.to_string());
@@ -118,6 +126,16 @@ pub(crate) async fn run(upstream: Upstream, client: ClientEnd, recorder: &Record
         End::RecorderStopped => {
             tracing::error!("the recorder stopped; ending the session (fail closed)");
             synthesized("kubetape: recording failed; the session was ended")
+        }
+        End::Stopped(message) => {
+            tracing::info!(reason = %message, "ending the session");
+            let _ = recorder
+                .record(EventKind::Marker {
+                    text: message.clone(),
+                })
+                .await;
+            let s = Status::failure(403, "Forbidden", message.clone());
+            (Some(s.to_json()), ExitInfo { code: 1, message })
         }
         End::ClientGone => (
             None,
