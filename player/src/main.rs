@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-const ABOUT: &str = "Record terminal sessions, and list, verify, read and seal the recordings";
+const ABOUT: &str = "Record terminal sessions, list, verify, read and seal the recordings, and ask for or approve just-in-time access";
 
 const LONG_ABOUT: &str = "\
 Record terminal sessions, and list, verify, read and seal the recordings.
@@ -32,6 +32,9 @@ Examples:
   kubetape ls                          list recordings, newest first
   kubetape verify --all                check every recording is intact
   kubetape cat 0196f3a2 | less -R      print a recording's output
+  kubetape request prod-debug -n prod --reason 'INC-42' --ttl 30m
+                                       ask the gateway for temporary access
+  kubetape requests / approve ID       review access requests (approvers)
 
 Environment:
   KUBETAPE_STORE   store URL (same as --store)
@@ -55,6 +58,10 @@ enum Command {
     Cat(cmd::cat::Args),
     Seal(cmd::seal::Args),
     Keys(cmd::keys::Args),
+    Request(cmd::access::RequestArgs),
+    Requests(cmd::access::RequestsArgs),
+    Approve(cmd::access::ApproveArgs),
+    Deny(cmd::access::DenyArgs),
 }
 
 fn main() -> ExitCode {
@@ -95,6 +102,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cat(args) => cmd::cat::run(global, args).await,
         Command::Seal(args) => cmd::seal::run(global, args).await,
         Command::Keys(args) => cmd::keys::run(global, args).await,
+        Command::Request(args) => cmd::access::request(args).await,
+        Command::Requests(args) => cmd::access::requests(args).await,
+        Command::Approve(args) => cmd::access::approve(args).await,
+        Command::Deny(args) => cmd::access::deny(args).await,
     }
 }
 

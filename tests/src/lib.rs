@@ -191,6 +191,55 @@ name = "postgres"
 command = ["sh", "-c", "while true; do sleep 3600; done"]
 "#;
 
+/// The dev issuer that plays a CI system (GitHub Actions-like): usernames `ci:<sub>`, no groups,
+/// and the job's claims carried into the identity.
+pub const CI_ISSUER: &str = "https://ci-issuer.kubetape.invalid";
+
+/// The harness's access policy (`{ci_issuer}` is replaced): `developers` work with pods in
+/// `default` and `staging` and may read (not exec into) pods in `prod`; the `acme/shop` pipeline's staging jobs may read pods and logs in
+/// `staging`; `prod-debug` (pods, exec, attach in `prod`) is requestable, approved by `sre`.
+pub const DEFAULT_POLICY: &str = r#"
+[[roles]]
+name = "developer"
+[[roles.rules]]
+namespaces = ["default", "staging"]
+resources = ["pods", "pods/log", "pods/exec", "pods/attach"]
+verbs = ["get", "list", "watch", "create"]
+[[roles.rules]]
+namespaces = ["prod"]
+resources = ["pods", "pods/log"]
+verbs = ["get", "list", "watch"]
+
+[[roles]]
+name = "pipeline-staging"
+[[roles.rules]]
+namespaces = ["staging"]
+resources = ["pods", "pods/log"]
+verbs = ["get", "list"]
+
+[[roles]]
+name = "prod-debug"
+requestable = true
+approvers = ["sre"]
+max_ttl = "1h"
+[[roles.rules]]
+namespaces = ["prod"]
+resources = ["pods", "pods/log", "pods/exec", "pods/attach"]
+verbs = ["get", "list", "watch", "create"]
+
+[[bindings]]
+name = "developers"
+groups = ["developers"]
+roles = ["developer"]
+
+[[bindings]]
+name = "shop-staging-deploys"
+roles = ["pipeline-staging"]
+[[bindings.ci]]
+issuer = "{ci_issuer}"
+claims = { repository = "acme/shop", environment = "staging" }
+"#;
+
 /// A running sandbox + gateway pair.
 #[derive(Debug)]
 pub struct Cluster {
@@ -206,9 +255,14 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts a sandbox and a gateway that trusts the dev issuer and allows group `developers`
-    /// in `default` and `staging`.
+    /// Starts a sandbox and a gateway that trusts the dev issuer and the CI issuer, with
+    /// [`DEFAULT_POLICY`].
     pub fn start() -> Self {
+        Self::start_with_policy(DEFAULT_POLICY)
+    }
+
+    /// [`Cluster::start`] with another policy file (`{ci_issuer}` is replaced).
+    pub fn start_with_policy(policy: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().to_path_buf();
         let home = root.join("home");
@@ -228,6 +282,14 @@ impl Cluster {
             DevIssuer::DEFAULT_AUDIENCE,
         )
         .expect("dev issuer");
+        let ci_issuer =
+            DevIssuer::open_or_create(&root.join("ci-issuer"), CI_ISSUER, issuer.audience())
+                .expect("CI dev issuer");
+        std::fs::write(
+            root.join("policy.toml"),
+            policy.replace("{ci_issuer}", CI_ISSUER),
+        )
+        .expect("policy");
         let ca_pem = gateway::tls::write_self_signed(&root.join("gateway-tls"))
             .expect("gateway certificate");
         let store_url = format!("file://{}", root.join("store").display());
@@ -236,6 +298,7 @@ impl Cluster {
             r#"
 listen = "127.0.0.1:0"
 cluster_name = "sandbox"
+policy = "policy.toml"
 [tls]
 cert = "{tls}/tls.crt"
 key = "{tls}/tls.key"
@@ -248,9 +311,13 @@ keys = "{keys}"
 issuer = "{iss}"
 audience = ["{aud}"]
 jwks = {{ file = "{jwks}" }}
-[[allow]]
-group = "developers"
-namespaces = ["default", "staging"]
+[[issuers]]
+issuer = "{ci_iss}"
+audience = ["{aud}"]
+jwks = {{ file = "{ci_jwks}" }}
+username_prefix = "ci:"
+groups_claim = ""
+carry_claims = ["repository", "environment", "job_id"]
 "#,
             tls = root.join("gateway-tls").display(),
             state = root.join("sandbox-state").display(),
@@ -258,6 +325,8 @@ namespaces = ["default", "staging"]
             iss = issuer.issuer(),
             aud = issuer.audience(),
             jwks = issuer.jwks_path().display(),
+            ci_iss = ci_issuer.issuer(),
+            ci_jwks = ci_issuer.jwks_path().display(),
         );
         std::fs::write(root.join("gateway.toml"), config).expect("gateway config");
         let mut cmd = Command::new(bin("kubetape-gateway"));
@@ -318,6 +387,79 @@ namespaces = ["default", "staging"]
         }});
         self.write_kubeconfig(&path, self.gateway_addr, &self.ca_pem, user_entry);
         path
+    }
+
+    /// A kubeconfig for a CI job: a token from the CI issuer for `sub` with these claims (and
+    /// `groups`, which that issuer does not map: CI identities have none).
+    pub fn kubeconfig_ci(&self, sub: &str, claims: &[(&str, &str)], groups: &[&str]) -> PathBuf {
+        let slug: String = format!("ci-{sub}-{claims:?}-{groups:?}")
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let path = self.root().join(format!("kubeconfig-{slug}"));
+        let mut args: Vec<String> = vec![
+            "token".into(),
+            "--issuer-dir".into(),
+            self.root().join("ci-issuer").display().to_string(),
+            "--user".into(),
+            sub.into(),
+            "--ttl".into(),
+            "10m".into(),
+            "--no-cache".into(),
+        ];
+        for (k, v) in claims {
+            args.extend(["--claim".into(), format!("{k}={v}")]);
+        }
+        for g in groups {
+            args.extend(["--group".into(), (*g).into()]);
+        }
+        let user_entry = serde_json::json!({"exec": {
+            "apiVersion": "client.authentication.k8s.io/v1",
+            "command": bin("kubetape-gateway"),
+            "args": args,
+            "interactiveMode": "Never",
+        }});
+        self.write_kubeconfig(&path, self.gateway_addr, &self.ca_pem, user_entry);
+        path
+    }
+
+    /// The gateway's policy file.
+    pub fn policy_path(&self) -> PathBuf {
+        self.root().join("policy.toml")
+    }
+
+    /// Replaces the policy file and waits (bounded) until the gateway logs `expect` one more
+    /// time than before: `"policy reloaded"` or `"policy file rejected"`. Returns that log line.
+    pub fn replace_policy(&self, policy: &str, expect: &str) -> String {
+        let log = || std::fs::read_to_string(&self.gateway.log).unwrap_or_default();
+        let count = |text: &str| text.lines().filter(|l| l.contains(expect)).count();
+        let before = count(&log());
+        std::fs::write(self.policy_path(), policy.replace("{ci_issuer}", CI_ISSUER))
+            .expect("write policy");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = log();
+            if count(&text) > before {
+                return text
+                    .lines()
+                    .filter(|l| l.contains(expect))
+                    .next_back()
+                    .unwrap_or_default()
+                    .to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the gateway never logged {expect:?}; log:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The `kubetape` CLI talking to the gateway with `kubeconfig` (request, approve, ...).
+    pub fn kubetape_as(&self, kubeconfig: &Path) -> Command {
+        let mut cmd = Command::new(bin("kubetape"));
+        cmd.env("HOME", &self.home).env("KUBECONFIG", kubeconfig);
+        cmd
     }
 
     /// A kubeconfig for the gateway presenting a fixed bearer token (possibly a bad one).
