@@ -574,6 +574,25 @@ carry_claims = ["repository", "environment", "job_id"]
 
 /// Runs `cmd` with `stdin` bytes and a bounded wait; returns (status code, stdout, stderr).
 pub fn run(cmd: &mut Command, stdin: &[u8], timeout: Duration) -> (Option<i32>, Vec<u8>, Vec<u8>) {
+    run_inner(cmd, stdin, timeout, false)
+}
+
+/// [`run`], but stdin stays open (no EOF) until the process exits: for sessions that must be
+/// ended by the other side.
+pub fn run_with_open_stdin(
+    cmd: &mut Command,
+    stdin: &[u8],
+    timeout: Duration,
+) -> (Option<i32>, Vec<u8>, Vec<u8>) {
+    run_inner(cmd, stdin, timeout, true)
+}
+
+fn run_inner(
+    cmd: &mut Command,
+    stdin: &[u8],
+    timeout: Duration,
+    keep_stdin_open: bool,
+) -> (Option<i32>, Vec<u8>, Vec<u8>) {
     use std::io::Write;
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -583,6 +602,7 @@ pub fn run(cmd: &mut Command, stdin: &[u8], timeout: Duration) -> (Option<i32>, 
     let data = stdin.to_vec();
     let writer = std::thread::spawn(move || {
         let _ = input.write_all(&data);
+        keep_stdin_open.then_some(input)
     });
     let mut out = child.stdout.take().expect("stdout");
     let mut err = child.stderr.take().expect("stderr");

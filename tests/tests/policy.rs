@@ -188,3 +188,40 @@ fn a_bad_policy_file_is_rejected_and_the_old_policy_keeps_serving() {
         text(&err)
     );
 }
+
+/// A binding's `max_session` ends a live session with a message, on both client protocols.
+#[test]
+fn max_session_ends_live_sessions() {
+    let policy = tests::DEFAULT_POLICY.replacen(
+        "groups = [\"developers\"]\nroles = [\"developer\"]",
+        "groups = [\"developers\"]\nroles = [\"developer\"]\nmax_session = \"2s\"",
+        1,
+    );
+    assert_ne!(policy, tests::DEFAULT_POLICY);
+    let cluster = Cluster::start_with_policy(&policy);
+    let dev = cluster.kubeconfig("dan@example.com", &["developers"]);
+    // 1.27 speaks SPDY, 1.33 WebSocket.
+    for version in [Kubectl::V1_27, Kubectl::V1_33] {
+        let Some(kubectl) = version.path() else {
+            continue;
+        };
+        let started = std::time::Instant::now();
+        // `cat` would wait for input forever; stdin stays open (run keeps it until exit).
+        let (code, out, err) = tests::run_with_open_stdin(
+            cluster
+                .kubectl(&kubectl, &dev)
+                .args(["exec", "-i", "-n", "staging", "web", "--", "sh", "-c", "echo up; cat"]),
+            b"",
+            T,
+        );
+        let elapsed = started.elapsed();
+        assert_ne!(code, Some(0), "{version:?}");
+        assert_eq!(text(&out), "up\n", "{version:?}");
+        assert!(
+            text(&err).contains("maximum session length of 2s set by the access policy"),
+            "{version:?}: {}",
+            text(&err)
+        );
+        assert!(elapsed >= Duration::from_secs(2), "{version:?}: {elapsed:?}");
+    }
+}
