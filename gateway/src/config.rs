@@ -114,3 +114,18 @@ impl GatewayConfig {
         Ok(config)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_parses_and_its_policy_is_relative_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(&path, include_str!("../gateway.example.toml")).unwrap();
+        let config = GatewayConfig::load(&path).unwrap();
+        assert_eq!(config.policy, dir.path().join("policy.toml"));
+        assert_eq!(config.issuers.len(), 2);
+    }
+}

@@ -57,13 +57,9 @@ pub async fn run(args: QuickstartArgs, shutdown: impl Future<Output = ()>) -> an
             ["sh", "-c", "while true; do sleep 3600; done"],
         )],
     });
-    let cluster = sandbox::start(
-        pods,
-        "127.0.0.1:0".parse()?,
-        &dir.join("sandbox"),
-    )
-    .await
-    .context("start the sandbox cluster")?;
+    let cluster = sandbox::start(pods, "127.0.0.1:0".parse()?, &dir.join("sandbox"))
+        .await
+        .context("start the sandbox cluster")?;
     let issuer = DevIssuer::open_or_create(
         &dir.join("issuer"),
         DevIssuer::DEFAULT_ISSUER,
@@ -101,8 +97,15 @@ pub async fn run(args: QuickstartArgs, shutdown: impl Future<Output = ()>) -> an
     write_kubeconfig(&kubeconfig, addr, &ca_pem, &issuer, &args.user, &args.group)
         .context("write the kubeconfig")?;
     let approver_kubeconfig = dir.join("kubeconfig-approver");
-    write_kubeconfig(&approver_kubeconfig, addr, &ca_pem, &issuer, &args.approver, "sre")
-        .context("write the approver's kubeconfig")?;
+    write_kubeconfig(
+        &approver_kubeconfig,
+        addr,
+        &ca_pem,
+        &issuer,
+        &args.approver,
+        "sre",
+    )
+    .context("write the approver's kubeconfig")?;
 
     // The reviewer's CLI is built next to this binary; name it so the instructions work as pasted.
     let kubetape = std::env::current_exe()
@@ -124,8 +127,8 @@ pub async fn run(args: QuickstartArgs, shutdown: impl Future<Output = ()>) -> an
          Just-in-time access to namespace `prod` (policy: {}, reloaded when you edit it):\n\n  \
          kubectl exec -n prod db -- id    # 403: says which rule is missing and how to ask\n  \
          {kubetape} request prod-debug --namespace prod --reason 'look at the db' --ttl 5m\n  \
-         {kubetape} --kubeconfig {} requests                # the approver ({}) sees it\n  \
-         {kubetape} --kubeconfig {} approve <ID>\n  \
+         {kubetape} requests --kubeconfig {}   # the approver ({}) sees it\n  \
+         {kubetape} approve <ID> --kubeconfig {}\n  \
          kubectl exec -it -n prod db -- sh  # allowed until the grant expires\n",
         cluster.addr,
         args.user,

@@ -442,8 +442,7 @@ carry_claims = ["repository", "environment", "job_id"]
             if count(&text) > before {
                 return text
                     .lines()
-                    .filter(|l| l.contains(expect))
-                    .next_back()
+                    .rfind(|l| l.contains(expect))
                     .unwrap_or_default()
                     .to_string();
             }

@@ -121,7 +121,10 @@ fn rest_calls_are_proxied_as_the_caller() {
             "{r:#}"
         );
         assert!(
-            !r["path"].as_str().unwrap().contains("/namespaces/kube-system/"),
+            !r["path"]
+                .as_str()
+                .unwrap()
+                .contains("/namespaces/kube-system/"),
             "denied requests never reach the cluster"
         );
     }

@@ -57,7 +57,16 @@ fn request_approve_exec_expire() {
             "role \"prod-debug\" does not apply in namespace \"staging\"",
         ),
         (
-            vec!["request", "prod-debug", "-n", "prod", "--reason", "x", "--ttl", "2h"],
+            vec![
+                "request",
+                "prod-debug",
+                "-n",
+                "prod",
+                "--reason",
+                "x",
+                "--ttl",
+                "2h",
+            ],
             "outside 1s..1h",
         ),
         (
@@ -95,11 +104,17 @@ fn request_approve_exec_expire() {
     // Separation of duties, and approver groups.
     let (code, _, err) = run(cluster.kubetape_as(&alice).args(["approve", &id]), b"", T);
     assert_ne!(code, Some(0));
-    assert!(text(&err).contains("separation of duties"), "{}", text(&err));
+    assert!(
+        text(&err).contains("separation of duties"),
+        "{}",
+        text(&err)
+    );
     let (code, _, err) = run(cluster.kubetape_as(&carol).args(["approve", &id]), b"", T);
     assert_ne!(code, Some(0));
     assert!(
-        text(&err).contains("may not approve requests for role \"prod-debug\": approvers are members of sre"),
+        text(&err).contains(
+            "may not approve requests for role \"prod-debug\": approvers are members of sre"
+        ),
         "{}",
         text(&err)
     );
@@ -138,7 +153,11 @@ fn request_approve_exec_expire() {
     let (code, out, err) = exec_prod(&alice, "granted");
     assert_eq!(code, Some(0), "{}", text(&err));
     assert_eq!(text(&out), "granted\n");
-    assert_ne!(exec_prod(&carol, "not-mine").0, Some(0), "the grant is alice's only");
+    assert_ne!(
+        exec_prod(&carol, "not-mine").0,
+        Some(0),
+        "the grant is alice's only"
+    );
 
     // A live session under the grant ends when it expires.
     let mut live = cluster
@@ -178,7 +197,9 @@ fn request_approve_exec_expire() {
     std::io::Read::read_to_string(&mut live.stderr.take().unwrap(), &mut err).unwrap();
     assert!(!status.success());
     assert!(
-        err.contains(&format!("grant {id} (role prod-debug in namespace prod) expired")),
+        err.contains(&format!(
+            "grant {id} (role prod-debug in namespace prod) expired"
+        )),
         "{err}"
     );
     assert!(
@@ -209,9 +230,10 @@ fn request_approve_exec_expire() {
         assert_eq!(s["state"], "sealed", "{s:#}");
     }
     assert!(
-        under_grant
-            .iter()
-            .any(|s| s["exit"]["message"].as_str().unwrap_or_default().contains("expired")),
+        under_grant.iter().any(|s| s["exit"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("expired")),
         "{under_grant:#?}"
     );
 

@@ -98,7 +98,11 @@ fn policy_matrix_for_a_developer_group_and_a_ci_pipeline() {
     for ns in ["staging", "default"] {
         let (code, _, err) = run(kc(&other).args(["get", "pods", "-n", ns]), b"", T);
         assert_ne!(code, Some(0), "acme/other allowed in {ns}");
-        assert!(text(&err).contains("(groups: none) may not list pods"), "{}", text(&err));
+        assert!(
+            text(&err).contains("(groups: none) may not list pods"),
+            "{}",
+            text(&err)
+        );
     }
 
     // The cluster saw only what was allowed.
@@ -111,8 +115,7 @@ fn policy_matrix_for_a_developer_group_and_a_ci_pipeline() {
         if user.starts_with("ci:") {
             assert_eq!(user, ci_user, "{r:#}");
             assert!(
-                path.starts_with("/api/v1/namespaces/staging/pods")
-                    && !path.contains("/exec")
+                path.starts_with("/api/v1/namespaces/staging/pods") && !path.contains("/exec")
                     || !path.contains("/namespaces/"),
                 "a CI request outside its binding reached the cluster: {r:#}"
             );
@@ -123,12 +126,10 @@ fn policy_matrix_for_a_developer_group_and_a_ci_pipeline() {
         }
     }
     assert!(
-        requests
-            .iter()
-            .any(|r| r["impersonate_user"] == ci_user
-                && r["path"]
-                    .as_str()
-                    .is_some_and(|p| p.starts_with("/api/v1/namespaces/staging/pods?"))),
+        requests.iter().any(|r| r["impersonate_user"] == ci_user
+            && r["path"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("/api/v1/namespaces/staging/pods?"))),
         "the CI job's allowed list reached the cluster as itself: {requests:#?}"
     );
     assert_eq!(
@@ -208,9 +209,17 @@ fn max_session_ends_live_sessions() {
         let started = std::time::Instant::now();
         // `cat` would wait for input forever; stdin stays open (run keeps it until exit).
         let (code, out, err) = tests::run_with_open_stdin(
-            cluster
-                .kubectl(&kubectl, &dev)
-                .args(["exec", "-i", "-n", "staging", "web", "--", "sh", "-c", "echo up; cat"]),
+            cluster.kubectl(&kubectl, &dev).args([
+                "exec",
+                "-i",
+                "-n",
+                "staging",
+                "web",
+                "--",
+                "sh",
+                "-c",
+                "echo up; cat",
+            ]),
             b"",
             T,
         );
@@ -222,6 +231,9 @@ fn max_session_ends_live_sessions() {
             "{version:?}: {}",
             text(&err)
         );
-        assert!(elapsed >= Duration::from_secs(2), "{version:?}: {elapsed:?}");
+        assert!(
+            elapsed >= Duration::from_secs(2),
+            "{version:?}: {elapsed:?}"
+        );
     }
 }

@@ -404,7 +404,10 @@ mod tests {
         )
         .await
         .unwrap();
-        assert!(jit.grants_for(&identity("dan")).await.is_empty(), "60 s TTL, approved 2 min ago");
+        assert!(
+            jit.grants_for(&identity("dan")).await.is_empty(),
+            "60 s TTL, approved 2 min ago"
+        );
 
         store
             .put_create("jit/requests/x/request.json", &b"{not json"[..])
@@ -418,7 +421,12 @@ mod tests {
     #[test]
     fn ids_are_checked_before_use_in_keys() {
         assert!(valid_id(&uuid::Uuid::now_v7().to_string()));
-        for bad in ["", "../x", "0196F3A2-0000-7000-8000-000000000000", "x/../../y"] {
+        for bad in [
+            "",
+            "../x",
+            "0196F3A2-0000-7000-8000-000000000000",
+            "x/../../y",
+        ] {
             assert!(!valid_id(bad), "{bad}");
         }
     }

@@ -31,6 +31,9 @@ pub const VERBS: [&str; 8] = [
     "deletecollection",
 ];
 
+/// Subresources of the namespace object (`/api/v1/namespaces/{ns}/status`).
+const NAMESPACE_SUBRESOURCES: [&str; 2] = ["status", "finalize"];
+
 /// Subresources that open an interactive stream: always verb `create`.
 const STREAM_SUBRESOURCES: [&str; 3] = ["exec", "attach", "portforward"];
 
@@ -38,8 +41,17 @@ const STREAM_SUBRESOURCES: [&str; 3] = ["exec", "attach", "portforward"];
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attributes {
     /// Discovery, `/version`, OpenAPI, health: `method` is the lower-case HTTP method.
-    NonResource { path: String, method: String },
+    NonResource {
+        path: String,
+        method: String,
+    },
     Resource(ResourceRequest),
+    /// A path the gateway will not interpret: percent-escapes, `.`/`..` or empty segments.
+    /// The API server decodes and splits paths its own way; rather than guess how, such paths
+    /// are always denied (kubectl never sends them, and no Kubernetes name contains `%`).
+    Invalid {
+        path: String,
+    },
 }
 
 /// A request on an API resource.
@@ -74,6 +86,7 @@ impl fmt::Display for Attributes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Attributes::NonResource { path, method } => write!(f, "{method} {path}"),
+            Attributes::Invalid { path } => write!(f, "use the path {path:?}"),
             Attributes::Resource(r) => {
                 write!(f, "{} {}", r.verb, r.resource_path())?;
                 if !r.api_group.is_empty() {
@@ -100,17 +113,24 @@ pub fn parse(method: &str, path: &str, query: Option<&str>) -> Attributes {
         path: path.to_string(),
         method: method_lc.clone(),
     };
-    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let trimmed = path.strip_prefix('/').unwrap_or(path);
+    let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
+    let parts: Vec<&str> = trimmed.split('/').collect();
+    if path.contains(['%', '\\'])
+        || (!trimmed.is_empty()
+            && parts
+                .iter()
+                .any(|p| p.is_empty() || *p == "." || *p == ".."))
+    {
+        return Attributes::Invalid {
+            path: path.to_string(),
+        };
+    }
     let (api_group, version, mut rest) = match parts.as_slice() {
         ["api", version, rest @ ..] if !rest.is_empty() => ("", *version, rest),
         ["apis", group, version, rest @ ..] if !rest.is_empty() => (*group, *version, rest),
         _ => return non_resource(),
     };
-    if parts.iter().any(|p| p.is_empty() || *p == "." || *p == "..") {
-        // `//` or dot segments: the API server would not route them as a resource either; treat
-        // them as a non-resource path, where only reads of discovery documents are allowed.
-        return non_resource();
-    }
     let mut verb = match method_lc.as_str() {
         "get" | "head" => "get",
         "post" => "create",
@@ -128,10 +148,11 @@ pub fn parse(method: &str, path: &str, query: Option<&str>) -> Attributes {
     let mut namespace = String::new();
     if rest.first() == Some(&"namespaces") && rest.len() > 1 {
         namespace = rest[1].to_string();
-        if rest.len() > 2 {
+        // `/namespaces/{ns}` (and its `status`, `finalize`) is the namespace object itself:
+        // resource namespaces, name ns, as the API server has it.
+        if rest.len() > 2 && !NAMESPACE_SUBRESOURCES.contains(&rest[2]) {
             rest = &rest[2..];
         }
-        // else: `/namespaces/{ns}` is the namespace object itself: resource namespaces, name ns.
     }
     let resource = rest.first().copied().unwrap_or_default().to_string();
     let name = rest.get(1).copied().unwrap_or_default().to_string();
@@ -179,11 +200,14 @@ pub fn parse(method: &str, path: &str, query: Option<&str>) -> Attributes {
 mod tests {
     use super::*;
 
-    /// (method, path, query) → (verb, group, namespace, resource, subresource, name).
+    /// (verb, group, namespace, resource, subresource, name).
+    type Want<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str, &'a str);
+
+    /// (method, path, query) → [`Want`].
     #[test]
     fn request_info_table() {
         #[rustfmt::skip]
-        let cases: &[(&str, &str, Option<&str>, (&str, &str, &str, &str, &str, &str))] = &[
+        let cases: &[(&str, &str, Option<&str>, Want<'_>)] = &[
             ("GET", "/api/v1/namespaces/staging/pods", None, ("list", "", "staging", "pods", "", "")),
             ("GET", "/api/v1/namespaces/staging/pods", Some("watch=true&resourceVersion=1"), ("watch", "", "staging", "pods", "", "")),
             ("GET", "/api/v1/watch/namespaces/staging/pods", None, ("watch", "", "staging", "pods", "", "")),
@@ -205,6 +229,8 @@ mod tests {
             ("GET", "/api/v1/nodes/n1", None, ("get", "", "", "nodes", "", "n1")),
             ("GET", "/api/v1/namespaces", None, ("list", "", "", "namespaces", "", "")),
             ("GET", "/api/v1/namespaces/prod", None, ("get", "", "prod", "namespaces", "", "prod")),
+            ("PUT", "/api/v1/namespaces/prod/finalize", None, ("update", "", "prod", "namespaces", "finalize", "prod")),
+            ("GET", "/api/v1/namespaces/prod/pods/", None, ("list", "", "prod", "pods", "", "")),
             ("OPTIONS", "/api/v1/namespaces/prod/pods", None, ("options", "", "prod", "pods", "", "")),
         ];
         for (method, path, query, want) in cases {
@@ -236,8 +262,6 @@ mod tests {
             "/healthz",
             "/",
             "",
-            "/api/v1//pods",
-            "/api/v1/namespaces/../pods",
         ] {
             assert!(
                 matches!(parse("GET", path, None), Attributes::NonResource { .. }),
@@ -246,10 +270,32 @@ mod tests {
         }
     }
 
+    /// Paths the API server might decode or split differently are never interpreted.
+    #[test]
+    fn ambiguous_paths_are_invalid() {
+        for path in [
+            "/api/v1//pods",
+            "/api/v1/namespaces/../pods",
+            "/api/v1/namespaces/prod/pods/db%2Fexec",
+            "/api/v1/namespaces/staging%2F..%2Fprod/pods",
+            "/version/./x",
+            "//api/v1/pods",
+            "/api/v1/namespaces/prod/pods/db\\exec",
+        ] {
+            assert!(
+                matches!(parse("GET", path, None), Attributes::Invalid { .. }),
+                "{path}"
+            );
+        }
+    }
+
     #[test]
     fn display_names_what_was_asked() {
         let a = parse("GET", "/api/v1/namespaces/prod/pods/db/exec", None);
-        assert_eq!(a.to_string(), "create pods/exec \"db\" in namespace \"prod\"");
+        assert_eq!(
+            a.to_string(),
+            "create pods/exec \"db\" in namespace \"prod\""
+        );
         let a = parse("GET", "/apis/apps/v1/deployments", None);
         assert_eq!(a.to_string(), "list deployments.apps (cluster-wide)");
     }

@@ -61,6 +61,11 @@ impl Policy {
                 };
             }
             Attributes::Resource(r) => r,
+            Attributes::Invalid { path } => {
+                return Decision::Deny(format!(
+                    "kubetape: the path {path:?} is refused: percent-escapes, empty or dot segments are not accepted"
+                ));
+            }
         };
 
         let mut allowed: Option<Allowed> = None;
@@ -305,7 +310,13 @@ claims = { repository = "org/app", environment = "staging*" }
         }
     }
 
-    fn decide(p: &Policy, w: &Identity, method: &str, path: &str, grants: &[Elevation<'_>]) -> Decision {
+    fn decide(
+        p: &Policy,
+        w: &Identity,
+        method: &str,
+        path: &str,
+        grants: &[Elevation<'_>],
+    ) -> Decision {
         p.decide(w, &parse(method, path, None), grants)
     }
 
@@ -317,9 +328,24 @@ claims = { repository = "org/app", environment = "staging*" }
     fn matrix() {
         let p = Policy::from_toml(POLICY, "p").unwrap();
         let dev = who("dan", &["developers"], "https://idp", &[]);
-        let ci = who("ci:1", &[], "https://ci", &[("repository", "org/app"), ("environment", "staging-eu")]);
-        let other_repo = who("ci:2", &[], "https://ci", &[("repository", "org/other"), ("environment", "staging")]);
-        let wrong_issuer = who("ci:3", &[], "https://idp", &[("repository", "org/app"), ("environment", "staging")]);
+        let ci = who(
+            "ci:1",
+            &[],
+            "https://ci",
+            &[("repository", "org/app"), ("environment", "staging-eu")],
+        );
+        let other_repo = who(
+            "ci:2",
+            &[],
+            "https://ci",
+            &[("repository", "org/other"), ("environment", "staging")],
+        );
+        let wrong_issuer = who(
+            "ci:3",
+            &[],
+            "https://idp",
+            &[("repository", "org/app"), ("environment", "staging")],
+        );
         let nobody = who("eve", &["outsiders"], "https://idp", &[]);
         #[rustfmt::skip]
         let cases: &[(&Identity, &str, &str, bool)] = &[
@@ -334,6 +360,8 @@ claims = { repository = "org/app", environment = "staging*" }
             (&dev, "GET", "/api/v1/namespaces", true),
             (&dev, "GET", "/apis/apps/v1/namespaces/staging/deployments/api", false),
             (&dev, "GET", "/version", true),
+            (&dev, "GET", "/api/v1/namespaces/staging/pods/web%2Fexec", false),
+            (&dev, "GET", "/version/../api/v1/namespaces/prod/pods", false),
             (&dev, "POST", "/version", false),
             (&ci, "PATCH", "/apis/apps/v1/namespaces/staging/deployments/api/scale", true),
             (&ci, "GET", "/apis/apps/v1/namespaces/staging/deployments/api", true),
@@ -350,20 +378,34 @@ claims = { repository = "org/app", environment = "staging*" }
             let d = decide(&p, w, method, path, &[]);
             assert_eq!(allowed(&d), *want, "{} {method} {path}: {d:?}", w.user);
         }
-        assert!(!allowed(&decide(&Policy::default(), &dev, "GET", "/api/v1/namespaces/staging/pods", &[])));
+        assert!(!allowed(&decide(
+            &Policy::default(),
+            &dev,
+            "GET",
+            "/api/v1/namespaces/staging/pods",
+            &[]
+        )));
     }
 
     #[test]
     fn session_limits_come_from_the_bindings() {
         let p = Policy::from_toml(POLICY, "p").unwrap();
         let path = "/api/v1/namespaces/staging/pods/web/exec";
-        let Decision::Allow(a) = decide(&p, &who("dan", &["developers"], "i", &[]), "GET", path, &[]) else {
+        let Decision::Allow(a) =
+            decide(&p, &who("dan", &["developers"], "i", &[]), "GET", path, &[])
+        else {
             panic!()
         };
         assert_eq!(a.max_session, Some(Duration::from_secs(3600)));
         assert_eq!(a.rule, "binding devs → role developer rule 1");
         // alice is also bound without a limit: the more generous binding wins.
-        let Decision::Allow(a) = decide(&p, &who("alice", &["developers"], "i", &[]), "GET", path, &[]) else {
+        let Decision::Allow(a) = decide(
+            &p,
+            &who("alice", &["developers"], "i", &[]),
+            "GET",
+            path,
+            &[],
+        ) else {
             panic!()
         };
         assert_eq!(a.max_session, None);
@@ -373,30 +415,78 @@ claims = { repository = "org/app", environment = "staging*" }
     fn grants_allow_their_role_in_their_namespace_only() {
         let p = Policy::from_toml(POLICY, "p").unwrap();
         let dev = who("dan", &["developers"], "i", &[]);
-        let grant = Elevation { id: "g1", role: "prod-debug", namespace: "prod" };
-        let d = decide(&p, &dev, "GET", "/api/v1/namespaces/prod/pods/db/exec", &[grant]);
-        let Decision::Allow(a) = d else { panic!("{d:?}") };
+        let grant = Elevation {
+            id: "g1",
+            role: "prod-debug",
+            namespace: "prod",
+        };
+        let d = decide(
+            &p,
+            &dev,
+            "GET",
+            "/api/v1/namespaces/prod/pods/db/exec",
+            &[grant],
+        );
+        let Decision::Allow(a) = d else {
+            panic!("{d:?}")
+        };
         assert_eq!(a.grant.as_deref(), Some("g1"));
         // Not outside the role's rules, nor in another namespace, nor for a non-requestable role.
-        assert!(!allowed(&decide(&p, &dev, "GET", "/api/v1/namespaces/prod/pods", &[grant])));
-        let elsewhere = Elevation { namespace: "prod2", ..grant };
-        assert!(!allowed(&decide(&p, &dev, "GET", "/api/v1/namespaces/prod2/pods/db/exec", &[elsewhere])));
-        let not_requestable = Elevation { role: "deployer", namespace: "staging", ..grant };
-        assert!(!allowed(&decide(&p, &dev, "GET", "/apis/apps/v1/namespaces/staging/deployments/api", &[not_requestable])));
+        assert!(!allowed(&decide(
+            &p,
+            &dev,
+            "GET",
+            "/api/v1/namespaces/prod/pods",
+            &[grant]
+        )));
+        let elsewhere = Elevation {
+            namespace: "prod2",
+            ..grant
+        };
+        assert!(!allowed(&decide(
+            &p,
+            &dev,
+            "GET",
+            "/api/v1/namespaces/prod2/pods/db/exec",
+            &[elsewhere]
+        )));
+        let not_requestable = Elevation {
+            role: "deployer",
+            namespace: "staging",
+            ..grant
+        };
+        assert!(!allowed(&decide(
+            &p,
+            &dev,
+            "GET",
+            "/apis/apps/v1/namespaces/staging/deployments/api",
+            &[not_requestable]
+        )));
     }
 
     #[test]
     fn denials_name_what_is_missing_and_how_to_ask() {
         let p = Policy::from_toml(POLICY, "p").unwrap();
         let dev = who("dan", &["developers"], "i", &[]);
-        let Decision::Deny(m) = decide(&p, &dev, "GET", "/api/v1/namespaces/prod/pods/db/exec", &[]) else {
+        let Decision::Deny(m) =
+            decide(&p, &dev, "GET", "/api/v1/namespaces/prod/pods/db/exec", &[])
+        else {
             panic!()
         };
         assert!(m.contains("user \"dan\" (groups: developers) may not create pods/exec \"db\" in namespace \"prod\""), "{m}");
-        assert!(m.contains("verb \"create\" on resource \"pods/exec\" in namespace \"prod\""), "{m}");
+        assert!(
+            m.contains("verb \"create\" on resource \"pods/exec\" in namespace \"prod\""),
+            "{m}"
+        );
         assert!(m.contains("kubetape request prod-debug --namespace prod --reason TEXT --ttl 30m (approvers: sre"), "{m}");
         // No hint when no requestable role would help.
-        let Decision::Deny(m) = decide(&p, &dev, "DELETE", "/api/v1/namespaces/staging/pods/web", &[]) else {
+        let Decision::Deny(m) = decide(
+            &p,
+            &dev,
+            "DELETE",
+            "/api/v1/namespaces/staging/pods/web",
+            &[],
+        ) else {
             panic!()
         };
         assert!(!m.contains("kubetape request"), "{m}");

@@ -174,7 +174,10 @@ impl Policy {
                 return Err(invalid(what, "defined twice".into()));
             }
             if role.rules.is_empty() {
-                return Err(invalid(what, "has no rules (it would allow nothing)".into()));
+                return Err(invalid(
+                    what,
+                    "has no rules (it would allow nothing)".into(),
+                ));
             }
             for (i, rule) in role.rules.iter().enumerate() {
                 rule.validate()
@@ -193,8 +196,7 @@ impl Policy {
                     "has approvers or requesters but is not `requestable = true`".into(),
                 ));
             }
-            if role.max_ttl < Duration::from_secs(1) || role.max_ttl > Duration::from_secs(86_400)
-            {
+            if role.max_ttl < Duration::from_secs(1) || role.max_ttl > Duration::from_secs(86_400) {
                 return Err(invalid(what, "max_ttl must be between 1s and 24h".into()));
             }
         }
@@ -210,7 +212,12 @@ impl Policy {
                     "binds nobody: give users, groups or ci matchers".into(),
                 ));
             }
-            if binding.users.iter().chain(&binding.groups).any(String::is_empty) {
+            if binding
+                .users
+                .iter()
+                .chain(&binding.groups)
+                .any(String::is_empty)
+            {
                 return Err(invalid(what, "an empty user or group name".into()));
             }
             for m in &binding.ci {
@@ -265,16 +272,15 @@ impl Rule {
         }
         for verb in &self.verbs {
             if verb != "*" && !VERBS.contains(&verb.as_str()) {
-                let hint = if ["exec", "attach", "portforward", "port-forward"]
-                    .contains(&verb.as_str())
-                {
-                    format!(
-                        " ({verb} is verb \"create\" on resource \"pods/{}\")",
-                        verb.replace('-', "")
-                    )
-                } else {
-                    String::new()
-                };
+                let hint =
+                    if ["exec", "attach", "portforward", "port-forward"].contains(&verb.as_str()) {
+                        format!(
+                            " ({verb} is verb \"create\" on resource \"pods/{}\")",
+                            verb.replace('-', "")
+                        )
+                    } else {
+                        String::new()
+                    };
                 return Err(format!(
                     "unknown verb {verb:?}{hint}; verbs are {} or \"*\"",
                     VERBS.join(", ")
@@ -340,7 +346,10 @@ claims = { repository = "org/*" }
         assert_eq!(p.roles.len(), 2);
         assert_eq!(p.roles[0].rules[0].api_groups, vec![String::new()]);
         assert_eq!(p.roles[1].max_ttl, Duration::from_secs(3600));
-        assert_eq!(p.bindings[0].max_session, Some(Duration::from_secs(8 * 3600)));
+        assert_eq!(
+            p.bindings[0].max_session,
+            Some(Duration::from_secs(8 * 3600))
+        );
         assert_eq!(p.bindings[1].ci[0].claims["repository"], "org/*");
     }
 
@@ -349,7 +358,10 @@ claims = { repository = "org/*" }
     fn bad_policies_say_why() {
         let cases: &[(&str, &str)] = &[
             ("roles = 3", "invalid type"),
-            ("[[roles]]\nname = \"x\"\nrules = []\n", "role \"x\": has no rules"),
+            (
+                "[[roles]]\nname = \"x\"\nrules = []\n",
+                "role \"x\": has no rules",
+            ),
             (
                 "[[roles]]\nname = \"x\"\n[[roles.rules]]\nnamespaces = [\"a\"]\nresources = [\"pods/exec\"]\nverbs = [\"exec\"]\n",
                 "role \"x\" rule 1: unknown verb \"exec\" (exec is verb \"create\" on resource \"pods/exec\")",
@@ -397,5 +409,16 @@ claims = { repository = "org/*" }
     #[test]
     fn an_empty_policy_is_valid_and_allows_nothing() {
         assert_eq!(Policy::from_toml("", "p").unwrap(), Policy::default());
+    }
+}
+
+#[cfg(test)]
+mod example {
+    /// The shipped example must stay valid.
+    #[test]
+    fn the_example_policy_is_valid() {
+        let text = include_str!("../../policy.example.toml");
+        let policy = super::Policy::from_toml(text, "policy.example.toml").unwrap();
+        assert!(policy.role("prod-debug").is_some_and(|r| r.requestable));
     }
 }

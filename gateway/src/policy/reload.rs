@@ -168,13 +168,23 @@ mod tests {
         let Reload::Rejected(e) = watch.reload() else {
             panic!("accepted a bad file")
         };
-        assert!(e.to_string().contains("role \"a\" rule 1: unknown verb \"exec\""), "{e}");
-        assert!(watch.current().role("a").is_some(), "the last good policy stays");
+        assert!(
+            e.to_string()
+                .contains("role \"a\" rule 1: unknown verb \"exec\""),
+            "{e}"
+        );
+        assert!(
+            watch.current().role("a").is_some(),
+            "the last good policy stays"
+        );
         // Reported once, not every poll.
         assert_eq!(watch.reload(), Reload::Unchanged);
 
         std::fs::remove_file(&path).unwrap();
-        assert!(matches!(watch.reload(), Reload::Rejected(PolicyError::Read { .. })));
+        assert!(matches!(
+            watch.reload(),
+            Reload::Rejected(PolicyError::Read { .. })
+        ));
         assert!(watch.current().role("a").is_some());
 
         std::fs::write(&path, V2).unwrap();
@@ -188,7 +198,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("policy.toml");
         std::fs::write(&path, "[[roles]]\nname = 1\n").unwrap();
-        assert!(matches!(PolicyWatch::load(&path), Err(PolicyError::Syntax { .. })));
+        assert!(matches!(
+            PolicyWatch::load(&path),
+            Err(PolicyError::Syntax { .. })
+        ));
         assert!(matches!(
             PolicyWatch::load(&dir.path().join("missing.toml")),
             Err(PolicyError::Read { .. })
