@@ -59,7 +59,7 @@ impl Gateway {
             authn,
             policy,
             upstream,
-            jit: Jit::new(store.clone()),
+            jit: Arc::new(Jit::new(store.clone())),
             store,
             keyring,
             flush: config.recording.flush_policy(),
@@ -76,11 +76,14 @@ impl Gateway {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` resolves, reloading the policy file as it changes.
+    /// Serves until `shutdown` resolves, reloading the policy file as it changes and the
+    /// access grants every second.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
         let poller = self.state.policy.clone().spawn_polling();
+        let grants = self.state.jit.clone().spawn_refresh();
         let served = server::serve(self.listener, self.tls, self.state, shutdown).await;
         poller.abort();
+        grants.abort();
         served
     }
 }

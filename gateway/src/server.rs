@@ -28,8 +28,8 @@ pub struct State {
     pub authn: Authenticator,
     /// The policy in force (reloaded from its file in the background).
     pub policy: Arc<PolicyWatch>,
-    /// Just-in-time requests and grants, in the store.
-    pub jit: Jit,
+    /// Just-in-time requests and grants, in the store (refreshed in the background).
+    pub jit: Arc<Jit>,
     pub upstream: kube::Client,
     pub store: Store,
     pub keyring: Keyring,
@@ -135,10 +135,10 @@ async fn authorize(
 ) -> (Decision, Option<Grant>) {
     let mut forced = false;
     loop {
-        if let Err(e) = state.jit.refresh(forced).await {
+        if forced && let Err(e) = state.jit.refresh(true).await {
             tracing::warn!(error = %e, "access grants could not be refreshed; using the cached ones");
         }
-        let grants = state.jit.grants_for(identity).await;
+        let grants = state.jit.grants_for(identity);
         let elevations: Vec<Elevation<'_>> = grants
             .iter()
             .map(|g| Elevation {

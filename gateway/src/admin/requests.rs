@@ -165,7 +165,6 @@ pub(super) async fn list(state: &State, who: &Identity) -> Response<Body> {
     let requests = state
         .jit
         .entries()
-        .await
         .iter()
         .map(|e| view(state, who, e))
         .filter(|v| v.mine || v.can_decide)

@@ -12,8 +12,10 @@
 //! runs from the approval for the requested TTL and then simply stops matching.
 //!
 //! Gateways cache what they read (objects are immutable, so cached copies never go stale)
-//! and list the prefix again at most every [`REFRESH`], or at once before answering a
-//! would-be denial, so a fresh approval works on the next request on every replica.
+//! and list the prefix again every [`REFRESH`] in the background ([`Jit::spawn_refresh`]),
+//! and at once before answering a would-be denial, so a fresh approval works on the next
+//! request on every replica. Store I/O never happens under the cache's lock: requests read
+//! grants without waiting for a listing.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -25,8 +27,8 @@ use crate::authn::Identity;
 
 /// How stale the grant cache may be for an ordinary (allowed) request.
 pub const REFRESH: Duration = Duration::from_secs(1);
-/// Forced refreshes (on would-be denials) happen at most this often, so a flood of denied
-/// requests cannot turn into a flood of store listings.
+/// Forced refreshes (on would-be denials) start at least this far apart, and concurrent ones
+/// share one listing, so a flood of denied requests cannot turn into a flood of store listings.
 const MIN_FORCED_REFRESH: Duration = Duration::from_millis(100);
 
 const PREFIX: &str = "jit/requests";
@@ -126,7 +128,11 @@ impl Entry {
 #[derive(Debug)]
 pub struct Jit {
     store: Store,
-    cache: tokio::sync::Mutex<Cache>,
+    /// Held only for in-memory lookups and inserts, never across I/O.
+    cache: std::sync::Mutex<Cache>,
+    /// One refresh at a time (a forced one waits for a running one, then usually finds the
+    /// cache fresh).
+    refreshing: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug, Default)]
@@ -156,8 +162,29 @@ impl Jit {
     pub fn new(store: Store) -> Jit {
         Jit {
             store,
-            cache: tokio::sync::Mutex::new(Cache::default()),
+            cache: std::sync::Mutex::new(Cache::default()),
+            refreshing: tokio::sync::Mutex::new(()),
         }
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Refreshes every [`REFRESH`] until the task is dropped or aborted.
+    pub fn spawn_refresh(self: std::sync::Arc<Self>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(REFRESH);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = self.refresh(false).await {
+                    tracing::warn!(error = %e, "access grants could not be refreshed");
+                }
+            }
+        })
     }
 
     /// Stores a new request (its id must be fresh).
@@ -171,9 +198,7 @@ impl Jit {
             }
             Err(e) => return Err(JitError::Store(e)),
         }
-        self.cache
-            .lock()
-            .await
+        self.cache()
             .requests
             .insert(request.id.clone(), request.clone());
         Ok(())
@@ -190,9 +215,7 @@ impl Jit {
             }
             Err(e) => return Err(JitError::Store(e)),
         }
-        self.cache
-            .lock()
-            .await
+        self.cache()
             .verdicts
             .insert(id.to_string(), verdict.clone());
         Ok(())
@@ -220,33 +243,50 @@ impl Jit {
         Ok(Some(Entry { request, verdict }))
     }
 
-    /// Lists the store again if the cache is older than [`REFRESH`] (or, when `force`, older
-    /// than a hundred milliseconds), reading only objects not seen before.
+    /// Lists the store again, reading only objects not seen before: if the cache is older than
+    /// [`REFRESH`], or, when `force`, unless a listing started after this call (forced
+    /// listings are at least [`MIN_FORCED_REFRESH`] apart).
     pub async fn refresh(&self, force: bool) -> Result<(), JitError> {
-        let mut cache = self.cache.lock().await;
-        let max_age = if force { MIN_FORCED_REFRESH } else { REFRESH };
-        if cache.refreshed.is_some_and(|t| t.elapsed() < max_age) {
-            return Ok(());
+        let asked = Instant::now();
+        let _one = self.refreshing.lock().await;
+        let last = self.cache().refreshed;
+        if let Some(last) = last {
+            if force {
+                // A listing that started after we asked has everything we could want.
+                if last >= asked {
+                    return Ok(());
+                }
+                // Rate limit by waiting, not skipping: skipping could miss an approval
+                // written just before this request.
+                tokio::time::sleep_until((last + MIN_FORCED_REFRESH).into()).await;
+            } else if last.elapsed() < REFRESH {
+                return Ok(());
+            }
         }
+        let started = Instant::now();
         let listing = self.store.list(PREFIX).await.map_err(JitError::Store)?;
         for (name, _) in listing {
             let Some((id, file)) = name.split_once('/') else {
                 continue;
             };
-            let known = match file {
-                "request.json" => cache.requests.contains_key(id),
-                "decision.json" => cache.verdicts.contains_key(id),
-                _ => continue,
-            };
             let key = format!("{PREFIX}/{name}");
-            if known || cache.bad.contains(&key) {
-                continue;
+            {
+                let cache = self.cache();
+                let known = match file {
+                    "request.json" => cache.requests.contains_key(id),
+                    "decision.json" => cache.verdicts.contains_key(id),
+                    _ => continue,
+                };
+                if known || cache.bad.contains(&key) {
+                    continue;
+                }
             }
             let bytes = match self.store.get_opt(&key).await {
                 Ok(Some(b)) => b,
                 Ok(None) => continue,
                 Err(e) => return Err(JitError::Store(e)),
             };
+            let mut cache = self.cache();
             let parsed = if file == "request.json" {
                 parse::<AccessRequest>(&key, &bytes)
                     .and_then(|r| {
@@ -272,13 +312,14 @@ impl Jit {
                 cache.bad.insert(key);
             }
         }
-        cache.refreshed = Some(Instant::now());
+        // Fresh as of when the listing started: anything written after it is not in it.
+        self.cache().refreshed = Some(started);
         Ok(())
     }
 
     /// Every request known to the cache, newest first.
-    pub async fn entries(&self) -> Vec<Entry> {
-        let cache = self.cache.lock().await;
+    pub fn entries(&self) -> Vec<Entry> {
+        let cache = self.cache();
         let mut out: Vec<Entry> = cache
             .requests
             .values()
@@ -292,9 +333,9 @@ impl Jit {
     }
 
     /// The unexpired grants of `who`, from the cache (refresh first).
-    pub async fn grants_for(&self, who: &Identity) -> Vec<Grant> {
+    pub fn grants_for(&self, who: &Identity) -> Vec<Grant> {
         let now = now_us();
-        let cache = self.cache.lock().await;
+        let cache = self.cache();
         cache
             .requests
             .values()
@@ -380,10 +421,10 @@ mod tests {
         let entry = b.get(&id).await.unwrap().unwrap();
         assert_eq!(entry.verdict.as_ref(), Some(&winner));
         assert_eq!(
-            b.grants_for(&identity("dan")).await.len(),
+            b.grants_for(&identity("dan")).len(),
             usize::from(winner.approved)
         );
-        assert!(b.grants_for(&identity("eve")).await.is_empty());
+        assert!(b.grants_for(&identity("eve")).is_empty());
     }
 
     #[tokio::test]
@@ -405,7 +446,7 @@ mod tests {
         .await
         .unwrap();
         assert!(
-            jit.grants_for(&identity("dan")).await.is_empty(),
+            jit.grants_for(&identity("dan")).is_empty(),
             "60 s TTL, approved 2 min ago"
         );
 
@@ -415,7 +456,7 @@ mod tests {
             .unwrap();
         let other = Jit::new(store);
         other.refresh(true).await.unwrap();
-        assert_eq!(other.entries().await.len(), 1);
+        assert_eq!(other.entries().len(), 1);
     }
 
     #[test]
