@@ -235,7 +235,7 @@ impl Jit {
         let (key, Some(bytes)) = read("request.json").await? else {
             return Ok(None);
         };
-        let request: AccessRequest = parse(&key, &bytes)?;
+        let request = parse_request(&key, id, &bytes)?;
         let verdict = match read("decision.json").await? {
             (key, Some(bytes)) => Some(parse::<Verdict>(&key, &bytes)?),
             (_, None) => None,
@@ -288,20 +288,9 @@ impl Jit {
             };
             let mut cache = self.cache();
             let parsed = if file == "request.json" {
-                parse::<AccessRequest>(&key, &bytes)
-                    .and_then(|r| {
-                        if r.id == id {
-                            Ok(r)
-                        } else {
-                            Err(JitError::Corrupt {
-                                key: key.clone(),
-                                reason: "its id is not its directory's".into(),
-                            })
-                        }
-                    })
-                    .map(|r| {
-                        cache.requests.insert(id.to_string(), r);
-                    })
+                parse_request(&key, id, &bytes).map(|r| {
+                    cache.requests.insert(id.to_string(), r);
+                })
             } else {
                 parse::<Verdict>(&key, &bytes).map(|v| {
                     cache.verdicts.insert(id.to_string(), v);
@@ -350,6 +339,26 @@ impl Jit {
             .filter(|g| g.expires_at_us > now)
             .collect()
     }
+}
+
+/// The longest grant any role may give (`max_ttl` is at most this); longer stored requests are
+/// taken for corrupt rather than honoured.
+const MAX_TTL_SECS: u64 = 86_400;
+
+/// Parses a stored request and checks what the gateway relies on.
+fn parse_request(key: &str, id: &str, bytes: &[u8]) -> Result<AccessRequest, JitError> {
+    let r: AccessRequest = parse(key, bytes)?;
+    let corrupt = |reason: &str| JitError::Corrupt {
+        key: key.to_string(),
+        reason: reason.to_string(),
+    };
+    if r.id != id {
+        return Err(corrupt("its id is not its directory's"));
+    }
+    if r.ttl_secs == 0 || r.ttl_secs > MAX_TTL_SECS {
+        return Err(corrupt("its ttl is outside 1s..24h"));
+    }
+    Ok(r)
 }
 
 fn parse<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, JitError> {

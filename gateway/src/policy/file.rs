@@ -62,6 +62,9 @@ pub struct Role {
     pub max_ttl: Duration,
 }
 
+/// The longest `max_session` a binding may set (longer is what leaving it out means).
+pub const MAX_SESSION_LIMIT: Duration = Duration::from_secs(31 * 86_400);
+
 fn default_max_ttl() -> Duration {
     Duration::from_secs(3600)
 }
@@ -236,8 +239,14 @@ impl Policy {
                     return Err(invalid(what, format!("names an undefined role {role:?}")));
                 }
             }
-            if binding.max_session == Some(Duration::ZERO) {
-                return Err(invalid(what, "max_session must be more than 0s".into()));
+            if binding
+                .max_session
+                .is_some_and(|d| d.is_zero() || d > MAX_SESSION_LIMIT)
+            {
+                return Err(invalid(
+                    what,
+                    "max_session must be between 1s and 31 days".into(),
+                ));
             }
         }
         Ok(())
@@ -393,6 +402,10 @@ claims = { repository = "org/*" }
             (
                 "[[roles]]\nname = \"x\"\n[[roles.rules]]\nnamespaces = [\"a\"]\nresources = [\"pods\"]\nverbs = [\"get\"]\n[[bindings]]\nname = \"b\"\nroles = [\"x\"]\n[[bindings.ci]]\nissuer = \"https://ci\"\nclaims = {}\n",
                 "at least one claim",
+            ),
+            (
+                "[[roles]]\nname = \"x\"\n[[roles.rules]]\nnamespaces = [\"a\"]\nresources = [\"pods\"]\nverbs = [\"get\"]\n[[bindings]]\nname = \"b\"\ngroups = [\"g\"]\nroles = [\"x\"]\nmax_session = \"100000y\"\n",
+                "max_session must be between 1s and 31 days",
             ),
             (
                 "[[roles]]\nname = \"Bad Name\"\n[[roles.rules]]\nnamespaces = [\"a\"]\nresources = [\"pods\"]\nverbs = [\"get\"]\n",

@@ -81,12 +81,13 @@ pub(crate) type Stop = Pin<Box<dyn Future<Output = String> + Send>>;
 impl SessionLimit {
     pub fn new(max_session: Option<Duration>, grant: Option<&Grant>) -> SessionLimit {
         let now = tokio::time::Instant::now();
-        let by_binding = max_session.map(|d| {
+        // Checked: an end past what the clock can represent is no end at all.
+        let by_binding = max_session.and_then(|d| now.checked_add(d)).map(|at| {
             (
-                now + d,
+                at,
                 format!(
                     "kubetape: this session reached the maximum session length of {} set by the access policy and was ended",
-                    humantime::format_duration(d)
+                    humantime::format_duration(at - now)
                 ),
             )
         });
@@ -96,7 +97,7 @@ impl SessionLimit {
                 .duration_since(SystemTime::now())
                 .unwrap_or_default();
             (
-                now + left,
+                now.checked_add(left).unwrap_or(now),
                 format!(
                     "kubetape: grant {} (role {} in namespace {}) expired at {} and the session was ended; ask again with `kubetape request {} --namespace {} --reason TEXT --ttl 30m`",
                     g.id,
