@@ -423,6 +423,37 @@ carry_claims = ["repository", "environment", "job_id"]
         path
     }
 
+    /// Another gateway process with the same configuration (same store, keys, policy and
+    /// issuers) on its own port: a replica behind the same load balancer.
+    pub fn start_replica(&self, name: &str) -> (Proc, SocketAddr) {
+        let mut cmd = Command::new(bin("kubetape-gateway"));
+        cmd.args(["serve", "--config"])
+            .arg(self.root().join("gateway.toml"))
+            .env("HOME", &self.home)
+            .env("KUBETAPE_LOG", "info");
+        let (proc, line) = spawn_until(
+            cmd,
+            "listening on https://",
+            self.root().join(format!("gateway-{name}.log")),
+        );
+        (proc, addr_in(&line))
+    }
+
+    /// A copy of `kubeconfig` pointing at the gateway at `addr` (a replica).
+    pub fn via(&self, kubeconfig: &Path, addr: SocketAddr) -> PathBuf {
+        let mut kc: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(kubeconfig).expect("kubeconfig")).expect("json");
+        kc["clusters"][0]["cluster"]["server"] = format!("https://{addr}").into();
+        let name = kubeconfig
+            .file_name()
+            .expect("file name")
+            .to_string_lossy()
+            .into_owned();
+        let path = self.root().join(format!("{name}-via-{}", addr.port()));
+        std::fs::write(&path, serde_json::to_vec_pretty(&kc).expect("json")).expect("write");
+        path
+    }
+
     /// The gateway's policy file.
     pub fn policy_path(&self) -> PathBuf {
         self.root().join("policy.toml")

@@ -1,6 +1,7 @@
 //! Just-in-time elevation end to end, with real kubectl and the `kubetape` CLI: denied →
 //! request → self-approval refused → approval by someone else → exec works → the grant expires:
 //! the next request is denied and the live session opened under it is ended with a message.
+//! Two gateway processes share the store and agree throughout.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
@@ -79,6 +80,10 @@ fn request_approve_exec_expire() {
         assert!(text(&err).contains(want), "{args:?}: {}", text(&err));
     }
 
+    // A second gateway replica, up before the request exists.
+    let (_replica, replica_addr) = cluster.start_replica("replica");
+    let bob_on_replica = cluster.via(&bob, replica_addr);
+
     // The request.
     let ttl = format!("{TTL_SECS}s");
     let (code, out, err) = run(
@@ -120,9 +125,11 @@ fn request_approve_exec_expire() {
     );
     assert_ne!(exec_prod(&alice, "pending").0, Some(0), "not approved yet");
 
-    // bob sees it as his to decide, and approves.
+    // bob sees it as his to decide (through the replica), and approves.
     let (code, out, err) = run(
-        cluster.kubetape_as(&bob).args(["requests", "--json"]),
+        cluster
+            .kubetape_as(&bob_on_replica)
+            .args(["requests", "--json"]),
         b"",
         T,
     );
@@ -140,8 +147,12 @@ fn request_approve_exec_expire() {
     let (code, out, err) = run(cluster.kubetape_as(&bob).args(["approve", &id]), b"", T);
     assert_eq!(code, Some(0), "{}", text(&err));
     assert!(text(&out).contains("approved until"), "{}", text(&out));
-    // Exactly one decision.
-    let (code, _, err) = run(cluster.kubetape_as(&bob).args(["deny", &id]), b"", T);
+    // Exactly one decision, whichever gateway is asked.
+    let (code, _, err) = run(
+        cluster.kubetape_as(&bob_on_replica).args(["deny", &id]),
+        b"",
+        T,
+    );
     assert_ne!(code, Some(0));
     assert!(
         text(&err).contains("already approved by \"bob@example.com\""),
@@ -149,10 +160,14 @@ fn request_approve_exec_expire() {
         text(&err)
     );
 
-    // Allowed now, at once.
+    // Allowed now, at once, on this gateway and on a replica sharing its store.
     let (code, out, err) = exec_prod(&alice, "granted");
     assert_eq!(code, Some(0), "{}", text(&err));
     assert_eq!(text(&out), "granted\n");
+    let alice_on_replica = cluster.via(&alice, replica_addr);
+    let (code, out, err) = exec_prod(&alice_on_replica, "on-replica");
+    assert_eq!(code, Some(0), "{}", text(&err));
+    assert_eq!(text(&out), "on-replica\n");
     assert_ne!(
         exec_prod(&carol, "not-mine").0,
         Some(0),
@@ -217,13 +232,13 @@ fn request_approve_exec_expire() {
         text(&err)
     );
 
-    // Both sessions were recorded under the grant, sealed, with who approved and why.
-    let sessions = cluster.wait_for_sealed_count(2);
+    // All three sessions (two gateways) were recorded under the grant, sealed, with who approved and why.
+    let sessions = cluster.wait_for_sealed_count(3);
     let under_grant: Vec<_> = sessions
         .iter()
         .filter(|s| s["meta"]["grant"]["id"] == id.as_str())
         .collect();
-    assert_eq!(under_grant.len(), 2, "{sessions:#?}");
+    assert_eq!(under_grant.len(), 3, "{sessions:#?}");
     for s in &under_grant {
         assert_eq!(s["meta"]["grant"]["approver"], "bob@example.com", "{s:#}");
         assert_eq!(s["meta"]["grant"]["reason"], "INC-7: db is slow", "{s:#}");
