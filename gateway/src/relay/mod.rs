@@ -164,7 +164,10 @@ fn negotiate(req: &Request<hyper::body::Incoming>) -> Result<ClientProtocol, &'s
     Err("Upgrade request required")
 }
 
-/// Handles an authorized exec/attach request.
+/// Handles an authorized exec/attach request. `grant` (the JIT grant it was allowed under) goes
+/// into the recording's metadata; `limit` ends the live session with a Status failure on the
+/// error channel (which kubectl prints) when the grant expires or the binding's `max_session`
+/// runs out; the recording is sealed as usual.
 pub async fn handle(
     state: &State,
     mut req: Request<hyper::body::Incoming>,
