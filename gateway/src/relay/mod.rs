@@ -352,3 +352,59 @@ pub(crate) fn exit_of(status: &proto::status::Status) -> ExitInfo {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant_in(d: Duration) -> Grant {
+        Grant {
+            id: "g1".into(),
+            role: "prod-debug".into(),
+            namespace: "prod".into(),
+            reason: "r".into(),
+            approver: "sam".into(),
+            expires_at_us: crate::jit::now_us() + u64::try_from(d.as_micros()).unwrap(),
+        }
+    }
+
+    async fn ends_within(limit: SessionLimit, within: Duration) -> Option<String> {
+        tokio::time::timeout(within, limit.into_stop()).await.ok()
+    }
+
+    #[tokio::test]
+    async fn the_earlier_of_grant_expiry_and_max_session_ends_the_session() {
+        let hour = Duration::from_secs(3600);
+        let soon = Duration::from_millis(50);
+        let by_grant = SessionLimit::new(Some(hour), Some(&grant_in(soon)));
+        let message = ends_within(by_grant, Duration::from_secs(5)).await.unwrap();
+        assert!(
+            message.contains("grant g1 (role prod-debug in namespace prod) expired"),
+            "{message}"
+        );
+        let by_binding = SessionLimit::new(Some(soon), Some(&grant_in(hour)));
+        let message = ends_within(by_binding, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(
+            message.contains("maximum session length of 50ms"),
+            "{message}"
+        );
+        // An already expired grant ends the session at once.
+        let expired = SessionLimit::new(None, Some(&grant_in(Duration::ZERO)));
+        assert!(ends_within(expired, Duration::from_secs(5)).await.is_some());
+        // No limit, no end; an absurd max_session is no limit either (and no overflow).
+        let unlimited = SessionLimit::new(None, None);
+        assert!(
+            ends_within(unlimited, Duration::from_millis(100))
+                .await
+                .is_none()
+        );
+        let absurd = SessionLimit::new(Some(Duration::MAX), None);
+        assert!(
+            ends_within(absurd, Duration::from_millis(100))
+                .await
+                .is_none()
+        );
+    }
+}
