@@ -44,7 +44,12 @@ fuzz_target!(|data: &[u8]| {
     } else {
         format!("/apis/{}/{}", r.api_group, r.version)
     };
-    if !r.namespace.is_empty() && !(r.resource == "namespaces" && r.name == r.namespace) {
+    // `/namespaces/{ns}` alone (or with `status`/`finalize`) is the namespace object; with any
+    // other subresource the object needs the long form `/namespaces/{ns}/namespaces/{ns}/x`.
+    let namespace_object = r.resource == "namespaces"
+        && r.name == r.namespace
+        && ["", "status", "finalize"].contains(&r.subresource.as_str());
+    if !r.namespace.is_empty() && !namespace_object {
         canonical.push_str(&format!("/namespaces/{}", r.namespace));
     }
     canonical.push_str(&format!("/{}", r.resource));
