@@ -42,7 +42,7 @@ struct View {
     reason: String,
     ttl: String,
     requested_at: String,
-    /// `pending`, `approved` (a live grant), `expired`, `denied`.
+    /// `pending`, `approved` (a live grant), `expired`, `denied`, `abandoned` (never decided).
     state: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     decided_by: Option<String>,
@@ -238,6 +238,16 @@ pub(super) async fn decide(
     if let Some(v) = &entry.verdict {
         return already_decided(id, v);
     }
+    if entry.state(jit::now_us()) == jit::State::Abandoned {
+        return status::respond(
+            StatusCode::CONFLICT,
+            "Conflict",
+            format!(
+                "kubetape: request {id} waited more than {} for a decision and can no longer be decided; the requester may ask again",
+                humantime::format_duration(jit::PENDING_LIFETIME)
+            ),
+        );
+    }
     let verdict = Verdict {
         approved: approve,
         by: who.user.clone(),
@@ -287,14 +297,9 @@ fn already_decided(id: &str, v: &Verdict) -> Response<Body> {
 fn view(state: &State, who: &Identity, entry: &Entry) -> View {
     let r = &entry.request;
     let grant = entry.grant();
-    let state_name = match (&entry.verdict, &grant) {
-        (None, _) => "pending",
-        (Some(v), _) if !v.approved => "denied",
-        (_, Some(g)) if g.expires_at_us > jit::now_us() => "approved",
-        _ => "expired",
-    };
+    let state_name = entry.state(jit::now_us());
     let mine = r.user == who.user && r.issuer == who.issuer;
-    let can_decide = entry.verdict.is_none()
+    let can_decide = state_name == jit::State::Pending
         && r.user != who.user
         && state
             .policy
@@ -309,7 +314,7 @@ fn view(state: &State, who: &Identity, entry: &Entry) -> View {
         reason: r.reason.clone(),
         ttl: humantime::format_duration(Duration::from_secs(r.ttl_secs)).to_string(),
         requested_at: rfc3339(r.created_at_us),
-        state: state_name,
+        state: state_name.name(),
         decided_by: entry.verdict.as_ref().map(|v| v.by.clone()),
         decision_reason: entry
             .verdict

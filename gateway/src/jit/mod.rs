@@ -107,7 +107,53 @@ pub struct Entry {
     pub verdict: Option<Verdict>,
 }
 
+/// How long a request may wait for a decision: an approval days later would grant access for
+/// a reason that is likely stale.
+pub const PENDING_LIFETIME: Duration = Duration::from_secs(86_400);
+
+/// Where a request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Pending,
+    /// Approved and not yet expired: a live grant.
+    Approved,
+    Denied,
+    /// Approved and past its TTL.
+    Expired,
+    /// Never decided within [`PENDING_LIFETIME`]; it can no longer be.
+    Abandoned,
+}
+
+impl State {
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Approved => "approved",
+            State::Denied => "denied",
+            State::Expired => "expired",
+            State::Abandoned => "abandoned",
+        }
+    }
+}
+
 impl Entry {
+    /// Where the request stands at `now_us`.
+    pub fn state(&self, now_us: u64) -> State {
+        match (&self.verdict, self.grant()) {
+            (None, _) => {
+                let age = now_us.saturating_sub(self.request.created_at_us);
+                if Duration::from_micros(age) > PENDING_LIFETIME {
+                    State::Abandoned
+                } else {
+                    State::Pending
+                }
+            }
+            (Some(v), _) if !v.approved => State::Denied,
+            (_, Some(g)) if g.expires_at_us > now_us => State::Approved,
+            _ => State::Expired,
+        }
+    }
+
     /// The grant this entry amounts to, if it was approved (expired or not).
     pub fn grant(&self) -> Option<Grant> {
         let v = self.verdict.as_ref().filter(|v| v.approved)?;
@@ -466,6 +512,31 @@ mod tests {
         let other = Jit::new(store);
         other.refresh(true).await.unwrap();
         assert_eq!(other.entries().len(), 1);
+    }
+
+    #[test]
+    fn states() {
+        let now = now_us();
+        let hour = 3_600_000_000;
+        let mut entry = Entry {
+            request: AccessRequest {
+                created_at_us: now - hour,
+                ..request("x", "dan")
+            },
+            verdict: None,
+        };
+        assert_eq!(entry.state(now), State::Pending);
+        assert_eq!(entry.state(now + 24 * hour), State::Abandoned);
+        entry.verdict = Some(Verdict {
+            approved: true,
+            by: "sam".into(),
+            reason: String::new(),
+            at_us: now,
+        });
+        assert_eq!(entry.state(now + 59_000_000), State::Approved, "60 s TTL");
+        assert_eq!(entry.state(now + 60_000_000), State::Expired);
+        entry.verdict.as_mut().unwrap().approved = false;
+        assert_eq!(entry.state(now), State::Denied);
     }
 
     #[test]
