@@ -10,11 +10,12 @@ use storage_schema::Keyring;
 use storage_schema::store::Store;
 use tokio::net::TcpListener;
 
-use crate::access::AccessList;
 use crate::audit::AuditLog;
 use crate::authn::Authenticator;
 use crate::config::GatewayConfig;
+use crate::jit::Jit;
 use crate::live::LiveSessions;
+use crate::policy::PolicyWatch;
 use crate::revocation::Revocations;
 use crate::server::{self, State};
 use crate::{tls, upstream};
@@ -32,6 +33,8 @@ impl Gateway {
     /// Loads keys, connects the store and the cluster client, binds the listener.
     pub async fn build(config: &GatewayConfig) -> anyhow::Result<Self> {
         let tls = tls::server_config(&config.tls.cert, &config.tls.key)?;
+        // A bad policy at startup stops the gateway: there is no last good one to fall back on.
+        let policy = Arc::new(PolicyWatch::load(&config.policy).context("access policy")?);
         let authn = Authenticator::new(config.issuers.clone()).context("token issuers")?;
         let upstream = upstream::client(
             config.upstream.kubeconfig.as_deref(),
@@ -75,8 +78,9 @@ impl Gateway {
             .with_context(|| format!("listen on {}", config.listen))?;
         let state = State {
             authn,
-            access: AccessList::new(config.allow.clone()),
+            policy,
             upstream,
+            jit: Arc::new(Jit::new(store.clone())),
             store,
             keyring,
             flush: config.recording.flush_policy(),
@@ -97,13 +101,19 @@ impl Gateway {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` resolves, then seals the audit stream.
+    /// Serves until `shutdown` resolves, reloading the policy file as it changes, the access
+    /// grants every second and the revocation list every `poll_interval`; then seals the audit
+    /// stream.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
         let revocations = self.state.revocations.clone();
         let interval = self.poll_interval;
         let poller = tokio::spawn(async move { revocations.poll_forever(interval).await });
+        let policy = self.state.policy.clone().spawn_polling();
+        let grants = self.state.jit.clone().spawn_refresh();
         let served = server::serve(self.listener, self.tls, self.state.clone(), shutdown).await;
         poller.abort();
+        policy.abort();
+        grants.abort();
         self.state.audit.shutdown(Duration::from_secs(10)).await;
         served
     }

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::access::AllowRule;
 use crate::authn::IssuerConfig;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -24,9 +23,9 @@ pub struct GatewayConfig {
     pub recording: RecordingConfig,
     /// Trusted token issuers; a token from anyone else is refused.
     pub issuers: Vec<IssuerConfig>,
-    /// Default deny: only these groups may act, only in these namespaces.
-    #[serde(default)]
-    pub allow: Vec<AllowRule>,
+    /// The policy file (roles, bindings; see `policy.example.toml`), relative to this file's
+    /// directory unless absolute. Reloaded when it changes; default deny.
+    pub policy: PathBuf,
     /// The audit log (stdout and the store).
     #[serde(default)]
     pub audit: crate::audit::AuditConfig,
@@ -147,7 +146,7 @@ impl GatewayConfig {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-        let config: Self =
+        let mut config: Self =
             toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         if config.revocation.poll_interval_ms == 0
             || config.revocation.max_staleness_ms < 2 * config.revocation.poll_interval_ms
@@ -156,6 +155,11 @@ impl GatewayConfig {
                 "{}: [revocation] poll_interval_ms must be > 0 and max_staleness_ms at least twice it",
                 path.display()
             );
+        }
+        if config.policy.is_relative()
+            && let Some(dir) = path.parent()
+        {
+            config.policy = dir.join(&config.policy);
         }
         if config.issuers.is_empty() {
             anyhow::bail!(
@@ -192,5 +196,15 @@ mod tests {
         assert!(err.contains("max_staleness_ms"), "{err}");
         let typo = include_str!("../gateway.example.toml").replace("rotate_secs", "rotate_sec");
         assert!(toml::from_str::<GatewayConfig>(&typo).is_err());
+    }
+
+    #[test]
+    fn the_example_config_parses_and_its_policy_is_relative_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(&path, include_str!("../gateway.example.toml")).unwrap();
+        let config = GatewayConfig::load(&path).unwrap();
+        assert_eq!(config.policy, dir.path().join("policy.toml"));
+        assert_eq!(config.issuers.len(), 2);
     }
 }

@@ -4,7 +4,9 @@
 //!
 //! # Layout
 //! - [`server`]: TLS + HTTP/1.1 (upgrades) + HTTP/2 front door; authn → authz → dispatch → audit;
-//! - [`authn`]: OIDC JWT validation against JWKS; [`access`]: the default-deny allow list;
+//! - [`authn`]: OIDC JWT validation against JWKS; [`policy`]: roles, bindings, default deny;
+//! - [`jit`]: just-in-time access requests and grants in the object store; [`admin`]: the
+//!   `/kubetape/v1/` API (requests, approvals);
 //! - [`upstream`]: the gateway's own cluster identity, header sanitizing, impersonation;
 //! - [`proxy`]: non-streaming requests, streamed back (watch, logs -f);
 //! - [`relay`]: exec/attach — client WebSocket/SPDY termination, upstream WebSocket v5, recording;
@@ -16,13 +18,15 @@
 //! - [`devissuer`]: a development OIDC issuer and exec credential plugin for the quickstart;
 //! - `quickstart`: sandbox cluster + dev issuer + gateway in one command.
 
-pub mod access;
+pub mod admin;
 pub mod app;
 pub mod audit;
 pub mod authn;
 pub mod config;
 pub mod devissuer;
+pub mod jit;
 pub mod live;
+pub mod policy;
 pub mod proxy;
 #[cfg(feature = "quickstart")]
 pub mod quickstart;

@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use base64::Engine as _;
 
-use crate::access::AllowRule;
 use crate::app::Gateway;
 use crate::config::{GatewayConfig, RecordingConfig, TlsConfig, UpstreamConfig};
 use crate::devissuer::DevIssuer;
@@ -27,9 +26,13 @@ pub struct QuickstartArgs {
     /// The identity the kubeconfig's tokens carry.
     #[arg(long, default_value = "dev@example.com")]
     pub user: String,
-    /// The group the kubeconfig's tokens carry (allowed in namespace `default`).
+    /// The group the kubeconfig's tokens carry (may exec in namespace `default`, and may ask
+    /// for temporary access to namespace `prod`).
     #[arg(long, default_value = "developers")]
     pub group: String,
+    /// A second identity, in group `sre`, who may approve access requests (`kubeconfig-approver`).
+    #[arg(long, default_value = "sre@example.com")]
+    pub approver: String,
     /// Recording store URL (what `kubetape ls` reads) [default: ~/.local/share/kubetape/store].
     #[arg(long, env = "KUBETAPE_STORE")]
     pub store: Option<String>,
@@ -43,13 +46,20 @@ pub async fn run(args: QuickstartArgs, shutdown: impl Future<Output = ()>) -> an
     let dir = args.dir.clone().unwrap_or_else(default_dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
 
-    let cluster = sandbox::start(
-        sandbox::SandboxConfig::demo(),
-        "127.0.0.1:0".parse()?,
-        &dir.join("sandbox"),
-    )
-    .await
-    .context("start the sandbox cluster")?;
+    // The demo pod, plus a "production" one that takes an approved request to reach.
+    let mut pods = sandbox::SandboxConfig::demo();
+    pods.pods.push(sandbox::PodSpec {
+        name: "db".into(),
+        namespace: "prod".into(),
+        labels: Default::default(),
+        containers: vec![sandbox::ContainerSpec::new(
+            "postgres",
+            ["sh", "-c", "while true; do sleep 3600; done"],
+        )],
+    });
+    let cluster = sandbox::start(pods, "127.0.0.1:0".parse()?, &dir.join("sandbox"))
+        .await
+        .context("start the sandbox cluster")?;
     let issuer = DevIssuer::open_or_create(
         &dir.join("issuer"),
         DevIssuer::DEFAULT_ISSUER,
@@ -59,6 +69,9 @@ pub async fn run(args: QuickstartArgs, shutdown: impl Future<Output = ()>) -> an
     let tls_dir = dir.join("gateway");
     let ca_pem = crate::tls::write_self_signed(&tls_dir).context("gateway certificate")?;
 
+    let policy = dir.join("policy.toml");
+    std::fs::write(&policy, quickstart_policy(&args.group))
+        .with_context(|| format!("write {}", policy.display()))?;
     let config = GatewayConfig {
         listen: args.listen,
         cluster_name: "sandbox".into(),
@@ -76,10 +89,7 @@ pub async fn run(args: QuickstartArgs, shutdown: impl Future<Output = ()>) -> an
             ..RecordingConfig::default()
         },
         issuers: vec![issuer.issuer_config()],
-        allow: vec![AllowRule {
-            group: args.group.clone(),
-            namespaces: vec!["default".into()],
-        }],
+        policy: policy.clone(),
         // The terminal shows the instructions; the audit log still goes to the store.
         audit: crate::audit::AuditConfig {
             stdout: false,
@@ -90,7 +100,18 @@ pub async fn run(args: QuickstartArgs, shutdown: impl Future<Output = ()>) -> an
     let gateway = Gateway::build(&config).await?;
     let addr = gateway.local_addr()?;
     let kubeconfig = dir.join("kubeconfig");
-    write_kubeconfig(&kubeconfig, addr, &ca_pem, &issuer, &args).context("write the kubeconfig")?;
+    write_kubeconfig(&kubeconfig, addr, &ca_pem, &issuer, &args.user, &args.group)
+        .context("write the kubeconfig")?;
+    let approver_kubeconfig = dir.join("kubeconfig-approver");
+    write_kubeconfig(
+        &approver_kubeconfig,
+        addr,
+        &ca_pem,
+        &issuer,
+        &args.approver,
+        "sre",
+    )
+    .context("write the approver's kubeconfig")?;
 
     // The reviewer's CLI is built next to this binary; name it so the instructions work as pasted.
     let kubetape = std::env::current_exe()
@@ -108,11 +129,21 @@ pub async fn run(args: QuickstartArgs, shutdown: impl Future<Output = ()>) -> an
          kubectl exec -it demo -- sh      # work, then `exit`\n  \
          {kubetape} ls          # the session you just recorded\n  \
          {kubetape} cat <SESSION>   # what the terminal showed\n  \
-         {kubetape} verify <SESSION>\n",
+         {kubetape} verify <SESSION>\n\n\
+         Just-in-time access to namespace `prod` (policy: {}, reloaded when you edit it):\n\n  \
+         kubectl exec -n prod db -- id    # 403: says which rule is missing and how to ask\n  \
+         {kubetape} request prod-debug --namespace prod --reason 'look at the db' --ttl 5m\n  \
+         {kubetape} requests --kubeconfig {}   # the approver ({}) sees it\n  \
+         {kubetape} approve <ID> --kubeconfig {}\n  \
+         kubectl exec -it -n prod db -- sh  # allowed until the grant expires\n",
         cluster.addr,
         args.user,
         args.group,
         kubeconfig.display(),
+        policy.display(),
+        approver_kubeconfig.display(),
+        args.approver,
+        approver_kubeconfig.display(),
     );
     let served = gateway.run(shutdown).await;
     if let Err(e) = cluster.shutdown().await {
@@ -135,12 +166,48 @@ fn default_dir() -> PathBuf {
     data.join("kubetape/quickstart")
 }
 
+/// The quickstart's policy: `group` may work with pods in `default` and may ask for `prod`;
+/// group `sre` approves.
+fn quickstart_policy(group: &str) -> String {
+    format!(
+        r#"# kubetape access policy (reloaded about a second after you save; a bad edit is
+# rejected and the previous policy stays). Default deny. See gateway/policy.example.toml.
+
+[[roles]]
+name = "developer"
+description = "work with pods in the default namespace"
+[[roles.rules]]
+namespaces = ["default"]
+resources = ["pods", "pods/log", "pods/exec", "pods/attach"]
+verbs = ["get", "list", "watch", "create"]
+
+[[roles]]
+name = "prod-debug"
+description = "shell access to production pods, on request"
+requestable = true
+approvers = ["sre"]
+max_ttl = "1h"
+[[roles.rules]]
+namespaces = ["prod"]
+resources = ["pods", "pods/log", "pods/exec", "pods/attach"]
+verbs = ["get", "list", "watch", "create"]
+
+[[bindings]]
+name = "developers"
+groups = [{group:?}]
+roles = ["developer"]
+max_session = "8h"
+"#
+    )
+}
+
 fn write_kubeconfig(
     path: &Path,
     addr: SocketAddr,
     ca_pem: &str,
     issuer: &DevIssuer,
-    args: &QuickstartArgs,
+    user: &str,
+    group: &str,
 ) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("locate this binary for the credential plugin")?;
     let config = serde_json::json!({
@@ -150,15 +217,15 @@ fn write_kubeconfig(
             "server": format!("https://{addr}"),
             "certificate-authority-data": base64::engine::general_purpose::STANDARD.encode(ca_pem),
         }}],
-        "users": [{"name": args.user, "user": {"exec": {
+        "users": [{"name": user, "user": {"exec": {
             "apiVersion": "client.authentication.k8s.io/v1",
             "command": exe,
-            "args": ["token", "--issuer-dir", issuer.dir(), "--user", args.user, "--group", args.group, "--ttl", "10m"],
+            "args": ["token", "--issuer-dir", issuer.dir(), "--user", user, "--group", group, "--ttl", "10m"],
             "interactiveMode": "Never",
             "provideClusterInfo": false,
         }}}],
         "contexts": [{"name": "kubetape-quickstart", "context": {
-            "cluster": "kubetape-quickstart", "user": args.user, "namespace": "default",
+            "cluster": "kubetape-quickstart", "user": user, "namespace": "default",
         }}],
         "current-context": "kubetape-quickstart",
     });

@@ -17,19 +17,23 @@ use storage_schema::store::Store;
 use storage_schema::{FlushPolicy, Keyring};
 use tokio::net::TcpListener;
 
-use crate::access::{self, AccessList, Decision};
 use crate::audit::{AuditDecision, AuditLog, Outcome};
-use crate::authn::Authenticator;
+use crate::authn::{Authenticator, Identity};
+use crate::jit::{Grant, Jit};
 use crate::live::LiveSessions;
+use crate::policy::{self, Decision, Elevation, PolicyWatch};
 use crate::revocation::{self, Check, Revocations};
 use crate::status::{self, Body};
 use crate::upstream::{self, Impersonation};
-use crate::{proxy, relay};
+use crate::{admin, proxy, relay};
 
 /// Everything a request handler needs; shared by all connections.
 pub struct State {
     pub authn: Authenticator,
-    pub access: AccessList,
+    /// The policy in force (reloaded from its file in the background).
+    pub policy: Arc<PolicyWatch>,
+    /// Just-in-time requests and grants, in the store (refreshed in the background).
+    pub jit: Arc<Jit>,
     pub upstream: kube::Client,
     pub store: Store,
     pub keyring: Keyring,
@@ -139,6 +143,42 @@ async fn handle(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Resp
     resp
 }
 
+/// The policy's decision for `identity`, with its live grants. A would-be denial re-reads the
+/// grants from the store first, so an approval made a moment ago on any replica counts.
+async fn authorize(
+    state: &State,
+    identity: &Identity,
+    attrs: &policy::Attributes,
+) -> (Decision, Option<Grant>) {
+    let mut forced = false;
+    loop {
+        if forced && let Err(e) = state.jit.refresh(true).await {
+            tracing::warn!(error = %e, "access grants could not be refreshed; using the cached ones");
+        }
+        let grants = state.jit.grants_for(identity);
+        let elevations: Vec<Elevation<'_>> = grants
+            .iter()
+            .map(|g| Elevation {
+                id: &g.id,
+                role: &g.role,
+                namespace: &g.namespace,
+            })
+            .collect();
+        let decision = state.policy.current().decide(identity, attrs, &elevations);
+        match &decision {
+            Decision::Deny(_) if !forced => forced = true,
+            Decision::Allow(a) => {
+                let grant = a
+                    .grant
+                    .as_ref()
+                    .and_then(|id| grants.iter().find(|g| &g.id == id).cloned());
+                return (decision, grant);
+            }
+            Decision::Deny(_) => return (decision, None),
+        }
+    }
+}
+
 async fn decide_and_dispatch(
     state: &State,
     req: Request<Incoming>,
@@ -177,7 +217,6 @@ async fn decide_and_dispatch(
         }
     }
     let path = req.uri().path().to_string();
-    // Temporary mount of the revocation admin route until the admin router is merged.
     if path == revocation::api::PATH {
         let resp = revocation::api::handle(&state.revocations, req, &identity).await;
         if resp.status() == http::StatusCode::FORBIDDEN {
@@ -188,23 +227,44 @@ async fn decide_and_dispatch(
         }
         return resp;
     }
-    let scope = access::scope_of(&path);
-    let rule = match state
-        .access
-        .decide(&identity.user, &identity.groups, &scope)
-    {
-        Decision::Allow { rule } => rule,
-        Decision::Deny { reason } => {
-            outcome.deny("no allow rule", reason.clone());
-            return status::forbidden(reason);
+    if admin::is_admin_path(&path) {
+        let resp = admin::handle(state, req, &identity).await;
+        if resp.status() == http::StatusCode::FORBIDDEN {
+            outcome.deny("admin API", "refused by the admin API");
+        } else {
+            outcome.decision = AuditDecision::Allow;
+            outcome.rule = Some("admin API (JIT requests)".into());
+        }
+        return resp;
+    }
+    let attrs = policy::parse_attributes(req.method().as_str(), &path, req.uri().query());
+    let (allowed, grant) = match authorize(state, &identity, &attrs).await {
+        (Decision::Allow(a), grant) => (a, grant),
+        (Decision::Deny(message), _) => {
+            outcome.deny("no role allows it", message.clone());
+            return status::forbidden(message);
         }
     };
     outcome.decision = AuditDecision::Allow;
-    outcome.rule = Some(rule);
+    outcome.rule = Some(allowed.rule.clone());
+    outcome.grant = grant.as_ref().map(|g| g.id.clone());
     if let Some(target) = proto::exec::parse_path(&path) {
         match target.subresource {
             proto::exec::Subresource::Exec | proto::exec::Subresource::Attach => {
-                relay::handle(state, req, &identity, target, peer, &mut outcome.session).await
+                let limit = relay::SessionLimit::new(allowed.max_session, grant.as_ref());
+                relay::handle(
+                    state,
+                    req,
+                    &identity,
+                    target,
+                    peer,
+                    &mut outcome.session,
+                    relay::Authorized {
+                        grant: grant.as_ref(),
+                        limit,
+                    },
+                )
+                .await
             }
             proto::exec::Subresource::PortForward => status::forbidden(
                 "kubetape: port-forward is not available through this gateway yet (it cannot be recorded)",

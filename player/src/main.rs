@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-const ABOUT: &str = "Record terminal sessions, and list, verify, read and seal the recordings";
+const ABOUT: &str = "Record terminal sessions, list, verify, read and seal the recordings, and ask for or approve just-in-time access";
 
 const LONG_ABOUT: &str = "\
 Record terminal sessions, and list, verify, read and seal the recordings.
@@ -35,6 +35,9 @@ Examples:
   kubetape export 0196f3a2 -o s.cast   export for asciinema
   kubetape search 'rm -rf' -n prod     who typed it, where, when
   kubetape audit --since 1h            what the gateways were asked in the last hour
+  kubetape request prod-debug -n prod --reason 'INC-42' --ttl 30m
+                                       ask the gateway for temporary access
+  kubetape requests / approve ID       review access requests (approvers)
 
 Environment:
   KUBETAPE_STORE   store URL (same as --store)
@@ -61,6 +64,10 @@ enum Command {
     Seal(cmd::seal::Args),
     Keys(cmd::keys::Args),
     Audit(cmd::audit::Args),
+    Request(cmd::access::RequestArgs),
+    Requests(cmd::access::RequestsArgs),
+    Approve(cmd::access::ApproveArgs),
+    Deny(cmd::access::DenyArgs),
 }
 
 fn main() -> ExitCode {
@@ -104,6 +111,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Seal(args) => cmd::seal::run(global, args).await,
         Command::Keys(args) => cmd::keys::run(global, args).await,
         Command::Audit(args) => cmd::audit::run(global, args).await,
+        Command::Request(args) => cmd::access::request(args).await,
+        Command::Requests(args) => cmd::access::requests(args).await,
+        Command::Approve(args) => cmd::access::approve(args).await,
+        Command::Deny(args) => cmd::access::deny(args).await,
     }
 }
 

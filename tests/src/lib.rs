@@ -191,6 +191,55 @@ name = "postgres"
 command = ["sh", "-c", "while true; do sleep 3600; done"]
 "#;
 
+/// The dev issuer that plays a CI system (GitHub Actions-like): usernames `ci:<sub>`, no groups,
+/// and the job's claims carried into the identity.
+pub const CI_ISSUER: &str = "https://ci-issuer.kubetape.invalid";
+
+/// The harness's access policy (`{ci_issuer}` is replaced): `developers` work with pods in
+/// `default` and `staging` and may read (not exec into) pods in `prod`; the `acme/shop` pipeline's staging jobs may read pods and logs in
+/// `staging`; `prod-debug` (pods, exec, attach in `prod`) is requestable, approved by `sre`.
+pub const DEFAULT_POLICY: &str = r#"
+[[roles]]
+name = "developer"
+[[roles.rules]]
+namespaces = ["default", "staging"]
+resources = ["pods", "pods/log", "pods/exec", "pods/attach"]
+verbs = ["get", "list", "watch", "create"]
+[[roles.rules]]
+namespaces = ["prod"]
+resources = ["pods", "pods/log"]
+verbs = ["get", "list", "watch"]
+
+[[roles]]
+name = "pipeline-staging"
+[[roles.rules]]
+namespaces = ["staging"]
+resources = ["pods", "pods/log"]
+verbs = ["get", "list"]
+
+[[roles]]
+name = "prod-debug"
+requestable = true
+approvers = ["sre"]
+max_ttl = "1h"
+[[roles.rules]]
+namespaces = ["prod"]
+resources = ["pods", "pods/log", "pods/exec", "pods/attach"]
+verbs = ["get", "list", "watch", "create"]
+
+[[bindings]]
+name = "developers"
+groups = ["developers"]
+roles = ["developer"]
+
+[[bindings]]
+name = "shop-staging-deploys"
+roles = ["pipeline-staging"]
+[[bindings.ci]]
+issuer = "{ci_issuer}"
+claims = { repository = "acme/shop", environment = "staging" }
+"#;
+
 /// A running sandbox + gateway pair.
 #[derive(Debug)]
 pub struct Cluster {
@@ -208,9 +257,14 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts a sandbox and a gateway that trusts the dev issuer and allows group `developers`
-    /// in `default` and `staging`.
+    /// Starts a sandbox and a gateway that trusts the dev issuer and the CI issuer, with
+    /// [`DEFAULT_POLICY`].
     pub fn start() -> Self {
+        Self::start_with_policy(DEFAULT_POLICY)
+    }
+
+    /// [`Cluster::start`] with another policy file (`{ci_issuer}` is replaced).
+    pub fn start_with_policy(policy: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().to_path_buf();
         let home = root.join("home");
@@ -230,6 +284,14 @@ impl Cluster {
             DevIssuer::DEFAULT_AUDIENCE,
         )
         .expect("dev issuer");
+        let ci_issuer =
+            DevIssuer::open_or_create(&root.join("ci-issuer"), CI_ISSUER, issuer.audience())
+                .expect("CI dev issuer");
+        std::fs::write(
+            root.join("policy.toml"),
+            policy.replace("{ci_issuer}", CI_ISSUER),
+        )
+        .expect("policy");
         let ca_pem = gateway::tls::write_self_signed(&root.join("gateway-tls"))
             .expect("gateway certificate");
         let store_url = format!("file://{}", root.join("store").display());
@@ -238,6 +300,7 @@ impl Cluster {
             r#"
 listen = "127.0.0.1:0"
 cluster_name = "sandbox"
+policy = "policy.toml"
 [tls]
 cert = "{tls}/tls.crt"
 key = "{tls}/tls.key"
@@ -251,9 +314,13 @@ issuer = "{iss}"
 audience = ["{aud}"]
 jwks = {{ file = "{jwks}" }}
 carry_claims = ["repository", "job_id"]
-[[allow]]
-group = "developers"
-namespaces = ["default", "staging"]
+[[issuers]]
+issuer = "{ci_iss}"
+audience = ["{aud}"]
+jwks = {{ file = "{ci_jwks}" }}
+username_prefix = "ci:"
+groups_claim = ""
+carry_claims = ["repository", "environment", "job_id"]
 [revocation]
 admin_groups = ["kubetape-admins"]
 "#,
@@ -263,6 +330,8 @@ admin_groups = ["kubetape-admins"]
             iss = issuer.issuer(),
             aud = issuer.audience(),
             jwks = issuer.jwks_path().display(),
+            ci_iss = ci_issuer.issuer(),
+            ci_jwks = ci_issuer.jwks_path().display(),
         );
         std::fs::write(root.join("gateway.toml"), config).expect("gateway config");
         let mut cmd = Command::new(bin("kubetape-gateway"));
@@ -380,6 +449,109 @@ admin_groups = ["kubetape-admins"]
         path
     }
 
+    /// A kubeconfig for a CI job: a token from the CI issuer for `sub` with these claims (and
+    /// `groups`, which that issuer does not map: CI identities have none).
+    pub fn kubeconfig_ci(&self, sub: &str, claims: &[(&str, &str)], groups: &[&str]) -> PathBuf {
+        let slug: String = format!("ci-{sub}-{claims:?}-{groups:?}")
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let path = self.root().join(format!("kubeconfig-{slug}"));
+        let mut args: Vec<String> = vec![
+            "token".into(),
+            "--issuer-dir".into(),
+            self.root().join("ci-issuer").display().to_string(),
+            "--user".into(),
+            sub.into(),
+            "--ttl".into(),
+            "10m".into(),
+            "--no-cache".into(),
+        ];
+        for (k, v) in claims {
+            args.extend(["--claim".into(), format!("{k}={v}")]);
+        }
+        for g in groups {
+            args.extend(["--group".into(), (*g).into()]);
+        }
+        let user_entry = serde_json::json!({"exec": {
+            "apiVersion": "client.authentication.k8s.io/v1",
+            "command": bin("kubetape-gateway"),
+            "args": args,
+            "interactiveMode": "Never",
+        }});
+        self.write_kubeconfig(&path, self.gateway_addr, &self.ca_pem, user_entry);
+        path
+    }
+
+    /// Another gateway process with the same configuration (same store, keys, policy and
+    /// issuers) on its own port: a replica behind the same load balancer.
+    pub fn start_replica(&self, name: &str) -> (Proc, SocketAddr) {
+        let mut cmd = Command::new(bin("kubetape-gateway"));
+        cmd.args(["serve", "--config"])
+            .arg(self.root().join("gateway.toml"))
+            .env("HOME", &self.home)
+            .env("KUBETAPE_LOG", "info");
+        let (proc, line) = spawn_until(
+            cmd,
+            "listening on https://",
+            self.root().join(format!("gateway-{name}.log")),
+        );
+        (proc, addr_in(&line))
+    }
+
+    /// A copy of `kubeconfig` pointing at the gateway at `addr` (a replica).
+    pub fn via(&self, kubeconfig: &Path, addr: SocketAddr) -> PathBuf {
+        let mut kc: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(kubeconfig).expect("kubeconfig")).expect("json");
+        kc["clusters"][0]["cluster"]["server"] = format!("https://{addr}").into();
+        let name = kubeconfig
+            .file_name()
+            .expect("file name")
+            .to_string_lossy()
+            .into_owned();
+        let path = self.root().join(format!("{name}-via-{}", addr.port()));
+        std::fs::write(&path, serde_json::to_vec_pretty(&kc).expect("json")).expect("write");
+        path
+    }
+
+    /// The gateway's policy file.
+    pub fn policy_path(&self) -> PathBuf {
+        self.root().join("policy.toml")
+    }
+
+    /// Replaces the policy file and waits (bounded) until the gateway logs `expect` one more
+    /// time than before: `"policy reloaded"` or `"policy file rejected"`. Returns that log line.
+    pub fn replace_policy(&self, policy: &str, expect: &str) -> String {
+        let log = || std::fs::read_to_string(&self.gateway.log).unwrap_or_default();
+        let count = |text: &str| text.lines().filter(|l| l.contains(expect)).count();
+        let before = count(&log());
+        std::fs::write(self.policy_path(), policy.replace("{ci_issuer}", CI_ISSUER))
+            .expect("write policy");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = log();
+            if count(&text) > before {
+                return text
+                    .lines()
+                    .rfind(|l| l.contains(expect))
+                    .unwrap_or_default()
+                    .to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the gateway never logged {expect:?}; log:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The `kubetape` CLI talking to the gateway with `kubeconfig` (request, approve, ...).
+    pub fn kubetape_as(&self, kubeconfig: &Path) -> Command {
+        let mut cmd = Command::new(bin("kubetape"));
+        cmd.env("HOME", &self.home).env("KUBECONFIG", kubeconfig);
+        cmd
+    }
+
     /// A kubeconfig for the gateway presenting a fixed bearer token (possibly a bad one).
     pub fn kubeconfig_with_token(&self, name: &str, token: Option<&str>) -> PathBuf {
         let path = self.root().join(format!("kubeconfig-{name}"));
@@ -492,6 +664,25 @@ admin_groups = ["kubetape-admins"]
 
 /// Runs `cmd` with `stdin` bytes and a bounded wait; returns (status code, stdout, stderr).
 pub fn run(cmd: &mut Command, stdin: &[u8], timeout: Duration) -> (Option<i32>, Vec<u8>, Vec<u8>) {
+    run_inner(cmd, stdin, timeout, false)
+}
+
+/// [`run`], but stdin stays open (no EOF) until the process exits: for sessions that must be
+/// ended by the other side.
+pub fn run_with_open_stdin(
+    cmd: &mut Command,
+    stdin: &[u8],
+    timeout: Duration,
+) -> (Option<i32>, Vec<u8>, Vec<u8>) {
+    run_inner(cmd, stdin, timeout, true)
+}
+
+fn run_inner(
+    cmd: &mut Command,
+    stdin: &[u8],
+    timeout: Duration,
+    keep_stdin_open: bool,
+) -> (Option<i32>, Vec<u8>, Vec<u8>) {
     use std::io::Write;
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -501,6 +692,7 @@ pub fn run(cmd: &mut Command, stdin: &[u8], timeout: Duration) -> (Option<i32>, 
     let data = stdin.to_vec();
     let writer = std::thread::spawn(move || {
         let _ = input.write_all(&data);
+        keep_stdin_open.then_some(input)
     });
     let mut out = child.stdout.take().expect("stdout");
     let mut err = child.stderr.take().expect("stderr");

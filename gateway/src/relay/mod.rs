@@ -17,7 +17,10 @@ mod client_spdy;
 mod client_ws;
 mod pump;
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::time::{Duration, SystemTime};
 
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use proto::channel::Protocol;
@@ -26,6 +29,7 @@ use storage_schema::store::Recorder;
 use storage_schema::{ExitInfo, Identity as RecordedIdentity, SessionKind, SessionMeta, Target};
 
 use crate::authn::Identity;
+use crate::jit::Grant;
 use crate::server::State;
 use crate::status::{self, Body};
 use crate::upstream::{self, Impersonation};
@@ -64,6 +68,68 @@ pub(crate) struct ClientEnd {
     pub to: tokio::sync::mpsc::Sender<ToClient>,
 }
 
+/// When a live session must end whatever the user does, and what they are told then: the
+/// binding's `max_session` or the expiry of the grant it was opened under, whichever is first.
+#[derive(Debug, Clone, Default)]
+pub struct SessionLimit {
+    end: Option<(tokio::time::Instant, String)>,
+}
+
+/// A future that resolves, with the message for the user, when the session must end.
+pub(crate) type Stop = Pin<Box<dyn Future<Output = String> + Send>>;
+
+impl SessionLimit {
+    pub fn new(max_session: Option<Duration>, grant: Option<&Grant>) -> SessionLimit {
+        let now = tokio::time::Instant::now();
+        // Checked: an end past what the clock can represent is no end at all.
+        let by_binding = max_session.and_then(|d| now.checked_add(d)).map(|at| {
+            (
+                at,
+                format!(
+                    "kubetape: this session reached the maximum session length of {} set by the access policy and was ended",
+                    humantime::format_duration(at - now)
+                ),
+            )
+        });
+        let by_grant = grant.map(|g| {
+            let left = g
+                .expires_at()
+                .duration_since(SystemTime::now())
+                .unwrap_or_default();
+            (
+                now.checked_add(left).unwrap_or(now),
+                format!(
+                    "kubetape: grant {} (role {} in namespace {}) expired at {} and the session was ended; ask again with `kubetape request {} --namespace {} --reason TEXT --ttl 30m`",
+                    g.id,
+                    g.role,
+                    g.namespace,
+                    humantime::format_rfc3339_seconds(g.expires_at()),
+                    g.role,
+                    g.namespace,
+                ),
+            )
+        });
+        let end = match (by_binding, by_grant) {
+            (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+            (a, b) => a.or(b),
+        };
+        SessionLimit { end }
+    }
+
+    /// Resolves with the message when the limit is reached; never without a limit.
+    pub(crate) fn into_stop(self) -> Stop {
+        Box::pin(async move {
+            match self.end {
+                Some((at, message)) => {
+                    tokio::time::sleep_until(at).await;
+                    message
+                }
+                None => std::future::pending().await,
+            }
+        })
+    }
+}
+
 /// Picks the client protocol, or says (as the 400 message) why none fits.
 fn negotiate(req: &Request<hyper::body::Incoming>) -> Result<ClientProtocol, &'static str> {
     let upgrade = req
@@ -98,7 +164,18 @@ fn negotiate(req: &Request<hyper::body::Incoming>) -> Result<ClientProtocol, &'s
     Err("Upgrade request required")
 }
 
-/// Handles an authorized exec/attach request.
+/// What the authorization of a stream decided about it.
+#[derive(Debug)]
+pub struct Authorized<'a> {
+    /// The JIT grant it was allowed under (none when a binding allowed it).
+    pub grant: Option<&'a Grant>,
+    pub limit: SessionLimit,
+}
+
+/// Handles an authorized exec/attach request. `grant` (the JIT grant it was allowed under) goes
+/// into the recording's metadata; `limit` ends the live session with a Status failure on the
+/// error channel (which kubectl prints) when the grant expires or the binding's `max_session`
+/// runs out; the recording is sealed as usual.
 pub async fn handle(
     state: &State,
     mut req: Request<hyper::body::Incoming>,
@@ -106,6 +183,7 @@ pub async fn handle(
     target: StreamTarget,
     client_addr: SocketAddr,
     recorded_as: &mut Option<storage_schema::SessionId>,
+    Authorized { grant, limit }: Authorized<'_>,
 ) -> Response<Body> {
     let query = req.uri().query().unwrap_or_default().to_string();
     let opts = match proto::exec::parse_query(&query) {
@@ -116,9 +194,10 @@ pub async fn handle(
         Ok(p) => p,
         Err(message) => return status::bad_request(message),
     };
-    let meta = session_meta(state, &req, identity, &target, &opts, client_addr);
+    let mut meta = session_meta(state, &req, identity, &target, &opts, client_addr);
+    meta.grant = grant.map(Grant::to_recorded);
     let session = meta.session;
-    let span = tracing::info_span!("stream", session = %session, user = %identity.user, ns = %target.namespace, pod = %target.pod);
+    let span = tracing::info_span!("stream", session = %session, user = %identity.user, ns = %target.namespace, pod = %target.pod, grant = grant.map_or("-", |g| g.id.as_str()));
 
     // Dial the cluster first: a missing pod or an RBAC denial is answered as a plain HTTP error.
     let mut up_headers = req.headers().clone();
@@ -229,7 +308,7 @@ pub async fn handle(
     let stream = conn.into_stream();
     tokio::spawn(tracing::Instrument::instrument(
         async move {
-            let exit = pump::run(stream, client, &recorder, &mut live).await;
+            let exit = pump::run(stream, client, &recorder, &mut live, limit.into_stop()).await;
             drop(live);
             tracing::info!(code = exit.code, message = %exit.message, "stream ended");
             let _ = recorder
@@ -301,5 +380,61 @@ pub(crate) fn exit_of(status: &proto::status::Status) -> ExitInfo {
             code: 1,
             message: status.message.clone(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant_in(d: Duration) -> Grant {
+        Grant {
+            id: "g1".into(),
+            role: "prod-debug".into(),
+            namespace: "prod".into(),
+            reason: "r".into(),
+            approver: "sam".into(),
+            expires_at_us: crate::jit::now_us() + u64::try_from(d.as_micros()).unwrap(),
+        }
+    }
+
+    async fn ends_within(limit: SessionLimit, within: Duration) -> Option<String> {
+        tokio::time::timeout(within, limit.into_stop()).await.ok()
+    }
+
+    #[tokio::test]
+    async fn the_earlier_of_grant_expiry_and_max_session_ends_the_session() {
+        let hour = Duration::from_secs(3600);
+        let soon = Duration::from_millis(50);
+        let by_grant = SessionLimit::new(Some(hour), Some(&grant_in(soon)));
+        let message = ends_within(by_grant, Duration::from_secs(5)).await.unwrap();
+        assert!(
+            message.contains("grant g1 (role prod-debug in namespace prod) expired"),
+            "{message}"
+        );
+        let by_binding = SessionLimit::new(Some(soon), Some(&grant_in(hour)));
+        let message = ends_within(by_binding, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(
+            message.contains("maximum session length of 50ms"),
+            "{message}"
+        );
+        // An already expired grant ends the session at once.
+        let expired = SessionLimit::new(None, Some(&grant_in(Duration::ZERO)));
+        assert!(ends_within(expired, Duration::from_secs(5)).await.is_some());
+        // No limit, no end; an absurd max_session is no limit either (and no overflow).
+        let unlimited = SessionLimit::new(None, None);
+        assert!(
+            ends_within(unlimited, Duration::from_millis(100))
+                .await
+                .is_none()
+        );
+        let absurd = SessionLimit::new(Some(Duration::MAX), None);
+        assert!(
+            ends_within(absurd, Duration::from_millis(100))
+                .await
+                .is_none()
+        );
     }
 }

@@ -10,7 +10,7 @@ use storage_schema::{EventKind, ExitInfo, Stream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{ClientEnd, FromClient, ToClient, exit_of};
+use super::{ClientEnd, FromClient, Stop, ToClient, exit_of};
 use crate::live::{EndRequest, LiveSession};
 
 type Upstream = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
@@ -26,16 +26,20 @@ enum End {
     Recording(RecordError),
     /// The recorder stopped on its own (its store failed); the cause comes from `finish`.
     RecorderStopped,
-    /// Ended from outside (a revocation, an expired grant).
+    /// Ended from outside (a revocation).
     Ended(EndRequest),
+    /// The session's time is up (grant expiry, maximum session length): the message says why.
+    Stopped(String),
 }
 
-/// Relays until either side ends; returns how the session ended.
+/// Relays until either side ends, `stop` resolves or the session is ended from outside;
+/// returns how the session ended.
 pub(crate) async fn run(
     upstream: Upstream,
     client: ClientEnd,
     recorder: &Recorder,
     live: &mut LiveSession,
+    mut stop: Stop,
 ) -> ExitInfo {
     let ClientEnd { mut from, to } = client;
     let (mut up_tx, mut up_rx) = upstream.split();
@@ -47,6 +51,7 @@ pub(crate) async fn run(
         tokio::select! {
             () = recorder.closed() => break End::RecorderStopped,
             why = live.ended() => break End::Ended(why),
+            message = &mut stop => break End::Stopped(message),
             _ = keepalive.tick() => {
                 if let Err(e) = up_tx.send(Message::Ping(bytes::Bytes::new())).await {
                     break End::UpstreamError(e.to_string());
@@ -143,6 +148,16 @@ pub(crate) async fn run(
                     message: why.message,
                 },
             )
+        }
+        End::Stopped(message) => {
+            tracing::info!(reason = %message, "ending the session");
+            let _ = recorder
+                .record(EventKind::Marker {
+                    text: message.clone(),
+                })
+                .await;
+            let s = Status::failure(403, "Forbidden", message.clone());
+            (Some(s.to_json()), ExitInfo { code: 1, message })
         }
         End::ClientGone => (
             None,

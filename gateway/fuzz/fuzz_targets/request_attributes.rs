@@ -1,0 +1,69 @@
+//! Request attributes (the gateway's `RequestInfo`), on arbitrary UTF-8 split into
+//! `method \n path \n query`:
+//! - `parse_attributes` never panics and `Display` works on every result;
+//! - a resource request has a verb, a resource, and no `/` in namespace, resource,
+//!   subresource or name; exec/attach/portforward on pods are always `create`;
+//! - paths with `%`, `\`, `.`/`..` or empty segments are never interpreted (always `Invalid`);
+//! - the canonical path of a resource request parses back to the same attributes (unless the
+//!   verb came from the legacy `/watch/` prefix, which the canonical path drops).
+#![no_main]
+
+use gateway::policy::{Attributes, parse_attributes};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    let mut it = text.splitn(3, '\n');
+    let (method, path, query) = (
+        it.next().unwrap_or_default(),
+        it.next().unwrap_or_default(),
+        it.next(),
+    );
+    let attrs = parse_attributes(method, path, query);
+    let _ = attrs.to_string();
+    let r = match &attrs {
+        Attributes::Invalid { .. } => return,
+        Attributes::NonResource { .. } => {
+            assert!(!path.contains('%'));
+            return;
+        }
+        Attributes::Resource(r) => r,
+    };
+    assert!(!path.contains('%') && !path.contains('\\'));
+    assert!(!r.verb.is_empty() || method.is_empty());
+    assert!(!r.resource.is_empty());
+    for field in [&r.namespace, &r.resource, &r.subresource, &r.name] {
+        assert!(!field.contains('/'), "{attrs:?}");
+        assert!(field != "." && field != "..", "{attrs:?}");
+    }
+    if r.resource == "pods" && ["exec", "attach", "portforward"].contains(&r.subresource.as_str()) {
+        assert_eq!(r.verb, "create");
+    }
+    let mut canonical = if r.api_group.is_empty() {
+        format!("/api/{}", r.version)
+    } else {
+        format!("/apis/{}/{}", r.api_group, r.version)
+    };
+    // `/namespaces/{ns}` alone (or with `status`/`finalize`) is the namespace object; with any
+    // other subresource the object needs the long form `/namespaces/{ns}/namespaces/{ns}/x`.
+    let namespace_object = r.resource == "namespaces"
+        && r.name == r.namespace
+        && ["", "status", "finalize"].contains(&r.subresource.as_str());
+    if !r.namespace.is_empty() && !namespace_object {
+        canonical.push_str(&format!("/namespaces/{}", r.namespace));
+    }
+    canonical.push_str(&format!("/{}", r.resource));
+    if !r.name.is_empty() {
+        canonical.push_str(&format!("/{}", r.name));
+    }
+    if !r.subresource.is_empty() {
+        canonical.push_str(&format!("/{}", r.subresource));
+    }
+    let again = parse_attributes(method, &canonical, query);
+    if again != attrs {
+        assert!(
+            r.verb == "watch" && path.contains("/watch/"),
+            "{path:?} → {attrs:?}, but {canonical:?} → {again:?}"
+        );
+    }
+});

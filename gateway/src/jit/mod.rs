@@ -1,0 +1,554 @@
+//! Just-in-time elevation: access requests, their approval or denial, and the grants that
+//! follow, kept in the recording object store so every gateway replica sees the same ones.
+//!
+//! # Objects (all create-only, never modified)
+//! ```text
+//! jit/requests/<id>/request.json    who asks for which role, in which namespace, why, how long
+//! jit/requests/<id>/decision.json   approved or denied, by whom, when
+//! ```
+//! The local filesystem store cannot do conditional updates, so a request's life is two
+//! objects: whoever writes `decision.json` first wins, the others get "already exists"
+//! (exactly one of approve/deny, even across replicas). A grant is an approved request; it
+//! runs from the approval for the requested TTL and then simply stops matching.
+//!
+//! Gateways cache what they read (objects are immutable, so cached copies never go stale)
+//! and list the prefix again every [`REFRESH`] in the background ([`Jit::spawn_refresh`]),
+//! and at once before answering a would-be denial, so a fresh approval works on the next
+//! request on every replica. Store I/O never happens under the cache's lock: requests read
+//! grants without waiting for a listing.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use storage_schema::store::{Store, StoreError};
+
+use crate::authn::Identity;
+
+/// How stale the grant cache may be for an ordinary (allowed) request.
+pub const REFRESH: Duration = Duration::from_secs(1);
+/// Forced refreshes (on would-be denials) start at least this far apart, and concurrent ones
+/// share one listing, so a flood of denied requests cannot turn into a flood of store listings.
+const MIN_FORCED_REFRESH: Duration = Duration::from_millis(100);
+
+const PREFIX: &str = "jit/requests";
+
+/// A request for a role, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessRequest {
+    pub id: String,
+    pub user: String,
+    pub issuer: String,
+    pub groups: Vec<String>,
+    /// The requester's carried claims (CI job ids), for the audit trail.
+    #[serde(default)]
+    pub claims: BTreeMap<String, String>,
+    pub role: String,
+    pub namespace: String,
+    pub reason: String,
+    pub ttl_secs: u64,
+    pub created_at_us: u64,
+}
+
+/// The answer to a request, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub approved: bool,
+    pub by: String,
+    #[serde(default)]
+    pub reason: String,
+    pub at_us: u64,
+}
+
+/// An approved request: the role in the namespace for the user until `expires_at_us`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub id: String,
+    pub role: String,
+    pub namespace: String,
+    pub reason: String,
+    pub approver: String,
+    pub expires_at_us: u64,
+}
+
+impl Grant {
+    pub fn expires_at(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_micros(self.expires_at_us)
+    }
+
+    /// What the recording keeps.
+    pub fn to_recorded(&self) -> storage_schema::session::Grant {
+        storage_schema::session::Grant {
+            id: self.id.clone(),
+            reason: self.reason.clone(),
+            approver: self.approver.clone(),
+            expires_at_us: self.expires_at_us,
+        }
+    }
+}
+
+/// Why a JIT operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JitError {
+    #[error("request {0} already has a decision")]
+    AlreadyDecided(String),
+    #[error("request {0} already exists")]
+    Duplicate(String),
+    #[error("access request store: {0}")]
+    Store(#[source] StoreError),
+    #[error("access request object {key} is not valid JSON: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+/// A request with its decision, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub request: AccessRequest,
+    pub verdict: Option<Verdict>,
+}
+
+/// How long a request may wait for a decision: an approval days later would grant access for
+/// a reason that is likely stale.
+pub const PENDING_LIFETIME: Duration = Duration::from_secs(86_400);
+
+/// Where a request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Pending,
+    /// Approved and not yet expired: a live grant.
+    Approved,
+    Denied,
+    /// Approved and past its TTL.
+    Expired,
+    /// Never decided within [`PENDING_LIFETIME`]; it can no longer be.
+    Abandoned,
+}
+
+impl State {
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Approved => "approved",
+            State::Denied => "denied",
+            State::Expired => "expired",
+            State::Abandoned => "abandoned",
+        }
+    }
+}
+
+impl Entry {
+    /// Where the request stands at `now_us`.
+    pub fn state(&self, now_us: u64) -> State {
+        match (&self.verdict, self.grant()) {
+            (None, _) => {
+                let age = now_us.saturating_sub(self.request.created_at_us);
+                if Duration::from_micros(age) > PENDING_LIFETIME {
+                    State::Abandoned
+                } else {
+                    State::Pending
+                }
+            }
+            (Some(v), _) if !v.approved => State::Denied,
+            (_, Some(g)) if g.expires_at_us > now_us => State::Approved,
+            _ => State::Expired,
+        }
+    }
+
+    /// The grant this entry amounts to, if it was approved (expired or not).
+    pub fn grant(&self) -> Option<Grant> {
+        let v = self.verdict.as_ref().filter(|v| v.approved)?;
+        Some(Grant {
+            id: self.request.id.clone(),
+            role: self.request.role.clone(),
+            namespace: self.request.namespace.clone(),
+            reason: self.request.reason.clone(),
+            approver: v.by.clone(),
+            expires_at_us: v
+                .at_us
+                .saturating_add(self.request.ttl_secs.saturating_mul(1_000_000)),
+        })
+    }
+}
+
+/// Requests and grants in the store, with a cache.
+#[derive(Debug)]
+pub struct Jit {
+    store: Store,
+    /// Held only for in-memory lookups and inserts, never across I/O.
+    cache: std::sync::Mutex<Cache>,
+    /// One refresh at a time (a forced one waits for a running one, then usually finds the
+    /// cache fresh).
+    refreshing: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug, Default)]
+struct Cache {
+    requests: HashMap<String, AccessRequest>,
+    verdicts: HashMap<String, Verdict>,
+    /// Objects that did not parse: reported once, not re-read on every refresh.
+    bad: HashSet<String>,
+    refreshed: Option<Instant>,
+}
+
+/// Microseconds since the Unix epoch.
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// Whether `id` looks like one of ours (a UUID), before it is used in a store key.
+pub fn valid_id(id: &str) -> bool {
+    uuid::Uuid::try_parse(id).is_ok_and(|u| u.hyphenated().to_string() == id)
+}
+
+// === impl Jit ===
+
+impl Jit {
+    pub fn new(store: Store) -> Jit {
+        Jit {
+            store,
+            cache: std::sync::Mutex::new(Cache::default()),
+            refreshing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Refreshes every [`REFRESH`] until the task is dropped or aborted.
+    pub fn spawn_refresh(self: std::sync::Arc<Self>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(REFRESH);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = self.refresh(false).await {
+                    tracing::warn!(error = %e, "access grants could not be refreshed");
+                }
+            }
+        })
+    }
+
+    /// Stores a new request (its id must be fresh).
+    pub async fn create(&self, request: &AccessRequest) -> Result<(), JitError> {
+        let key = format!("{PREFIX}/{}/request.json", request.id);
+        let body = serde_json::to_vec_pretty(request).expect("request serializes");
+        match self.store.put_create(&key, body).await {
+            Ok(()) => {}
+            Err(StoreError::AlreadyExists { .. }) => {
+                return Err(JitError::Duplicate(request.id.clone()));
+            }
+            Err(e) => return Err(JitError::Store(e)),
+        }
+        self.cache()
+            .requests
+            .insert(request.id.clone(), request.clone());
+        Ok(())
+    }
+
+    /// Records the decision on request `id`; exactly one decision ever succeeds.
+    pub async fn decide(&self, id: &str, verdict: &Verdict) -> Result<(), JitError> {
+        let key = format!("{PREFIX}/{id}/decision.json");
+        let body = serde_json::to_vec_pretty(verdict).expect("verdict serializes");
+        match self.store.put_create(&key, body).await {
+            Ok(()) => {}
+            Err(StoreError::AlreadyExists { .. }) => {
+                return Err(JitError::AlreadyDecided(id.to_string()));
+            }
+            Err(e) => return Err(JitError::Store(e)),
+        }
+        self.cache()
+            .verdicts
+            .insert(id.to_string(), verdict.clone());
+        Ok(())
+    }
+
+    /// One request, read from the store (not the cache) so a decision made elsewhere shows.
+    pub async fn get(&self, id: &str) -> Result<Option<Entry>, JitError> {
+        let read = |name: &'static str| {
+            let key = format!("{PREFIX}/{id}/{name}");
+            async move {
+                match self.store.get_opt(&key).await {
+                    Ok(b) => Ok((key, b)),
+                    Err(e) => Err(JitError::Store(e)),
+                }
+            }
+        };
+        let (key, Some(bytes)) = read("request.json").await? else {
+            return Ok(None);
+        };
+        let request = parse_request(&key, id, &bytes)?;
+        let verdict = match read("decision.json").await? {
+            (key, Some(bytes)) => Some(parse::<Verdict>(&key, &bytes)?),
+            (_, None) => None,
+        };
+        Ok(Some(Entry { request, verdict }))
+    }
+
+    /// Lists the store again, reading only objects not seen before: if the cache is older than
+    /// [`REFRESH`], or, when `force`, unless a listing started after this call (forced
+    /// listings are at least [`MIN_FORCED_REFRESH`] apart).
+    pub async fn refresh(&self, force: bool) -> Result<(), JitError> {
+        let asked = Instant::now();
+        let _one = self.refreshing.lock().await;
+        let last = self.cache().refreshed;
+        if let Some(last) = last {
+            if force {
+                // A listing that started after we asked has everything we could want.
+                if last >= asked {
+                    return Ok(());
+                }
+                // Rate limit by waiting, not skipping: skipping could miss an approval
+                // written just before this request.
+                tokio::time::sleep_until((last + MIN_FORCED_REFRESH).into()).await;
+            } else if last.elapsed() < REFRESH {
+                return Ok(());
+            }
+        }
+        let started = Instant::now();
+        let listing = self.store.list(PREFIX).await.map_err(JitError::Store)?;
+        for (name, _) in listing {
+            let Some((id, file)) = name.split_once('/') else {
+                continue;
+            };
+            let key = format!("{PREFIX}/{name}");
+            {
+                let cache = self.cache();
+                let known = match file {
+                    "request.json" => cache.requests.contains_key(id),
+                    "decision.json" => cache.verdicts.contains_key(id),
+                    _ => continue,
+                };
+                if known || cache.bad.contains(&key) {
+                    continue;
+                }
+            }
+            let bytes = match self.store.get_opt(&key).await {
+                Ok(Some(b)) => b,
+                Ok(None) => continue,
+                Err(e) => return Err(JitError::Store(e)),
+            };
+            let mut cache = self.cache();
+            let parsed = if file == "request.json" {
+                parse_request(&key, id, &bytes).map(|r| {
+                    cache.requests.insert(id.to_string(), r);
+                })
+            } else {
+                parse::<Verdict>(&key, &bytes).map(|v| {
+                    cache.verdicts.insert(id.to_string(), v);
+                })
+            };
+            if let Err(e) = parsed {
+                tracing::error!(error = %e, "ignoring an unreadable access request object");
+                cache.bad.insert(key);
+            }
+        }
+        // Fresh as of when the listing started: anything written after it is not in it.
+        self.cache().refreshed = Some(started);
+        Ok(())
+    }
+
+    /// Every request known to the cache, newest first.
+    pub fn entries(&self) -> Vec<Entry> {
+        let cache = self.cache();
+        let mut out: Vec<Entry> = cache
+            .requests
+            .values()
+            .map(|r| Entry {
+                request: r.clone(),
+                verdict: cache.verdicts.get(&r.id).cloned(),
+            })
+            .collect();
+        out.sort_by(|a, b| b.request.id.cmp(&a.request.id));
+        out
+    }
+
+    /// The unexpired grants of `who`, from the cache (refresh first).
+    pub fn grants_for(&self, who: &Identity) -> Vec<Grant> {
+        let now = now_us();
+        let cache = self.cache();
+        cache
+            .requests
+            .values()
+            .filter(|r| r.user == who.user && r.issuer == who.issuer)
+            .filter_map(|r| {
+                Entry {
+                    request: r.clone(),
+                    verdict: cache.verdicts.get(&r.id).cloned(),
+                }
+                .grant()
+            })
+            .filter(|g| g.expires_at_us > now)
+            .collect()
+    }
+}
+
+/// The longest grant any role may give (`max_ttl` is at most this); longer stored requests are
+/// taken for corrupt rather than honoured.
+const MAX_TTL_SECS: u64 = 86_400;
+
+/// Parses a stored request and checks what the gateway relies on.
+fn parse_request(key: &str, id: &str, bytes: &[u8]) -> Result<AccessRequest, JitError> {
+    let r: AccessRequest = parse(key, bytes)?;
+    let corrupt = |reason: &str| JitError::Corrupt {
+        key: key.to_string(),
+        reason: reason.to_string(),
+    };
+    if r.id != id {
+        return Err(corrupt("its id is not its directory's"));
+    }
+    if r.ttl_secs == 0 || r.ttl_secs > MAX_TTL_SECS {
+        return Err(corrupt("its ttl is outside 1s..24h"));
+    }
+    Ok(r)
+}
+
+fn parse<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, JitError> {
+    serde_json::from_slice(bytes).map_err(|e| JitError::Corrupt {
+        key: key.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(id: &str, user: &str) -> AccessRequest {
+        AccessRequest {
+            id: id.into(),
+            user: user.into(),
+            issuer: "https://i".into(),
+            groups: vec![],
+            claims: BTreeMap::new(),
+            role: "prod-debug".into(),
+            namespace: "prod".into(),
+            reason: "incident 7".into(),
+            ttl_secs: 60,
+            created_at_us: now_us(),
+        }
+    }
+
+    fn identity(user: &str) -> Identity {
+        Identity {
+            user: user.into(),
+            groups: vec![],
+            issuer: "https://i".into(),
+            claims: BTreeMap::new(),
+            expires_at: SystemTime::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn exactly_one_decision_wins_across_replicas() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let (a, b) = (
+            Jit::new(Store::open(&url).unwrap()),
+            Jit::new(Store::open(&url).unwrap()),
+        );
+        let id = uuid::Uuid::now_v7().to_string();
+        a.create(&request(&id, "dan")).await.unwrap();
+        assert!(matches!(
+            b.create(&request(&id, "dan")).await,
+            Err(JitError::Duplicate(_))
+        ));
+        let approve = Verdict {
+            approved: true,
+            by: "sam".into(),
+            reason: String::new(),
+            at_us: now_us(),
+        };
+        let deny = Verdict {
+            approved: false,
+            ..approve.clone()
+        };
+        let (x, y) = tokio::join!(a.decide(&id, &approve), b.decide(&id, &deny));
+        assert!(x.is_ok() != y.is_ok(), "{x:?} {y:?}");
+        let winner = if x.is_ok() { approve } else { deny };
+
+        // The other replica sees the request and the one decision.
+        b.refresh(true).await.unwrap();
+        let entry = b.get(&id).await.unwrap().unwrap();
+        assert_eq!(entry.verdict.as_ref(), Some(&winner));
+        assert_eq!(
+            b.grants_for(&identity("dan")).len(),
+            usize::from(winner.approved)
+        );
+        assert!(b.grants_for(&identity("eve")).is_empty());
+    }
+
+    #[tokio::test]
+    async fn grants_expire_and_bad_objects_are_skipped() {
+        let store = Store::open("memory://").unwrap();
+        let jit = Jit::new(store.clone());
+        let id = uuid::Uuid::now_v7().to_string();
+        jit.create(&request(&id, "dan")).await.unwrap();
+        let long_ago = now_us() - 120_000_000;
+        jit.decide(
+            &id,
+            &Verdict {
+                approved: true,
+                by: "sam".into(),
+                reason: String::new(),
+                at_us: long_ago,
+            },
+        )
+        .await
+        .unwrap();
+        assert!(
+            jit.grants_for(&identity("dan")).is_empty(),
+            "60 s TTL, approved 2 min ago"
+        );
+
+        store
+            .put_create("jit/requests/x/request.json", &b"{not json"[..])
+            .await
+            .unwrap();
+        let other = Jit::new(store);
+        other.refresh(true).await.unwrap();
+        assert_eq!(other.entries().len(), 1);
+    }
+
+    #[test]
+    fn states() {
+        let now = now_us();
+        let hour = 3_600_000_000;
+        let mut entry = Entry {
+            request: AccessRequest {
+                created_at_us: now - hour,
+                ..request("x", "dan")
+            },
+            verdict: None,
+        };
+        assert_eq!(entry.state(now), State::Pending);
+        assert_eq!(entry.state(now + 24 * hour), State::Abandoned);
+        entry.verdict = Some(Verdict {
+            approved: true,
+            by: "sam".into(),
+            reason: String::new(),
+            at_us: now,
+        });
+        assert_eq!(entry.state(now + 59_000_000), State::Approved, "60 s TTL");
+        assert_eq!(entry.state(now + 60_000_000), State::Expired);
+        entry.verdict.as_mut().unwrap().approved = false;
+        assert_eq!(entry.state(now), State::Denied);
+    }
+
+    #[test]
+    fn ids_are_checked_before_use_in_keys() {
+        assert!(valid_id(&uuid::Uuid::now_v7().to_string()));
+        for bad in [
+            "",
+            "../x",
+            "0196F3A2-0000-7000-8000-000000000000",
+            "x/../../y",
+        ] {
+            assert!(!valid_id(bad), "{bad}");
+        }
+    }
+}
