@@ -1,0 +1,377 @@
+//! Interactive sessions: the command line is read from the screen when Enter is pressed.
+//!
+//! # Method
+//! * The first key of a line snapshots the prompt: the cursor row left of the cursor (or the
+//!   prompt an OSC 133;B mark delimited).
+//! * Enter makes the line *pending*. It is resolved just before the output echoes the newline
+//!   (so the screen still shows the edited line, after backspaces, Ctrl-U/W, cursor edits,
+//!   history recall and tab completion have all been drawn), or at the next key, or after
+//!   [`ENTER_TIMEOUT_US`] of silence. The text is the cursor's logical line (rows joined where
+//!   they wrapped) minus the prompt.
+//! * Nothing is ever taken from the keystrokes themselves. If keys were typed but the input
+//!   area stayed empty (the terminal did not echo: a password prompt), the entry is
+//!   `redacted` and carries no text.
+//! * A line typed at a PS2 prompt (`> `) continues the previous command (for loops, here-docs).
+//! * Keys typed on the alternate screen (vim, less, top) are not commands.
+//! * With OSC 133 marks, only lines typed after a `B` mark are commands and `D` gives the exit
+//!   code; without them, a line counts when its prompt looks like a shell's (ends in `$`, `#`,
+//!   `%` or `>`), so answers typed to a program's own prompt (`Name: `) are not commands.
+
+use storage_schema::{Event, EventKind, Stream, TermSize};
+
+use super::Command;
+use super::keys::{Key, KeyReader};
+use crate::term::{Mark, Terminal};
+
+/// A pending Enter with no echo for this long is resolved from the screen as it is.
+pub(crate) const ENTER_TIMEOUT_US: u64 = 1_000_000;
+
+/// How many rows above the cursor a multi-line paste is looked for.
+const MAX_PASTE_ROWS: u16 = 64;
+
+/// Longest command text kept; a longer one is cut (and marked with an ellipsis).
+const MAX_TEXT: usize = 64 * 1024;
+
+/// The line being typed.
+#[derive(Debug)]
+struct Line {
+    prompt: String,
+    /// Printable keys typed (counted, never stored).
+    printable: usize,
+    pasted_newline: bool,
+    /// Output arrived while the line was typed: the terminal echoes.
+    output_seen: bool,
+    /// An OSC 133;B mark said this is the shell's prompt.
+    at_shell: bool,
+    cwd: Option<String>,
+}
+
+#[derive(Debug)]
+struct Enter {
+    at_us: u64,
+    line: Line,
+}
+
+#[derive(Debug)]
+pub(crate) struct TtyExtractor {
+    term: Terminal,
+    keys: KeyReader,
+    line: Option<Line>,
+    enter: Option<Enter>,
+    /// The last accepted command, held until a continuation, its exit mark or the next prompt.
+    held: Option<Command>,
+    /// Entries that came after `held` (redacted inputs) and must be emitted after it.
+    queued: Vec<Command>,
+    done: Vec<Command>,
+    cwd: Option<String>,
+    /// The last prompt that was the shell's: used to strip a redrawn prompt.
+    shell_prompt: Option<String>,
+    /// The session emits OSC 133 marks: trust them instead of guessing.
+    marks_seen: bool,
+    /// Prompt text of the last OSC 133;B not yet followed by C.
+    b_prompt: Option<String>,
+}
+
+impl TtyExtractor {
+    pub(crate) fn new(size: TermSize) -> Self {
+        let mut term = Terminal::new(size);
+        term.collect_marks(true);
+        Self {
+            term,
+            keys: KeyReader::default(),
+            line: None,
+            enter: None,
+            held: None,
+            queued: Vec::new(),
+            done: Vec::new(),
+            cwd: None,
+            shell_prompt: None,
+            marks_seen: false,
+            b_prompt: None,
+        }
+    }
+
+    pub(crate) fn feed(&mut self, event: &Event) {
+        if let Some(enter) = &self.enter
+            && event.at_us > enter.at_us.saturating_add(ENTER_TIMEOUT_US)
+        {
+            self.resolve_enter();
+        }
+        match &event.kind {
+            EventKind::Data {
+                stream: Stream::Stdin,
+                bytes,
+            } => {
+                self.resolve_enter();
+                let mut keys = Vec::new();
+                self.keys.feed(bytes, |k| keys.push(k));
+                for key in keys {
+                    self.on_key(key, event.at_us);
+                }
+            }
+            EventKind::Data { bytes, .. } => self.on_output(bytes),
+            EventKind::Resize { cols, rows } => self.term.resize(TermSize {
+                cols: *cols,
+                rows: *rows,
+            }),
+            EventKind::Exit { .. } => self.resolve_enter(),
+            _ => {}
+        }
+    }
+
+    pub(crate) fn take(&mut self) -> Vec<Command> {
+        std::mem::take(&mut self.done)
+    }
+
+    pub(crate) fn finish(&mut self) {
+        self.resolve_enter();
+        self.flush();
+    }
+
+    fn on_key(&mut self, key: Key, at_us: u64) {
+        if self.term.alternate_screen() {
+            self.line = None;
+            return;
+        }
+        match key {
+            Key::Interrupt => self.line = None,
+            Key::Enter => {
+                // Typed ahead of the echo: resolve the earlier Enter from what the screen shows.
+                self.resolve_enter();
+                let line = match self.line.take() {
+                    Some(line) => line,
+                    None => self.start_line(),
+                };
+                self.enter = Some(Enter { at_us, line });
+            }
+            Key::PastedNewline => {
+                let line = self.line_mut();
+                line.pasted_newline = true;
+                line.printable += 1;
+            }
+            Key::Printable => self.line_mut().printable += 1,
+            Key::Edit => {
+                self.line_mut();
+            }
+        }
+    }
+
+    fn line_mut(&mut self) -> &mut Line {
+        if self.line.is_none() {
+            let line = self.start_line();
+            self.line = Some(line);
+        }
+        self.line.as_mut().expect("just set")
+    }
+
+    fn start_line(&mut self) -> Line {
+        let (prompt, at_shell) = match &self.b_prompt {
+            Some(p) => (p.clone(), true),
+            None => {
+                let (row, col) = self.term.cursor();
+                (self.term.row_prefix(row, col), false)
+            }
+        };
+        if !is_continuation_prompt(&prompt) {
+            self.flush();
+        }
+        Line {
+            prompt,
+            printable: 0,
+            pasted_newline: false,
+            output_seen: false,
+            at_shell,
+            cwd: self.cwd.clone(),
+        }
+    }
+
+    fn on_output(&mut self, bytes: &[u8]) {
+        if let Some(line) = &mut self.line {
+            line.output_seen = true;
+        }
+        if self.enter.is_some()
+            && let Some(nl) = bytes.iter().position(|&b| b == b'\n')
+        {
+            self.term.process(&bytes[..nl]);
+            self.handle_marks();
+            self.resolve_enter();
+            self.term.process(&bytes[nl..]);
+        } else {
+            self.term.process(bytes);
+        }
+        self.handle_marks();
+    }
+
+    fn handle_marks(&mut self) {
+        for mark in self.term.take_marks() {
+            match mark {
+                Mark::PromptStart => {
+                    self.marks_seen = true;
+                    self.flush();
+                }
+                Mark::CommandStart { prompt, .. } => {
+                    self.marks_seen = true;
+                    self.b_prompt = Some(prompt);
+                }
+                Mark::CommandExecuted => {
+                    self.marks_seen = true;
+                    self.b_prompt = None;
+                }
+                Mark::CommandFinished { exit_code } => {
+                    self.marks_seen = true;
+                    if let Some(held) = &mut self.held {
+                        held.exit_code = exit_code;
+                    }
+                    self.flush();
+                }
+                Mark::Cwd(path) => self.cwd = Some(path),
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        self.done.extend(self.held.take());
+        self.done.append(&mut self.queued);
+    }
+
+    /// Turns the pending Enter into a command (or nothing) from what the screen shows now.
+    fn resolve_enter(&mut self) {
+        let Some(Enter { at_us, line }) = self.enter.take() else {
+            return;
+        };
+        if self.term.alternate_screen() {
+            return;
+        }
+        let input = self.read_input(&line);
+        let prompt = line.prompt.trim_end().to_owned();
+        // Typed but not echoed (nothing on screen, no output while typing), or echoed as stars.
+        let redacted = line.printable > 0
+            && if input.is_empty() {
+                !line.output_seen
+            } else {
+                input.chars().all(|c| c == '*')
+            };
+        if redacted {
+            let mut entry = Command::new(at_us, String::new());
+            entry.redacted = true;
+            entry.prompt = (!prompt.is_empty()).then_some(prompt);
+            entry.cwd = line.cwd;
+            self.queued.push(entry);
+            return;
+        }
+        if input.is_empty() {
+            return;
+        }
+        if is_continuation_prompt(&line.prompt)
+            && !line.at_shell
+            && let Some(held) = &mut self.held
+            && self.queued.is_empty()
+        {
+            if held.text.len() < MAX_TEXT {
+                held.text.push('\n');
+                held.text.push_str(&input);
+            }
+            return;
+        }
+        let is_shell = if self.marks_seen {
+            line.at_shell
+        } else {
+            looks_like_shell_prompt(&line.prompt)
+        };
+        if !is_shell {
+            // An answer to a program's own prompt, not a command.
+            return;
+        }
+        self.flush();
+        self.shell_prompt = Some(line.prompt.clone());
+        let mut cmd = Command::new(at_us, input);
+        cmd.prompt = (!prompt.is_empty()).then_some(prompt);
+        cmd.cwd = line.cwd;
+        self.held = Some(cmd);
+    }
+
+    /// The input on screen: the cursor's logical line (and, after a multi-line paste, the
+    /// lines up to the prompt), minus the prompt, trimmed.
+    fn read_input(&self, line: &Line) -> String {
+        let rows = self.term.size().rows;
+        let (crow, _) = self.term.cursor();
+        let (mut start, end) = self.logical_bounds(crow, rows);
+        let mut text = self.logical_text(start, end);
+        if line.pasted_newline && !line.prompt.is_empty() && !text.starts_with(&line.prompt) {
+            let mut lines = vec![text.clone()];
+            while start > 0 && crow - start < MAX_PASTE_ROWS {
+                let (s, e) = self.logical_bounds(start - 1, rows);
+                let t = self.logical_text(s, e);
+                let found = t.starts_with(&line.prompt);
+                lines.push(t);
+                start = s;
+                if found {
+                    lines.reverse();
+                    text = lines.join("\n");
+                    break;
+                }
+            }
+        }
+        let input = if !line.prompt.is_empty() && text.starts_with(&line.prompt) {
+            &text[line.prompt.len()..]
+        } else if let Some(sp) = self
+            .shell_prompt
+            .as_deref()
+            .filter(|sp| text.starts_with(*sp))
+        {
+            &text[sp.len()..]
+        } else {
+            let skip: usize = text
+                .char_indices()
+                .nth(line.prompt.chars().count())
+                .map_or(text.len(), |(i, _)| i);
+            &text[skip..]
+        };
+        let mut input = input.trim().to_owned();
+        if input.len() > MAX_TEXT {
+            let cut = (0..=MAX_TEXT)
+                .rev()
+                .find(|&i| input.is_char_boundary(i))
+                .unwrap_or(0);
+            input.truncate(cut);
+            input.push('…');
+        }
+        input
+    }
+
+    /// First and last row of the logical line (rows joined by autowrap) containing `row`.
+    fn logical_bounds(&self, row: u16, rows: u16) -> (u16, u16) {
+        let mut s = row;
+        while s > 0 && self.term.row_wrapped(s - 1) {
+            s -= 1;
+        }
+        let mut e = row;
+        while e + 1 < rows && self.term.row_wrapped(e) {
+            e += 1;
+        }
+        (s, e)
+    }
+
+    fn logical_text(&self, start: u16, end: u16) -> String {
+        let mut text = String::new();
+        for r in start..end {
+            text.push_str(&self.term.row_prefix(r, u16::MAX));
+        }
+        text.push_str(&self.term.row_text(end));
+        text
+    }
+}
+
+/// PS2: bash, dash and ash all default to `> `.
+fn is_continuation_prompt(prompt: &str) -> bool {
+    prompt.trim_end() == ">"
+}
+
+/// Shell prompts end in `$`, `#`, `%` or `>` (then blanks); program prompts ("Password:",
+/// "Name? ", "") do not.
+fn looks_like_shell_prompt(prompt: &str) -> bool {
+    matches!(
+        prompt.trim_end().chars().last(),
+        Some('$' | '#' | '%' | '>')
+    )
+}
