@@ -15,6 +15,8 @@ pub(crate) enum Key {
     PastedNewline,
     /// Ctrl-C: the line is abandoned.
     Interrupt,
+    /// Ctrl-D: end of input on an empty line (exit, or EOF to a program); else delete-char.
+    Eof,
     /// Anything else: editing keys, arrows, Ctrl-U/W, Tab, Backspace.
     Edit,
 }
@@ -45,6 +47,7 @@ impl KeyReader {
                     b'\r' | b'\n' if self.in_paste => f(Key::PastedNewline),
                     b'\r' | b'\n' => f(Key::Enter),
                     0x03 if !self.in_paste => f(Key::Interrupt),
+                    0x04 if !self.in_paste => f(Key::Eof),
                     // UTF-8 continuation bytes belong to the character already counted.
                     0x80..=0xbf => {}
                     0x20..=0x7e | 0xc0..=0xff => f(Key::Printable),

@@ -125,3 +125,6 @@ pub fn extract<'a>(
     }
     x.finish()
 }
+
+#[cfg(test)]
+mod tests;

@@ -70,6 +70,8 @@ pub(crate) struct TtyExtractor {
     marks_seen: bool,
     /// Prompt text of the last OSC 133;B not yet followed by C.
     b_prompt: Option<String>,
+    /// Between OSC 133;C and D: the held command is running and waits for its exit code.
+    running: bool,
 }
 
 impl TtyExtractor {
@@ -88,6 +90,7 @@ impl TtyExtractor {
             shell_prompt: None,
             marks_seen: false,
             b_prompt: None,
+            running: false,
         }
     }
 
@@ -135,6 +138,11 @@ impl TtyExtractor {
         }
         match key {
             Key::Interrupt => self.line = None,
+            Key::Eof => {
+                if self.line.as_ref().is_none_or(|l| l.printable == 0) {
+                    self.line = None;
+                }
+            }
             Key::Enter => {
                 // Typed ahead of the echo: resolve the earlier Enter from what the screen shows.
                 self.resolve_enter();
@@ -172,7 +180,9 @@ impl TtyExtractor {
                 (self.term.row_prefix(row, col), false)
             }
         };
-        if !is_continuation_prompt(&prompt) {
+        // A new prompt ends the held command, unless it is a PS2 continuation or the shell
+        // said the command is still running (its own prompts come before the exit mark).
+        if !is_continuation_prompt(&prompt) && !self.running {
             self.flush();
         }
         Line {
@@ -207,6 +217,7 @@ impl TtyExtractor {
             match mark {
                 Mark::PromptStart => {
                     self.marks_seen = true;
+                    self.running = false;
                     self.flush();
                 }
                 Mark::CommandStart { prompt, .. } => {
@@ -215,10 +226,12 @@ impl TtyExtractor {
                 }
                 Mark::CommandExecuted => {
                     self.marks_seen = true;
+                    self.running = true;
                     self.b_prompt = None;
                 }
                 Mark::CommandFinished { exit_code } => {
                     self.marks_seen = true;
+                    self.running = false;
                     if let Some(held) = &mut self.held {
                         held.exit_code = exit_code;
                     }
