@@ -122,6 +122,23 @@ fn enter_before_the_echo_arrives() {
 }
 
 #[test]
+fn lines_typed_ahead_of_the_echo_are_not_mistaken_for_unechoed_input() {
+    let mut s = Sim::new();
+    s.out("$ ").key("cat\r").key("typed into cat").key("\r");
+    s.out("cat\r\ntyped into cat\r\ntyped into cat\r\n")
+        .key("\x04")
+        .out("$ ");
+    s.key("read x\r")
+        .key("answer\r")
+        .out("read x\r\n")
+        .out("answer\r\n$ ");
+    s.typed("true").enter();
+    let got = s.run(80, 24);
+    assert_eq!(texts(&got), vec!["cat", "read x", "true"]);
+    assert!(got.iter().all(|c| !c.redacted), "{got:?}");
+}
+
+#[test]
 fn unechoed_input_is_redacted_and_never_stored() {
     let mut s = Sim::new();
     s.out("kt$ ")
@@ -131,15 +148,38 @@ fn unechoed_input_is_redacted_and_never_stored() {
     s.key("hunter2").key("\r").out("\r\nok\r\nkt$ ");
     s.typed("read -s").enter().key("s3cr3t\r");
     s.out("\r\nkt$ ").typed("echo done").enter();
+    // bash `read -s -p`: no newline after the secret; the next prompt lands on the same row.
+    s.out("kt$ ")
+        .typed("read -sp 'Password: ' pw")
+        .enter()
+        .out("Password: ");
+    s.key("pa55")
+        .key("\r")
+        .out("kt$ ")
+        .typed("echo next")
+        .enter();
     let got = s.run(80, 24);
     assert_eq!(
         texts(&got),
-        vec!["sudo-like", "", "read -s", "", "echo done"]
+        vec![
+            "sudo-like",
+            "",
+            "read -s",
+            "",
+            "echo done",
+            "read -sp 'Password: ' pw",
+            "",
+            "echo next"
+        ]
     );
-    assert!(got[1].redacted && got[3].redacted);
+    assert!(got[1].redacted && got[3].redacted && got[6].redacted);
+    assert_eq!(got[7].prompt.as_deref(), Some("Password: kt$"));
     assert_eq!(got[1].prompt.as_deref(), Some("[sudo] password:"));
     let all = format!("{got:?}");
-    assert!(!all.contains("hunter2") && !all.contains("s3cr3t"), "{all}");
+    assert!(
+        !all.contains("hunter2") && !all.contains("s3cr3t") && !all.contains("pa55"),
+        "{all}"
+    );
 }
 
 #[test]

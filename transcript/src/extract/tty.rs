@@ -50,6 +50,8 @@ struct Line {
 struct Enter {
     at_us: u64,
     line: Line,
+    /// Output arrived since Enter (without the echoed newline).
+    output_after: bool,
 }
 
 #[derive(Debug)]
@@ -72,6 +74,8 @@ pub(crate) struct TtyExtractor {
     b_prompt: Option<String>,
     /// Between OSC 133;C and D: the held command is running and waits for its exit code.
     running: bool,
+    /// Keys typed ahead of the echo of a pending Enter, replayed once it is resolved.
+    deferred: Vec<(Key, u64)>,
 }
 
 impl TtyExtractor {
@@ -91,6 +95,7 @@ impl TtyExtractor {
             marks_seen: false,
             b_prompt: None,
             running: false,
+            deferred: Vec::new(),
         }
     }
 
@@ -99,17 +104,24 @@ impl TtyExtractor {
             && event.at_us > enter.at_us.saturating_add(ENTER_TIMEOUT_US)
         {
             self.resolve_enter();
+            self.replay_deferred();
         }
         match &event.kind {
             EventKind::Data {
                 stream: Stream::Stdin,
                 bytes,
             } => {
-                self.resolve_enter();
                 let mut keys = Vec::new();
-                self.keys.feed(bytes, |k| keys.push(k));
-                for key in keys {
-                    self.on_key(key, event.at_us);
+                self.keys.feed(bytes, |k| keys.push((k, event.at_us)));
+                if self.enter.is_some() && !self.must_defer() {
+                    self.resolve_enter();
+                }
+                for (key, at_us) in keys {
+                    if self.must_defer() {
+                        self.deferred.push((key, at_us));
+                    } else {
+                        self.on_key(key, at_us);
+                    }
                 }
             }
             EventKind::Data { bytes, .. } => self.on_output(bytes),
@@ -117,7 +129,10 @@ impl TtyExtractor {
                 cols: *cols,
                 rows: *rows,
             }),
-            EventKind::Exit { .. } => self.resolve_enter(),
+            EventKind::Exit { .. } => {
+                self.resolve_enter();
+                self.replay_deferred();
+            }
             _ => {}
         }
     }
@@ -128,7 +143,36 @@ impl TtyExtractor {
 
     pub(crate) fn finish(&mut self) {
         self.resolve_enter();
+        self.replay_deferred();
+        self.resolve_enter();
         self.flush();
+    }
+
+    /// Keys now are typed ahead of the pending Enter's echo: nothing at all came back since
+    /// that line was typed (tmux, a paste, a fast typist on a slow link), so the Enter cannot
+    /// be judged yet. (After a no-echo prompt, the program's next output has arrived by the
+    /// time a person types again.)
+    fn must_defer(&self) -> bool {
+        self.enter.as_ref().is_some_and(|enter| {
+            !self.deferred.is_empty() || (!enter.output_after && !enter.line.output_seen)
+        })
+    }
+
+    /// Feeds the keys typed ahead of an echo, now that the screen has caught up with them.
+    fn replay_deferred(&mut self) {
+        if self.enter.is_some() {
+            return;
+        }
+        for (key, at_us) in std::mem::take(&mut self.deferred) {
+            self.on_key(key, at_us);
+            // Their echo, if any, is already on screen.
+            if let Some(line) = &mut self.line {
+                line.output_seen = true;
+            }
+            if let Some(enter) = &mut self.enter {
+                enter.line.output_seen = true;
+            }
+        }
     }
 
     fn on_key(&mut self, key: Key, at_us: u64) {
@@ -150,7 +194,11 @@ impl TtyExtractor {
                     Some(line) => line,
                     None => self.start_line(),
                 };
-                self.enter = Some(Enter { at_us, line });
+                self.enter = Some(Enter {
+                    at_us,
+                    line,
+                    output_after: false,
+                });
             }
             Key::PastedNewline => {
                 let line = self.line_mut();
@@ -199,13 +247,18 @@ impl TtyExtractor {
         if let Some(line) = &mut self.line {
             line.output_seen = true;
         }
+        if let Some(enter) = &mut self.enter {
+            enter.output_after = true;
+        }
         if self.enter.is_some()
             && let Some(nl) = bytes.iter().position(|&b| b == b'\n')
         {
             self.term.process(&bytes[..nl]);
             self.handle_marks();
-            self.resolve_enter();
+            self.resolve(true);
             self.term.process(&bytes[nl..]);
+            self.handle_marks();
+            self.replay_deferred();
         } else {
             self.term.process(bytes);
         }
@@ -247,15 +300,30 @@ impl TtyExtractor {
         self.done.append(&mut self.queued);
     }
 
-    /// Turns the pending Enter into a command (or nothing) from what the screen shows now.
+    /// Resolves a pending Enter when something other than the echoed newline comes first.
     fn resolve_enter(&mut self) {
-        let Some(Enter { at_us, line }) = self.enter.take() else {
+        self.resolve(false);
+    }
+
+    /// Turns the pending Enter into a command (or nothing) from what the screen shows now.
+    ///
+    /// `at_newline`: the output is about to echo a newline. An echoing terminal always echoes
+    /// Enter as a newline, so if none came and nothing was output while the line was typed,
+    /// the input was not echoed (`read -s` redraws the next prompt on the same row): whatever
+    /// the screen shows there now is not the input.
+    fn resolve(&mut self, at_newline: bool) {
+        let Some(Enter { at_us, line, .. }) = self.enter.take() else {
             return;
         };
         if self.term.alternate_screen() {
             return;
         }
-        let input = self.read_input(&line);
+        let echoed = at_newline || line.output_seen;
+        let (input, prompt_used) = if echoed {
+            self.read_input(&line)
+        } else {
+            (String::new(), PromptUsed::None)
+        };
         let prompt = line.prompt.trim_end().to_owned();
         // Typed but not echoed (nothing on screen, no output while typing), or echoed as stars.
         let redacted = line.printable > 0
@@ -289,7 +357,15 @@ impl TtyExtractor {
         let is_shell = if self.marks_seen {
             line.at_shell
         } else {
-            looks_like_shell_prompt(&line.prompt)
+            // The prompt must still be in front of the input: keys typed into a program that
+            // draws on the primary screen (top) start a line at its prompt-less cursor, and
+            // the shell's prompt redrawn in front of the input says the shell got it after
+            // all; a shell prompt no longer there means the input went elsewhere.
+            match prompt_used {
+                PromptUsed::Line => looks_like_shell_prompt(&line.prompt),
+                PromptUsed::Shell => true,
+                PromptUsed::None => false,
+            }
         };
         if !is_shell {
             // An answer to a program's own prompt, not a command.
@@ -305,7 +381,7 @@ impl TtyExtractor {
 
     /// The input on screen: the cursor's logical line (and, after a multi-line paste, the
     /// lines up to the prompt), minus the prompt, trimmed.
-    fn read_input(&self, line: &Line) -> String {
+    fn read_input(&self, line: &Line) -> (String, PromptUsed) {
         let rows = self.term.size().rows;
         let (crow, _) = self.term.cursor();
         let (mut start, end) = self.logical_bounds(crow, rows);
@@ -325,20 +401,20 @@ impl TtyExtractor {
                 }
             }
         }
-        let input = if !line.prompt.is_empty() && text.starts_with(&line.prompt) {
-            &text[line.prompt.len()..]
-        } else if let Some(sp) = self
+        let shell_prompt = self
             .shell_prompt
             .as_deref()
-            .filter(|sp| text.starts_with(*sp))
-        {
-            &text[sp.len()..]
+            .filter(|sp| text.starts_with(*sp));
+        let (input, used) = if !line.prompt.is_empty() && text.starts_with(&line.prompt) {
+            (&text[line.prompt.len()..], PromptUsed::Line)
+        } else if let Some(sp) = shell_prompt {
+            (&text[sp.len()..], PromptUsed::Shell)
         } else {
             let skip: usize = text
                 .char_indices()
                 .nth(line.prompt.chars().count())
                 .map_or(text.len(), |(i, _)| i);
-            &text[skip..]
+            (&text[skip..], PromptUsed::None)
         };
         let mut input = input.trim().to_owned();
         if input.len() > MAX_TEXT {
@@ -349,7 +425,7 @@ impl TtyExtractor {
             input.truncate(cut);
             input.push('…');
         }
-        input
+        (input, used)
     }
 
     /// First and last row of the logical line (rows joined by autowrap) containing `row`.
@@ -373,6 +449,17 @@ impl TtyExtractor {
         text.push_str(&self.term.row_text(end));
         text
     }
+}
+
+/// Which prompt was found in front of the input on screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PromptUsed {
+    /// The one on screen when the line's first key was typed.
+    Line,
+    /// The shell's last known prompt, redrawn.
+    Shell,
+    /// Neither: the prompt's width was skipped.
+    None,
 }
 
 /// PS2: bash, dash and ash all default to `> `.
