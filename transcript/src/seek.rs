@@ -313,3 +313,157 @@ impl Ground {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn out(at_us: u64, bytes: &[u8]) -> Event {
+        Event {
+            at_us,
+            kind: EventKind::Data {
+                stream: Stream::Stdout,
+                bytes: bytes.to_vec(),
+            },
+        }
+    }
+
+    /// A session exercising what restores must get right: colours, wrapped rows, the
+    /// alternate screen over a primary one, resizes, and sequences split across events.
+    fn session() -> Vec<Vec<Event>> {
+        let mut chunks = Vec::new();
+        let mut t = 0;
+        for c in 0..40u64 {
+            let mut chunk = Vec::new();
+            for i in 0..25u64 {
+                t += 37_000;
+                let n = c * 25 + i;
+                let bytes: Vec<u8> = match n % 11 {
+                    0 => format!("\x1b[3{}mline {n}\x1b[0m plain text {n}\r\n", n % 8).into_bytes(),
+                    1 => b"\x1b[?1049h\x1b[H\x1b[2J".to_vec(),
+                    2 => format!("\x1b[{};5Hfull-screen {n}", n % 20 + 1).into_bytes(),
+                    3 => b"\x1b[?1049l".to_vec(),
+                    4 => format!("{}\r\n", "w".repeat((n % 150) as usize)).into_bytes(),
+                    5 => b"split \x1b[".to_vec(),
+                    6 => b"1;32mgreen\x1b[0m\r\n".to_vec(),
+                    7 => {
+                        chunk.push(Event {
+                            at_us: t,
+                            kind: EventKind::Resize {
+                                cols: 60 + (n % 40) as u16,
+                                rows: 20 + (n % 10) as u16,
+                            },
+                        });
+                        continue;
+                    }
+                    8 => "ünïcødé 漢字\r\n".as_bytes().to_vec(),
+                    9 => b"\x1b]0;title".to_vec(),
+                    _ => b"\x07$ ".to_vec(),
+                };
+                chunk.push(out(t, &bytes));
+                if n % 13 == 0 {
+                    // Events sharing a timestamp.
+                    chunk.push(out(t, b"same-time "));
+                }
+            }
+            chunks.push(chunk);
+        }
+        chunks
+    }
+
+    fn replay(chunks: &[Vec<Event>], at_us: u64) -> Terminal {
+        let mut t = Terminal::new(TermSize { cols: 80, rows: 24 });
+        for e in chunks.iter().flatten().filter(|e| e.at_us <= at_us) {
+            t.apply(e);
+        }
+        t
+    }
+
+    type NoError = std::convert::Infallible;
+
+    #[test]
+    fn seek_matches_a_full_replay_everywhere() {
+        let chunks = session();
+        let cfg = SeekConfig {
+            every_us: 200_000,
+            every_bytes: 300,
+            ..SeekConfig::default()
+        };
+        let mut index = SeekIndex::new(TermSize { cols: 80, rows: 24 }, cfg);
+        for c in &chunks {
+            index.push_chunk(c);
+        }
+        assert!(index.keyframe_count() > 50, "{}", index.keyframe_count());
+        let end = index.end_us();
+        let mut targets: Vec<u64> = (0..=end + 100_000).step_by(99_991).collect();
+        targets.extend(chunks.iter().flatten().step_by(7).map(|e| e.at_us));
+        for at in targets {
+            let got = index
+                .seek(at, |i| Ok::<_, NoError>(chunks[i].clone()))
+                .unwrap();
+            let want = replay(&chunks, at);
+            let g = &got.terminal;
+            assert_eq!(g.text(), want.text(), "text at {at}");
+            assert_eq!(g.cursor(), want.cursor(), "cursor at {at}");
+            assert_eq!(g.size(), want.size(), "size at {at}");
+            assert_eq!(g.alternate_screen(), want.alternate_screen(), "alt at {at}");
+            assert_eq!(
+                g.screen().contents_formatted(),
+                want.screen().contents_formatted(),
+                "attributes at {at}"
+            );
+            // Leaving the alternate screen after a seek shows the same primary screen.
+            let (mut g2, mut w2) = (got.terminal, want);
+            g2.process(b"\x1b[?1049l");
+            w2.process(b"\x1b[?1049l");
+            assert_eq!(g2.text(), w2.text(), "primary screen at {at}");
+            // `next` is the first event after the target.
+            let next = chunks
+                .get(got.next.chunk)
+                .and_then(|c| c.get(got.next.event));
+            assert!(next.is_none_or(|e| e.at_us > at), "next at {at}");
+        }
+    }
+
+    #[test]
+    fn keyframes_are_bounded_and_never_inside_a_sequence() {
+        let mut index = SeekIndex::new(
+            TermSize { cols: 80, rows: 24 },
+            SeekConfig {
+                every_us: 1,
+                every_bytes: 1,
+                max_bytes: 4096,
+            },
+        );
+        let mut t = 0;
+        for _ in 0..200 {
+            let chunk: Vec<Event> = (0..50)
+                .map(|i| {
+                    t += 1000;
+                    out(t, if i % 2 == 0 { b"\x1b[1;" } else { b"31mx\r\n" })
+                })
+                .collect();
+            index.push_chunk(&chunk);
+        }
+        assert!(index.state_bytes <= 4096 + 1024, "{}", index.state_bytes);
+        assert!(index.keyframe_count() > 1);
+        // Every keyframe follows a complete sequence (odd event indexes end one).
+        assert!(index.keyframes.iter().skip(1).all(|k| k.pos.event % 2 == 0));
+    }
+
+    #[test]
+    fn chunk_errors_are_reported() {
+        let chunks = session();
+        let mut index = SeekIndex::new(TermSize { cols: 80, rows: 24 }, SeekConfig::default());
+        for c in &chunks {
+            index.push_chunk(c);
+        }
+        let err = index
+            .seek(index.end_us(), |i| {
+                Err(std::io::Error::other(format!("chunk {i} is gone")))
+            })
+            .unwrap_err();
+        assert!(matches!(err, SeekError::Chunk { .. }), "{err}");
+        assert!(std::error::Error::source(&err).is_some());
+    }
+}
