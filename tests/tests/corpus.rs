@@ -407,3 +407,56 @@ fn extraction_corpus() {
         "precision {precision:.3} / recall {recall:.3} below {BAR}:\n{report}"
     );
 }
+
+/// A non-TTY exec whose stdin is a script for a shell: the exec's own command (with its exit
+/// code) and each script line, in order; comments and blank lines are not commands.
+#[test]
+fn non_tty_exec_script() {
+    let kubectl = Kubectl::V1_33.path().expect("kubectl 1.33");
+    let cluster = Cluster::start();
+    let kc = cluster.kubeconfig("bob@example.com", &["developers"]);
+    let script = b"echo one\n# a comment\n\nuname -s\nfor i in 1 2; do echo $i; done\nexit 3\n";
+    let (code, stdout, stderr) = tests::run(
+        cluster.kubectl(&kubectl, &kc).args([
+            "exec",
+            "-i",
+            "shells",
+            "--",
+            "env",
+            "KT_CASE=script",
+            "sh",
+        ]),
+        script,
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, Some(3), "{}", String::from_utf8_lossy(&stderr));
+    assert_eq!(String::from_utf8_lossy(&stdout), "one\nLinux\n1\n2\n");
+    let sessions = cluster.wait_for_sealed_count(1);
+    let id = sessions[0]["session"].as_str().unwrap().parse().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let got = rt.block_on(async {
+        let store = Store::open(&cluster.store_url).unwrap();
+        let ring = Keyring::open(&cluster.keys).unwrap();
+        let reader = SessionReader::open(&store, &ring, id).await.unwrap();
+        assert!(!reader.meta().tty);
+        let mut events = Vec::new();
+        reader
+            .for_each_event(|e| events.push(e.clone()))
+            .await
+            .unwrap();
+        transcript::extract(reader.meta(), &events)
+    });
+    let texts: Vec<&str> = got.iter().map(|c| c.text.as_str()).collect();
+    assert_eq!(
+        texts,
+        [
+            "env KT_CASE=script sh",
+            "echo one",
+            "uname -s",
+            "for i in 1 2; do echo $i; done",
+            "exit 3"
+        ]
+    );
+    assert_eq!(got[0].exit_code, Some(3));
+    assert!(got.windows(2).all(|w| w[0].at_us <= w[1].at_us));
+}

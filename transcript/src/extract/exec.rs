@@ -99,6 +99,17 @@ impl ExecExtractor {
 
 /// `sh`, `bash -s`, `busybox sh`, `/bin/bash -e`: a shell with no `-c` reads commands from stdin.
 fn reads_script_from_stdin(command: &[String]) -> bool {
+    // `env [-i] [VAR=value]... sh`: look through env to the program it runs.
+    let command = match command.first().map(|c| c.rsplit('/').next().unwrap_or(c)) {
+        Some("env") => {
+            let skip = command[1..]
+                .iter()
+                .take_while(|a| a.starts_with('-') || a.contains('='))
+                .count();
+            &command[1 + skip..]
+        }
+        _ => command,
+    };
     let Some(first) = command.first() else {
         return false;
     };
@@ -204,6 +215,14 @@ mod tests {
         assert!(!reads_script_from_stdin(&argv(&["python3"])));
         assert!(!reads_script_from_stdin(&argv(&["busybox", "ls"])));
         assert!(!reads_script_from_stdin(&[]));
+        assert!(reads_script_from_stdin(&argv(&[
+            "env",
+            "-i",
+            "A=b",
+            "/bin/dash"
+        ])));
+        assert!(!reads_script_from_stdin(&argv(&["env", "A=b", "python3"])));
+        assert!(!reads_script_from_stdin(&argv(&["/usr/bin/env", "A=b"])));
     }
 
     #[test]
