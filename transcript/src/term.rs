@@ -14,7 +14,9 @@ use storage_schema::{Event, EventKind, Stream, TermSize};
 /// 1000×500 cells is 16 MB per grid in `vt100` (32 bytes a cell): the upper bound on memory a
 /// hostile resize can ask for.
 pub const MIN_COLS: u16 = 2;
-pub const MIN_ROWS: u16 = 1;
+/// Two rows at least: `vt100` 0.16 panics (`col_wrap` subtracts a scroll from row 0) when
+/// text wraps on a one-row screen — found by the fuzzer.
+pub const MIN_ROWS: u16 = 2;
 pub const MAX_COLS: u16 = 1000;
 pub const MAX_ROWS: u16 = 500;
 
@@ -345,7 +347,7 @@ mod tests {
 
     #[test]
     fn sizes_are_clamped() {
-        assert_eq!(term(0, 0).size(), TermSize { cols: 2, rows: 1 });
+        assert_eq!(term(0, 0).size(), TermSize { cols: 2, rows: 2 });
         assert_eq!(
             term(u16::MAX, u16::MAX).size(),
             TermSize {
@@ -355,7 +357,7 @@ mod tests {
         );
         let mut t = term(80, 24);
         t.resize(TermSize { cols: 0, rows: 0 });
-        assert_eq!(t.size(), TermSize { cols: 2, rows: 1 });
+        assert_eq!(t.size(), TermSize { cols: 2, rows: 2 });
         t.process(b"hello world\r\nsecond");
         t.resize(TermSize {
             cols: 65535,
@@ -424,6 +426,15 @@ mod tests {
             ]
         );
         assert!(t.take_marks().is_empty());
+    }
+
+    #[test]
+    fn wrapping_on_the_smallest_screen_is_no_fault() {
+        // The fuzzer's first find: a wrap on a 2×1 screen panicked inside vt100.
+        let mut t = term(0, 0);
+        t.process(b"R4(wrapping text on a tiny screen");
+        assert_eq!(t.faults(), 0);
+        assert_eq!(t.size(), TermSize { cols: 2, rows: 2 });
     }
 
     #[test]
