@@ -388,3 +388,63 @@ fn hostile_events_do_not_panic() {
     let got = x.finish();
     assert!(got.iter().all(|c| c.text.len() <= 64 * 1024 + 4));
 }
+
+#[test]
+fn bash_multi_line_paste_as_recorded() {
+    // Bytes from the corpus recording 40-bash-paste-lines: at Enter, readline moves up and
+    // redraws both lines, so the first echoed newline comes with the cursor on line one.
+    let mut s = Sim::new();
+    s.out("\x1b[?2004hkt$ ");
+    s.key("\x1b[200~echo pasted-one\recho pasted-two\x1b[201~");
+    s.out("\x1b[7mecho pasted-one\x1b[27m\r\n\r\x1b[7mecho pasted-two\x1b[27m");
+    s.key("\r");
+    s.out("\x1b[A\r\x1b[C\x1b[C\x1b[C\x1b[Cecho pasted-one\r\n\recho pasted-two\r\n\x1b[?2004l\rpasted-one\r\npasted-two\r\n\x1b[?2004hkt$ ");
+    s.typed("exit").enter();
+    assert_eq!(
+        texts(&s.run(100, 30)),
+        vec!["echo pasted-one\necho pasted-two", "exit"]
+    );
+}
+
+#[test]
+fn typed_ahead_lines_whose_echo_arrived_early_as_recorded() {
+    // From 41-ash-paste-lines: a plain paste of two lines reaches busybox ash in one event;
+    // the second line's echo is already half on screen when its keys are replayed.
+    let mut s = Sim::new();
+    s.out("kt$ ")
+        .key("echo ash-pasted-one\recho ash-pasted-two\r");
+    s.out("echo ash-pasted-one\r\nash-pasted-one\r\nkt$ echo ash-pasted-t");
+    s.out("wo\r\nash-pasted-two\r\nkt$ ");
+    s.typed("exit").enter();
+    let got = s.run(100, 30);
+    assert_eq!(
+        texts(&got),
+        vec!["echo ash-pasted-one", "echo ash-pasted-two", "exit"]
+    );
+    assert!(
+        got.iter().all(|c| c.prompt.as_deref() == Some("kt$")),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn typed_ahead_lines_echoed_in_one_output_as_recorded() {
+    // From 41-ash-paste-lines (another run): both lines' echo and output in one event, and
+    // busybox asking for the cursor position (the terminal's answer arrives as stdin).
+    let mut s = Sim::new();
+    s.out("\r\n\r\nBusyBox v1.35.0\r\n\r\nkt$ \x1b[6n")
+        .key("\x1b[6;5R")
+        .out("\rkt$ \x1b[J");
+    s.key("echo ash-pasted-one\recho ash-pasted-two\r");
+    s.out("echo ash-pasted-one\r\nash-pasted-one\r\nkt$ echo ash-pasted-two\r\nash-pasted-two\r\nkt$ \x1b[6n");
+    s.key("\x1b[10;5R")
+        .key("exit")
+        .out("exit")
+        .key("\r")
+        .out("\r\n");
+    let got = s.run(100, 30);
+    assert_eq!(
+        texts(&got),
+        vec!["echo ash-pasted-one", "echo ash-pasted-two", "exit"]
+    );
+}

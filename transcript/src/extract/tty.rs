@@ -38,7 +38,11 @@ struct Line {
     prompt: String,
     /// Printable keys typed (counted, never stored).
     printable: usize,
-    pasted_newline: bool,
+    /// Newlines inserted by a bracketed paste: the input spans that many more lines.
+    pasted_newlines: usize,
+    /// Started from keys replayed after their echo was drawn: the prompt snapshot may
+    /// already contain some of the input, so the shell's known prompt is tried first.
+    typed_ahead: bool,
     /// Output arrived while the line was typed: the terminal echoes.
     output_seen: bool,
     /// An OSC 133;B mark said this is the shell's prompt.
@@ -116,11 +120,14 @@ impl TtyExtractor {
                 if self.enter.is_some() && !self.must_defer() {
                     self.resolve_enter();
                 }
+                // Keys after an Enter in the same event were typed before any echo of it.
+                let mut after_enter = false;
                 for (key, at_us) in keys {
-                    if self.must_defer() {
+                    if (after_enter && self.enter.is_some()) || self.must_defer() {
                         self.deferred.push((key, at_us));
                     } else {
                         self.on_key(key, at_us);
+                        after_enter |= key == Key::Enter;
                     }
                 }
             }
@@ -168,9 +175,11 @@ impl TtyExtractor {
             // Their echo, if any, is already on screen.
             if let Some(line) = &mut self.line {
                 line.output_seen = true;
+                line.typed_ahead = true;
             }
             if let Some(enter) = &mut self.enter {
                 enter.line.output_seen = true;
+                enter.line.typed_ahead = true;
             }
         }
     }
@@ -202,7 +211,7 @@ impl TtyExtractor {
             }
             Key::PastedNewline => {
                 let line = self.line_mut();
-                line.pasted_newline = true;
+                line.pasted_newlines += 1;
                 line.printable += 1;
             }
             Key::Printable => self.line_mut().printable += 1,
@@ -236,7 +245,8 @@ impl TtyExtractor {
         Line {
             prompt,
             printable: 0,
-            pasted_newline: false,
+            pasted_newlines: 0,
+            typed_ahead: false,
             output_seen: false,
             at_shell,
             cwd: self.cwd.clone(),
@@ -250,19 +260,37 @@ impl TtyExtractor {
         if let Some(enter) = &mut self.enter {
             enter.output_after = true;
         }
-        if self.enter.is_some()
+        let mut bytes = bytes;
+        // Each echoed newline may resolve a pending Enter; keys typed ahead are replayed right
+        // after, so their own Enter can be resolved by a later newline of the same output.
+        while self.enter.is_some()
             && let Some(nl) = bytes.iter().position(|&b| b == b'\n')
         {
             self.term.process(&bytes[..nl]);
             self.handle_marks();
-            self.resolve(true);
-            self.term.process(&bytes[nl..]);
-            self.handle_marks();
-            self.replay_deferred();
-        } else {
-            self.term.process(bytes);
+            if !self.waits_for_prompt_row() {
+                self.resolve(true);
+                self.replay_deferred();
+            }
+            self.term.process(&bytes[nl..=nl]);
+            bytes = &bytes[nl + 1..];
         }
+        self.term.process(bytes);
         self.handle_marks();
+    }
+
+    /// A typed-ahead line's Enter is only resolved at a newline that ends a row holding the
+    /// shell's prompt (its own echo), not at newlines of the previous command's output.
+    fn waits_for_prompt_row(&self) -> bool {
+        let (Some(enter), Some(sp)) = (&self.enter, &self.shell_prompt) else {
+            return false;
+        };
+        if !enter.line.typed_ahead {
+            return false;
+        }
+        let rows = self.term.size().rows;
+        let (s, e) = self.logical_bounds(self.term.cursor().0, rows);
+        !self.logical_text(s, e).starts_with(sp.as_str())
     }
 
     fn handle_marks(&mut self) {
@@ -372,49 +400,85 @@ impl TtyExtractor {
             return;
         }
         self.flush();
-        self.shell_prompt = Some(line.prompt.clone());
+        let prompt = match prompt_used {
+            PromptUsed::Line => {
+                self.shell_prompt = Some(line.prompt.clone());
+                prompt
+            }
+            PromptUsed::Shell => self
+                .shell_prompt
+                .as_deref()
+                .unwrap_or_default()
+                .trim_end()
+                .to_owned(),
+            PromptUsed::None => prompt,
+        };
         let mut cmd = Command::new(at_us, input);
         cmd.prompt = (!prompt.is_empty()).then_some(prompt);
         cmd.cwd = line.cwd;
         self.held = Some(cmd);
     }
 
-    /// The input on screen: the cursor's logical line (and, after a multi-line paste, the
-    /// lines up to the prompt), minus the prompt, trimmed.
+    /// The input on screen: the cursor's logical line (after a multi-line paste, the pasted
+    /// lines from the prompt's line down), minus the prompt, trimmed.
     fn read_input(&self, line: &Line) -> (String, PromptUsed) {
         let rows = self.term.size().rows;
         let (crow, _) = self.term.cursor();
-        let (mut start, end) = self.logical_bounds(crow, rows);
-        let mut text = self.logical_text(start, end);
-        if line.pasted_newline && !line.prompt.is_empty() && !text.starts_with(&line.prompt) {
-            let mut lines = vec![text.clone()];
-            while start > 0 && crow - start < MAX_PASTE_ROWS {
-                let (s, e) = self.logical_bounds(start - 1, rows);
-                let t = self.logical_text(s, e);
-                let found = t.starts_with(&line.prompt);
-                lines.push(t);
-                start = s;
-                if found {
-                    lines.reverse();
-                    text = lines.join("\n");
+        let (cs, ce) = self.logical_bounds(crow, rows);
+        let text = if line.pasted_newlines == 0 {
+            self.logical_text(cs, ce)
+        } else {
+            // The cursor may be on any of the pasted lines: find the prompt's line above it.
+            let has_prompt = |t: &str| {
+                (!line.prompt.is_empty() && t.starts_with(&line.prompt))
+                    || self
+                        .shell_prompt
+                        .as_deref()
+                        .is_some_and(|sp| t.starts_with(sp))
+            };
+            let mut first = cs;
+            let mut s = cs;
+            loop {
+                let (ls, le) = self.logical_bounds(s, rows);
+                if has_prompt(&self.logical_text(ls, le)) {
+                    first = ls;
                     break;
                 }
+                if ls == 0 || crow - ls >= MAX_PASTE_ROWS {
+                    break;
+                }
+                s = ls - 1;
             }
-        }
-        let shell_prompt = self
+            let mut lines = Vec::new();
+            let mut r = first;
+            while lines.len() <= line.pasted_newlines && r < rows {
+                let (ls, le) = self.logical_bounds(r, rows);
+                lines.push(self.logical_text(ls, le));
+                r = le + 1;
+            }
+            lines.join("\n")
+        };
+        let by_line = (!line.prompt.is_empty() && text.starts_with(&line.prompt))
+            .then_some((line.prompt.len(), PromptUsed::Line));
+        let by_shell = self
             .shell_prompt
             .as_deref()
-            .filter(|sp| text.starts_with(*sp));
-        let (input, used) = if !line.prompt.is_empty() && text.starts_with(&line.prompt) {
-            (&text[line.prompt.len()..], PromptUsed::Line)
-        } else if let Some(sp) = shell_prompt {
-            (&text[sp.len()..], PromptUsed::Shell)
+            .filter(|sp| text.starts_with(*sp))
+            .map(|sp| (sp.len(), PromptUsed::Shell));
+        let found = if line.typed_ahead {
+            by_shell.or(by_line)
         } else {
-            let skip: usize = text
-                .char_indices()
-                .nth(line.prompt.chars().count())
-                .map_or(text.len(), |(i, _)| i);
-            (&text[skip..], PromptUsed::None)
+            by_line.or(by_shell)
+        };
+        let (input, used) = match found {
+            Some((len, used)) => (&text[len..], used),
+            None => {
+                let skip: usize = text
+                    .char_indices()
+                    .nth(line.prompt.chars().count())
+                    .map_or(text.len(), |(i, _)| i);
+                (&text[skip..], PromptUsed::None)
+            }
         };
         let mut input = input.trim().to_owned();
         if input.len() > MAX_TEXT {
