@@ -448,3 +448,19 @@ fn typed_ahead_lines_echoed_in_one_output_as_recorded() {
         vec!["echo ash-pasted-one", "echo ash-pasted-two", "exit"]
     );
 }
+
+#[test]
+fn a_flood_of_unechoed_keys_is_bounded() {
+    let mut x = CommandExtractor::tty(TermSize { cols: 80, rows: 24 });
+    let mut s = Sim::new();
+    s.out("Password: ").key("x\r");
+    for _ in 0..100 {
+        s.key(&"y\r".repeat(100));
+    }
+    for e in &s.events {
+        x.feed(e);
+    }
+    let got = x.finish();
+    // Every line was typed at a prompt that never echoed: redacted, never stored.
+    assert!(!got.is_empty() && got.iter().all(|c| c.redacted && c.text.is_empty()));
+}

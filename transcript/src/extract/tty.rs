@@ -8,6 +8,9 @@
 //!   history recall and tab completion have all been drawn), or at the next key, or after
 //!   [`ENTER_TIMEOUT_US`] of silence. The text is the cursor's logical line (rows joined where
 //!   they wrapped) minus the prompt.
+//! * Keys typed ahead of an echo (tmux, pastes, a fast typist on a slow link) are held back
+//!   until the pending Enter is resolved, then replayed; a typed-ahead line's prompt is the
+//!   shell's known one, since its own echo may already be on screen when it is replayed.
 //! * Nothing is ever taken from the keystrokes themselves. If keys were typed but the input
 //!   area stayed empty (the terminal did not echo: a password prompt), the entry is
 //!   `redacted` and carries no text.
@@ -28,6 +31,10 @@ pub(crate) const ENTER_TIMEOUT_US: u64 = 1_000_000;
 
 /// How many rows above the cursor a multi-line paste is looked for.
 const MAX_PASTE_ROWS: u16 = 64;
+
+/// Most keys held back behind a pending Enter; past this (a flood into a program that
+/// does not echo) the Enter is resolved from the screen as it is.
+const MAX_DEFERRED: usize = 4096;
 
 /// Longest command text kept; a longer one is cut (and marked with an ellipsis).
 const MAX_TEXT: usize = 64 * 1024;
@@ -125,6 +132,10 @@ impl TtyExtractor {
                 for (key, at_us) in keys {
                     if (after_enter && self.enter.is_some()) || self.must_defer() {
                         self.deferred.push((key, at_us));
+                        if self.deferred.len() >= MAX_DEFERRED {
+                            self.resolve_enter();
+                            self.replay_deferred();
+                        }
                     } else {
                         self.on_key(key, at_us);
                         after_enter |= key == Key::Enter;
