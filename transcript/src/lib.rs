@@ -13,6 +13,39 @@
 //! - [`extract`]: [`CommandExtractor`] → [`Command`]s: TTY sessions from the echoed screen at
 //!   Enter (with OSC 133/7 when the shell emits them, redaction of unechoed input), non-TTY
 //!   execs from their command and script lines.
+//!
+//! # Use
+//! ```
+//! use storage_schema::{Event, EventKind, Stream, TermSize};
+//! use transcript::{CommandExtractor, SeekConfig, SeekIndex};
+//!
+//! let data = |at_us, stream, bytes: &[u8]| Event {
+//!     at_us,
+//!     kind: EventKind::Data { stream, bytes: bytes.to_vec() },
+//! };
+//! // One chunk of a recording (normally `SessionReader::chunk_events(i)`).
+//! let chunk = vec![
+//!     data(0, Stream::Stdout, b"$ "),
+//!     data(100_000, Stream::Stdin, b"ls\r"),
+//!     data(110_000, Stream::Stdout, b"ls\r\nREADME\r\n$ "),
+//! ];
+//! let size = TermSize { cols: 80, rows: 24 };
+//!
+//! // Commands (the gateway: feed as events arrive, `take()` what is complete).
+//! let mut x = CommandExtractor::tty(size); // or CommandExtractor::new(reader.meta())
+//! chunk.iter().for_each(|e| x.feed(e));
+//! let commands = x.finish();
+//! assert_eq!(commands[0].text, "ls");
+//! assert_eq!(commands[0].at_us, 100_000);
+//!
+//! // Seeking (the player: push chunks once, then seek anywhere).
+//! let mut index = SeekIndex::new(size, SeekConfig::default());
+//! index.push_chunk(&chunk);
+//! let at = index.seek(105_000, |_i| Ok::<_, std::convert::Infallible>(chunk.clone()))?;
+//! assert_eq!(at.terminal.text(), "$");
+//! // Keep playing from `at.next` (chunk and event index of the next event).
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod extract;
 pub mod seek;
