@@ -464,3 +464,20 @@ fn a_flood_of_unechoed_keys_is_bounded() {
     // Every line was typed at a prompt that never echoed: redacted, never stored.
     assert!(!got.is_empty() && got.iter().all(|c| c.redacted && c.text.is_empty()));
 }
+
+#[test]
+fn an_echo_arriving_after_enter_is_not_mistaken_for_no_echo() {
+    // From 21-bash-cat: "cat" and Enter reach the shell before its echo; the next keys come
+    // after the echo of "cat" but before the echoed newline.
+    let mut s = Sim::new();
+    s.out("kt$ ").typed("true").enter().out("kt$ ");
+    s.key("cat").key("\r").out("cat").key("typed into cat");
+    s.out("\r\n\x1b[?2004l\r")
+        .key("\r")
+        .out("typed into cat")
+        .out("\r\ntyped into cat\r\n");
+    s.key("\x04").out("kt$ ").typed("echo after").enter();
+    let got = s.run(80, 24);
+    assert_eq!(texts(&got), vec!["true", "cat", "echo after"]);
+    assert!(got.iter().all(|c| !c.redacted), "{got:?}");
+}

@@ -346,10 +346,8 @@ impl TtyExtractor {
 
     /// Turns the pending Enter into a command (or nothing) from what the screen shows now.
     ///
-    /// `at_newline`: the output is about to echo a newline. An echoing terminal always echoes
-    /// Enter as a newline, so if none came and nothing was output while the line was typed,
-    /// the input was not echoed (`read -s` redraws the next prompt on the same row): whatever
-    /// the screen shows there now is not the input.
+    /// `at_newline`: the output is about to echo a newline (an echoing terminal always echoes
+    /// Enter as one).
     fn resolve(&mut self, at_newline: bool) {
         let Some(Enter { at_us, line, .. }) = self.enter.take() else {
             return;
@@ -357,12 +355,21 @@ impl TtyExtractor {
         if self.term.alternate_screen() {
             return;
         }
-        let echoed = at_newline || line.output_seen;
-        let (input, prompt_used) = if echoed {
-            self.read_input(&line)
-        } else {
-            (String::new(), PromptUsed::None)
-        };
+        let (mut input, mut prompt_used) = self.read_input(&line);
+        // Nothing was output while the line was typed and Enter's newline has not come: either
+        // the echo is late (it is on screen now, the newline still on its way) or there was
+        // none, and what follows the prompt now is the program's next output (bash `read -s`
+        // draws the next shell prompt on the same row). Only the first is input.
+        if !at_newline && !line.output_seen {
+            let next_prompt = self
+                .shell_prompt
+                .as_deref()
+                .is_some_and(|sp| input.starts_with(sp.trim_end()));
+            if next_prompt {
+                input.clear();
+                prompt_used = PromptUsed::None;
+            }
+        }
         let prompt = line.prompt.trim_end().to_owned();
         // Typed but not echoed (nothing on screen, no output while typing), or echoed as stars.
         let redacted = line.printable > 0
