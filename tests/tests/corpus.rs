@@ -73,6 +73,9 @@ struct Expect {
     redacted: bool,
     #[serde(default)]
     exit: Option<i32>,
+    /// The working directory the shell reported (OSC 7) when the line was typed.
+    #[serde(default)]
+    cwd: Option<String>,
 }
 
 impl Expect {
@@ -315,7 +318,7 @@ fn extraction_corpus() {
                 leaks.push(format!("{name}: secret {secret:?} in {all}"));
             }
         }
-        let got_keys: Vec<(String, Option<i32>)> = got
+        let got_keys: Vec<(String, Option<i32>, Option<String>)> = got
             .iter()
             .map(|c| {
                 let key = if c.redacted {
@@ -323,18 +326,20 @@ fn extraction_corpus() {
                 } else {
                     c.text.clone()
                 };
-                (key, c.exit_code)
+                (key, c.exit_code, c.cwd.clone())
             })
             .collect();
-        // A match: same text (or both redacted), and the same exit code where one is expected.
-        let mut unmatched: Vec<Option<&(String, Option<i32>)>> =
+        // A match: same text (or both redacted), and the same exit code and cwd where expected.
+        let mut unmatched: Vec<Option<&(String, Option<i32>, Option<String>)>> =
             got_keys.iter().map(Some).collect();
         let mut matched = 0;
         let mut missing = Vec::new();
         for e in &case.expect {
             let hit = unmatched.iter_mut().find(|g| {
-                g.is_some_and(|(text, exit)| {
-                    *text == e.key() && (e.exit.is_none() || *exit == e.exit)
+                g.is_some_and(|(text, exit, cwd)| {
+                    *text == e.key()
+                        && (e.exit.is_none() || *exit == e.exit)
+                        && (e.cwd.is_none() || *cwd == e.cwd)
                 })
             });
             match hit {
@@ -342,13 +347,18 @@ fn extraction_corpus() {
                     *slot = None;
                     matched += 1;
                 }
-                None => missing.push(format!("{:?} (exit {:?})", e.key(), e.exit)),
+                None => missing.push(format!(
+                    "{:?} (exit {:?}, cwd {:?})",
+                    e.key(),
+                    e.exit,
+                    e.cwd
+                )),
             }
         }
         let extra: Vec<String> = unmatched
             .into_iter()
             .flatten()
-            .map(|(t, x)| format!("{t:?} (exit {x:?})"))
+            .map(|(t, x, c)| format!("{t:?} (exit {x:?}, cwd {c:?})"))
             .collect();
         total.expected += case.expect.len();
         total.extracted += got.len();
