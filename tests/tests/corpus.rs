@@ -222,6 +222,9 @@ fn record(cluster: &Cluster, tmux: &Tmux, kubectl: &Path, kc: &Path, name: &str,
     tmux.run(&["kill-session", "-t", name]);
 }
 
+/// An extracted command as compared: text (or `<redacted>`), exit code, cwd.
+type Got = (String, Option<i32>, Option<String>);
+
 #[derive(Debug, Default)]
 struct Score {
     expected: usize,
@@ -318,7 +321,7 @@ fn extraction_corpus() {
                 leaks.push(format!("{name}: secret {secret:?} in {all}"));
             }
         }
-        let got_keys: Vec<(String, Option<i32>, Option<String>)> = got
+        let got_keys: Vec<Got> = got
             .iter()
             .map(|c| {
                 let key = if c.redacted {
@@ -330,8 +333,7 @@ fn extraction_corpus() {
             })
             .collect();
         // A match: same text (or both redacted), and the same exit code and cwd where expected.
-        let mut unmatched: Vec<Option<&(String, Option<i32>, Option<String>)>> =
-            got_keys.iter().map(Some).collect();
+        let mut unmatched: Vec<Option<&Got>> = got_keys.iter().map(Some).collect();
         let mut matched = 0;
         let mut missing = Vec::new();
         for e in &case.expect {
