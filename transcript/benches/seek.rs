@@ -5,7 +5,8 @@
 //! Prints: index build time, keyframes and their bytes, peak memory growth of the process
 //! while building the index and seeking (VmHWM, reset before), seek latency p50/p99/max over
 //! random targets, and the baseline (replay from the start) in the same run with the ratio.
-//! Targets (DESIGN §7): seek < 50 ms, memory < 100 MB. Exits non-zero if either is missed or
+//! Then the command extractor over the same session (its throughput is what indexing costs
+//! the gateway). Targets (DESIGN §7): seek < 50 ms, memory < 100 MB. Exits non-zero if either is missed or
 //! a seek's screen differs from the baseline's.
 //!
 //! `cargo bench -p transcript --bench seek` (KT_SEEK_SECONDS / KT_SEEK_MB to scale it).
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use storage_schema::event::decode_all;
 use storage_schema::{Event, EventKind, Stream, TermSize};
-use transcript::{SeekConfig, SeekIndex, Terminal};
+use transcript::{CommandExtractor, SeekConfig, SeekIndex, Terminal};
 
 const SIZE: TermSize = TermSize {
     cols: 120,
@@ -80,6 +81,8 @@ struct Writer {
     raw: usize,
     start_us: u64,
     total_out: usize,
+    /// Command lines typed (and accepted with Enter) in the shell phases.
+    typed: usize,
 }
 
 impl Writer {
@@ -150,6 +153,7 @@ fn generate(seconds: u64, cat_bytes: usize) -> Writer {
         raw: 0,
         start_us: 0,
         total_out: 0,
+        typed: 0,
     };
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let phase_us = 45_000_000;
@@ -181,7 +185,15 @@ fn generate(seconds: u64, cat_bytes: usize) -> Writer {
                         w.push(out(t + 2_000, vec![c]));
                     }
                     t += 100_000;
-                    w.push(out(t, b"\r\n".to_vec()));
+                    w.push(Event {
+                        at_us: t,
+                        kind: EventKind::Data {
+                            stream: Stream::Stdin,
+                            bytes: b"\r".to_vec(),
+                        },
+                    });
+                    w.push(out(t + 2_000, b"\r\n".to_vec()));
+                    w.typed += 1;
                     let mut body = String::new();
                     for _ in 0..(5 + rng.below(40)) {
                         n += 1;
@@ -371,12 +383,34 @@ fn main() {
         base.len(),
         b50.as_secs_f64() / p50.as_secs_f64()
     );
-    let ok = p99 < Duration::from_millis(50) && peak_mb < 100.0 && mismatches == 0;
+    // The extractor over the same session: what indexing commands costs the gateway.
+    let t = Instant::now();
+    let mut x = CommandExtractor::tty(SIZE);
+    for i in 0..chunks.len() {
+        for e in chunk_events(&chunks, i).expect("chunk") {
+            x.feed(&e);
+        }
+    }
+    let commands = x.finish();
+    let took = t.elapsed();
+    let typed = commands
+        .iter()
+        .filter(|c| c.text == "kubectl get pods -A")
+        .count();
     println!(
-        "targets: seek p99 < 50 ms: {}; peak memory < 100 MB: {}; screens equal to baseline: {}",
+        "extract: {} commands ({typed} as typed) in {took:.1?} ({:.0} MB/s of output)",
+        commands.len(),
+        session.total_out as f64 / 1e6 / took.as_secs_f64()
+    );
+    let extracted_all = typed == commands.len() && typed == session.typed;
+
+    let ok = p99 < Duration::from_millis(50) && peak_mb < 100.0 && mismatches == 0 && extracted_all;
+    println!(
+        "targets: seek p99 < 50 ms: {}; peak memory < 100 MB: {}; screens equal to baseline: {}; every typed command extracted: {extracted_all} ({})",
         p99 < Duration::from_millis(50),
         peak_mb < 100.0,
-        mismatches == 0
+        mismatches == 0,
+        session.typed
     );
     if !ok {
         std::process::exit(1);

@@ -91,7 +91,7 @@ pub struct SeekIndex {
     keyframes: Vec<Keyframe>,
     state_bytes: usize,
     term: Terminal,
-    ground: Ground,
+    ground: SeqState,
     chunks: usize,
     end_us: u64,
     last_kf_us: u64,
@@ -109,7 +109,7 @@ impl SeekIndex {
             keyframes: Vec::new(),
             state_bytes: 0,
             term,
-            ground: Ground::default(),
+            ground: SeqState::default(),
             chunks: 0,
             end_us: 0,
             last_kf_us: 0,
@@ -270,7 +270,7 @@ impl SeekIndex {
 /// Follows whether a VT parser is between sequences, byte by byte (a small subset of the
 /// DEC parser state machine: enough to never cut a CSI, OSC/DCS string or UTF-8 character).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-enum Ground {
+enum SeqState {
     #[default]
     Idle,
     Esc,
@@ -282,33 +282,33 @@ enum Ground {
     Utf8(u8),
 }
 
-impl Ground {
+impl SeqState {
     fn is_ground(self) -> bool {
-        self == Ground::Idle
+        self == SeqState::Idle
     }
 
     fn feed(&mut self, bytes: &[u8]) {
         for &b in bytes {
             *self = match (*self, b) {
-                (Ground::Str, 0x07) => Ground::Idle,
-                (Ground::Str, 0x1b) => Ground::StrEsc,
-                (Ground::Str, _) => Ground::Str,
-                (Ground::StrEsc, b'\\') => Ground::Idle,
-                (Ground::StrEsc, _) => Ground::Str,
-                (_, 0x18 | 0x1a) => Ground::Idle,
-                (_, 0x1b) => Ground::Esc,
-                (Ground::Esc, b'[') => Ground::Csi,
-                (Ground::Esc, b']' | b'P' | b'X' | b'^' | b'_') => Ground::Str,
-                (Ground::Esc, 0x20..=0x2f) => Ground::Esc,
-                (Ground::Esc, _) => Ground::Idle,
-                (Ground::Csi, 0x40..=0x7e) => Ground::Idle,
-                (Ground::Csi, _) => Ground::Csi,
-                (Ground::Utf8(n), 0x80..=0xbf) if n > 1 => Ground::Utf8(n - 1),
-                (Ground::Utf8(_), 0x80..=0xbf) => Ground::Idle,
-                (_, 0xc0..=0xdf) => Ground::Utf8(1),
-                (_, 0xe0..=0xef) => Ground::Utf8(2),
-                (_, 0xf0..=0xf7) => Ground::Utf8(3),
-                _ => Ground::Idle,
+                (SeqState::Str, 0x07) => SeqState::Idle,
+                (SeqState::Str, 0x1b) => SeqState::StrEsc,
+                (SeqState::Str, _) => SeqState::Str,
+                (SeqState::StrEsc, b'\\') => SeqState::Idle,
+                (SeqState::StrEsc, _) => SeqState::Str,
+                (_, 0x18 | 0x1a) => SeqState::Idle,
+                (_, 0x1b) => SeqState::Esc,
+                (SeqState::Esc, b'[') => SeqState::Csi,
+                (SeqState::Esc, b']' | b'P' | b'X' | b'^' | b'_') => SeqState::Str,
+                (SeqState::Esc, 0x20..=0x2f) => SeqState::Esc,
+                (SeqState::Esc, _) => SeqState::Idle,
+                (SeqState::Csi, 0x40..=0x7e) => SeqState::Idle,
+                (SeqState::Csi, _) => SeqState::Csi,
+                (SeqState::Utf8(n), 0x80..=0xbf) if n > 1 => SeqState::Utf8(n - 1),
+                (SeqState::Utf8(_), 0x80..=0xbf) => SeqState::Idle,
+                (_, 0xc0..=0xdf) => SeqState::Utf8(1),
+                (_, 0xe0..=0xef) => SeqState::Utf8(2),
+                (_, 0xf0..=0xf7) => SeqState::Utf8(3),
+                _ => SeqState::Idle,
             };
         }
     }
