@@ -352,6 +352,10 @@ impl TtyExtractor {
         let Some(Enter { at_us, line, .. }) = self.enter.take() else {
             return;
         };
+        // The B mark delimited this line's prompt only; a PS2 continuation comes without one.
+        if line.at_shell {
+            self.b_prompt = None;
+        }
         if self.term.alternate_screen() {
             return;
         }
