@@ -499,3 +499,20 @@ fn continuation_lines_under_osc_133_marks() {
     assert_eq!(texts(&got), vec!["for i in 1 2; do\necho $i\ndone", "true"]);
     assert_eq!(got[0].exit_code, Some(0));
 }
+
+#[test]
+fn a_silent_program_gets_its_unechoed_input_redacted_after_the_timeout() {
+    let mut s = Sim::new();
+    s.out("kt$ ")
+        .typed("silent-reader")
+        .enter()
+        .out("Password: ");
+    s.key("s3cret-silent\r");
+    // Nothing comes back; the next keys arrive two seconds later (still no echo).
+    s.at += 2_000_000;
+    s.key("more\r");
+    let got = s.run(80, 24);
+    assert_eq!(texts(&got), vec!["silent-reader", "", ""]);
+    assert!(got[1].redacted && got[2].redacted);
+    assert!(!format!("{got:?}").contains("s3cret"));
+}

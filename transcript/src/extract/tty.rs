@@ -5,9 +5,9 @@
 //!   prompt an OSC 133;B mark delimited).
 //! * Enter makes the line *pending*. It is resolved just before the output echoes the newline
 //!   (so the screen still shows the edited line, after backspaces, Ctrl-U/W, cursor edits,
-//!   history recall and tab completion have all been drawn), or at the next key, or after
-//!   [`ENTER_TIMEOUT_US`] of silence. The text is the cursor's logical line (rows joined where
-//!   they wrapped) minus the prompt.
+//!   history recall and tab completion have all been drawn), or at the next key that cannot
+//!   be typed ahead of the echo (output arrived since, or [`ENTER_TIMEOUT_US`] passed). The
+//!   text is the cursor's logical line (rows joined where they wrapped) minus the prompt.
 //! * Keys typed ahead of an echo (tmux, pastes, a fast typist on a slow link) are held back
 //!   until the pending Enter is resolved, then replayed; a typed-ahead line's prompt is the
 //!   shell's known one, since its own echo may already be on screen when it is replayed.
@@ -26,7 +26,8 @@ use super::Command;
 use super::keys::{Key, KeyReader};
 use crate::term::{Mark, Terminal};
 
-/// A pending Enter with no echo for this long is resolved from the screen as it is.
+/// Keys arriving this long after an Enter whose newline never came resolve it from the
+/// screen as it is (and are not held back as typed ahead).
 pub(crate) const ENTER_TIMEOUT_US: u64 = 1_000_000;
 
 /// How many rows above the cursor a multi-line paste is looked for.
@@ -111,7 +112,17 @@ impl TtyExtractor {
     }
 
     pub(crate) fn feed(&mut self, event: &Event) {
+        // Keys long after an Enter whose newline never came: the program took the input
+        // silently. (Late output waits for its newline instead: a slow link is not silence.)
+        let is_key = matches!(
+            event.kind,
+            EventKind::Data {
+                stream: Stream::Stdin,
+                ..
+            }
+        );
         if let Some(enter) = &self.enter
+            && is_key
             && event.at_us > enter.at_us.saturating_add(ENTER_TIMEOUT_US)
         {
             self.resolve_enter();
