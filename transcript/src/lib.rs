@@ -48,6 +48,7 @@
 //! ```
 
 pub mod extract;
+mod observer;
 pub mod seek;
 pub mod term;
 
