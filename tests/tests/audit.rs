@@ -166,7 +166,10 @@ fn every_request_is_audited_with_identity_and_ci_claims() {
     );
 
     // Filters.
-    let (_, prod, _) = audit(&cluster, &["--json", "--user", CI_USER, "-n", "kube-system"]);
+    let (_, prod, _) = audit(
+        &cluster,
+        &["--json", "--user", CI_USER, "-n", "kube-system"],
+    );
     assert_eq!(prod.len(), 1);
     assert_eq!(prod[0]["decision"], "deny");
     let (_, recent, _) = audit(&cluster, &["--json", "--since", "1h"]);

@@ -12,6 +12,26 @@ use tmux::Tmux;
 
 const SECRET: &str = "s3cr3t-Passw0rd-42";
 
+/// Waits (bounded) until the last non-empty line is a bare prompt: the shell is ready for the
+/// next command (its echoed text alone would already contain the prompt string).
+fn wait_for_prompt(tmux: &Tmux) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let screen = tmux.screen("s");
+        if screen
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .map(str::trim)
+            == Some("ktp>")
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no prompt:\n{screen}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn commands_typed_through_the_gateway_are_searchable_seconds_later() {
     let cluster = Cluster::start();
@@ -29,14 +49,27 @@ fn commands_typed_through_the_gateway_are_searchable_seconds_later() {
     );
     // A known prompt, whoever the pod's sh runs as (`# ` for root, `$ ` otherwise).
     tmux.send("s", "PS1='ktp> '");
-    tmux.wait_for("s", "ktp>");
+    wait_for_prompt(&tmux);
     // A typo fixed with backspace: the index holds the command that ran.
-    tmux.run(&["send-keys", "-t", "s", "echo needle-$((6*7))xx", "BSpace", "BSpace", "Enter"]);
+    tmux.run(&[
+        "send-keys",
+        "-t",
+        "s",
+        "echo needle-$((6*7))xx",
+        "BSpace",
+        "BSpace",
+        "Enter",
+    ]);
     tmux.wait_for("s", "needle-42");
-    tmux.send("s", "stty -echo; printf 'Password: '; read pw; stty echo; echo; echo got-${#pw}");
+    wait_for_prompt(&tmux);
+    tmux.send(
+        "s",
+        "stty -echo; printf 'Password: '; read pw; stty echo; echo; echo got-${#pw}",
+    );
     tmux.wait_for("s", "Password:");
     tmux.send("s", SECRET);
     tmux.wait_for("s", "got-18");
+    wait_for_prompt(&tmux);
     tmux.send("s", "exit 0");
     tmux.wait_for("s", "KUBECTL-EXIT=0");
     let ended = Instant::now();
@@ -56,15 +89,36 @@ fn commands_typed_through_the_gateway_are_searchable_seconds_later() {
         if code == Some(0) && !lines.is_empty() {
             break lines;
         }
-        assert!(
-            Instant::now() < deadline,
-            "not found {:?} s after the session ended: {}",
-            ended.elapsed(),
-            String::from_utf8_lossy(&err)
-        );
+        if Instant::now() >= deadline {
+            let (_, all, _) = run(
+                cluster.kubetape().args(["search", "."]),
+                b"",
+                Duration::from_secs(30),
+            );
+            for s in cluster.sessions() {
+                let id = s["session"].as_str().unwrap().to_string();
+                let (_, cast, _) = run(
+                    cluster
+                        .kubetape()
+                        .args(["export", &id, "--format", "asciicast-v3"]),
+                    b"",
+                    Duration::from_secs(30),
+                );
+                eprintln!("session {s}\n{}", String::from_utf8_lossy(&cast));
+            }
+            panic!(
+                "not found {:?} after the session ended: {}\nall commands:\n{}",
+                ended.elapsed(),
+                String::from_utf8_lossy(&err),
+                String::from_utf8_lossy(&all)
+            );
+        }
         std::thread::sleep(Duration::from_millis(200));
     };
-    println!("found {:.2} s after the session ended", ended.elapsed().as_secs_f64());
+    println!(
+        "found {:.2} s after the session ended",
+        ended.elapsed().as_secs_f64()
+    );
     assert_eq!(hits.len(), 1, "{hits:?}");
     let hit = &hits[0];
     assert_eq!(hit["command"], "echo needle-$((6*7))");
