@@ -377,33 +377,36 @@ async fn read_session(store: &Store, keyring: &Keyring, id: SessionId) -> Outcom
     if meta.kind == SessionKind::Audit {
         return Outcome::Skip;
     }
-    let (source, commands) = match reader.commands().await {
-        Ok(Some(entries)) => (
-            "recorded",
-            entries
+    let (source, entries) = match reader.commands().await {
+        Ok(Some(entries)) => ("recorded", entries),
+        // Sealed without a commands object (interrupted, or by an older recorder): extract them
+        // here, once, from the events.
+        Ok(None) => {
+            let mut extractor = transcript::CommandExtractor::new(meta);
+            if let Err(e) = reader.for_each_event(|event| extractor.feed(event)).await {
+                return Outcome::Unreadable(e.to_string());
+            }
+            let entries = extractor
+                .finish()
                 .into_iter()
-                .zip(1u32..)
-                .filter_map(|(e, number)| {
-                    // Redacted entries have no text, by construction: nothing to index.
-                    e.text.filter(|_| !e.redacted).map(|text| IndexedCommand {
-                        at_us: e.at_us,
-                        number,
-                        text,
-                    })
-                })
-                .collect(),
-        ),
-        Ok(None) if !meta.tty && !meta.command.is_empty() => (
-            "exec",
-            vec![IndexedCommand {
-                at_us: 0,
-                number: 1,
-                text: meta.command.join(" "),
-            }],
-        ),
-        Ok(None) => ("none", Vec::new()),
+                .map(storage_schema::commands::CommandEntry::from)
+                .collect();
+            ("extracted", entries)
+        }
         Err(e) => return Outcome::Unreadable(e.to_string()),
     };
+    let commands = entries
+        .into_iter()
+        .zip(1u32..)
+        .filter_map(|(e, number)| {
+            // Redacted entries have no text, by construction: nothing to index.
+            e.text.filter(|_| !e.redacted).map(|text| IndexedCommand {
+                at_us: e.at_us,
+                number,
+                text,
+            })
+        })
+        .collect();
     Outcome::Ended(
         IndexedSession {
             session: id.to_string(),
