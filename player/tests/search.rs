@@ -359,14 +359,23 @@ async fn interrupted_sessions_are_extracted_by_the_index() {
         true,
     );
     meta.size = Some(storage_schema::TermSize { cols: 80, rows: 24 });
-    let recorder = Recorder::start(env.store.clone(), &env.keyring, meta, FlushPolicy::default())
-        .await
-        .unwrap();
+    let recorder = Recorder::start(
+        env.store.clone(),
+        &env.keyring,
+        meta,
+        FlushPolicy::default(),
+    )
+    .await
+    .unwrap();
     let id = recorder.session();
     for (at_us, stream, bytes) in [
         (10_000, Stream::Stdout, &b"$ "[..]),
         (2_000_000, Stream::Stdin, &b"psql -c 'drop table x'\r"[..]),
-        (2_000_100, Stream::Stdout, &b"psql -c 'drop table x'\r\nDROP TABLE\r\n$ "[..]),
+        (
+            2_000_100,
+            Stream::Stdout,
+            &b"psql -c 'drop table x'\r\nDROP TABLE\r\n$ "[..],
+        ),
     ] {
         recorder
             .record_at(storage_schema::Event {

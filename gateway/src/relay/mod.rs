@@ -403,6 +403,7 @@ mod tests {
             namespace: "prod".into(),
             reason: "r".into(),
             approver: "sam".into(),
+            granted_at_us: crate::jit::now_us(),
             expires_at_us: crate::jit::now_us() + u64::try_from(d.as_micros()).unwrap(),
         }
     }
