@@ -54,3 +54,6 @@ pub mod term;
 pub use extract::{Command, CommandExtractor, extract};
 pub use seek::{Position, SeekConfig, SeekError, SeekIndex, Seeked};
 pub use term::Terminal;
+/// The emulator behind [`Terminal::screen`], re-exported so renderers name its cell and colour
+/// types at the same version.
+pub use vt100;
