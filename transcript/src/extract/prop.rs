@@ -78,7 +78,7 @@ impl Editor {
             Edit::Insert(c) => {
                 self.buf.insert(self.pos, *c);
                 self.pos += 1;
-                return b"";
+                b""
             }
             Edit::Backspace => {
                 if self.pos > 0 {
