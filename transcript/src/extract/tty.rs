@@ -18,7 +18,8 @@
 //! * Keys typed on the alternate screen (vim, less, top) are not commands.
 //! * With OSC 133 marks, only lines typed after a `B` mark are commands and `D` gives the exit
 //!   code; without them, a line counts when its prompt looks like a shell's (ends in `$`, `#`,
-//!   `%` or `>`), so answers typed to a program's own prompt (`Name: `) are not commands.
+//!   `%`, `>` or a themed glyph such as `❯`), so answers typed to a program's own prompt
+//!   (`Name: `) are not commands.
 
 use storage_schema::{Event, EventKind, Stream, TermSize};
 
@@ -572,11 +573,11 @@ fn is_continuation_prompt(prompt: &str) -> bool {
     prompt.trim_end() == ">"
 }
 
-/// Shell prompts end in `$`, `#`, `%` or `>` (then blanks); program prompts ("Password:",
-/// "Name? ", "") do not.
+/// Shell prompts end in `$`, `#`, `%` or `>` (or a glyph popular in themed prompts: `❯ » → λ
+/// ➜`), then blanks; program prompts ("Password:", "Name? ", "") do not.
 fn looks_like_shell_prompt(prompt: &str) -> bool {
     matches!(
         prompt.trim_end().chars().last(),
-        Some('$' | '#' | '%' | '>')
+        Some('$' | '#' | '%' | '>' | '❯' | '»' | '→' | 'λ' | '➜')
     )
 }
