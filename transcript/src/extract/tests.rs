@@ -516,3 +516,19 @@ fn a_silent_program_gets_its_unechoed_input_redacted_after_the_timeout() {
     assert!(got[1].redacted && got[2].redacted);
     assert!(!format!("{got:?}").contains("s3cret"));
 }
+
+#[test]
+fn themed_prompts_count_as_shell_prompts() {
+    let mut s = Sim::new();
+    s.out("\x1b[35m~/src\x1b[0m \x1b[32m❯\x1b[0m ")
+        .typed("git status")
+        .enter();
+    s.out("clean\r\n~/src ❯ ")
+        .typed("make")
+        .enter()
+        .out("done\r\n");
+    s.out("Continue? ").typed("yes").enter();
+    let got = s.run(80, 24);
+    assert_eq!(texts(&got), vec!["git status", "make"]);
+    assert_eq!(got[0].prompt.as_deref(), Some("~/src ❯"));
+}

@@ -18,7 +18,8 @@
 //! * Keys typed on the alternate screen (vim, less, top) are not commands.
 //! * With OSC 133 marks, only lines typed after a `B` mark are commands and `D` gives the exit
 //!   code; without them, a line counts when its prompt looks like a shell's (ends in `$`, `#`,
-//!   `%` or `>`), so answers typed to a program's own prompt (`Name: `) are not commands.
+//!   `%`, `>` or a themed glyph such as `❯`), so answers typed to a program's own prompt
+//!   (`Name: `) are not commands.
 
 use storage_schema::{Event, EventKind, Stream, TermSize};
 
@@ -279,23 +280,29 @@ impl TtyExtractor {
         if let Some(line) = &mut self.line {
             line.output_seen = true;
         }
-        if let Some(enter) = &mut self.enter {
-            enter.output_after = true;
-        }
         let mut bytes = bytes;
         // Each echoed newline may resolve a pending Enter; keys typed ahead are replayed right
         // after, so their own Enter can be resolved by a later newline of the same output.
         while self.enter.is_some()
             && let Some(nl) = bytes.iter().position(|&b| b == b'\n')
         {
+            let drawn = bytes[..nl].iter().any(|&b| b != b'\r');
             self.term.process(&bytes[..nl]);
             self.handle_marks();
             if !self.waits_for_prompt_row() {
-                self.resolve(true);
+                let echo_before = drawn || self.enter.as_ref().is_some_and(|e| e.output_after);
+                self.resolve(Some(echo_before));
                 self.replay_deferred();
+            } else if let Some(enter) = &mut self.enter {
+                enter.output_after = true;
             }
             self.term.process(&bytes[nl..=nl]);
             bytes = &bytes[nl + 1..];
+        }
+        if !bytes.is_empty()
+            && let Some(enter) = &mut self.enter
+        {
+            enter.output_after = true;
         }
         self.term.process(bytes);
         self.handle_marks();
@@ -352,14 +359,14 @@ impl TtyExtractor {
 
     /// Resolves a pending Enter when something other than the echoed newline comes first.
     fn resolve_enter(&mut self) {
-        self.resolve(false);
+        self.resolve(None);
     }
 
     /// Turns the pending Enter into a command (or nothing) from what the screen shows now.
     ///
     /// `at_newline`: the output is about to echo a newline (an echoing terminal always echoes
-    /// Enter as one).
-    fn resolve(&mut self, at_newline: bool) {
+    /// Enter as one), and whether anything was drawn since Enter before it (`Some(drawn)`).
+    fn resolve(&mut self, at_newline: Option<bool>) {
         let Some(Enter { at_us, line, .. }) = self.enter.take() else {
             return;
         };
@@ -371,28 +378,30 @@ impl TtyExtractor {
             return;
         }
         let (mut input, mut prompt_used) = self.read_input(&line);
-        // Nothing was output while the line was typed and Enter's newline has not come: either
-        // the echo is late (it is on screen now, the newline still on its way) or there was
-        // none, and what follows the prompt now is the program's next output (bash `read -s`
-        // draws the next shell prompt on the same row). Only the first is input.
-        if !at_newline && !line.output_seen {
-            let next_prompt = self
-                .shell_prompt
-                .as_deref()
-                .is_some_and(|sp| input.starts_with(sp.trim_end()));
-            if next_prompt {
-                input.clear();
-                prompt_used = PromptUsed::None;
-            }
+        // Was the input echoed? Output while typing says yes. Without any: at the newline,
+        // anything drawn between Enter and it was the (late) echo, and nothing means none (a
+        // password prompt). With no newline yet: the screen shows either the late echo or,
+        // after the prompt, the program's next output (bash `read -s` draws the next shell
+        // prompt on the same row) or nothing; only the first is input.
+        let unechoed = !line.output_seen
+            && match at_newline {
+                Some(drawn) => !drawn,
+                None => {
+                    input.is_empty()
+                        || self
+                            .shell_prompt
+                            .as_deref()
+                            .is_some_and(|sp| input.starts_with(sp.trim_end()))
+                }
+            };
+        if unechoed {
+            input.clear();
+            prompt_used = PromptUsed::None;
         }
         let prompt = line.prompt.trim_end().to_owned();
-        // Typed but not echoed (nothing on screen, no output while typing), or echoed as stars.
+        // Typed but not echoed, or echoed as stars: the fact is kept, never the text.
         let redacted = line.printable > 0
-            && if input.is_empty() {
-                !line.output_seen
-            } else {
-                input.chars().all(|c| c == '*')
-            };
+            && (unechoed || (!input.is_empty() && input.chars().all(|c| c == '*')));
         if redacted {
             let mut entry = Command::new(at_us, String::new());
             entry.redacted = true;
@@ -564,11 +573,11 @@ fn is_continuation_prompt(prompt: &str) -> bool {
     prompt.trim_end() == ">"
 }
 
-/// Shell prompts end in `$`, `#`, `%` or `>` (then blanks); program prompts ("Password:",
-/// "Name? ", "") do not.
+/// Shell prompts end in `$`, `#`, `%` or `>` (or a glyph popular in themed prompts: `❯ » → λ
+/// ➜`), then blanks; program prompts ("Password:", "Name? ", "") do not.
 fn looks_like_shell_prompt(prompt: &str) -> bool {
     matches!(
         prompt.trim_end().chars().last(),
-        Some('$' | '#' | '%' | '>')
+        Some('$' | '#' | '%' | '>' | '❯' | '»' | '→' | 'λ' | '➜')
     )
 }
