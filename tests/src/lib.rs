@@ -183,6 +183,37 @@ stdin = true
 # The attacher's end of input ends the container's input (kubectl run -i --rm style).
 stdin_once = true
 
+# Interactive shells for the command-extraction corpus (tests/corpus): a known prompt and no
+# history file; the corpus execs bash, dash or busybox sh in it.
+[[pods]]
+name = "shells"
+namespace = "default"
+[[pods.containers]]
+name = "sh"
+command = ["sh", "-c", "while true; do sleep 3600; done"]
+workdir = "/tmp"
+[pods.containers.env]
+PS1 = "kt$ "
+HISTFILE = "/dev/null"
+LESSHISTFILE = "-"
+LANG = "C.UTF-8"
+
+# The same with bash shell integration: OSC 133 prompt/command/exit marks and OSC 7 cwd.
+[[pods]]
+name = "shells-osc"
+namespace = "default"
+[[pods.containers]]
+name = "sh"
+command = ["sh", "-c", "while true; do sleep 3600; done"]
+workdir = "/tmp"
+[pods.containers.env]
+PS1 = '\[\e]133;A\a\]kt$ \[\e]133;B\a\]'
+PS0 = '\e]133;C\a'
+PROMPT_COMMAND = 'printf "\033]133;D;%s\007\033]7;file://%s%s\007" "$?" "$HOSTNAME" "$PWD"'
+HISTFILE = "/dev/null"
+LESSHISTFILE = "-"
+LANG = "C.UTF-8"
+
 [[pods]]
 name = "db"
 namespace = "prod"

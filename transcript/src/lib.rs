@@ -1,5 +1,56 @@
 //! Terminal emulation (vt100), keyframes for seeking and command extraction, shared by the gateway
 //! (which indexes commands as it seals) and the player (which replays and searches them).
 //!
+//! The crate does no I/O and never pulls in tokio: callers read a session with
+//! `storage_schema::store::SessionReader` and hand events (or a closure returning a chunk's
+//! events) to the types here.
+//!
 //! # Layout
-//! Filled by the reviewer-tools issue.
+//! - [`term`]: [`Terminal`], `vt100` behind clamped sizes and a panic guard; screen text, cursor,
+//!   alternate-screen flag, a formatted dump for renderers.
+//! - [`seek`]: [`SeekIndex`], keyframes built in one pass over a session's chunks; `seek(t)` =
+//!   nearest keyframe ≤ t + replay of the short tail.
+//! - [`extract`]: [`CommandExtractor`] → [`Command`]s: TTY sessions from the echoed screen at
+//!   Enter (with OSC 133/7 when the shell emits them, redaction of unechoed input), non-TTY
+//!   execs from their command and script lines.
+//!
+//! # Use
+//! ```
+//! use storage_schema::{Event, EventKind, Stream, TermSize};
+//! use transcript::{CommandExtractor, SeekConfig, SeekIndex};
+//!
+//! let data = |at_us, stream, bytes: &[u8]| Event {
+//!     at_us,
+//!     kind: EventKind::Data { stream, bytes: bytes.to_vec() },
+//! };
+//! // One chunk of a recording (normally `SessionReader::chunk_events(i)`).
+//! let chunk = vec![
+//!     data(0, Stream::Stdout, b"$ "),
+//!     data(100_000, Stream::Stdin, b"ls\r"),
+//!     data(110_000, Stream::Stdout, b"ls\r\nREADME\r\n$ "),
+//! ];
+//! let size = TermSize { cols: 80, rows: 24 };
+//!
+//! // Commands (the gateway: feed as events arrive, `take()` what is complete).
+//! let mut x = CommandExtractor::tty(size); // or CommandExtractor::new(reader.meta())
+//! chunk.iter().for_each(|e| x.feed(e));
+//! let commands = x.finish();
+//! assert_eq!(commands[0].text, "ls");
+//! assert_eq!(commands[0].at_us, 100_000);
+//!
+//! // Seeking (the player: push chunks once, then seek anywhere).
+//! let mut index = SeekIndex::new(size, SeekConfig::default());
+//! index.push_chunk(&chunk);
+//! let at = index.seek(105_000, |_i| Ok::<_, std::convert::Infallible>(chunk.clone()))?;
+//! assert_eq!(at.terminal.text(), "$");
+//! // Keep playing from `at.next` (chunk and event index of the next event).
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod extract;
+pub mod seek;
+pub mod term;
+
+pub use extract::{Command, CommandExtractor, extract};
+pub use seek::{Position, SeekConfig, SeekError, SeekIndex, Seeked};
+pub use term::Terminal;

@@ -1,0 +1,130 @@
+//! Command extraction: who ran what, from a session's events.
+//!
+//! TTY sessions are reconstructed from the echoed screen at the moment Enter was pressed
+//! ([`tty`]); non-TTY execs from their own command line and, when stdin feeds a shell, the
+//! script's lines ([`exec`]). Feed events in order with [`CommandExtractor::feed`]; completed
+//! commands come out of [`CommandExtractor::take`] (for live indexing) and
+//! [`CommandExtractor::finish`].
+
+mod exec;
+mod keys;
+mod tty;
+
+use storage_schema::{Event, SessionMeta, TermSize};
+
+use crate::term::DEFAULT_SIZE;
+
+/// One command, as the shell accepted it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Command {
+    /// Microseconds since the session started: when Enter was pressed (for the exec's own
+    /// command, 0; for a script line, when the line arrived).
+    pub at_us: u64,
+    /// The command line, continuation lines joined with `\n`. Empty when `redacted`.
+    pub text: String,
+    /// The prompt it was typed at, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// The working directory, when the shell reported it (OSC 7).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// The exit code, when the shell reported it (OSC 133;D) or for the exec's own command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Input was typed while the terminal did not echo (a password prompt): its text is never
+    /// stored, only the fact and the time.
+    #[serde(default)]
+    pub redacted: bool,
+}
+
+impl Command {
+    pub(crate) fn new(at_us: u64, text: String) -> Self {
+        Self {
+            at_us,
+            text,
+            prompt: None,
+            cwd: None,
+            exit_code: None,
+            redacted: false,
+        }
+    }
+}
+
+/// Reconstructs the commands of one session from its events, fed in order.
+#[derive(Debug)]
+pub struct CommandExtractor {
+    mode: Mode,
+}
+
+#[derive(Debug)]
+enum Mode {
+    Tty(Box<tty::TtyExtractor>),
+    Exec(exec::ExecExtractor),
+}
+
+impl CommandExtractor {
+    /// An extractor for the session `meta` describes (TTY or not, command, initial size).
+    pub fn new(meta: &SessionMeta) -> Self {
+        if meta.tty {
+            Self::tty(meta.size.unwrap_or(DEFAULT_SIZE))
+        } else {
+            Self::exec(&meta.command)
+        }
+    }
+
+    /// An extractor for an interactive (TTY) session starting at `size`.
+    pub fn tty(size: TermSize) -> Self {
+        Self {
+            mode: Mode::Tty(Box::new(tty::TtyExtractor::new(size))),
+        }
+    }
+
+    /// An extractor for a non-TTY exec of `command`.
+    pub fn exec(command: &[String]) -> Self {
+        Self {
+            mode: Mode::Exec(exec::ExecExtractor::new(command)),
+        }
+    }
+
+    /// Feeds the next event (events must come in recorded order).
+    pub fn feed(&mut self, event: &Event) {
+        match &mut self.mode {
+            Mode::Tty(t) => t.feed(event),
+            Mode::Exec(e) => e.feed(event),
+        }
+    }
+
+    /// Commands completed so far and not yet taken. A command stays back until it is known to
+    /// be complete (its exit mark, the next prompt, or the end), so text never changes after
+    /// it is taken.
+    pub fn take(&mut self) -> Vec<Command> {
+        match &mut self.mode {
+            Mode::Tty(t) => t.take(),
+            Mode::Exec(e) => e.take(),
+        }
+    }
+
+    /// Ends the session: everything still held back, in order.
+    pub fn finish(mut self) -> Vec<Command> {
+        match &mut self.mode {
+            Mode::Tty(t) => t.finish(),
+            Mode::Exec(e) => e.finish(),
+        }
+        self.take()
+    }
+}
+
+/// All commands of a session in one call.
+pub fn extract<'a>(
+    meta: &SessionMeta,
+    events: impl IntoIterator<Item = &'a Event>,
+) -> Vec<Command> {
+    let mut x = CommandExtractor::new(meta);
+    for e in events {
+        x.feed(e);
+    }
+    x.finish()
+}
+
+#[cfg(test)]
+mod tests;
