@@ -1,0 +1,405 @@
+//! Playback state and what each key does, apart from drawing: the screen at the play head, the
+//! play head itself, speed, panes and the in-session search.
+
+use std::time::{Duration, Instant};
+
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use storage_schema::Event;
+use transcript::{Position, Terminal};
+
+use super::at::At;
+use super::tape::Tape;
+
+/// Speeds `+` and `-` step through.
+pub const SPEEDS: [f64; 9] = [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
+pub const MIN_SPEED: f64 = SPEEDS[0];
+pub const MAX_SPEED: f64 = SPEEDS[SPEEDS.len() - 1];
+
+/// With idle compression on, a pause longer than this plays as this long.
+pub const IDLE_US: u64 = 2_000_000;
+
+const SMALL_SEEK_US: u64 = 5_000_000;
+const BIG_SEEK_US: u64 = 60_000_000;
+
+/// How often `--follow` looks for new chunks (the gateway writes one at least every second).
+const POLL_EVERY: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    pub at: Option<At>,
+    pub speed: f64,
+    pub follow: bool,
+}
+
+/// The side pane shown next to the screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pane {
+    None,
+    Commands,
+    Info,
+}
+
+/// An in-session search and its matches (times, sorted).
+#[derive(Debug)]
+pub struct Search {
+    pub query: String,
+    pub hits: Vec<u64>,
+}
+
+#[derive(Debug)]
+pub struct App {
+    pub tape: Tape,
+    /// The screen at the play head.
+    pub term: Terminal,
+    /// The next event to apply.
+    next: Position,
+    /// The play head, µs since the session started.
+    pub pos_us: u64,
+    /// Time of the last event applied (idle compression measures gaps from it).
+    last_event_us: u64,
+    pub playing: bool,
+    pub speed: f64,
+    pub compress: bool,
+    pub follow: bool,
+    pub pane: Pane,
+    pub help: bool,
+    /// Selected row of the command list.
+    pub selected: usize,
+    /// The search being typed after `/`.
+    pub input: Option<String>,
+    pub search: Option<Search>,
+    /// A one-line note for the status line (an error, "no more commands", …).
+    pub message: Option<String>,
+    pub quit: bool,
+    last_poll: Instant,
+}
+
+impl App {
+    pub fn new(tape: Tape, cfg: Config) -> anyhow::Result<Self> {
+        let (start, playing) = match cfg.at {
+            None => (0, true),
+            Some(At::Offset(us)) => (us, false),
+            Some(At::Command(n)) => match tape.commands.get(n - 1) {
+                Some(c) => (c.at_us, false),
+                None => anyhow::bail!(
+                    "session {} has {} command(s); there is no #{n}",
+                    tape.id,
+                    tape.commands.len()
+                ),
+            },
+        };
+        let size = tape.meta().size.unwrap_or(transcript::term::DEFAULT_SIZE);
+        let mut app = Self {
+            tape,
+            term: Terminal::new(size),
+            next: Position::default(),
+            pos_us: 0,
+            last_event_us: 0,
+            playing,
+            speed: cfg.speed,
+            compress: true,
+            follow: cfg.follow,
+            pane: Pane::None,
+            help: false,
+            selected: 0,
+            input: None,
+            search: None,
+            message: None,
+            quit: false,
+            last_poll: Instant::now(),
+        };
+        app.seek(start)?;
+        Ok(app)
+    }
+
+    /// Duration known so far.
+    pub fn end_us(&self) -> u64 {
+        self.tape.end_us()
+    }
+
+    /// Whether the play head is past the last event (and nothing more is coming).
+    pub fn at_end(&self) -> bool {
+        self.next.chunk >= self.tape.chunk_count() && self.pos_us >= self.end_us()
+    }
+
+    /// The chunk being played (1-based for display).
+    pub fn chunk(&self) -> usize {
+        self.next
+            .chunk
+            .min(self.tape.chunk_count().saturating_sub(1))
+            + 1
+    }
+
+    /// Commands entered at or before the play head.
+    pub fn commands_before(&self) -> usize {
+        self.tape
+            .commands
+            .partition_point(|c| c.at_us <= self.pos_us)
+    }
+
+    /// Moves the play head to `at_us` (clamped to the known end): keyframe + short replay.
+    pub fn seek(&mut self, at_us: u64) -> anyhow::Result<()> {
+        let at_us = at_us.min(self.end_us());
+        let seeked = self.tape.seek(at_us)?;
+        self.term = seeked.terminal;
+        self.next = seeked.next;
+        self.pos_us = at_us;
+        self.last_event_us = at_us;
+        Ok(())
+    }
+
+    fn apply(&mut self, pos: Position, event: &Event) {
+        self.term.apply(event);
+        self.next = Position {
+            chunk: pos.chunk,
+            event: pos.event + 1,
+        };
+        self.last_event_us = event.at_us;
+    }
+
+    /// Plays `elapsed` of wall time at the current speed (idle gaps shortened when on).
+    pub fn advance(&mut self, elapsed: Duration) -> anyhow::Result<()> {
+        let mut budget = (elapsed.as_secs_f64() * self.speed * 1e6) as u64;
+        loop {
+            let Some((pos, event)) = self.tape.event(self.next)? else {
+                self.pos_us = (self.pos_us + budget).min(self.end_us().max(self.pos_us));
+                if !self.follow {
+                    self.playing = false;
+                }
+                return Ok(());
+            };
+            let at = event.at_us.max(self.pos_us);
+            let gap_end = if self.compress && at.saturating_sub(self.last_event_us) > IDLE_US {
+                // Play the gap as IDLE_US, then jump to the event.
+                (self.last_event_us + IDLE_US).max(self.pos_us)
+            } else {
+                at
+            };
+            let need = gap_end - self.pos_us;
+            if budget < need {
+                self.pos_us += budget;
+                return Ok(());
+            }
+            budget -= need;
+            self.pos_us = at;
+            self.apply(pos, &event);
+        }
+    }
+
+    /// Applies the next event only, moving the play head to it.
+    pub fn step(&mut self) -> anyhow::Result<()> {
+        self.playing = false;
+        match self.tape.event(self.next)? {
+            Some((pos, event)) => {
+                self.pos_us = event.at_us.max(self.pos_us);
+                self.apply(pos, &event);
+            }
+            None => self.message = Some("end of the recording".into()),
+        }
+        Ok(())
+    }
+
+    /// Time passes: playback, and for `--follow` new chunks.
+    pub fn tick(&mut self, elapsed: Duration) -> anyhow::Result<()> {
+        if self.follow && self.last_poll.elapsed() >= POLL_EVERY {
+            self.last_poll = Instant::now();
+            self.tape.poll()?;
+        }
+        if self.playing {
+            self.advance(elapsed)?;
+        }
+        Ok(())
+    }
+
+    fn jump(&mut self, at_us: u64) -> anyhow::Result<()> {
+        self.playing = false;
+        self.seek(at_us)
+    }
+
+    fn next_command(&mut self) -> anyhow::Result<()> {
+        match self.tape.commands.iter().find(|c| c.at_us > self.pos_us) {
+            Some(c) => {
+                let at = c.at_us;
+                self.jump(at)
+            }
+            None => {
+                self.message = Some("no command after this point".into());
+                Ok(())
+            }
+        }
+    }
+
+    fn previous_command(&mut self) -> anyhow::Result<()> {
+        match self
+            .tape
+            .commands
+            .iter()
+            .rev()
+            .find(|c| c.at_us < self.pos_us)
+        {
+            Some(c) => {
+                let at = c.at_us;
+                self.jump(at)
+            }
+            None => {
+                self.message = Some("no command before this point".into());
+                Ok(())
+            }
+        }
+    }
+
+    fn next_match(&mut self, forward: bool) -> anyhow::Result<()> {
+        let Some(search) = &self.search else {
+            return Ok(());
+        };
+        let pos = self.pos_us;
+        let found = if forward {
+            search.hits.iter().find(|&&t| t > pos).copied()
+        } else {
+            search.hits.iter().rev().find(|&&t| t < pos).copied()
+        };
+        let target = match found {
+            Some(t) => t,
+            None => {
+                self.message = Some("search wrapped".into());
+                match if forward {
+                    search.hits.first()
+                } else {
+                    search.hits.last()
+                } {
+                    Some(&t) => t,
+                    None => return Ok(()),
+                }
+            }
+        };
+        self.jump(target)
+    }
+
+    /// Which match the play head is on (1-based), if it is on one.
+    pub fn match_number(&self) -> Option<usize> {
+        let s = self.search.as_ref()?;
+        s.hits.binary_search(&self.pos_us).ok().map(|i| i + 1)
+    }
+
+    fn run_search(&mut self, query: String) -> anyhow::Result<()> {
+        if query.is_empty() {
+            self.search = None;
+            return Ok(());
+        }
+        let hits = self.tape.search(&query)?;
+        if hits.is_empty() {
+            self.message = Some(format!("no match for {query:?}"));
+            self.search = None;
+            return Ok(());
+        }
+        self.search = Some(Search { query, hits });
+        // From the play head on, as `less` does; the first match when there is none after.
+        let pos = self.pos_us;
+        self.pos_us = pos.saturating_sub(1);
+        self.next_match(true)
+    }
+
+    fn change_speed(&mut self, up: bool) {
+        let i = SPEEDS.partition_point(|&s| s < self.speed);
+        let i = if up {
+            if SPEEDS.get(i) == Some(&self.speed) {
+                i + 1
+            } else {
+                i
+            }
+        } else {
+            i.saturating_sub(1)
+        };
+        self.speed = SPEEDS[i.min(SPEEDS.len() - 1)];
+    }
+
+    /// One key press.
+    pub fn key(&mut self, key: KeyEvent) -> anyhow::Result<()> {
+        self.message = None;
+        if let Some(input) = &mut self.input {
+            match key.code {
+                KeyCode::Enter => {
+                    let query = std::mem::take(input);
+                    self.input = None;
+                    return self.run_search(query);
+                }
+                KeyCode::Esc => self.input = None,
+                KeyCode::Backspace => {
+                    input.pop();
+                }
+                KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => input.push(c),
+                _ => {}
+            }
+            return Ok(());
+        }
+        if self.help {
+            // Any key closes the help; q still quits.
+            self.help = false;
+            if key.code != KeyCode::Char('q') {
+                return Ok(());
+            }
+        }
+        let commands_pane = self.pane == Pane::Commands && !self.tape.commands.is_empty();
+        match key.code {
+            KeyCode::Char('q') => self.quit = true,
+            KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => self.quit = true,
+            KeyCode::Char('?') => self.help = true,
+            KeyCode::Char(' ') => {
+                if !self.playing && self.at_end() && !self.follow {
+                    self.seek(0)?;
+                }
+                self.playing = !self.playing;
+            }
+            KeyCode::Char('+') | KeyCode::Char('=') => self.change_speed(true),
+            KeyCode::Char('-') | KeyCode::Char('_') => self.change_speed(false),
+            KeyCode::Char('.') => self.step()?,
+            KeyCode::Char('z') => self.compress = !self.compress,
+            KeyCode::Left => self.seek(self.pos_us.saturating_sub(SMALL_SEEK_US))?,
+            KeyCode::Right => self.seek(self.pos_us + SMALL_SEEK_US)?,
+            KeyCode::Up | KeyCode::Char('k') if commands_pane => {
+                self.selected = self.selected.saturating_sub(1)
+            }
+            KeyCode::Down | KeyCode::Char('j') if commands_pane => {
+                self.selected = (self.selected + 1).min(self.tape.commands.len() - 1)
+            }
+            KeyCode::Enter if commands_pane => {
+                let at = self.tape.commands[self.selected.min(self.tape.commands.len() - 1)].at_us;
+                self.jump(at)?
+            }
+            KeyCode::Down | KeyCode::PageDown => {
+                self.seek(self.pos_us.saturating_sub(BIG_SEEK_US))?
+            }
+            KeyCode::Up | KeyCode::PageUp => self.seek(self.pos_us + BIG_SEEK_US)?,
+            KeyCode::Home => self.seek(0)?,
+            KeyCode::End => self.seek(self.end_us())?,
+            KeyCode::Char(d @ '0'..='9') => {
+                let tenth = u64::from(d as u8 - b'0');
+                self.seek(self.end_us() / 10 * tenth)?
+            }
+            KeyCode::Char('n') if self.search.is_some() => self.next_match(true)?,
+            KeyCode::Char('N') if self.search.is_some() => self.next_match(false)?,
+            KeyCode::Char('n') => self.next_command()?,
+            KeyCode::Char('p') => self.previous_command()?,
+            KeyCode::Char('/') => self.input = Some(String::new()),
+            KeyCode::Esc => self.search = None,
+            KeyCode::Char('c') => {
+                self.pane = if self.pane == Pane::Commands {
+                    Pane::None
+                } else {
+                    // Select the command at the play head.
+                    self.selected = self.commands_before().saturating_sub(1);
+                    Pane::Commands
+                }
+            }
+            KeyCode::Char('i') => {
+                self.pane = if self.pane == Pane::Info {
+                    Pane::None
+                } else {
+                    Pane::Info
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
