@@ -148,12 +148,9 @@ impl App {
         Ok(())
     }
 
-    fn apply(&mut self, pos: Position, event: &Event) {
+    fn apply(&mut self, event: &Event, after: Position) {
         self.term.apply(event);
-        self.next = Position {
-            chunk: pos.chunk,
-            event: pos.event + 1,
-        };
+        self.next = after;
         self.last_event_us = event.at_us;
     }
 
@@ -161,7 +158,7 @@ impl App {
     pub fn advance(&mut self, elapsed: Duration) -> anyhow::Result<()> {
         let mut budget = (elapsed.as_secs_f64() * self.speed * 1e6) as u64;
         loop {
-            let Some((pos, event)) = self.tape.event(self.next)? else {
+            let Some((event, after)) = self.tape.event(self.next)? else {
                 self.pos_us = (self.pos_us + budget).min(self.end_us().max(self.pos_us));
                 if !self.follow {
                     self.playing = false;
@@ -182,7 +179,7 @@ impl App {
             }
             budget -= need;
             self.pos_us = at;
-            self.apply(pos, &event);
+            self.apply(&event, after);
         }
     }
 
@@ -190,9 +187,9 @@ impl App {
     pub fn step(&mut self) -> anyhow::Result<()> {
         self.playing = false;
         match self.tape.event(self.next)? {
-            Some((pos, event)) => {
+            Some((event, after)) => {
                 self.pos_us = event.at_us.max(self.pos_us);
-                self.apply(pos, &event);
+                self.apply(&event, after);
             }
             None => self.message = Some("end of the recording".into()),
         }

@@ -203,14 +203,26 @@ impl Tape {
         self.rt.block_on(self.reader.chunk_events(i)).map(Arc::new)
     }
 
-    /// The event at `pos`, or the first of the next chunk when `pos` is past its chunk's end;
-    /// `None` at the end of what is known. Also returns the normalised position.
-    pub fn event(&mut self, pos: Position) -> Result<Option<(Position, Event)>, ReadError> {
+    /// The event at `pos` (or, past its chunk's end, the first of the next chunk) and the
+    /// position after it, which is normalised so that the end of what is known is
+    /// `(chunk_count, 0)`. `None` at that end.
+    pub fn event(&mut self, pos: Position) -> Result<Option<(Event, Position)>, ReadError> {
         let mut pos = pos;
         while pos.chunk < self.index.chunk_count() {
             let events = self.chunk(pos.chunk)?;
             if let Some(e) = events.get(pos.event) {
-                return Ok(Some((pos, e.clone())));
+                let after = if pos.event + 1 < events.len() {
+                    Position {
+                        chunk: pos.chunk,
+                        event: pos.event + 1,
+                    }
+                } else {
+                    Position {
+                        chunk: pos.chunk + 1,
+                        event: 0,
+                    }
+                };
+                return Ok(Some((e.clone(), after)));
             }
             pos = Position {
                 chunk: pos.chunk + 1,
