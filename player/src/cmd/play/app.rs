@@ -400,3 +400,204 @@ impl App {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ratatui::crossterm::event::KeyEvent;
+    use storage_schema::FlushPolicy;
+    use storage_schema::store::{Recorder, Store};
+    use storage_schema::{EventKind, ExitInfo, Identity, Keyring, SessionKind, Stream, Target};
+
+    fn out(at_us: u64, text: &str) -> Event {
+        Event {
+            at_us,
+            kind: EventKind::Data {
+                stream: Stream::Stdout,
+                bytes: text.as_bytes().to_vec(),
+            },
+        }
+    }
+
+    /// A session in a temporary store: output at 0, 1 s, 11 s (after a 10 s pause) and 12 s,
+    /// in several small chunks.
+    struct Fixture {
+        rt: tokio::runtime::Runtime,
+        _dir: tempfile::TempDir,
+        store: Store,
+        keys: std::path::PathBuf,
+        id: storage_schema::SessionId,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(&format!("file://{}", dir.path().join("s").display())).unwrap();
+            let keys = dir.path().join("k");
+            let (ring, _) = Keyring::open_or_init(&keys).unwrap();
+            let mut meta = storage_schema::SessionMeta::new(
+                SessionKind::Local,
+                Identity::default(),
+                Target::default(),
+                vec!["sh".into()],
+                true,
+            );
+            meta.size = Some(storage_schema::TermSize { cols: 20, rows: 5 });
+            let policy = FlushPolicy {
+                max_bytes: 16,
+                ..FlushPolicy::default()
+            };
+            let id = rt.block_on(async {
+                let rec = Recorder::start(store.clone(), &ring, meta, policy)
+                    .await
+                    .unwrap();
+                for e in [
+                    out(0, "a"),
+                    out(1_000_000, "b"),
+                    out(11_000_000, "needle"),
+                    out(12_000_000, "d"),
+                ] {
+                    rec.record_at(e).await.unwrap();
+                }
+                let id = rec.session();
+                rec.finish(Some(ExitInfo {
+                    code: 0,
+                    message: String::new(),
+                }))
+                .await
+                .unwrap();
+                id
+            });
+            Self {
+                rt,
+                _dir: dir,
+                store,
+                keys,
+                id,
+            }
+        }
+
+        fn app(&self, at: Option<At>) -> App {
+            let ring = Keyring::open(&self.keys).unwrap();
+            let mut tape = Tape::open(
+                self.rt.handle().clone(),
+                self.store.clone(),
+                ring,
+                self.id,
+                |_, _| {},
+            )
+            .unwrap();
+            tape.finish_commands();
+            App::new(
+                tape,
+                Config {
+                    at,
+                    speed: 1.0,
+                    follow: false,
+                },
+            )
+            .unwrap()
+        }
+    }
+
+    fn press(app: &mut App, code: KeyCode) {
+        app.key(KeyEvent::from(code)).unwrap();
+    }
+
+    #[test]
+    fn idle_gaps_play_as_two_seconds_unless_turned_off() {
+        let f = Fixture::new();
+        let mut app = f.app(None);
+        assert!(app.tape.chunk_count() > 1, "{}", app.tape.chunk_count());
+        assert_eq!(app.end_us(), 12_000_000);
+        // 1 s of "b", then the 10 s pause shortened to 2 s: 3 s in, "needle" is out.
+        app.advance(Duration::from_millis(2_900)).unwrap();
+        assert_eq!(app.term.text(), "ab");
+        app.advance(Duration::from_millis(100)).unwrap();
+        assert_eq!(app.term.text(), "abneedle");
+        assert_eq!(app.pos_us, 11_000_000);
+
+        let mut app = f.app(None);
+        press(&mut app, KeyCode::Char('z'));
+        app.advance(Duration::from_secs(3)).unwrap();
+        assert_eq!(app.term.text(), "ab");
+        assert_eq!(app.pos_us, 3_000_000);
+        // Faster: 4× plays the remaining 8 s of pause in 2 s.
+        press(&mut app, KeyCode::Char('+'));
+        press(&mut app, KeyCode::Char('+'));
+        assert_eq!(app.speed, 4.0);
+        app.advance(Duration::from_secs(2)).unwrap();
+        assert_eq!(app.term.text(), "abneedle");
+        // Past the end it stops, paused at the end.
+        app.advance(Duration::from_secs(60)).unwrap();
+        assert_eq!(app.term.text(), "abneedled");
+        assert!(!app.playing && app.at_end());
+    }
+
+    #[test]
+    fn seeks_steps_and_search_land_on_the_right_screen() {
+        let f = Fixture::new();
+        let mut app = f.app(Some(At::Offset(11_500_000)));
+        assert!(!app.playing);
+        assert_eq!(app.term.text(), "abneedle");
+        press(&mut app, KeyCode::Left);
+        assert_eq!((app.pos_us, app.term.text().as_str()), (6_500_000, "ab"));
+        press(&mut app, KeyCode::Home);
+        assert_eq!(app.term.text(), "a");
+        press(&mut app, KeyCode::Char('.'));
+        assert_eq!((app.pos_us, app.term.text().as_str()), (1_000_000, "ab"));
+        press(&mut app, KeyCode::End);
+        assert_eq!(app.term.text(), "abneedled");
+        press(&mut app, KeyCode::Char('5'));
+        assert_eq!(app.pos_us, 6_000_000);
+        // Speed stays within 0.25×…64×.
+        for _ in 0..20 {
+            press(&mut app, KeyCode::Char('-'));
+        }
+        assert_eq!(app.speed, MIN_SPEED);
+        for _ in 0..20 {
+            press(&mut app, KeyCode::Char('+'));
+        }
+        assert_eq!(app.speed, MAX_SPEED);
+
+        // Search: typed after `/`, the output's time, case-insensitive.
+        press(&mut app, KeyCode::Home);
+        press(&mut app, KeyCode::Char('/'));
+        for c in "NEEDLE".chars() {
+            press(&mut app, KeyCode::Char(c));
+        }
+        press(&mut app, KeyCode::Enter);
+        assert_eq!(app.pos_us, 11_000_000);
+        assert_eq!(app.match_number(), Some(1));
+        assert_eq!(app.term.text(), "abneedle");
+        // n wraps to the only match; Esc ends the search and n goes back to commands.
+        press(&mut app, KeyCode::Char('n'));
+        assert_eq!(app.message.as_deref(), Some("search wrapped"));
+        press(&mut app, KeyCode::Esc);
+        assert!(app.search.is_none());
+        press(&mut app, KeyCode::Char('n'));
+        assert_eq!(app.message.as_deref(), Some("no command after this point"));
+
+        // `#N` past the commands there are is refused.
+        let ring = Keyring::open(&f.keys).unwrap();
+        let tape = Tape::open(
+            f.rt.handle().clone(),
+            f.store.clone(),
+            ring,
+            f.id,
+            |_, _| {},
+        )
+        .unwrap();
+        let err = App::new(
+            tape,
+            Config {
+                at: Some(At::Command(1)),
+                speed: 1.0,
+                follow: false,
+            },
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("there is no #1"), "{err}");
+    }
+}
