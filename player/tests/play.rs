@@ -298,6 +298,14 @@ fn play_pause_seek_next_command_search_and_quit() {
         s.contains("no match for \"absent-word\"")
     });
 
+    // A click on the timeline (SGR mouse report; the row above the status line) seeks: the
+    // first column is the start, the last the end.
+    t.type_text("play", "\x1b[<0;1;29M\x1b[<0;1;29m");
+    let s = t.wait("play", "seeked to the click", |s| clock(s) == Some(0));
+    assert_eq!(cmd_counter(&s).as_deref(), Some("0/7"), "{s}");
+    t.type_text("play", "\x1b[<0;100;29M\x1b[<0;100;29m");
+    t.wait("play", "seeked to the end", |s| has_line(s, "three"));
+
     // q quits, leaves the alternate screen and restores the terminal settings.
     t.keys("play", &["q"]);
     let s = t.wait("play", "exited", |s| s.contains("EXIT=0"));

@@ -72,6 +72,9 @@ pub struct App {
     pub message: Option<String>,
     pub quit: bool,
     last_poll: Instant,
+    /// How long the last seek took and how many events it replayed after its keyframe (shown
+    /// in the metadata pane: seeking is meant to be instant, and this shows whether it is).
+    pub last_seek: Option<(Duration, usize)>,
 }
 
 impl App {
@@ -107,6 +110,7 @@ impl App {
             message: None,
             quit: false,
             last_poll: Instant::now(),
+            last_seek: None,
         };
         app.seek(start)?;
         Ok(app)
@@ -140,7 +144,9 @@ impl App {
     /// Moves the play head to `at_us` (clamped to the known end): keyframe + short replay.
     pub fn seek(&mut self, at_us: u64) -> anyhow::Result<()> {
         let at_us = at_us.min(self.end_us());
+        let started = Instant::now();
         let seeked = self.tape.seek(at_us)?;
+        self.last_seek = Some((started.elapsed(), seeked.replayed));
         self.term = seeked.terminal;
         self.next = seeked.next;
         self.pos_us = at_us;
@@ -206,6 +212,14 @@ impl App {
             self.advance(elapsed)?;
         }
         Ok(())
+    }
+
+    /// A click on the timeline, `col` of `width` columns (the timeline's first column is the
+    /// start, its last the end, as drawn).
+    pub fn click_timeline(&mut self, col: u16, width: u16) -> anyhow::Result<()> {
+        let last = u64::from(width.max(2) - 1);
+        let at = self.end_us() as u128 * u128::from(u64::from(col).min(last)) / u128::from(last);
+        self.seek(at as u64)
     }
 
     fn jump(&mut self, at_us: u64) -> anyhow::Result<()> {
@@ -551,6 +565,15 @@ mod tests {
         assert_eq!(app.term.text(), "abneedled");
         press(&mut app, KeyCode::Char('5'));
         assert_eq!(app.pos_us, 6_000_000);
+        app.click_timeline(0, 121).unwrap();
+        assert_eq!((app.pos_us, app.term.text().as_str()), (0, "a"));
+        app.click_timeline(110, 121).unwrap();
+        assert_eq!(
+            (app.pos_us, app.term.text().as_str()),
+            (11_000_000, "abneedle")
+        );
+        app.click_timeline(500, 121).unwrap();
+        assert_eq!(app.pos_us, 12_000_000);
         // Speed stays within 0.25×…64×.
         for _ in 0..20 {
             press(&mut app, KeyCode::Char('-'));

@@ -37,7 +37,8 @@ Keys (also under `?`):
   0 … 9        0 % … 90 % of the way     z            idle gaps > 2 s play as 2 s (on/off)
   n / p        next / previous command   c            command list (↑/↓, Enter jumps)
   /            search commands and output; n / N next / previous match, Esc ends the search
-  i            who, where, why (metadata)              q            quit";
+  i            who, where, why (metadata)              q            quit
+  A click on the timeline (the row above the status line, commands marked ┃) seeks there.";
 
 const AFTER_HELP: &str = "\
 Examples:

@@ -124,6 +124,11 @@ impl Tape {
         self.index.chunk_count()
     }
 
+    /// Keyframes kept and their heap bytes.
+    pub fn keyframes(&self) -> (usize, usize) {
+        (self.index.keyframe_count(), self.index.keyframe_bytes())
+    }
+
     /// Chunks the reader lists that the index has not seen yet: pushed in order.
     fn ingest(&mut self, progress: &mut impl FnMut(usize, usize)) -> anyhow::Result<()> {
         let total = self.reader.chunk_count();

@@ -1,5 +1,5 @@
 //! Drawing the player with ratatui, and the terminal set-up (raw mode, alternate screen, hidden
-//! cursor) undone on every way out: return, error, panic (a hook restores before the message
+//! cursor, mouse reporting for clicks on the timeline) undone on every way out: return, error, panic (a hook restores before the message
 //! is printed) and SIGTERM/SIGHUP (the caller sets `stop`).
 
 use std::io::{self, Write};
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use ratatui::Frame;
 use ratatui::backend::CrosstermBackend;
 use ratatui::buffer::Buffer;
-use ratatui::crossterm::event::{self, Event, KeyEventKind};
+use ratatui::crossterm::event::{self, Event, KeyEventKind, MouseButton, MouseEventKind};
 use ratatui::crossterm::{cursor, execute, terminal};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -39,10 +39,26 @@ pub fn run(mut app: App, stop: &AtomicBool) -> anyhow::Result<()> {
         if event::poll(wait)? {
             // Everything typed since the last frame, before drawing again.
             loop {
-                if let Event::Key(k) = event::read()?
-                    && k.kind != KeyEventKind::Release
-                    && let Err(e) = app.key(k)
-                {
+                let handled = match event::read()? {
+                    Event::Key(k) if k.kind != KeyEventKind::Release => app.key(k),
+                    // A click or drag on the timeline (the row above the status line) seeks.
+                    Event::Mouse(m)
+                        if matches!(
+                            m.kind,
+                            MouseEventKind::Down(MouseButton::Left)
+                                | MouseEventKind::Drag(MouseButton::Left)
+                        ) =>
+                    {
+                        let size = tui.size()?;
+                        if m.row + 2 == size.height {
+                            app.click_timeline(m.column, size.width)
+                        } else {
+                            Ok(())
+                        }
+                    }
+                    _ => Ok(()),
+                };
+                if let Err(e) = handled {
                     app.playing = false;
                     app.message = Some(format!("{e:#}"));
                 }
@@ -78,7 +94,12 @@ impl TermGuard {
         });
         terminal::enable_raw_mode()?;
         let guard = Self;
-        execute!(io::stdout(), terminal::EnterAlternateScreen, cursor::Hide)?;
+        execute!(
+            io::stdout(),
+            terminal::EnterAlternateScreen,
+            cursor::Hide,
+            event::EnableMouseCapture
+        )?;
         Ok(guard)
     }
 }
@@ -90,7 +111,12 @@ impl Drop for TermGuard {
 }
 
 fn restore() {
-    let _ = execute!(io::stdout(), terminal::LeaveAlternateScreen, cursor::Show);
+    let _ = execute!(
+        io::stdout(),
+        event::DisableMouseCapture,
+        terminal::LeaveAlternateScreen,
+        cursor::Show
+    );
     let _ = terminal::disable_raw_mode();
 }
 
@@ -453,6 +479,24 @@ fn draw_info(f: &mut Frame, area: Rect, app: &App) {
         key("duration"),
         Span::raw(clock(app.end_us())),
     ]));
+    let (keyframes, bytes) = app.tape.keyframes();
+    lines.push(Line::from(vec![
+        key("index"),
+        Span::raw(format!(
+            "{} chunks, {keyframes} keyframes ({})",
+            app.tape.chunk_count(),
+            format::bytes(bytes as u64)
+        )),
+    ]));
+    if let Some((took, replayed)) = app.last_seek {
+        lines.push(Line::from(vec![
+            key("last seek"),
+            Span::raw(format!(
+                "{:.1} ms ({replayed} events replayed)",
+                took.as_secs_f64() * 1e3
+            )),
+        ]));
+    }
     f.render_widget(Clear, area);
     f.render_widget(
         Paragraph::new(lines)
@@ -470,6 +514,7 @@ const HELP: &[(&str, &str)] = &[
     ("↓ / ↑", "back / forward 1 min (PgDn / PgUp)"),
     ("Home / End", "start / end"),
     ("0 … 9", "jump to 0 % … 90 %"),
+    ("click", "on the timeline: jump there (┃ = command)"),
     ("n / p", "next / previous command"),
     ("c", "command list (↑/↓ select, Enter jumps)"),
     ("/", "search commands and output"),
