@@ -80,6 +80,8 @@ pub struct App {
 impl App {
     pub fn new(tape: Tape, cfg: Config) -> anyhow::Result<Self> {
         let (start, playing) = match cfg.at {
+            // Following a live session starts at its live edge, as `tail -f` does.
+            None if cfg.follow => (u64::MAX, true),
             None => (0, true),
             Some(At::Offset(us)) => (us, false),
             Some(At::Command(n)) => match tape.commands.get(n - 1) {
@@ -112,6 +114,7 @@ impl App {
             last_poll: Instant::now(),
             last_seek: None,
         };
+        app.message = app.tape.damage.clone();
         app.seek(start)?;
         Ok(app)
     }
@@ -207,6 +210,10 @@ impl App {
         if self.follow && self.last_poll.elapsed() >= POLL_EVERY {
             self.last_poll = Instant::now();
             self.tape.poll()?;
+            if self.tape.state != "open" {
+                // Sealed or interrupted: nothing more will come; play out what is left.
+                self.follow = false;
+            }
         }
         if self.playing {
             self.advance(elapsed)?;
@@ -492,6 +499,26 @@ mod tests {
             }
         }
 
+        /// Flips a byte in the middle of the last chunk, as tampering would.
+        fn damage_last_chunk(&self) {
+            let dir = self
+                ._dir
+                .path()
+                .join("s/sessions")
+                .join(self.id.to_string())
+                .join("chunks");
+            let mut chunks: Vec<_> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            chunks.sort();
+            let last = chunks.last().unwrap();
+            let mut bytes = std::fs::read(last).unwrap();
+            let mid = bytes.len() / 2;
+            bytes[mid] ^= 0x40;
+            std::fs::write(last, bytes).unwrap();
+        }
+
         fn app(&self, at: Option<At>) -> App {
             let ring = Keyring::open(&self.keys).unwrap();
             let mut tape = Tape::open(
@@ -547,6 +574,26 @@ mod tests {
         app.advance(Duration::from_secs(60)).unwrap();
         assert_eq!(app.term.text(), "abneedled");
         assert!(!app.playing && app.at_end());
+    }
+
+    #[test]
+    fn a_damaged_chunk_ends_playback_before_it_and_says_so() {
+        let f = Fixture::new();
+        let chunks = f.app(None).tape.chunk_count();
+        f.damage_last_chunk();
+        let mut app = f.app(None);
+        assert_eq!(app.tape.chunk_count(), chunks - 1);
+        let damage = app.tape.damage.clone().expect("damage reported");
+        assert!(
+            damage.contains(&format!("chunk {}", chunks - 1)),
+            "{damage}"
+        );
+        assert_eq!(app.message.as_deref(), Some(damage.as_str()));
+        // The intact part plays; the damaged chunk's output ("d") never shows.
+        app.advance(Duration::from_secs(60)).unwrap();
+        assert_eq!(app.term.text(), "abneedle");
+        press(&mut app, KeyCode::End);
+        assert_eq!(app.term.text(), "abneedle");
     }
 
     #[test]

@@ -28,7 +28,8 @@ Replay a recording in the terminal, at its recorded size, with its timing.
 Seeking is instant: the recording is read once when it opens (keyframes of the screen are kept,
 not the events), and every jump restores the nearest keyframe and replays the few events after
 it. Works on sealed, interrupted and live sessions; `--follow` keeps playing a live session as
-the gateway writes it.
+the gateway writes it. A damaged recording plays up to the first chunk that fails verification,
+and says so.
 
 Keys (also under `?`):
   space        play / pause              + / -        speed 0.25× … 64×
@@ -67,7 +68,8 @@ pub struct Args {
     #[arg(long, default_value = "1", value_parser = parse_speed)]
     speed: f64,
 
-    /// Keep reading new chunks of a live session and play them as they arrive
+    /// Keep reading new chunks of a live session and play them as they arrive (opens at the
+    /// live edge unless --at says otherwise; Home goes back to the start)
     #[arg(long)]
     follow: bool,
 }

@@ -38,6 +38,17 @@ impl Cmd {
     }
 }
 
+impl From<transcript::Command> for Cmd {
+    fn from(c: transcript::Command) -> Self {
+        Self {
+            at_us: c.at_us,
+            text: (!c.redacted).then_some(c.text),
+            exit_code: c.exit_code,
+            cwd: c.cwd,
+        }
+    }
+}
+
 /// An open session with its seek index.
 #[derive(Debug)]
 pub struct Tape {
@@ -54,6 +65,9 @@ pub struct Tape {
     pub exit: Option<(i32, String)>,
     /// `sealed`, `interrupted` or `open`, as `kubetape ls` says.
     pub state: String,
+    /// Why reading stopped early: the chunk that failed verification. Everything before it
+    /// plays; nothing after it is shown (a tampered recording is never shown as if intact).
+    pub damage: Option<String>,
     cache: VecDeque<(usize, Arc<Vec<Event>>)>,
 }
 
@@ -104,9 +118,10 @@ impl Tape {
             commands,
             exit: None,
             state: String::new(),
+            damage: None,
             cache: VecDeque::new(),
         };
-        tape.ingest(&mut progress)?;
+        tape.ingest(&mut progress);
         tape.refresh_state();
         Ok(tape)
     }
@@ -129,11 +144,24 @@ impl Tape {
         (self.index.keyframe_count(), self.index.keyframe_bytes())
     }
 
-    /// Chunks the reader lists that the index has not seen yet: pushed in order.
-    fn ingest(&mut self, progress: &mut impl FnMut(usize, usize)) -> anyhow::Result<()> {
+    /// Chunks the reader lists that the index has not seen yet: pushed in order. Stops for
+    /// good at the first chunk that cannot be read or verified ([`Self::damage`]).
+    fn ingest(&mut self, progress: &mut impl FnMut(usize, usize)) {
+        if self.damage.is_some() {
+            return;
+        }
         let total = self.reader.chunk_count();
         for i in self.index.chunk_count()..total {
-            let events = self.fetch(i)?;
+            let events = match self.fetch(i) {
+                Ok(events) => events,
+                Err(e) => {
+                    tracing::warn!(session = %self.id, chunk = i, error = %e, "playback stops at an unreadable chunk");
+                    self.damage = Some(format!(
+                        "chunk {i} is unreadable, playback ends before it: {e}"
+                    ));
+                    return;
+                }
+            };
             self.index.push_chunk(&events);
             for e in events.iter() {
                 if let Some(x) = &mut self.extractor {
@@ -144,16 +172,10 @@ impl Tape {
                 }
             }
             if let Some(x) = &mut self.extractor {
-                self.commands.extend(x.take().into_iter().map(|c| Cmd {
-                    at_us: c.at_us,
-                    text: (!c.redacted).then_some(c.text),
-                    exit_code: c.exit_code,
-                    cwd: c.cwd,
-                }));
+                self.commands.extend(x.take().into_iter().map(Cmd::from));
             }
             progress(i + 1, total);
         }
-        Ok(())
     }
 
     /// For `--follow`: looks for chunks written since the last look, and the session's state.
@@ -164,18 +186,13 @@ impl Tape {
         self.reader = self
             .rt
             .block_on(SessionReader::open(&self.store, &self.keyring, self.id))?;
-        self.ingest(&mut |_, _| {})?;
+        self.ingest(&mut |_, _| {});
         self.refresh_state();
         if self.state != "open"
             && let Some(x) = self.extractor.take()
         {
             // The session ended: what the extractor still holds is complete now.
-            self.commands.extend(x.finish().into_iter().map(|c| Cmd {
-                at_us: c.at_us,
-                text: (!c.redacted).then_some(c.text),
-                exit_code: c.exit_code,
-                cwd: c.cwd,
-            }));
+            self.commands.extend(x.finish().into_iter().map(Cmd::from));
         }
         Ok(self.index.chunk_count() > before)
     }
@@ -183,12 +200,7 @@ impl Tape {
     /// Ends extraction for a session that is not going to grow (no `--follow`).
     pub fn finish_commands(&mut self) {
         if let Some(x) = self.extractor.take() {
-            self.commands.extend(x.finish().into_iter().map(|c| Cmd {
-                at_us: c.at_us,
-                text: (!c.redacted).then_some(c.text),
-                exit_code: c.exit_code,
-                cwd: c.cwd,
-            }));
+            self.commands.extend(x.finish().into_iter().map(Cmd::from));
         }
     }
 

@@ -301,7 +301,7 @@ fn status_line(app: &App) -> Paragraph<'static> {
             ),
         ]));
     }
-    let mode = if app.playing && app.follow && app.at_end() {
+    let mode = if app.playing && app.follow && app.at_end() && app.tape.state == "open" {
         Span::styled(" LIVE ", Style::new().fg(Color::Black).bg(Color::Red))
     } else if app.playing {
         Span::styled(" PLAYING ", Style::new().fg(Color::Black).bg(Color::Green))
@@ -337,6 +337,12 @@ fn status_line(app: &App) -> Paragraph<'static> {
             Style::new().fg(Color::DarkGray),
         ),
     ];
+    if app.tape.damage.is_some() {
+        spans.push(Span::styled(
+            " DAMAGED: ends early (i) ",
+            Style::new().fg(Color::White).bg(Color::Red),
+        ));
+    }
     if let Some(s) = &app.search {
         let at = app
             .match_number()
@@ -406,6 +412,15 @@ fn draw_info(f: &mut Frame, area: Rect, app: &App) {
     let mut lines = vec![
         Line::from(vec![key("session"), Span::raw(m.session.to_string())]),
         Line::from(vec![key("state"), Span::raw(app.tape.state.clone())]),
+        Line::from(vec![
+            key("damage"),
+            Span::raw(
+                app.tape
+                    .damage
+                    .clone()
+                    .unwrap_or_else(|| "none found".into()),
+            ),
+        ]),
         Line::from(vec![
             key("started"),
             Span::raw(format::timestamp_us(m.started_at_us)),
