@@ -395,7 +395,12 @@ impl Strip {
     }
 
     fn flush(&mut self, out: &mut String) {
-        out.push_str(&String::from_utf8_lossy(&self.utf8));
+        // C1 controls (U+0080…U+009F) are controls too, however they were encoded.
+        out.extend(
+            String::from_utf8_lossy(&self.utf8)
+                .chars()
+                .filter(|c| !c.is_control()),
+        );
         self.utf8.clear();
     }
 }
@@ -411,6 +416,39 @@ mod tests {
             s.feed(p, &mut out);
         }
         out
+    }
+
+    /// Any bytes, cut anywhere: no panic, and no escape or control character gets through
+    /// (recordings are outside input; what comes out is matched and shown).
+    #[test]
+    fn arbitrary_output_strips_to_plain_text() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let alphabet: &[u8] = b"\xc2\x1b[]P\\\x07;0123m\r\nab\xc3\xa9\xe6\xbc\xa2\xff\x9c\x18";
+        for _ in 0..2000 {
+            let len = (next() % 64) as usize;
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    let r = next();
+                    if r % 4 == 0 {
+                        r as u8
+                    } else {
+                        alphabet[(r >> 8) as usize % alphabet.len()]
+                    }
+                })
+                .collect();
+            let cut = (next() as usize) % (bytes.len() + 1);
+            let text = strip(&[&bytes[..cut], &bytes[cut..]]);
+            assert!(
+                text.chars().all(|c| c == '\n' || !c.is_control()),
+                "{bytes:?} -> {text:?}"
+            );
+        }
     }
 
     #[test]
