@@ -452,6 +452,11 @@ mod tests {
 
     impl Fixture {
         fn new() -> Self {
+            Self::with_commands(None)
+        }
+
+        /// The session, sealed with `commands` as the gateway does when it extracted them.
+        fn with_commands(commands: Option<Vec<storage_schema::commands::CommandEntry>>) -> Self {
             let rt = tokio::runtime::Runtime::new().unwrap();
             let dir = tempfile::tempdir().unwrap();
             let store = Store::open(&format!("file://{}", dir.path().join("s").display())).unwrap();
@@ -482,12 +487,14 @@ mod tests {
                     rec.record_at(e).await.unwrap();
                 }
                 let id = rec.session();
-                rec.finish(Some(ExitInfo {
+                let exit = Some(ExitInfo {
                     code: 0,
                     message: String::new(),
-                }))
-                .await
-                .unwrap();
+                });
+                match commands {
+                    Some(c) => rec.finish_with_commands(exit, c).await.unwrap(),
+                    None => rec.finish(exit).await.unwrap(),
+                };
                 id
             });
             Self {
@@ -594,6 +601,48 @@ mod tests {
         assert_eq!(app.term.text(), "abneedle");
         press(&mut app, KeyCode::End);
         assert_eq!(app.term.text(), "abneedle");
+    }
+
+    #[test]
+    fn stored_commands_are_used_and_a_damaged_commands_object_is_not() {
+        let entry = |at_us, text: Option<&str>| storage_schema::commands::CommandEntry {
+            at_us,
+            text: text.map(String::from),
+            redacted: text.is_none(),
+            prompt: None,
+            cwd: None,
+            exit_code: Some(0),
+        };
+        let f = Fixture::with_commands(Some(vec![
+            entry(1_000_000, Some("make b")),
+            entry(11_000_000, None),
+        ]));
+        let mut app = f.app(Some(At::Command(2)));
+        assert_eq!(app.tape.commands.len(), 2);
+        assert_eq!(app.tape.commands[0].label(), "make b");
+        assert_eq!(app.tape.commands[1].text, None);
+        assert_eq!(app.pos_us, 11_000_000);
+        assert!(app.tape.damage.is_none());
+        press(&mut app, KeyCode::Char('p'));
+        assert_eq!((app.pos_us, app.term.text().as_str()), (1_000_000, "ab"));
+
+        let path = f
+            ._dir
+            .path()
+            .join("s/sessions")
+            .join(f.id.to_string())
+            .join("commands");
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        let app = f.app(None);
+        let damage = app.tape.damage.clone().expect("damage reported");
+        assert!(damage.starts_with("commands object"), "{damage}");
+        // Extracted again from the chunks (which hold no shell, so no commands), never the
+        // unverified ones; every chunk still plays.
+        assert!(app.tape.commands.is_empty());
+        assert_eq!(app.end_us(), 12_000_000);
     }
 
     #[test]

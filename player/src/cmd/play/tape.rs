@@ -8,7 +8,6 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use anyhow::Context;
 use storage_schema::store::{ReadError, SessionReader, Store, summarize};
 use storage_schema::{Event, EventKind, Keyring, SessionId, SessionMeta, Stream};
 use tokio::runtime::Handle;
@@ -65,9 +64,12 @@ pub struct Tape {
     pub exit: Option<(i32, String)>,
     /// `sealed`, `interrupted` or `open`, as `kubetape ls` says.
     pub state: String,
-    /// Why reading stopped early: the chunk that failed verification. Everything before it
-    /// plays; nothing after it is shown (a tampered recording is never shown as if intact).
+    /// What failed verification: a chunk (everything before it plays, nothing after it is
+    /// shown: a tampered recording is never shown as if intact), or the commands object (the
+    /// commands are then extracted from the chunks instead).
     pub damage: Option<String>,
+    /// A chunk failed: nothing after it is read, even when following.
+    stopped: bool,
     cache: VecDeque<(usize, Arc<Vec<Event>>)>,
 }
 
@@ -89,9 +91,12 @@ impl Tape {
             );
         }
         let size = meta.size.unwrap_or(transcript::term::DEFAULT_SIZE);
-        let stored = rt
-            .block_on(reader.commands())
-            .with_context(|| format!("reading the commands of session {id}"))?;
+        // A commands object that fails its check against the seal is not trusted: the
+        // commands are extracted again from the (verified) chunks, and the damage is shown.
+        let (stored, commands_damage) = match rt.block_on(reader.commands()) {
+            Ok(stored) => (stored, None),
+            Err(e) => (None, Some(format!("commands object: {e}"))),
+        };
         let (extractor, commands) = match stored {
             Some(entries) => (
                 None,
@@ -118,7 +123,8 @@ impl Tape {
             commands,
             exit: None,
             state: String::new(),
-            damage: None,
+            damage: commands_damage,
+            stopped: false,
             cache: VecDeque::new(),
         };
         tape.ingest(&mut progress);
@@ -147,7 +153,7 @@ impl Tape {
     /// Chunks the reader lists that the index has not seen yet: pushed in order. Stops for
     /// good at the first chunk that cannot be read or verified ([`Self::damage`]).
     fn ingest(&mut self, progress: &mut impl FnMut(usize, usize)) {
-        if self.damage.is_some() {
+        if self.stopped {
             return;
         }
         let total = self.reader.chunk_count();
