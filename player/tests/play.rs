@@ -330,6 +330,37 @@ fn play_at_opens_paused_on_that_moment() {
     });
     assert_eq!(last_screen_line(&s), "demo$ echo two", "{s}");
     assert!(!has_line(&s, "two"), "{s}");
+
+    // The command list opens on the command at the play head; ↓ Enter jumps to the next one.
+    t.keys("at2", &["c"]);
+    let s = t.wait("at2", "listed the commands", |s| {
+        s.contains("commands (↑/↓")
+    });
+    assert!(s.contains("#5") && s.contains("echo three"), "{s}");
+    t.keys("at2", &["Down", "Enter"]);
+    let s = t.wait("at2", "jumped from the list", |s| {
+        cmd_counter(s).as_deref() == Some("4/7")
+    });
+    assert!(s.contains("printf 'nee%sle\\n' d"), "{s}");
+    // The metadata pane, the help overlay (any key closes it), idle compression off.
+    t.keys("at2", &["i"]);
+    let s = t.wait("at2", "shown the metadata", |s| s.contains("JIT grant"));
+    assert!(
+        s.contains("bash --norc --noprofile") && s.contains("sealed"),
+        "{s}"
+    );
+    t.keys("at2", &["?"]);
+    t.wait("at2", "shown the help", |s| {
+        s.contains("keys (any key closes)")
+    });
+    t.keys("at2", &["x"]);
+    t.wait("at2", "closed the help", |s| {
+        !s.contains("keys (any key closes)")
+    });
+    t.keys("at2", &["z"]);
+    t.wait("at2", "turned idle compression off", |s| {
+        s.contains("idle 1:1")
+    });
     t.keys("at2", &["q"]);
     t.wait("at2", "exited", |s| s.contains("EXIT=0"));
 
