@@ -212,7 +212,9 @@ fn play_pause_seek_next_command_search_and_quit() {
     let play = format!(
         "stty -g > {0}/stty.before; {1}; stty -g > {0}/stty.after",
         t.dir.path().display(),
-        t.kubetape(&format!("play {}", &id[..13]))
+        // Half speed: the session plays for ~7 s, ample time to see it play and pause it
+        // even on a loaded machine.
+        t.kubetape(&format!("play {} --speed 0.5", &id[..13]))
     );
     // Script the exit code the way `window` reports it, after the stty snapshot.
     t.window("play", 100, 30, &play);
