@@ -158,7 +158,7 @@ fn draw(f: &mut Frame, app: &App) {
     } else {
         (main, None)
     };
-    draw_screen(f.buffer_mut(), screen_area, &app.term, app);
+    draw_screen(f.buffer_mut(), screen_area, &app.term, &short_id(app));
     if let Some(side) = side {
         match app.pane {
             Pane::Commands => draw_commands(f, side, app),
@@ -175,12 +175,12 @@ fn draw(f: &mut Frame, app: &App) {
 
 /// The recorded screen at its recorded size, centred, framed when there is room, clipped when
 /// the real terminal is smaller.
-fn draw_screen(buf: &mut Buffer, area: Rect, term: &Terminal, app: &App) {
+fn draw_screen(buf: &mut Buffer, area: Rect, term: &Terminal, name: &str) {
     let size = term.size();
     let framed = area.width >= size.cols + 2 && area.height >= size.rows + 2;
     let inner = if framed {
         let outer = centred(area, size.cols + 2, size.rows + 2);
-        let title = format!(" {} · {}×{} ", short_id(app), size.cols, size.rows);
+        let title = format!(" {name} · {}×{} ", size.cols, size.rows);
         let block = Block::bordered()
             .title(title)
             .border_style(Style::new().fg(Color::DarkGray));
@@ -192,7 +192,13 @@ fn draw_screen(buf: &mut Buffer, area: Rect, term: &Terminal, app: &App) {
     };
     let screen = term.screen();
     let cursor = (!term.hide_cursor()).then(|| term.cursor());
-    for row in 0..inner.height.min(size.rows) {
+    // Taller than the real terminal: show the rows around the cursor (the prompt, the latest
+    // output) rather than always the top.
+    let top = (term.cursor().0 + 1)
+        .saturating_sub(inner.height)
+        .min(size.rows.saturating_sub(inner.height));
+    for y in 0..inner.height.min(size.rows) {
+        let row = top + y;
         for col in 0..inner.width.min(size.cols) {
             let Some(cell) = screen.cell(row, col) else {
                 continue;
@@ -225,7 +231,7 @@ fn draw_screen(buf: &mut Buffer, area: Rect, term: &Terminal, app: &App) {
             } else {
                 " "
             };
-            if let Some(out) = buf.cell_mut((inner.x + col, inner.y + row)) {
+            if let Some(out) = buf.cell_mut((inner.x + col, inner.y + y)) {
                 out.set_symbol(symbol).set_style(style);
             }
         }
@@ -560,6 +566,59 @@ fn draw_help(f: &mut Frame, area: Rect) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rows(buf: &Buffer) -> Vec<String> {
+        (0..buf.area.height)
+            .map(|y| {
+                (0..buf.area.width)
+                    .map(|x| buf[(x, y)].symbol())
+                    .collect::<String>()
+                    .trim_end()
+                    .to_string()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_screen_is_drawn_cell_by_cell_with_its_attributes() {
+        let mut term = Terminal::new(storage_schema::TermSize { cols: 12, rows: 3 });
+        term.process("\x1b[1;31mred\x1b[0m \x1b[7minv\x1b[0m\r\n漢字 ok".as_bytes());
+        // Framed when there is room, centred.
+        let area = Rect::new(0, 0, 16, 7);
+        let mut buf = Buffer::empty(area);
+        draw_screen(&mut buf, area, &term, "s");
+        let r = rows(&buf);
+        assert_eq!(r[2], " │red inv     │");
+        // Wide characters take two cells; the second is left for the terminal to skip.
+        assert_eq!(
+            [2, 4, 7, 8].map(|x| buf[(x, 3)].symbol()),
+            ["漢", "字", "o", "k"]
+        );
+        assert!(r[1].contains("s · 12×3"), "{r:?}");
+        let red = &buf[(2, 2)];
+        assert_eq!(red.fg, Color::Indexed(1));
+        assert!(red.modifier.contains(Modifier::BOLD));
+        assert!(buf[(6, 2)].modifier.contains(Modifier::REVERSED));
+        assert!(!buf[(10, 2)].modifier.contains(Modifier::REVERSED));
+        // The cursor (after "ok": column 7, the wide characters take two) is shown reversed.
+        assert!(buf[(9, 3)].modifier.contains(Modifier::REVERSED));
+        assert!(!buf[(8, 3)].modifier.contains(Modifier::REVERSED));
+    }
+
+    #[test]
+    fn a_screen_taller_than_the_terminal_keeps_the_cursor_row_in_view() {
+        let mut term = Terminal::new(storage_schema::TermSize { cols: 10, rows: 8 });
+        term.process(b"r0\r\nr1\r\nr2\r\nr3\r\nr4\r\nr5\r\n$ ");
+        let area = Rect::new(0, 0, 10, 3);
+        let mut buf = Buffer::empty(area);
+        draw_screen(&mut buf, area, &term, "s");
+        assert_eq!(rows(&buf), ["r4", "r5", "$"]);
+        // With the cursor near the top, the top is shown.
+        term.process(b"\x1b[H");
+        let mut buf = Buffer::empty(area);
+        draw_screen(&mut buf, area, &term, "s");
+        assert_eq!(rows(&buf), ["r0", "r1", "r2"]);
+    }
 
     #[test]
     fn clocks() {
