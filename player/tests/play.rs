@@ -423,3 +423,51 @@ fn play_needs_a_terminal() {
     );
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn sigterm_restores_the_terminal() {
+    let t = Tmux::new("term");
+    let id = record_short(&t);
+    let play = format!(
+        "stty -g > {0}/stty.before; {1}; stty -g > {0}/stty.after",
+        t.dir.path().display(),
+        t.kubetape(&format!("play {id} --at 0"))
+    );
+    t.window("play", 100, 30, &play);
+    t.wait("play", "opened", |s| s.contains("PAUSED"));
+    // The player is the only process whose command line holds this test's store and `play`.
+    let store = t.store().display().to_string();
+    let out = Command::new("pgrep")
+        .args([
+            "-f",
+            &format!("^{}.*{store}.* play ", env!("CARGO_BIN_EXE_kubetape")),
+        ])
+        .output()
+        .unwrap();
+    let pids = String::from_utf8_lossy(&out.stdout).into_owned();
+    let pid = match pids.split_whitespace().collect::<Vec<_>>()[..] {
+        [pid] => pid.to_string(),
+        ref other => panic!("expected one player process, found {other:?}"),
+    };
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    let s = t.wait("play", "exited", |s| s.contains("EXIT="));
+    assert!(!s.contains("PAUSED"), "player still on screen:\n{s}");
+    let read = |name: &str| std::fs::read_to_string(t.dir.path().join(name)).unwrap();
+    assert_eq!(
+        read("stty.before"),
+        read("stty.after"),
+        "terminal not restored"
+    );
+}
+
+/// A one-command session, for tests that need any recording at all.
+fn record_short(t: &Tmux) -> String {
+    let shell = t.kubetape("record -- sh -c 'echo short'");
+    t.window("rec", 80, 24, &shell);
+    let screen = t.wait("rec", "recorded", |s| s.contains("EXIT=0"));
+    let re = regex::Regex::new(r"session ([0-9a-f-]{36}) recorded").unwrap();
+    re.captures(&screen.replace('\n', ""))
+        .unwrap_or_else(|| panic!("no session id in:\n{screen}"))[1]
+        .to_string()
+}
