@@ -88,7 +88,14 @@ impl TermGuard {
         HOOK.call_once(|| {
             let previous = std::panic::take_hook();
             std::panic::set_hook(Box::new(move |info| {
-                restore();
+                // `transcript::Terminal` catches panics inside vt100 and carries on: those must
+                // not tear the screen down. Any other panic is fatal: restore, then report.
+                let in_vt100 = info
+                    .location()
+                    .is_some_and(|l| l.file().contains("/vt100-"));
+                if !in_vt100 {
+                    restore();
+                }
                 previous(info);
             }));
         });
