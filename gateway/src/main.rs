@@ -53,6 +53,8 @@ fn main() -> ExitCode {
         };
     }
     init_tracing();
+    // The command extractor's terminal emulator catches its own panics; keep them out of logs.
+    transcript::quiet_vt100_panics();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {

@@ -155,7 +155,11 @@ async fn authorize(
         if forced && let Err(e) = state.jit.refresh(true).await {
             tracing::warn!(error = %e, "access grants could not be refreshed; using the cached ones");
         }
-        let grants = state.jit.grants_for(identity);
+        let mut grants = state.jit.grants_for(identity);
+        // A revocation cancels the grants approved before it, for good.
+        if let Some(revoked_at) = state.revocations.last_revoked_at_us(&identity.user) {
+            grants.retain(|g| g.granted_at_us > revoked_at);
+        }
         let elevations: Vec<Elevation<'_>> = grants
             .iter()
             .map(|g| Elevation {

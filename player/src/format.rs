@@ -43,9 +43,46 @@ pub fn exit(exit: &storage_schema::ExitInfo) -> String {
     }
 }
 
+/// Rows as aligned text lines: every column but the last padded to its widest cell, two spaces
+/// apart, trailing space trimmed.
+pub fn table<R: AsRef<[String]>>(rows: &[R]) -> Vec<String> {
+    let mut widths: Vec<usize> = Vec::new();
+    for row in rows {
+        for (i, cell) in row.as_ref().iter().enumerate() {
+            if widths.len() <= i {
+                widths.push(0);
+            }
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    rows.iter()
+        .map(|row| {
+            let row = row.as_ref();
+            let mut line = String::new();
+            for (i, cell) in row.iter().enumerate() {
+                if i + 1 == row.len() {
+                    line.push_str(cell);
+                } else {
+                    line.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+                }
+            }
+            line.trim_end().to_string()
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tables_align_all_but_the_last_column() {
+        let rows = [
+            ["A".to_string(), "BB".to_string(), "last".to_string()],
+            ["ccc".to_string(), "d".to_string(), "x".to_string()],
+        ];
+        assert_eq!(table(&rows), ["A    BB  last", "ccc  d   x"]);
+    }
 
     #[test]
     fn durations() {

@@ -338,3 +338,63 @@ fn bad_patterns_and_times_are_clear_errors() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("neither a duration"));
 }
+
+/// A session sealed without a commands object (its gateway died; `kubetape seal` closed it as
+/// interrupted) is searchable too: the index extracts its commands from the recorded terminal.
+#[tokio::test]
+async fn interrupted_sessions_are_extracted_by_the_index() {
+    let env = Env::new();
+    let mut meta = SessionMeta::new(
+        SessionKind::Exec,
+        Identity {
+            user: "dave".into(),
+            ..Default::default()
+        },
+        Target {
+            namespace: Some("prod".into()),
+            pod: Some("db-0".into()),
+            ..Default::default()
+        },
+        vec!["sh".into()],
+        true,
+    );
+    meta.size = Some(storage_schema::TermSize { cols: 80, rows: 24 });
+    let recorder = Recorder::start(
+        env.store.clone(),
+        &env.keyring,
+        meta,
+        FlushPolicy::default(),
+    )
+    .await
+    .unwrap();
+    let id = recorder.session();
+    for (at_us, stream, bytes) in [
+        (10_000, Stream::Stdout, &b"$ "[..]),
+        (2_000_000, Stream::Stdin, &b"psql -c 'drop table x'\r"[..]),
+        (
+            2_000_100,
+            Stream::Stdout,
+            &b"psql -c 'drop table x'\r\nDROP TABLE\r\n$ "[..],
+        ),
+    ] {
+        recorder
+            .record_at(storage_schema::Event {
+                at_us,
+                kind: EventKind::Data {
+                    stream,
+                    bytes: bytes.to_vec(),
+                },
+            })
+            .await
+            .unwrap();
+    }
+    recorder.finish_unsealed().await.unwrap();
+    storage_schema::store::seal_interrupted(&env.store, &env.keyring, id)
+        .await
+        .unwrap();
+    let hits = env.search_json(&["drop table"]);
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0]["session"], id.to_string());
+    assert_eq!(hits[0]["command"], "psql -c 'drop table x'");
+    assert_eq!(hits[0]["offset_us"], 2_000_000);
+}

@@ -48,6 +48,15 @@ pub struct CommandEntry {
     pub exit_code: Option<i32>,
 }
 
+/// Sees every event a recorder takes, on the recorder's own task (off the relay's path), and
+/// hands over the session's commands when it is sealed. The transcript crate's extractor
+/// implements it; the recorder (`store::Recorder::start_observed`) drives it.
+pub trait CommandObserver: Send + 'static {
+    fn observe(&mut self, event: &crate::Event);
+    /// The commands, in order; called once, when the session is sealed.
+    fn finish(self: Box<Self>) -> Vec<CommandEntry>;
+}
+
 /// What the seal says about the commands object.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CommandsRef {

@@ -78,7 +78,7 @@ fn every_request_is_audited_with_identity_and_ci_claims() {
 
     kubectl_ok(&["get", "pods", "-n", "default", "-o", "name"], true);
     kubectl_ok(&["exec", "demo", "--", "echo", "audited"], true);
-    kubectl_ok(&["get", "pods", "-n", "prod"], false);
+    kubectl_ok(&["get", "pods", "-n", "kube-system"], false);
     let (code, _, _) = run(
         cluster.kubectl(&kubectl, &bad).args(["get", "pods"]),
         b"",
@@ -118,7 +118,7 @@ fn every_request_is_audited_with_identity_and_ci_claims() {
         "allow list pods default/- - 200 /api/v1/namespaces/default/pods",
         "allow get pods default/demo - 200 /api/v1/namespaces/default/pods/demo",
         "allow get pods default/demo exec 101 /api/v1/namespaces/default/pods/demo/exec",
-        "deny list pods prod/- - 403 /api/v1/namespaces/prod/pods",
+        "deny list pods kube-system/- - 403 /api/v1/namespaces/kube-system/pods",
     ];
     assert_eq!(shown, expected, "{mine:#?}");
     for r in &mine {
@@ -135,7 +135,7 @@ fn every_request_is_audited_with_identity_and_ci_claims() {
         mine[3]["reason"]
             .as_str()
             .unwrap()
-            .contains("may not act in namespace \"prod\"")
+            .contains("\"kube-system\"")
     );
     // The exec names its recording.
     let session = mine[2]["session"].as_str().expect("exec has a session id");
@@ -166,7 +166,10 @@ fn every_request_is_audited_with_identity_and_ci_claims() {
     );
 
     // Filters.
-    let (_, prod, _) = audit(&cluster, &["--json", "--user", CI_USER, "-n", "prod"]);
+    let (_, prod, _) = audit(
+        &cluster,
+        &["--json", "--user", CI_USER, "-n", "kube-system"],
+    );
     assert_eq!(prod.len(), 1);
     assert_eq!(prod[0]["decision"], "deny");
     let (_, recent, _) = audit(&cluster, &["--json", "--since", "1h"]);

@@ -295,7 +295,17 @@ fn extraction_corpus() {
                 .for_each_event(|e| events.push(e.clone()))
                 .await
                 .unwrap();
-            (transcript::extract(reader.meta(), &events), events)
+            let batch = transcript::extract(reader.meta(), &events);
+            // The gateway's way: take() after every event, as a live session is indexed.
+            let mut live = transcript::CommandExtractor::new(reader.meta());
+            let mut taken = Vec::new();
+            for e in &events {
+                live.feed(e);
+                taken.extend(live.take());
+            }
+            taken.extend(live.finish());
+            assert_eq!(taken, batch, "{name}: incremental extraction differs");
+            (batch, events)
         });
         for secret in &case.secrets {
             // The secret really was typed (so the extractor had it in front of it)...

@@ -287,3 +287,70 @@ fn request_approve_exec_expire() {
     assert!(text(&out).contains("denied"), "{}", text(&out));
     assert_ne!(exec_prod(&carol, "denied").0, Some(0));
 }
+
+/// Revoking a user cancels their grants: lifting the revocation restores their own bindings
+/// (staging), not the elevation approved before it (prod).
+#[test]
+fn revocation_cancels_grants_for_good() {
+    let Some(kubectl) = Kubectl::V1_33.path() else {
+        return;
+    };
+    let cluster = Cluster::start();
+    let alice = cluster.kubeconfig("alice@example.com", &["developers"]);
+    let bob = cluster.kubeconfig("bob@example.com", &["sre"]);
+    let exec = |ns: &str, pod: &str| {
+        run(
+            cluster
+                .kubectl(&kubectl, &alice)
+                .args(["exec", "-n", ns, pod, "--", "echo", "hi"]),
+            b"",
+            T,
+        )
+    };
+    let (code, out, err) = run(
+        cluster.kubetape_as(&alice).args([
+            "request",
+            "prod-debug",
+            "--namespace",
+            "prod",
+            "--reason",
+            "INC-9",
+            "--ttl",
+            "30m",
+            "--json",
+        ]),
+        b"",
+        T,
+    );
+    assert_eq!(code, Some(0), "{}", text(&err));
+    let created: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let id = created["id"].as_str().unwrap().to_string();
+    let (code, _, err) = run(cluster.kubetape_as(&bob).args(["approve", &id]), b"", T);
+    assert_eq!(code, Some(0), "{}", text(&err));
+    assert_eq!(exec("prod", "db").0, Some(0), "the grant works");
+
+    let admin = |args: &[&str]| {
+        let (code, _, err) = run(cluster.gateway_admin().args(args), b"", T);
+        assert_eq!(code, Some(0), "{}", text(&err));
+    };
+    admin(&["--user", "alice@example.com", "--reason", "laptop stolen"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while exec("staging", "web").0 == Some(0) {
+        assert!(
+            Instant::now() < deadline,
+            "the revocation never took effect"
+        );
+    }
+    admin(&["--user", "alice@example.com", "--lift"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while exec("staging", "web").0 != Some(0) {
+        assert!(Instant::now() < deadline, "lifting never took effect");
+    }
+    let (code, _, err) = exec("prod", "db");
+    assert_ne!(code, Some(0), "the grant was cancelled by the revocation");
+    assert!(
+        text(&err).contains("kubetape request prod-debug"),
+        "{}",
+        text(&err)
+    );
+}

@@ -44,13 +44,25 @@
 //! let at = index.seek(105_000, |_i| Ok::<_, std::convert::Infallible>(chunk.clone()))?;
 //! assert_eq!(at.terminal.text(), "$");
 //! // Keep playing from `at.next` (chunk and event index of the next event).
+//!
+//! // With an async reader: fetch the chunks the seek asks for.
+//! let mut seek = index.start_seek(105_000)?;
+//! while let Some(i) = seek.next_chunk() {
+//!     seek.feed_chunk(&chunk); // reader.chunk_events(i).await? for chunk i
+//! #   let _ = i;
+//! }
+//! assert_eq!(seek.finish().terminal.text(), "$");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 pub mod extract;
+mod observer;
 pub mod seek;
 pub mod term;
 
 pub use extract::{Command, CommandExtractor, extract};
-pub use seek::{Position, SeekConfig, SeekError, SeekIndex, Seeked};
-pub use term::Terminal;
+pub use seek::{Position, SeekConfig, SeekError, SeekInProgress, SeekIndex, Seeked};
+pub use term::{Terminal, quiet_vt100_panics};
+/// The emulator behind [`Terminal::screen`], re-exported so renderers name its cell and colour
+/// types at the same version.
+pub use vt100;

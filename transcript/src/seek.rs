@@ -74,6 +74,50 @@ pub struct Seeked {
     pub replayed: usize,
 }
 
+/// A seek whose tail is being replayed, chunk by chunk, as the caller fetches them.
+#[derive(Debug)]
+pub struct SeekInProgress {
+    at_us: u64,
+    chunks: usize,
+    done: bool,
+    seeked: Seeked,
+}
+
+impl SeekInProgress {
+    /// The chunk whose events are needed next, or `None` when the screen is complete.
+    pub fn next_chunk(&self) -> Option<usize> {
+        (!self.done).then_some(self.seeked.next.chunk)
+    }
+
+    /// Applies the events of the chunk [`next_chunk`](Self::next_chunk) named, up to the
+    /// target time.
+    pub fn feed_chunk(&mut self, events: &[Event]) {
+        if self.done {
+            return;
+        }
+        let s = &mut self.seeked;
+        while let Some(event) = events.get(s.next.event) {
+            if event.at_us > self.at_us {
+                self.done = true;
+                return;
+            }
+            s.terminal.apply(event);
+            s.replayed += 1;
+            s.next.event += 1;
+        }
+        s.next = Position {
+            chunk: s.next.chunk + 1,
+            event: 0,
+        };
+        self.done = s.next.chunk >= self.chunks;
+    }
+
+    /// The screen at the target time, and where to continue playing.
+    pub fn finish(self) -> Seeked {
+        self.seeked
+    }
+}
+
 #[derive(Debug)]
 struct Keyframe {
     at_us: u64,
@@ -188,6 +232,25 @@ impl SeekIndex {
         at_us: u64,
         mut chunk_events: impl FnMut(usize) -> Result<Vec<Event>, E>,
     ) -> Result<Seeked, SeekError<E>> {
+        let mut seek = self.start_seek(at_us).map_err(|e| match e {
+            SeekError::Keyframe { index } => SeekError::Keyframe { index },
+            SeekError::Chunk { source, .. } => match source {},
+        })?;
+        while let Some(chunk) = seek.next_chunk() {
+            let events =
+                chunk_events(chunk).map_err(|source| SeekError::Chunk { chunk, source })?;
+            seek.feed_chunk(&events);
+        }
+        Ok(seek.finish())
+    }
+
+    /// [`seek`](Self::seek) for callers that fetch chunks themselves (an async reader): the
+    /// keyframe is restored here; then feed the chunks [`SeekInProgress::next_chunk`] asks
+    /// for, and [`SeekInProgress::finish`].
+    pub fn start_seek(
+        &self,
+        at_us: u64,
+    ) -> Result<SeekInProgress, SeekError<std::convert::Infallible>> {
         let index = self
             .keyframes
             .partition_point(|k| k.at_us <= at_us)
@@ -201,31 +264,16 @@ impl SeekIndex {
                 .map_err(|_| SeekError::Keyframe { index })?;
             terminal.process(&raw);
         }
-        let mut pos = kf.pos;
-        let mut replayed = 0;
-        'chunks: while pos.chunk < self.chunks {
-            let events = chunk_events(pos.chunk).map_err(|source| SeekError::Chunk {
-                chunk: pos.chunk,
-                source,
-            })?;
-            while let Some(event) = events.get(pos.event) {
-                if event.at_us > at_us {
-                    break 'chunks;
-                }
-                terminal.apply(event);
-                replayed += 1;
-                pos.event += 1;
-            }
-            pos = Position {
-                chunk: pos.chunk + 1,
-                event: 0,
-            };
-        }
-        Ok(Seeked {
-            terminal,
-            next: pos,
-            keyframe: index,
-            replayed,
+        Ok(SeekInProgress {
+            at_us,
+            chunks: self.chunks,
+            done: kf.pos.chunk >= self.chunks,
+            seeked: Seeked {
+                terminal,
+                next: kf.pos,
+                keyframe: index,
+                replayed: 0,
+            },
         })
     }
 
@@ -449,6 +497,30 @@ mod tests {
         assert!(index.keyframe_count() > 1);
         // Every keyframe follows a complete sequence (odd event indexes end one).
         assert!(index.keyframes.iter().skip(1).all(|k| k.pos.event % 2 == 0));
+    }
+
+    #[test]
+    fn start_seek_with_chunks_fed_by_the_caller_equals_seek() {
+        let chunks = session();
+        let mut index = SeekIndex::new(TermSize { cols: 80, rows: 24 }, SeekConfig::default());
+        for c in &chunks {
+            index.push_chunk(c);
+        }
+        for at in (0..index.end_us() + 50_000).step_by(777_777) {
+            let mut s = index.start_seek(at).unwrap();
+            let mut asked = Vec::new();
+            while let Some(i) = s.next_chunk() {
+                asked.push(i);
+                s.feed_chunk(&chunks[i]);
+            }
+            let got = s.finish();
+            let want = index
+                .seek(at, |i| Ok::<_, NoError>(chunks[i].clone()))
+                .unwrap();
+            assert_eq!(got.terminal.text(), want.terminal.text(), "at {at}");
+            assert_eq!(got.next, want.next);
+            assert!(asked.windows(2).all(|w| w[1] == w[0] + 1), "{asked:?}");
+        }
     }
 
     #[test]

@@ -337,6 +337,25 @@ impl Terminal {
     }
 }
 
+/// Keeps the panics [`Terminal`] catches inside `vt100` (on hostile or odd input, counted in
+/// [`Terminal::faults`]) from being printed by the default panic hook: in the gateway they would
+/// clutter the logs, in the player they would land on the screen. Any other panic goes to the
+/// hook that was installed before. Call once, early in `main`.
+pub fn quiet_vt100_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let in_vt100 = info
+                .location()
+                .is_some_and(|l| l.file().contains("/vt100-"));
+            if !in_vt100 {
+                previous(info);
+            }
+        }));
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

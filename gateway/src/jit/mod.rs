@@ -68,6 +68,8 @@ pub struct Grant {
     pub namespace: String,
     pub reason: String,
     pub approver: String,
+    /// When it was approved (a revocation of the user after this cancels it).
+    pub granted_at_us: u64,
     pub expires_at_us: u64,
 }
 
@@ -163,6 +165,7 @@ impl Entry {
             namespace: self.request.namespace.clone(),
             reason: self.request.reason.clone(),
             approver: v.by.clone(),
+            granted_at_us: v.at_us,
             expires_at_us: v
                 .at_us
                 .saturating_add(self.request.ttl_secs.saturating_mul(1_000_000)),

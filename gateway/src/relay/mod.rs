@@ -237,9 +237,18 @@ pub async fn handle(
         tracing::info!("upstream speaks v4: stdin EOF cannot be forwarded");
     }
 
-    // Fail closed: no recording, no stream.
-    let recorder = match Recorder::start(state.store.clone(), &state.keyring, meta, state.flush)
-        .await
+    // Fail closed: no recording, no stream. The commands typed are extracted on the
+    // recorder's task and sealed with the session (what `kubetape search` finds).
+    let commands: Box<dyn storage_schema::commands::CommandObserver> =
+        Box::new(transcript::CommandExtractor::new(&meta));
+    let recorder = match Recorder::start_observed(
+        state.store.clone(),
+        &state.keyring,
+        meta,
+        state.flush,
+        Some(commands),
+    )
+    .await
     {
         Ok(r) => r,
         Err(e) => {
@@ -394,6 +403,7 @@ mod tests {
             namespace: "prod".into(),
             reason: "r".into(),
             approver: "sam".into(),
+            granted_at_us: crate::jit::now_us(),
             expires_at_us: crate::jit::now_us() + u64::try_from(d.as_micros()).unwrap(),
         }
     }

@@ -194,6 +194,18 @@ impl Revocations {
         }
     }
 
+    /// When `user` was last revoked (even if lifted since): grants approved before then are
+    /// cancelled, so lifting a revocation does not bring them back.
+    pub fn last_revoked_at_us(&self, user: &str) -> Option<u64> {
+        self.seen
+            .lock()
+            .expect("revocation list lock")
+            .values()
+            .filter(|e| e.user == user && e.action == Action::Revoke)
+            .map(|e| e.at_us)
+            .max()
+    }
+
     /// Users currently revoked.
     pub fn revoked(&self) -> Vec<Entry> {
         let mut v: Vec<Entry> = self

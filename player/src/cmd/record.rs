@@ -139,9 +139,18 @@ async fn record(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         .collect();
     let mut meta = SessionMeta::new(SessionKind::Local, identity(), target(), argv.clone(), tty);
     meta.size = Some(size);
-    let recorder = Recorder::start(store.clone(), &keyring, meta, FlushPolicy::default())
-        .await
-        .context("cannot start the recording, so the command was not run")?;
+    // Commands are extracted as the session runs and sealed with it (`kubetape search`).
+    let commands: Box<dyn storage_schema::commands::CommandObserver> =
+        Box::new(transcript::CommandExtractor::new(&meta));
+    let recorder = Recorder::start_observed(
+        store.clone(),
+        &keyring,
+        meta,
+        FlushPolicy::default(),
+        Some(commands),
+    )
+    .await
+    .context("cannot start the recording, so the command was not run")?;
     drop(keyring);
     let id = recorder.session();
     if !args.quiet {

@@ -174,28 +174,36 @@ fn print_table(out: &mut impl std::io::Write, hits: &[Hit]) -> anyhow::Result<()
     if hits.is_empty() {
         return Ok(());
     }
-    writeln!(
-        out,
-        "{:<13}  {:<19}  {:>9}  {:<4}  {:<14}  {:<24}  COMMAND",
-        "SESSION", "TIME (UTC)", "OFFSET", "#", "USER", "TARGET"
-    )?;
+    let mut rows = vec![
+        [
+            "SESSION",
+            "TIME (UTC)",
+            "OFFSET",
+            "#",
+            "USER",
+            "TARGET",
+            "COMMAND",
+        ]
+        .map(String::from),
+    ];
     for h in hits {
         let target = [h.namespace.as_deref(), h.pod.as_deref()]
             .into_iter()
             .flatten()
             .collect::<Vec<_>>()
             .join("/");
-        writeln!(
-            out,
-            "{:<13}  {:<19}  {:>9}  {:<4}  {:<14}  {:<24}  {}",
-            &h.session[..h.session.len().min(13)],
+        rows.push([
+            h.session[..h.session.len().min(13)].to_string(),
             format::timestamp_us(h.at_unix_us),
             format::duration_us(h.offset_us),
             format!("#{}", h.number),
-            h.user,
+            h.user.clone(),
             target,
-            h.command.replace('\n', " ⏎ ")
-        )?;
+            h.command.replace('\n', " ⏎ "),
+        ]);
+    }
+    for line in format::table(&rows) {
+        writeln!(out, "{line}")?;
     }
     Ok(())
 }

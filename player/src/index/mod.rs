@@ -351,22 +351,8 @@ impl Filter {
 
 /// `*` matches any run of characters; everything else literally.
 pub fn glob(pattern: &str, text: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
-        return pattern == text;
-    }
-    let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last) {
-        return false;
-    }
-    let mut rest = &text[first.len()..text.len() - last.len()];
-    for part in &parts[1..parts.len() - 1] {
-        match rest.find(part) {
-            Some(i) => rest = &rest[i + part.len()..],
-            None => return false,
-        }
-    }
-    true
+    let parts: Vec<String> = pattern.split('*').map(regex::escape).collect();
+    regex::Regex::new(&format!("^(?s:{})$", parts.join(".*"))).is_ok_and(|re| re.is_match(text))
 }
 
 enum Outcome {
@@ -391,33 +377,36 @@ async fn read_session(store: &Store, keyring: &Keyring, id: SessionId) -> Outcom
     if meta.kind == SessionKind::Audit {
         return Outcome::Skip;
     }
-    let (source, commands) = match reader.commands().await {
-        Ok(Some(entries)) => (
-            "recorded",
-            entries
+    let (source, entries) = match reader.commands().await {
+        Ok(Some(entries)) => ("recorded", entries),
+        // Sealed without a commands object (interrupted, or by an older recorder): extract them
+        // here, once, from the events.
+        Ok(None) => {
+            let mut extractor = transcript::CommandExtractor::new(meta);
+            if let Err(e) = reader.for_each_event(|event| extractor.feed(event)).await {
+                return Outcome::Unreadable(e.to_string());
+            }
+            let entries = extractor
+                .finish()
                 .into_iter()
-                .zip(1u32..)
-                .filter_map(|(e, number)| {
-                    // Redacted entries have no text, by construction: nothing to index.
-                    e.text.filter(|_| !e.redacted).map(|text| IndexedCommand {
-                        at_us: e.at_us,
-                        number,
-                        text,
-                    })
-                })
-                .collect(),
-        ),
-        Ok(None) if !meta.tty && !meta.command.is_empty() => (
-            "exec",
-            vec![IndexedCommand {
-                at_us: 0,
-                number: 1,
-                text: meta.command.join(" "),
-            }],
-        ),
-        Ok(None) => ("none", Vec::new()),
+                .map(storage_schema::commands::CommandEntry::from)
+                .collect();
+            ("extracted", entries)
+        }
         Err(e) => return Outcome::Unreadable(e.to_string()),
     };
+    let commands = entries
+        .into_iter()
+        .zip(1u32..)
+        .filter_map(|(e, number)| {
+            // Redacted entries have no text, by construction: nothing to index.
+            e.text.filter(|_| !e.redacted).map(|text| IndexedCommand {
+                at_us: e.at_us,
+                number,
+                text,
+            })
+        })
+        .collect();
     Outcome::Ended(
         IndexedSession {
             session: id.to_string(),

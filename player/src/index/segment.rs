@@ -40,8 +40,8 @@ pub struct IndexedSession {
     pub pod: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
-    /// Where the commands came from: `recorded` (the session's commands object), `exec` (the
-    /// exec's own command line), or `none`.
+    /// Where the commands came from: `recorded` (the session's commands object) or
+    /// `extracted` (from the events, by the index, for sessions sealed without one).
     pub source: String,
 }
 

@@ -19,7 +19,7 @@ use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
 
 pub use self::catalog::{SessionSummary, ended_since, list_sessions, summarize, summarize_all};
 pub use self::reader::{ReadError, SessionReader};
-pub use self::recorder::{CommandObserver, RecordError, Recorder};
+pub use self::recorder::{RecordError, Recorder};
 pub use self::verify::{KeySource, VerifyError, seal_interrupted, verify_session};
 
 /// Why the store could not be opened or used.

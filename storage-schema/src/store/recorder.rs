@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use super::{Store, StoreError};
 use crate::builder::{ChunkBuilder, FlushPolicy, MAX_EVENT_DATA};
 use crate::chunk::{ChunkError, SealedChunk};
-use crate::commands::{self, CommandEntry, CommandsError};
+use crate::commands::{self, CommandEntry, CommandObserver};
 use crate::event::{Event, EventKind, Stream};
 use crate::keys::{DataKey, KeyError, Keyring};
 use crate::layout;
@@ -45,17 +45,6 @@ pub enum RecordError {
     Stopped,
     #[error("recorder task failed: {0}")]
     Task(String),
-    #[error(transparent)]
-    Commands(#[from] CommandsError),
-}
-
-/// Sees every event the recorder takes, on the recorder's own task (off the relay's path), and
-/// hands over the session's commands when it is sealed. The gateway and `kubetape record` plug
-/// the transcript crate's extractor in here; this crate does not depend on it.
-pub trait CommandObserver: Send + 'static {
-    fn observe(&mut self, event: &Event);
-    /// The commands, in order; called once, when the session is sealed.
-    fn finish(self: Box<Self>) -> Vec<CommandEntry>;
 }
 
 enum Msg {
@@ -302,8 +291,11 @@ async fn run(
     }
     let command_entries = given.or_else(|| observer.map(|o| o.finish()));
     let mut seal = builder.seal_payload(SealState::Sealed, exit);
-    if let Some(entries) = command_entries {
-        let (bytes, reference) = commands::encode(session, builder.dek(), &entries)?;
+    // The commands are a convenience for search; the recording and its seal are the evidence,
+    // so commands that cannot be encoded (over 64 MiB) are left out rather than the seal.
+    if let Some(entries) = command_entries
+        && let Ok((bytes, reference)) = commands::encode(session, builder.dek(), &entries)
+    {
         store.put_create(&layout::commands(session), bytes).await?;
         seal.commands = Some(reference);
     }

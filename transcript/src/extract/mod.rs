@@ -128,3 +128,6 @@ pub fn extract<'a>(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod prop;

@@ -481,3 +481,54 @@ fn an_echo_arriving_after_enter_is_not_mistaken_for_no_echo() {
     assert_eq!(texts(&got), vec!["true", "cat", "echo after"]);
     assert!(got.iter().all(|c| !c.redacted), "{got:?}");
 }
+
+#[test]
+fn continuation_lines_under_osc_133_marks() {
+    let a = "\x1b]133;A\x07";
+    let b = "\x1b]133;B\x07";
+    let mut s = Sim::new();
+    s.out(&format!("{a}kt$ {b}"))
+        .typed("for i in 1 2; do")
+        .enter()
+        .out("> ");
+    s.typed("echo $i").enter().out("> ").typed("done").enter();
+    s.out("\x1b]133;C\x07")
+        .out(&format!("1\r\n2\r\n\x1b]133;D;0\x07{a}kt$ {b}"));
+    s.typed("true").enter();
+    let got = s.run(80, 24);
+    assert_eq!(texts(&got), vec!["for i in 1 2; do\necho $i\ndone", "true"]);
+    assert_eq!(got[0].exit_code, Some(0));
+}
+
+#[test]
+fn a_silent_program_gets_its_unechoed_input_redacted_after_the_timeout() {
+    let mut s = Sim::new();
+    s.out("kt$ ")
+        .typed("silent-reader")
+        .enter()
+        .out("Password: ");
+    s.key("s3cret-silent\r");
+    // Nothing comes back; the next keys arrive two seconds later (still no echo).
+    s.at += 2_000_000;
+    s.key("more\r");
+    let got = s.run(80, 24);
+    assert_eq!(texts(&got), vec!["silent-reader", "", ""]);
+    assert!(got[1].redacted && got[2].redacted);
+    assert!(!format!("{got:?}").contains("s3cret"));
+}
+
+#[test]
+fn themed_prompts_count_as_shell_prompts() {
+    let mut s = Sim::new();
+    s.out("\x1b[35m~/src\x1b[0m \x1b[32m❯\x1b[0m ")
+        .typed("git status")
+        .enter();
+    s.out("clean\r\n~/src ❯ ")
+        .typed("make")
+        .enter()
+        .out("done\r\n");
+    s.out("Continue? ").typed("yes").enter();
+    let got = s.run(80, 24);
+    assert_eq!(texts(&got), vec!["git status", "make"]);
+    assert_eq!(got[0].prompt.as_deref(), Some("~/src ❯"));
+}

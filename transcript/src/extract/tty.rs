@@ -5,9 +5,9 @@
 //!   prompt an OSC 133;B mark delimited).
 //! * Enter makes the line *pending*. It is resolved just before the output echoes the newline
 //!   (so the screen still shows the edited line, after backspaces, Ctrl-U/W, cursor edits,
-//!   history recall and tab completion have all been drawn), or at the next key, or after
-//!   [`ENTER_TIMEOUT_US`] of silence. The text is the cursor's logical line (rows joined where
-//!   they wrapped) minus the prompt.
+//!   history recall and tab completion have all been drawn), or at the next key that cannot
+//!   be typed ahead of the echo (output arrived since, or [`ENTER_TIMEOUT_US`] passed). The
+//!   text is the cursor's logical line (rows joined where they wrapped) minus the prompt.
 //! * Keys typed ahead of an echo (tmux, pastes, a fast typist on a slow link) are held back
 //!   until the pending Enter is resolved, then replayed; a typed-ahead line's prompt is the
 //!   shell's known one, since its own echo may already be on screen when it is replayed.
@@ -18,7 +18,8 @@
 //! * Keys typed on the alternate screen (vim, less, top) are not commands.
 //! * With OSC 133 marks, only lines typed after a `B` mark are commands and `D` gives the exit
 //!   code; without them, a line counts when its prompt looks like a shell's (ends in `$`, `#`,
-//!   `%` or `>`), so answers typed to a program's own prompt (`Name: `) are not commands.
+//!   `%`, `>` or a themed glyph such as `❯`), so answers typed to a program's own prompt
+//!   (`Name: `) are not commands.
 
 use storage_schema::{Event, EventKind, Stream, TermSize};
 
@@ -26,7 +27,8 @@ use super::Command;
 use super::keys::{Key, KeyReader};
 use crate::term::{Mark, Terminal};
 
-/// A pending Enter with no echo for this long is resolved from the screen as it is.
+/// Keys arriving this long after an Enter whose newline never came resolve it from the
+/// screen as it is (and are not held back as typed ahead).
 pub(crate) const ENTER_TIMEOUT_US: u64 = 1_000_000;
 
 /// How many rows above the cursor a multi-line paste is looked for.
@@ -111,7 +113,17 @@ impl TtyExtractor {
     }
 
     pub(crate) fn feed(&mut self, event: &Event) {
+        // Keys long after an Enter whose newline never came: the program took the input
+        // silently. (Late output waits for its newline instead: a slow link is not silence.)
+        let is_key = matches!(
+            event.kind,
+            EventKind::Data {
+                stream: Stream::Stdin,
+                ..
+            }
+        );
         if let Some(enter) = &self.enter
+            && is_key
             && event.at_us > enter.at_us.saturating_add(ENTER_TIMEOUT_US)
         {
             self.resolve_enter();
@@ -268,23 +280,29 @@ impl TtyExtractor {
         if let Some(line) = &mut self.line {
             line.output_seen = true;
         }
-        if let Some(enter) = &mut self.enter {
-            enter.output_after = true;
-        }
         let mut bytes = bytes;
         // Each echoed newline may resolve a pending Enter; keys typed ahead are replayed right
         // after, so their own Enter can be resolved by a later newline of the same output.
         while self.enter.is_some()
             && let Some(nl) = bytes.iter().position(|&b| b == b'\n')
         {
+            let drawn = bytes[..nl].iter().any(|&b| b != b'\r');
             self.term.process(&bytes[..nl]);
             self.handle_marks();
             if !self.waits_for_prompt_row() {
-                self.resolve(true);
+                let echo_before = drawn || self.enter.as_ref().is_some_and(|e| e.output_after);
+                self.resolve(Some(echo_before));
                 self.replay_deferred();
+            } else if let Some(enter) = &mut self.enter {
+                enter.output_after = true;
             }
             self.term.process(&bytes[nl..=nl]);
             bytes = &bytes[nl + 1..];
+        }
+        if !bytes.is_empty()
+            && let Some(enter) = &mut self.enter
+        {
+            enter.output_after = true;
         }
         self.term.process(bytes);
         self.handle_marks();
@@ -341,43 +359,49 @@ impl TtyExtractor {
 
     /// Resolves a pending Enter when something other than the echoed newline comes first.
     fn resolve_enter(&mut self) {
-        self.resolve(false);
+        self.resolve(None);
     }
 
     /// Turns the pending Enter into a command (or nothing) from what the screen shows now.
     ///
     /// `at_newline`: the output is about to echo a newline (an echoing terminal always echoes
-    /// Enter as one).
-    fn resolve(&mut self, at_newline: bool) {
+    /// Enter as one), and whether anything was drawn since Enter before it (`Some(drawn)`).
+    fn resolve(&mut self, at_newline: Option<bool>) {
         let Some(Enter { at_us, line, .. }) = self.enter.take() else {
             return;
         };
+        // The B mark delimited this line's prompt only; a PS2 continuation comes without one.
+        if line.at_shell {
+            self.b_prompt = None;
+        }
         if self.term.alternate_screen() {
             return;
         }
         let (mut input, mut prompt_used) = self.read_input(&line);
-        // Nothing was output while the line was typed and Enter's newline has not come: either
-        // the echo is late (it is on screen now, the newline still on its way) or there was
-        // none, and what follows the prompt now is the program's next output (bash `read -s`
-        // draws the next shell prompt on the same row). Only the first is input.
-        if !at_newline && !line.output_seen {
-            let next_prompt = self
-                .shell_prompt
-                .as_deref()
-                .is_some_and(|sp| input.starts_with(sp.trim_end()));
-            if next_prompt {
-                input.clear();
-                prompt_used = PromptUsed::None;
-            }
+        // Was the input echoed? Output while typing says yes. Without any: at the newline,
+        // anything drawn between Enter and it was the (late) echo, and nothing means none (a
+        // password prompt). With no newline yet: the screen shows either the late echo or,
+        // after the prompt, the program's next output (bash `read -s` draws the next shell
+        // prompt on the same row) or nothing; only the first is input.
+        let unechoed = !line.output_seen
+            && match at_newline {
+                Some(drawn) => !drawn,
+                None => {
+                    input.is_empty()
+                        || self
+                            .shell_prompt
+                            .as_deref()
+                            .is_some_and(|sp| input.starts_with(sp.trim_end()))
+                }
+            };
+        if unechoed {
+            input.clear();
+            prompt_used = PromptUsed::None;
         }
         let prompt = line.prompt.trim_end().to_owned();
-        // Typed but not echoed (nothing on screen, no output while typing), or echoed as stars.
+        // Typed but not echoed, or echoed as stars: the fact is kept, never the text.
         let redacted = line.printable > 0
-            && if input.is_empty() {
-                !line.output_seen
-            } else {
-                input.chars().all(|c| c == '*')
-            };
+            && (unechoed || (!input.is_empty() && input.chars().all(|c| c == '*')));
         if redacted {
             let mut entry = Command::new(at_us, String::new());
             entry.redacted = true;
@@ -549,11 +573,11 @@ fn is_continuation_prompt(prompt: &str) -> bool {
     prompt.trim_end() == ">"
 }
 
-/// Shell prompts end in `$`, `#`, `%` or `>` (then blanks); program prompts ("Password:",
-/// "Name? ", "") do not.
+/// Shell prompts end in `$`, `#`, `%` or `>` (or a glyph popular in themed prompts: `❯ » → λ
+/// ➜`), then blanks; program prompts ("Password:", "Name? ", "") do not.
 fn looks_like_shell_prompt(prompt: &str) -> bool {
     matches!(
         prompt.trim_end().chars().last(),
-        Some('$' | '#' | '%' | '>')
+        Some('$' | '#' | '%' | '>' | '❯' | '»' | '→' | 'λ' | '➜')
     )
 }
