@@ -471,3 +471,52 @@ fn record_short(t: &Tmux) -> String {
         .unwrap_or_else(|| panic!("no session id in:\n{screen}"))[1]
         .to_string()
 }
+
+#[test]
+fn a_search_hit_opens_in_play_on_the_screen_of_that_moment() {
+    let t = Tmux::new("hit");
+    let id = record(&t);
+    // `kubetape search` finds the command and names its session and number …
+    let out = Command::new(env!("CARGO_BIN_EXE_kubetape"))
+        .env_remove("KUBETAPE_STORE")
+        .env_remove("KUBETAPE_KEYS")
+        .arg("--store")
+        .arg(format!("file://{}", t.store().display()))
+        .arg("--keys")
+        .arg(t.dir.path().join("keys"))
+        .args(["search", "^printf", "--json", "--index"])
+        .arg(t.dir.path().join("index"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "search: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hits: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(hits.len(), 1, "{stdout}");
+    assert_eq!(hits[0]["session"], id.as_str());
+    let number = hits[0]["number"].as_u64().unwrap();
+    assert_eq!(number, 4, "{stdout}");
+
+    // … and `play --at '#N'` shows the screen of that moment: the command typed on the
+    // prompt line, its output not yet there.
+    t.window(
+        "hit",
+        100,
+        30,
+        &t.kubetape(&format!("play {id} --at '#{number}'")),
+    );
+    let s = t.wait("hit", "opened on the hit", |s| {
+        s.contains("PAUSED") && cmd_counter(s).as_deref() == Some("4/7")
+    });
+    assert_eq!(last_screen_line(&s), r"demo$ printf 'nee%sle\n' d", "{s}");
+    assert!(!has_line(&s, "needle"), "{s}");
+    t.keys("hit", &["q"]);
+    t.wait("hit", "exited", |s| s.contains("EXIT=0"));
+}
