@@ -16,6 +16,9 @@ use transcript::{CommandExtractor, Position, SeekConfig, SeekIndex, Seeked};
 /// Decoded chunks kept: enough for a seek's tail replay plus playback around it.
 const CACHE_CHUNKS: usize = 8;
 
+/// Chunks read ahead while the index is built.
+const READ_AHEAD: usize = 4;
+
 /// Search matches kept per query; more are counted, not stored.
 const MAX_MATCHES: usize = 10_000;
 
@@ -55,7 +58,8 @@ pub struct Tape {
     store: Store,
     keyring: Keyring,
     pub id: SessionId,
-    reader: SessionReader,
+    /// Shared with the read-ahead tasks of [`Self::ingest`].
+    reader: Arc<SessionReader>,
     index: SeekIndex,
     /// Set when the commands come from our own extraction (no sealed commands object): it keeps
     /// running as a live session grows.
@@ -83,7 +87,7 @@ impl Tape {
         id: SessionId,
         mut progress: impl FnMut(usize, usize),
     ) -> anyhow::Result<Self> {
-        let reader = rt.block_on(SessionReader::open(&store, &keyring, id))?;
+        let reader = Arc::new(rt.block_on(SessionReader::open(&store, &keyring, id))?);
         let meta = reader.meta();
         if meta.kind == storage_schema::SessionKind::Audit {
             anyhow::bail!(
@@ -157,15 +161,40 @@ impl Tape {
             return;
         }
         let total = self.reader.chunk_count();
+        // Chunks are read, verified and decrypted by tasks on the runtime's thread, up to
+        // READ_AHEAD ahead, while this thread runs the emulator over the previous ones: the two
+        // halves of the work overlap, and a remote store's latency is paid once, not per chunk.
+        let mut ahead: VecDeque<tokio::task::JoinHandle<Result<Vec<Event>, ReadError>>> =
+            VecDeque::new();
+        let mut requested = self.index.chunk_count();
         for i in self.index.chunk_count()..total {
-            let events = match self.fetch(i) {
+            while requested < total && ahead.len() < READ_AHEAD {
+                let reader = self.reader.clone();
+                ahead.push_back(
+                    self.rt
+                        .spawn(async move { reader.chunk_events(requested).await }),
+                );
+                requested += 1;
+            }
+            let handle = ahead.pop_front().expect("chunk i was requested");
+            let read = match self.rt.block_on(handle) {
+                Ok(read) => read,
+                Err(e) => {
+                    // A read task panicked or was cancelled: no different from a bad chunk.
+                    self.damage = Some(format!("chunk {i} could not be read: {e}"));
+                    self.stopped = true;
+                    break;
+                }
+            };
+            let events = match read {
                 Ok(events) => events,
                 Err(e) => {
                     tracing::warn!(session = %self.id, chunk = i, error = %e, "playback stops at an unreadable chunk");
                     self.damage = Some(format!(
                         "chunk {i} is unreadable, playback ends before it: {e}"
                     ));
-                    return;
+                    self.stopped = true;
+                    break;
                 }
             };
             self.index.push_chunk(&events);
@@ -182,6 +211,10 @@ impl Tape {
             }
             progress(i + 1, total);
         }
+        // After a damaged chunk: the reads still in flight are of no use.
+        for handle in ahead {
+            handle.abort();
+        }
     }
 
     /// For `--follow`: looks for chunks written since the last look, and the session's state.
@@ -189,9 +222,11 @@ impl Tape {
     /// one being typed) appear once the next prompt shows they are complete.
     pub fn poll(&mut self) -> anyhow::Result<bool> {
         let before = self.index.chunk_count();
-        self.reader = self
-            .rt
-            .block_on(SessionReader::open(&self.store, &self.keyring, self.id))?;
+        self.reader = Arc::new(self.rt.block_on(SessionReader::open(
+            &self.store,
+            &self.keyring,
+            self.id,
+        ))?);
         self.ingest(&mut |_, _| {});
         self.refresh_state();
         if self.state != "open"
@@ -220,10 +255,6 @@ impl Tape {
     /// The events of chunk `i`, from the cache or the store.
     pub fn chunk(&mut self, i: usize) -> Result<Arc<Vec<Event>>, ReadError> {
         cached(&mut self.cache, &self.rt, &self.reader, i)
-    }
-
-    fn fetch(&self, i: usize) -> Result<Arc<Vec<Event>>, ReadError> {
-        self.rt.block_on(self.reader.chunk_events(i)).map(Arc::new)
     }
 
     /// The event at `pos` (or, past its chunk's end, the first of the next chunk) and the
