@@ -463,13 +463,30 @@ mod tests {
             let keys = dir.path().join("k");
             let (ring, _) = Keyring::open_or_init(&keys).unwrap();
             let mut meta = storage_schema::SessionMeta::new(
-                SessionKind::Local,
-                Identity::default(),
-                Target::default(),
+                SessionKind::Exec,
+                Identity {
+                    user: "alice@example.com".into(),
+                    groups: vec!["sre".into()],
+                    issuer: Some("https://ci.example.com".into()),
+                    claims: [("repository".to_string(), "org/app".to_string())].into(),
+                },
+                Target {
+                    cluster: Some("eu1".into()),
+                    namespace: Some("prod".into()),
+                    pod: Some("web-0".into()),
+                    container: Some("app".into()),
+                    host: None,
+                },
                 vec!["sh".into()],
                 true,
             );
             meta.size = Some(storage_schema::TermSize { cols: 20, rows: 5 });
+            meta.grant = Some(storage_schema::session::Grant {
+                id: "g-17".into(),
+                reason: "INC-42 disk full".into(),
+                approver: "bob@example.com".into(),
+                expires_at_us: 1_795_446_245_000_000,
+            });
             let policy = FlushPolicy {
                 max_bytes: 16,
                 ..FlushPolicy::default()
@@ -643,6 +660,50 @@ mod tests {
         // unverified ones; every chunk still plays.
         assert!(app.tape.commands.is_empty());
         assert_eq!(app.end_us(), 12_000_000);
+    }
+
+    /// The whole player drawn into a test terminal, as text.
+    fn drawn(app: &App) -> String {
+        let mut tui = ratatui::Terminal::new(ratatui::backend::TestBackend::new(100, 30)).unwrap();
+        tui.draw(|f| super::super::ui::draw(f, app)).unwrap();
+        let buf = tui.backend().buffer();
+        (0..buf.area.height)
+            .map(|y| {
+                (0..buf.area.width)
+                    .map(|x| buf[(x, y)].symbol())
+                    .collect::<String>()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn the_metadata_pane_says_who_where_and_why() {
+        let f = Fixture::new();
+        let mut app = f.app(Some(At::Offset(1_000_000)));
+        press(&mut app, KeyCode::Char('i'));
+        let screen = drawn(&app);
+        for want in [
+            "alice@example.com",
+            "sre",
+            "https://ci.example.com",
+            "repository=org/app",
+            "eu1",
+            "prod",
+            "web-0",
+            "INC-42 disk full",
+            "bob@example.com",
+            "g-17",
+            "sealed",
+            "exit      0",
+        ] {
+            assert!(screen.contains(want), "{want:?} missing:\n{screen}");
+        }
+        // The screen and the status line are drawn beside it.
+        assert!(screen.contains("│ab"), "{screen}");
+        assert!(screen.contains("PAUSED  0:01.0 / 0:12.0"), "{screen}");
+        press(&mut app, KeyCode::Char('i'));
+        assert!(!drawn(&app).contains("INC-42"));
     }
 
     #[test]

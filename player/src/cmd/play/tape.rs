@@ -245,11 +245,18 @@ impl Tape {
         }
     }
 
+    /// The state as `kubetape ls` reports it, and the exit status the seal holds when no
+    /// exit event was recorded (the gateway and `record` put it in the seal).
     fn refresh_state(&mut self) {
-        self.state = match self.rt.block_on(summarize(&self.store, self.id)) {
-            Ok(s) => s.state,
-            Err(_) => "unknown".into(),
-        };
+        match self.rt.block_on(summarize(&self.store, self.id)) {
+            Ok(s) => {
+                self.state = s.state;
+                if self.exit.is_none() {
+                    self.exit = s.exit.map(|e| (e.code, e.message));
+                }
+            }
+            Err(_) => self.state = "unknown".into(),
+        }
     }
 
     /// The events of chunk `i`, from the cache or the store.

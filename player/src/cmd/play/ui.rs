@@ -150,7 +150,7 @@ pub fn clock(us: u64) -> String {
     }
 }
 
-fn draw(f: &mut Frame, app: &App) {
+pub(super) fn draw(f: &mut Frame, app: &App) {
     let [main, timeline, status] = Layout::vertical([
         Constraint::Min(1),
         Constraint::Length(1),
