@@ -209,7 +209,11 @@ impl App {
     pub fn tick(&mut self, elapsed: Duration) -> anyhow::Result<()> {
         if self.follow && self.last_poll.elapsed() >= POLL_EVERY {
             self.last_poll = Instant::now();
-            self.tape.poll()?;
+            // A failed look (the store briefly unreachable) is reported and retried on the next
+            // one; what was already read keeps playing.
+            if let Err(e) = self.tape.poll() {
+                self.message = Some(format!("following: {e:#}"));
+            }
             if self.tape.state != "open" {
                 // Sealed or interrupted: nothing more will come; play out what is left.
                 self.follow = false;
