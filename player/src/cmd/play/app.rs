@@ -214,7 +214,7 @@ impl App {
             if let Err(e) = self.tape.poll() {
                 self.message = Some(format!("following: {e:#}"));
             }
-            if matches!(self.tape.state.as_str(), "sealed" | "interrupted") {
+            if self.tape.ended() {
                 // Sealed or interrupted: nothing more will come; play out what is left.
                 self.follow = false;
             }

@@ -229,13 +229,18 @@ impl Tape {
         ))?);
         self.ingest(&mut |_, _| {});
         self.refresh_state();
-        if self.state != "open"
+        if self.ended()
             && let Some(x) = self.extractor.take()
         {
             // The session ended: what the extractor still holds is complete now.
             self.commands.extend(x.finish().into_iter().map(Cmd::from));
         }
         Ok(self.index.chunk_count() > before)
+    }
+
+    /// Sealed or interrupted: no chunk will be added (an unreadable state is not an end).
+    pub fn ended(&self) -> bool {
+        matches!(self.state.as_str(), "sealed" | "interrupted")
     }
 
     /// Ends extraction for a session that is not going to grow (no `--follow`).
