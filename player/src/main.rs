@@ -32,6 +32,7 @@ Examples:
   kubetape ls                          list recordings, newest first
   kubetape verify --all                check every recording is intact
   kubetape cat 0196f3a2 | less -R      print a recording's output
+  kubetape play 0196f3a2 --at '#3'     replay it, from the third command
   kubetape export 0196f3a2 -o s.cast   export for asciinema
   kubetape search 'rm -rf' -n prod     who typed it, where, when
   kubetape audit --since 1h            what the gateways were asked in the last hour
@@ -59,6 +60,7 @@ enum Command {
     Ls(cmd::ls::Args),
     Verify(cmd::verify::Args),
     Cat(cmd::cat::Args),
+    Play(cmd::play::Args),
     Export(cmd::export::Args),
     Search(cmd::search::Args),
     Seal(cmd::seal::Args),
@@ -109,6 +111,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ls(args) => cmd::ls::run(global, args).await,
         Command::Verify(args) => cmd::verify::run(global, args).await,
         Command::Cat(args) => cmd::cat::run(global, args).await,
+        Command::Play(args) => cmd::play::run(global, args).await,
         Command::Export(args) => cmd::export::run(global, args).await,
         Command::Search(args) => cmd::search::run(global, args).await,
         Command::Seal(args) => cmd::seal::run(global, args).await,

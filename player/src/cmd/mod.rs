@@ -7,6 +7,7 @@ pub mod cat;
 pub mod export;
 pub mod keys;
 pub mod ls;
+pub mod play;
 pub mod record;
 pub mod seal;
 pub mod search;

@@ -1,0 +1,155 @@
+//! `kubetape play`: the reviewer's terminal player.
+//!
+//! - [`at`]: `--at` values.
+//! - [`tape`]: the session, its seek index (one pass at open), commands and a chunk cache.
+//! - [`app`]: playback state and keys, independent of the screen so it can be tested.
+//! - [`ui`]: drawing with ratatui, and the terminal set-up that is undone on every way out.
+
+mod app;
+mod at;
+mod tape;
+mod ui;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::bail;
+use storage_schema::store::list_sessions;
+
+use crate::config::Global;
+use crate::resolve;
+
+const ABOUT: &str = "Replay a recording in the terminal";
+
+const LONG_ABOUT: &str = "\
+Replay a recording in the terminal, at its recorded size, with its timing.
+
+Seeking is instant: the recording is read once when it opens (keyframes of the screen are kept,
+not the events), and every jump restores the nearest keyframe and replays the few events after
+it. Works on sealed, interrupted and live sessions; `--follow` keeps playing a live session as
+the gateway writes it. A damaged recording plays up to the first chunk that fails verification,
+and says so.
+
+Keys (also under `?`):
+  space        play / pause              + / -        speed 0.25× … 64×
+  .            one event (paused)        ← / →        −/+ 5 s
+  ↓ / ↑        −/+ 1 min (PgDn / PgUp)   Home / End   start / end
+  0 … 9        0 % … 90 % of the way     z            idle gaps > 2 s play as 2 s (on/off)
+  n / p        next / previous command   c            command list (↑/↓, Enter jumps)
+  /            search commands and output; n / N next / previous match, Esc ends the search
+  i            who, where, why (metadata)              q            quit
+  A click on the timeline (the row above the status line, commands marked ┃) seeks there.";
+
+const AFTER_HELP: &str = "\
+Examples:
+  kubetape play 0196f3a2                  play from the start
+  kubetape play --latest --follow         watch the newest session live
+  kubetape play 0196f3a2 --at 1m23s       open paused at 1 min 23 s
+  kubetape play 0196f3a2 --at '#3'        open on the third command, as it was typed";
+
+#[derive(Debug, clap::Args)]
+#[command(about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
+pub struct Args {
+    /// The session: a full id or a unique prefix
+    #[arg(required_unless_present = "latest", conflicts_with = "latest")]
+    session: Option<String>,
+
+    /// Play the newest session in the store
+    #[arg(long)]
+    latest: bool,
+
+    /// Open paused at this moment: an offset (83.5, 1m23s, 1:23, as `search` prints it) or
+    /// `#N`, the moment the N-th command was entered
+    #[arg(long, value_name = "OFFSET|#N")]
+    at: Option<at::At>,
+
+    /// Playback speed, 0.25 to 64
+    #[arg(long, default_value = "1", value_parser = parse_speed)]
+    speed: f64,
+
+    /// Keep reading new chunks of a live session and play them as they arrive (opens at the
+    /// live edge unless --at says otherwise; Home goes back to the start)
+    #[arg(long)]
+    follow: bool,
+}
+
+fn parse_speed(s: &str) -> Result<f64, String> {
+    match s.trim_end_matches(['x', '×']).parse::<f64>() {
+        Ok(v) if (app::MIN_SPEED..=app::MAX_SPEED).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a speed from {} to {}",
+            app::MIN_SPEED,
+            app::MAX_SPEED
+        )),
+    }
+}
+
+pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
+    let stdout = rustix::stdio::stdout();
+    let stdin = rustix::stdio::stdin();
+    if !rustix::termios::isatty(stdout) || !rustix::termios::isatty(stdin) {
+        bail!(
+            "`play` needs a terminal (stdin and stdout are not both one); to print a recording use `kubetape cat SESSION` \
+             or `kubetape export SESSION --format text`"
+        );
+    }
+    let store = global.open_store()?;
+    let keyring = global.open_keyring()?;
+    let id = match &args.session {
+        Some(text) => resolve::session(&store, text).await?,
+        None => newest(&store).await?,
+    };
+    let span = tracing::info_span!("play", session = %id);
+    let _enter = span.enter();
+
+    // The player is a blocking loop (terminal input, drawing); it reads chunks through this
+    // runtime, whose thread keeps driving I/O while we wait for it.
+    let rt = tokio::runtime::Handle::current();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_tui = stop.clone();
+    let mut tui = tokio::task::spawn_blocking(move || {
+        let mut tape = tape::Tape::open(rt, store, keyring, id, ui::progress)?;
+        ui::progress_done();
+        let cfg = app::Config {
+            at: args.at,
+            speed: args.speed,
+            follow: args.follow,
+        };
+        if !cfg.follow {
+            tape.finish_commands();
+        }
+        let app = app::App::new(tape, cfg)?;
+        ui::run(app, &stop_tui)
+    });
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let result = tokio::select! {
+        r = &mut tui => r,
+        _ = term.recv() => { stop.store(true, Ordering::SeqCst); (&mut tui).await }
+        _ = hup.recv() => { stop.store(true, Ordering::SeqCst); (&mut tui).await }
+    };
+    match result {
+        Ok(r) => r.map(|()| ExitCode::SUCCESS),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The newest terminal session (audit streams skipped).
+async fn newest(store: &storage_schema::store::Store) -> anyhow::Result<storage_schema::SessionId> {
+    for id in list_sessions(store).await? {
+        let summary = storage_schema::store::summarize(store, id).await?;
+        if summary
+            .meta
+            .is_some_and(|m| m.kind != storage_schema::SessionKind::Audit)
+        {
+            return Ok(id);
+        }
+    }
+    bail!(
+        "no sessions in {} yet; record one with `kubetape record`",
+        store.url()
+    )
+}

@@ -1,0 +1,522 @@
+//! `kubetape play` driven through tmux as a reviewer would: a session is recorded with
+//! `kubetape record` in one tmux pane, then played in another, and every assertion is on what
+//! `capture-pane` shows. Waits poll the screen with a deadline; nothing sleeps in their place.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// A private tmux server (its own socket), killed when the test ends.
+struct Tmux {
+    socket: String,
+    dir: tempfile::TempDir,
+}
+
+impl Tmux {
+    fn new(name: &str) -> Self {
+        Self {
+            socket: format!("kubetape-play-{name}-{}", std::process::id()),
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn store(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    /// `kubetape` with this test's store and keyring, as a shell command line.
+    fn kubetape(&self, args: &str) -> String {
+        format!(
+            "env -u KUBETAPE_STORE -u KUBETAPE_KEYS -u KUBETAPE_LOG {} --store 'file://{}' --keys '{}' {args}",
+            env!("CARGO_BIN_EXE_kubetape"),
+            self.store().display(),
+            self.dir.path().join("keys").display()
+        )
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new("tmux");
+        c.args(["-L", &self.socket, "-f", "/dev/null"]);
+        c
+    }
+
+    fn run(&self, args: &[&str]) {
+        let out = self.cmd().args(args).output().expect("tmux");
+        assert!(
+            out.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A new window `name` of `cols`×`rows` running `shell` (kept open after it ends).
+    fn window(&self, name: &str, cols: u16, rows: u16, shell: &str) {
+        let script = format!("{shell}; echo EXIT=$?; sleep 600");
+        let (x, y) = (cols.to_string(), rows.to_string());
+        let has_server = self
+            .cmd()
+            .args(["has-session"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if has_server {
+            self.run(&["new-window", "-d", "-n", name, "sh", "-c", &script]);
+            self.run(&["resize-window", "-t", name, "-x", &x, "-y", &y]);
+        } else {
+            self.run(&[
+                "new-session",
+                "-d",
+                "-s",
+                "t",
+                "-n",
+                name,
+                "-x",
+                &x,
+                "-y",
+                &y,
+                "sh",
+                "-c",
+                &script,
+            ]);
+        }
+    }
+
+    fn keys(&self, window: &str, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", window];
+        args.extend_from_slice(keys);
+        self.run(&args);
+    }
+
+    /// Types `text` literally (no key names).
+    fn type_text(&self, window: &str, text: &str) {
+        self.run(&["send-keys", "-t", window, "-l", text]);
+    }
+
+    fn screen(&self, window: &str) -> String {
+        let out = self
+            .cmd()
+            .args(["capture-pane", "-p", "-t", window])
+            .output()
+            .expect("tmux capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Polls `window` until `ok(screen)` holds, returning that screen.
+    fn wait(&self, window: &str, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let screen = self.screen(window);
+            if ok(&screen) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{window}: never {what}; screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd().arg("kill-server").output();
+    }
+}
+
+/// The rows of the recorded screen as shown (its frame removed), above the timeline.
+fn screen_rows(screen: &str) -> Vec<&str> {
+    let lines: Vec<&str> = screen.lines().collect();
+    lines[..lines.len().saturating_sub(2)]
+        .iter()
+        .map(|l| l.trim().trim_matches('│').trim())
+        .filter(|l| !l.starts_with(['┌', '└']))
+        .collect()
+}
+
+/// Whether some row of the recorded screen, trimmed, is exactly `text`.
+fn has_line(screen: &str, text: &str) -> bool {
+    screen_rows(screen).contains(&text)
+}
+
+/// The last non-blank row of the recorded screen.
+fn last_screen_line(screen: &str) -> String {
+    screen_rows(screen)
+        .into_iter()
+        .rev()
+        .find(|l| !l.is_empty())
+        .unwrap_or("")
+        .to_string()
+}
+
+/// The status line's play-head clock in tenths of a second (`m:ss.d / …`).
+fn clock(screen: &str) -> Option<u64> {
+    let re = regex::Regex::new(r"(\d+):(\d\d)\.(\d) / \d+:\d\d\.\d").unwrap();
+    let c = re.captures(screen)?;
+    let n = |i: usize| c[i].parse::<u64>().unwrap();
+    Some((n(1) * 60 + n(2)) * 10 + n(3))
+}
+
+/// The `cmd k/N` counter of the status line.
+fn cmd_counter(screen: &str) -> Option<String> {
+    let re = regex::Regex::new(r"cmd (\d+/\d+)").unwrap();
+    Some(re.captures(screen)?[1].to_string())
+}
+
+const PROMPT: &str = "demo$";
+
+/// Records a bash session in window `rec`: a 1 s pause, three commands, a 6 s pause and one
+/// more, typed and waited for like a person. Returns the session id.
+fn record(t: &Tmux) -> String {
+    let shell = t.kubetape("record -- bash --norc --noprofile");
+    t.window("rec", 80, 24, &format!("PS1='{PROMPT} ' {shell}"));
+    let prompts =
+        |n: usize| move |s: &str| s.lines().filter(|l| l.starts_with(PROMPT)).count() == n;
+    t.wait("rec", "showed the prompt", prompts(1));
+    let steps: [(&str, &str); 6] = [
+        ("sleep 1", ""),
+        ("echo one", "one"),
+        ("echo two", "two"),
+        // The word is only in the output, not in what was typed.
+        ("printf 'nee%sle\\n' d", "needle"),
+        ("sleep 6", ""),
+        ("echo three", "three"),
+    ];
+    for (i, (command, output)) in steps.iter().enumerate() {
+        t.type_text("rec", command);
+        t.wait("rec", "echoed the command", |s| {
+            s.lines().any(|l| l == format!("{PROMPT} {command}"))
+        });
+        t.keys("rec", &["Enter"]);
+        if !output.is_empty() {
+            t.wait("rec", "printed the output", |s| has_line(s, output));
+        }
+        t.wait("rec", "showed the next prompt", prompts(i + 2));
+    }
+    t.type_text("rec", "exit");
+    t.keys("rec", &["Enter"]);
+    let screen = t.wait("rec", "sealed the session", |s| s.contains("EXIT=0"));
+    let re = regex::Regex::new(r"session ([0-9a-f-]{36}) recorded").unwrap();
+    let joined = screen.replace('\n', "");
+    re.captures(&joined)
+        .unwrap_or_else(|| panic!("no session id in:\n{screen}"))[1]
+        .to_string()
+}
+
+#[test]
+fn play_pause_seek_next_command_search_and_quit() {
+    let t = Tmux::new("keys");
+    let id = record(&t);
+    let play = format!(
+        "stty -g > {0}/stty.before; {1}; stty -g > {0}/stty.after",
+        t.dir.path().display(),
+        // Half speed: the session plays for ~7 s, ample time to see it play and pause it
+        // even on a loaded machine.
+        t.kubetape(&format!("play {} --speed 0.5", &id[..13]))
+    );
+    // Script the exit code the way `window` reports it, after the stty snapshot.
+    t.window("play", 100, 30, &play);
+
+    // It renders the recorded screen and plays: the clock moves.
+    let s = t.wait("play", "played the first command", |s| {
+        s.contains("PLAYING") && s.lines().any(|l| l.contains("demo$ echo one"))
+    });
+    let first = clock(&s).expect("a clock on the status line");
+    t.wait("play", "moved the clock", |s| {
+        clock(s).is_some_and(|c| c > first)
+    });
+
+    // Space pauses: the status says so and the clock stops.
+    t.keys("play", &["Space"]);
+    let s = t.wait("play", "paused", |s| s.contains("PAUSED"));
+    let stopped = clock(&s).unwrap();
+    // A running clock shows a new tenth every 100 ms: half a second unchanged means stopped.
+    let until = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < until {
+        let s = t.screen("play");
+        assert_eq!(clock(&s), Some(stopped), "clock moved while paused:\n{s}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // End shows the last screen; ← (−5 s) lands in the `sleep 6`: an earlier screen.
+    t.keys("play", &["End"]);
+    let s = t.wait("play", "shown the end", |s| has_line(s, "three"));
+    let end = clock(&s).unwrap();
+    t.keys("play", &["Left"]);
+    let s = t.wait("play", "gone back 5 s", |s| clock(s) == Some(end - 50));
+    assert!(!has_line(&s, "three"), "still the last screen:\n{s}");
+    assert!(has_line(&s, "needle"), "not the screen of the pause:\n{s}");
+    assert!(s.contains("demo$ sleep 6"), "{s}");
+
+    // n from the start: each command at the moment it was entered, typed on the prompt line,
+    // its output not there yet.
+    t.keys("play", &["Home"]);
+    t.wait("play", "gone to the start", |s| clock(s) == Some(0));
+    t.keys("play", &["n"]);
+    let s = t.wait("play", "jumped to command 1", |s| {
+        cmd_counter(s).as_deref() == Some("1/7")
+    });
+    assert_eq!(last_screen_line(&s), "demo$ sleep 1", "{s}");
+    let at_sleep = clock(&s).unwrap();
+    t.keys("play", &["n"]);
+    let s = t.wait("play", "jumped to command 2", |s| {
+        cmd_counter(s).as_deref() == Some("2/7")
+    });
+    assert_eq!(last_screen_line(&s), "demo$ echo one", "{s}");
+    assert!(!has_line(&s, "one"), "output shown too early:\n{s}");
+    // Entered after the `sleep 1` ended: the clock shows a second more at least.
+    let at_one = clock(&s).unwrap();
+    assert!(at_one >= at_sleep + 10, "{at_sleep} → {at_one}:\n{s}");
+    t.keys("play", &["n"]);
+    let s = t.wait("play", "jumped to command 3", |s| {
+        cmd_counter(s).as_deref() == Some("3/7")
+    });
+    assert_eq!(last_screen_line(&s), "demo$ echo two", "{s}");
+    assert!(has_line(&s, "one") && !has_line(&s, "two"), "{s}");
+    assert!(clock(&s).unwrap() >= at_one, "{s}");
+    // p goes back one.
+    t.keys("play", &["p"]);
+    let s = t.wait("play", "gone back to command 2", |s| {
+        cmd_counter(s).as_deref() == Some("2/7")
+    });
+    assert_eq!(last_screen_line(&s), "demo$ echo one", "{s}");
+
+    // / searches the output (the word was never typed) and jumps to where it appeared.
+    t.keys("play", &["/"]);
+    t.wait("play", "opened the search prompt", |s| {
+        s.contains("search: /")
+    });
+    t.type_text("play", "NEEDLE");
+    t.keys("play", &["Enter"]);
+    let s = t.wait("play", "found the word", |s| s.contains("/NEEDLE 1/1"));
+    assert!(has_line(&s, "needle"), "{s}");
+    assert!(!s.contains("demo$ sleep 6"), "jumped past the match:\n{s}");
+    t.keys("play", &["/"]);
+    t.type_text("play", "absent-word");
+    t.keys("play", &["Enter"]);
+    t.wait("play", "said there is no match", |s| {
+        s.contains("no match for \"absent-word\"")
+    });
+
+    // A click on the timeline (SGR mouse report; the row above the status line) seeks: the
+    // first column is the start, the last the end.
+    t.type_text("play", "\x1b[<0;1;29M\x1b[<0;1;29m");
+    let s = t.wait("play", "seeked to the click", |s| clock(s) == Some(0));
+    assert_eq!(cmd_counter(&s).as_deref(), Some("0/7"), "{s}");
+    t.type_text("play", "\x1b[<0;100;29M\x1b[<0;100;29m");
+    t.wait("play", "seeked to the end", |s| has_line(s, "three"));
+
+    // q quits, leaves the alternate screen and restores the terminal settings.
+    t.keys("play", &["q"]);
+    let s = t.wait("play", "exited", |s| s.contains("EXIT=0"));
+    assert!(!s.contains("PAUSED"), "player still on screen:\n{s}");
+    let read = |name: &str| std::fs::read_to_string(t.dir.path().join(name)).unwrap();
+    assert_eq!(
+        read("stty.before"),
+        read("stty.after"),
+        "terminal not restored"
+    );
+}
+
+#[test]
+fn play_at_opens_paused_on_that_moment() {
+    let t = Tmux::new("at");
+    let id = record(&t);
+
+    // #3: the screen as the third command was entered.
+    t.window("at2", 100, 30, &t.kubetape(&format!("play {id} --at '#3'")));
+    let s = t.wait("at2", "opened on command 3", |s| {
+        s.contains("PAUSED") && cmd_counter(s).as_deref() == Some("3/7")
+    });
+    assert_eq!(last_screen_line(&s), "demo$ echo two", "{s}");
+    assert!(!has_line(&s, "two"), "{s}");
+
+    // The command list opens on the command at the play head; ↓ Enter jumps to the next one.
+    t.keys("at2", &["c"]);
+    let s = t.wait("at2", "listed the commands", |s| {
+        s.contains("commands (↑/↓")
+    });
+    assert!(s.contains("#5") && s.contains("echo three"), "{s}");
+    t.keys("at2", &["Down", "Enter"]);
+    let s = t.wait("at2", "jumped from the list", |s| {
+        cmd_counter(s).as_deref() == Some("4/7")
+    });
+    assert!(s.contains("printf 'nee%sle\\n' d"), "{s}");
+    // The metadata pane, the help overlay (any key closes it), idle compression off.
+    t.keys("at2", &["i"]);
+    let s = t.wait("at2", "shown the metadata", |s| s.contains("JIT grant"));
+    assert!(
+        s.contains("bash --norc --noprofile") && s.contains("sealed"),
+        "{s}"
+    );
+    t.keys("at2", &["?"]);
+    t.wait("at2", "shown the help", |s| {
+        s.contains("keys (any key closes)")
+    });
+    t.keys("at2", &["x"]);
+    t.wait("at2", "closed the help", |s| {
+        !s.contains("keys (any key closes)")
+    });
+    t.keys("at2", &["z"]);
+    t.wait("at2", "turned idle compression off", |s| {
+        s.contains("idle 1:1")
+    });
+    t.keys("at2", &["q"]);
+    t.wait("at2", "exited", |s| s.contains("EXIT=0"));
+
+    // An offset past the end shows the end.
+    t.window("late", 100, 30, &t.kubetape(&format!("play {id} --at 1h")));
+    t.wait("late", "opened at the end", |s| {
+        s.contains("PAUSED") && has_line(s, "three")
+    });
+    t.keys("late", &["q"]);
+    t.wait("late", "exited", |s| s.contains("EXIT=0"));
+
+    // A command number the session does not have is an error, before the screen is taken.
+    t.window("bad", 100, 30, &t.kubetape(&format!("play {id} --at '#9'")));
+    let s = t.wait("bad", "refused #9", |s| s.contains("EXIT=1"));
+    assert!(s.contains("has 7 command(s); there is no #9"), "{s}");
+}
+
+#[test]
+fn follow_plays_a_live_session_as_it_is_written() {
+    let t = Tmux::new("follow");
+    let shell = t.kubetape("record -- bash --norc --noprofile");
+    t.window("rec", 80, 24, &format!("PS1='{PROMPT} ' {shell}"));
+    t.wait("rec", "showed the prompt", |s| s.contains(PROMPT));
+    // The recorder writes a chunk within a second of the first event; the player opens the
+    // session once one exists.
+    t.window("live", 100, 30, &t.kubetape("play --latest --follow"));
+    t.wait("live", "shown the live prompt", |s| {
+        s.contains("LIVE") && s.lines().any(|l| l.contains(PROMPT))
+    });
+    t.type_text("rec", "echo live-$((6*7))");
+    t.keys("rec", &["Enter"]);
+    t.wait("live", "played the new output", |s| has_line(s, "live-42"));
+    t.type_text("rec", "exit");
+    t.keys("rec", &["Enter"]);
+    t.wait("rec", "sealed", |s| s.contains("EXIT=0"));
+    t.wait("live", "seen the seal", |s| s.contains("sealed"));
+    t.keys("live", &["q"]);
+    t.wait("live", "exited", |s| s.contains("EXIT=0"));
+}
+
+#[test]
+fn play_needs_a_terminal() {
+    let t = Tmux::new("notty");
+    let out = Command::new(env!("CARGO_BIN_EXE_kubetape"))
+        .env_remove("KUBETAPE_STORE")
+        .env_remove("KUBETAPE_KEYS")
+        .arg("--store")
+        .arg(t.store())
+        .args(["play", "--latest"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("needs a terminal") && err.contains("kubetape cat"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn sigterm_restores_the_terminal() {
+    let t = Tmux::new("term");
+    let id = record_short(&t);
+    let play = format!(
+        "stty -g > {0}/stty.before; {1}; stty -g > {0}/stty.after",
+        t.dir.path().display(),
+        t.kubetape(&format!("play {id} --at 0"))
+    );
+    t.window("play", 100, 30, &play);
+    t.wait("play", "opened", |s| s.contains("PAUSED"));
+    // The player is the only process whose command line holds this test's store and `play`.
+    let store = t.store().display().to_string();
+    let out = Command::new("pgrep")
+        .args([
+            "-f",
+            &format!("^{}.*{store}.* play ", env!("CARGO_BIN_EXE_kubetape")),
+        ])
+        .output()
+        .unwrap();
+    let pids = String::from_utf8_lossy(&out.stdout).into_owned();
+    let pid = match pids.split_whitespace().collect::<Vec<_>>()[..] {
+        [pid] => pid.to_string(),
+        ref other => panic!("expected one player process, found {other:?}"),
+    };
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    let s = t.wait("play", "exited", |s| s.contains("EXIT="));
+    assert!(!s.contains("PAUSED"), "player still on screen:\n{s}");
+    let read = |name: &str| std::fs::read_to_string(t.dir.path().join(name)).unwrap();
+    assert_eq!(
+        read("stty.before"),
+        read("stty.after"),
+        "terminal not restored"
+    );
+}
+
+/// A one-command session, for tests that need any recording at all.
+fn record_short(t: &Tmux) -> String {
+    let shell = t.kubetape("record -- sh -c 'echo short'");
+    t.window("rec", 80, 24, &shell);
+    let screen = t.wait("rec", "recorded", |s| s.contains("EXIT=0"));
+    let re = regex::Regex::new(r"session ([0-9a-f-]{36}) recorded").unwrap();
+    re.captures(&screen.replace('\n', ""))
+        .unwrap_or_else(|| panic!("no session id in:\n{screen}"))[1]
+        .to_string()
+}
+
+#[test]
+fn a_search_hit_opens_in_play_on_the_screen_of_that_moment() {
+    let t = Tmux::new("hit");
+    let id = record(&t);
+    // `kubetape search` finds the command and names its session and number …
+    let out = Command::new(env!("CARGO_BIN_EXE_kubetape"))
+        .env_remove("KUBETAPE_STORE")
+        .env_remove("KUBETAPE_KEYS")
+        .arg("--store")
+        .arg(format!("file://{}", t.store().display()))
+        .arg("--keys")
+        .arg(t.dir.path().join("keys"))
+        .args(["search", "^printf", "--json", "--index"])
+        .arg(t.dir.path().join("index"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "search: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hits: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(hits.len(), 1, "{stdout}");
+    assert_eq!(hits[0]["session"], id.as_str());
+    let number = hits[0]["number"].as_u64().unwrap();
+    assert_eq!(number, 4, "{stdout}");
+
+    // … and `play --at '#N'` shows the screen of that moment: the command typed on the
+    // prompt line, its output not yet there.
+    t.window(
+        "hit",
+        100,
+        30,
+        &t.kubetape(&format!("play {id} --at '#{number}'")),
+    );
+    let s = t.wait("hit", "opened on the hit", |s| {
+        s.contains("PAUSED") && cmd_counter(s).as_deref() == Some("4/7")
+    });
+    assert_eq!(last_screen_line(&s), r"demo$ printf 'nee%sle\n' d", "{s}");
+    assert!(!has_line(&s, "needle"), "{s}");
+    t.keys("hit", &["q"]);
+    t.wait("hit", "exited", |s| s.contains("EXIT=0"));
+}
