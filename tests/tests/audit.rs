@@ -119,7 +119,10 @@ fn every_request_is_audited_with_identity_and_ci_claims() {
         assert_eq!(r["decision"], "allow", "{r:#}");
         assert_eq!(r["method"], "GET", "{r:#}");
         let path = r["path"].as_str().unwrap();
-        assert!(path == "/api" || path.starts_with("/apis") || path.starts_with("/api/"), "{r:#}");
+        assert!(
+            path == "/api" || path.starts_with("/apis") || path.starts_with("/api/"),
+            "{r:#}"
+        );
     }
     let mine: Vec<&serde_json::Value> = stored[before..]
         .iter()

@@ -12,19 +12,19 @@ use tmux::Tmux;
 
 const SECRET: &str = "s3cr3t-Passw0rd-42";
 
-/// Waits (bounded) until the last non-empty line is a bare prompt: the shell is ready for the
-/// next command (its echoed text alone would already contain the prompt string).
-fn wait_for_prompt(tmux: &Tmux) {
+/// Waits (bounded) until the last non-empty line is a bare prompt (one of `prompts`): the shell
+/// is ready for the next command (its echoed text alone would already contain the prompt
+/// string, and keys typed before the prompt is drawn are echoed in front of it).
+fn wait_for_prompt(tmux: &Tmux, prompts: &[&str]) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let screen = tmux.screen("s");
-        if screen
+        let last = screen
             .lines()
             .rev()
             .find(|l| !l.trim().is_empty())
-            .map(str::trim)
-            == Some("ktp>")
-        {
+            .map(str::trim);
+        if last.is_some_and(|l| prompts.contains(&l)) {
             return;
         }
         assert!(Instant::now() < deadline, "no prompt:\n{screen}");
@@ -48,8 +48,9 @@ fn commands_typed_through_the_gateway_are_searchable_seconds_later() {
         ),
     );
     // A known prompt, whoever the pod's sh runs as (`# ` for root, `$ ` otherwise).
+    wait_for_prompt(&tmux, &["#", "$"]);
     tmux.send("s", "PS1='ktp> '");
-    wait_for_prompt(&tmux);
+    wait_for_prompt(&tmux, &["ktp>"]);
     // A typo fixed with backspace: the index holds the command that ran.
     tmux.run(&[
         "send-keys",
@@ -61,7 +62,7 @@ fn commands_typed_through_the_gateway_are_searchable_seconds_later() {
         "Enter",
     ]);
     tmux.wait_for("s", "needle-42");
-    wait_for_prompt(&tmux);
+    wait_for_prompt(&tmux, &["ktp>"]);
     tmux.send(
         "s",
         "stty -echo; printf 'Password: '; read pw; stty echo; echo; echo got-${#pw}",
@@ -69,7 +70,7 @@ fn commands_typed_through_the_gateway_are_searchable_seconds_later() {
     tmux.wait_for("s", "Password:");
     tmux.send("s", SECRET);
     tmux.wait_for("s", "got-18");
-    wait_for_prompt(&tmux);
+    wait_for_prompt(&tmux, &["ktp>"]);
     tmux.send("s", "exit 0");
     tmux.wait_for("s", "KUBECTL-EXIT=0");
     let ended = Instant::now();
@@ -125,7 +126,7 @@ fn commands_typed_through_the_gateway_are_searchable_seconds_later() {
     assert_eq!(hit["user"], "alice@example.com");
     assert_eq!(hit["namespace"], "default");
     assert_eq!(hit["pod"], "demo");
-    assert_eq!(hit["number"], 1);
+    assert_eq!(hit["number"], 2, "after PS1=…");
     let sessions = cluster.sessions();
     let session = sessions
         .iter()
