@@ -103,6 +103,7 @@ impl Recorder {
         let builder = ChunkBuilder::new(session, &meta_bytes, dek, signer, policy)?;
         let clock = Instant::now();
         let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        let observer = observer.map(ObserverThread::spawn).transpose()?;
         let task = tokio::spawn(run(store, builder, rx, clock, observer));
         Ok(Self {
             session,
@@ -221,7 +222,7 @@ async fn run(
     mut builder: ChunkBuilder,
     mut rx: mpsc::Receiver<Msg>,
     clock: Instant,
-    mut observer: Option<Box<dyn CommandObserver>>,
+    observer: Option<ObserverThread>,
 ) -> Result<Option<SealPayload>, RecordError> {
     let session = builder.seal_payload(SealState::Sealed, None).session;
     let (chunk_tx, chunk_rx) = mpsc::channel::<SealedChunk>(CHUNK_QUEUE);
@@ -251,8 +252,8 @@ async fn run(
             };
             match msg {
                 Some(Msg::Event(event)) => {
-                    if let Some(observer) = observer.as_mut() {
-                        observer.observe(&event);
+                    if let Some(observer) = &observer {
+                        observer.observe(&event).await;
                     }
                     for chunk in builder.push(&event)? {
                         chunk_tx
@@ -289,7 +290,11 @@ async fn run(
     if !write_seal {
         return Ok(None);
     }
-    let command_entries = given.or_else(|| observer.map(|o| o.finish()));
+    let observed = match observer {
+        Some(o) => o.finish().await,
+        None => None,
+    };
+    let command_entries = given.or(observed);
     let mut seal = builder.seal_payload(SealState::Sealed, exit);
     // The commands are a convenience for search; the recording and its seal are the evidence,
     // so commands that cannot be encoded (over 64 MiB) are left out rather than the seal.
@@ -304,6 +309,46 @@ async fn run(
         .await?;
     super::catalog::mark_ended(&store, session, seal.sealed_at_us).await;
     Ok(Some(seal))
+}
+
+/// Events an observer may have queued before the recorder waits for it.
+const OBSERVER_QUEUE: usize = 256;
+
+/// The observer on a thread of its own: terminal emulation costs about as much CPU as the
+/// recording itself (~120 MB/s per core), so it runs beside the recorder rather than on its
+/// task, which in `kubetape record` shares one thread with the terminal relay. The queue is
+/// bounded and awaited: a slow observer slows the session down, it never loses events.
+struct ObserverThread {
+    tx: mpsc::Sender<Event>,
+    done: tokio::sync::oneshot::Receiver<Vec<CommandEntry>>,
+}
+
+impl ObserverThread {
+    fn spawn(mut observer: Box<dyn CommandObserver>) -> Result<Self, RecordError> {
+        let (tx, mut rx) = mpsc::channel::<Event>(OBSERVER_QUEUE);
+        let (done_tx, done) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("kubetape-commands".into())
+            .spawn(move || {
+                while let Some(event) = rx.blocking_recv() {
+                    observer.observe(&event);
+                }
+                let _ = done_tx.send(observer.finish());
+            })
+            .map_err(|e| RecordError::Task(format!("cannot start the command extractor: {e}")))?;
+        Ok(Self { tx, done })
+    }
+
+    async fn observe(&self, event: &Event) {
+        // If the thread is gone (it panicked), the commands are lost, not the recording.
+        let _ = self.tx.send(event.clone()).await;
+    }
+
+    /// Ends the stream of events and waits for the commands (`None` if the thread died).
+    async fn finish(self) -> Option<Vec<CommandEntry>> {
+        drop(self.tx);
+        self.done.await.ok()
+    }
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
