@@ -5,6 +5,7 @@
 //! KUBETAPE_BENCH_ZSTD_LEVEL=1 cargo bench -p storage-schema --bench pipeline   # other zstd level
 //! ```
 //! Environment: `KUBETAPE_BENCH_ZSTD_LEVEL` (default: `FlushPolicy::default()`'s level),
+//! `KUBETAPE_BENCH_ZSTD_TABLES` (`HASHLOG,CHAINLOG`, or `level` for the level's own tables),
 //! `KUBETAPE_BENCH_MIB` (input size, default 64), `KUBETAPE_BENCH_REPS` (repetitions, default 7;
 //! the median is reported), `KUBETAPE_BENCH_DUMP=FILE` (write the input, and 4 MiB of each kind
 //! alone, to FILE[.kind] and exit).
@@ -48,7 +49,7 @@ use sha2::{Digest as _, Sha256};
 use storage_schema::aead;
 use storage_schema::{
     ChunkBuilder, DataKey, Event, EventKind, FlushPolicy, SealedChunk, SessionId, SigningKey,
-    Stream,
+    Stream, ZstdTables,
 };
 
 /// Size of one PTY read.
@@ -467,6 +468,18 @@ fn main() {
     let policy = FlushPolicy {
         zstd_level: env_num("KUBETAPE_BENCH_ZSTD_LEVEL")
             .unwrap_or(FlushPolicy::default().zstd_level),
+        // KUBETAPE_BENCH_ZSTD_TABLES=16,12 (hash log, chain log) or "level" for the level's own.
+        zstd_tables: match std::env::var("KUBETAPE_BENCH_ZSTD_TABLES").as_deref() {
+            Err(_) => FlushPolicy::default().zstd_tables,
+            Ok("level") => None,
+            Ok(logs) => {
+                let (hash, chain) = logs.split_once(',').expect("HASH,CHAIN");
+                Some(ZstdTables {
+                    hash_log: hash.parse().expect("hash log"),
+                    chain_log: chain.parse().expect("chain log"),
+                })
+            }
+        },
         ..FlushPolicy::default()
     };
     let mib: usize = env_num("KUBETAPE_BENCH_MIB").unwrap_or(64);
@@ -503,12 +516,18 @@ fn main() {
         READ
     );
     println!(
-        "policy: zstd level {}, chunks close at {} KiB; {} repetitions, median reported",
+        "policy: zstd level {} tables {}, chunks close at {} KiB; {} repetitions, median reported",
         policy.zstd_level,
+        policy
+            .zstd_tables
+            .map_or("(the level's own)".to_string(), |t| format!(
+                "hashLog {} chainLog {}",
+                t.hash_log, t.chain_log
+            )),
         policy.max_bytes >> 10,
         reps
     );
-    let mut compressor = zstd::bulk::Compressor::new(policy.zstd_level).unwrap();
+    let mut compressor = policy.compressor().unwrap();
     let ratios: Vec<String> = (0..4)
         .map(|k| {
             format!(
@@ -642,13 +661,29 @@ fn main() {
     );
     let mut compressed = Vec::new();
     row(
-        &format!("stage: zstd level {} (bulk, per chunk)", policy.zstd_level),
+        "stage: zstd as the policy sets it (bulk)",
         measure(reps, || {
             compressed = plaintexts
                 .iter()
                 .map(|p| compressor.compress(p).unwrap())
                 .collect::<Vec<_>>();
             Some(compressed.iter().map(Vec::len).sum())
+        }),
+    );
+    // The untuned level, for the chainLog choice's ratio in the same run.
+    let mut plain = zstd::bulk::Compressor::new(policy.zstd_level).unwrap();
+    row(
+        &format!(
+            "stage: zstd level {} untuned (comparison)",
+            policy.zstd_level
+        ),
+        measure(reps, || {
+            Some(
+                plaintexts
+                    .iter()
+                    .map(|p| plain.compress(p).unwrap().len())
+                    .sum(),
+            )
         }),
     );
     let header = [0u8; 92];

@@ -29,14 +29,21 @@ pub fn seal(
 ) -> Result<Vec<u8>, AeadError> {
     let mut out = Vec::with_capacity(msg.len() + TAG_LEN);
     out.extend_from_slice(msg);
-    key(key_bytes)
-        .seal_in_place_append_tag(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(aad),
-            &mut out,
-        )
-        .map_err(|_| AeadError)?;
+    seal_in_place(key_bytes, nonce, aad, &mut out)?;
     Ok(out)
+}
+
+/// Encrypts `buf` in place and appends the tag, for callers that produced the plaintext in a
+/// buffer they no longer need (the chunk writer's zstd output: one copy less per chunk).
+pub fn seal_in_place(
+    key_bytes: &[u8; 32],
+    nonce: [u8; 12],
+    aad: &[u8],
+    buf: &mut Vec<u8>,
+) -> Result<(), AeadError> {
+    key(key_bytes)
+        .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), buf)
+        .map_err(|_| AeadError)
 }
 
 /// Authenticates and decrypts ciphertext ‖ tag, returning the plaintext.

@@ -234,17 +234,20 @@ impl SealedChunk {
         dek: &DataKey,
         signer: &SigningKey,
     ) -> Result<Self, ChunkError> {
-        let compressed = compressor
-            .compress(plaintext)
+        // The body is built where it will be encrypted: zstd writes into a buffer with room
+        // for the tag, and AES-GCM works in place.
+        let mut body =
+            Vec::with_capacity(zstd::zstd_safe::compress_bound(plaintext.len()) + TAG_LEN);
+        compressor
+            .compress_to_buffer(plaintext, &mut body)
             .map_err(|e| ChunkError::Compress(e.to_string()))?;
         // Incompressible output (already-compressed or random data) is stored as it is: the
         // reader then skips zstd too, and the chunk is never larger than its events.
-        let is_compressed = compressed.len() < plaintext.len();
-        let body: &[u8] = if is_compressed {
-            &compressed
-        } else {
-            plaintext
-        };
+        let is_compressed = body.len() < plaintext.len();
+        if !is_compressed {
+            body.clear();
+            body.extend_from_slice(plaintext);
+        }
         let header = ChunkHeader {
             compressed: is_compressed,
             session,
@@ -262,7 +265,8 @@ impl SealedChunk {
             return Err(ChunkError::BadHeader("plaintext length"));
         }
         let header_bytes = header.to_bytes();
-        let ciphertext = aead::seal(dek.bytes(), nonce(seq), &header_bytes, body)
+        let mut ciphertext = body;
+        aead::seal_in_place(dek.bytes(), nonce(seq), &header_bytes, &mut ciphertext)
             .map_err(|_| ChunkError::BadHeader("body length"))?;
         debug_assert_eq!(ciphertext.len(), header.ciphertext_len as usize);
         let digest = ChainDigest::of(&header_bytes, &ciphertext);

@@ -46,7 +46,7 @@ pub mod store;
 pub const FORMAT_VERSION: u32 = 1;
 
 pub use audit::{AuditDecision, AuditRecord};
-pub use builder::{ChunkBuilder, FlushPolicy, Totals};
+pub use builder::{ChunkBuilder, FlushPolicy, Totals, ZstdTables};
 pub use chunk::{ChainDigest, ChunkError, ChunkHeader, SealedChunk};
 pub use event::{Direction, Event, EventKind, Stream};
 pub use keys::{DataKey, KeyError, Keyring, PublicKey, SigningKey};

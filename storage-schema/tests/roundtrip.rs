@@ -8,7 +8,7 @@ use storage_schema::builder::MAX_EVENT_DATA;
 use storage_schema::store::{KeySource, SessionReader, verify_session};
 use storage_schema::{
     ChunkBuilder, DataKey, Direction, Event, EventKind, FlushPolicy, SessionState, SigningKey,
-    Stream, Verifier,
+    Stream, Verifier, ZstdTables,
 };
 
 fn arb_kind() -> impl Strategy<Value = EventKind> {
@@ -53,10 +53,15 @@ fn arb_policy() -> impl Strategy<Value = FlushPolicy> {
     (
         prop_oneof![Just(64usize), Just(1024), Just(256 << 10)],
         -5i32..6,
+        proptest::option::of((6u32..20, 6u32..20)),
     )
-        .prop_map(|(max_bytes, zstd_level)| FlushPolicy {
+        .prop_map(|(max_bytes, zstd_level, tables)| FlushPolicy {
             max_bytes,
             zstd_level,
+            zstd_tables: tables.map(|(hash_log, chain_log)| ZstdTables {
+                hash_log,
+                chain_log,
+            }),
             ..FlushPolicy::default()
         })
 }
