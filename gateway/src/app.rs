@@ -82,8 +82,13 @@ impl Gateway {
             upstream,
             jit: Arc::new(Jit::new(store.clone())),
             store,
-            keyring,
+            keyring: Arc::new(keyring),
             flush: config.recording.flush_policy(),
+            recording: crate::background::Background::start(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+                config.recording.niceness,
+            )
+            .context("start the recording runtime")?,
             cluster: config.cluster_name.clone(),
             audit,
             revocations,

@@ -102,6 +102,10 @@ pub struct RecordingConfig {
     /// ... or once it holds this much.
     #[serde(default = "default_chunk_kib")]
     pub max_chunk_kib: usize,
+    /// How far below the relay the recording work runs (`nice` steps, 0..=19; 0 = same
+    /// priority). See `gateway::background`.
+    #[serde(default = "default_niceness")]
+    pub niceness: u8,
 }
 
 impl Default for RecordingConfig {
@@ -111,6 +115,7 @@ impl Default for RecordingConfig {
             keys: None,
             flush_interval_ms: default_flush_ms(),
             max_chunk_kib: default_chunk_kib(),
+            niceness: default_niceness(),
         }
     }
 }
@@ -121,6 +126,10 @@ fn default_flush_ms() -> u64 {
 
 fn default_chunk_kib() -> usize {
     256
+}
+
+fn default_niceness() -> u8 {
+    crate::background::DEFAULT_NICENESS
 }
 
 impl RecordingConfig {

@@ -22,6 +22,7 @@ pub mod admin;
 pub mod app;
 pub mod audit;
 pub mod authn;
+pub mod background;
 pub mod config;
 pub mod devissuer;
 pub mod jit;

@@ -36,8 +36,10 @@ pub struct State {
     pub jit: Arc<Jit>,
     pub upstream: kube::Client,
     pub store: Store,
-    pub keyring: Keyring,
+    pub keyring: Arc<Keyring>,
     pub flush: FlushPolicy,
+    /// Where recorders run: below the relay's priority (see [`crate::background`]).
+    pub recording: crate::background::Background,
     pub cluster: String,
     pub audit: Arc<AuditLog>,
     pub revocations: Arc<Revocations>,

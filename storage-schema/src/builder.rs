@@ -16,7 +16,8 @@ pub const MAX_EVENT_DATA: usize = 64 << 10;
 /// When a chunk is closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlushPolicy {
-    /// Close a chunk at most this long after its first event: the most a crash can lose.
+    /// Close a chunk at most this long after its first event: the most a crash can lose. Each
+    /// session uses 75-100% of it, fixed by its id (see [`ChunkBuilder::deadline_us`]).
     pub max_age: Duration,
     /// Close a chunk once its encoded events reach this many bytes.
     pub max_bytes: usize,
@@ -102,6 +103,14 @@ impl Totals {
     }
 }
 
+/// 75-100% of `max_age`, picked by the session id's last two bytes (random in UUIDv7 ids).
+fn spread_age(session: SessionId, max_age: Duration) -> u64 {
+    let id = session.as_bytes();
+    let pick = u128::from(u16::from_be_bytes([id[14], id[15]]));
+    let full = max_age.as_micros();
+    (full - full * pick / (4 << 16)) as u64
+}
+
 /// Accumulates encoded events and seals them into chunks.
 pub struct ChunkBuilder {
     session: SessionId,
@@ -117,6 +126,8 @@ pub struct ChunkBuilder {
     next_seq: u64,
     prev: ChainDigest,
     totals: Totals,
+    /// This session's share of `policy.max_age` (see [`Self::deadline_us`]).
+    max_age_us: u64,
 }
 
 impl std::fmt::Debug for ChunkBuilder {
@@ -153,6 +164,7 @@ impl ChunkBuilder {
             next_seq: 0,
             prev: ChainDigest::genesis(session, meta_bytes),
             totals: Totals::default(),
+            max_age_us: spread_age(session, policy.max_age),
         })
     }
 
@@ -224,9 +236,14 @@ impl ChunkBuilder {
     }
 
     /// When the open chunk must be closed (session clock, µs), if one is open.
+    ///
+    /// The age is spread over 75-100% of `max_age` by the session id's last (random) bytes, so
+    /// sessions that start together do not flush together: on a gateway, 100 sessions opened
+    /// at once otherwise sealed and wrote 100 chunks in the same few milliseconds every
+    /// second, and those bursts were where the slow keystroke echoes clustered (exec bench
+    /// with `KUBETAPE_BENCH_SAMPLES`). Never longer than `max_age`: the loss bound holds.
     pub fn deadline_us(&self) -> Option<u64> {
-        self.opened_at_us
-            .map(|t| t + self.policy.max_age.as_micros() as u64)
+        self.opened_at_us.map(|t| t + self.max_age_us)
     }
 
     /// Seals the open chunk, if any.
@@ -282,5 +299,26 @@ impl ChunkBuilder {
 
     pub fn signer(&self) -> &SigningKey {
         &self.signer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Flush ages stay within 75-100% of the policy's and differ between sessions.
+    #[test]
+    fn flush_ages_are_spread_within_the_bound() {
+        let max = Duration::from_secs(1);
+        let ages: Vec<u64> = (0..200)
+            .map(|_| spread_age(SessionId::new(), max))
+            .collect();
+        for &age in &ages {
+            assert!((750_000..=1_000_000).contains(&age), "{age}");
+        }
+        let (lo, hi) = (ages.iter().min().unwrap(), ages.iter().max().unwrap());
+        assert!(hi - lo > 150_000, "ages spread: {lo}..{hi}");
+        assert_eq!(spread_age(SessionId::from_bytes([0; 16]), max), 1_000_000);
+        assert_eq!(spread_age(SessionId::from_bytes([0xff; 16]), max), 750_004);
     }
 }

@@ -241,14 +241,14 @@ pub async fn handle(
     // recorder's task and sealed with the session (what `kubetape search` finds).
     let commands: Box<dyn storage_schema::commands::CommandObserver> =
         Box::new(transcript::CommandExtractor::new(&meta));
-    let recorder = match Recorder::start_observed(
-        state.store.clone(),
-        &state.keyring,
-        meta,
-        state.flush,
-        Some(commands),
-    )
-    .await
+    // Started on the recording runtime, so its task, uploads and extractor thread run there.
+    let (store, keyring, flush) = (state.store.clone(), state.keyring.clone(), state.flush);
+    let started = state.recording.spawn(async move {
+        Recorder::start_observed(store, &keyring, meta, flush, Some(commands)).await
+    });
+    let recorder = match started
+        .await
+        .unwrap_or_else(|e| Err(storage_schema::store::RecordError::Task(e.to_string())))
     {
         Ok(r) => r,
         Err(e) => {
