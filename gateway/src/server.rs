@@ -101,16 +101,17 @@ async fn handle(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Resp
     let time_us = storage_schema::session::unix_micros_now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let query = req.uri().query().unwrap_or_default().to_string();
     let user_agent = req
         .headers()
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    // Parsed once: the policy decides on these, and the audit record names them.
+    let request = policy::parse_attributes(method.as_str(), &path, req.uri().query());
     let mut outcome = Outcome::default();
-    let resp = decide_and_dispatch(state, req, peer, &mut outcome).await;
+    let resp = decide_and_dispatch(state, req, &request, peer, &mut outcome).await;
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let attrs = crate::audit::attributes(&method, &path, &query);
+    let attrs = crate::audit::RequestAttrs::of(&request, method.as_str());
     let identity = outcome.identity.take();
     let record = storage_schema::AuditRecord {
         time_us,
@@ -188,6 +189,7 @@ async fn authorize(
 async fn decide_and_dispatch(
     state: &State,
     req: Request<Incoming>,
+    attrs: &policy::Attributes,
     peer: SocketAddr,
     outcome: &mut Outcome,
 ) -> Response<Body> {
@@ -243,8 +245,7 @@ async fn decide_and_dispatch(
         }
         return resp;
     }
-    let attrs = policy::parse_attributes(req.method().as_str(), &path, req.uri().query());
-    let (allowed, grant) = match authorize(state, &identity, &attrs).await {
+    let (allowed, grant) = match authorize(state, &identity, attrs).await {
         (Decision::Allow(a), grant) => (a, grant),
         (Decision::Deny(message), _) => {
             outcome.deny("no role allows it", message.clone());

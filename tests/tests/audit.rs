@@ -132,7 +132,7 @@ fn every_request_is_audited_with_identity_and_ci_claims() {
     let expected = [
         "allow list pods default/- - 200 /api/v1/namespaces/default/pods",
         "allow get pods default/demo - 200 /api/v1/namespaces/default/pods/demo",
-        "allow get pods default/demo exec 101 /api/v1/namespaces/default/pods/demo/exec",
+        "allow create pods default/demo exec 101 /api/v1/namespaces/default/pods/demo/exec",
         "deny list pods kube-system/- - 403 /api/v1/namespaces/kube-system/pods",
     ];
     assert_eq!(shown, expected, "{mine:#?}");

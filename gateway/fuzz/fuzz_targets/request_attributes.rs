@@ -1,6 +1,7 @@
 //! Request attributes (the gateway's `RequestInfo`), on arbitrary UTF-8 split into
 //! `method \n path \n query`:
 //! - `parse_attributes` never panics and `Display` works on every result;
+//! - the audit record's fields are those attributes (the method's, for non-resource requests);
 //! - a resource request has a verb, a resource, and no `/` in namespace, resource,
 //!   subresource or name; exec/attach/portforward on pods are always `create`;
 //! - paths with `%`, `\`, `.`/`..` or empty segments are never interpreted (always `Invalid`);
@@ -8,6 +9,7 @@
 //!   verb came from the legacy `/watch/` prefix, which the canonical path drops).
 #![no_main]
 
+use gateway::audit::RequestAttrs;
 use gateway::policy::{Attributes, parse_attributes};
 use libfuzzer_sys::fuzz_target;
 
@@ -21,14 +23,26 @@ fuzz_target!(|data: &[u8]| {
     );
     let attrs = parse_attributes(method, path, query);
     let _ = attrs.to_string();
+    let record = RequestAttrs::of(&attrs, method);
     let r = match &attrs {
-        Attributes::Invalid { .. } => return,
+        Attributes::Invalid { .. } => {
+            assert_eq!(record.verb, method.to_ascii_lowercase());
+            assert!(record.resource.is_none());
+            return;
+        }
         Attributes::NonResource { .. } => {
             assert!(!path.contains('%'));
+            assert_eq!(record.verb, method.to_ascii_lowercase());
+            assert!(record.resource.is_none());
             return;
         }
         Attributes::Resource(r) => r,
     };
+    assert_eq!(record.verb, r.verb);
+    assert_eq!(record.resource.as_deref(), Some(r.resource.as_str()));
+    assert_eq!(record.namespace.as_deref().unwrap_or_default(), r.namespace);
+    assert_eq!(record.name.as_deref().unwrap_or_default(), r.name);
+    assert_eq!(record.subresource.as_deref().unwrap_or_default(), r.subresource);
     assert!(!path.contains('%') && !path.contains('\\'));
     assert!(!r.verb.is_empty() || method.is_empty());
     assert!(!r.resource.is_empty());

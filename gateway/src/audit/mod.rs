@@ -42,7 +42,7 @@ use storage_schema::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-pub use self::request::{RequestAttrs, attributes};
+pub use self::request::RequestAttrs;
 pub use storage_schema::AuditDecision;
 
 /// Records kept in memory while the store cannot be written; older ones are dropped beyond it.
