@@ -7,9 +7,11 @@
 //! fails below [`BAR`] either way, and fails if any secret a case typed at a no-echo prompt
 //! shows up anywhere in what was extracted.
 
+#[path = "common/tmux.rs"]
+mod tmux;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,6 +19,7 @@ use serde::Deserialize;
 use storage_schema::Keyring;
 use storage_schema::store::{SessionReader, Store};
 use tests::{Cluster, Kubectl};
+use tmux::Tmux;
 
 /// Both precision and recall must reach this.
 const BAR: f64 = 0.95;
@@ -94,59 +97,6 @@ fn one() -> usize {
     1
 }
 
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn cmd(&self) -> Command {
-        let mut c = Command::new("tmux");
-        c.args(["-L", &self.socket]);
-        c
-    }
-
-    fn run(&self, args: &[&str]) {
-        let out = self.cmd().args(args).output().expect("tmux");
-        assert!(
-            out.status.success(),
-            "tmux {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// The pane with its history, wrapped lines joined.
-    fn screen(&self, target: &str) -> String {
-        let out = self
-            .cmd()
-            .args(["capture-pane", "-p", "-J", "-S", "-", "-t", target])
-            .output()
-            .expect("tmux capture-pane");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Waits (bounded) until `text` occurs at least `want` times.
-    fn wait_count(&self, target: &str, text: &str, want: usize) {
-        let deadline = Instant::now() + Duration::from_secs(40);
-        loop {
-            let screen = self.screen(target);
-            if screen.matches(text).count() >= want {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{target}: screen never showed {text:?} {want} times:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.cmd().arg("kill-server").output();
-    }
-}
-
 fn load_cases() -> Vec<(String, Case)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -200,7 +150,7 @@ fn record(cluster: &Cluster, tmux: &Tmux, kubectl: &Path, kc: &Path, name: &str,
         });
         let before = wait
             .as_deref()
-            .map_or(0, |w| tmux.screen(name).matches(w).count());
+            .map_or(0, |w| tmux.history(name).matches(w).count());
         if let Some(text) = &step.text {
             tmux.run(&["send-keys", "-t", name, "-l", text]);
         }
@@ -240,9 +190,7 @@ fn extraction_corpus() {
     let started = Instant::now();
     let cluster = Cluster::start();
     let kc = cluster.kubeconfig("bob@example.com", &["developers"]);
-    let tmux = Tmux {
-        socket: format!("kubetape-corpus-{}", std::process::id()),
-    };
+    let tmux = Tmux::new("corpus");
     // A server with a placeholder session so per-case sessions can come and go.
     tmux.run(&["new-session", "-d", "-s", "keep", "sleep 600"]);
 

@@ -2,64 +2,13 @@
 //! tmux: prompt, typed command and its output, a window resize reaching the pod, the exit code,
 //! and all of it in the recording.
 
-use std::process::Command;
-use std::time::{Duration, Instant};
+#[path = "common/tmux.rs"]
+mod tmux;
 
 use storage_schema::store::{SessionReader, Store};
 use storage_schema::{EventKind, Keyring};
 use tests::{Cluster, Kubectl};
-
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn cmd(&self) -> Command {
-        let mut c = Command::new("tmux");
-        c.args(["-L", &self.socket]);
-        c
-    }
-
-    fn run(&self, args: &[&str]) {
-        let out = self.cmd().args(args).output().expect("tmux");
-        assert!(
-            out.status.success(),
-            "tmux {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn screen(&self) -> String {
-        let out = self
-            .cmd()
-            .args(["capture-pane", "-p", "-t", "kt"])
-            .output()
-            .expect("tmux capture-pane");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Waits (bounded) until the screen shows `text`.
-    fn wait_for(&self, text: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let screen = self.screen();
-            if screen.contains(text) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "screen never showed {text:?}:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.cmd().arg("kill-server").output();
-    }
-}
+use tmux::Tmux;
 
 fn interactive_session(version: Kubectl) {
     let Some(kubectl) = version.path() else {
@@ -67,37 +16,25 @@ fn interactive_session(version: Kubectl) {
     };
     let cluster = Cluster::start();
     let kc = cluster.kubeconfig("bob@example.com", &["developers"]);
-    let tmux = Tmux {
-        socket: format!("kubetape-test-{}", std::process::id()) + &format!("{version:?}"),
-    };
+    let tmux = Tmux::new(&format!("interactive-{version:?}"));
     let shell = format!(
         "env HOME={home} {kubectl} --kubeconfig {kc} --cache-dir {home}/.kube/cache exec -it demo -- sh; echo EXIT=$?; sleep 600",
         home = cluster.home.display(),
         kubectl = kubectl.display(),
         kc = kc.display(),
     );
-    tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "kt",
-        "-x",
-        "100",
-        "-y",
-        "30",
-        &shell,
-    ]);
+    tmux.start("kt", &shell);
     // capture-pane trims trailing spaces, so the prompt "# " shows as "#".
-    tmux.wait_for("#");
+    tmux.wait_for("kt", "#");
     tmux.run(&["send-keys", "-t", "kt", "echo hello-$((6*7))", "Enter"]);
-    tmux.wait_for("hello-42");
+    tmux.wait_for("kt", "hello-42");
     tmux.run(&["send-keys", "-t", "kt", "stty size", "Enter"]);
-    tmux.wait_for("30 100");
+    tmux.wait_for("kt", "30 100");
     tmux.run(&["resize-window", "-t", "kt", "-x", "120", "-y", "40"]);
     tmux.run(&["send-keys", "-t", "kt", "clear; stty size", "Enter"]);
-    tmux.wait_for("40 120");
+    tmux.wait_for("kt", "40 120");
     tmux.run(&["send-keys", "-t", "kt", "exit 5", "Enter"]);
-    tmux.wait_for("EXIT=5");
+    tmux.wait_for("kt", "EXIT=5");
 
     let sessions = cluster.wait_for_sealed_count(1);
     let s = &sessions[0];

@@ -1,5 +1,6 @@
-//! Driving terminal programs through tmux like a person would (as `interactive.rs` does), with
-//! several windows on one private tmux server.
+//! Driving terminal programs through tmux like a person would, with several windows on one
+//! private tmux server. Included by several test binaries (`#[path]`), each using a part of it.
+#![allow(dead_code)]
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -56,6 +57,32 @@ impl Tmux {
             .output()
             .expect("tmux capture-pane");
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The pane with its scroll-back, wrapped lines joined.
+    pub fn history(&self, name: &str) -> String {
+        let out = self
+            .cmd()
+            .args(["capture-pane", "-p", "-J", "-S", "-", "-t", name])
+            .output()
+            .expect("tmux capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits (bounded) until `text` occurs at least `want` times in the pane's history.
+    pub fn wait_count(&self, name: &str, text: &str, want: usize) {
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            let history = self.history(name);
+            if history.matches(text).count() >= want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name}: screen never showed {text:?} {want} times:\n{history}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Waits (bounded) until the screen of `name` shows `text`.
