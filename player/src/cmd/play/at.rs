@@ -160,4 +160,32 @@ mod tests {
         }
         assert!(at("soon").unwrap_err().to_string().contains("#3"));
     }
+
+    proptest::proptest! {
+        /// Any text is an answer or a refusal, never a panic, and an accepted offset is within
+        /// the bound.
+        #[test]
+        fn any_text_is_handled(text in ".{0,24}") {
+            if let Ok(At::Offset(us)) = at(&text) {
+                proptest::prop_assert!(us as f64 <= MAX_US);
+            }
+        }
+
+        /// What the player's clock and `kubetape search`/`ls` print reads back as the moment
+        /// shown (to the precision printed).
+        #[test]
+        fn printed_offsets_read_back(us in 0u64..(200 * 3_600_000_000)) {
+            let tenths = us / 100_000 * 100_000;
+            proptest::prop_assert_eq!(
+                at(&crate::cmd::play::ui::clock(us)),
+                Ok(At::Offset(tenths))
+            );
+            let shown = crate::format::duration_us(us);
+            let At::Offset(back) = at(&shown).unwrap() else {
+                panic!("{shown}: not an offset");
+            };
+            proptest::prop_assert!(back <= us, "{shown} -> {back} > {us}");
+            proptest::prop_assert!(us - back < 60_000_000, "{shown} -> {back}, {us}");
+        }
+    }
 }
