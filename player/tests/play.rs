@@ -197,10 +197,13 @@ fn record(t: &Tmux) -> String {
     }
     t.type_text("rec", "exit");
     t.keys("rec", &["Enter"]);
-    let screen = t.wait("rec", "sealed the session", |s| s.contains("EXIT=0"));
+    session_id(&t.wait("rec", "sealed the session", |s| s.contains("EXIT=0")))
+}
+
+/// The id `kubetape record` printed on `screen` (possibly wrapped over lines).
+fn session_id(screen: &str) -> String {
     let re = regex::Regex::new(r"session ([0-9a-f-]{36}) recorded").unwrap();
-    let joined = screen.replace('\n', "");
-    re.captures(&joined)
+    re.captures(&screen.replace('\n', ""))
         .unwrap_or_else(|| panic!("no session id in:\n{screen}"))[1]
         .to_string()
 }
@@ -465,11 +468,7 @@ fn sigterm_restores_the_terminal() {
 fn record_short(t: &Tmux) -> String {
     let shell = t.kubetape("record -- sh -c 'echo short'");
     t.window("rec", 80, 24, &shell);
-    let screen = t.wait("rec", "recorded", |s| s.contains("EXIT=0"));
-    let re = regex::Regex::new(r"session ([0-9a-f-]{36}) recorded").unwrap();
-    re.captures(&screen.replace('\n', ""))
-        .unwrap_or_else(|| panic!("no session id in:\n{screen}"))[1]
-        .to_string()
+    session_id(&t.wait("rec", "recorded", |s| s.contains("EXIT=0")))
 }
 
 #[test]

@@ -18,6 +18,23 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// `kubetape request ROLE -n prod --reason REASON [EXTRA…] --json` as the user of `kubeconfig`;
+/// the created request, as printed.
+fn request_prod(
+    cluster: &Cluster,
+    kubeconfig: &std::path::Path,
+    role: &str,
+    reason: &str,
+    extra: &[&str],
+) -> serde_json::Value {
+    let mut args = vec!["request", role, "--namespace", "prod", "--reason", reason];
+    args.extend_from_slice(extra);
+    args.push("--json");
+    let (code, out, err) = run(cluster.kubetape_as(kubeconfig).args(&args), b"", T);
+    assert_eq!(code, Some(0), "{}", text(&err));
+    serde_json::from_slice(&out).unwrap()
+}
+
 #[test]
 fn request_approve_exec_expire() {
     let Some(kubectl) = Kubectl::V1_33.path() else {
@@ -86,23 +103,13 @@ fn request_approve_exec_expire() {
 
     // The request.
     let ttl = format!("{TTL_SECS}s");
-    let (code, out, err) = run(
-        cluster.kubetape_as(&alice).args([
-            "request",
-            "prod-debug",
-            "--namespace",
-            "prod",
-            "--reason",
-            "INC-7: db is slow",
-            "--ttl",
-            &ttl,
-            "--json",
-        ]),
-        b"",
-        T,
+    let created = request_prod(
+        &cluster,
+        &alice,
+        "prod-debug",
+        "INC-7: db is slow",
+        &["--ttl", &ttl],
     );
-    assert_eq!(code, Some(0), "{}", text(&err));
-    let created: serde_json::Value = serde_json::from_slice(&out).unwrap();
     let id = created["id"].as_str().unwrap().to_string();
     assert_eq!(created["state"], "pending");
 
@@ -260,21 +267,7 @@ fn request_approve_exec_expire() {
     );
     let listed: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(listed["requests"][0]["state"], "expired", "{listed:#}");
-    let (code, out, err) = run(
-        cluster.kubetape_as(&carol).args([
-            "request",
-            "prod-debug",
-            "-n",
-            "prod",
-            "--reason",
-            "curious",
-            "--json",
-        ]),
-        b"",
-        T,
-    );
-    assert_eq!(code, Some(0), "{}", text(&err));
-    let carols: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let carols = request_prod(&cluster, &carol, "prod-debug", "curious", &[]);
     let carols = carols["id"].as_str().unwrap();
     let (code, out, err) = run(
         cluster
@@ -307,23 +300,7 @@ fn revocation_cancels_grants_for_good() {
             T,
         )
     };
-    let (code, out, err) = run(
-        cluster.kubetape_as(&alice).args([
-            "request",
-            "prod-debug",
-            "--namespace",
-            "prod",
-            "--reason",
-            "INC-9",
-            "--ttl",
-            "30m",
-            "--json",
-        ]),
-        b"",
-        T,
-    );
-    assert_eq!(code, Some(0), "{}", text(&err));
-    let created: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let created = request_prod(&cluster, &alice, "prod-debug", "INC-9", &["--ttl", "30m"]);
     let id = created["id"].as_str().unwrap().to_string();
     let (code, _, err) = run(cluster.kubetape_as(&bob).args(["approve", &id]), b"", T);
     assert_eq!(code, Some(0), "{}", text(&err));

@@ -62,7 +62,7 @@ pub mod term;
 
 pub use extract::{Command, CommandExtractor, extract};
 pub use seek::{Position, SeekConfig, SeekError, SeekInProgress, SeekIndex, Seeked};
-pub use term::{Terminal, quiet_vt100_panics};
+pub use term::{Terminal, is_vt100_panic, quiet_vt100_panics};
 /// The emulator behind [`Terminal::screen`], re-exported so renderers name its cell and colour
 /// types at the same version.
 pub use vt100;

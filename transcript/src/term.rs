@@ -337,6 +337,13 @@ impl Terminal {
     }
 }
 
+/// Whether a panic comes from inside `vt100`, i.e. one [`Terminal`] catches and survives: panic
+/// hooks use it to tell those from real failures.
+pub fn is_vt100_panic(info: &std::panic::PanicHookInfo<'_>) -> bool {
+    info.location()
+        .is_some_and(|l| l.file().contains("/vt100-"))
+}
+
 /// Keeps the panics [`Terminal`] catches inside `vt100` (on hostile or odd input, counted in
 /// [`Terminal::faults`]) from being printed by the default panic hook: in the gateway they would
 /// clutter the logs, in the player they would land on the screen. Any other panic goes to the
@@ -346,10 +353,7 @@ pub fn quiet_vt100_panics() {
     ONCE.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let in_vt100 = info
-                .location()
-                .is_some_and(|l| l.file().contains("/vt100-"));
-            if !in_vt100 {
+            if !is_vt100_panic(info) {
                 previous(info);
             }
         }));

@@ -547,16 +547,20 @@ mod tests {
             std::fs::write(last, bytes).unwrap();
         }
 
-        fn app(&self, at: Option<At>) -> App {
+        fn tape(&self) -> Tape {
             let ring = Keyring::open(&self.keys).unwrap();
-            let mut tape = Tape::open(
+            Tape::open(
                 self.rt.handle().clone(),
                 self.store.clone(),
                 ring,
                 self.id,
                 |_, _| {},
             )
-            .unwrap();
+            .unwrap()
+        }
+
+        fn app(&self, at: Option<At>) -> App {
+            let mut tape = self.tape();
             tape.finish_commands();
             App::new(
                 tape,
@@ -764,15 +768,7 @@ mod tests {
         assert_eq!(app.message.as_deref(), Some("no command after this point"));
 
         // `#N` past the commands there are is refused.
-        let ring = Keyring::open(&f.keys).unwrap();
-        let tape = Tape::open(
-            f.rt.handle().clone(),
-            f.store.clone(),
-            ring,
-            f.id,
-            |_, _| {},
-        )
-        .unwrap();
+        let tape = f.tape();
         let err = App::new(
             tape,
             Config {

@@ -90,10 +90,7 @@ impl TermGuard {
             std::panic::set_hook(Box::new(move |info| {
                 // `transcript::Terminal` catches panics inside vt100 and carries on: those must
                 // not tear the screen down. Any other panic is fatal: restore, then report.
-                let in_vt100 = info
-                    .location()
-                    .is_some_and(|l| l.file().contains("/vt100-"));
-                if !in_vt100 {
+                if !transcript::is_vt100_panic(info) {
                     restore();
                 }
                 previous(info);
