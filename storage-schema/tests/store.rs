@@ -109,8 +109,9 @@ async fn a_quiet_session_flushes_within_max_age() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let appeared = appeared.expect("chunk 0 was never written");
+    // Each session flushes after 75-100% of max_age (spread by its id), never sooner.
     assert!(
-        appeared >= Duration::from_millis(250),
+        appeared >= Duration::from_millis(225),
         "flushed too early: {appeared:?}"
     );
     assert!(
