@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::chunk::{ChainDigest, ChunkError, SealedChunk};
-use crate::event::{Event, EventKind, Stream};
+use crate::event::{self, Event, EventKind, Stream};
 use crate::keys::{DataKey, SigningKey};
 use crate::seal::{ExitInfo, SealPayload, SealState, StreamBytes};
 use crate::session::{SessionId, unix_micros_now};
@@ -84,21 +84,25 @@ pub struct Totals {
 
 impl Totals {
     pub fn count(&mut self, event: &Event) {
+        if let EventKind::Data { stream, bytes } = &event.kind {
+            return self.count_data(event.at_us, *stream, bytes.len());
+        }
         self.events += 1;
         self.last_us = self.last_us.max(event.at_us);
-        match &event.kind {
-            EventKind::Data { stream, bytes } => {
-                let n = bytes.len() as u64;
-                match stream {
-                    Stream::Stdin => self.bytes.stdin += n,
-                    Stream::Stdout => self.bytes.stdout += n,
-                    Stream::Stderr => self.bytes.stderr += n,
-                }
-            }
-            EventKind::PortForwardData { bytes, .. } => {
-                self.bytes.port_forward += bytes.len() as u64
-            }
-            _ => {}
+        if let EventKind::PortForwardData { bytes, .. } = &event.kind {
+            self.bytes.port_forward += bytes.len() as u64;
+        }
+    }
+
+    /// [`Self::count`] for a stream write, without building its [`Event`].
+    pub fn count_data(&mut self, at_us: u64, stream: Stream, len: usize) {
+        self.events += 1;
+        self.last_us = self.last_us.max(at_us);
+        let n = len as u64;
+        match stream {
+            Stream::Stdin => self.bytes.stdin += n,
+            Stream::Stdout => self.bytes.stdout += n,
+            Stream::Stderr => self.bytes.stderr += n,
         }
     }
 }
@@ -118,7 +122,10 @@ pub struct ChunkBuilder {
     signer: SigningKey,
     compressor: zstd::bulk::Compressor<'static>,
     policy: FlushPolicy,
-    buf: Vec<u8>,
+    /// The open chunk's plaintext in the v2 layout: payloads here, heads in `heads`, joined
+    /// when the chunk closes ([`crate::event::finish_split`]).
+    payloads: Vec<u8>,
+    heads: Vec<u8>,
     first_us: u64,
     last_us: u64,
     count: u32,
@@ -135,7 +142,7 @@ impl std::fmt::Debug for ChunkBuilder {
         f.debug_struct("ChunkBuilder")
             .field("session", &self.session)
             .field("next_seq", &self.next_seq)
-            .field("buffered", &self.buf.len())
+            .field("buffered", &self.buffered())
             .finish_non_exhaustive()
     }
 }
@@ -156,7 +163,10 @@ impl ChunkBuilder {
             signer,
             compressor,
             policy,
-            buf: Vec::with_capacity(policy.max_bytes + MAX_EVENT_DATA + 64),
+            // Room for the fullest chunk: one event short of max_bytes, a maximal event, and
+            // the heads with their length, so the buffer never grows.
+            payloads: Vec::with_capacity(policy.max_bytes + MAX_EVENT_DATA + 4),
+            heads: Vec::with_capacity(1024),
             first_us: 0,
             last_us: 0,
             count: 0,
@@ -190,49 +200,69 @@ impl ChunkBuilder {
         Ok(out)
     }
 
-    /// Adds a stream write without building an [`Event`] first (the relay hot path).
+    /// Adds a stream write without building an [`Event`] first (the relay hot path): the
+    /// bytes are copied once, into the chunk.
     pub fn push_data(
         &mut self,
         at_us: u64,
         stream: Stream,
         bytes: &[u8],
     ) -> Result<Vec<SealedChunk>, ChunkError> {
-        self.push(&Event {
-            at_us,
-            kind: EventKind::Data {
-                stream,
-                bytes: bytes.to_vec(),
-            },
-        })
+        let mut out = Vec::new();
+        // An empty write is still an event (as through `push`).
+        let mut pieces = bytes.chunks(MAX_EVENT_DATA);
+        let first = pieces.next().unwrap_or_default();
+        for piece in std::iter::once(first).chain(pieces) {
+            let (at, prev) = self.stamp(at_us);
+            event::encode_data_split(at, prev, stream, piece, &mut self.heads, &mut self.payloads);
+            self.totals.count_data(at_us, stream, piece.len());
+            out.extend(self.after_push()?);
+        }
+        Ok(out)
     }
 
     fn push_one(&mut self, event: &Event) -> Result<Option<SealedChunk>, ChunkError> {
-        // A clock that steps back is clamped rather than allowed to corrupt the delta encoding.
-        let at = event.at_us.max(self.last_us);
-        let base = if self.count == 0 {
+        let (at, prev) = self.stamp(event.at_us);
+        if at == event.at_us {
+            event.encode_split(prev, &mut self.heads, &mut self.payloads);
+        } else {
+            Event {
+                at_us: at,
+                kind: event.kind.clone(),
+            }
+            .encode_split(prev, &mut self.heads, &mut self.payloads);
+        }
+        self.totals.count(event);
+        self.after_push()
+    }
+
+    /// The time to record an event stamped `at_us` at, and the offset its delta is from.
+    /// A clock that steps back is clamped rather than allowed to corrupt the delta encoding.
+    fn stamp(&mut self, at_us: u64) -> (u64, u64) {
+        let at = at_us.max(self.last_us);
+        let prev = if self.count == 0 {
             self.first_us = at;
             self.opened_at_us = Some(at);
             at
         } else {
             self.last_us
         };
-        if at == event.at_us {
-            event.encode(base, &mut self.buf);
-        } else {
-            Event {
-                at_us: at,
-                kind: event.kind.clone(),
-            }
-            .encode(base, &mut self.buf);
-        }
         self.last_us = at;
+        (at, prev)
+    }
+
+    fn after_push(&mut self) -> Result<Option<SealedChunk>, ChunkError> {
         self.count += 1;
-        self.totals.count(event);
-        if self.buf.len() >= self.policy.max_bytes {
+        if self.buffered() >= self.policy.max_bytes {
             self.flush()
         } else {
             Ok(None)
         }
+    }
+
+    /// Encoded bytes in the open chunk.
+    fn buffered(&self) -> usize {
+        self.payloads.len() + self.heads.len()
     }
 
     /// When the open chunk must be closed (session clock, µs), if one is open.
@@ -251,19 +281,30 @@ impl ChunkBuilder {
         if self.count == 0 {
             return Ok(None);
         }
-        let chunk = SealedChunk::seal(
+        let payloads_len = self.payloads.len();
+        event::finish_split(&mut self.payloads, &self.heads);
+        let sealed = SealedChunk::seal(
             self.session,
             self.next_seq,
             self.prev,
             (self.first_us, self.last_us, self.count),
-            &self.buf,
+            &self.payloads,
             &mut self.compressor,
             &self.dek,
             &self.signer,
-        )?;
+        );
+        let chunk = match sealed {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                // Leave the open chunk as it was, so a caller may retry.
+                self.payloads.truncate(payloads_len);
+                return Err(e);
+            }
+        };
         self.prev = chunk.digest();
         self.next_seq += 1;
-        self.buf.clear();
+        self.payloads.clear();
+        self.heads.clear();
         self.count = 0;
         self.opened_at_us = None;
         self.totals.chunks += 1;
@@ -293,6 +334,7 @@ impl ChunkBuilder {
     }
 
     /// The session's data key (the commands object is encrypted under it too).
+    #[cfg(feature = "store")]
     pub(crate) fn dek(&self) -> &DataKey {
         &self.dek
     }

@@ -9,6 +9,19 @@
 //! offset for its first event), so a typing session costs one or two bytes of time per event.
 //! Every payload is length-prefixed, so a reader meets a tag it does not know as
 //! [`EventKind::Unknown`] and keeps going: newer writers never break older readers.
+//!
+//! Format v1 chunks hold the events one after the other ([`decode_all`]). Format v2 chunks hold
+//! the same events split in two ([`encode_split`], [`decode_split`]):
+//! ```text
+//! plaintext := payloads  heads  heads_len:u32be
+//! payloads  := every event's payload, in event order
+//! heads     := (tag:u8  delta_us:varint  len:varint)*   one per event
+//! ```
+//! Why: zstd then sees a terminal's output as the contiguous text it was, not broken by a head
+//! every read. On the pipeline bench's terminal mix that makes zstd ~3% faster and its output
+//! ~3% smaller (4 KiB reads; the gain grows as reads get smaller).
+
+use std::borrow::Cow;
 
 use crate::varint::{self, VarintError};
 
@@ -121,6 +134,8 @@ pub enum EventError {
     PayloadTooLarge { index: usize, len: u64 },
     #[error("event {index}: time offset overflows")]
     TimeOverflow { index: usize },
+    #[error("events' layout: {0}")]
+    Layout(&'static str),
     #[error("event {index} (tag {tag}): malformed payload: {reason}")]
     Payload {
         index: usize,
@@ -143,71 +158,128 @@ impl Event {
     /// # Panics
     /// If `self.at_us < prev_us`: writers stamp events from a monotonic clock.
     pub fn encode(&self, prev_us: u64, out: &mut Vec<u8>) {
-        let delta = self
-            .at_us
-            .checked_sub(prev_us)
-            .expect("events are encoded in time order");
-        let (tag, small): (u8, Option<&[u8]>) = match &self.kind {
-            EventKind::Data { stream, bytes } => (TAG_STDIN + stream.channel(), Some(bytes)),
-            EventKind::Resize { .. } => (TAG_RESIZE, None),
-            EventKind::Exit { .. } => (TAG_EXIT, None),
-            EventKind::Marker { text } => (TAG_MARKER, Some(text.as_bytes())),
-            EventKind::Audit { json } => (TAG_AUDIT, Some(json.as_bytes())),
-            EventKind::StreamClose { .. } => (TAG_STREAM_CLOSE, None),
-            EventKind::PortForwardOpen { .. } => (TAG_PF_OPEN, None),
-            EventKind::PortForwardData { .. } => (TAG_PF_DATA, None),
-            EventKind::PortForwardClose { .. } => (TAG_PF_CLOSE, None),
-            EventKind::Unknown { tag, payload } => (*tag, Some(payload)),
-        };
-        out.push(tag);
-        varint::encode(delta, out);
-        if let Some(payload) = small {
-            // The hot path: stream data is copied once, straight behind its length.
-            varint::encode(payload.len() as u64, out);
-            out.extend_from_slice(payload);
-            return;
-        }
-        let mut payload = Vec::with_capacity(16);
-        match &self.kind {
-            EventKind::Resize { cols, rows } => {
-                varint::encode(u64::from(*cols), &mut payload);
-                varint::encode(u64::from(*rows), &mut payload);
-            }
-            EventKind::Exit { code, message } => {
-                varint::encode(zigzag(*code), &mut payload);
-                payload.extend_from_slice(message.as_bytes());
-            }
-            EventKind::StreamClose { stream } => payload.push(stream.channel()),
-            EventKind::PortForwardOpen { conn, port } => {
-                varint::encode(*conn, &mut payload);
-                varint::encode(u64::from(*port), &mut payload);
-            }
-            EventKind::PortForwardData {
-                conn,
-                direction,
-                bytes,
-            } => {
-                varint::encode(*conn, &mut payload);
-                payload.push(match direction {
-                    Direction::ToPod => 0,
-                    Direction::FromPod => 1,
-                });
-                payload.extend_from_slice(bytes);
-            }
-            EventKind::PortForwardClose { conn, error } => {
-                varint::encode(*conn, &mut payload);
-                payload.extend_from_slice(error.as_bytes());
-            }
-            EventKind::Data { .. }
-            | EventKind::Marker { .. }
-            | EventKind::Audit { .. }
-            | EventKind::Unknown { .. } => {
-                unreachable!("encoded above")
-            }
-        }
-        varint::encode(payload.len() as u64, out);
+        let (tag, payload) = self.tag_and_payload();
+        write_head(tag, delta(self.at_us, prev_us), payload.len(), out);
         out.extend_from_slice(&payload);
     }
+
+    /// Appends the v2 wire form: the head to `heads`, the payload to `payloads`.
+    ///
+    /// # Panics
+    /// If `self.at_us < prev_us`, as [`Event::encode`].
+    pub fn encode_split(&self, prev_us: u64, heads: &mut Vec<u8>, payloads: &mut Vec<u8>) {
+        let (tag, payload) = self.tag_and_payload();
+        write_head(tag, delta(self.at_us, prev_us), payload.len(), heads);
+        payloads.extend_from_slice(&payload);
+    }
+
+    /// The tag and payload bytes; stream data (the hot path) is borrowed, not copied.
+    fn tag_and_payload(&self) -> (u8, Cow<'_, [u8]>) {
+        match &self.kind {
+            EventKind::Data { stream, bytes } => (data_tag(*stream), Cow::Borrowed(bytes)),
+            EventKind::Marker { text } => (TAG_MARKER, Cow::Borrowed(text.as_bytes())),
+            EventKind::Audit { json } => (TAG_AUDIT, Cow::Borrowed(json.as_bytes())),
+            EventKind::Unknown { tag, payload } => (*tag, Cow::Borrowed(payload)),
+            kind => {
+                let mut payload = Vec::with_capacity(16);
+                let tag = match kind {
+                    EventKind::Resize { cols, rows } => {
+                        varint::encode(u64::from(*cols), &mut payload);
+                        varint::encode(u64::from(*rows), &mut payload);
+                        TAG_RESIZE
+                    }
+                    EventKind::Exit { code, message } => {
+                        varint::encode(zigzag(*code), &mut payload);
+                        payload.extend_from_slice(message.as_bytes());
+                        TAG_EXIT
+                    }
+                    EventKind::StreamClose { stream } => {
+                        payload.push(stream.channel());
+                        TAG_STREAM_CLOSE
+                    }
+                    EventKind::PortForwardOpen { conn, port } => {
+                        varint::encode(*conn, &mut payload);
+                        varint::encode(u64::from(*port), &mut payload);
+                        TAG_PF_OPEN
+                    }
+                    EventKind::PortForwardData {
+                        conn,
+                        direction,
+                        bytes,
+                    } => {
+                        varint::encode(*conn, &mut payload);
+                        payload.push(match direction {
+                            Direction::ToPod => 0,
+                            Direction::FromPod => 1,
+                        });
+                        payload.extend_from_slice(bytes);
+                        TAG_PF_DATA
+                    }
+                    EventKind::PortForwardClose { conn, error } => {
+                        varint::encode(*conn, &mut payload);
+                        payload.extend_from_slice(error.as_bytes());
+                        TAG_PF_CLOSE
+                    }
+                    EventKind::Data { .. }
+                    | EventKind::Marker { .. }
+                    | EventKind::Audit { .. }
+                    | EventKind::Unknown { .. } => unreachable!("borrowed above"),
+                };
+                (tag, Cow::Owned(payload))
+            }
+        }
+    }
+}
+
+/// Appends the v2 wire form of stream data without building an [`Event`] (the relay's path).
+///
+/// # Panics
+/// If `at_us < prev_us`, as [`Event::encode`].
+pub fn encode_data_split(
+    at_us: u64,
+    prev_us: u64,
+    stream: Stream,
+    bytes: &[u8],
+    heads: &mut Vec<u8>,
+    payloads: &mut Vec<u8>,
+) {
+    write_head(data_tag(stream), delta(at_us, prev_us), bytes.len(), heads);
+    payloads.extend_from_slice(bytes);
+}
+
+/// Closes a v2 plaintext: appends `heads` and their length behind the payloads.
+pub fn finish_split(payloads: &mut Vec<u8>, heads: &[u8]) {
+    payloads.extend_from_slice(heads);
+    let len = u32::try_from(heads.len()).expect("a chunk's heads fit in u32");
+    payloads.extend_from_slice(&len.to_be_bytes());
+}
+
+/// `events` in the v2 layout, the first relative to `base_us` (tests, fuzz seeds, tools).
+pub fn encode_all_split(events: &[Event], base_us: u64) -> Vec<u8> {
+    let (mut heads, mut payloads) = (Vec::new(), Vec::new());
+    let mut prev = base_us;
+    for event in events {
+        event.encode_split(prev, &mut heads, &mut payloads);
+        prev = event.at_us;
+    }
+    finish_split(&mut payloads, &heads);
+    payloads
+}
+
+fn data_tag(stream: Stream) -> u8 {
+    TAG_STDIN + stream.channel()
+}
+
+fn delta(at_us: u64, prev_us: u64) -> u64 {
+    at_us
+        .checked_sub(prev_us)
+        .expect("events are encoded in time order")
+}
+
+fn write_head(tag: u8, delta: u64, len: usize, out: &mut Vec<u8>) {
+    out.push(tag);
+    varint::encode(delta, out);
+    varint::encode(len as u64, out);
 }
 
 fn zigzag(v: i32) -> u64 {
@@ -232,38 +304,86 @@ pub fn decode_all(mut input: &[u8], base_us: u64) -> Result<Vec<Event>, EventErr
     Ok(events)
 }
 
+/// Decodes every event of a v2 plaintext (payloads, heads, heads' length; see the module
+/// docs), the first relative to `base_us`. Every payload byte must belong to an event.
+pub fn decode_split(plain: &[u8], base_us: u64) -> Result<Vec<Event>, EventError> {
+    let (body, heads_len) = plain
+        .split_last_chunk::<4>()
+        .ok_or(EventError::Layout("shorter than the heads' length"))?;
+    let split = body
+        .len()
+        .checked_sub(u32::from_be_bytes(*heads_len) as usize)
+        .ok_or(EventError::Layout("heads' length exceeds the plaintext"))?;
+    let (mut payloads, mut heads) = body.split_at(split);
+    let mut events = Vec::new();
+    let mut prev = base_us;
+    while !heads.is_empty() {
+        let index = events.len();
+        let (head, used) = Head::decode(heads, index)?;
+        heads = &heads[used..];
+        let payload = payloads
+            .split_off(..head.len)
+            .ok_or(EventError::Truncated { index })?;
+        let event = head.event(payload, prev, index)?;
+        prev = event.at_us;
+        events.push(event);
+    }
+    if !payloads.is_empty() {
+        return Err(EventError::Layout("payload bytes beyond the last event"));
+    }
+    Ok(events)
+}
+
 /// Decodes one event from the front of `input`; returns it and the bytes it used.
 pub fn decode_one(input: &[u8], prev_us: u64, index: usize) -> Result<(Event, usize), EventError> {
-    let truncated = EventError::Truncated { index };
-    let (&tag, rest) = input.split_first().ok_or(truncated.clone())?;
-    let varint_err = |field| {
-        move |source| EventError::Varint {
-            index,
-            field,
-            source,
+    let (head, used) = Head::decode(input, index)?;
+    let payload = input[used..]
+        .get(..head.len)
+        .ok_or(EventError::Truncated { index })?;
+    Ok((head.event(payload, prev_us, index)?, used + head.len))
+}
+
+/// An event's tag, time delta and payload length, as decoded.
+struct Head {
+    tag: u8,
+    delta: u64,
+    len: usize,
+}
+
+impl Head {
+    fn decode(input: &[u8], index: usize) -> Result<(Self, usize), EventError> {
+        let (&tag, rest) = input.split_first().ok_or(EventError::Truncated { index })?;
+        let varint_err = |field| {
+            move |source| EventError::Varint {
+                index,
+                field,
+                source,
+            }
+        };
+        let (delta, n1) = varint::decode(rest).map_err(varint_err("time delta"))?;
+        let (len, n2) = varint::decode(&rest[n1..]).map_err(varint_err("payload length"))?;
+        if len > MAX_PAYLOAD as u64 {
+            return Err(EventError::PayloadTooLarge { index, len });
         }
-    };
-    let (delta, n1) = varint::decode(rest).map_err(varint_err("time delta"))?;
-    let rest = &rest[n1..];
-    let (len, n2) = varint::decode(rest).map_err(varint_err("payload length"))?;
-    if len > MAX_PAYLOAD as u64 {
-        return Err(EventError::PayloadTooLarge { index, len });
+        let head = Head {
+            tag,
+            delta,
+            len: len as usize,
+        };
+        Ok((head, 1 + n1 + n2))
     }
-    let rest = &rest[n2..];
-    let len = len as usize;
-    if rest.len() < len {
-        return Err(truncated);
+
+    fn event(&self, payload: &[u8], prev_us: u64, index: usize) -> Result<Event, EventError> {
+        let at_us = prev_us
+            .checked_add(self.delta)
+            .ok_or(EventError::TimeOverflow { index })?;
+        let kind = decode_payload(self.tag, payload).map_err(|reason| EventError::Payload {
+            index,
+            tag: self.tag,
+            reason,
+        })?;
+        Ok(Event { at_us, kind })
     }
-    let payload = &rest[..len];
-    let at_us = prev_us
-        .checked_add(delta)
-        .ok_or(EventError::TimeOverflow { index })?;
-    let kind = decode_payload(tag, payload).map_err(|reason| EventError::Payload {
-        index,
-        tag,
-        reason,
-    })?;
-    Ok((Event { at_us, kind }, 1 + n1 + n2 + len))
 }
 
 fn decode_payload(tag: u8, payload: &[u8]) -> Result<EventKind, &'static str> {
@@ -448,10 +568,90 @@ mod tests {
         assert_eq!(decode_all(&out, 0).unwrap(), vec![event]);
     }
 
+    /// The v2 layout byte for byte: payloads, then heads, then the heads' length.
+    #[test]
+    fn split_byte_vectors() {
+        let events = [
+            Event {
+                at_us: 300,
+                kind: EventKind::Data {
+                    stream: Stream::Stdout,
+                    bytes: b"hi".to_vec(),
+                },
+            },
+            Event {
+                at_us: 300,
+                kind: EventKind::Resize { cols: 80, rows: 24 },
+            },
+        ];
+        let plain = encode_all_split(&events, 0);
+        assert_eq!(
+            plain,
+            [
+                b'h', b'i', 80, 24, // payloads
+                0x02, 0xac, 0x02, 0x02, 0x04, 0x00, 0x02, // heads
+                0, 0, 0, 7, // heads' length
+            ]
+        );
+        assert_eq!(decode_split(&plain, 0).unwrap(), events);
+        // The relay's path writes the same bytes as an Event would.
+        let (mut heads, mut payloads) = (Vec::new(), Vec::new());
+        encode_data_split(300, 0, Stream::Stdout, b"hi", &mut heads, &mut payloads);
+        events[1].encode_split(300, &mut heads, &mut payloads);
+        finish_split(&mut payloads, &heads);
+        assert_eq!(payloads, plain);
+        assert_eq!(decode_split(&[0, 0, 0, 0], 0), Ok(vec![]));
+    }
+
+    #[test]
+    fn malformed_split_inputs_are_errors() {
+        let layout = |r| Err(EventError::Layout(r));
+        assert_eq!(
+            decode_split(&[], 0),
+            layout("shorter than the heads' length")
+        );
+        assert_eq!(
+            decode_split(&[0, 0, 7], 0),
+            layout("shorter than the heads' length")
+        );
+        assert_eq!(
+            decode_split(&[1, 0, 0, 0, 9], 0),
+            layout("heads' length exceeds the plaintext")
+        );
+        // A head asking for more payload than there is.
+        assert_eq!(
+            decode_split(&[b'h', 0x02, 0x00, 0x05, 0, 0, 0, 3], 0),
+            Err(EventError::Truncated { index: 0 })
+        );
+        // Payload bytes no event claims.
+        assert_eq!(
+            decode_split(&[b'h', b'i', 0x02, 0x00, 0x01, 0, 0, 0, 3], 0),
+            layout("payload bytes beyond the last event")
+        );
+        // Errors inside an event are those of v1, with the event's index.
+        assert!(matches!(
+            decode_split(&[b'x', 0x02, 0x00, 0x00, 0x04, 0x00, 0x01, 0, 0, 0, 6], 0),
+            Err(EventError::Payload {
+                index: 1,
+                tag: 4,
+                ..
+            })
+        ));
+    }
+
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = decode_all(&bytes, 0);
+            let _ = decode_split(&bytes, 0);
+        }
+
+        /// Any events v1 accepts read back the same through the v2 layout.
+        #[test]
+        fn split_round_trips_what_v1_decodes(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            if let Ok(events) = decode_all(&bytes, 0) {
+                prop_assert_eq!(decode_split(&encode_all_split(&events, 0), 0).unwrap(), events);
+            }
         }
     }
 }

@@ -1,5 +1,5 @@
-//! The kubetape recording format (v1): what a session is on disk, and how it is written, read and
-//! verified.
+//! The kubetape recording format (this crate writes v2 and reads v1 and v2): what a session is
+//! on disk, and how it is written, read and verified.
 //!
 //! A session is a handful of objects under `sessions/<id>/` (see [`layout`]): plaintext metadata,
 //! a wrapped data key, a chain of encrypted and signed chunks, and a signed seal. The format's
@@ -12,8 +12,9 @@
 //! - **confidential**: zstd then AES-256-GCM under a per-session key wrapped by a KEK ([`chunk`],
 //!   [`keys`]); deleting `dek.json` crypto-shreds a session;
 //! - **tamper-evident without the data key**: a hash chain from the metadata through every chunk
-//!   to the seal, each chunk and the seal signed with Ed25519 ([`chunk`], [`seal`], [`verify`]);
-//! - **readable forever**: golden fixtures under `tests/fixtures/v1/` are read by every version.
+//!   to the seal (BLAKE3; SHA-256 in v1), each chunk and the seal signed with Ed25519 ([`chunk`],
+//!   [`seal`], [`verify`]);
+//! - **readable forever**: golden fixtures under `tests/fixtures/v<N>/` are read by every version.
 //!
 //! # Layout
 //! - [`varint`], [`event`]: the event model and its compact framing;
@@ -43,7 +44,7 @@ pub mod verify;
 pub mod store;
 
 /// The recording format version this crate writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 pub use audit::{AuditDecision, AuditRecord};
 pub use builder::{ChunkBuilder, FlushPolicy, Totals, ZstdTables};

@@ -1,7 +1,8 @@
-//! Golden fixtures: sessions written by format v1, committed under `tests/fixtures/v1/`, that
-//! this and every later version must read and verify exactly.
+//! Golden fixtures: sessions written by each format version, committed under
+//! `tests/fixtures/v<N>/`, that this and every later version must read and verify exactly.
 //!
-//! Regenerate (only when adding a fixture; existing bytes must never change):
+//! Fixtures for a new format version (existing bytes must never change; this refuses to
+//! overwrite a version's directory):
 //! `cargo test -p storage-schema --test fixtures -- --ignored regenerate`
 
 mod common;
@@ -17,8 +18,11 @@ use storage_schema::{
     Direction, Event, EventKind, ExitInfo, FlushPolicy, Keyring, SessionState, Stream,
 };
 
-fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1")
+/// Every format version with fixtures: all of them, from 1 to the one this crate writes.
+const VERSIONS: std::ops::RangeInclusive<u32> = 1..=storage_schema::FORMAT_VERSION;
+
+fn fixture_dir(version: u32) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/v{version}"))
 }
 
 /// Every event kind, over several chunks.
@@ -142,9 +146,9 @@ fn dump(events: &[Event]) -> String {
 }
 
 /// Copies the committed fixtures somewhere writable, restoring the 0600 mode git does not keep.
-fn checkout() -> (tempfile::TempDir, Store, Keyring) {
+fn checkout(version: u32) -> (tempfile::TempDir, Store, Keyring) {
     let tmp = tempfile::tempdir().unwrap();
-    copy_tree(&fixture_dir(), tmp.path());
+    copy_tree(&fixture_dir(version), tmp.path());
     for entry in fs::read_dir(tmp.path().join("keys")).unwrap() {
         fs::set_permissions(entry.unwrap().path(), fs::Permissions::from_mode(0o600)).unwrap();
     }
@@ -167,18 +171,25 @@ fn copy_tree(from: &Path, to: &Path) {
 }
 
 #[tokio::test]
-async fn v1_fixtures_read_and_verify() {
-    let (_tmp, store, ring) = checkout();
+async fn every_versions_fixtures_read_and_verify() {
+    for version in VERSIONS {
+        fixtures_read_and_verify(version).await;
+    }
+}
+
+async fn fixtures_read_and_verify(version: u32) {
+    let (_tmp, store, ring) = checkout(version);
     let ids = list_sessions(&store).await.unwrap();
-    assert_eq!(ids.len(), 3, "fixture sessions");
-    let expected = fs::read_to_string(fixture_dir().join("expected-events.txt")).unwrap();
+    assert_eq!(ids.len(), 3, "v{version} fixture sessions");
+    let expected = fs::read_to_string(fixture_dir(version).join("expected-events.txt")).unwrap();
     let mut seen = Vec::new();
     for id in ids {
         let report = verify_session(&store, id, KeySource::Keyring(&ring))
             .await
             .unwrap();
-        assert!(report.intact(), "{id}: {:?}", report.damage);
+        assert!(report.intact(), "v{version} {id}: {:?}", report.damage);
         let reader = SessionReader::open(&store, &ring, id).await.unwrap();
+        assert_eq!(reader.meta().format, version, "{id}");
         let name = reader.meta().command[0].clone();
         let mut events = Vec::new();
         reader
@@ -191,6 +202,10 @@ async fn v1_fixtures_read_and_verify() {
                     matches!(&report.state, SessionState::Sealed(s) if s.exit.as_ref().map(|e| e.code) == Some(3))
                 );
                 assert!(reader.chunk_count() > 1, "fixture spans chunks");
+                for i in 0..reader.chunk_count() {
+                    let header = reader.chunk_header(i).await.unwrap();
+                    assert_eq!(u32::from(header.version), version, "{id} chunk {i}");
+                }
                 assert_eq!(dump(&events), expected);
             }
             "fixture-interrupted" => {
@@ -215,10 +230,11 @@ async fn v1_fixtures_read_and_verify() {
 #[tokio::test]
 #[ignore = "writes new fixture bytes; run by hand only when adding fixtures"]
 async fn regenerate() {
-    let dir = fixture_dir();
+    let dir = fixture_dir(storage_schema::FORMAT_VERSION);
     assert!(
         !dir.join("store").exists(),
-        "fixtures exist; v1 bytes must never be rewritten"
+        "{} exists; fixture bytes must never be rewritten",
+        dir.display()
     );
     let (ring, _) = Keyring::open_or_init(&dir.join("keys")).unwrap();
     let store = Store::open(&format!("file://{}", dir.join("store").display())).unwrap();

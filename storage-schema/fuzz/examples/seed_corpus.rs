@@ -11,7 +11,7 @@ use std::path::Path;
 
 use storage_schema::{
     Direction, Event, EventKind, ExitInfo, SealPayload, SealState, SealedChunk, Stream,
-    StreamBytes, varint,
+    StreamBytes, event, varint,
 };
 use storage_schema_fuzz::{data_key, genesis, session, signing_key};
 
@@ -114,6 +114,10 @@ fn main() {
         "seed-short",
         &encode(&sample_events(0)[1..3], 0),
     );
+    // The same events in format v2's layout, which the target decodes too.
+    let mut input = 0u64.to_be_bytes().to_vec();
+    input.extend_from_slice(&event::encode_all_split(&sample_events(0), 0));
+    write("event_decode", "seed-split", &input);
 
     let mut compressor = zstd::bulk::Compressor::new(3).unwrap();
     let mut prev = genesis();
@@ -132,7 +136,7 @@ fn main() {
             seq as u64,
             prev,
             (base, last, events.len() as u32),
-            &encode(&events, base),
+            &event::encode_all_split(&events, base),
             &mut compressor,
             &data_key(),
             signing_key(),
@@ -143,7 +147,7 @@ fn main() {
     }
 
     let seal = SealPayload {
-        format: 1,
+        format: storage_schema::FORMAT_VERSION,
         session: session(),
         state: SealState::Sealed,
         chunks: 3,
@@ -161,6 +165,7 @@ fn main() {
             port_forward: 18,
         },
         events: 15,
+        commands: None,
     };
     write("seal_parse", "seed-sealed", &seal.sign(signing_key()));
     let interrupted = SealPayload {

@@ -10,8 +10,9 @@
 //!   must return `Err`, not panic, when they are not the events the header declares.
 //! - `Body`: the body under the AEAD is made by hand (compressed flag, plaintext length and body
 //!   bytes chosen by the fuzzer, optionally a real zstd frame then edited), encrypted and signed
-//!   per the v1 layout, so the zstd decoder and the plaintext-length checks see hostile input that
-//!   `seal` would never produce. The hand-made chunk must verify (a check of the layout as
+//!   per the documented layout of format v1 or v2 (fuzzer's choice), so the zstd decoder, both
+//!   event layouts' decoders and the plaintext-length checks see hostile input that `seal` would
+//!   never produce. The hand-made chunk must verify (a check of the layout as
 //!   documented) and `open` must not panic.
 #![no_main]
 
@@ -20,7 +21,7 @@ use std::cell::RefCell;
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use storage_schema::chunk::{HEADER_LEN, MAX_PLAINTEXT, SIGNATURE_LEN};
-use storage_schema::{ChunkHeader, Direction, Event, EventKind, SealedChunk, Stream};
+use storage_schema::{ChunkHeader, Direction, Event, EventKind, SealedChunk, Stream, event};
 use storage_schema_fuzz::{DEK_BYTES, data_key, genesis, public_key, session, signing_key};
 
 #[derive(Arbitrary, Debug)]
@@ -40,6 +41,8 @@ enum Input {
         plaintext: Vec<u8>,
     },
     Body {
+        /// Format v1 (events inline) rather than v2 (payloads, then heads).
+        v1: bool,
         seq: u64,
         first_us: u64,
         span: u32,
@@ -208,12 +211,7 @@ fn tamper(seq: u64, base_us: u32, kinds: Vec<(u16, Kind)>, edits: &[Edit]) {
     // A chunk's first event is stored relative to the chunk's first offset (so its delta is 0).
     let first = events.first().map_or(u64::from(base_us), |e| e.at_us);
     let last = events.last().map_or(first, |e| e.at_us);
-    let mut plain = Vec::new();
-    let mut prev = first;
-    for event in &events {
-        event.encode(prev, &mut plain);
-        prev = event.at_us;
-    }
+    let plain = event::encode_all_split(&events, first);
     let chunk = with_compressor(Level::Default, |compressor| {
         SealedChunk::seal(
             session(),
@@ -291,18 +289,22 @@ fn plaintext(seq: u64, first_us: u64, span: u32, count: u32, level: Level, plain
         assert_eq!(events.len(), count as usize);
         assert_eq!(events.first().map_or(first_us, |e| e.at_us), first_us);
         assert_eq!(events.last().map_or(first_us, |e| e.at_us), last_us);
-        let mut again = Vec::new();
-        let mut prev = first_us;
-        for event in &events {
-            event.encode(prev, &mut again);
-            prev = event.at_us;
-        }
+        let again = event::encode_all_split(&events, first_us);
         assert!(again.len() <= plain.len());
     }
 }
 
 #[allow(clippy::too_many_arguments)]
-fn body(seq: u64, first_us: u64, span: u32, events: u32, compressed: bool, len: Len, body: Body) {
+fn body(
+    v1: bool,
+    seq: u64,
+    first_us: u64,
+    span: u32,
+    events: u32,
+    compressed: bool,
+    len: Len,
+    body: Body,
+) {
     let (body, true_len) = match body {
         Body::Raw(bytes) => {
             let n = bytes.len();
@@ -319,7 +321,9 @@ fn body(seq: u64, first_us: u64, span: u32, events: u32, compressed: bool, len: 
         Len::Delta(d) => (true_len as i64 + i64::from(d)).clamp(0, i64::from(MAX_PLAINTEXT)) as u32,
         Len::Any(n) => n,
     };
+    let version = if v1 { 1 } else { 2 };
     let header = ChunkHeader {
+        version,
         compressed,
         session: session(),
         seq,
@@ -346,7 +350,8 @@ fn body(seq: u64, first_us: u64, span: u32, events: u32, compressed: bool, len: 
         );
         return;
     };
-    let signature = signing_key().sign(b"kubetape/chunk/v1", &unsigned.digest().0);
+    let domain = format!("kubetape/chunk/v{version}");
+    let signature = signing_key().sign(domain.as_bytes(), &unsigned.digest().0);
     let at = stored.len() - SIGNATURE_LEN;
     stored[at..].copy_from_slice(&signature);
     let chunk = SealedChunk::decode(&stored).unwrap();
@@ -382,6 +387,7 @@ fuzz_target!(|input: Input| {
             plaintext: plain,
         } => plaintext(seq, first_us, span, events, level, &plain),
         Input::Body {
+            v1,
             seq,
             first_us,
             span,
@@ -389,6 +395,15 @@ fuzz_target!(|input: Input| {
             compressed,
             plaintext_len,
             body: b,
-        } => body(seq, first_us, span, events, compressed, plaintext_len, b),
+        } => body(
+            v1,
+            seq,
+            first_us,
+            span,
+            events,
+            compressed,
+            plaintext_len,
+            b,
+        ),
     }
 });

@@ -159,7 +159,8 @@ pub async fn seal_interrupted(
         .ok_or_else(|| KeyError::NoSigningKey(keyring.dir().to_path_buf()))?;
     let totals = report.totals.unwrap_or_default();
     let payload = SealPayload {
-        format: crate::FORMAT_VERSION,
+        // The seal describes the session as its writer made it.
+        format: meta.format,
         session: id,
         state: SealState::Interrupted,
         chunks: report.chunks,
