@@ -27,30 +27,32 @@
 //! kind's own ratio; the mix lands near 0.19 (app logs with 64-bit request ids compress worse
 //! than dpkg's).
 //!
-//! Times are this thread's CPU time (`/proc/thread-self/schedstat`; wall time where that is
-//! missing), since on a shared machine wall time mostly measures the neighbours; wall-clock
-//! medians are printed alongside. A sample repeats a workload for at least 250 ms (CPU time is
-//! updated at scheduler ticks) and reports the time per run.
+//! Times are this thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`, to the nanosecond), since on a
+//! shared machine wall time mostly measures the neighbours; wall-clock medians are printed
+//! alongside. A sample repeats a workload for at least 250 ms and reports the time per run.
+//! (Earlier versions read `/proc/thread-self/schedstat`, which the kernel updates only at
+//! scheduler ticks: with two runs per sample that quantised every row to 2 ms, ~1.5%.)
 //!
 //! Workloads (MB = 10^6 bytes; MB/s counts raw input bytes per CPU second for every row):
 //! - `memcpy`: copy each read into a reused chunk-sized buffer — the least a recorder must do;
 //! - `pipeline push`: `ChunkBuilder::push` of prebuilt `Data` events, then `flush`: varint
-//!   framing → zstd → AES-256-GCM → SHA-256 chain digest → Ed25519 signature per chunk;
-//! - `pipeline push_data`: the same through `push_data` (one more copy and allocation per read);
+//!   framing in the v2 layout → zstd → AES-256-GCM → BLAKE3 chain digest → Ed25519 signature
+//!   per chunk;
+//! - `pipeline push_data`: the same through `push_data`, the relay's path (no `Event` built);
 //! - stage figures on the same data: framing alone, zstd alone (on the framed chunk plaintexts,
-//!   same chunk boundaries), AES-256-GCM alone (on the zstd output, i.e. what the pipeline
-//!   encrypts, and on the raw plaintext for the cipher's own speed), digest+signature alone;
+//!   same chunk boundaries; and on format v1's layout for comparison), AES-256-GCM alone (on the
+//!   zstd output, i.e. what the pipeline encrypts, and on the raw plaintext for the cipher's own
+//!   speed), digest+signature alone (and v1's SHA-256 digest for comparison);
 //! - reader: `SealedChunk::decode` + `open` of the produced chunks, and zstd decompression alone.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use sha2::{Digest as _, Sha256};
-use storage_schema::aead;
 use storage_schema::{
-    ChunkBuilder, DataKey, Event, EventKind, FlushPolicy, SealedChunk, SessionId, SigningKey,
-    Stream, ZstdTables,
+    ChainDigest, ChunkBuilder, DataKey, Event, EventKind, FlushPolicy, SealedChunk, SessionId,
+    SigningKey, Stream, ZstdTables,
 };
+use storage_schema::{aead, event};
 
 /// Size of one PTY read.
 const READ: usize = 4096;
@@ -412,49 +414,62 @@ struct Row {
     stored: Option<usize>,
 }
 
-/// This thread's CPU time, from `/proc/thread-self/schedstat` (ns on CPU): on a shared machine
-/// wall time mostly measures the neighbours. The kernel updates it at scheduler ticks, so it is
-/// only read around samples of a quarter second or more.
+/// This thread's CPU time: on a shared machine wall time mostly measures the neighbours.
 fn thread_cpu() -> Option<Duration> {
-    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    Some(Duration::from_nanos(
-        text.split_whitespace().next()?.parse().ok()?,
-    ))
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Some(Duration::new(t.tv_sec as u64, t.tv_nsec as u32))
 }
 
 /// Shortest sample: whole runs of `f` are repeated until a sample takes this long.
 const MIN_SAMPLE: Duration = Duration::from_millis(250);
 
-/// Medians over `reps` samples of the time of one run of `f`: (CPU time, or wall time where
-/// CPU time is unavailable; wall time; what `f` reports as stored bytes).
-fn measure(
+/// One row's work: a whole run over the input, returning the bytes it stored, if any.
+type Workload<'a> = Box<dyn FnMut() -> Option<usize> + 'a>;
+
+/// Medians over `reps` samples of the time of one run of each workload: (CPU time, wall time,
+/// what it reports as stored bytes). The samples are interleaved — one of each workload in
+/// turn, `reps` times — so a slow spell of this shared machine lands on every row alike rather
+/// than on whichever row was running, and rows can be compared within a run.
+fn measure_interleaved(
     reps: usize,
-    mut f: impl FnMut() -> Option<usize>,
-) -> (Duration, Duration, Option<usize>) {
-    let start = Instant::now();
-    let mut stored = black_box(f());
-    let runs = (MIN_SAMPLE.as_secs_f64() / start.elapsed().as_secs_f64())
-        .ceil()
-        .max(1.0) as u32;
-    let mut cpu = Vec::with_capacity(reps);
-    let mut wall = Vec::with_capacity(reps);
+    workloads: &mut [Workload<'_>],
+) -> Vec<(Duration, Duration, Option<usize>)> {
+    // Runs per sample, so that each sample lasts MIN_SAMPLE.
+    let runs: Vec<u32> = workloads
+        .iter_mut()
+        .map(|f| {
+            let start = Instant::now();
+            black_box(f());
+            (MIN_SAMPLE.as_secs_f64() / start.elapsed().as_secs_f64())
+                .ceil()
+                .max(1.0) as u32
+        })
+        .collect();
+    let mut samples = vec![(Vec::new(), Vec::new(), None); workloads.len()];
     for _ in 0..reps {
-        let (start, start_cpu) = (Instant::now(), thread_cpu());
-        for _ in 0..runs {
-            stored = black_box(f());
+        for ((f, &runs), (cpu, wall, stored)) in workloads.iter_mut().zip(&runs).zip(&mut samples) {
+            let (start, start_cpu) = (Instant::now(), thread_cpu());
+            for _ in 0..runs {
+                *stored = black_box(f());
+            }
+            let elapsed = start.elapsed();
+            wall.push(elapsed / runs);
+            cpu.push(
+                thread_cpu()
+                    .zip(start_cpu)
+                    .map_or(elapsed, |(end, start)| end - start)
+                    / runs,
+            );
         }
-        let elapsed = start.elapsed();
-        wall.push(elapsed / runs);
-        cpu.push(
-            thread_cpu()
-                .zip(start_cpu)
-                .map_or(elapsed, |(end, start)| end - start)
-                / runs,
-        );
     }
-    cpu.sort();
-    wall.sort();
-    (cpu[reps / 2], wall[reps / 2], stored)
+    samples
+        .into_iter()
+        .map(|(mut cpu, mut wall, stored)| {
+            cpu.sort();
+            wall.sort();
+            (cpu[reps / 2], wall[reps / 2], stored)
+        })
+        .collect()
 }
 
 fn nonce(seq: u64) -> [u8; 12] {
@@ -553,177 +568,65 @@ fn main() {
             },
         })
         .collect();
-    let mut rows = Vec::new();
-    let mut row = |name: &str, (cpu, wall, stored): (Duration, Duration, Option<usize>)| {
-        rows.push(Row {
-            name: name.to_string(),
-            cpu,
-            wall,
-            stored,
-        });
-    };
-
-    // Baseline: copy every read into a reused chunk-sized buffer.
-    let mut buf = Vec::with_capacity(policy.max_bytes + READ);
-    row(
-        "memcpy into chunk buffer (baseline)",
-        measure(reps, || {
-            for read in data.chunks(READ) {
-                if buf.len() + read.len() > policy.max_bytes {
-                    black_box(&buf);
-                    buf.clear();
-                }
-                buf.extend_from_slice(read);
-            }
-            black_box(&buf);
-            buf.clear();
-            None
-        }),
-    );
-
-    // The whole writer pipeline.
-    let run_pipeline = |via_push_data: bool| {
-        let mut builder =
-            ChunkBuilder::new(session, META, dek.clone(), signer.clone(), policy).unwrap();
-        let mut chunks = Vec::new();
-        for event in &events {
-            if via_push_data {
-                let EventKind::Data { stream, bytes } = &event.kind else {
-                    unreachable!()
-                };
-                chunks.extend(builder.push_data(event.at_us, *stream, bytes).unwrap());
-            } else {
-                chunks.extend(builder.push(event).unwrap());
-            }
-        }
-        chunks.extend(builder.flush().unwrap());
-        chunks
-    };
-    let mut chunks = Vec::new();
-    row(
-        "pipeline: ChunkBuilder::push + flush",
-        measure(reps, || {
-            chunks = run_pipeline(false);
-            Some(chunks.iter().map(SealedChunk::encoded_len).sum())
-        }),
-    );
-    row(
-        "pipeline: ChunkBuilder::push_data + flush",
-        measure(reps, || {
-            Some(
-                run_pipeline(true)
-                    .iter()
-                    .map(SealedChunk::encoded_len)
-                    .sum(),
-            )
-        }),
-    );
-    let pipeline_row = 1;
-
-    // Stages, on the same data and chunk boundaries.
-    let frame_all = |plaintexts: &mut Vec<Vec<u8>>| {
-        let mut buf = Vec::with_capacity(policy.max_bytes + READ + 64);
+    // What the rows work on, made once: chunk plaintexts in both layouts (same chunk
+    // boundaries: a chunk closes once its encoded events reach max_bytes, the same count in
+    // either layout), their zstd output, and the pipeline's chunks.
+    let frame_all = |v1: bool| {
+        let mut plaintexts = Vec::new();
+        let (mut heads, mut payloads) = (Vec::new(), Vec::new());
         let mut prev = None;
         for event in &events {
-            event.encode(prev.unwrap_or(event.at_us), &mut buf);
+            let base = prev.unwrap_or(event.at_us);
+            if v1 {
+                event.encode(base, &mut payloads);
+            } else {
+                event.encode_split(base, &mut heads, &mut payloads);
+            }
             prev = Some(event.at_us);
-            if buf.len() >= policy.max_bytes {
-                plaintexts.push(std::mem::replace(
-                    &mut buf,
-                    Vec::with_capacity(policy.max_bytes + READ + 64),
-                ));
+            if heads.len() + payloads.len() >= policy.max_bytes {
+                event::finish_split(&mut payloads, &heads);
+                plaintexts.push(std::mem::take(&mut payloads));
+                heads.clear();
                 prev = None;
             }
         }
-        if !buf.is_empty() {
-            plaintexts.push(buf);
+        if prev.is_some() {
+            event::finish_split(&mut payloads, &heads);
+            plaintexts.push(payloads);
         }
+        if v1 {
+            // v1 has no heads' length behind the events.
+            for p in &mut plaintexts {
+                p.truncate(p.len() - 4);
+            }
+        }
+        plaintexts
     };
-    let mut plaintexts = Vec::new();
-    frame_all(&mut plaintexts);
-    let mut frame_buf = Vec::with_capacity(policy.max_bytes + READ + 64);
-    row(
-        "stage: varint framing (Event::encode)",
-        measure(reps, || {
-            let mut prev = None;
-            for event in &events {
-                event.encode(prev.unwrap_or(event.at_us), &mut frame_buf);
-                prev = Some(event.at_us);
-                if frame_buf.len() >= policy.max_bytes {
-                    black_box(&frame_buf);
-                    frame_buf.clear();
-                    prev = None;
-                }
-            }
-            frame_buf.clear();
-            None
-        }),
-    );
-    let mut compressed = Vec::new();
-    row(
-        "stage: zstd as the policy sets it (bulk)",
-        measure(reps, || {
-            compressed = plaintexts
-                .iter()
-                .map(|p| compressor.compress(p).unwrap())
-                .collect::<Vec<_>>();
-            Some(compressed.iter().map(Vec::len).sum())
-        }),
-    );
-    // The untuned level, for the chainLog choice's ratio in the same run.
-    let mut plain = zstd::bulk::Compressor::new(policy.zstd_level).unwrap();
-    row(
-        &format!(
-            "stage: zstd level {} untuned (comparison)",
-            policy.zstd_level
-        ),
-        measure(reps, || {
-            Some(
-                plaintexts
-                    .iter()
-                    .map(|p| plain.compress(p).unwrap().len())
-                    .sum(),
-            )
-        }),
-    );
-    let header = [0u8; 92];
-    row(
-        "stage: AES-256-GCM on the zstd output",
-        measure(reps, || {
-            let mut n = 0;
-            for (seq, c) in compressed.iter().enumerate() {
-                let ct = aead::seal(&DEK, nonce(seq as u64), &header, c).unwrap();
-                n += black_box(ct).len();
-            }
-            Some(n)
-        }),
-    );
-    row(
-        "stage: AES-256-GCM on the raw plaintext",
-        measure(reps, || {
-            for (seq, p) in plaintexts.iter().enumerate() {
-                let ct = aead::seal(&DEK, nonce(seq as u64), &header, p).unwrap();
-                black_box(ct);
-            }
-            None
-        }),
-    );
-    row(
-        "stage: SHA-256 chain digest + Ed25519 sign",
-        measure(reps, || {
-            for c in &compressed {
-                let digest = Sha256::new()
-                    .chain_update(b"kubetape/chain/v1")
-                    .chain_update(header)
-                    .chain_update(c)
-                    .finalize();
-                black_box(signer.sign(b"kubetape/chunk/v1", &digest));
-            }
-            None
-        }),
-    );
-
-    // Reader side.
+    let plaintexts = frame_all(false);
+    let plaintexts_v1 = frame_all(true);
+    let compressed: Vec<Vec<u8>> = plaintexts
+        .iter()
+        .map(|p| compressor.compress(p).unwrap())
+        .collect();
+    // The writer; each chunk goes to `sink` as it closes, as a recorder hands it to its uploader.
+    let run_pipeline = |via_push_data: bool, sink: &mut dyn FnMut(SealedChunk)| {
+        let mut builder =
+            ChunkBuilder::new(session, META, dek.clone(), signer.clone(), policy).unwrap();
+        for event in &events {
+            let closed = if via_push_data {
+                let EventKind::Data { stream, bytes } = &event.kind else {
+                    unreachable!()
+                };
+                builder.push_data(event.at_us, *stream, bytes).unwrap()
+            } else {
+                builder.push(event).unwrap()
+            };
+            closed.into_iter().for_each(&mut *sink);
+        }
+        builder.flush().unwrap().into_iter().for_each(sink);
+    };
+    let mut chunks = Vec::new();
+    run_pipeline(false, &mut |c| chunks.push(c));
     let stored: Vec<Vec<u8>> = chunks.iter().map(SealedChunk::encode).collect();
     let opened: usize = stored
         .iter()
@@ -735,24 +638,174 @@ fn main() {
         })
         .sum();
     assert_eq!(opened, raw, "the chunks open to the input");
-    row(
-        "reader: SealedChunk::decode + open",
-        measure(reps, || {
-            for bytes in &stored {
-                black_box(SealedChunk::decode(bytes).unwrap().open(&dek).unwrap());
+    // A measured run keeps only the stored size: chunks are dropped as they close.
+    let stored_len = |via_push_data: bool| {
+        let mut n = 0;
+        run_pipeline(via_push_data, &mut |c| n += c.encoded_len());
+        Some(n)
+    };
+    let zstd_all = |z: &mut zstd::bulk::Compressor<'_>, plaintexts: &[Vec<u8>]| {
+        Some(
+            plaintexts
+                .iter()
+                .map(|p| z.compress(p).unwrap().len())
+                .sum(),
+        )
+    };
+    let header = [0u8; 92];
+    // The rows own their buffers and share the rest.
+    let (data, events, plaintexts, plaintexts_v1, compressed, stored) = (
+        &data,
+        &events,
+        &plaintexts,
+        &plaintexts_v1,
+        &compressed,
+        &stored,
+    );
+    let (stored_len, zstd_all, signer, dek) = (&stored_len, &zstd_all, &signer, &dek);
+
+    // Every row; each returns the bytes it stored, if it stores any.
+    let mut rows: Vec<(String, Workload)> = Vec::new();
+    let mut buf = Vec::with_capacity(policy.max_bytes + READ);
+    rows.push((
+        "memcpy into chunk buffer (baseline)".into(),
+        Box::new(move || {
+            for read in data.chunks(READ) {
+                if buf.len() + read.len() > policy.max_bytes {
+                    black_box(&buf);
+                    buf.clear();
+                }
+                buf.extend_from_slice(read);
+            }
+            black_box(&buf);
+            buf.clear();
+            None
+        }),
+    ));
+    rows.push((
+        "pipeline: ChunkBuilder::push + flush".into(),
+        Box::new(move || stored_len(false)),
+    ));
+    let pipeline_row = rows.len() - 1;
+    rows.push((
+        "pipeline: ChunkBuilder::push_data + flush".into(),
+        Box::new(move || stored_len(true)),
+    ));
+    let (mut heads, mut payloads) = (
+        Vec::with_capacity(4096),
+        Vec::with_capacity(policy.max_bytes + READ + 64),
+    );
+    rows.push((
+        "stage: framing (Event::encode_split)".into(),
+        Box::new(move || {
+            let mut prev = None;
+            for event in events {
+                event.encode_split(prev.unwrap_or(event.at_us), &mut heads, &mut payloads);
+                prev = Some(event.at_us);
+                if heads.len() + payloads.len() >= policy.max_bytes {
+                    event::finish_split(&mut payloads, &heads);
+                    black_box(&payloads);
+                    payloads.clear();
+                    heads.clear();
+                    prev = None;
+                }
+            }
+            payloads.clear();
+            heads.clear();
+            None
+        }),
+    ));
+    let mut z = policy.compressor().unwrap();
+    rows.push((
+        "stage: zstd as the policy sets it".into(),
+        Box::new(move || zstd_all(&mut z, plaintexts)),
+    ));
+    // Format v1's layout (heads between payloads), for the v2 layout's gain.
+    let mut z = policy.compressor().unwrap();
+    rows.push((
+        "stage: zstd as set, v1 layout (comparison)".into(),
+        Box::new(move || zstd_all(&mut z, plaintexts_v1)),
+    ));
+    // The untuned level, for the table sizes' gain and ratio.
+    let mut z = zstd::bulk::Compressor::new(policy.zstd_level).unwrap();
+    rows.push((
+        format!(
+            "stage: zstd level {} untuned (comparison)",
+            policy.zstd_level
+        ),
+        Box::new(move || zstd_all(&mut z, plaintexts)),
+    ));
+    rows.push((
+        "stage: AES-256-GCM on the zstd output".into(),
+        Box::new(move || {
+            let mut n = 0;
+            for (seq, c) in compressed.iter().enumerate() {
+                let ct = aead::seal(&DEK, nonce(seq as u64), &header, c).unwrap();
+                n += black_box(ct).len();
+            }
+            Some(n)
+        }),
+    ));
+    rows.push((
+        "stage: AES-256-GCM on the raw plaintext".into(),
+        Box::new(move || {
+            for (seq, p) in plaintexts.iter().enumerate() {
+                black_box(aead::seal(&DEK, nonce(seq as u64), &header, p).unwrap());
             }
             None
         }),
-    );
-    row(
-        "reader stage: zstd decompress",
-        measure(reps, || {
-            for (c, p) in compressed.iter().zip(&plaintexts) {
+    ));
+    rows.push((
+        "stage: chain digest (BLAKE3) + Ed25519 sign".into(),
+        Box::new(move || {
+            for c in compressed {
+                let digest = ChainDigest::of(2, &header, c);
+                black_box(signer.sign(b"kubetape/chunk/v2", &digest.0));
+            }
+            None
+        }),
+    ));
+    // Format v1's chain digest, for BLAKE3's gain.
+    rows.push((
+        "stage: v1 chain digest, SHA-256 (comparison)".into(),
+        Box::new(move || {
+            for c in compressed {
+                black_box(ChainDigest::of(1, &header, c));
+            }
+            None
+        }),
+    ));
+    rows.push((
+        "reader: SealedChunk::decode + open".into(),
+        Box::new(move || {
+            for bytes in stored {
+                black_box(SealedChunk::decode(bytes).unwrap().open(dek).unwrap());
+            }
+            None
+        }),
+    ));
+    rows.push((
+        "reader stage: zstd decompress".into(),
+        Box::new(move || {
+            for (c, p) in compressed.iter().zip(plaintexts) {
                 black_box(zstd::bulk::decompress(c, p.len()).unwrap());
             }
             None
         }),
-    );
+    ));
+    let names: Vec<String> = rows.iter().map(|(name, _)| name.clone()).collect();
+    let mut workloads: Vec<Workload> = rows.into_iter().map(|(_, w)| w).collect();
+    let rows: Vec<Row> = measure_interleaved(reps, &mut workloads)
+        .into_iter()
+        .zip(names)
+        .map(|((cpu, wall, stored), name)| Row {
+            name,
+            cpu,
+            wall,
+            stored,
+        })
+        .collect();
+    drop(workloads);
 
     let mbps = |d: Duration| raw as f64 / 1e6 / d.as_secs_f64();
     let base = mbps(rows[0].cpu);
