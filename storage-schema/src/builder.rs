@@ -181,23 +181,11 @@ impl ChunkBuilder {
     /// Adds an event stamped `event.at_us` (events must come in time order). Returns the chunks
     /// that filled up (usually none, one for a large write).
     pub fn push(&mut self, event: &Event) -> Result<Vec<SealedChunk>, ChunkError> {
-        let mut out = Vec::new();
         match &event.kind {
-            EventKind::Data { stream, bytes } if bytes.len() > MAX_EVENT_DATA => {
-                for piece in bytes.chunks(MAX_EVENT_DATA) {
-                    let part = Event {
-                        at_us: event.at_us,
-                        kind: EventKind::Data {
-                            stream: *stream,
-                            bytes: piece.to_vec(),
-                        },
-                    };
-                    out.extend(self.push_one(&part)?);
-                }
-            }
-            _ => out.extend(self.push_one(event)?),
+            // Split when longer than MAX_EVENT_DATA, as the relay's writes are.
+            EventKind::Data { stream, bytes } => self.push_data(event.at_us, *stream, bytes),
+            _ => Ok(self.push_one(event)?.into_iter().collect()),
         }
-        Ok(out)
     }
 
     /// Adds a stream write without building an [`Event`] first (the relay hot path): the
