@@ -40,17 +40,21 @@ enum Input {
         level: Level,
         plaintext: Vec<u8>,
     },
-    Body {
-        /// Format v1 (events inline) rather than v2 (payloads, then heads).
-        v1: bool,
-        seq: u64,
-        first_us: u64,
-        span: u32,
-        events: u32,
-        compressed: bool,
-        plaintext_len: Len,
-        body: Body,
-    },
+    Body(HandMade),
+}
+
+/// A chunk whose body under the AEAD is made by hand (see `Input::Body`).
+#[derive(Arbitrary, Debug)]
+struct HandMade {
+    /// Format v1 (events inline) rather than v2 (payloads, then heads).
+    v1: bool,
+    seq: u64,
+    first_us: u64,
+    span: u32,
+    events: u32,
+    compressed: bool,
+    plaintext_len: Len,
+    body: Body,
 }
 
 #[derive(Arbitrary, Debug)]
@@ -294,17 +298,17 @@ fn plaintext(seq: u64, first_us: u64, span: u32, count: u32, level: Level, plain
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn body(
-    v1: bool,
-    seq: u64,
-    first_us: u64,
-    span: u32,
-    events: u32,
-    compressed: bool,
-    len: Len,
-    body: Body,
-) {
+fn body(hand_made: HandMade) {
+    let HandMade {
+        v1,
+        seq,
+        first_us,
+        span,
+        events,
+        compressed,
+        plaintext_len: len,
+        body,
+    } = hand_made;
     let (body, true_len) = match body {
         Body::Raw(bytes) => {
             let n = bytes.len();
@@ -386,24 +390,6 @@ fuzz_target!(|input: Input| {
             level,
             plaintext: plain,
         } => plaintext(seq, first_us, span, events, level, &plain),
-        Input::Body {
-            v1,
-            seq,
-            first_us,
-            span,
-            events,
-            compressed,
-            plaintext_len,
-            body: b,
-        } => body(
-            v1,
-            seq,
-            first_us,
-            span,
-            events,
-            compressed,
-            plaintext_len,
-            b,
-        ),
+        Input::Body(hand_made) => body(hand_made),
     }
 });
