@@ -16,6 +16,11 @@
 //! and at once before answering a would-be denial, so a fresh approval works on the next
 //! request on every replica. Store I/O never happens under the cache's lock: requests read
 //! grants without waiting for a listing.
+//!
+//! Only requests that can still matter are listed and cached: those made in the last
+//! [`LISTED_FOR`]. Ids are UUIDv7, so names sort by creation time and the listing starts after
+//! the first id that old (on S3 the store skips the rest itself). Without this every replica
+//! re-read a listing of every request ever made, every second, and kept them all in memory.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -113,6 +118,13 @@ pub struct Entry {
 /// a reason that is likely stale.
 pub const PENDING_LIFETIME: Duration = Duration::from_secs(86_400);
 
+/// How far back requests are listed and cached. A request can be decided for
+/// [`PENDING_LIFETIME`] after it is made, and its grant lasts at most [`MAX_TTL_SECS`] after
+/// that; the extra hour absorbs clock skew between the replicas that made the ids. Older
+/// requests grant nothing; their history is in the audit log, and `get` still reads one by id.
+pub const LISTED_FOR: Duration =
+    Duration::from_secs(PENDING_LIFETIME.as_secs() + MAX_TTL_SECS + 3_600);
+
 /// Where a request stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -191,6 +203,26 @@ struct Cache {
     /// Objects that did not parse: reported once, not re-read on every refresh.
     bad: HashSet<String>,
     refreshed: Option<Instant>,
+}
+
+impl Cache {
+    /// Drops requests (and their verdicts, and unreadable keys) whose ids sort before
+    /// `oldest`: the listing no longer reaches them.
+    fn forget_before(&mut self, oldest: &str) {
+        self.requests.retain(|id, _| id.as_str() > oldest);
+        self.verdicts.retain(|id, _| id.as_str() > oldest);
+        let oldest_key = format!("{PREFIX}/{oldest}");
+        self.bad.retain(|key| *key > oldest_key);
+    }
+}
+
+/// The smallest UUIDv7 (as its text) of the millisecond holding `at_us`: every id made at or
+/// after that millisecond sorts after it, and every id made before sorts before.
+fn first_id_at(at_us: u64) -> String {
+    uuid::Builder::from_unix_timestamp_millis(at_us / 1_000, &[0; 10])
+        .into_uuid()
+        .hyphenated()
+        .to_string()
 }
 
 /// Microseconds since the Unix epoch.
@@ -313,7 +345,13 @@ impl Jit {
             }
         }
         let started = Instant::now();
-        let listing = self.store.list(PREFIX).await.map_err(JitError::Store)?;
+        let oldest = first_id_at(now_us().saturating_sub(LISTED_FOR.as_micros() as u64));
+        self.cache().forget_before(&oldest);
+        let listing = self
+            .store
+            .list_after(PREFIX, Some(&oldest))
+            .await
+            .map_err(JitError::Store)?;
         for (name, _) in listing {
             let Some((id, file)) = name.split_once('/') else {
                 continue;
@@ -515,6 +553,59 @@ mod tests {
         let other = Jit::new(store);
         other.refresh(true).await.unwrap();
         assert_eq!(other.entries().len(), 1);
+    }
+
+    /// Requests older than LISTED_FOR are neither listed nor kept; recent ones are, whichever
+    /// replica made them.
+    #[tokio::test]
+    async fn only_requests_that_can_still_matter_are_listed() {
+        let store = Store::open("memory://").unwrap();
+        let jit = Jit::new(store.clone());
+        let day = 86_400_000_000;
+        let id_at = |at_us: u64| {
+            uuid::Builder::from_unix_timestamp_millis(at_us / 1_000, &[0x5a; 10])
+                .into_uuid()
+                .to_string()
+        };
+        let now = now_us();
+        let (old, recent) = (id_at(now - 3 * day), id_at(now - day));
+        // The old one made through this replica (so it is cached), the recent one elsewhere.
+        jit.create(&AccessRequest {
+            created_at_us: now - 3 * day,
+            ..request(&old, "dan")
+        })
+        .await
+        .unwrap();
+        Jit::new(store.clone())
+            .create(&AccessRequest {
+                created_at_us: now - day,
+                ..request(&recent, "dan")
+            })
+            .await
+            .unwrap();
+        assert_eq!(jit.entries().len(), 1, "only what this replica made so far");
+        jit.refresh(true).await.unwrap();
+        let ids: Vec<String> = jit.entries().into_iter().map(|e| e.request.id).collect();
+        assert_eq!(
+            ids,
+            std::slice::from_ref(&recent),
+            "the old request is forgotten"
+        );
+        // Still readable by id (approve and deny read the request itself).
+        assert!(jit.get(&old).await.unwrap().is_some());
+        assert!(first_id_at(now - 2 * day).as_str() > old.as_str());
+        assert!(first_id_at(now - 2 * day).as_str() < recent.as_str());
+    }
+
+    #[test]
+    fn first_ids_sort_by_time() {
+        let t = 1_795_000_000_000_000; // µs; 1_795_000_000_000 ms = 0x1a1ee565e00
+        assert_eq!(first_id_at(t), "01a1ee56-5e00-7000-8000-000000000000");
+        let made_then = uuid::Builder::from_unix_timestamp_millis(t / 1_000, &[0xff; 10])
+            .into_uuid()
+            .to_string();
+        assert!(first_id_at(t) <= made_then);
+        assert!(made_then < first_id_at(t + 1_000));
     }
 
     #[test]

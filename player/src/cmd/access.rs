@@ -53,7 +53,13 @@ pub struct RequestArgs {
 }
 
 #[derive(Debug, clap::Args)]
-#[command(about = "List your access requests and those you may approve")]
+#[command(
+    about = "List your access requests and those you may approve",
+    long_about = "List your access requests and those you may approve: the requests of the last \
+        49 hours, which covers every request that can still be decided (24 h) or whose grant can \
+        still be running (up to 24 h more). Older ones grant nothing; `kubetape audit` keeps \
+        their history."
+)]
 pub struct RequestsArgs {
     /// Print JSON instead of a table
     #[arg(long)]

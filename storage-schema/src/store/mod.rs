@@ -199,11 +199,28 @@ impl Store {
 
     /// All objects under `dir`, as (name relative to `dir`, size), sorted by name.
     pub async fn list(&self, dir: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        self.list_after(dir, None).await
+    }
+
+    /// As [`Self::list`], but only names (relative to `dir`) that sort after `after`. On S3
+    /// the store itself skips the rest (`start-after`), so the cost of listing follows what is
+    /// asked for, not everything ever written under `dir`: the listing to use under prefixes
+    /// named by time-ordered ids.
+    pub async fn list_after(
+        &self,
+        dir: &str,
+        after: Option<&str>,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
         let base = self.path(dir);
         let skip = base.parts().count();
-        let mut out: Vec<(String, u64)> = self
-            .inner
-            .list(Some(&base))
+        let listing = match after {
+            None => self.inner.list(Some(&base)),
+            Some(after) => {
+                let offset = self.path(&format!("{dir}/{after}"));
+                self.inner.list_with_offset(Some(&base), &offset)
+            }
+        };
+        let mut out: Vec<(String, u64)> = listing
             .map_ok(|meta| {
                 let rel: Vec<String> = meta
                     .location
