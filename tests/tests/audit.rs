@@ -267,6 +267,29 @@ fn every_request_is_audited_with_identity_and_ci_claims() {
     let verdicts = String::from_utf8_lossy(&out);
     assert_eq!(code, Some(1));
     assert!(verdicts.contains(&format!("FAIL {audit_id}")), "{verdicts}");
+
+    // --since later than the stream's signed seal: the stream holds nothing that late and is
+    // not read at all, so its damage is not this query's to report (verify --all's above).
+    let later = ["--json", "--since", "2999-01-01T00:00:00Z"];
+    let (code, records, err) = audit(&cluster, &later);
+    assert_eq!(code, Some(0), "skipped unread: {err}");
+    assert!(records.is_empty());
+    // --since before the seal still reads it, so the damage is reported.
+    let (code, _, err) = audit(&cluster, &["--json", "--since", "1h"]);
+    assert_eq!(code, Some(1), "{err}");
+    // A seal that does not verify proves nothing: the stream is read, the damage reported.
+    let seal = cluster
+        .root()
+        .join(format!("store/sessions/{audit_id}/seal.json"));
+    let mut envelope: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&seal).unwrap()).unwrap();
+    let signature = envelope["signature"].as_str().unwrap();
+    let flipped = if signature.starts_with('0') { "1" } else { "0" };
+    envelope["signature"] = format!("{flipped}{}", &signature[1..]).into();
+    std::fs::write(&seal, serde_json::to_vec_pretty(&envelope).unwrap()).unwrap();
+    let (code, _, err) = audit(&cluster, &later);
+    assert_eq!(code, Some(1), "a forged seal does not hide a stream: {err}");
+    assert!(err.contains(&format!("audit stream {audit_id}")), "{err}");
 }
 
 /// With `audit.fail_closed = true` a gateway refuses requests while its audit stream cannot be
