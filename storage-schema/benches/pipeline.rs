@@ -415,9 +415,9 @@ struct Row {
 }
 
 /// This thread's CPU time: on a shared machine wall time mostly measures the neighbours.
-fn thread_cpu() -> Option<Duration> {
+fn thread_cpu() -> Duration {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
-    Some(Duration::new(t.tv_sec as u64, t.tv_nsec as u32))
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
 /// Shortest sample: whole runs of `f` are repeated until a sample takes this long.
@@ -454,12 +454,7 @@ fn measure_interleaved(
             }
             let elapsed = start.elapsed();
             wall.push(elapsed / runs);
-            cpu.push(
-                thread_cpu()
-                    .zip(start_cpu)
-                    .map_or(elapsed, |(end, start)| end - start)
-                    / runs,
-            );
+            cpu.push((thread_cpu() - start_cpu) / runs);
         }
     }
     samples

@@ -175,59 +175,51 @@ impl Event {
 
     /// The tag and payload bytes; stream data (the hot path) is borrowed, not copied.
     fn tag_and_payload(&self) -> (u8, Cow<'_, [u8]>) {
-        match &self.kind {
-            EventKind::Data { stream, bytes } => (data_tag(*stream), Cow::Borrowed(bytes)),
-            EventKind::Marker { text } => (TAG_MARKER, Cow::Borrowed(text.as_bytes())),
-            EventKind::Audit { json } => (TAG_AUDIT, Cow::Borrowed(json.as_bytes())),
-            EventKind::Unknown { tag, payload } => (*tag, Cow::Borrowed(payload)),
-            kind => {
-                let mut payload = Vec::with_capacity(16);
-                let tag = match kind {
-                    EventKind::Resize { cols, rows } => {
-                        varint::encode(u64::from(*cols), &mut payload);
-                        varint::encode(u64::from(*rows), &mut payload);
-                        TAG_RESIZE
-                    }
-                    EventKind::Exit { code, message } => {
-                        varint::encode(zigzag(*code), &mut payload);
-                        payload.extend_from_slice(message.as_bytes());
-                        TAG_EXIT
-                    }
-                    EventKind::StreamClose { stream } => {
-                        payload.push(stream.channel());
-                        TAG_STREAM_CLOSE
-                    }
-                    EventKind::PortForwardOpen { conn, port } => {
-                        varint::encode(*conn, &mut payload);
-                        varint::encode(u64::from(*port), &mut payload);
-                        TAG_PF_OPEN
-                    }
-                    EventKind::PortForwardData {
-                        conn,
-                        direction,
-                        bytes,
-                    } => {
-                        varint::encode(*conn, &mut payload);
-                        payload.push(match direction {
-                            Direction::ToPod => 0,
-                            Direction::FromPod => 1,
-                        });
-                        payload.extend_from_slice(bytes);
-                        TAG_PF_DATA
-                    }
-                    EventKind::PortForwardClose { conn, error } => {
-                        varint::encode(*conn, &mut payload);
-                        payload.extend_from_slice(error.as_bytes());
-                        TAG_PF_CLOSE
-                    }
-                    EventKind::Data { .. }
-                    | EventKind::Marker { .. }
-                    | EventKind::Audit { .. }
-                    | EventKind::Unknown { .. } => unreachable!("borrowed above"),
-                };
-                (tag, Cow::Owned(payload))
+        let mut owned = Vec::new();
+        let tag = match &self.kind {
+            EventKind::Data { stream, bytes } => return (data_tag(*stream), Cow::Borrowed(bytes)),
+            EventKind::Marker { text } => return (TAG_MARKER, Cow::Borrowed(text.as_bytes())),
+            EventKind::Audit { json } => return (TAG_AUDIT, Cow::Borrowed(json.as_bytes())),
+            EventKind::Unknown { tag, payload } => return (*tag, Cow::Borrowed(payload)),
+            EventKind::Resize { cols, rows } => {
+                varint::encode(u64::from(*cols), &mut owned);
+                varint::encode(u64::from(*rows), &mut owned);
+                TAG_RESIZE
             }
-        }
+            EventKind::Exit { code, message } => {
+                varint::encode(zigzag(*code), &mut owned);
+                owned.extend_from_slice(message.as_bytes());
+                TAG_EXIT
+            }
+            EventKind::StreamClose { stream } => {
+                owned.push(stream.channel());
+                TAG_STREAM_CLOSE
+            }
+            EventKind::PortForwardOpen { conn, port } => {
+                varint::encode(*conn, &mut owned);
+                varint::encode(u64::from(*port), &mut owned);
+                TAG_PF_OPEN
+            }
+            EventKind::PortForwardData {
+                conn,
+                direction,
+                bytes,
+            } => {
+                varint::encode(*conn, &mut owned);
+                owned.push(match direction {
+                    Direction::ToPod => 0,
+                    Direction::FromPod => 1,
+                });
+                owned.extend_from_slice(bytes);
+                TAG_PF_DATA
+            }
+            EventKind::PortForwardClose { conn, error } => {
+                varint::encode(*conn, &mut owned);
+                owned.extend_from_slice(error.as_bytes());
+                TAG_PF_CLOSE
+            }
+        };
+        (tag, Cow::Owned(owned))
     }
 }
 

@@ -219,7 +219,13 @@ impl Cache {
 /// The smallest UUIDv7 (as its text) of the millisecond holding `at_us`: every id made at or
 /// after that millisecond sorts after it, and every id made before sorts before.
 fn first_id_at(at_us: u64) -> String {
-    uuid::Builder::from_unix_timestamp_millis(at_us / 1_000, &[0; 10])
+    id_at(at_us, [0; 10])
+}
+
+/// The UUIDv7 text of the millisecond holding `at_us`, with `rest` as its counter and random
+/// bits (version and variant bits are set over them).
+fn id_at(at_us: u64, rest: [u8; 10]) -> String {
+    uuid::Builder::from_unix_timestamp_millis(at_us / 1_000, &rest)
         .into_uuid()
         .hyphenated()
         .to_string()
@@ -562,13 +568,11 @@ mod tests {
         let store = Store::open("memory://").unwrap();
         let jit = Jit::new(store.clone());
         let day = 86_400_000_000;
-        let id_at = |at_us: u64| {
-            uuid::Builder::from_unix_timestamp_millis(at_us / 1_000, &[0x5a; 10])
-                .into_uuid()
-                .to_string()
-        };
         let now = now_us();
-        let (old, recent) = (id_at(now - 3 * day), id_at(now - day));
+        let (old, recent) = (
+            id_at(now - 3 * day, [0x5a; 10]),
+            id_at(now - day, [0x5a; 10]),
+        );
         // The old one made through this replica (so it is cached), the recent one elsewhere.
         jit.create(&AccessRequest {
             created_at_us: now - 3 * day,
@@ -601,9 +605,7 @@ mod tests {
     fn first_ids_sort_by_time() {
         let t = 1_795_000_000_000_000; // µs; 1_795_000_000_000 ms = 0x1a1ee565e00
         assert_eq!(first_id_at(t), "01a1ee56-5e00-7000-8000-000000000000");
-        let made_then = uuid::Builder::from_unix_timestamp_millis(t / 1_000, &[0xff; 10])
-            .into_uuid()
-            .to_string();
+        let made_then = id_at(t, [0xff; 10]);
         assert!(first_id_at(t) <= made_then);
         assert!(made_then < first_id_at(t + 1_000));
     }
