@@ -10,14 +10,19 @@ use storage_schema::Keyring;
 use storage_schema::store::Store;
 use tokio::net::TcpListener;
 
+use tokio::sync::watch;
+
 use crate::audit::AuditLog;
 use crate::authn::Authenticator;
+use crate::background::Background;
 use crate::config::GatewayConfig;
 use crate::jit::Jit;
 use crate::live::LiveSessions;
 use crate::policy::PolicyWatch;
 use crate::revocation::Revocations;
-use crate::server::{self, State};
+use crate::server::{self, Connections};
+use crate::session::Sessions;
+use crate::state::State;
 use crate::{tls, upstream};
 
 /// A gateway ready to serve, with the listener already bound (so callers learn the port first).
@@ -27,6 +32,7 @@ pub struct Gateway {
     tls: Arc<rustls::ServerConfig>,
     state: Arc<State>,
     poll_interval: Duration,
+    drain_deadline: Duration,
 }
 
 impl Gateway {
@@ -76,29 +82,34 @@ impl Gateway {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("listen on {}", config.listen))?;
-        let state = State {
-            authn,
-            policy,
-            upstream,
-            jit: Arc::new(Jit::new(store.clone())),
-            store,
-            keyring: Arc::new(keyring),
-            flush: config.recording.flush_policy(),
-            recording: crate::background::Background::start(
+        let sessions = Sessions::new(
+            store.clone(),
+            Arc::new(keyring),
+            config.recording.flush_policy(),
+            Background::start(
                 std::thread::available_parallelism().map_or(1, |n| n.get()),
                 config.recording.niceness,
             )
             .context("start the recording runtime")?,
+            live,
+            revocations.clone(),
+        );
+        let state = State {
+            authn,
+            policy,
+            upstream,
+            jit: Arc::new(Jit::new(store)),
             cluster: config.cluster_name.clone(),
             audit,
             revocations,
-            live,
+            sessions,
         };
         Ok(Self {
             listener,
             tls,
             state: Arc::new(state),
             poll_interval: Duration::from_millis(config.revocation.poll_interval_ms),
+            drain_deadline: Duration::from_secs(config.server.drain_deadline_secs),
         })
     }
 
@@ -106,20 +117,109 @@ impl Gateway {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` resolves, reloading the policy file as it changes, the access
-    /// grants every second and the revocation list every `poll_interval`; then seals the audit
-    /// stream.
+    /// The shared state (for in-process tests and embedding).
+    pub fn state(&self) -> &Arc<State> {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then drains (see [`Self::run_with`]) for at most the
+    /// drain deadline.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+        self.run_with(shutdown, std::future::pending()).await
+    }
+
+    /// Serves until SIGINT or SIGTERM, then drains; a second signal cuts the drain short.
+    pub async fn run_until_signalled(self) -> std::io::Result<()> {
+        let signals = shutdown_signals();
+        let mut first = signals.clone();
+        let mut again = signals;
+        self.run_with(
+            async move {
+                let _ = first.wait_for(|n| *n >= 1).await;
+            },
+            async move {
+                let _ = again.wait_for(|n| *n >= 2).await;
+            },
+        )
+        .await
+    }
+
+    /// Serves until `shutdown` resolves, reloading the policy file as it changes, the access
+    /// grants every second and the revocation list every `poll_interval`. Then drains: stops
+    /// accepting, ends every live session with a Status that says why (kubectl prints it),
+    /// waits until every recording is sealed and every connection has finished, for at most the
+    /// drain deadline — `cut_short` resolving ends the wait at once — and seals the audit
+    /// stream.
+    pub async fn run_with(
+        self,
+        shutdown: impl Future<Output = ()>,
+        cut_short: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
         let revocations = self.state.revocations.clone();
         let interval = self.poll_interval;
         let poller = tokio::spawn(async move { revocations.poll_forever(interval).await });
         let policy = self.state.policy.clone().spawn_polling();
         let grants = self.state.jit.clone().spawn_refresh();
-        let served = server::serve(self.listener, self.tls, self.state.clone(), shutdown).await;
+        let connections = Connections::default();
+        let served = server::serve(
+            self.listener,
+            self.tls,
+            self.state.clone(),
+            connections.clone(),
+            shutdown,
+        )
+        .await;
+        let drain = self.state.sessions.drain().clone();
+        tracing::info!(
+            sessions = drain.open_sessions(),
+            connections = connections.len(),
+            deadline = ?self.drain_deadline,
+            "draining: no new connections; ending live sessions and sealing their recordings"
+        );
+        drain.start();
+        connections.close();
+        let drained = async {
+            drain.wait().await;
+            connections.wait().await;
+        };
+        tokio::select! {
+            () = drained => tracing::info!("drained: every recording is sealed"),
+            () = tokio::time::sleep(self.drain_deadline) => tracing::warn!(
+                sessions = drain.open_sessions(),
+                "the drain deadline passed; exiting with recordings still open (they can be sealed as interrupted)"
+            ),
+            () = cut_short => tracing::warn!(
+                sessions = drain.open_sessions(),
+                "second shutdown signal: exiting now with recordings still open"
+            ),
+        }
         poller.abort();
         policy.abort();
         grants.abort();
         self.state.audit.shutdown(Duration::from_secs(10)).await;
         served
     }
+}
+
+/// SIGINT and SIGTERM, counted: the first starts the drain, a second cuts it short.
+pub fn shutdown_signals() -> watch::Receiver<u32> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (tx, rx) = watch::channel(0u32);
+    tokio::spawn(async move {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot listen for shutdown signals");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            tx.send_modify(|n| *n += 1);
+        }
+    });
+    rx
 }

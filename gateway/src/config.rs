@@ -32,6 +32,31 @@ pub struct GatewayConfig {
     /// Revocations: who may revoke through the admin API, and how often the store is polled.
     #[serde(default)]
     pub revocation: RevocationConfig,
+    /// The front door: shutdown.
+    #[serde(default)]
+    pub server: ServerConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// At shutdown (SIGTERM, Ctrl-C), how long live sessions get to be told and sealed before
+    /// the gateway exits anyway. A Kubernetes pod's `terminationGracePeriodSeconds` must be
+    /// longer.
+    #[serde(default = "default_drain_deadline_secs")]
+    pub drain_deadline_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            drain_deadline_secs: default_drain_deadline_secs(),
+        }
+    }
+}
+
+fn default_drain_deadline_secs() -> u64 {
+    25
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -87,7 +87,7 @@ async fn serve(config: PathBuf) -> anyhow::Result<()> {
         "kubetape-gateway: listening on https://{}",
         gw.local_addr()?
     );
-    gw.run(shutdown_signal()).await?;
+    gw.run_until_signalled().await?;
     Ok(())
 }
 

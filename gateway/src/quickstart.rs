@@ -73,6 +73,7 @@ pub async fn run(args: QuickstartArgs, shutdown: impl Future<Output = ()>) -> an
     std::fs::write(&policy, quickstart_policy(&args.group))
         .with_context(|| format!("write {}", policy.display()))?;
     let config = GatewayConfig {
+        server: Default::default(),
         listen: args.listen,
         cluster_name: "sandbox".into(),
         tls: TlsConfig {

@@ -18,7 +18,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 
 use crate::authn::Identity;
-use crate::server::State;
+use crate::state::State;
 use crate::status::{self, Body};
 
 /// Where the admin API lives.

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::json;
 use crate::authn::Identity;
 use crate::jit::{self, AccessRequest, Entry, JitError, Verdict};
-use crate::server::State;
+use crate::state::State;
 use crate::status::{self, Body};
 
 /// `POST /kubetape/v1/requests`.

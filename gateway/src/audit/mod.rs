@@ -146,6 +146,12 @@ impl Default for Outcome {
 }
 
 impl Outcome {
+    /// Marks the request allowed by `rule`.
+    pub fn allow(&mut self, rule: impl Into<String>) {
+        self.decision = AuditDecision::Allow;
+        self.rule = Some(rule.into());
+    }
+
     /// Marks the request denied with `rule` and the message the client got.
     pub fn deny(&mut self, rule: impl Into<String>, reason: impl Into<String>) {
         self.decision = AuditDecision::Deny;

@@ -19,13 +19,13 @@ const QUEUE: usize = 16;
 pub(crate) fn spawn(on_upgrade: OnUpgrade, protocol: Protocol) -> ClientEnd {
     let (from_tx, from) = mpsc::channel(QUEUE);
     let (to, to_rx) = mpsc::channel(QUEUE);
-    tokio::spawn(async move {
+    let done = tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => run(TokioIo::new(upgraded), protocol, from_tx, to_rx).await,
             Err(e) => tracing::warn!(error = %e, "client upgrade failed"),
         }
     });
-    ClientEnd { from, to }
+    ClientEnd { from, to, done }
 }
 
 pub(crate) fn config() -> WebSocketConfig {

@@ -40,7 +40,7 @@ pub(crate) fn spawn(on_upgrade: OnUpgrade, opts: &StreamOptions) -> ClientEnd {
     let (from_tx, from) = mpsc::channel(QUEUE);
     let (to, to_rx) = mpsc::channel(QUEUE);
     let opts = opts.clone();
-    tokio::spawn(async move {
+    let done = tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
                 if let Err(e) = run(TokioIo::new(upgraded), &opts, from_tx, to_rx).await {
@@ -50,7 +50,7 @@ pub(crate) fn spawn(on_upgrade: OnUpgrade, opts: &StreamOptions) -> ClientEnd {
             Err(e) => tracing::warn!(error = %e, "client upgrade failed"),
         }
     });
-    ClientEnd { from, to }
+    ClientEnd { from, to, done }
 }
 
 async fn run(

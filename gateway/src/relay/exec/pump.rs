@@ -5,15 +5,30 @@ use futures::{SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
 use proto::channel;
 use proto::status::Status;
-use storage_schema::store::{RecordError, Recorder};
 use storage_schema::{EventKind, ExitInfo, Stream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{ClientEnd, FromClient, Stop, ToClient, exit_of};
-use crate::live::{EndRequest, LiveSession};
+use super::{ClientEnd, FromClient, ToClient, exit_of};
+use crate::session::{EndReason, Ending, Relay, Tape};
 
 type Upstream = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// One exec/attach session's relay: the cluster's WebSocket and the client's end.
+#[derive(Debug)]
+pub(crate) struct Pump {
+    pub upstream: Upstream,
+    pub client: ClientEnd,
+}
+
+impl Relay for Pump {
+    async fn run(self, tape: Tape<'_>) -> Ending {
+        run(self.upstream, self.client, tape).await
+    }
+}
+
+/// How long the final Status may take to reach the client before the session is sealed anyway.
+const CLIENT_CLOSE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How often the upstream connection is pinged.
 const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(30);
@@ -23,25 +38,19 @@ enum End {
     Upstream,
     UpstreamError(String),
     ClientGone,
-    Recording(RecordError),
-    /// The recorder stopped on its own (its store failed); the cause comes from `finish`.
-    RecorderStopped,
-    /// Ended from outside (a revocation).
-    Ended(EndRequest),
-    /// The session's time is up (grant expiry, maximum session length): the message says why.
-    Stopped(String),
+    /// Ended by the gateway (revocation, time limit, drain, recording failure).
+    Ended(EndReason),
 }
 
-/// Relays until either side ends, `stop` resolves or the session is ended from outside;
-/// returns how the session ended.
-pub(crate) async fn run(
-    upstream: Upstream,
-    client: ClientEnd,
-    recorder: &Recorder,
-    live: &mut LiveSession,
-    mut stop: Stop,
-) -> ExitInfo {
-    let ClientEnd { mut from, to } = client;
+/// Relays until either side ends or the session must end; returns how it ended, after the
+/// client was sent its one final Status.
+async fn run(upstream: Upstream, client: ClientEnd, tape: Tape<'_>) -> Ending {
+    let Tape { recorder, mut ends } = tape;
+    let ClientEnd {
+        mut from,
+        to,
+        done: client_done,
+    } = client;
     let (mut up_tx, mut up_rx) = upstream.split();
     let mut status_buf = Vec::new();
     // The cluster side gets no pings from kube-rs; idle sessions must survive middleboxes.
@@ -49,9 +58,7 @@ pub(crate) async fn run(
     keepalive.tick().await;
     let end = loop {
         tokio::select! {
-            () = recorder.closed() => break End::RecorderStopped,
-            why = live.ended() => break End::Ended(why),
-            message = &mut stop => break End::Stopped(message),
+            why = ends.wait() => break End::Ended(why),
             _ = keepalive.tick() => {
                 if let Err(e) = up_tx.send(Message::Ping(bytes::Bytes::new())).await {
                     break End::UpstreamError(e.to_string());
@@ -83,7 +90,7 @@ pub(crate) async fn run(
                     }
                 }
                 if let Some(e) = failed {
-                    break End::Recording(e);
+                    break End::Ended(EndReason::recording_error(&e));
                 }
             }
             msg = up_rx.next() => match msg {
@@ -103,7 +110,7 @@ pub(crate) async fn run(
                         break End::ClientGone;
                     }
                     if let Err(e) = recorder.record_data(stream, &frame[1..]).await {
-                        break End::Recording(e);
+                        break End::Ended(EndReason::recording_error(&e));
                     }
                 }
                 Some(Ok(Message::Close(_))) | None => break End::Upstream,
@@ -112,6 +119,7 @@ pub(crate) async fn run(
             }
         }
     };
+    let mut ended_by = None;
     let (status, exit) = match end {
         End::Upstream => match Status::parse(&status_buf) {
             Ok(s) if !status_buf.is_empty() => {
@@ -123,41 +131,11 @@ pub(crate) async fn run(
         End::UpstreamError(e) => synthesized(&format!(
             "kubetape: lost the connection to the cluster: {e}"
         )),
-        End::Recording(e) => {
-            tracing::error!(error = %e, "recording failed; ending the session (fail closed)");
-            synthesized(&format!(
-                "kubetape: recording failed ({e}); the session was ended"
-            ))
-        }
-        End::RecorderStopped => {
-            tracing::error!("the recorder stopped; ending the session (fail closed)");
-            synthesized("kubetape: recording failed; the session was ended")
-        }
         End::Ended(why) => {
-            tracing::warn!(reason = %why.marker, "session ended from outside");
-            let _ = recorder
-                .record(EventKind::Marker {
-                    text: why.marker.clone(),
-                })
-                .await;
-            let s = Status::failure(403, "Forbidden", why.message.clone());
-            (
-                Some(s.to_json()),
-                ExitInfo {
-                    code: 1,
-                    message: why.message,
-                },
-            )
-        }
-        End::Stopped(message) => {
-            tracing::info!(reason = %message, "ending the session");
-            let _ = recorder
-                .record(EventKind::Marker {
-                    text: message.clone(),
-                })
-                .await;
-            let s = Status::failure(403, "Forbidden", message.clone());
-            (Some(s.to_json()), ExitInfo { code: 1, message })
+            let s = Status::failure(why.code, why.reason, why.message.clone());
+            let exit = why.exit();
+            ended_by = Some(why);
+            (Some(s.to_json()), exit)
         }
         End::ClientGone => (
             None,
@@ -176,7 +154,15 @@ pub(crate) async fn run(
     }
     drop(to);
     let _ = up_tx.close().await;
-    exit
+    // The session counts as ended once the client has its final Status: a gateway shutting
+    // down must not exit before then. Bounded, for a client that never reads.
+    if tokio::time::timeout(CLIENT_CLOSE, client_done)
+        .await
+        .is_err()
+    {
+        tracing::debug!("the client did not finish closing in time");
+    }
+    Ending { exit, ended_by }
 }
 
 fn synthesized(message: &str) -> (Option<Vec<u8>>, ExitInfo) {
