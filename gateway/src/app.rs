@@ -17,6 +17,7 @@ use crate::authn::Authenticator;
 use crate::background::Background;
 use crate::config::GatewayConfig;
 use crate::jit::Jit;
+use crate::limits::Limits;
 use crate::live::LiveSessions;
 use crate::policy::PolicyWatch;
 use crate::revocation::Revocations;
@@ -33,6 +34,7 @@ pub struct Gateway {
     state: Arc<State>,
     poll_interval: Duration,
     drain_deadline: Duration,
+    limits: Limits,
 }
 
 impl Gateway {
@@ -110,6 +112,7 @@ impl Gateway {
             state: Arc::new(state),
             poll_interval: Duration::from_millis(config.revocation.poll_interval_ms),
             drain_deadline: Duration::from_secs(config.server.drain_deadline_secs),
+            limits: Limits::new(&config.server),
         })
     }
 
@@ -165,6 +168,7 @@ impl Gateway {
             self.listener,
             self.tls,
             self.state.clone(),
+            self.limits.clone(),
             connections.clone(),
             shutdown,
         )

@@ -37,6 +37,8 @@ pub struct GatewayConfig {
     pub server: ServerConfig,
 }
 
+/// `[server]`: shutdown and what clients may hold before they are authenticated (see
+/// [`crate::limits`]).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
@@ -45,18 +47,49 @@ pub struct ServerConfig {
     /// longer.
     #[serde(default = "default_drain_deadline_secs")]
     pub drain_deadline_secs: u64,
+    /// Connections served at once, live sessions included. Default: what the open-file limit
+    /// allows (each session also holds a connection to the cluster and to the store).
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    /// Connections one client address may hold at once. Default: 512 (a NAT gateway carries
+    /// many engineers; raise it for big offices).
+    #[serde(default = "default_per_client")]
+    pub max_connections_per_client: usize,
+    /// Seconds a new connection has for its TLS handshake and first request headers (also how
+    /// long an idle HTTP/1 connection waits for its next request).
+    #[serde(default = "default_handshake_secs")]
+    pub handshake_timeout_secs: u64,
+    /// Seconds a connection may sit with no request in flight before it is closed.
+    #[serde(default = "default_idle_secs")]
+    pub idle_timeout_secs: u64,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             drain_deadline_secs: default_drain_deadline_secs(),
+            max_connections: None,
+            max_connections_per_client: default_per_client(),
+            handshake_timeout_secs: default_handshake_secs(),
+            idle_timeout_secs: default_idle_secs(),
         }
     }
 }
 
 fn default_drain_deadline_secs() -> u64 {
     25
+}
+
+fn default_per_client() -> usize {
+    512
+}
+
+fn default_handshake_secs() -> u64 {
+    10
+}
+
+fn default_idle_secs() -> u64 {
+    300
 }
 
 #[derive(Debug, Clone, Deserialize)]

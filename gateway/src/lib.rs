@@ -27,6 +27,7 @@ pub mod config;
 pub mod devissuer;
 pub mod dispatch;
 pub mod jit;
+pub mod limits;
 pub mod live;
 pub mod policy;
 pub mod proxy;

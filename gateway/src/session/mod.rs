@@ -37,6 +37,7 @@ use storage_schema::{EventKind, ExitInfo, FlushPolicy, Keyring, SessionId, Sessi
 use tracing::Instrument as _;
 
 use crate::background::Background;
+use crate::limits::ConnectionPermit;
 use crate::live::{LiveSession, LiveSessions};
 use crate::revocation::{Check, Revocations};
 use crate::status::{self, Body};
@@ -76,6 +77,8 @@ pub struct Opening {
     pub limit: SessionLimit,
     /// Terminal streams have their typed commands extracted (what `kubetape search` finds).
     pub extract_commands: bool,
+    /// The client connection's share of the connection caps, held while the session lives.
+    pub connection: Option<ConnectionPermit>,
 }
 
 /// Why a session was not opened; the client gets [`OpenError::response`] instead of an upgrade.
@@ -112,6 +115,7 @@ pub struct Session {
     limit: SessionLimit,
     guard: DrainGuard,
     span: tracing::Span,
+    connection: Option<ConnectionPermit>,
 }
 
 /// A stream kind's side of a session: relay between client and cluster until either ends or
@@ -264,6 +268,7 @@ impl Sessions {
             meta,
             limit,
             extract_commands,
+            connection,
         } = opening;
         if self.drain.is_draining() {
             return Err(OpenError::Draining);
@@ -332,6 +337,7 @@ impl Sessions {
             limit,
             guard,
             span,
+            connection,
         })
     }
 }
@@ -359,6 +365,7 @@ impl Session {
             limit,
             guard,
             span: _,
+            connection,
         } = self;
         let ends = Ends {
             live: &mut live,
@@ -392,6 +399,7 @@ impl Session {
         }
         // Only now is the recording sealed: a drain may complete.
         drop(guard);
+        drop(connection);
     }
 }
 

@@ -79,6 +79,7 @@ fn opening(user: &str) -> Opening {
         meta,
         limit: SessionLimit::none(),
         extract_commands: false,
+        connection: None,
     }
 }
 

@@ -27,6 +27,7 @@ use storage_schema::{ExitInfo, Identity as RecordedIdentity, SessionKind, Sessio
 use super::Dispatched;
 use crate::authn::Identity;
 use crate::jit::Grant;
+use crate::limits::ConnectionPermit;
 use crate::session::{Opening, SessionLimit};
 use crate::state::State;
 use crate::status::{self, Body};
@@ -154,6 +155,7 @@ pub async fn handle(
             meta,
             limit,
             extract_commands: true,
+            connection: req.extensions().get::<ConnectionPermit>().cloned(),
         })
         .await
     {
