@@ -1,10 +1,14 @@
 //! The way to the real API server: the gateway's own identity (a kubeconfig or the in-cluster
 //! service account, through `kube::Config`) plus impersonation of the caller.
 //!
-//! Client credentials never travel upstream: `Authorization`, every `Impersonate-*` header and
-//! bearer-token WebSocket subprotocols are removed before the gateway adds its own impersonation
-//! headers, so the cluster's RBAC and audit see the authenticated, mapped identity and nothing a
-//! client could forge.
+//! What a client sends reaches the cluster only through an allow-list ([`request_headers`]):
+//! content negotiation, the user agent and kubectl's own request tags. Everything else — the
+//! client's `Authorization`, `Impersonate-*`, front-proxy identity headers (`X-Remote-User`,
+//! `X-Remote-Group`, `X-Remote-Extra-*`, which an API server configured with a request-header
+//! authenticator would believe), bearer-token WebSocket subprotocols, and whatever a header
+//! invented tomorrow means to some proxy — is dropped, by construction rather than by a list of
+//! what to remove. Then the gateway adds its own impersonation headers, so the cluster's RBAC and
+//! audit see the authenticated, mapped identity and nothing a client could forge.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use storage_schema::SessionId;
@@ -41,6 +45,36 @@ pub async fn client(
     Ok(kube::Client::try_from(config)?)
 }
 
+/// Request headers forwarded to the cluster (lowercase). Upgrade headers of streams are not
+/// here: the stream relays build their own upstream handshakes.
+pub const FORWARDED_REQUEST_HEADERS: [&str; 10] = [
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "content-type",
+    "content-encoding",
+    "user-agent",
+    // kubectl tags its requests with the command and an invocation id (KEP-859); the API
+    // server's audit log records them.
+    "kubectl-command",
+    "kubectl-session",
+    // Distributed tracing (the API server joins spans on them).
+    "traceparent",
+    "tracestate",
+];
+
+/// The headers of a client request that may go upstream: the allow-list, copied. Credentials,
+/// impersonation and identity headers are never among them.
+pub fn request_headers(from: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for name in FORWARDED_REQUEST_HEADERS {
+        for value in from.get_all(name) {
+            out.append(HeaderName::from_static(name), value.clone());
+        }
+    }
+    out
+}
+
 const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
@@ -52,10 +86,15 @@ const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
-/// Removes what must never reach upstream: credentials, client-chosen impersonation, hop-by-hop
-/// headers (and those named in `Connection`), and bearer tokens smuggled in WebSocket
-/// subprotocols.
-pub fn sanitize(headers: &mut HeaderMap, keep_upgrade: bool) {
+/// Removes from a response of the cluster what is the connection's, not the response's:
+/// hop-by-hop headers and those named in `Connection`.
+pub fn response_headers(headers: &mut HeaderMap) {
+    sanitize(headers, false);
+}
+
+/// Removes credentials, impersonation, hop-by-hop headers (and those named in `Connection`), and
+/// bearer tokens smuggled in WebSocket subprotocols.
+fn sanitize(headers: &mut HeaderMap, keep_upgrade: bool) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -185,6 +224,44 @@ mod tests {
         impersonate(&mut h, &who).unwrap();
         assert_eq!(h.get_all("impersonate-group").iter().count(), 2);
         assert!(h.get(SESSION_EXTRA).is_some());
+    }
+
+    #[test]
+    fn only_allowed_headers_reach_the_cluster() {
+        let mut h = HeaderMap::new();
+        for (name, value) in [
+            ("authorization", "Bearer secret"),
+            ("impersonate-user", "system:admin"),
+            ("impersonate-group", "system:masters"),
+            ("x-remote-user", "system:admin"),
+            ("x-remote-group", "system:masters"),
+            ("x-remote-extra-scopes", "all"),
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-something-new", "1"),
+            ("cookie", "session=1"),
+            ("host", "evil"),
+            (
+                "sec-websocket-protocol",
+                "base64url.bearer.authorization.k8s.io.c2VjcmV0",
+            ),
+            ("accept", "application/json;as=Table;g=meta.k8s.io;v=v1"),
+            ("user-agent", "kubectl/v1.33.0"),
+            ("kubectl-command", "kubectl get"),
+            ("content-type", "application/merge-patch+json"),
+        ] {
+            h.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        let up = request_headers(&h);
+        let mut names: Vec<&str> = up.keys().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            ["accept", "content-type", "kubectl-command", "user-agent"]
+        );
+        assert_eq!(up.get("user-agent").unwrap(), "kubectl/v1.33.0");
     }
 
     #[test]

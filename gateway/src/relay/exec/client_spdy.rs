@@ -10,7 +10,7 @@ use proto::spdy::{Event, ServerSession, headers};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::{ClientEnd, FromClient, ToClient};
+use super::{ClientEnd, FromClient, Inbox, ToClient};
 
 const QUEUE: usize = 16;
 
@@ -37,7 +37,7 @@ impl Streams {
 }
 
 pub(crate) fn spawn(on_upgrade: OnUpgrade, opts: &StreamOptions) -> ClientEnd {
-    let (from_tx, from) = mpsc::channel(QUEUE);
+    let (from_tx, from) = Inbox::new();
     let (to, to_rx) = mpsc::channel(QUEUE);
     let opts = opts.clone();
     let done = tokio::spawn(async move {
@@ -56,7 +56,7 @@ pub(crate) fn spawn(on_upgrade: OnUpgrade, opts: &StreamOptions) -> ClientEnd {
 async fn run(
     io: TokioIo<hyper::upgrade::Upgraded>,
     opts: &StreamOptions,
-    from_tx: mpsc::Sender<FromClient>,
+    from_tx: Inbox,
     mut to_rx: mpsc::Receiver<ToClient>,
 ) -> std::io::Result<()> {
     let (mut rd, mut wr) = tokio::io::split(io);

@@ -11,13 +11,13 @@ use tokio_tungstenite::tungstenite::protocol::{
     CloseFrame, Role, WebSocketConfig, frame::coding::CloseCode,
 };
 
-use super::{ClientEnd, FromClient, ToClient};
+use super::{ClientEnd, FromClient, Inbox, MAX_CLIENT_MESSAGE, ToClient};
 
-/// Messages queued each way; small, so back-pressure reaches the sender quickly.
+/// Output messages queued for the client; small, so back-pressure reaches the cluster quickly.
 const QUEUE: usize = 16;
 
 pub(crate) fn spawn(on_upgrade: OnUpgrade, protocol: Protocol) -> ClientEnd {
-    let (from_tx, from) = mpsc::channel(QUEUE);
+    let (from_tx, from) = Inbox::new();
     let (to, to_rx) = mpsc::channel(QUEUE);
     let done = tokio::spawn(async move {
         match on_upgrade.await {
@@ -33,14 +33,14 @@ pub(crate) fn config() -> WebSocketConfig {
     // keystroke, a resize), so 16 KiB instead of 128 KiB cuts that cost per message.
     WebSocketConfig::default()
         .read_buffer_size(16 << 10)
-        .max_message_size(Some(64 << 20))
-        .max_frame_size(Some(16 << 20))
+        .max_message_size(Some(MAX_CLIENT_MESSAGE))
+        .max_frame_size(Some(MAX_CLIENT_MESSAGE))
 }
 
 async fn run(
     io: TokioIo<hyper::upgrade::Upgraded>,
     protocol: Protocol,
-    from_tx: mpsc::Sender<FromClient>,
+    from_tx: Inbox,
     mut to_rx: mpsc::Receiver<ToClient>,
 ) {
     let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config())).await;

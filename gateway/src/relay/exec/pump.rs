@@ -5,6 +5,7 @@ use futures::{SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
 use proto::channel;
 use proto::status::Status;
+use storage_schema::store::{RecordError, Recorder};
 use storage_schema::{EventKind, ExitInfo, Stream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -65,31 +66,18 @@ async fn run(upstream: Upstream, client: ClientEnd, tape: Tape<'_>) -> Ending {
                 }
             }
             msg = from.recv() => {
-                let (frame, events) = match msg {
-                    Some(FromClient::Stdin(b)) => {
-                        (channel::encode_binary(channel::STDIN, &b), vec![EventKind::Data { stream: Stream::Stdin, bytes: b }])
-                    }
-                    Some(FromClient::StdinEof) => {
-                        (channel::encode_close(channel::STDIN).to_vec(), vec![EventKind::StreamClose { stream: Stream::Stdin }])
-                    }
-                    Some(FromClient::Resize(json)) => {
-                        let sizes = proto::resize::parse(&json).unwrap_or_default();
-                        let events = sizes.iter().map(|s| EventKind::Resize { cols: s.width, rows: s.height }).collect();
-                        (channel::encode_binary(channel::RESIZE, &json), events)
-                    }
-                    None => break End::ClientGone,
+                let Some(super::Inbound { msg, _credit }) = msg else {
+                    break End::ClientGone;
+                };
+                let frame = match &msg {
+                    FromClient::Stdin(b) => channel::encode_binary(channel::STDIN, b),
+                    FromClient::StdinEof => channel::encode_close(channel::STDIN).to_vec(),
+                    FromClient::Resize(json) => channel::encode_binary(channel::RESIZE, json),
                 };
                 if let Err(e) = up_tx.send(Message::binary(frame)).await {
                     break End::UpstreamError(e.to_string());
                 }
-                let mut failed = None;
-                for event in events {
-                    if let Err(e) = recorder.record(event).await {
-                        failed = Some(e);
-                        break;
-                    }
-                }
-                if let Some(e) = failed {
+                if let Err(e) = record_input(recorder, msg).await {
                     break End::Ended(EndReason::recording_error(&e));
                 }
             }
@@ -163,6 +151,33 @@ async fn run(upstream: Upstream, client: ClientEnd, tape: Tape<'_>) -> Ending {
         tracing::debug!("the client did not finish closing in time");
     }
     Ending { exit, ended_by }
+}
+
+/// Records what the client sent. Stdin goes through `record_data`, which splits it into
+/// events of at most 64 KiB: the recorder's queue is counted in events, so its memory stays
+/// bounded only if events are.
+async fn record_input(recorder: &Recorder, msg: FromClient) -> Result<(), RecordError> {
+    match msg {
+        FromClient::Stdin(b) => recorder.record_data(Stream::Stdin, &b).await,
+        FromClient::StdinEof => {
+            recorder
+                .record(EventKind::StreamClose {
+                    stream: Stream::Stdin,
+                })
+                .await
+        }
+        FromClient::Resize(json) => {
+            for s in proto::resize::parse(&json).unwrap_or_default() {
+                recorder
+                    .record(EventKind::Resize {
+                        cols: s.width,
+                        rows: s.height,
+                    })
+                    .await?;
+            }
+            Ok(())
+        }
+    }
 }
 
 fn synthesized(message: &str) -> (Option<Vec<u8>>, ExitInfo) {
