@@ -103,6 +103,7 @@ impl Gateway {
             jit: Arc::new(Jit::new(store)),
             cluster: config.cluster_name.clone(),
             audit,
+            unauthenticated: Default::default(),
             revocations,
             sessions,
         };
@@ -163,6 +164,18 @@ impl Gateway {
         let poller = tokio::spawn(async move { revocations.poll_forever(interval).await });
         let policy = self.state.policy.clone().spawn_polling();
         let grants = self.state.jit.clone().spawn_refresh();
+        let aggregates = {
+            let state = self.state.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(5));
+                loop {
+                    tick.tick().await;
+                    for record in state.unauthenticated.expired(tokio::time::Instant::now()) {
+                        state.audit.emit(&record).await;
+                    }
+                }
+            })
+        };
         let connections = Connections::default();
         let served = server::serve(
             self.listener,
@@ -200,6 +213,10 @@ impl Gateway {
         poller.abort();
         policy.abort();
         grants.abort();
+        aggregates.abort();
+        for record in self.state.unauthenticated.flush() {
+            self.state.audit.emit(&record).await;
+        }
         self.state.audit.shutdown(Duration::from_secs(10)).await;
         served
     }

@@ -12,7 +12,7 @@ use http::{Request, Response, header};
 use hyper::body::Incoming;
 
 use crate::admin;
-use crate::audit::Outcome;
+use crate::audit::{AuditDecision, Outcome};
 use crate::authn::Identity;
 use crate::jit::Grant;
 use crate::policy::{self, Decision, Elevation};
@@ -69,6 +69,14 @@ pub async fn handle(state: &State, req: Request<Incoming>, peer: SocketAddr) -> 
         grant: outcome.grant,
         extra: Default::default(),
     };
+    if record.decision == AuditDecision::Unauthenticated
+        && !state
+            .unauthenticated
+            .admit(peer.ip(), &record, tokio::time::Instant::now())
+    {
+        // Counted into this client's aggregate record, written when its window ends.
+        return resp;
+    }
     state.audit.emit(&record).await;
     resp
 }
@@ -120,10 +128,18 @@ async fn decide_and_dispatch(
     peer: SocketAddr,
 ) -> (Response<Body>, Outcome) {
     let mut outcome = Outcome::default();
-    let Some(token) = upstream::bearer_token(req.headers()) else {
-        let message = "kubetape: no bearer token; use a kubeconfig whose user runs kubetape's credential plugin";
-        outcome.reason = Some(message.into());
-        return (status::unauthorized(message), outcome);
+    let token = match upstream::bearer_token(req.headers()) {
+        upstream::Credential::Bearer(token) => token,
+        upstream::Credential::None => {
+            let message = "kubetape: no bearer token; use a kubeconfig whose user runs kubetape's credential plugin";
+            outcome.reason = Some(message.into());
+            return (status::unauthorized(message), outcome);
+        }
+        upstream::Credential::Ambiguous => {
+            let message = "kubetape: more than one credential (Authorization headers or bearer subprotocols); send exactly one";
+            outcome.reason = Some(message.into());
+            return (status::bad_request(message), outcome);
+        }
     };
     let identity = match state.authn.authenticate(&token).await {
         Ok(id) => id,
@@ -182,7 +198,7 @@ async fn decide_and_dispatch(
     let resp = if let Some(target) = proto::exec::parse_path(&path) {
         match target.subresource {
             proto::exec::Subresource::Exec | proto::exec::Subresource::Attach => {
-                let limit = SessionLimit::new(allowed.max_session, grant.as_ref());
+                let limit = SessionLimit::new(allowed.max_session, grant.as_ref(), Some(&identity));
                 let Dispatched { response, session } = relay::exec::handle(
                     state,
                     req,

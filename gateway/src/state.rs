@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use crate::audit::AuditLog;
+use crate::audit::unauthenticated::Unauthenticated;
 use crate::authn::Authenticator;
 use crate::jit::Jit;
 use crate::policy::PolicyWatch;
@@ -26,6 +27,8 @@ pub struct State {
     /// Recorded as each session's cluster.
     pub cluster: String,
     pub audit: Arc<AuditLog>,
+    /// 401s per client, aggregated once they repeat (see [`crate::audit::unauthenticated`]).
+    pub unauthenticated: Unauthenticated,
     pub revocations: Arc<Revocations>,
     /// Opens, tracks, ends and seals recorded streams (and drains them at shutdown).
     pub sessions: Sessions,

@@ -154,34 +154,51 @@ pub fn impersonate(
     Ok(())
 }
 
+/// What credential a request carries.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Credential {
+    None,
+    Bearer(String),
+    /// More than one (two `Authorization` headers, or one beside a bearer subprotocol): which
+    /// one a proxy or the cluster would believe is anybody's guess, so the request is refused.
+    Ambiguous,
+}
+
 /// The bearer token a request carries: `Authorization: Bearer …`, or the WebSocket subprotocol
-/// form browsers and some clients use.
-pub fn bearer_token(headers: &HeaderMap) -> Option<String> {
-    if let Some(v) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
-        let (scheme, token) = v.split_once(' ')?;
-        return scheme
-            .eq_ignore_ascii_case("bearer")
-            .then(|| token.trim().to_string());
-    }
-    headers
+/// form browsers and some clients use — exactly one of them.
+pub fn bearer_token(headers: &HeaderMap) -> Credential {
+    let authorization: Vec<&HeaderValue> = headers.get_all(header::AUTHORIZATION).iter().collect();
+    let subprotocol: Vec<&str> = headers
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .find_map(|p| {
+        .filter_map(|p| {
             p.trim()
                 .strip_prefix("base64url.bearer.authorization.k8s.io.")
         })
-        .and_then(|b64| {
+        .collect();
+    match (authorization.as_slice(), subprotocol.as_slice()) {
+        ([], []) => Credential::None,
+        ([v], []) => {
+            let token = v.to_str().ok().and_then(|v| {
+                let (scheme, token) = v.split_once(' ')?;
+                scheme
+                    .eq_ignore_ascii_case("bearer")
+                    .then(|| token.trim().to_string())
+            });
+            token.map_or(Credential::None, Credential::Bearer)
+        }
+        ([], [b64]) => {
             use base64::Engine as _;
             base64::engine::general_purpose::URL_SAFE_NO_PAD
                 .decode(b64.trim_end_matches('='))
                 .ok()
-        })
-        .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|b| String::from_utf8(b).ok())
+                .map_or(Credential::None, Credential::Bearer)
+        }
+        _ => Credential::Ambiguous,
+    }
 }
 
 #[cfg(test)]
@@ -266,19 +283,37 @@ mod tests {
 
     #[test]
     fn bearer_forms() {
+        let bearer = |t: &str| Credential::Bearer(t.into());
         let mut h = HeaderMap::new();
         h.insert("authorization", "Bearer abc".parse().unwrap());
-        assert_eq!(bearer_token(&h).as_deref(), Some("abc"));
+        assert_eq!(bearer_token(&h), bearer("abc"));
         let mut h = HeaderMap::new();
         h.insert("authorization", "Basic abc".parse().unwrap());
-        assert_eq!(bearer_token(&h), None);
-        let mut h = HeaderMap::new();
-        h.insert(
+        assert_eq!(bearer_token(&h), Credential::None);
+        assert_eq!(bearer_token(&HeaderMap::new()), Credential::None);
+        let mut ws = HeaderMap::new();
+        ws.insert(
             "sec-websocket-protocol",
             "v5.channel.k8s.io, base64url.bearer.authorization.k8s.io.YWJj"
                 .parse()
                 .unwrap(),
         );
-        assert_eq!(bearer_token(&h).as_deref(), Some("abc"));
+        assert_eq!(bearer_token(&ws), bearer("abc"));
+        // Two credentials: refused, whichever would have been read first.
+        let mut two = HeaderMap::new();
+        two.append("authorization", "Bearer abc".parse().unwrap());
+        two.append("authorization", "Bearer def".parse().unwrap());
+        assert_eq!(bearer_token(&two), Credential::Ambiguous);
+        let mut both = ws.clone();
+        both.insert("authorization", "Bearer abc".parse().unwrap());
+        assert_eq!(bearer_token(&both), Credential::Ambiguous);
+        let mut two_protocols = HeaderMap::new();
+        two_protocols.insert(
+            "sec-websocket-protocol",
+            "base64url.bearer.authorization.k8s.io.YWJj, base64url.bearer.authorization.k8s.io.ZGVm"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(bearer_token(&two_protocols), Credential::Ambiguous);
     }
 }

@@ -28,6 +28,7 @@
 //! lost, as with recordings.
 
 pub mod request;
+pub mod unauthenticated;
 
 use std::collections::VecDeque;
 use std::sync::Arc;

@@ -35,6 +35,9 @@ pub enum AuthError {
     /// `exp` is in the past (beyond the tolerated skew).
     #[error("token has expired")]
     Expired,
+    /// `exp` lies further past `iat` (or now) than the issuer's `max_token_lifetime_secs` allows.
+    #[error("token lifetime exceeds the {0} s this gateway accepts from its issuer")]
+    LifetimeTooLong(u64),
     /// `nbf` or `iat` is in the future (beyond the tolerated skew).
     #[error("token is not valid yet")]
     NotYetValid,

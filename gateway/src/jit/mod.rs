@@ -487,6 +487,7 @@ mod tests {
             issuer: "https://i".into(),
             claims: BTreeMap::new(),
             expires_at: SystemTime::now(),
+            session_grace: std::time::Duration::ZERO,
         }
     }
 
