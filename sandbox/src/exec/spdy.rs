@@ -35,9 +35,9 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::sync::mpsc;
 
 use super::Target;
-use super::process::{Input, Output};
+use crate::ctx::Ctx;
+use crate::process::{Input, Output};
 use crate::respond::{self, Body};
-use crate::server::Ctx;
 
 /// Protocols the SPDY side speaks, matched in the client's order. v5 over SPDY is v4 (stdin
 /// half-close is a DATA+FIN in every SPDY version); kubelets answer v4.
@@ -641,7 +641,7 @@ mod tests {
     async fn session_over_a_pipe() {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
         let (mut client_io, server_io) = tokio::io::duplex(1 << 16);
-        let target = Target::Exec(super::super::process::ProcessSpec {
+        let target = Target::Exec(crate::process::ProcessSpec {
             argv: ["sh", "-c", "cat; echo err >&2; exit 3"]
                 .map(String::from)
                 .to_vec(),
