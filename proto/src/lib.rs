@@ -6,7 +6,8 @@
 //! # Layout
 //! - [`channel`]: channel ids, subprotocol names and negotiation, binary/base64 frames, v5 CLOSE;
 //! - [`status`]: the `Status` object and exit codes; [`resize`]: terminal size messages;
-//! - [`spdy`]: SPDY/3.1 frames and zlib header blocks with the SPDY dictionary;
+//! - [`spdy`]: SPDY/3.1 frames and zlib header blocks with the SPDY dictionary, the server and
+//!   client ends of a connection, and exec/attach over it (`spdy::remotecommand`);
 //! - [`exec`]: exec/attach request parameters as kubectl sends them.
 
 pub mod channel;

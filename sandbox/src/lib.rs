@@ -13,14 +13,22 @@
 //! ```
 //!
 //! # Layout
+//! Bottom-up; each module uses only those above it in this list (`tests/modules.rs` checks there
+//! is no cycle).
 //! - [`config`]: the TOML cluster description ([`SandboxConfig`], pods, containers);
-//! - `server`: TLS + HTTP/1.1 (upgrades) + HTTP/2, bearer auth, state files, [`start`]/[`run`];
 //! - `tls`: the per-run CA and server certificate; `respond`: response builders;
 //! - [`requests`]: the request log (memory + `requests.jsonl`);
-//! - `cluster`, `container`: pods and each container's main process (logs, attach hub);
-//! - `api`: discovery, get/list/watch/Table for pods, namespaces, nodes, events; logs;
-//! - `exec`: exec/attach — `process` (local processes, PTY or pipes, back-pressure),
-//!   `websocket` (channel protocol v1/v4/v5, base64), `spdy` (SPDY/3.1 server state machine).
+//! - `guardian`: the helper process that kills every pod process group if the sandbox dies
+//!   without cleaning up (SIGKILL);
+//! - `process`: local processes as container processes (PTY or pipes, back-pressure), each in
+//!   its own process group watched by the guardian;
+//! - `container`, `cluster`: each container's main process (logs, attach hub) and the pods;
+//! - `ctx`: what handlers share (cluster, token, request log, tasks shutdown aborts);
+//! - `exec`: exec/attach — `websocket` (channel protocol v1/v4/v5, base64), `spdy` (SPDY/3.1
+//!   server state machine);
+//! - `api`: discovery, get/list/watch/Table for pods, namespaces, nodes, events; logs; routes
+//!   streams to `exec`;
+//! - `server`: TLS + HTTP/1.1 (upgrades) + HTTP/2, bearer auth, state files, [`start`]/[`run`].
 //!
 //! Protocol facts come from `shared/reference/kubernetes-streams.md`; wire encodings from the
 //! `proto` crate.
@@ -29,7 +37,10 @@ mod api;
 mod cluster;
 pub mod config;
 mod container;
+mod ctx;
 mod exec;
+mod guardian;
+mod process;
 pub mod requests;
 mod respond;
 mod server;

@@ -7,7 +7,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use super::resources::Query;
 use crate::cluster::Pod;
-use crate::exec::process::Output;
+use crate::process::Output;
 use crate::respond::{self, Body, Reject};
 
 /// Picks the container a request names, or the only one (as the API server does).

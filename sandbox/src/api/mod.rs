@@ -11,8 +11,8 @@ mod selector;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
+use crate::ctx::Ctx;
 use crate::respond::{self, Body};
-use crate::server::Ctx;
 use objects::Kind;
 use resources::{Form, Query};
 

@@ -1,10 +1,9 @@
 //! exec and attach: validates the request like the API server (404 for an unknown pod or
 //! container, 400 for bad options or a missing upgrade) *before* upgrading, then hands the
 //! connection to the WebSocket ([`websocket`]) or SPDY/3.1 ([`spdy`]) front-end, which both
-//! drive a [`process::Session`]: a new local process for exec, the container's main process for
+//! drive a [`crate::process::Session`]: a new local process for exec, the container's main process for
 //! attach.
 
-pub(crate) mod process;
 pub(crate) mod spdy;
 mod websocket;
 
@@ -19,9 +18,9 @@ use tracing::Instrument as _;
 
 use crate::cluster::container_env;
 use crate::container::MainProcess;
+use crate::ctx::Ctx;
+use crate::process::{self, ProcessSpec, Session};
 use crate::respond::{self, Body};
-use crate::server::Ctx;
-use process::{ProcessSpec, Session};
 
 /// What a session connects to, started once the client's streams are ready.
 #[derive(Debug)]

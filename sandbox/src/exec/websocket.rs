@@ -20,9 +20,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 
 use super::Target;
-use super::process::{Input, Output};
+use crate::ctx::Ctx;
+use crate::process::{Input, Output};
 use crate::respond::{self, Body};
-use crate::server::Ctx;
 
 /// How long to wait for the client's close frame after ours.
 const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);

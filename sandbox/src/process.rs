@@ -22,6 +22,8 @@ use tokio::process::Child;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::guardian;
+
 /// Largest output chunk: one channel message, as kubelet's `io.Copy` buffer.
 pub(crate) const CHUNK: usize = 32 << 10;
 /// Output chunks buffered between a process and its client.
@@ -138,7 +140,8 @@ impl SpawnError {
 }
 
 /// Kills a whole process group when dropped, so background children of an exec'd command do
-/// not outlive it (and a killed sandbox task leaves nothing behind).
+/// not outlive it (and a killed sandbox task leaves nothing behind); a killed sandbox *process*
+/// is covered by the [`guardian`].
 #[derive(Debug)]
 struct GroupGuard(Option<Killer>);
 
@@ -146,6 +149,7 @@ impl Drop for GroupGuard {
     fn drop(&mut self) {
         if let Some(k) = self.0 {
             k.kill();
+            guardian::release(k.0.as_raw_nonzero().get());
         }
     }
 }
@@ -239,6 +243,10 @@ pub(crate) fn spawn(spec: &ProcessSpec) -> Result<Session, SpawnError> {
         .id()
         .and_then(|id| rustix::process::Pid::from_raw(id as i32))
         .map(Killer);
+    if let Some(k) = killer {
+        // From here on the group dies with the sandbox, however the sandbox ends.
+        guardian::watch(k.0.as_raw_nonzero().get());
+    }
     let guard = GroupGuard(killer);
     tracing::debug!(pid = ?child.id(), tty = spec.tty, "process started");
     tokio::spawn(supervise(
