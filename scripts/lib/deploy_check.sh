@@ -92,6 +92,9 @@ EOF
 
 printf -- '-- checkov\n'
 checkov manifests -d "$out/overlays" --framework kubernetes
+# As an operator would run it on the sources: deploy/.checkov.yaml selects the kustomize
+# framework, which renders with the kubectl it finds on PATH.
+PATH="$(dirname "$kubectl"):$PATH" checkov kustomize -d deploy
 checkov dockerfile -f Dockerfile --framework dockerfile
 
 printf -- '-- hadolint (%s)\n' "$("$KT_VENV/bin/hadolint" --version)"
