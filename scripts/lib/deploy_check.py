@@ -11,7 +11,7 @@
                                        busybox sh on a copy of a Secret volume laid out as kubelet
                                        lays it out, and checks the copy is what the gateway accepts
 
-Run with the test venv's Python (it has PyYAML, kubernetes-validate and cloudcoil). Prints one
+Run with the deploy check venv's Python (PyYAML, kubernetes-validate, cloudcoil). Prints one
 line per failure and exits 1 if there was any.
 """
 

