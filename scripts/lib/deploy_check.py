@@ -113,7 +113,8 @@ def agree(paths):
         agree_rendering(path, objects(path))
     agree_dockerfile()
     if not failures:
-        print(f"{len(paths)} rendering(s): ports, probes, mounts and drain budget match gateway.toml; "
+        print(f"{len(paths)} rendering(s): ports, probes, mounts and drain budget match gateway.toml; selectors "
+              "select the gateway's pods and NetworkPolicy peers do not; "
               "PrometheusRule matches rules.yml; Dockerfile's Rust matches rust-toolchain.toml")
 
 
@@ -196,6 +197,38 @@ def agree_rendering(path, objs):
         secret = volumes.get(mount["name"], {}).get("secret", {})
         if secret.get("secretName") == "kubetape-keys":
             fail(f"{path}: the gateway container mounts the kubetape-keys Secret directly")
+
+    # Selectors: everything meant for the gateway's pods selects them, and no NetworkPolicy peer
+    # carries the gateway's own labels (kustomize's includeSelectors once wrote them into the DNS
+    # rule's kube-dns selector, which then selected nothing).
+    pod_labels = deployment["spec"]["template"]["metadata"].get("labels", {})
+    own = {k: v for k, v in pod_labels.items() if k in ("app.kubernetes.io/name", "app.kubernetes.io/part-of")}
+
+    def selects(selector):
+        return bool(selector) and all(pod_labels.get(k) == v for k, v in selector.items())
+
+    wanted = [("Deployment selector", deployment["spec"]["selector"].get("matchLabels"))]
+    wanted += [
+        (f"topologySpreadConstraints[{i}]", c.get("labelSelector", {}).get("matchLabels"))
+        for i, c in enumerate(pod.get("topologySpreadConstraints", []))
+    ]
+    for obj in objs:
+        spec = obj.get("spec", {})
+        if obj["kind"] == "Service":
+            wanted.append((name(obj), spec.get("selector")))
+        elif obj["kind"] in ("PodDisruptionBudget", "PodMonitor"):
+            wanted.append((name(obj), spec.get("selector", {}).get("matchLabels")))
+        elif obj["kind"] == "NetworkPolicy":
+            wanted.append((name(obj), spec.get("podSelector", {}).get("matchLabels")))
+            peers = [p for r in spec.get("ingress", []) for p in r.get("from", [])]
+            peers += [p for r in spec.get("egress", []) for p in r.get("to", [])]
+            for peer in peers:
+                labels = peer.get("podSelector", {}).get("matchLabels", {})
+                if any(labels.get(k) == v for k, v in own.items()):
+                    fail(f"{path}: {name(obj)} has a peer selecting {labels}, which carries the gateway's own labels")
+    for what, selector in wanted:
+        if not selects(selector):
+            fail(f"{path}: {what} ({selector}) does not select the gateway's pods ({pod_labels})")
 
     # The alert rules the Operator gets are the ones promtool checked and tested.
     rule = one(path, objs, "PrometheusRule", "kubetape-gateway", required=False)
