@@ -21,6 +21,9 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
 # glibc, libgcc and CA certificates (the store's, STS's and the issuers' HTTPS), nothing else:
 # no shell, no package manager. Debian 12 like the build stage, so the glibc matches.
 FROM gcr.io/distroless/cc-debian12:nonroot
+LABEL org.opencontainers.image.title="kubetape-gateway" \
+      org.opencontainers.image.description="Authenticating, recording exec gateway for Kubernetes" \
+      org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=build /out/kubetape-gateway /usr/local/bin/kubetape-gateway
 # distroless's `nonroot` user, numerically, so that runAsNonRoot can verify it.
 USER 65532:65532
