@@ -9,6 +9,7 @@ use tokio::sync::watch;
 
 use crate::config::{ContainerSpec, PodSpec, SandboxConfig};
 use crate::container::MainProcess;
+use crate::portserver::ForwardPort;
 
 /// Every pod, in configuration order.
 #[derive(Debug)]
@@ -28,6 +29,8 @@ pub(crate) struct Pod {
     pub uid: String,
     pub created: SystemTime,
     pub containers: Vec<Container>,
+    /// Every container's declared ports and where their servers listen.
+    pub ports: Vec<ForwardPort>,
     resource_version: Arc<AtomicU64>,
 }
 
@@ -69,11 +72,22 @@ impl Cluster {
                     }
                 })
                 .collect();
+            let ports = spec
+                .containers
+                .iter()
+                .flat_map(|c| {
+                    let env = container_env(spec, c, false);
+                    c.ports
+                        .iter()
+                        .map(move |p| ForwardPort::start(p, &env, c.workdir()))
+                })
+                .collect();
             pods.push(Pod {
                 spec: spec.clone(),
                 uid: uuid::Uuid::new_v4().to_string(),
                 created: now,
                 containers,
+                ports,
                 resource_version,
             });
         }
@@ -106,6 +120,9 @@ impl Cluster {
         for c in self.pods.iter().flat_map(|p| &p.containers) {
             c.main.stop();
         }
+        for p in self.pods.iter().flat_map(|p| &p.ports) {
+            p.stop();
+        }
     }
 
     /// A receiver woken on every change.
@@ -121,6 +138,12 @@ impl Pod {
 
     pub fn container(&self, name: &str) -> Option<&Container> {
         self.containers.iter().find(|c| c.spec.name == name)
+    }
+
+    /// The pod sandbox id a CRI runtime reports (64 hex digits), derived from the uid.
+    pub fn sandbox_id(&self) -> String {
+        let simple = self.uid.replace('-', "");
+        simple.repeat(2)
     }
 }
 

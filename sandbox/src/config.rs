@@ -77,6 +77,47 @@ pub struct ContainerSpec {
     /// The image name the pod reports (cosmetic).
     #[serde(default = "default_image")]
     pub image: String,
+    /// Ports the container serves (`kubectl port-forward` reaches them), each backed by a real
+    /// local process the sandbox starts on a loopback port it picks.
+    #[serde(default)]
+    pub ports: Vec<PortSpec>,
+}
+
+/// A container port and the process behind it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortSpec {
+    /// The port as the pod declares it (`containerPort`), what clients forward to.
+    pub port: u16,
+    /// The port's name in the pod spec (optional).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// A server built into `kubetape-sandbox` (`serve-port`): `http` or `echo`.
+    #[serde(default)]
+    pub serve: Option<BuiltinServer>,
+    /// Or any program: it must listen on `127.0.0.1:$PORT` (the sandbox picks `PORT`).
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+}
+
+/// The servers `kubetape-sandbox serve-port` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BuiltinServer {
+    /// HTTP/1.1: `GET /` answers [`crate::portserver::HTTP_GREETING`], `GET /bytes/N` N known
+    /// bytes, any request with a body gets the body back.
+    Http,
+    /// TCP echo: every byte back, and the write side shut when the client shuts its own.
+    Echo,
+}
+
+impl BuiltinServer {
+    pub fn flag(self) -> &'static str {
+        match self {
+            BuiltinServer::Http => "--http",
+            BuiltinServer::Echo => "--echo",
+        }
+    }
 }
 
 fn generate_token() -> String {
@@ -146,10 +187,10 @@ impl SandboxConfig {
                 name: "demo".into(),
                 namespace: default_namespace(),
                 labels: BTreeMap::from([("app".to_string(), "demo".to_string())]),
-                containers: vec![ContainerSpec::new(
-                    "shell",
-                    ["sh", "-c", "while true; do sleep 3600; done"],
-                )],
+                containers: vec![ContainerSpec {
+                    ports: demo_ports(),
+                    ..ContainerSpec::new("shell", ["sh", "-c", "while true; do sleep 3600; done"])
+                }],
             }],
             ..Self::default()
         }
@@ -178,6 +219,25 @@ impl SandboxConfig {
                 return bad(format!("pod {} has no containers", pod.name));
             }
             let mut names = std::collections::HashSet::new();
+            let mut ports = std::collections::HashSet::new();
+            for p in pod.containers.iter().flat_map(|c| &c.ports) {
+                if p.port == 0 || !ports.insert(p.port) {
+                    return bad(format!(
+                        "pod {}: bad or duplicate port {}",
+                        pod.name, p.port
+                    ));
+                }
+                match (&p.serve, &p.command) {
+                    (Some(_), None) => {}
+                    (None, Some(cmd)) if !cmd.is_empty() => {}
+                    _ => {
+                        return bad(format!(
+                            "pod {} port {}: give either `serve` or a non-empty `command`",
+                            pod.name, p.port
+                        ));
+                    }
+                }
+            }
             for c in &pod.containers {
                 if !is_dns_label(&c.name) || !names.insert(&c.name) {
                     return bad(format!(
@@ -197,6 +257,24 @@ impl SandboxConfig {
     }
 }
 
+/// The demo pod's ports: HTTP on 80, TCP echo on 7000.
+pub fn demo_ports() -> Vec<PortSpec> {
+    vec![
+        PortSpec {
+            port: 80,
+            name: Some("http".into()),
+            serve: Some(BuiltinServer::Http),
+            command: None,
+        },
+        PortSpec {
+            port: 7000,
+            name: Some("echo".into()),
+            serve: Some(BuiltinServer::Echo),
+            command: None,
+        },
+    ]
+}
+
 // === impl ContainerSpec ===
 
 impl ContainerSpec {
@@ -211,6 +289,7 @@ impl ContainerSpec {
             workdir: None,
             env: BTreeMap::new(),
             image: default_image(),
+            ports: Vec::new(),
         }
     }
 
@@ -240,6 +319,7 @@ mod tests {
         assert_eq!(c.token, "sandbox-example-token");
         assert_eq!(c.pods[0].name, "demo");
         assert_eq!(c.pods[0].containers[0].workdir(), Path::new("/tmp"));
+        assert_eq!(c.pods[0].containers[0].ports, demo_ports());
     }
 
     #[test]
@@ -256,6 +336,12 @@ mod tests {
         assert!(SandboxConfig::from_toml_str(dup, Path::new("x")).is_err());
         let upper = "[[pods]]\nname='A'\n[[pods.containers]]\nname='c'\ncommand=['true']\n";
         assert!(SandboxConfig::from_toml_str(upper, Path::new("x")).is_err());
+        let both = "[[pods]]\nname='a'\n[[pods.containers]]\nname='c'\ncommand=['true']\n\
+                    ports=[{port=80, serve='http', command=['x']}]\n";
+        assert!(SandboxConfig::from_toml_str(both, Path::new("x")).is_err());
+        let dup_port = "[[pods]]\nname='a'\n[[pods.containers]]\nname='c'\ncommand=['true']\n\
+                        ports=[{port=80, serve='http'}, {port=80, serve='echo'}]\n";
+        assert!(SandboxConfig::from_toml_str(dup_port, Path::new("x")).is_err());
         let unknown = "tokn='x'\n";
         assert!(SandboxConfig::from_toml_str(unknown, Path::new("x")).is_err());
         assert!(SandboxConfig::demo().validate().is_ok());

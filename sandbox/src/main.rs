@@ -13,7 +13,8 @@ use tokio::io::AsyncWriteExt as _;
     version,
     about = "A stand-in Kubernetes API server whose pods are local processes",
     long_about = "A stand-in Kubernetes API server whose pods are local processes. It serves what \
-                  kubectl needs (discovery, pods, logs, exec and attach over WebSocket and SPDY/3.1) \
+                  kubectl needs (discovery, pods, logs, exec, attach and port-forward over WebSocket and \
+                  SPDY/3.1) \
                   over HTTPS with a per-run CA, and requires a bearer token. Used by the kubetape \
                   quickstart and end-to-end tests; not a real cluster.",
     after_help = "Example:\n  kubetape-sandbox serve --config sandbox/sandbox.example.toml --state-dir /tmp/sb\n  \
@@ -42,6 +43,24 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         state_dir: PathBuf,
     },
+    /// Run a pod port's built-in server on the listening socket passed as stdin (what the
+    /// sandbox starts for `serve = "http"` / `serve = "echo"` ports; not for direct use).
+    ServePort {
+        #[command(flatten)]
+        kind: ServerKind,
+    },
+}
+
+/// Which built-in server `serve-port` runs.
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct ServerKind {
+    /// HTTP/1.1: GET / answers a greeting, GET /bytes/N N known bytes, a request body is echoed.
+    #[arg(long)]
+    http: bool,
+    /// TCP echo (the write side is shut when the client shuts its own).
+    #[arg(long)]
+    echo: bool,
 }
 
 #[tokio::main]
@@ -59,6 +78,16 @@ async fn main() -> anyhow::Result<()> {
             listen,
             state_dir,
         } => serve(config, listen, state_dir).await,
+        Command::ServePort { kind } => {
+            let kind = if kind.http {
+                sandbox::BuiltinServer::Http
+            } else {
+                sandbox::BuiltinServer::Echo
+            };
+            sandbox::portserver::serve_stdin(kind)
+                .await
+                .context("serving the port (stdin must be a listening TCP socket)")
+        }
     }
 }
 

@@ -256,6 +256,19 @@ fn pod(p: &Pod) -> Item {
         if s.tty {
             spec["tty"] = json!(true);
         }
+        if !s.ports.is_empty() {
+            spec["ports"] = s
+                .ports
+                .iter()
+                .map(|p| {
+                    let mut port = json!({"containerPort": p.port, "protocol": "TCP"});
+                    if let Some(name) = &p.name {
+                        port["name"] = json!(name);
+                    }
+                    port
+                })
+                .collect();
+        }
         if !s.env.is_empty() {
             spec["env"] = s
                 .env

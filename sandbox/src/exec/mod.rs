@@ -7,12 +7,8 @@
 pub(crate) mod spdy;
 mod websocket;
 
-use std::future::Future;
-
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
 use proto::exec::StreamOptions;
 use tracing::Instrument as _;
 
@@ -109,15 +105,7 @@ pub(crate) async fn handle(
         container = %container.spec.name,
         kind = if attach { "attach" } else { "exec" },
     );
-    let connection_upgrade = req
-        .headers()
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| {
-            v.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-        });
+    let connection_upgrade = crate::upgrade::connection_upgrade(&req);
     match upgrade.as_str() {
         "websocket" if connection_upgrade => {
             websocket::accept(ctx, req, opts, target, span.clone())
@@ -135,35 +123,4 @@ pub(crate) async fn handle(
             "Upgrade request required",
         ),
     }
-}
-
-/// Answers 101 (`Connection: Upgrade`, `Upgrade: <upgrade>`; the caller adds its protocol's
-/// headers) and runs `session` on the upgraded connection in a task that shutdown aborts.
-fn switch_protocols<F, Fut>(
-    ctx: &Ctx,
-    req: &mut Request<Incoming>,
-    span: tracing::Span,
-    upgrade: &'static str,
-    session: F,
-) -> Response<Body>
-where
-    F: FnOnce(TokioIo<Upgraded>) -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    let on_upgrade = hyper::upgrade::on(req);
-    ctx.spawn(
-        async move {
-            match on_upgrade.await {
-                Ok(upgraded) => session(TokioIo::new(upgraded)).await,
-                Err(e) => tracing::warn!(error = %e, "upgrade failed"),
-            }
-        }
-        .instrument(span),
-    );
-    let mut resp = Response::new(respond::empty());
-    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = resp.headers_mut();
-    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    h.insert(header::UPGRADE, HeaderValue::from_static(upgrade));
-    resp
 }

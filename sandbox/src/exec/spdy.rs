@@ -16,7 +16,7 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use proto::exec::StreamOptions;
 use proto::spdy::remotecommand::{self, Server, ServerEvent, StreamType};
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
 
 use super::Target;
@@ -28,8 +28,6 @@ use crate::respond::{self, Body};
 const STREAM_WAIT: Duration = Duration::from_secs(30);
 /// How long to wait for the client's teardown after the final frames.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
-/// Coalesce queued frames into writes of about this size.
-const WRITE_BATCH: usize = 64 << 10;
 
 /// Validates the protocol list, answers 101 and runs the session on the upgraded connection.
 pub(super) async fn accept(
@@ -57,7 +55,7 @@ pub(super) async fn accept(
         );
     };
     tracing::info!(protocol = chosen, "spdy upgrade");
-    let mut resp = super::switch_protocols(ctx, &mut req, span, "SPDY/3.1", move |io| {
+    let mut resp = crate::upgrade::switch_protocols(ctx, &mut req, span, "SPDY/3.1", move |io| {
         run(io, opts, target)
     });
     resp.headers_mut().insert(
@@ -80,7 +78,7 @@ where
 {
     let (rd, wr) = tokio::io::split(io);
     let (wtx, wrx) = mpsc::channel::<Vec<u8>>(8);
-    let writer = tokio::spawn(write_loop(wr, wrx));
+    let writer = tokio::spawn(crate::upgrade::write_loop(wr, wrx));
     let server: Shared = Arc::new(Mutex::new(Server::new(&opts)));
     let (ready_tx, ready_rx) = oneshot::channel();
     let (input_tx, input_rx) = oneshot::channel();
@@ -204,21 +202,6 @@ async fn read_client<R: AsyncRead + Unpin>(
             }
         }
     }
-}
-
-async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::Receiver<Vec<u8>>) {
-    while let Some(mut batch) = rx.recv().await {
-        while batch.len() < WRITE_BATCH {
-            match rx.try_recv() {
-                Ok(more) => batch.extend_from_slice(&more),
-                Err(_) => break,
-            }
-        }
-        if wr.write_all(&batch).await.is_err() || wr.flush().await.is_err() {
-            return;
-        }
-    }
-    let _ = wr.shutdown().await;
 }
 
 #[cfg(test)]

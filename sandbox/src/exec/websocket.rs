@@ -70,7 +70,7 @@ pub(super) async fn accept(
         "websocket upgrade"
     );
     let mut resp =
-        super::switch_protocols(ctx, &mut req, span, "websocket", move |io| async move {
+        crate::upgrade::switch_protocols(ctx, &mut req, span, "websocket", move |io| async move {
             let mut config = WebSocketConfig::default();
             config.max_message_size = Some(64 << 20);
             let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;

@@ -28,7 +28,8 @@ pub struct TestSandbox {
     pub dir: tempfile::TempDir,
 }
 
-/// The cluster the tests use: `demo` (idles after printing `booted`) and `echo` (prints a
+/// The cluster the tests use: `demo` (idles after printing `booted`; serves HTTP on port 80 and a
+/// TCP echo on 7000) and `echo` (prints a
 /// greeting, then answers one line of stdin and exits 5).
 pub fn config() -> SandboxConfig {
     let mut demo = ContainerSpec::new(
@@ -36,6 +37,8 @@ pub fn config() -> SandboxConfig {
         ["sh", "-c", "echo booted; while true; do sleep 3600; done"],
     );
     demo.workdir = Some("/tmp".into());
+    // HTTP on 80, TCP echo on 7000 (port-forward's targets).
+    demo.ports = sandbox::config::demo_ports();
     let echo = ContainerSpec::new(
         "main",
         [
