@@ -37,6 +37,39 @@ pub struct SandboxConfig {
     pub kubernetes_version: String,
     #[serde(default)]
     pub pods: Vec<PodSpec>,
+    /// Behave like an older or locked-down cluster (for testing clients against them).
+    #[serde(default)]
+    pub modes: Modes,
+}
+
+/// Ways the sandbox can behave like clusters other than a current, default one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Modes {
+    /// What exec/attach over WebSocket gets.
+    #[serde(default)]
+    pub exec_websocket: ExecWebSocket,
+    /// After the exit Status, drop the connection at once: no WebSocket close frame, no SPDY
+    /// teardown (what a crashing proxy or node does).
+    #[serde(default)]
+    pub drop_after_status: bool,
+}
+
+/// exec/attach over WebSocket, as different API servers answer it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExecWebSocket {
+    /// An API server ≥ 1.30 (the stream translator): `v5.channel.k8s.io` and every older
+    /// protocol.
+    #[default]
+    Translate,
+    /// Only what kubelet speaks (an API server without the translator): `v4.channel.k8s.io`
+    /// when offered; an offer of `v5.channel.k8s.io` alone is refused with 403, so kubectl
+    /// falls back to SPDY.
+    V4Only,
+    /// Every WebSocket upgrade refused with 403 (a proxy that blocks WebSocket, or kubelet's
+    /// answer to a v5-only offer): kubectl falls back to SPDY, kube-rs fails.
+    Refuse,
 }
 
 /// A pod: a namespace-scoped name and its containers (local processes).
@@ -145,6 +178,7 @@ impl std::fmt::Debug for SandboxConfig {
             .field("token", &"<redacted>")
             .field("kubernetes_version", &self.kubernetes_version)
             .field("pods", &self.pods)
+            .field("modes", &self.modes)
             .finish()
     }
 }
@@ -155,6 +189,7 @@ impl Default for SandboxConfig {
             token: generate_token(),
             kubernetes_version: default_version(),
             pods: Vec::new(),
+            modes: Modes::default(),
         }
     }
 }
@@ -342,6 +377,19 @@ mod tests {
         let dup_port = "[[pods]]\nname='a'\n[[pods.containers]]\nname='c'\ncommand=['true']\n\
                         ports=[{port=80, serve='http'}, {port=80, serve='echo'}]\n";
         assert!(SandboxConfig::from_toml_str(dup_port, Path::new("x")).is_err());
+        let modes = "[modes]\nexec_websocket='v4-only'\ndrop_after_status=true\n";
+        let c = SandboxConfig::from_toml_str(modes, Path::new("x")).unwrap();
+        assert_eq!(
+            c.modes,
+            Modes {
+                exec_websocket: ExecWebSocket::V4Only,
+                drop_after_status: true
+            }
+        );
+        assert!(
+            SandboxConfig::from_toml_str("[modes]\nexec_websocket='off'\n", Path::new("x"))
+                .is_err()
+        );
         let unknown = "tokn='x'\n";
         assert!(SandboxConfig::from_toml_str(unknown, Path::new("x")).is_err());
         assert!(SandboxConfig::demo().validate().is_ok());

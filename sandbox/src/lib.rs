@@ -54,7 +54,10 @@ mod server;
 mod tls;
 mod upgrade;
 
-pub use config::{BuiltinServer, ConfigError, ContainerSpec, PodSpec, PortSpec, SandboxConfig};
+pub use config::{
+    BuiltinServer, ConfigError, ContainerSpec, ExecWebSocket, Modes, PodSpec, PortSpec,
+    SandboxConfig,
+};
 pub use requests::{Authorization, RequestLog, RequestRecord};
 pub use server::{Error, Sandbox, run, start};
 pub use tls::TlsError;

@@ -55,8 +55,9 @@ pub(super) async fn accept(
         );
     };
     tracing::info!(protocol = chosen, "spdy upgrade");
+    let drop_after_status = ctx.modes.drop_after_status;
     let mut resp = crate::upgrade::switch_protocols(ctx, &mut req, span, "SPDY/3.1", move |io| {
-        run(io, opts, target)
+        run(io, opts, target, drop_after_status)
     });
     resp.headers_mut().insert(
         "x-stream-protocol-version",
@@ -72,7 +73,7 @@ fn lock(server: &Shared) -> std::sync::MutexGuard<'_, Server> {
 }
 
 /// Runs one session: wait for the streams, start the target, relay, end with the Status.
-pub(crate) async fn run<IO>(io: IO, opts: StreamOptions, target: Target)
+pub(crate) async fn run<IO>(io: IO, opts: StreamOptions, target: Target, drop_after_status: bool)
 where
     IO: AsyncRead + AsyncWrite + Send + 'static,
 {
@@ -132,8 +133,13 @@ where
             break;
         }
     }
-    // Let the client tear down (RST_STREAM + GOAWAY, or just close) before closing our side.
-    let _ = tokio::time::timeout(CLOSE_WAIT, &mut reader).await;
+    // Let the client tear down (RST_STREAM + GOAWAY, or just close) before closing our side,
+    // unless the mode is to drop the connection right after the Status.
+    if drop_after_status {
+        tracing::info!("dropping the connection after the Status");
+    } else {
+        let _ = tokio::time::timeout(CLOSE_WAIT, &mut reader).await;
+    }
     reader.abort();
     drop(wtx);
     let _ = writer.await;
@@ -237,7 +243,7 @@ mod tests {
             stderr: true,
         });
         let o = opts(true, false);
-        let server = tokio::spawn(run(server_io, o.clone(), target));
+        let server = tokio::spawn(run(server_io, o.clone(), target, false));
         // kube's side, as the gateway would dial it: proto's remote-command client.
         let mut client = Client::new(&o);
         client_io.write_all(&client.take_output()).await.unwrap();
