@@ -40,6 +40,65 @@ pub struct SandboxConfig {
     /// Behave like an older or locked-down cluster (for testing clients against them).
     #[serde(default)]
     pub modes: Modes,
+    /// Which local program runs a container image the API is asked for (ephemeral debug
+    /// containers, created pods), first match wins. Default: busybox images run `busybox`.
+    #[serde(default = "default_images")]
+    pub images: Vec<ImageSpec>,
+}
+
+/// A container image mapped to a local program.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSpec {
+    /// Image references it matches; `*` matches any run of characters (`busybox*` matches
+    /// `busybox`, `busybox:1.36`, `busybox@sha256:…`).
+    pub pattern: String,
+    /// Prepended to the container's command and args (e.g. `["busybox"]`, so `sh` runs
+    /// `busybox sh`).
+    pub command: Vec<String>,
+    /// What runs when the container gives no command (the image's entrypoint).
+    #[serde(default)]
+    pub default: Vec<String>,
+}
+
+impl ImageSpec {
+    /// Whether `image` matches the pattern.
+    pub fn matches(&self, image: &str) -> bool {
+        glob(self.pattern.as_bytes(), image.as_bytes())
+    }
+}
+
+/// `*`-only glob matching (iterative, so no pattern can make it slow).
+fn glob(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && pattern[p] == b'*' {
+            star = Some((p, t));
+            p += 1;
+        } else if p < pattern.len() && pattern[p] == text[t] {
+            p += 1;
+            t += 1;
+        } else if let Some((sp, st)) = star {
+            p = sp + 1;
+            t = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|b| *b == b'*')
+}
+
+fn default_images() -> Vec<ImageSpec> {
+    ["busybox*", "*/busybox*"]
+        .into_iter()
+        .map(|pattern| ImageSpec {
+            pattern: pattern.into(),
+            command: vec!["busybox".into()],
+            default: vec!["sh".into()],
+        })
+        .collect()
 }
 
 /// Ways the sandbox can behave like clusters other than a current, default one.
@@ -179,6 +238,7 @@ impl std::fmt::Debug for SandboxConfig {
             .field("kubernetes_version", &self.kubernetes_version)
             .field("pods", &self.pods)
             .field("modes", &self.modes)
+            .field("images", &self.images)
             .finish()
     }
 }
@@ -190,6 +250,7 @@ impl Default for SandboxConfig {
             kubernetes_version: default_version(),
             pods: Vec::new(),
             modes: Modes::default(),
+            images: default_images(),
         }
     }
 }
@@ -355,6 +416,20 @@ mod tests {
         assert_eq!(c.pods[0].name, "demo");
         assert_eq!(c.pods[0].containers[0].workdir(), Path::new("/tmp"));
         assert_eq!(c.pods[0].containers[0].ports, demo_ports());
+    }
+
+    #[test]
+    fn images_match_by_glob() {
+        let busybox = &SandboxConfig::default().images[0];
+        for yes in ["busybox", "busybox:1.36", "busybox@sha256:00"] {
+            assert!(busybox.matches(yes), "{yes}");
+        }
+        for no in ["alpine", "xbusybox", "docker.io/library/busybox"] {
+            assert!(!busybox.matches(no), "{no}");
+        }
+        assert!(SandboxConfig::default().images[1].matches("docker.io/library/busybox"));
+        assert!(glob(b"a*b*c", b"aXXbYYc") && !glob(b"a*b*c", b"aXXbYY"));
+        assert!(glob(b"*", b"") && glob(b"**", b"x") && !glob(b"", b"x"));
     }
 
     #[test]

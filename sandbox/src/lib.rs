@@ -24,14 +24,16 @@
 //!   its own process group watched by the guardian;
 //! - [`portserver`]: the processes behind pod ports (built-in HTTP and echo servers run as
 //!   `kubetape-sandbox serve-port`, or any command), on loopback ports the sandbox picks;
-//! - `container`, `cluster`: each container's main process (logs, attach hub) and the pods;
+//! - `container`, `cluster`: each container's main process (logs, attach hub) and the pods,
+//!   with their ephemeral containers;
 //! - `ctx`: what handlers share (cluster, token, request log, tasks shutdown aborts);
 //! - `upgrade`: the 101 answer and session task of every streaming subresource;
 //! - `exec`: exec/attach — `websocket` (channel protocol v1/v4/v5, base64), `spdy` (drives
 //!   `proto::spdy::remotecommand`);
 //! - `portforward`: port-forward — `websocket` (the SPDY tunnel and the v4 channel protocol),
 //!   `spdy` (drives `proto::spdy::portforward`, one task per forwarded connection);
-//! - `api`: discovery, get/list/watch/Table for pods, namespaces, nodes, events; logs; routes
+//! - `api`: discovery, get/list/watch/Table for pods, namespaces, nodes, events; logs;
+//!   ephemeral containers (`kubectl debug`: GET/PATCH, patch kinds, validation); routes
 //!   streams to `exec` and `portforward`;
 //! - `server`: TLS + HTTP/1.1 (upgrades) + HTTP/2, bearer auth, state files, [`start`]/[`run`].
 //!

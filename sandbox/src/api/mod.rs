@@ -4,6 +4,7 @@
 //! Anything else is a 404 `Status`, like an API server without that resource.
 
 mod discovery;
+mod ephemeral;
 pub(crate) mod logs;
 mod objects;
 pub(crate) mod resources;
@@ -53,14 +54,14 @@ pub(crate) async fn route(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
         "api",
         "v1",
         "namespaces",
-        _,
+        ns,
         "pods",
-        _,
+        pod,
         "ephemeralcontainers",
     ] = segments.as_slice()
     {
-        // A 404 without details.name is how kubectl learns ephemeral containers are off.
-        return respond::not_found("the server could not find the requested resource");
+        let (ns, pod) = (ns.to_string(), pod.to_string());
+        return ephemeral::handle(cluster, req, &ns, &pod).await;
     }
     if let ["api", "v1", "namespaces", ns, "pods", pod, "portforward"] = segments.as_slice() {
         if method != Method::GET && method != Method::POST {

@@ -53,13 +53,13 @@ pub(crate) async fn handle(
         Err(e) => return respond::bad_request(e),
     };
     let container = match opts.container.as_deref().filter(|c| !c.is_empty()) {
-        Some(name) => match p.container(name) {
+        Some(name) => match p.find(name) {
             Some(c) => c,
             None => {
                 return respond::not_found(format!("container {name:?} not found in pod {pod:?}"));
             }
         },
-        None if p.containers.len() == 1 => &p.containers[0],
+        None if p.containers.len() == 1 => p.containers[0].clone(),
         None => {
             let names: Vec<&str> = p.containers.iter().map(|c| c.spec.name.as_str()).collect();
             return respond::bad_request(format!(
