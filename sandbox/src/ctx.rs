@@ -9,11 +9,14 @@ use http::Request;
 use tokio::task::JoinSet;
 
 use crate::cluster::Cluster;
+use crate::config::Modes;
 use crate::requests::{Authorization, RequestLog};
 
 /// What request handlers share.
 pub(crate) struct Ctx {
     pub cluster: Arc<Cluster>,
+    /// How this sandbox departs from a default cluster.
+    pub modes: Modes,
     token: String,
     pub log: RequestLog,
     /// Connection and stream tasks, aborted together at shutdown.
@@ -30,9 +33,10 @@ impl std::fmt::Debug for Ctx {
 }
 
 impl Ctx {
-    pub fn new(cluster: Arc<Cluster>, token: String, log: RequestLog) -> Self {
+    pub fn new(cluster: Arc<Cluster>, modes: Modes, token: String, log: RequestLog) -> Self {
         Self {
             cluster,
+            modes,
             token,
             log,
             tasks: Mutex::new(JoinSet::new()),

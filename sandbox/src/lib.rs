@@ -22,12 +22,19 @@
 //!   without cleaning up (SIGKILL);
 //! - `process`: local processes as container processes (PTY or pipes, back-pressure), each in
 //!   its own process group watched by the guardian;
-//! - `container`, `cluster`: each container's main process (logs, attach hub) and the pods;
+//! - [`portserver`]: the processes behind pod ports (built-in HTTP and echo servers run as
+//!   `kubetape-sandbox serve-port`, or any command), on loopback ports the sandbox picks;
+//! - `container`, `cluster`: each container's main process (logs, attach hub) and the pods,
+//!   with their ephemeral containers;
 //! - `ctx`: what handlers share (cluster, token, request log, tasks shutdown aborts);
-//! - `exec`: exec/attach — `websocket` (channel protocol v1/v4/v5, base64), `spdy` (SPDY/3.1
-//!   server state machine);
-//! - `api`: discovery, get/list/watch/Table for pods, namespaces, nodes, events; logs; routes
-//!   streams to `exec`;
+//! - `upgrade`: the 101 answer and session task of every streaming subresource;
+//! - `exec`: exec/attach — `websocket` (channel protocol v1/v4/v5, base64), `spdy` (drives
+//!   `proto::spdy::remotecommand`);
+//! - `portforward`: port-forward — `websocket` (the SPDY tunnel and the v4 channel protocol),
+//!   `spdy` (drives `proto::spdy::portforward`, one task per forwarded connection);
+//! - `api`: discovery, get/list/watch/Table for pods, namespaces, nodes, events; logs;
+//!   ephemeral containers (`kubectl debug`: GET/PATCH, patch kinds, validation); routes
+//!   streams to `exec` and `portforward`;
 //! - `server`: TLS + HTTP/1.1 (upgrades) + HTTP/2, bearer auth, state files, [`start`]/[`run`].
 //!
 //! Protocol facts come from `shared/reference/kubernetes-streams.md`; wire encodings from the
@@ -40,13 +47,19 @@ mod container;
 mod ctx;
 mod exec;
 mod guardian;
+mod portforward;
+pub mod portserver;
 mod process;
 pub mod requests;
 mod respond;
 mod server;
 mod tls;
+mod upgrade;
 
-pub use config::{ConfigError, ContainerSpec, PodSpec, SandboxConfig};
+pub use config::{
+    BuiltinServer, ConfigError, ContainerSpec, ExecWebSocket, Modes, PodSpec, PortSpec,
+    SandboxConfig,
+};
 pub use requests::{Authorization, RequestLog, RequestRecord};
 pub use server::{Error, Sandbox, run, start};
 pub use tls::TlsError;

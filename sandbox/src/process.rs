@@ -163,6 +163,50 @@ pub(crate) fn exit_code(status: ExitStatus) -> u8 {
     }
 }
 
+/// Starts a background process nobody talks to (a port's server): its own process group,
+/// watched by the guardian, stdout discarded, stderr shared with the sandbox's (its failures are
+/// worth seeing), `stdin` as given (a listening socket, for the built-in servers). It runs until
+/// it exits or [`Killer::kill`].
+pub(crate) fn spawn_service(
+    argv: &[String],
+    env: &[(String, String)],
+    workdir: &std::path::Path,
+    stdin: Stdio,
+) -> Result<Killer, SpawnError> {
+    let (program, args) = argv.split_first().ok_or(SpawnError::EmptyCommand)?;
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .current_dir(workdir)
+        .stdin(stdin)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| SpawnError::Spawn {
+            command: program.clone(),
+            source,
+        })?;
+    let killer = child
+        .id()
+        .and_then(|id| rustix::process::Pid::from_raw(id as i32))
+        .map(Killer)
+        .ok_or_else(|| SpawnError::Spawn {
+            command: program.clone(),
+            source: std::io::Error::other("exited at once"),
+        })?;
+    guardian::watch(killer.0.as_raw_nonzero().get());
+    let guard = GroupGuard(Some(killer));
+    tokio::spawn(async move {
+        let status = child.wait().await;
+        tracing::debug!(?status, "service process ended");
+        drop(guard);
+    });
+    Ok(killer)
+}
+
 /// Starts a process and its pumps.
 pub(crate) fn spawn(spec: &ProcessSpec) -> Result<Session, SpawnError> {
     let (program, args) = spec.argv.split_first().ok_or(SpawnError::EmptyCommand)?;

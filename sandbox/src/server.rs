@@ -152,7 +152,12 @@ impl Prepared {
             source,
         })?;
         let cluster = Cluster::start(config);
-        let ctx = Arc::new(Ctx::new(cluster, config.token.clone(), requests.clone()));
+        let ctx = Arc::new(Ctx::new(
+            cluster,
+            config.modes.clone(),
+            config.token.clone(),
+            requests.clone(),
+        ));
         Ok(Self {
             listener,
             acceptor: tokio_rustls::TlsAcceptor::from(tls.config),

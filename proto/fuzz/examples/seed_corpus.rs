@@ -154,6 +154,25 @@ fn remotecommand_answer() -> Vec<u8> {
     wire
 }
 
+/// Server → client bytes for two forwarded connections: data, a FIN, an error message.
+fn portforward_answer() -> Vec<u8> {
+    use proto::spdy::portforward::{Client, Server};
+    let mut client = Client::new();
+    let mut server = Server::new();
+    let a = client.open(80);
+    let b = client.open(7001);
+    server.receive(&client.take_output()).unwrap();
+    server.send(&a, b"HTTP/1.1 200 OK\r\n\r\nhi");
+    server.send_fin(&a);
+    server.close(&a);
+    server.fail(
+        &b,
+        "error forwarding port 7001 to pod x, uid : connection refused",
+    );
+    server.close(&b);
+    server.take_output()
+}
+
 fn main() {
     // channel_frame: WebSocket messages (the first byte doubles as the supported-protocol mask).
     write(
@@ -312,6 +331,28 @@ fn main() {
         "client-answer-pieces",
         &[[0x87, 2].as_slice(), &answer].concat(),
     );
+
+    // spdy_portforward: [mode, peer bytes]; the server side reads kubectl's port-forward, the
+    // client side (bit 7) the answer of proto's own server to two connections.
+    write(
+        "spdy_portforward",
+        "server-kubectl",
+        &[[0u8].as_slice(), &portforward_conversation()].concat(),
+    );
+    write(
+        "spdy_portforward",
+        "server-kubectl-pieces",
+        &[[5u8].as_slice(), &portforward_conversation()].concat(),
+    );
+    write(
+        "spdy_portforward",
+        "client-answer",
+        &[[0x80u8].as_slice(), &portforward_answer()].concat(),
+    );
+    // portforward_ports: query values joined by '&'.
+    write("portforward_ports", "kube-rs", b"80,8443");
+    write("portforward_ports", "repeated", b"80&9090&65535");
+    write("portforward_ports", "bad", b"0&http&+1&");
 
     // status_resize: Status bodies as the API server sends them, and resize messages.
     write("status_resize", "success", &Status::success().to_json());

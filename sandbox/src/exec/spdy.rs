@@ -16,7 +16,7 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use proto::exec::StreamOptions;
 use proto::spdy::remotecommand::{self, Server, ServerEvent, StreamType};
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
 
 use super::Target;
@@ -28,8 +28,6 @@ use crate::respond::{self, Body};
 const STREAM_WAIT: Duration = Duration::from_secs(30);
 /// How long to wait for the client's teardown after the final frames.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
-/// Coalesce queued frames into writes of about this size.
-const WRITE_BATCH: usize = 64 << 10;
 
 /// Validates the protocol list, answers 101 and runs the session on the upgraded connection.
 pub(super) async fn accept(
@@ -57,8 +55,9 @@ pub(super) async fn accept(
         );
     };
     tracing::info!(protocol = chosen, "spdy upgrade");
-    let mut resp = super::switch_protocols(ctx, &mut req, span, "SPDY/3.1", move |io| {
-        run(io, opts, target)
+    let drop_after_status = ctx.modes.drop_after_status;
+    let mut resp = crate::upgrade::switch_protocols(ctx, &mut req, span, "SPDY/3.1", move |io| {
+        run(io, opts, target, drop_after_status)
     });
     resp.headers_mut().insert(
         "x-stream-protocol-version",
@@ -74,13 +73,13 @@ fn lock(server: &Shared) -> std::sync::MutexGuard<'_, Server> {
 }
 
 /// Runs one session: wait for the streams, start the target, relay, end with the Status.
-pub(crate) async fn run<IO>(io: IO, opts: StreamOptions, target: Target)
+pub(crate) async fn run<IO>(io: IO, opts: StreamOptions, target: Target, drop_after_status: bool)
 where
     IO: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (rd, wr) = tokio::io::split(io);
     let (wtx, wrx) = mpsc::channel::<Vec<u8>>(8);
-    let writer = tokio::spawn(write_loop(wr, wrx));
+    let writer = tokio::spawn(crate::upgrade::write_loop(wr, wrx));
     let server: Shared = Arc::new(Mutex::new(Server::new(&opts)));
     let (ready_tx, ready_rx) = oneshot::channel();
     let (input_tx, input_rx) = oneshot::channel();
@@ -134,8 +133,13 @@ where
             break;
         }
     }
-    // Let the client tear down (RST_STREAM + GOAWAY, or just close) before closing our side.
-    let _ = tokio::time::timeout(CLOSE_WAIT, &mut reader).await;
+    // Let the client tear down (RST_STREAM + GOAWAY, or just close) before closing our side,
+    // unless the mode is to drop the connection right after the Status.
+    if drop_after_status {
+        tracing::info!("dropping the connection after the Status");
+    } else {
+        let _ = tokio::time::timeout(CLOSE_WAIT, &mut reader).await;
+    }
     reader.abort();
     drop(wtx);
     let _ = writer.await;
@@ -206,21 +210,6 @@ async fn read_client<R: AsyncRead + Unpin>(
     }
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::Receiver<Vec<u8>>) {
-    while let Some(mut batch) = rx.recv().await {
-        while batch.len() < WRITE_BATCH {
-            match rx.try_recv() {
-                Ok(more) => batch.extend_from_slice(&more),
-                Err(_) => break,
-            }
-        }
-        if wr.write_all(&batch).await.is_err() || wr.flush().await.is_err() {
-            return;
-        }
-    }
-    let _ = wr.shutdown().await;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,7 +243,7 @@ mod tests {
             stderr: true,
         });
         let o = opts(true, false);
-        let server = tokio::spawn(run(server_io, o.clone(), target));
+        let server = tokio::spawn(run(server_io, o.clone(), target, false));
         // kube's side, as the gateway would dial it: proto's remote-command client.
         let mut client = Client::new(&o);
         client_io.write_all(&client.take_output()).await.unwrap();
