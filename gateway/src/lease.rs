@@ -34,7 +34,10 @@ use tokio::time::Instant;
 
 use crate::live::{EndRequest, LiveSessions};
 
-/// Where gateways' heartbeats live (`storage_schema::layout` reserves `leases/`).
+/// The store's lease area (`storage_schema::layout` reserves it): the one prefix where gateways
+/// delete objects (their own old heartbeats).
+pub const ROOT: &str = "leases";
+/// Where gateways' heartbeats live.
 const PREFIX: &str = "leases/gateways";
 
 /// `[lease]` in the gateway configuration.

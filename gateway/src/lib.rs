@@ -23,6 +23,7 @@ pub mod app;
 pub mod audit;
 pub mod authn;
 pub mod background;
+pub mod check;
 pub mod config;
 pub mod devissuer;
 pub mod dispatch;

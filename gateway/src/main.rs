@@ -34,6 +34,13 @@ enum Command {
     /// Print a short-lived development token as a kubectl exec credential (what the
     /// quickstart's kubeconfig runs; not for production identities).
     Token(gateway::devissuer::TokenArgs),
+    /// Check a configuration before serving it: config and policy (file and line of any error),
+    /// policy warnings (grants of unrecorded code execution, wildcards), TLS and recording keys,
+    /// and — unless --offline — the issuers' signing keys, the store (read and write) and the
+    /// cluster. Prints what would be served; exits 1 on an error (or a warning with --strict).
+    ///
+    /// Example: kubetape-gateway check --config /etc/kubetape/gateway.toml --strict
+    Check(gateway::check::CheckArgs),
     /// Revoke a user's access on every gateway sharing the store, lift it, or list revocations.
     ///
     /// Example: kubetape-gateway revoke --config gateway.toml --user oidc:mallory@example.com --reason offboarded
@@ -68,6 +75,27 @@ fn main() -> ExitCode {
             #[cfg(feature = "quickstart")]
             Command::Quickstart(args) => gateway::quickstart::run(args, shutdown_signal()).await,
             Command::Revoke(args) => gateway::revocation::cli::run(args).await,
+            Command::Check(args) => {
+                let report = gateway::check::check(&args).await;
+                print!("{}", report.summary);
+                for w in &report.warnings {
+                    eprintln!("warning: {w}");
+                }
+                for e in &report.errors {
+                    eprintln!("error: {e}");
+                }
+                if report.ok(args.strict) {
+                    println!("ok: the gateway would start with this configuration");
+                    Ok(())
+                } else {
+                    anyhow::bail!(
+                        "{} error(s), {} warning(s){}",
+                        report.errors.len(),
+                        report.warnings.len(),
+                        if args.strict { " (--strict)" } else { "" }
+                    )
+                }
+            }
             Command::Token(_) => unreachable!("handled above"),
         }
     });
