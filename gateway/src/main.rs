@@ -11,8 +11,17 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "kubetape-gateway", version, about, long_about = None)]
 struct Cli {
+    /// Log lines as text (default) or as one JSON object per line, for log collectors.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "KUBETAPE_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -59,7 +68,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    init_tracing();
+    init_tracing(cli.log_format);
     // The command extractor's terminal emulator catches its own panics; keep them out of logs.
     transcript::quiet_vt100_panics();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -127,13 +136,22 @@ async fn shutdown_signal() {
     }
 }
 
-fn init_tracing() {
+fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KUBETAPE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colours only for a person at a terminal; logs collected from files stay plain text.
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        // One object per line with the event's fields and its spans' (session id, user, ...).
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+        // Colours only for a person at a terminal; logs collected from files stay plain text.
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
 }
