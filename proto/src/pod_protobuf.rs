@@ -209,6 +209,7 @@ const POD_SPEC: Schema = &[
     (12, "hostPID", Kind::Bool),
     (13, "hostIPC", Kind::Bool),
     (20, "initContainers", Kind::Messages(CONTAINER)),
+    (27, "shareProcessNamespace", Kind::Bool),
     (22, "tolerations", Kind::Messages(TOLERATION)),
     (34, "ephemeralContainers", Kind::Messages(CONTAINER)),
 ];
@@ -449,7 +450,7 @@ mod tests {
                     "env": [{"name": "A", "value": "1"}],
                 }],
                 "nodeName": "sandbox", "hostIPC": true, "hostNetwork": true, "hostPID": true,
-                "restartPolicy": "Never",
+                "restartPolicy": "Never", "shareProcessNamespace": true,
                 "tolerations": [{"operator": "Exists"}],
                 "volumes": [{"name": "host-root", "hostPath": {"path": "/"}}],
             },

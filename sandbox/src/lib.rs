@@ -33,7 +33,8 @@
 //! - `portforward`: port-forward — `websocket` (the SPDY tunnel and the v4 channel protocol),
 //!   `spdy` (drives `proto::spdy::portforward`, one task per forwarded connection);
 //! - `api`: discovery, get/list/watch/Table for pods, namespaces, nodes, events; logs;
-//!   ephemeral containers (`kubectl debug`: GET/PATCH, patch kinds, validation); routes
+//!   ephemeral containers (`kubectl debug`: GET/PATCH, patch kinds, validation); pod creation
+//!   (`create`: protobuf or JSON, for `debug --copy-to` and `debug node/…`); routes
 //!   streams to `exec` and `portforward`;
 //! - `server`: TLS + HTTP/1.1 (upgrades) + HTTP/2, bearer auth, state files, [`start`]/[`run`].
 //!
