@@ -223,7 +223,7 @@ pub struct PortSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BuiltinServer {
-    /// HTTP/1.1: `GET /` answers [`crate::portserver::HTTP_GREETING`], `GET /bytes/N` N known
+    /// HTTP/1.1: `GET /` answers `portserver::HTTP_GREETING`, `GET /bytes/N` N known
     /// bytes, any request with a body gets the body back.
     Http,
     /// TCP echo: every byte back, and the write side shut when the client shuts its own.

@@ -16,7 +16,8 @@
 //! Bottom-up; each module uses only those above it in this list (`tests/modules.rs` checks there
 //! is no cycle).
 //! - [`config`]: the TOML cluster description ([`SandboxConfig`], pods, containers);
-//! - `tls`: the per-run CA and server certificate; `respond`: response builders;
+//! - `tls`: the per-run CA and server certificate; `respond`: response builders; `query`:
+//!   query strings;
 //! - [`requests`]: the request log (memory + `requests.jsonl`);
 //! - `guardian`: the helper process that kills every pod process group if the sandbox dies
 //!   without cleaning up (SIGKILL);
@@ -51,6 +52,7 @@ mod guardian;
 mod portforward;
 pub mod portserver;
 mod process;
+mod query;
 pub mod requests;
 mod respond;
 mod server;
