@@ -9,11 +9,14 @@
 //! - [`spdy`]: SPDY/3.1 frames and zlib header blocks with the SPDY dictionary, the server and
 //!   client ends of a connection, and exec/attach over it (`spdy::remotecommand`);
 //! - [`exec`]: exec/attach request parameters as kubectl sends them;
+//! - [`pod_protobuf`]: a `v1/Pod` in Kubernetes' protobuf encoding (how kubectl creates pods)
+//!   read into its JSON form;
 //! - [`portforward`]: port-forward's names, port lists and the channel protocol's port prefix
 //!   (its SPDY streams are `spdy::portforward`).
 
 pub mod channel;
 pub mod exec;
+pub mod pod_protobuf;
 pub mod portforward;
 pub mod resize;
 pub mod spdy;

@@ -354,6 +354,20 @@ fn main() {
     write("portforward_ports", "repeated", b"80&9090&65535");
     write("portforward_ports", "bad", b"0&http&+1&");
 
+    // pod_protobuf: a node debugger pod as kubectl creates it.
+    let pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "node-debugger-sandbox-x7k2p", "namespace": "default",
+                     "labels": {"app.kubernetes.io/managed-by": "kubectl-debug"}},
+        "spec": {"containers": [{"name": "debugger", "image": "busybox", "stdin": true, "tty": true,
+                                  "securityContext": {"privileged": true},
+                                  "volumeMounts": [{"name": "host-root", "mountPath": "/host"}]}],
+                 "nodeName": "sandbox", "hostPID": true, "hostNetwork": true,
+                 "tolerations": [{"operator": "Exists"}],
+                 "volumes": [{"name": "host-root", "hostPath": {"path": "/"}}]},
+    });
+    write("pod_protobuf", "node-debugger", &proto::pod_protobuf::encode_pod(&pod));
+
     // status_resize: Status bodies as the API server sends them, and resize messages.
     write("status_resize", "success", &Status::success().to_json());
     write("status_resize", "exit-3", &Status::exit_code(3).to_json());
