@@ -25,7 +25,7 @@ use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use storage_schema::session::{format_unix_micros, unix_micros_now};
+use storage_schema::time::{format_unix_micros, unix_micros_now};
 use storage_schema::store::{Store, StoreError};
 
 use crate::live::{EndRequest, LiveSessions};

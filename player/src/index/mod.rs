@@ -160,7 +160,7 @@ impl Index {
         mut progress: impl FnMut(usize, usize),
     ) -> anyhow::Result<SyncReport> {
         let known: HashSet<[u8; 16]> = self.known.iter().copied().collect();
-        let now = now_us();
+        let now = storage_schema::time::unix_micros_now();
         let mut follow = self.follow();
         let full = self.known.is_empty()
             || now.saturating_sub(follow.full_listing_us) > FULL_LISTING_EVERY_US;
@@ -421,12 +421,6 @@ async fn read_session(store: &Store, keyring: &Keyring, id: SessionId) -> Outcom
         },
         commands,
     )
-}
-
-fn now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
 }
 
 fn segment_number(path: &Path) -> u64 {
