@@ -116,7 +116,7 @@ impl Env {
             .iter()
             .map(|(at_us, text)| CommandEntry {
                 at_us: *at_us,
-                text: text.map(str::to_string),
+                text: text.unwrap_or_default().to_string(),
                 redacted: text.is_none(),
                 prompt: None,
                 cwd: None,

@@ -386,27 +386,11 @@ async fn read_session(store: &Store, keyring: &Keyring, id: SessionId) -> Outcom
             if let Err(e) = reader.for_each_event(|event| extractor.feed(event)).await {
                 return Outcome::Unreadable(e.to_string());
             }
-            let entries = extractor
-                .finish()
-                .into_iter()
-                .map(storage_schema::commands::CommandEntry::from)
-                .collect();
-            ("extracted", entries)
+            ("extracted", extractor.finish())
         }
         Err(e) => return Outcome::Unreadable(e.to_string()),
     };
-    let commands = entries
-        .into_iter()
-        .zip(1u32..)
-        .filter_map(|(e, number)| {
-            // Redacted entries have no text, by construction: nothing to index.
-            e.text.filter(|_| !e.redacted).map(|text| IndexedCommand {
-                at_us: e.at_us,
-                number,
-                text,
-            })
-        })
-        .collect();
+    let commands = IndexedCommand::rows(&entries);
     Outcome::Ended(
         IndexedSession {
             session: id.to_string(),
