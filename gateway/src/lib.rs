@@ -14,9 +14,11 @@
 //! - [`revocation`]: revoked users (store-backed, polled), the admin API route; [`live`]: the
 //!   registry of live sessions that revocations (and expiring grants) end;
 //! - [`app`]: from a configuration to a bound, ready gateway;
-//! - [`config`], [`tls`], [`status`]: configuration file, TLS, Kubernetes Status responses;
-//! - [`devissuer`]: a development OIDC issuer and exec credential plugin for the quickstart;
-//! - `quickstart`: sandbox cluster + dev issuer + gateway in one command.
+//! - [`config`], [`tls`], [`status`]: configuration file, TLS, Kubernetes Status responses.
+//!
+//! The development token issuer and the quickstart are not here: they are the `quickstart`
+//! crate (`kubetape-quickstart`), which uses this library, so the production binary can mint
+//! no identity and carries no sandbox.
 
 pub mod admin;
 pub mod app;
@@ -24,13 +26,10 @@ pub mod audit;
 pub mod authn;
 pub mod background;
 pub mod config;
-pub mod devissuer;
 pub mod jit;
 pub mod live;
 pub mod policy;
 pub mod proxy;
-#[cfg(feature = "quickstart")]
-pub mod quickstart;
 pub mod relay;
 pub mod revocation;
 pub mod server;

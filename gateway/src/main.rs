@@ -25,15 +25,6 @@ enum Command {
         #[arg(long, short, env = "KUBETAPE_GATEWAY_CONFIG")]
         config: PathBuf,
     },
-    /// Try kubetape in one command: a sandbox cluster with a demo pod, a development identity
-    /// issuer, and the gateway, all on loopback, plus a kubeconfig that uses them.
-    ///
-    /// Then: export KUBECONFIG=<dir>/kubeconfig; kubectl exec -it demo -- sh; kubetape ls
-    #[cfg(feature = "quickstart")]
-    Quickstart(gateway::quickstart::QuickstartArgs),
-    /// Print a short-lived development token as a kubectl exec credential (what the
-    /// quickstart's kubeconfig runs; not for production identities).
-    Token(gateway::devissuer::TokenArgs),
     /// Revoke a user's access on every gateway sharing the store, lift it, or list revocations.
     ///
     /// Example: kubetape-gateway revoke --config gateway.toml --user oidc:mallory@example.com --reason offboarded
@@ -42,16 +33,6 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Token(args) = cli.command {
-        // The credential plugin must print only the credential: no runtime, no logging.
-        return match gateway::devissuer::run_token_command(args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("kubetape-gateway token: {e:#}");
-                ExitCode::FAILURE
-            }
-        };
-    }
     init_tracing();
     // The command extractor's terminal emulator catches its own panics; keep them out of logs.
     transcript::quiet_vt100_panics();
@@ -65,10 +46,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve { config } => serve(config).await,
-            #[cfg(feature = "quickstart")]
-            Command::Quickstart(args) => gateway::quickstart::run(args, shutdown_signal()).await,
             Command::Revoke(args) => gateway::revocation::cli::run(args).await,
-            Command::Token(_) => unreachable!("handled above"),
         }
     });
     match result {
