@@ -1,4 +1,5 @@
-//! Access requests: create, list, approve, deny. The rules that make elevation safe live here:
+//! Access requests: create, list, approve, deny. The rules that make just-in-time access safe
+//! live here:
 //! only requestable roles, only in namespaces the role covers, never longer than the role's
 //! `max_ttl`, decided only by members of the role's approver groups, and never by the requester.
 

@@ -1,6 +1,7 @@
-//! `kubetape request`, `requests`, `approve`, `deny`: just-in-time access through the gateway's
-//! admin API (`/kubetape/v1/requests`), authenticated as the user with their own kubeconfig
-//! (server, CA and the exec credential plugin, exactly as kubectl uses it).
+//! `kubetape request`, `requests`, `approve`, `deny`: just-in-time (JIT) access — ask for a
+//! requestable role, see requests, decide them — through the gateway's admin API
+//! (`/kubetape/v1/requests`, whose bodies are `proto::admin`'s), authenticated as the user with
+//! their own kubeconfig (server, CA and the exec credential plugin, exactly as kubectl uses it).
 //!
 //! The gateway's refusals are Kubernetes `Status` objects; their message is printed as is, since
 //! it already says what was wrong (not an approver, your own request, already decided…).
