@@ -14,7 +14,8 @@
 //! - [`revocation`]: revoked users (store-backed, polled), the admin API route; [`live`]: the
 //!   registry of live sessions that revocations (and expiring grants) end;
 //! - [`app`]: from a configuration to a bound, ready gateway;
-//! - [`config`], [`tls`], [`status`]: configuration file, TLS, Kubernetes Status responses.
+//! - [`config`], [`tls`], [`status`]: configuration file, TLS, Kubernetes Status responses;
+//! - [`edges`]: the shutdown signal and log subscriber of the binaries built on this library.
 //!
 //! The development token issuer and the quickstart are not here: they are the `quickstart`
 //! crate (`kubetape-quickstart`), which uses this library, so the production binary can mint
@@ -26,6 +27,7 @@ pub mod audit;
 pub mod authn;
 pub mod background;
 pub mod config;
+pub mod edges;
 pub mod jit;
 pub mod live;
 pub mod policy;

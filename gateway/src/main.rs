@@ -33,7 +33,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    gateway::edges::init_tracing();
     // The command extractor's terminal emulator catches its own panics; keep them out of logs.
     transcript::quiet_vt100_panics();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -65,25 +65,6 @@ async fn serve(config: PathBuf) -> anyhow::Result<()> {
         "kubetape-gateway: listening on https://{}",
         gw.local_addr()?
     );
-    gw.run(shutdown_signal()).await?;
+    gw.run(gateway::edges::shutdown_signal()).await?;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async { if let Some(t) = term.as_mut() { t.recv().await; } else { std::future::pending::<()>().await } } => {}
-    }
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KUBETAPE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colours only for a person at a terminal; logs collected from files stay plain text.
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
 }

@@ -40,7 +40,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    init_tracing();
+    gateway::edges::init_tracing();
     // The command extractor's terminal emulator catches its own panics; keep them out of logs.
     transcript::quiet_vt100_panics();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -50,30 +50,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(quickstart::run::run(cli.run, shutdown_signal())) {
+    match runtime.block_on(quickstart::run::run(
+        cli.run,
+        gateway::edges::shutdown_signal(),
+    )) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("kubetape-quickstart: {e:#}");
             ExitCode::FAILURE
         }
     }
-}
-
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async { if let Some(t) = term.as_mut() { t.recv().await; } else { std::future::pending::<()>().await } } => {}
-    }
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KUBETAPE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colours only for a person at a terminal; logs collected from files stay plain text.
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
 }

@@ -129,17 +129,7 @@ fn record(cluster: &Cluster, tmux: &Tmux, kubectl: &Path, kc: &Path, name: &str,
         kubectl = kubectl.display(),
         kc = kc.display(),
     );
-    tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        name,
-        "-x",
-        "100",
-        "-y",
-        "30",
-        &cmdline,
-    ]);
+    tmux.start(name, &cmdline);
     tmux.wait_count(name, PROMPT, 1);
     for step in &case.steps {
         let wait = step.wait.clone().or_else(|| {
