@@ -194,7 +194,7 @@ impl Leases {
         let started = Instant::now();
         let heartbeat = Heartbeat {
             gateway: self.gateway.clone(),
-            at_us: storage_schema::session::unix_micros_now(),
+            at_us: storage_schema::time::unix_micros_now(),
             ttl_us: u64::try_from(self.config.ttl().as_micros()).unwrap_or(u64::MAX),
             sessions: self.live.ids(),
             closed,

@@ -21,6 +21,7 @@
 //! - [`chunk`]: the frozen chunk header, sealing and opening chunks, chain digests;
 //! - [`keys`]: keyring, data keys, wrapping, signing keys;
 //! - [`session`]: ids and metadata; [`layout`]: object names; [`seal`]: end-of-session seals;
+//! - [`time`]: the wall clock in the format's unit (µs since the Unix epoch);
 //! - [`builder`]: events → chunks under a flush policy (sync, no I/O);
 //! - [`verify`]: precise damage reports (sync, no I/O);
 //! - [`audit`]: the gateway's audit record, carried by audit streams;
@@ -37,6 +38,7 @@ pub mod keys;
 pub mod layout;
 pub mod seal;
 pub mod session;
+pub mod time;
 pub mod varint;
 pub mod verify;
 

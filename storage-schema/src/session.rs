@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+use crate::time::unix_micros_now;
+
 /// A session id: a UUIDv7, so ids sort by start time as text and as bytes.
 #[derive(
     Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
@@ -198,18 +200,4 @@ impl SessionMeta {
             extra: BTreeMap::new(),
         }
     }
-}
-
-/// Microseconds since the Unix epoch, now.
-pub fn unix_micros_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
-}
-
-/// Formats Unix microseconds as RFC 3339 (UTC, seconds).
-pub fn format_unix_micros(us: u64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_micros(us);
-    humantime::format_rfc3339_seconds(t).to_string()
 }

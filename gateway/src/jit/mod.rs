@@ -231,12 +231,7 @@ fn id_at(at_us: u64, rest: [u8; 10]) -> String {
         .to_string()
 }
 
-/// Microseconds since the Unix epoch.
-pub fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-}
+pub use storage_schema::time::unix_micros_now as now_us;
 
 /// Whether `id` looks like one of ours (a UUID), before it is used in a store key.
 pub fn valid_id(id: &str) -> bool {

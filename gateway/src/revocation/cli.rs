@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use storage_schema::session::format_unix_micros;
 use storage_schema::store::Store;
+use storage_schema::time::format_unix_micros;
 
 use super::{Action, Entry, current, read_all, write};
 

@@ -25,8 +25,8 @@ use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use storage_schema::session::{format_unix_micros, unix_micros_now};
 use storage_schema::store::{Store, StoreError};
+use storage_schema::time::{format_unix_micros, unix_micros_now};
 
 use crate::live::{EndRequest, LiveSessions};
 

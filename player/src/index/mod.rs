@@ -160,7 +160,7 @@ impl Index {
         mut progress: impl FnMut(usize, usize),
     ) -> anyhow::Result<SyncReport> {
         let known: HashSet<[u8; 16]> = self.known.iter().copied().collect();
-        let now = now_us();
+        let now = storage_schema::time::unix_micros_now();
         let mut follow = self.follow();
         let full = self.known.is_empty()
             || now.saturating_sub(follow.full_listing_us) > FULL_LISTING_EVERY_US;
@@ -386,27 +386,11 @@ async fn read_session(store: &Store, keyring: &Keyring, id: SessionId) -> Outcom
             if let Err(e) = reader.for_each_event(|event| extractor.feed(event)).await {
                 return Outcome::Unreadable(e.to_string());
             }
-            let entries = extractor
-                .finish()
-                .into_iter()
-                .map(storage_schema::commands::CommandEntry::from)
-                .collect();
-            ("extracted", entries)
+            ("extracted", extractor.finish())
         }
         Err(e) => return Outcome::Unreadable(e.to_string()),
     };
-    let commands = entries
-        .into_iter()
-        .zip(1u32..)
-        .filter_map(|(e, number)| {
-            // Redacted entries have no text, by construction: nothing to index.
-            e.text.filter(|_| !e.redacted).map(|text| IndexedCommand {
-                at_us: e.at_us,
-                number,
-                text,
-            })
-        })
-        .collect();
+    let commands = IndexedCommand::rows(&entries);
     Outcome::Ended(
         IndexedSession {
             session: id.to_string(),
@@ -421,12 +405,6 @@ async fn read_session(store: &Store, keyring: &Keyring, id: SessionId) -> Outcom
         },
         commands,
     )
-}
-
-fn now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
 }
 
 fn segment_number(path: &Path) -> u64 {

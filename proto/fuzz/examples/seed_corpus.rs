@@ -415,4 +415,23 @@ fn main() {
         "path-pf",
         b"/api/v1/namespaces/kube-system/pods/dns-0/portforward",
     );
+
+    // admin_bodies: what `kubetape request/approve` send and what a gateway answers.
+    write(
+        "admin_bodies",
+        "new-request",
+        br#"{"role":"prod-debug","namespace":"prod","reason":"INC-42: db is slow","ttl":"30m"}"#,
+    );
+    write("admin_bodies", "decision", br#"{"reason":"ok"}"#);
+    write("admin_bodies", "decision-empty", b"{}");
+    write(
+        "admin_bodies",
+        "view",
+        br#"{"id":"0190c1c4-0000-7000-8000-000000000001","user":"dev@example.com","role":"prod-debug","namespace":"prod","reason":"INC-42","ttl":"5m","requested_at":"2026-11-23T09:00:00Z","state":"approved","decided_by":"sre@example.com","decision_reason":"go","expires_at":"2026-11-23T09:05:00Z","mine":false,"can_decide":false}"#,
+    );
+    write(
+        "admin_bodies",
+        "list",
+        br#"{"requests":[{"id":"i","user":"u","role":"r","namespace":"n","reason":"w","ttl":"1h","state":"pending","mine":true,"can_decide":false}]}"#,
+    );
 }

@@ -5,7 +5,8 @@ use crate::commands;
 use crate::keys::{DataKey, KeyError, Keyring, PublicKey, WrappedKey};
 use crate::layout;
 use crate::seal::{SealPayload, SealState};
-use crate::session::{SessionId, SessionMeta, unix_micros_now};
+use crate::session::{SessionId, SessionMeta};
+use crate::time::unix_micros_now;
 use crate::verify::{Damage, Report, SessionState, Verifier};
 
 /// Why verification could not run at all (as opposed to finding damage).
