@@ -2,6 +2,7 @@
 //! verify, read and seal them. This file is the command line and dispatch only; each subcommand
 //! lives in `cmd/`.
 
+mod class;
 mod cmd;
 mod config;
 mod errors;
