@@ -7,19 +7,26 @@ use storage_schema::SessionId;
 use storage_schema::layout::StreamDir;
 use storage_schema::store::{Store, list_streams, locate};
 
-/// Resolves `text` to one stream's id in `store`.
+/// Resolves `text` to one stream's id in `store` (the reader finds where it lies).
 pub async fn session(store: &Store, text: &str) -> anyhow::Result<SessionId> {
-    Ok(stream(store, text).await?.id())
+    match text.parse::<SessionId>() {
+        Ok(id) => Ok(id),
+        Err(_) => Ok(by_prefix(store, text).await?.id()),
+    }
 }
 
 /// Resolves `text` to one stream in `store`, and where it lies. A full id that no stream root
 /// holds resolves to where a session would be, so the caller's read reports it missing.
 pub async fn stream(store: &Store, text: &str) -> anyhow::Result<StreamDir> {
-    if let Ok(id) = text.parse::<SessionId>() {
-        return Ok(locate(store, id)
+    match text.parse::<SessionId>() {
+        Ok(id) => Ok(locate(store, id)
             .await?
-            .unwrap_or_else(|| StreamDir::session(id)));
+            .unwrap_or_else(|| StreamDir::session(id))),
+        Err(_) => by_prefix(store, text).await,
     }
+}
+
+async fn by_prefix(store: &Store, text: &str) -> anyhow::Result<StreamDir> {
     let prefix = text.trim().to_ascii_lowercase();
     if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
         bail!("{text:?} is not a session id (expected a UUID, or the first characters of one)");
@@ -30,7 +37,7 @@ pub async fn stream(store: &Store, text: &str) -> anyhow::Result<StreamDir> {
         .filter(|dir| dir.id().to_string().starts_with(&prefix))
         .collect();
     match matches.as_slice() {
-        [id] => Ok(*id),
+        [dir] => Ok(*dir),
         [] => bail!(
             "no session in {} starts with {text:?} (`kubetape ls` lists them)",
             store.url()

@@ -188,14 +188,15 @@ impl Entry {
     }
 }
 
-/// What the JIT ledger holds: under `<id>/`, a request and (at most) one decision.
-#[derive(Debug, Clone)]
-enum Object {
+/// An object of the JIT ledger, as stored: under `<id>/`, a request and (at most) one decision.
+/// Public for the fuzz target of its decoding (`gateway/fuzz`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
     Request(AccessRequest),
     Decision(Verdict),
 }
 
-impl ledger::Entry for Object {
+impl ledger::Entry for Stored {
     fn is_entry(name: &str) -> bool {
         matches!(
             name.split_once('/'),
@@ -205,9 +206,9 @@ impl ledger::Entry for Object {
 
     fn decode(name: &str, bytes: &[u8]) -> Result<Self, String> {
         match name.split_once('/') {
-            Some((id, layout::JIT_REQUEST_FILE)) => parse_request(id, bytes).map(Object::Request),
+            Some((id, layout::JIT_REQUEST_FILE)) => parse_request(id, bytes).map(Stored::Request),
             Some((_, layout::JIT_DECISION_FILE)) => {
-                ledger::decode_json::<Verdict>(bytes).map(Object::Decision)
+                ledger::decode_json::<Verdict>(bytes).map(Stored::Decision)
             }
             _ => Err("not a request or a decision".into()),
         }
@@ -219,7 +220,7 @@ impl ledger::Entry for Object {
 pub struct Jit {
     /// The ledger, and what this replica has read of it (recent requests only: see
     /// [`LISTED_FOR`]). Its lock is held for in-memory lookups only, never across I/O.
-    ledger: Follower<Object>,
+    ledger: Follower<Stored>,
     /// When the last listing started (the cache is fresh as of then).
     refreshed: std::sync::Mutex<Option<Instant>>,
     /// One refresh at a time (a forced one waits for a running one, then usually finds the
@@ -290,7 +291,7 @@ impl Jit {
             Err(e) => return Err(jit_error(e)),
         }
         self.ledger
-            .remember(&name, Object::Request(request.clone()));
+            .remember(&name, Stored::Request(request.clone()));
         Ok(())
     }
 
@@ -305,20 +306,20 @@ impl Jit {
             Err(e) => return Err(jit_error(e)),
         }
         self.ledger
-            .remember(&name, Object::Decision(verdict.clone()));
+            .remember(&name, Stored::Decision(verdict.clone()));
         Ok(())
     }
 
     /// One request, read from the store (not the cache) so a decision made elsewhere shows.
     pub async fn get(&self, id: &str) -> Result<Option<Entry>, JitError> {
         let ledger = self.ledger.ledger();
-        let request = match ledger.get::<Object>(&layout::jit_request(id)).await {
-            Ok(Some(Object::Request(r))) => r,
+        let request = match ledger.get::<Stored>(&layout::jit_request(id)).await {
+            Ok(Some(Stored::Request(r))) => r,
             Ok(_) => return Ok(None),
             Err(e) => return Err(jit_error(e)),
         };
-        let verdict = match ledger.get::<Object>(&layout::jit_decision(id)).await {
-            Ok(Some(Object::Decision(v))) => Some(v),
+        let verdict = match ledger.get::<Stored>(&layout::jit_decision(id)).await {
+            Ok(Some(Stored::Decision(v))) => Some(v),
             Ok(_) => None,
             Err(e) => return Err(jit_error(e)),
         };
@@ -368,11 +369,11 @@ impl Jit {
             objects
                 .values()
                 .filter_map(|o| match o {
-                    Object::Request(r) => Some(Entry {
+                    Stored::Request(r) => Some(Entry {
                         request: r.clone(),
                         verdict: verdict_of(objects, &r.id),
                     }),
-                    Object::Decision(_) => None,
+                    Stored::Decision(_) => None,
                 })
                 .collect()
         });
@@ -387,7 +388,7 @@ impl Jit {
             objects
                 .values()
                 .filter_map(|o| match o {
-                    Object::Request(r) if r.user == who.user && r.issuer == who.issuer => Some(r),
+                    Stored::Request(r) if r.user == who.user && r.issuer == who.issuer => Some(r),
                     _ => None,
                 })
                 .filter_map(|r| {
@@ -404,9 +405,9 @@ impl Jit {
 }
 
 /// The decision on request `id` among the objects read.
-fn verdict_of(objects: &BTreeMap<String, Object>, id: &str) -> Option<Verdict> {
+fn verdict_of(objects: &BTreeMap<String, Stored>, id: &str) -> Option<Verdict> {
     match objects.get(&layout::jit_decision(id)) {
-        Some(Object::Decision(v)) => Some(v.clone()),
+        Some(Stored::Decision(v)) => Some(v.clone()),
         _ => None,
     }
 }
