@@ -34,11 +34,11 @@ use tokio::time::Instant;
 
 use crate::live::{EndRequest, LiveSessions};
 
-/// The store's lease area (`storage_schema::layout` reserves it): the one prefix where gateways
-/// delete objects (their own old heartbeats).
-pub const ROOT: &str = "leases";
 /// Where gateways' heartbeats live.
-const PREFIX: &str = "leases/gateways";
+use storage_schema::layout::GATEWAY_HEARTBEATS as PREFIX;
+/// The store's lease area: the one prefix where gateways delete objects (their own old
+/// heartbeats).
+pub use storage_schema::layout::LEASES as ROOT;
 
 /// `[lease]` in the gateway configuration.
 #[derive(Debug, Clone, Deserialize)]

@@ -3,6 +3,7 @@
 //! gateways' audit log; manage the keyring; ask for and decide just-in-time access. This file is
 //! the command line and dispatch only; each subcommand lives in `cmd/`.
 
+mod class;
 mod cmd;
 mod config;
 mod errors;

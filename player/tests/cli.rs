@@ -98,7 +98,8 @@ impl Env {
     /// Chunk objects of every session, by name (in-progress uploads have other names).
     fn chunk_files(&self) -> Vec<PathBuf> {
         let mut found = Vec::new();
-        let Ok(sessions) = std::fs::read_dir(self.store().join("sessions")) else {
+        let Ok(sessions) = std::fs::read_dir(self.store().join(storage_schema::layout::SESSIONS))
+        else {
             return found;
         };
         for session in sessions.flatten() {
@@ -118,7 +119,8 @@ impl Env {
 
     /// The session directories in the store.
     fn session_dirs(&self) -> Vec<PathBuf> {
-        let Ok(sessions) = std::fs::read_dir(self.store().join("sessions")) else {
+        let Ok(sessions) = std::fs::read_dir(self.store().join(storage_schema::layout::SESSIONS))
+        else {
             return Vec::new();
         };
         sessions

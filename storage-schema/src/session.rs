@@ -140,6 +140,38 @@ pub enum SessionKind {
     Audit,
 }
 
+impl SessionKind {
+    /// What readers make of a stream of this kind. Every reader that must tell sessions from
+    /// other streams asks this, and nothing else: a new kind picks its class here once.
+    pub fn class(self) -> StreamClass {
+        match self {
+            SessionKind::Exec
+            | SessionKind::Attach
+            | SessionKind::Debug
+            | SessionKind::PortForward
+            | SessionKind::Local => StreamClass::Session,
+            SessionKind::Audit => StreamClass::AuditStream,
+        }
+    }
+}
+
+/// What a recorded stream is to its readers: which commands show it and which prefix it is
+/// written under ([`crate::layout::StreamRoot::of`]).
+///
+/// Deliberately exhaustive: a new class (port-forward recordings, if they must be listed or
+/// played differently) fails to compile in every `match` until each reader has decided what to
+/// do with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StreamClass {
+    /// A person's or a job's session (exec, attach, debug, port-forward, a local recording):
+    /// listed by `ls`, played, searched, exported.
+    Session,
+    /// A gateway's audit log, one record per request: read by `kubetape audit`, checked by
+    /// `verify --all`, never listed, played or searched as a session.
+    AuditStream,
+}
+
 /// Terminal size in character cells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TermSize {
@@ -173,6 +205,11 @@ pub struct SessionMeta {
 }
 
 impl SessionMeta {
+    /// The class of this stream (see [`SessionKind::class`]).
+    pub fn class(&self) -> StreamClass {
+        self.kind.class()
+    }
+
     /// Metadata for a new session; the keys are filled in by the writer from the keyring.
     pub fn new(
         kind: SessionKind,

@@ -24,9 +24,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use futures::StreamExt as _;
 use regex::bytes::Regex;
-use storage_schema::session::SessionKind;
+use storage_schema::layout::{self, StreamDir};
 use storage_schema::store::{SessionReader, Store, ended_since, list_sessions};
-use storage_schema::{Keyring, SessionId, layout};
+use storage_schema::{Keyring, SessionId, StreamClass};
 
 use self::segment::{IndexedCommand, IndexedSession, Segment, SegmentBuilder};
 
@@ -357,25 +357,30 @@ pub fn glob(pattern: &str, text: &str) -> bool {
 
 enum Outcome {
     Open,
-    /// Not a terminal session (an audit stream): remembered, never searched.
+    /// Not of class `Session` (an audit stream an older gateway wrote under `sessions/`):
+    /// remembered, never searched.
     Skip,
     Unreadable(String),
     Ended(IndexedSession, Vec<IndexedCommand>),
 }
 
+/// Reads session `id` for the index. Candidates come from listing `sessions/` and from `ended/`
+/// markers, which name streams there, so it is read there.
 async fn read_session(store: &Store, keyring: &Keyring, id: SessionId) -> Outcome {
-    match store.get_opt(&layout::seal(id)).await {
+    let dir = StreamDir::session(id);
+    match store.get_opt(&dir.seal()).await {
         Ok(None) => return Outcome::Open,
         Ok(Some(_)) => {}
         Err(e) => return Outcome::Unreadable(e.to_string()),
     }
-    let reader = match SessionReader::open(store, keyring, id).await {
+    let reader = match SessionReader::open_at(store, keyring, dir).await {
         Ok(r) => r,
         Err(e) => return Outcome::Unreadable(e.to_string()),
     };
     let meta = reader.meta();
-    if meta.kind == SessionKind::Audit {
-        return Outcome::Skip;
+    match meta.class() {
+        StreamClass::Session => {}
+        StreamClass::AuditStream => return Outcome::Skip,
     }
     let (source, entries) = match reader.commands().await {
         Ok(Some(entries)) => ("recorded", entries),

@@ -66,11 +66,7 @@ impl Tape {
     ) -> anyhow::Result<Self> {
         let reader = Arc::new(rt.block_on(SessionReader::open(&store, &keyring, id))?);
         let meta = reader.meta();
-        if meta.kind == storage_schema::SessionKind::Audit {
-            anyhow::bail!(
-                "session {id} is a gateway's audit log, not a terminal session (`kubetape audit` reads it)"
-            );
-        }
+        crate::class::require_terminal(id, meta)?;
         let size = meta.size.unwrap_or(transcript::term::DEFAULT_SIZE);
         // A commands object that fails its check against the seal is not trusted: the
         // commands are extracted again from the (verified) chunks, and the damage is shown.
