@@ -7,10 +7,13 @@
 //! - [`channel`]: channel ids, subprotocol names and negotiation, binary/base64 frames, v5 CLOSE;
 //! - [`status`]: the `Status` object and exit codes; [`resize`]: terminal size messages;
 //! - [`spdy`]: SPDY/3.1 frames and zlib header blocks with the SPDY dictionary;
-//! - [`exec`]: exec/attach request parameters as kubectl sends them.
+//! - [`query`]: query strings as the API server reads them (Go's `url.ParseQuery`, apimachinery's
+//!   conversions), refusals where that reading is uncertain, and the canonical form forwarded;
+//! - [`exec`]: exec/attach/port-forward paths and options, read as the API server reads them.
 
 pub mod channel;
 pub mod exec;
+pub mod query;
 pub mod resize;
 pub mod spdy;
 pub mod status;
