@@ -16,7 +16,10 @@ mod file;
 mod glob;
 mod reload;
 
-pub use self::attributes::{Attributes, ResourceRequest, VERBS, parse as parse_attributes};
+pub use self::attributes::{
+    Attributes, ResourceRequest, VERBS, parse as parse_attributes,
+    parse_request as parse_request_attributes,
+};
 pub use self::decision::{Allowed, Decision, Elevation};
 pub use self::file::{Binding, ClaimMatcher, Policy, PolicyError, Role, Rule, valid_name};
 pub use self::glob::glob;
