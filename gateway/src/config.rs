@@ -32,9 +32,16 @@ pub struct GatewayConfig {
     /// Revocations: who may revoke through the admin API, and how often the store is polled.
     #[serde(default)]
     pub revocation: RevocationConfig,
-    /// The front door: shutdown.
+    /// The front door: shutdown and connection limits.
     #[serde(default)]
     pub server: ServerConfig,
+    /// The operations listener: health and metrics.
+    #[serde(default)]
+    pub ops: OpsConfig,
+    /// Liveness leases: how often this gateway says it is alive, and how soon a silent one's
+    /// sessions are sealed by another.
+    #[serde(default)]
+    pub lease: crate::lease::LeaseConfig,
 }
 
 /// `[server]`: shutdown and what clients may hold before they are authenticated (see
@@ -90,6 +97,16 @@ fn default_handshake_secs() -> u64 {
 
 fn default_idle_secs() -> u64 {
     300
+}
+
+/// `[ops]` in the gateway configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpsConfig {
+    /// Plain-HTTP address of `/healthz`, `/readyz` and `/metrics`. Omit to serve none (the
+    /// quickstart and tests); a production gateway sets it.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

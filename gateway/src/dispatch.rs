@@ -15,6 +15,7 @@ use crate::admin;
 use crate::audit::{AuditDecision, Outcome};
 use crate::authn::Identity;
 use crate::jit::Grant;
+use crate::ops::metrics::{ReasonLabel, ResultLabel};
 use crate::policy::{self, Decision, Elevation};
 use crate::relay::{self, Dispatched};
 use crate::revocation::{self, Check};
@@ -26,7 +27,7 @@ use crate::upstream::{self, Impersonation};
 /// Serves one request and emits its audit record.
 pub async fn handle(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let started = Instant::now();
-    let time_us = storage_schema::session::unix_micros_now();
+    let time_us = storage_schema::time::unix_micros_now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let user_agent = req
@@ -131,11 +132,25 @@ async fn decide_and_dispatch(
     let token = match upstream::bearer_token(req.headers()) {
         upstream::Credential::Bearer(token) => token,
         upstream::Credential::None => {
+            state
+                .metrics
+                .auth_failures
+                .get_or_create(&ReasonLabel {
+                    reason: "missing_token",
+                })
+                .inc();
             let message = "kubetape: no bearer token; use a kubeconfig whose user runs kubetape's credential plugin";
             outcome.reason = Some(message.into());
             return (status::unauthorized(message), outcome);
         }
         upstream::Credential::Ambiguous => {
+            state
+                .metrics
+                .auth_failures
+                .get_or_create(&ReasonLabel {
+                    reason: "ambiguous_credentials",
+                })
+                .inc();
             let message = "kubetape: more than one credential (Authorization headers or bearer subprotocols); send exactly one";
             outcome.reason = Some(message.into());
             return (status::bad_request(message), outcome);
@@ -144,6 +159,11 @@ async fn decide_and_dispatch(
     let identity = match state.authn.authenticate(&token).await {
         Ok(id) => id,
         Err(e) => {
+            state
+                .metrics
+                .auth_failures
+                .get_or_create(&ReasonLabel { reason: e.reason() })
+                .inc();
             let message = format!("kubetape: {e}");
             outcome.reason = Some(message.clone());
             return (status::unauthorized(message), outcome);
@@ -194,8 +214,20 @@ async fn decide_and_dispatch(
         return (status::bad_request(message), outcome);
     }
     let (allowed, grant) = match authorize(state, &identity, attrs).await {
-        (Decision::Allow(a), grant) => (a, grant),
+        (Decision::Allow(a), grant) => {
+            state
+                .metrics
+                .policy_decisions
+                .get_or_create(&ResultLabel { result: "allow" })
+                .inc();
+            (a, grant)
+        }
         (Decision::Deny(message), _) => {
+            state
+                .metrics
+                .policy_decisions
+                .get_or_create(&ResultLabel { result: "deny" })
+                .inc();
             outcome.deny("no role allows it", message.clone());
             return (status::forbidden(message), outcome);
         }

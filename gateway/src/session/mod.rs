@@ -33,12 +33,16 @@ use std::sync::Arc;
 
 use storage_schema::commands::CommandObserver;
 use storage_schema::store::{RecordError, Recorder, Store};
-use storage_schema::{EventKind, ExitInfo, FlushPolicy, Keyring, SessionId, SessionMeta};
+use storage_schema::{
+    EventKind, ExitInfo, FlushPolicy, Keyring, SessionId, SessionKind, SessionMeta,
+};
 use tracing::Instrument as _;
 
 use crate::background::Background;
+use crate::lease::Leases;
 use crate::limits::ConnectionPermit;
 use crate::live::{LiveSession, LiveSessions};
+use crate::ops::metrics::{KindLabel, Metrics};
 use crate::revocation::{Check, Revocations};
 use crate::status::{self, Body};
 
@@ -58,6 +62,10 @@ pub struct Sessions {
     live: LiveSessions,
     revocations: Arc<Revocations>,
     drain: Drain,
+    metrics: Arc<Metrics>,
+    /// This gateway's liveness lease: a session is named in a heartbeat before it relays, so
+    /// a replica can seal it if this gateway dies (none in unit tests).
+    leases: Option<Arc<Leases>>,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -68,6 +76,21 @@ impl std::fmt::Debug for Sessions {
             .field("draining", &self.drain.is_draining())
             .finish_non_exhaustive()
     }
+}
+
+/// What [`Sessions`] is built from.
+#[derive(Debug)]
+pub struct SessionParts {
+    pub store: Store,
+    pub keyring: Arc<Keyring>,
+    pub flush: FlushPolicy,
+    /// Where recorders run: below the relay's priority (see [`crate::background`]).
+    pub runtime: Background,
+    pub live: LiveSessions,
+    pub revocations: Arc<Revocations>,
+    pub metrics: Arc<Metrics>,
+    /// This gateway's liveness lease (none in unit tests).
+    pub leases: Option<Arc<Leases>>,
 }
 
 /// What a stream kind asks to open.
@@ -107,6 +130,40 @@ impl OpenError {
     }
 }
 
+/// Counts a session as live, by kind, for as long as it is held.
+#[derive(Debug)]
+struct LiveGauge(prometheus_client::metrics::gauge::Gauge);
+
+impl LiveGauge {
+    fn new(metrics: &Metrics, kind: SessionKind) -> Self {
+        let label = KindLabel {
+            kind: kind_name(kind),
+        };
+        metrics.sessions_total.get_or_create(&label).inc();
+        let gauge = metrics.sessions_live.get_or_create(&label).clone();
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for LiveGauge {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// A session kind's name, as its metrics label and in logs.
+pub fn kind_name(kind: SessionKind) -> &'static str {
+    match kind {
+        SessionKind::Exec => "exec",
+        SessionKind::Attach => "attach",
+        SessionKind::Debug => "debug",
+        SessionKind::PortForward => "port-forward",
+        SessionKind::Local => "local",
+        SessionKind::Audit => "audit",
+    }
+}
+
 /// An open session, before its relay runs.
 #[derive(Debug)]
 pub struct Session {
@@ -116,6 +173,8 @@ pub struct Session {
     guard: DrainGuard,
     span: tracing::Span,
     connection: Option<ConnectionPermit>,
+    gauge: LiveGauge,
+    metrics: Arc<Metrics>,
 }
 
 /// A stream kind's side of a session: relay between client and cluster until either ends or
@@ -129,6 +188,8 @@ pub trait Relay: Send + 'static {
 pub struct Tape<'a> {
     pub recorder: &'a Recorder,
     pub ends: Ends<'a>,
+    /// For the relay's byte counters.
+    pub metrics: &'a Metrics,
 }
 
 /// How a session ended: its exit (the seal's and the exit event's), and, when it was ended from
@@ -233,14 +294,17 @@ impl Ends<'_> {
 }
 
 impl Sessions {
-    pub fn new(
-        store: Store,
-        keyring: Arc<Keyring>,
-        flush: FlushPolicy,
-        runtime: Background,
-        live: LiveSessions,
-        revocations: Arc<Revocations>,
-    ) -> Self {
+    pub fn new(parts: SessionParts) -> Self {
+        let SessionParts {
+            store,
+            keyring,
+            flush,
+            runtime,
+            live,
+            revocations,
+            metrics,
+            leases,
+        } = parts;
         Self {
             store,
             keyring,
@@ -249,7 +313,18 @@ impl Sessions {
             live,
             revocations,
             drain: Drain::default(),
+            metrics,
+            leases,
         }
+    }
+
+    /// The keyring recordings are written with (completing a dead gateway's sessions needs it).
+    pub fn keyring(&self) -> &Arc<Keyring> {
+        &self.keyring
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     pub fn drain(&self) -> &Drain {
@@ -274,11 +349,14 @@ impl Sessions {
             return Err(OpenError::Draining);
         }
         let session = meta.session;
+        let kind = meta.kind;
+        let container = meta.target.container.clone();
+        let client = meta.client.address.clone();
         let user = meta.identity.user.clone();
         let span = tracing::info_span!(
             "session",
             session = %session,
-            kind = ?meta.kind,
+            kind = kind_name(meta.kind),
             user = %user,
             ns = meta.target.namespace.as_deref().unwrap_or("-"),
             pod = meta.target.pod.as_deref().unwrap_or("-"),
@@ -305,6 +383,7 @@ impl Sessions {
         // ending sessions, and the drain starts before it waits, so a session is either
         // refused here or ended by them.
         let live = self.live.register(&user, session);
+        let registered = tokio::time::Instant::now();
         let guard = self.drain.guard();
         let refused = match self.revocations.check(&user) {
             Check::Revoked(message) => Some((
@@ -331,6 +410,20 @@ impl Sessions {
                 .await;
             return Err(refusal);
         }
+        span.in_scope(|| {
+            tracing::info!(
+                event = "session_start",
+                container = container.as_deref().unwrap_or("-"),
+                client = client.as_deref().unwrap_or("-"),
+                "session opened"
+            )
+        });
+        if let Some(leases) = &self.leases
+            && let Err(e) = leases.cover(registered).await
+        {
+            // The next heartbeat names it; only a crash in between would leave it open.
+            span.in_scope(|| tracing::warn!(error = %e, "the liveness lease could not name the new session yet"));
+        }
         Ok(Session {
             recorder,
             live,
@@ -338,6 +431,8 @@ impl Sessions {
             guard,
             span,
             connection,
+            gauge: LiveGauge::new(&self.metrics, kind),
+            metrics: self.metrics.clone(),
         })
     }
 }
@@ -366,6 +461,8 @@ impl Session {
             guard,
             span: _,
             connection,
+            gauge,
+            metrics,
         } = self;
         let ends = Ends {
             live: &mut live,
@@ -377,11 +474,16 @@ impl Session {
             .run(Tape {
                 recorder: &recorder,
                 ends,
+                metrics: &metrics,
             })
             .await;
         // Unregistered at once: nothing can end it any more.
         drop(live);
-        tracing::info!(code = exit.code, message = %exit.message, "stream ended");
+        let outcome = match &ended_by {
+            Some(why) => why.marker.clone(),
+            None if exit.code == 0 => "exited".to_string(),
+            None => "exited non-zero".to_string(),
+        };
         if let Some(why) = ended_by {
             tracing::warn!(reason = %why.marker, "session ended by the gateway");
             let _ = recorder
@@ -394,12 +496,36 @@ impl Session {
                 message: exit.message.clone(),
             })
             .await;
-        if let Err(e) = recorder.finish(Some(exit)).await {
-            tracing::error!(error = %e, "recording could not be sealed");
+        let code = exit.code;
+        let message = exit.message.clone();
+        match recorder.finish(Some(exit)).await {
+            // The one structured event per session end (the span carries session, kind, user,
+            // namespace, pod, grant).
+            Ok(seal) => tracing::info!(
+                event = "session_end",
+                exit_code = code,
+                exit_message = %message,
+                outcome = %outcome,
+                bytes_stdin = seal.bytes.stdin,
+                bytes_stdout = seal.bytes.stdout,
+                bytes_stderr = seal.bytes.stderr,
+                bytes_forwarded = seal.bytes.port_forward,
+                duration_s = seal.duration_us as f64 / 1e6,
+                chunks = seal.chunks,
+                "session ended and sealed"
+            ),
+            Err(e) => tracing::error!(
+                event = "session_end",
+                exit_code = code,
+                outcome = %outcome,
+                error = %e,
+                "session ended; its recording could not be sealed"
+            ),
         }
         // Only now is the recording sealed: a drain may complete.
         drop(guard);
         drop(connection);
+        drop(gauge);
     }
 }
 

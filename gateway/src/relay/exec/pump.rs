@@ -11,6 +11,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::{ClientEnd, FromClient, ToClient, exit_of};
+use crate::ops::metrics::Direction;
 use crate::session::{EndReason, Ending, Relay, Tape};
 
 type Upstream = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
@@ -45,8 +46,21 @@ enum End {
 
 /// Relays until either side ends or the session must end; returns how it ended, after the
 /// client was sent its one final Status.
+///
+/// The two directions run as two loops side by side, never one waiting for the other: a
+/// process that stops reading its stdin until its output is drained (`cat` on a large input)
+/// would otherwise deadlock the session, the relay blocked writing stdin upstream while the
+/// output it should be reading fills the cluster's buffers.
 async fn run(upstream: Upstream, client: ClientEnd, tape: Tape<'_>) -> Ending {
-    let Tape { recorder, mut ends } = tape;
+    let Tape {
+        recorder,
+        mut ends,
+        metrics,
+    } = tape;
+    // Resolved once: the frame loops only add to atomics.
+    let to_cluster = metrics.relayed_counter(Direction::to_cluster);
+    let to_client = metrics.relayed_counter(Direction::to_client);
+    let recorded = metrics.bytes_recorded.clone();
     let ClientEnd {
         mut from,
         to,
@@ -54,57 +68,77 @@ async fn run(upstream: Upstream, client: ClientEnd, tape: Tape<'_>) -> Ending {
     } = client;
     let (mut up_tx, mut up_rx) = upstream.split();
     let mut status_buf = Vec::new();
-    // The cluster side gets no pings from kube-rs; idle sessions must survive middleboxes.
-    let mut keepalive = tokio::time::interval(KEEPALIVE);
-    keepalive.tick().await;
-    let end = loop {
-        tokio::select! {
-            why = ends.wait() => break End::Ended(why),
-            _ = keepalive.tick() => {
-                if let Err(e) = up_tx.send(Message::Ping(bytes::Bytes::new())).await {
-                    break End::UpstreamError(e.to_string());
-                }
-            }
-            msg = from.recv() => {
-                let Some(super::Inbound { msg, _credit }) = msg else {
-                    break End::ClientGone;
-                };
-                let frame = match &msg {
-                    FromClient::Stdin(b) => channel::encode_binary(channel::STDIN, b),
-                    FromClient::StdinEof => channel::encode_close(channel::STDIN).to_vec(),
-                    FromClient::Resize(json) => channel::encode_binary(channel::RESIZE, json),
-                };
-                if let Err(e) = up_tx.send(Message::binary(frame)).await {
-                    break End::UpstreamError(e.to_string());
-                }
-                if let Err(e) = record_input(recorder, msg).await {
-                    break End::Ended(EndReason::recording_error(&e));
-                }
-            }
-            msg = up_rx.next() => match msg {
-                Some(Ok(Message::Binary(frame))) => {
-                    let stream = match frame.first() {
-                        Some(&channel::STDOUT) => Stream::Stdout,
-                        Some(&channel::STDERR) => Stream::Stderr,
-                        Some(&channel::ERROR) => {
-                            status_buf.extend_from_slice(&frame[1..]);
-                            continue;
+    let end = {
+        let inbound = async {
+            // The cluster side gets no pings from kube-rs; idle sessions must survive
+            // middleboxes.
+            let mut keepalive = tokio::time::interval(KEEPALIVE);
+            keepalive.tick().await;
+            loop {
+                let frame = tokio::select! {
+                    _ = keepalive.tick() => Message::Ping(bytes::Bytes::new()),
+                    msg = from.recv() => {
+                        let Some(super::Inbound { msg, _credit }) = msg else {
+                            return End::ClientGone;
+                        };
+                        let frame = match &msg {
+                            FromClient::Stdin(b) => channel::encode_binary(channel::STDIN, b),
+                            FromClient::StdinEof => channel::encode_close(channel::STDIN).to_vec(),
+                            FromClient::Resize(json) => channel::encode_binary(channel::RESIZE, json),
+                        };
+                        if let Err(e) = up_tx.send(Message::binary(frame)).await {
+                            return End::UpstreamError(e.to_string());
                         }
-                        _ => continue,
-                    };
-                    // Forward first (sharing the buffer): the recorder must never add latency
-                    // the terminal can feel.
-                    if to.send(ToClient(frame.clone())).await.is_err() {
-                        break End::ClientGone;
+                        if let FromClient::Stdin(b) = &msg {
+                            to_cluster.inc_by(b.len() as u64);
+                            recorded.inc_by(b.len() as u64);
+                        }
+                        if let Err(e) = record_input(recorder, msg).await {
+                            return End::Ended(EndReason::recording_error(&e));
+                        }
+                        continue;
                     }
-                    if let Err(e) = recorder.record_data(stream, &frame[1..]).await {
-                        break End::Ended(EndReason::recording_error(&e));
-                    }
+                };
+                if let Err(e) = up_tx.send(frame).await {
+                    return End::UpstreamError(e.to_string());
                 }
-                Some(Ok(Message::Close(_))) | None => break End::Upstream,
-                Some(Ok(_)) => {}
-                Some(Err(e)) => break End::UpstreamError(e.to_string()),
             }
+        };
+        let outbound = async {
+            loop {
+                match up_rx.next().await {
+                    Some(Ok(Message::Binary(frame))) => {
+                        let stream = match frame.first() {
+                            Some(&channel::STDOUT) => Stream::Stdout,
+                            Some(&channel::STDERR) => Stream::Stderr,
+                            Some(&channel::ERROR) => {
+                                status_buf.extend_from_slice(&frame[1..]);
+                                continue;
+                            }
+                            _ => continue,
+                        };
+                        // Forward first (sharing the buffer): the recorder must never add
+                        // latency the terminal can feel.
+                        if to.send(ToClient(frame.clone())).await.is_err() {
+                            return End::ClientGone;
+                        }
+                        let n = frame.len() as u64 - 1;
+                        to_client.inc_by(n);
+                        recorded.inc_by(n);
+                        if let Err(e) = recorder.record_data(stream, &frame[1..]).await {
+                            return End::Ended(EndReason::recording_error(&e));
+                        }
+                    }
+                    Some(Ok(Message::Close(_))) | None => return End::Upstream,
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return End::UpstreamError(e.to_string()),
+                }
+            }
+        };
+        tokio::select! {
+            why = ends.wait() => End::Ended(why),
+            end = inbound => end,
+            end = outbound => end,
         }
     };
     let mut ended_by = None;
