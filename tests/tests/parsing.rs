@@ -210,6 +210,16 @@ fn a_spelled_watch_is_a_watch() {
         "{:?}",
         upstream(&cluster, "watch")
     );
+    // `yes` is true to the API server too: a watch, served as one.
+    let (status, body) = curl(
+        &cluster,
+        &watcher,
+        &format!("{pods}?watch=yes&timeoutSeconds=1"),
+        &[],
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"ADDED\""), "a watch's events: {body}");
+    assert_eq!(audited(&cluster, "wes@example.com", pods)["verb"], "watch");
 }
 
 #[test]
