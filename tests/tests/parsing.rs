@@ -111,10 +111,10 @@ fn audited(cluster: &Cluster, user: &str, path: &str) -> serde_json::Value {
         let log = std::fs::read_to_string(cluster.root().join("gateway.log")).unwrap_or_default();
         let found = log
             .lines()
+            .rev()
             .filter(|l| l.starts_with('{'))
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|r| r["user"] == user && r["path"] == path)
-            .last();
+            .find(|r| r["user"] == user && r["path"] == path);
         if let Some(r) = found {
             return r;
         }
