@@ -138,6 +138,28 @@ pub enum SessionKind {
     Audit,
 }
 
+/// What a port-forward session was asked and allowed to do (sessions of kind
+/// [`SessionKind::PortForward`]; added without a version bump, as an optional field).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ForwardMeta {
+    /// Ports named in the request (`?ports=`, the channel protocol). kubectl names none up
+    /// front: it asks per connection, and each connection's port is in its open event.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<u16>,
+    /// The ports the policy allows (`80, 8000-8080`), or `any`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub allowed_ports: String,
+    /// Payload capture: `metadata` (connections, ports, bytes, outcomes) or `full` (also every
+    /// byte each way, as port-forward data events).
+    pub capture: String,
+    /// The client's protocol (`SPDY/3.1+portforward.k8s.io` over WebSocket, `SPDY/3.1`,
+    /// `v4.channel.k8s.io`) and the one spoken to the cluster.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub client_protocol: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub upstream_protocol: String,
+}
+
 /// Terminal size in character cells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TermSize {
@@ -165,6 +187,9 @@ pub struct SessionMeta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grant: Option<Grant>,
     pub keys: KeyIds,
+    /// Port-forward sessions: ports, capture, protocols.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_forward: Option<ForwardMeta>,
     /// Fields written by newer versions, kept so reading never loses them.
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
@@ -195,6 +220,7 @@ impl SessionMeta {
                 kek: String::new(),
                 signing: String::new(),
             },
+            port_forward: None,
             extra: BTreeMap::new(),
         }
     }

@@ -6,7 +6,7 @@ use futures::StreamExt;
 use super::{Store, StoreError};
 use crate::chunk::{ChunkHeader, HEADER_LEN};
 use crate::layout;
-use crate::seal::{ExitInfo, StreamBytes};
+use crate::seal::{ExitInfo, ForwardTotals, StreamBytes};
 use crate::session::{SessionId, SessionMeta};
 
 /// One line of `kubetape ls`. Informational: `kubetape verify` is what establishes trust.
@@ -23,6 +23,9 @@ pub struct SessionSummary {
     pub bytes: Option<StreamBytes>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit: Option<ExitInfo>,
+    /// A port-forward's connections and bytes, from its seal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port_forward: Option<ForwardTotals>,
     /// Bytes the session occupies in the store.
     pub stored_bytes: u64,
 }
@@ -105,6 +108,7 @@ pub async fn summarize(store: &Store, id: SessionId) -> Result<SessionSummary, S
         duration_us: 0,
         bytes: None,
         exit: None,
+        port_forward: None,
         stored_bytes,
     };
     if let Some(seal) = store.get_opt(&layout::seal(id)).await? {
@@ -124,6 +128,7 @@ pub async fn summarize(store: &Store, id: SessionId) -> Result<SessionSummary, S
             summary.duration_us = p.duration_us;
             summary.bytes = Some(p.bytes);
             summary.exit = p.exit;
+            summary.port_forward = p.port_forward;
             return Ok(summary);
         }
         summary.state = "unreadable".into();

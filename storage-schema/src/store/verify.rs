@@ -171,6 +171,7 @@ pub async fn seal_interrupted(
         bytes: totals.bytes,
         events: totals.events,
         commands: None,
+        port_forward: totals.forward_summary(),
     };
     store
         .put_create(&layout::seal(id), payload.sign(signer))
