@@ -11,6 +11,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::{ClientEnd, FromClient, ToClient, exit_of};
+use crate::ops::metrics::Direction;
 use crate::session::{EndReason, Ending, Relay, Tape};
 
 type Upstream = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
@@ -51,7 +52,15 @@ enum End {
 /// would otherwise deadlock the session, the relay blocked writing stdin upstream while the
 /// output it should be reading fills the cluster's buffers.
 async fn run(upstream: Upstream, client: ClientEnd, tape: Tape<'_>) -> Ending {
-    let Tape { recorder, mut ends } = tape;
+    let Tape {
+        recorder,
+        mut ends,
+        metrics,
+    } = tape;
+    // Resolved once: the frame loops only add to atomics.
+    let to_cluster = metrics.relayed_counter(Direction::to_cluster);
+    let to_client = metrics.relayed_counter(Direction::to_client);
+    let recorded = metrics.bytes_recorded.clone();
     let ClientEnd {
         mut from,
         to,
@@ -79,6 +88,10 @@ async fn run(upstream: Upstream, client: ClientEnd, tape: Tape<'_>) -> Ending {
                         };
                         if let Err(e) = up_tx.send(Message::binary(frame)).await {
                             return End::UpstreamError(e.to_string());
+                        }
+                        if let FromClient::Stdin(b) = &msg {
+                            to_cluster.inc_by(b.len() as u64);
+                            recorded.inc_by(b.len() as u64);
                         }
                         if let Err(e) = record_input(recorder, msg).await {
                             return End::Ended(EndReason::recording_error(&e));
@@ -109,6 +122,9 @@ async fn run(upstream: Upstream, client: ClientEnd, tape: Tape<'_>) -> Ending {
                         if to.send(ToClient(frame.clone())).await.is_err() {
                             return End::ClientGone;
                         }
+                        let n = frame.len() as u64 - 1;
+                        to_client.inc_by(n);
+                        recorded.inc_by(n);
                         if let Err(e) = recorder.record_data(stream, &frame[1..]).await {
                             return End::Ended(EndReason::recording_error(&e));
                         }
