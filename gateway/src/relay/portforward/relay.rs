@@ -28,6 +28,7 @@ use super::switch::{Ended, Note, Stop, Switch};
 use super::upstream::{Upstream, tunnel_config};
 use super::wire::{self, Carrier, Input, Queue, Reader};
 use crate::audit::AuditLog;
+use crate::ops::metrics::{Direction as Way, Metrics};
 use crate::session::{EndReason, Ending, Ends, Relay, Tape};
 
 /// Bytes queued toward either connection before its reader stops reading the other.
@@ -155,7 +156,11 @@ fn note_weight(n: &Note) -> usize {
 }
 
 async fn run(forward: Forward, tape: Tape<'_>) -> Ending {
-    let Tape { recorder, ends } = tape;
+    let Tape {
+        recorder,
+        ends,
+        metrics,
+    } = tape;
     let Forward {
         client,
         carrier,
@@ -191,8 +196,8 @@ async fn run(forward: Forward, tape: Tape<'_>) -> Ending {
     let up_writer = tokio::spawn(up_tx.run(queues.upstream.clone()));
 
     let (end, recorded) = tokio::join!(
-        relay(&switch, &queues, client_rx, up_rx, ends),
-        journal(recorder, &queues.journal, &audit),
+        relay(&switch, &queues, client_rx, up_rx, ends, metrics),
+        journal(recorder, &queues.journal, &audit, metrics),
     );
     let end = match recorded {
         Err(e) => End::Recording(e),
@@ -250,7 +255,16 @@ async fn relay(
     mut client: Reader,
     mut upstream: Reader,
     mut ends: Ends<'_>,
+    metrics: &Metrics,
 ) -> End {
+    // Resolved once: the loops only add to atomics.
+    let to_cluster = metrics.relayed_counter(Way::to_cluster);
+    let to_client = metrics.relayed_counter(Way::to_client);
+    let count = |s: &Switch, before: (u64, u64)| {
+        let now = s.relayed();
+        to_cluster.inc_by(now.0 - before.0);
+        to_client.inc_by(now.1 - before.1);
+    };
     let from_client = async {
         loop {
             queues.room(&queues.upstream).await;
@@ -260,6 +274,7 @@ async fn relay(
                 Err(e) => return End::ClientLost(e),
             };
             let mut s = lock(switch);
+            let before = s.relayed();
             let result = match input {
                 Input::Bytes(b) => s.from_client(&b),
                 Input::Frame(f) => {
@@ -267,6 +282,7 @@ async fn relay(
                     Ok(())
                 }
             };
+            count(&s, before);
             queues.flush(&mut s);
             if let Err(e) = result {
                 return End::ClientLost(format!("malformed SPDY from the client: {e}"));
@@ -286,7 +302,9 @@ async fn relay(
                 Err(e) => return End::UpstreamLost(e),
             };
             let mut s = lock(switch);
+            let before = s.relayed();
             let result = s.from_upstream(&bytes);
+            count(&s, before);
             queues.flush(&mut s);
             if let Err(e) = result {
                 return End::UpstreamLost(format!("malformed SPDY from the cluster: {e}"));
@@ -354,9 +372,13 @@ async fn journal(
     recorder: &Recorder,
     queue: &Queue<Note>,
     audit: &Audit,
+    metrics: &Metrics,
 ) -> Result<(), RecordError> {
     while let Some(notes) = queue.take().await {
         for note in notes {
+            if let Note::Data { bytes, .. } = &note {
+                metrics.bytes_recorded.inc_by(bytes.len() as u64);
+            }
             if let Err(e) = record(recorder, audit, note).await {
                 // Nothing more can be recorded: producers must not wait on this queue.
                 queue.close();

@@ -129,6 +129,8 @@ pub(crate) struct Switch {
     refused: HashSet<String>,
     notes: Vec<Note>,
     stop: Option<Stop>,
+    /// Bytes relayed so far (to the pod, from the pod), for the gateway's metrics.
+    relayed: (u64, u64),
 }
 
 fn now_us() -> u64 {
@@ -204,6 +206,7 @@ impl Switch {
             refused: HashSet::new(),
             notes: Vec::new(),
             stop: None,
+            relayed: (0, 0),
         }
     }
 
@@ -341,6 +344,7 @@ impl Switch {
         };
         self.up.send(&c.up, &data);
         let n = data.len() as u64;
+        self.relayed.0 += n;
         c.to_pod += n;
         c.unreported_to += n;
         if self.capture {
@@ -416,6 +420,7 @@ impl Switch {
             return;
         };
         let n = data.len() as u64;
+        self.relayed.1 += n;
         c.from_pod += n;
         c.unreported_from += n;
         let conn = c.n;
@@ -562,6 +567,11 @@ impl Switch {
     /// Why the session must end, if the switch learned it.
     pub fn stop(&self) -> Option<&Stop> {
         self.stop.as_ref()
+    }
+
+    /// Bytes relayed since the start (to the pod, from the pod).
+    pub fn relayed(&self) -> (u64, u64) {
+        self.relayed
     }
 
     /// Connections open now.
