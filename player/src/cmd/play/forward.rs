@@ -161,11 +161,13 @@ impl View {
             " port-forward {} · {} · ports allowed {allowed} · capture {capture} ",
             meta.target, meta.identity.user
         );
+        // Opens at the end, every connection and its totals in view; space plays from the start.
+        let head_us = timeline.duration_us;
         Self {
             timeline,
             title,
             selected: 0,
-            head_us: 0,
+            head_us,
             playing: false,
             speed,
             quit: false,
@@ -509,6 +511,7 @@ mod tests {
     #[test]
     fn keys_move_the_head_and_the_selection() {
         let mut v = View::new(sample(), &meta(), 1.0);
+        assert_eq!(v.head_us, 10_000_000, "opens at the end, totals in view");
         key(&mut v, KeyCode::Down);
         key(&mut v, KeyCode::Down);
         assert_eq!(v.selected, 1, "clamped to the last connection");

@@ -43,9 +43,10 @@ Keys (also under `?`):
   i            who, where, why (metadata)              q            quit
   A click on the timeline (the row above the status line, commands marked ┃) seeks there.
 
-A port-forward has no terminal: it plays as a timeline of its connections (port, when each
-opened and closed, bytes each way up to the play head, how it ended, refusals included);
-space, ←/→, Home/End and +/- as above, ↑/↓ select a connection, Enter jumps to its opening.";
+A port-forward has no terminal: it shows as a timeline of its connections (port, when each
+opened and closed, bytes each way up to the play head, how it ended, refusals included). It
+opens at the end, with every connection's totals; space plays from the start; ←/→, Home/End
+and +/- as above, ↑/↓ select a connection, Enter jumps to its opening.";
 
 const AFTER_HELP: &str = "\
 Examples:
