@@ -99,7 +99,11 @@ impl Forward {
         if let Some(t) = transport {
             cmd.env(
                 "KUBECTL_PORT_FORWARD_WEBSOCKETS",
-                if t == Transport::Tunnel { "true" } else { "false" },
+                if t == Transport::Tunnel {
+                    "true"
+                } else {
+                    "false"
+                },
             );
         }
         cmd.arg("port-forward").args(target);
@@ -358,7 +362,11 @@ fn sandbox_forwards(cluster: &Cluster) -> Vec<serde_json::Value> {
     cluster
         .sandbox_requests()
         .into_iter()
-        .filter(|r| r["path"].as_str().is_some_and(|p| p.contains("/portforward")))
+        .filter(|r| {
+            r["path"]
+                .as_str()
+                .is_some_and(|p| p.contains("/portforward"))
+        })
         .collect()
 }
 
@@ -375,7 +383,11 @@ fn forward_with(cluster: &Cluster, kubectl: Kubectl, transport: Option<Transport
         fwd.addr(80),
         b"GET / HTTP/1.1\r\nHost: demo\r\nConnection: close\r\n\r\n",
     );
-    assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"), "{v}: {}", text(&got));
+    assert!(
+        got.starts_with(b"HTTP/1.1 200 OK\r\n"),
+        "{v}: {}",
+        text(&got)
+    );
     assert!(got.ends_with(GREETING), "{v}: {}", text(&got));
 
     // A client that shuts its write side first still reads the whole (1 MB) reply.
@@ -416,7 +428,11 @@ fn forward_with(cluster: &Cluster, kubectl: Kubectl, transport: Option<Transport
     let r = recorded(cluster, &id);
     let ports: Vec<u16> = r.conns.iter().map(|c| c.1).collect();
     assert_eq!(ports, [80, 7000, 7000, 7000, 7000, 7000], "{v}");
-    assert!(r.conns.iter().all(|c| c.4 == "closed"), "{v}: {:?}", r.conns);
+    assert!(
+        r.conns.iter().all(|c| c.4 == "closed"),
+        "{v}: {:?}",
+        r.conns
+    );
     let (to, from): (u64, u64) = r.conns.iter().fold((0, 0), |(t, f), c| (t + c.2, f + c.3));
     let moved = (1u64 << 20) + 4 * ECHO_BYTES as u64;
     assert_eq!(r.conns[1].2, 1 << 20, "{v}");
@@ -425,7 +441,11 @@ fn forward_with(cluster: &Cluster, kubectl: Kubectl, transport: Option<Transport
     assert_eq!(pf["to_pod"], to, "{v}");
     assert_eq!(pf["from_pod"], from, "{v}");
     let forwards = sandbox_forwards(cluster);
-    assert_eq!(forwards.len(), before + 1, "{v}: one upstream forward per kubectl forward");
+    assert_eq!(
+        forwards.len(),
+        before + 1,
+        "{v}: one upstream forward per kubectl forward"
+    );
     assert_eq!(forwards[before]["status"], 101, "{v}");
 }
 
@@ -490,7 +510,11 @@ fn full_capture_gives_back_every_byte() {
         T,
     );
     assert_eq!(code, Some(1));
-    assert!(text(&err).contains("has no connection 9 (it recorded 2)"), "{}", text(&err));
+    assert!(
+        text(&err).contains("has no connection 9 (it recorded 2)"),
+        "{}",
+        text(&err)
+    );
     // `ls` shows the connections and bytes.
     let (code, out, _) = run(cluster.kubetape().arg("ls"), b"", T);
     assert_eq!(code, Some(0));
@@ -524,7 +548,11 @@ fn a_port_outside_the_role_fails_alone() {
             Ok(_) => {}
             Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
         }
-        assert!(got.is_empty(), "{kubectl:?}: the refused port answered {}", text(&got));
+        assert!(
+            got.is_empty(),
+            "{kubectl:?}: the refused port answered {}",
+            text(&got)
+        );
         // The allowed port still works, before and after.
         for _ in 0..2 {
             let got = half_closed_exchange(
@@ -548,7 +576,9 @@ fn a_port_outside_the_role_fails_alone() {
         assert_eq!((r.conns[0].1, r.conns[0].4.as_str()), (7000, "refused"));
         assert!(
             r.conns[0].5.contains("port 7000 is not allowed")
-                && r.conns[0].5.contains("binding developers → role developer rule 2")
+                && r.conns[0]
+                    .5
+                    .contains("binding developers → role developer rule 2")
                 && r.conns[0].5.contains("ports 80 only"),
             "{}",
             r.conns[0].5
@@ -559,11 +589,7 @@ fn a_port_outside_the_role_fails_alone() {
     // The audit log: one record per connection, the refused one a denial naming the port.
     let deadline = Instant::now() + T;
     let records = loop {
-        let (code, out, err) = run(
-            cluster.kubetape().args(["audit", "--json"]),
-            b"",
-            T,
-        );
+        let (code, out, err) = run(cluster.kubetape().args(["audit", "--json"]), b"", T);
         assert_eq!(code, Some(0), "{}", text(&err));
         let records: Vec<serde_json::Value> = text(&out)
             .lines()
@@ -581,10 +607,12 @@ fn a_port_outside_the_role_fails_alone() {
     assert!(denied.iter().all(|r| r["port_forward"]["port"] == 7000
         && r["port_forward"]["outcome"] == "refused"
         && r["reason"].as_str().unwrap().contains("not allowed")));
-    assert!(records
-        .iter()
-        .filter(|r| r["decision"] == "allow")
-        .all(|r| r["port_forward"]["port"] == 80));
+    assert!(
+        records
+            .iter()
+            .filter(|r| r["decision"] == "allow")
+            .all(|r| r["port_forward"]["port"] == 80)
+    );
 }
 
 /// kube-rs (the channel protocol): the refused port's reason arrives on its error channel, the
@@ -619,7 +647,10 @@ fn kube_rs_channel_protocol_with_a_refused_port() {
         let mut answer = Vec::new();
         let mut buf = vec![0u8; 4096];
         while !answer.ends_with(GREETING) {
-            let n = tokio::time::timeout(T, http.read(&mut buf)).await.unwrap().unwrap();
+            let n = tokio::time::timeout(T, http.read(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
             assert!(n > 0, "port 80 ended early: {}", text(&answer));
             answer.extend_from_slice(&buf[..n]);
         }
@@ -629,12 +660,22 @@ fn kube_rs_channel_protocol_with_a_refused_port() {
     let s = newest_sealed(&cluster);
     let id = s["session"].as_str().unwrap().to_string();
     verify(&cluster, &id);
-    assert_eq!(s["meta"]["port_forward"]["ports"], serde_json::json!([80, 7000]));
-    assert_eq!(s["meta"]["port_forward"]["client_protocol"], "v4.channel.k8s.io");
+    assert_eq!(
+        s["meta"]["port_forward"]["ports"],
+        serde_json::json!([80, 7000])
+    );
+    assert_eq!(
+        s["meta"]["port_forward"]["client_protocol"],
+        "v4.channel.k8s.io"
+    );
     let r = recorded(&cluster, &id);
     let summary: Vec<(u16, &str)> = r.conns.iter().map(|c| (c.1, c.4.as_str())).collect();
     assert!(summary.contains(&(7000, "refused")), "{summary:?}");
-    assert!(r.conns.iter().any(|c| c.1 == 80 && c.3 > 0), "{:?}", r.conns);
+    assert!(
+        r.conns.iter().any(|c| c.1 == 80 && c.3 > 0),
+        "{:?}",
+        r.conns
+    );
 }
 
 /// A forward no role allows is a 403 naming what is missing and the requestable role; neither
@@ -646,9 +687,13 @@ fn a_forward_no_role_allows_is_a_403_naming_the_rule() {
     for kubectl in [Kubectl::V1_27, Kubectl::V1_33, Kubectl::V1_37] {
         let Some(path) = kubectl.path() else { continue };
         let (code, _, err) = run(
-            cluster
-                .kubectl(&path, &kc)
-                .args(["port-forward", "-n", "prod", "pod/db", "15432:5432"]),
+            cluster.kubectl(&path, &kc).args([
+                "port-forward",
+                "-n",
+                "prod",
+                "pod/db",
+                "15432:5432",
+            ]),
             b"",
             T,
         );
@@ -676,7 +721,8 @@ fn a_forward_no_role_allows_is_a_403_naming_the_rule() {
     );
     assert_ne!(code, Some(0));
     assert!(
-        text(&err).contains("verb \"create\" on resource \"pods/portforward\" in namespace \"prod\""),
+        text(&err)
+            .contains("verb \"create\" on resource \"pods/portforward\" in namespace \"prod\""),
         "{}",
         text(&err)
     );
@@ -727,7 +773,10 @@ fn revocation_ends_a_live_forward_within_a_second() {
     assert_ne!(code, Some(0));
     assert!(stderr.contains("access revoked"), "{stderr}");
     let s = newest_sealed(&cluster);
-    assert_eq!(s["exit"]["message"], "kubetape: session ended: access revoked", "{s:#}");
+    assert_eq!(
+        s["exit"]["message"], "kubetape: session ended: access revoked",
+        "{s:#}"
+    );
     let r = recorded(&cluster, s["session"].as_str().unwrap());
     assert!(
         r.markers
@@ -789,7 +838,10 @@ fn grant_expiry_ends_a_live_forward_within_a_second() {
     let ended = approved.elapsed();
     eprintln!("grant of {TTL}s: the forward ended {ended:?} after the approval");
     assert_ne!(code, Some(0));
-    assert!(stderr.contains(&format!("grant {id}")) && stderr.contains("expired"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("grant {id}")) && stderr.contains("expired"),
+        "{stderr}"
+    );
     // The approval was given before `approved` was taken, so the grant expired before
     // `approved + TTL`: ending by `approved + TTL + 1 s` is within a second of the expiry.
     assert!(ended < Duration::from_secs(TTL + 1), "{ended:?}");
@@ -842,12 +894,16 @@ fn killing_the_cluster_mid_transfer() {
     eprintln!("cluster killed → kubectl exited in {:?}", killed.elapsed());
     assert_ne!(code, Some(0), "{stderr}");
     assert!(
-        stderr.contains("lost connection to pod") || stderr.contains("lost the connection to the cluster"),
+        stderr.contains("lost connection to pod")
+            || stderr.contains("lost the connection to the cluster"),
         "{stderr}"
     );
     let _ = writer.join();
     let s = newest_sealed(&cluster);
-    assert!(s["state"] == "sealed" || s["state"] == "interrupted", "{s:#}");
+    assert!(
+        s["state"] == "sealed" || s["state"] == "interrupted",
+        "{s:#}"
+    );
     assert!(
         s["exit"]["message"]
             .as_str()
