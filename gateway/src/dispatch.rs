@@ -268,7 +268,9 @@ async fn decide_and_dispatch(
             }
         }
     } else if req.headers().contains_key(header::UPGRADE) {
-        status::bad_request("kubetape: only exec, attach and port-forward may upgrade the connection")
+        status::bad_request(
+            "kubetape: only exec, attach and port-forward may upgrade the connection",
+        )
     } else {
         let who = Impersonation {
             user: identity.user.clone(),

@@ -279,9 +279,6 @@ mod tests {
         assert!(a.forward.allows(80) && a.forward.allows(7000));
         assert!(!a.forward.allows(22));
         let prod = parse_attributes("POST", "/api/v1/namespaces/prod/pods/db/portforward", None);
-        assert!(matches!(
-            policy.decide(&dev, &prod, &[]),
-            Decision::Deny(_)
-        ));
+        assert!(matches!(policy.decide(&dev, &prod, &[]), Decision::Deny(_)));
     }
 }

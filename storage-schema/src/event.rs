@@ -172,7 +172,11 @@ pub enum EventKind {
     /// Bytes connection `conn` moved since its previous bytes event (tag 16): a reader sums
     /// them. Written at most about once a second per connection while it moves data, and when
     /// it ends, so a crash loses at most the last second's count, as with stream data.
-    PortForwardBytes { conn: u64, to_pod: u64, from_pod: u64 },
+    PortForwardBytes {
+        conn: u64,
+        to_pod: u64,
+        from_pod: u64,
+    },
     /// One side of connection `conn` finished sending (tag 17): `ToPod` the client shut its
     /// write side, `FromPod` the pod's side did. The other way keeps flowing (half-close).
     PortForwardHalfClose { conn: u64, direction: Direction },

@@ -52,7 +52,5 @@ pub use chunk::{ChainDigest, ChunkError, ChunkHeader, SealedChunk};
 pub use event::{Direction, Event, EventKind, ForwardOutcome, Stream};
 pub use keys::{DataKey, KeyError, Keyring, PublicKey, SigningKey};
 pub use seal::{ExitInfo, ForwardTotals, SealPayload, SealState, StreamBytes};
-pub use session::{
-    ForwardMeta, Identity, SessionId, SessionKind, SessionMeta, Target, TermSize,
-};
+pub use session::{ForwardMeta, Identity, SessionId, SessionKind, SessionMeta, Target, TermSize};
 pub use verify::{Damage, Report, SessionState, Verifier};

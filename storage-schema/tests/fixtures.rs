@@ -444,8 +444,7 @@ async fn the_port_forward_fixture_reads_and_verifies() {
         .for_each_event(|e| events.push(e.clone()))
         .await
         .unwrap();
-    let expected =
-        fs::read_to_string(forward_fixture_dir().join("expected-events.txt")).unwrap();
+    let expected = fs::read_to_string(forward_fixture_dir().join("expected-events.txt")).unwrap();
     assert_eq!(dump(&events), expected);
     assert_eq!(dump(&forward_fixture_events()), expected);
 }

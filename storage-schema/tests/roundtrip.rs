@@ -8,8 +8,7 @@ use storage_schema::builder::MAX_EVENT_DATA;
 use storage_schema::store::{KeySource, SessionReader, verify_session};
 use storage_schema::{
     ChunkBuilder, DataKey, Direction, Event, EventKind, FlushPolicy, ForwardOutcome, SessionState,
-    SigningKey,
-    Stream, Verifier, ZstdTables,
+    SigningKey, Stream, Verifier, ZstdTables,
 };
 
 fn arb_kind() -> impl Strategy<Value = EventKind> {

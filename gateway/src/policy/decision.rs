@@ -609,7 +609,8 @@ roles = ["db"]
         let granted = scope("prod", &[grant], &outsider).unwrap();
         assert!(granted.allows(9187) && !granted.allows(5432));
         // Other requests carry no port limits.
-        let Decision::Allow(a) = decide(&p, &dba, "POST", "/api/v1/namespaces/dev/pods/x/exec", &[])
+        let Decision::Allow(a) =
+            decide(&p, &dba, "POST", "/api/v1/namespaces/dev/pods/x/exec", &[])
         else {
             panic!()
         };

@@ -148,9 +148,7 @@ impl<'de> Deserialize<'de> for PortRange {
                             Err(format!("port range {t:?} runs backwards"))
                         }
                     }),
-                    _ => Err(format!(
-                        "{t:?} is not a port or a range like \"8000-8080\""
-                    )),
+                    _ => Err(format!("{t:?} is not a port or a range like \"8000-8080\"")),
                 }
             }
         };
@@ -525,14 +523,23 @@ claims = { repository = "org/*" }
                 "[[roles]]\nname = \"x\"\n[[roles.rules]]\nnamespaces = [\"a\"]\nresources = [\"pods/portforward\"]\nverbs = [\"create\"]\n{extra}"
             )
         };
-        let p = Policy::from_toml(&rule("ports = [5432, \"8000-8080\", \" 9 \"]\ncapture = \"full\"\n"), "p")
-            .unwrap();
+        let p = Policy::from_toml(
+            &rule("ports = [5432, \"8000-8080\", \" 9 \"]\ncapture = \"full\"\n"),
+            "p",
+        )
+        .unwrap();
         let r = &p.roles[0].rules[0];
         assert_eq!(
             r.ports,
             [
-                PortRange { first: 5432, last: 5432 },
-                PortRange { first: 8000, last: 8080 },
+                PortRange {
+                    first: 5432,
+                    last: 5432
+                },
+                PortRange {
+                    first: 8000,
+                    last: 8080
+                },
                 PortRange { first: 9, last: 9 }
             ]
         );
@@ -548,13 +555,18 @@ claims = { repository = "org/*" }
             ("ports = [\"http\"]\n", "is not a port or a range"),
             ("capture = \"everything\"\n", "unknown variant `everything`"),
         ] {
-            let err = Policy::from_toml(&rule(extra), "p").unwrap_err().to_string();
+            let err = Policy::from_toml(&rule(extra), "p")
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(want), "{extra}: {err}");
         }
         // Only where port-forward is covered.
         let exec_only = "[[roles]]\nname = \"x\"\n[[roles.rules]]\nnamespaces = [\"a\"]\nresources = [\"pods/exec\"]\nverbs = [\"create\"]\nports = [80]\n";
         let err = Policy::from_toml(exec_only, "p").unwrap_err().to_string();
-        assert!(err.contains("rule 1: `ports` and `capture` are about port-forward"), "{err}");
+        assert!(
+            err.contains("rule 1: `ports` and `capture` are about port-forward"),
+            "{err}"
+        );
         for covering in ["pods/*", "*", "*/portforward"] {
             let text = exec_only.replace("pods/exec", covering);
             assert!(Policy::from_toml(&text, "p").is_ok(), "{covering}");

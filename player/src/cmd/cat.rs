@@ -57,7 +57,12 @@ pub struct Args {
     session: String,
 
     /// Which stream to print (terminal sessions record all output as stdout)
-    #[arg(long, value_enum, default_value = "stdout", conflicts_with = "connection")]
+    #[arg(
+        long,
+        value_enum,
+        default_value = "stdout",
+        conflicts_with = "connection"
+    )]
     stream: StreamArg,
 
     /// A port-forward's connection to print (1 is the first that opened)
@@ -169,9 +174,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
                 reader.meta().kind
             ))
         } else if !found {
-            Some(format!(
-                "has no connection {n} (it recorded {connections})"
-            ))
+            Some(format!("has no connection {n} (it recorded {connections})"))
         } else if capture.as_deref() != Some("full") {
             Some(format!(
                 "recorded connection metadata only (capture = {:?}): ports, times, byte counts and outcomes, not the bytes; `kubetape play` shows them",

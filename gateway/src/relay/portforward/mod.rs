@@ -118,7 +118,11 @@ fn negotiate(req: &Request<hyper::body::Incoming>) -> Result<ClientProtocol, Str
                     "kubetape: no supported port-forward protocol offered ({TUNNEL_PROTOCOL}, v4.channel.k8s.io, v4.base64.channel.k8s.io); offered {offered:?}"
                 )
             })?;
-        return Ok(ClientProtocol::Channels(chosen, Some(chosen.name()), accept));
+        return Ok(ClientProtocol::Channels(
+            chosen,
+            Some(chosen.name()),
+            accept,
+        ));
     }
     if upgrade.to_ascii_lowercase().starts_with("spdy/3.1") {
         let offered: Vec<&str> = h
@@ -141,7 +145,11 @@ fn negotiate(req: &Request<hyper::body::Incoming>) -> Result<ClientProtocol, Str
 /// The ports of a channel-protocol request, checked as kubelet checks them.
 fn query_ports(query: Option<&str>) -> Result<Vec<u16>, String> {
     let mut values = Vec::new();
-    for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         if k == "ports" || k == "port" {
             values.push(
@@ -396,9 +404,21 @@ mod tests {
         assert_eq!(query_ports(Some("&ports=80%2C7000")), Ok(vec![80, 7000]));
         assert_eq!(query_ports(Some("port=80&ports=90")), Ok(vec![80, 90]));
         assert!(query_ports(None).unwrap_err().contains("is required"));
-        assert!(query_ports(Some("ports=http")).unwrap_err().contains("unable to parse"));
-        assert!(query_ports(Some("ports=0")).unwrap_err().contains("must be > 0"));
-        assert!(query_ports(Some("ports=%zz")).unwrap_err().contains("percent"));
+        assert!(
+            query_ports(Some("ports=http"))
+                .unwrap_err()
+                .contains("unable to parse")
+        );
+        assert!(
+            query_ports(Some("ports=0"))
+                .unwrap_err()
+                .contains("must be > 0")
+        );
+        assert!(
+            query_ports(Some("ports=%zz"))
+                .unwrap_err()
+                .contains("percent")
+        );
         let many: Vec<String> = (1..=129).map(|p| p.to_string()).collect();
         let q = format!("ports={}", many.join(","));
         assert!(query_ports(Some(&q)).unwrap_err().contains("at most 128"));

@@ -177,7 +177,8 @@ async fn run(forward: Forward, tape: Tape<'_>) -> Ending {
         Carrier::Raw => wire::split_raw(upgraded),
         ws => {
             let config = tunnel_config().max_message_size(Some(1 << 20));
-            let socket = WebSocketStream::from_raw_socket(upgraded, Role::Server, Some(config)).await;
+            let socket =
+                WebSocketStream::from_raw_socket(upgraded, Role::Server, Some(config)).await;
             wire::split_ws(socket, ws)
         }
     };
@@ -226,11 +227,17 @@ fn ending(end: End) -> Ending {
             ended_by: None,
         },
         End::ClientLost(e) => Ending {
-            exit: exit(1, format!("kubetape: lost the connection to the client: {e}")),
+            exit: exit(
+                1,
+                format!("kubetape: lost the connection to the client: {e}"),
+            ),
             ended_by: None,
         },
         End::UpstreamLost(e) => Ending {
-            exit: exit(1, format!("kubetape: lost the connection to the cluster: {e}")),
+            exit: exit(
+                1,
+                format!("kubetape: lost the connection to the cluster: {e}"),
+            ),
             ended_by: None,
         },
         End::Ended(why) => Ending {

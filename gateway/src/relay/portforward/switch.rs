@@ -25,9 +25,7 @@ use std::collections::{HashMap, HashSet};
 use proto::channel::{self, Frame, Protocol};
 use proto::portforward as pf;
 use proto::spdy::SpdyError;
-use proto::spdy::portforward::{
-    Client, ClientEvent, PortFilter, Refusal, Server, ServerEvent,
-};
+use proto::spdy::portforward::{Client, ClientEvent, PortFilter, Refusal, Server, ServerEvent};
 use storage_schema::{Direction, ForwardOutcome};
 
 use crate::policy::ForwardScope;
@@ -545,7 +543,8 @@ impl Switch {
     /// Ends the session: every open connection is told `message` (kubectl prints it, then
     /// ends the forward) and closed, the cluster's side reset; GOAWAY both ways.
     pub fn end_all(&mut self, message: &str) {
-        let mut keys: Vec<(u64, String)> = self.conns.iter().map(|(k, c)| (c.n, k.clone())).collect();
+        let mut keys: Vec<(u64, String)> =
+            self.conns.iter().map(|(k, c)| (c.n, k.clone())).collect();
         keys.sort();
         for (_, key) in keys {
             self.fail_client(&key, message);
@@ -589,7 +588,11 @@ impl Switch {
         match &mut self.side {
             Side::Spdy(server) => {
                 let out = server.take_output();
-                if out.is_empty() { Vec::new() } else { vec![out] }
+                if out.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![out]
+                }
             }
             Side::Channels { out, .. } => std::mem::take(out),
         }

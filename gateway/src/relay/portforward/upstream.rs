@@ -156,7 +156,10 @@ async fn tunnel(client: &kube::Client, path: &str, headers: &HeaderMap) -> Resul
     let mut h = headers.clone();
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    h.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+    h.insert(
+        header::SEC_WEBSOCKET_VERSION,
+        HeaderValue::from_static("13"),
+    );
     h.insert(
         header::SEC_WEBSOCKET_KEY,
         HeaderValue::from_str(&key).map_err(|e| DialError::Transport(e.to_string()))?,

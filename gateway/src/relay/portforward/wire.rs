@@ -294,7 +294,11 @@ mod tests {
         q.push(vec![3]);
         q.close();
         q.push(vec![4]);
-        assert_eq!(q.take().await.unwrap(), [vec![3]], "what was queued before close");
+        assert_eq!(
+            q.take().await.unwrap(),
+            [vec![3]],
+            "what was queued before close"
+        );
         assert_eq!(q.take().await, None);
         // A closed queue never blocks a producer.
         tokio::time::timeout(Duration::from_secs(5), q.room())

@@ -190,7 +190,8 @@ impl View {
             KeyCode::End => self.head_us = end,
             KeyCode::Up => self.selected = self.selected.saturating_sub(1),
             KeyCode::Down => {
-                self.selected = (self.selected + 1).min(self.timeline.conns.len().saturating_sub(1));
+                self.selected =
+                    (self.selected + 1).min(self.timeline.conns.len().saturating_sub(1));
             }
             // Jump to the selected connection's opening.
             KeyCode::Enter => {
@@ -374,9 +375,8 @@ fn draw_rows(f: &mut Frame, area: Rect, v: &View) {
 /// Runs the view on the terminal until `q` (or `stop`).
 pub fn run(mut view: View, stop: &AtomicBool) -> anyhow::Result<()> {
     let _guard = TermGuard::enter()?;
-    let mut tui = ratatui::Terminal::new(ratatui::backend::CrosstermBackend::new(
-        std::io::stdout(),
-    ))?;
+    let mut tui =
+        ratatui::Terminal::new(ratatui::backend::CrosstermBackend::new(std::io::stdout()))?;
     let mut last = Instant::now();
     loop {
         tui.draw(|f| draw(f, &view))?;
@@ -429,7 +429,13 @@ mod tests {
                     direction: Direction::ToPod,
                 },
             ),
-            ev(2_000_000, EventKind::PortForwardOpen { conn: 2, port: 5432 }),
+            ev(
+                2_000_000,
+                EventKind::PortForwardOpen {
+                    conn: 2,
+                    port: 5432,
+                },
+            ),
             ev(
                 2_000_000,
                 EventKind::PortForwardEnd {
@@ -473,7 +479,10 @@ mod tests {
         assert_eq!(t.conns.len(), 2);
         assert_eq!(t.duration_us, 10_000_000);
         let c = &t.conns[0];
-        assert_eq!((c.port, c.closed_us, c.client_done_us), (80, Some(3_000_000), Some(1_500_000)));
+        assert_eq!(
+            (c.port, c.closed_us, c.client_done_us),
+            (80, Some(3_000_000), Some(1_500_000))
+        );
         assert_eq!(c.bytes_at(999_999), (0, 0));
         assert_eq!(c.bytes_at(1_000_000), (100, 2_000));
         assert_eq!(c.total(), (100, 3_000));
@@ -545,9 +554,15 @@ mod tests {
             .chunks(120)
             .map(|row| row.iter().map(|c| c.symbol()).collect::<String>() + "\n")
             .collect();
-        assert!(text.contains("port-forward default/demo · alice · ports allowed 80"), "{text}");
+        assert!(
+            text.contains("port-forward default/demo · alice · ports allowed 80"),
+            "{text}"
+        );
         assert!(text.contains("5432"), "{text}");
-        assert!(text.contains("#2 :5432 refused — kubetape: port 5432 is not allowed"), "{text}");
+        assert!(
+            text.contains("#2 :5432 refused — kubetape: port 5432 is not allowed"),
+            "{text}"
+        );
         // Port 80's row shows what it moved by the head: 100 B up, 2.0 kB down.
         assert!(text.contains("100 B") && text.contains("2.0 kB"), "{text}");
         assert!(text.contains("1 open of 2"), "{text}");

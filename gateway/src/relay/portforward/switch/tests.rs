@@ -34,7 +34,11 @@ impl Rig {
     fn new(ports: &[u16], capture: Capture) -> Self {
         Self {
             kubectl: Client::new(),
-            switch: Switch::spdy(scope(ports, capture), capture == Capture::Full, "rule 1".into()),
+            switch: Switch::spdy(
+                scope(ports, capture),
+                capture == Capture::Full,
+                "rule 1".into(),
+            ),
             kubelet: Server::new(),
             seen_by_kubectl: Vec::new(),
             seen_by_kubelet: Vec::new(),
@@ -109,7 +113,13 @@ fn a_half_closed_client_gets_the_whole_answer() {
             port: 7000
         }]
     );
-    assert_eq!(notes, [Note::Opened { conn: 1, port: 7000 }]);
+    assert_eq!(
+        notes,
+        [Note::Opened {
+            conn: 1,
+            port: 7000
+        }]
+    );
     rig.kubectl.send(&a, b"ping");
     rig.kubectl.send_fin(&a);
     rig.pump();
@@ -240,7 +250,13 @@ fn a_port_outside_the_role_is_refused_alone() {
         "{}",
         refusals[0].2
     );
-    assert_eq!(notes[0], Note::Opened { conn: 1, port: 7000 });
+    assert_eq!(
+        notes[0],
+        Note::Opened {
+            conn: 1,
+            port: 7000
+        }
+    );
     assert_eq!(notes[2], Note::Opened { conn: 2, port: 80 });
     rig.kubectl.send(&allowed, b"still works");
     rig.pump();
@@ -261,8 +277,10 @@ fn the_clusters_error_reaches_kubectl_and_the_recording() {
     let mut rig = Rig::new(&[7001], Capture::Metadata);
     let a = rig.kubectl.open(7001);
     rig.pump();
-    rig.kubelet
-        .fail("0", "error forwarding port 7001 to pod x: connection refused");
+    rig.kubelet.fail(
+        "0",
+        "error forwarding port 7001 to pod x: connection refused",
+    );
     rig.kubelet.close("0");
     rig.pump();
     rig.kubectl.finish(&a);
@@ -353,9 +371,7 @@ fn ending_the_session_tells_every_open_connection() {
 }
 
 fn channel_frames(out: Vec<Vec<u8>>) -> Vec<(u8, Vec<u8>)> {
-    out.into_iter()
-        .map(|m| (m[0], m[1..].to_vec()))
-        .collect()
+    out.into_iter().map(|m| (m[0], m[1..].to_vec())).collect()
 }
 
 /// kube-rs: the port prefixes first, a refused port's reason on its error channel, data mapped
