@@ -124,7 +124,10 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let reader = SessionReader::open(&store, &keyring, id).await?;
     let wanted = match args.connection {
         Some(n) => Wanted::Connection(n, args.direction.into()),
-        None => Wanted::Stream(args.stream.into()),
+        None => {
+            crate::class::require_terminal(id, reader.meta())?;
+            Wanted::Stream(args.stream.into())
+        }
     };
     // What a connection request is checked against once the events are read.
     let mut connections = 0u64;

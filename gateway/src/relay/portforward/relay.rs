@@ -43,6 +43,11 @@ const KEEPALIVE: Duration = Duration::from_secs(30);
 const UPGRADE_WAIT: Duration = Duration::from_secs(30);
 /// How long the last frames (errors, GOAWAY) may take to reach each peer at the end.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
+/// How long a client told why its forward ends (revocation, expiry, the cluster gone) has to
+/// close the tunnel itself before the gateway does. kubectl prints a connection's error only
+/// after it has read it to the end, and exits at once when the tunnel closes: closed first, it
+/// would say only "lost connection to pod". Well within the 1 s an ending may take.
+const CLIENT_GRACE: Duration = Duration::from_millis(300);
 
 /// Per-connection audit records: the forward's request record, made one per connection.
 #[derive(Debug)]
@@ -63,7 +68,7 @@ impl Audit {
         } else {
             r.status = 200;
         }
-        let closed_at_us = storage_schema::session::unix_micros_now();
+        let closed_at_us = storage_schema::time::unix_micros_now();
         r.extra.insert(
             "port_forward".into(),
             serde_json::json!({
@@ -344,9 +349,10 @@ async fn relay(
             }
         }
     };
+    tokio::pin!(from_client);
     let end = tokio::select! {
         why = ends.wait() => End::Ended(why),
-        end = from_client => end,
+        end = &mut from_client => end,
         end = from_upstream => end,
         never = duties => never,
     };
@@ -366,6 +372,11 @@ async fn relay(
         s.end_all(&message);
         s.tick();
         queues.flush(&mut s);
+    }
+    if !matches!(end, End::Client | End::ClientLost(_)) {
+        // The client reads the errors and closes; what it still sends meanwhile is taken (and
+        // refused: no connection is open). A client that does not close is closed after this.
+        let _ = tokio::time::timeout(CLIENT_GRACE, &mut from_client).await;
     }
     queues.client.close();
     queues.upstream.close();

@@ -127,12 +127,15 @@ pub(crate) struct Switch {
     refused: HashSet<String>,
     notes: Vec<Note>,
     stop: Option<Stop>,
+    /// Why the session ended ([`Switch::end_all`]): a connection the client opens while it is
+    /// being closed is told so and recorded, never dialled.
+    ended: Option<String>,
     /// Bytes relayed so far (to the pod, from the pod), for the gateway's metrics.
     relayed: (u64, u64),
 }
 
 fn now_us() -> u64 {
-    storage_schema::session::unix_micros_now()
+    storage_schema::time::unix_micros_now()
 }
 
 impl Switch {
@@ -202,6 +205,7 @@ impl Switch {
             scope,
             rule,
             refused: HashSet::new(),
+            ended: None,
             notes: Vec::new(),
             stop: None,
             relayed: (0, 0),
@@ -225,6 +229,25 @@ impl Switch {
     }
 
     fn open(&mut self, key: String, port: u16) {
+        if let Some(message) = self.ended.clone() {
+            let n = self.next();
+            self.fail_client(&key, &message);
+            if let Side::Spdy(server) = &mut self.side {
+                server.close(&key);
+            }
+            self.notes.push(Note::Opened { conn: n, port });
+            self.notes.push(Note::Ended(Ended {
+                conn: n,
+                port,
+                key,
+                opened_at_us: now_us(),
+                to_pod: 0,
+                from_pod: 0,
+                outcome: ForwardOutcome::Ended,
+                message,
+            }));
+            return;
+        }
         let n = self.next();
         let up = self.up.open(port);
         self.by_up.insert(up.clone(), key.clone());
@@ -543,6 +566,7 @@ impl Switch {
     /// Ends the session: every open connection is told `message` (kubectl prints it, then
     /// ends the forward) and closed, the cluster's side reset; GOAWAY both ways.
     pub fn end_all(&mut self, message: &str) {
+        self.ended = Some(message.to_string());
         let mut keys: Vec<(u64, String)> =
             self.conns.iter().map(|(k, c)| (c.n, k.clone())).collect();
         keys.sort();

@@ -154,8 +154,12 @@ async fn forward_timeline(
     id: storage_schema::SessionId,
 ) -> anyhow::Result<Option<forward::View>> {
     let reader = storage_schema::store::SessionReader::open(store, keyring, id).await?;
-    if reader.meta().kind != storage_schema::SessionKind::PortForward {
-        return Ok(None);
+    match reader.meta().class() {
+        storage_schema::StreamClass::PortForward => {}
+        // The terminal player decides (and refuses an audit stream).
+        storage_schema::StreamClass::Session | storage_schema::StreamClass::AuditStream => {
+            return Ok(None);
+        }
     }
     let mut timeline = forward::Timeline::default();
     let read = reader.for_each_event(|e| timeline.push(e)).await;
@@ -187,15 +191,14 @@ async fn play_forward(mut view: forward::View, speed: f64) -> anyhow::Result<Exi
     }
 }
 
-/// The newest terminal session (audit streams skipped).
+/// The newest session or port-forward (older stores keep audit streams among them).
 async fn newest(store: &storage_schema::store::Store) -> anyhow::Result<storage_schema::SessionId> {
+    use storage_schema::StreamClass;
     for id in list_sessions(store).await? {
         let summary = storage_schema::store::summarize(store, id).await?;
-        if summary
-            .meta
-            .is_some_and(|m| m.kind != storage_schema::SessionKind::Audit)
-        {
-            return Ok(id);
+        match summary.class() {
+            Some(StreamClass::Session | StreamClass::PortForward) => return Ok(id),
+            Some(StreamClass::AuditStream) | None => {}
         }
     }
     bail!(
