@@ -257,13 +257,13 @@ fn write_kubeconfig(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{Decision, Policy, parse_attributes};
+    use gateway::policy::{Decision, Policy, parse_attributes};
 
     /// The newcomer's policy lets the developer forward the demo pod's two ports, no other.
     #[test]
     fn the_quickstart_policy_forwards_the_demo_pods_ports() {
         let policy = Policy::from_toml(&quickstart_policy("developers"), "quickstart").unwrap();
-        let dev = crate::authn::Identity {
+        let dev = gateway::authn::Identity {
             user: "dev@example.com".into(),
             groups: vec!["developers".into()],
             issuer: "i".into(),

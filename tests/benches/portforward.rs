@@ -475,6 +475,7 @@ fn setup_tcp(addr: SocketAddr) -> Duration {
 struct Kubectl {
     child: Child,
     addr: SocketAddr,
+    log: PathBuf,
 }
 
 impl Drop for Kubectl {
@@ -490,12 +491,13 @@ fn kubectl_forward(cluster: &Cluster, kubectl: &Path, kubeconfig: &Path) -> Kube
         .local_addr()
         .unwrap()
         .port();
+    let log = cluster.root().join(format!("kubectl-{local}.log"));
     let mut child = cluster
         .kubectl(kubectl, kubeconfig)
         .args(["port-forward", "pod/demo", &format!("{local}:{PORT}")])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("kubectl log"))
         .spawn()
         .expect("kubectl port-forward");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -510,6 +512,7 @@ fn kubectl_forward(cluster: &Cluster, kubectl: &Path, kubeconfig: &Path) -> Kube
     Kubectl {
         child,
         addr: format!("127.0.0.1:{local}").parse().unwrap(),
+        log,
     }
 }
 
@@ -708,11 +711,12 @@ fn main() {
                         ))
                     }
                     Via::KubectlDirect | Via::KubectlGateway => {
-                        let addr = if via == Via::KubectlDirect {
-                            kubectl_direct.addr
+                        let k = if via == Via::KubectlDirect {
+                            &kubectl_direct
                         } else {
-                            kubectl_gateway.addr
+                            &kubectl_gateway
                         };
+                        let addr = k.addr;
                         let handles: Vec<_> = (0..conns)
                             .map(|i| {
                                 std::thread::spawn(move || {
@@ -720,7 +724,21 @@ fn main() {
                                 })
                             })
                             .collect();
-                        handles.into_iter().map(|h| h.join().unwrap()).collect()
+                        let results: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
+                        if results.iter().any(Result::is_err) {
+                            let tail = |p: &Path| {
+                                let t = std::fs::read_to_string(p).unwrap_or_default();
+                                let lines: Vec<&str> = t.lines().collect();
+                                lines[lines.len().saturating_sub(30)..].join("\n")
+                            };
+                            panic!(
+                                "{}: a connection failed\nkubectl:\n{}\ngateway:\n{}",
+                                via.name(),
+                                tail(&k.log),
+                                tail(&cluster.root().join("gateway.log"))
+                            );
+                        }
+                        results.into_iter().map(Result::unwrap).collect()
                     }
                 };
                 let wall = before.0.elapsed().as_secs_f64();

@@ -189,7 +189,7 @@ async fn run(forward: Forward, tape: Tape<'_>) -> Ending {
     };
     let (up_rx, up_tx) = match upstream {
         Upstream::Spdy(io) => wire::split_raw(io),
-        Upstream::Tunnel(ws) => wire::split_ws(ws, Carrier::Tunnel),
+        Upstream::Tunnel(ws) => wire::split_ws(*ws, Carrier::Tunnel),
     };
     let queues = Queues {
         client: Queue::new(OUT_LIMIT, wire::bytes_weight),
@@ -288,9 +288,9 @@ async fn relay(
             let mut s = lock(switch);
             let before = s.relayed();
             let result = match input {
-                Input::Bytes(b) => s.from_client(&b),
+                Input::Bytes(b) => s.on_client_bytes(&b),
                 Input::Frame(f) => {
-                    s.from_client_frame(f);
+                    s.on_client_frame(f);
                     Ok(())
                 }
             };
@@ -315,7 +315,7 @@ async fn relay(
             };
             let mut s = lock(switch);
             let before = s.relayed();
-            let result = s.from_upstream(&bytes);
+            let result = s.on_upstream_bytes(&bytes);
             count(&s, before);
             queues.flush(&mut s);
             if let Err(e) = result {

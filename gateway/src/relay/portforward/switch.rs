@@ -77,8 +77,9 @@ pub(crate) struct Ended {
 /// The client's protocol.
 #[derive(Debug)]
 enum Side {
-    /// kubectl: SPDY, raw or inside the WebSocket tunnel.
-    Spdy(Server),
+    /// kubectl: SPDY, raw or inside the WebSocket tunnel (boxed: its stream table is much
+    /// larger than the channel side).
+    Spdy(Box<Server>),
     /// kube-rs and other libraries: `v4.channel.k8s.io`, ports fixed by `?ports=`.
     Channels {
         protocol: Protocol,
@@ -144,7 +145,7 @@ impl Switch {
     pub fn spdy(scope: ForwardScope, capture: bool, rule: String) -> Self {
         let allowed = scope.clone();
         let server = Server::with_port_filter(PortFilter::new(move |p| allowed.allows(p)));
-        Self::new(Side::Spdy(server), scope, capture, rule)
+        Self::new(Side::Spdy(Box::new(server)), scope, capture, rule)
     }
 
     /// A switch for a channel-protocol client: every port of `?ports=` is a connection,
@@ -273,14 +274,14 @@ impl Switch {
     // === from the client ===
 
     /// Bytes from a SPDY client (raw, or the tunnel's messages joined).
-    pub fn from_client(&mut self, bytes: &[u8]) -> Result<(), SpdyError> {
+    pub fn on_client_bytes(&mut self, bytes: &[u8]) -> Result<(), SpdyError> {
         let Side::Spdy(server) = &mut self.side else {
             return Ok(());
         };
         for event in server.receive(bytes)? {
             match event {
                 ServerEvent::Connect { request_id, port } => self.open(request_id, port),
-                ServerEvent::Data { request_id, data } => self.to_pod(&request_id, data),
+                ServerEvent::Data { request_id, data } => self.send_to_pod(&request_id, data),
                 ServerEvent::DataFin { request_id } => {
                     if let Some(c) = self.conns.get_mut(&request_id) {
                         c.client_fin = true;
@@ -350,16 +351,16 @@ impl Switch {
     }
 
     /// One message from a channel-protocol client.
-    pub fn from_client_frame(&mut self, frame: Frame) {
+    pub fn on_client_frame(&mut self, frame: Frame) {
         if let Frame::Data { channel, payload } = frame {
             let (index, is_error) = pf::channel_port(channel);
             if !is_error && !payload.is_empty() {
-                self.to_pod(&index.to_string(), payload);
+                self.send_to_pod(&index.to_string(), payload);
             }
         }
     }
 
-    fn to_pod(&mut self, key: &str, data: Vec<u8>) {
+    fn send_to_pod(&mut self, key: &str, data: Vec<u8>) {
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
@@ -380,7 +381,7 @@ impl Switch {
     // === from the cluster ===
 
     /// Bytes from the cluster (raw SPDY, or the tunnel's messages joined).
-    pub fn from_upstream(&mut self, bytes: &[u8]) -> Result<(), SpdyError> {
+    pub fn on_upstream_bytes(&mut self, bytes: &[u8]) -> Result<(), SpdyError> {
         for event in self.up.receive(bytes)? {
             let (up, event) = match event {
                 ClientEvent::Ready { .. } | ClientEvent::Pong(_) => continue,
@@ -397,7 +398,7 @@ impl Switch {
                 continue;
             };
             match event {
-                ClientEvent::Data { data, .. } => self.from_pod(&key, data),
+                ClientEvent::Data { data, .. } => self.on_pod_data(&key, data),
                 ClientEvent::Fin { .. } => {
                     if let Some(c) = self.conns.get_mut(&key) {
                         c.pod_fin = true;
@@ -436,7 +437,7 @@ impl Switch {
         Ok(())
     }
 
-    fn from_pod(&mut self, key: &str, data: Vec<u8>) {
+    fn on_pod_data(&mut self, key: &str, data: Vec<u8>) {
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };

@@ -24,7 +24,8 @@ const MAX_REFUSAL: usize = 64 << 10;
 /// The upgraded connection to the cluster.
 #[derive(Debug)]
 pub(crate) enum Upstream {
-    Tunnel(Ws),
+    /// Boxed: a WebSocket stream is several times the size of the raw connection.
+    Tunnel(Box<Ws>),
     Spdy(Io),
 }
 
@@ -87,7 +88,7 @@ pub(crate) async fn dial(
     headers: &HeaderMap,
 ) -> Result<Upstream, Response<Body>> {
     let tunnel = match tunnel(client, path, headers).await {
-        Ok(ws) => return Ok(Upstream::Tunnel(ws)),
+        Ok(ws) => return Ok(Upstream::Tunnel(Box::new(ws))),
         Err(DialError::Refused(r)) if r.refuses_protocol() => r,
         Err(DialError::Refused(r)) => return Err(r.response()),
         Err(DialError::Transport(e)) => return Err(unreachable(&e)),

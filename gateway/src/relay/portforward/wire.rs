@@ -123,6 +123,10 @@ impl<T> Queue<T> {
 }
 
 /// Bytes queued for a connection.
+#[expect(
+    clippy::ptr_arg,
+    reason = "a queue's weight function takes a reference to its item"
+)]
 pub(crate) fn bytes_weight(b: &Vec<u8>) -> usize {
     b.len()
 }

@@ -60,12 +60,12 @@ impl Rig {
             {
                 return;
             }
-            self.switch.from_client(&to_switch).unwrap();
+            self.switch.on_client_bytes(&to_switch).unwrap();
             self.seen_by_kubelet
                 .extend(self.kubelet.receive(&to_kubelet).unwrap());
             self.seen_by_kubectl
                 .extend(self.kubectl.receive(&to_kubectl).unwrap());
-            self.switch.from_upstream(&from_kubelet).unwrap();
+            self.switch.on_upstream_bytes(&from_kubelet).unwrap();
         }
     }
 
@@ -410,11 +410,11 @@ fn the_channel_protocol_maps_ports_to_connections() {
             port: 80
         }]
     );
-    s.from_client_frame(Frame::Data {
+    s.on_client_frame(Frame::Data {
         channel: 2,
         payload: b"nowhere".to_vec(),
     });
-    s.from_client_frame(Frame::Data {
+    s.on_client_frame(Frame::Data {
         channel: 0,
         payload: b"GET /".to_vec(),
     });
@@ -428,7 +428,7 @@ fn the_channel_protocol_maps_ports_to_connections() {
     kubelet.send("0", b"hello");
     kubelet.send_fin("0");
     kubelet.close("0");
-    s.from_upstream(&kubelet.take_output()).unwrap();
+    s.on_upstream_bytes(&kubelet.take_output()).unwrap();
     assert_eq!(
         channel_frames(s.take_client_output()),
         [(0, b"hello".to_vec())]
@@ -444,7 +444,10 @@ fn the_channel_protocol_maps_ports_to_connections() {
 #[test]
 fn garbage_is_an_error() {
     let mut s = Switch::spdy(scope(&[80], Capture::Metadata), false, "r".into());
-    assert!(s.from_client(&[0x80, 0x02, 0, 1, 0, 0, 0, 0]).is_err());
+    assert!(s.on_client_bytes(&[0x80, 0x02, 0, 1, 0, 0, 0, 0]).is_err());
     let mut s = Switch::spdy(scope(&[80], Capture::Metadata), false, "r".into());
-    assert!(s.from_upstream(&[0x80, 0x02, 0, 1, 0, 0, 0, 0]).is_err());
+    assert!(
+        s.on_upstream_bytes(&[0x80, 0x02, 0, 1, 0, 0, 0, 0])
+            .is_err()
+    );
 }
