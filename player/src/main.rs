@@ -35,6 +35,8 @@ Examples:
   kubetape ls                          list recordings, newest first
   kubetape verify --all                check every recording is intact
   kubetape cat 0196f3a2 | less -R      print a recording's output
+  kubetape cat 0196f3a2 --connection 2 --direction out
+                                       a port-forward connection's bytes (capture = \"full\")
   kubetape play 0196f3a2 --at '#3'     replay it, from the third command
   kubetape export 0196f3a2 -o s.cast   export for asciinema
   kubetape search 'rm -rf' -n prod     who typed it, where, when
