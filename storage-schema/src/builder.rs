@@ -318,6 +318,7 @@ impl ChunkBuilder {
             bytes: self.totals.bytes,
             events: self.totals.events,
             commands: None,
+            gaps: Vec::new(),
         }
     }
 

@@ -60,6 +60,11 @@ pub struct SealPayload {
     /// (absent in seals written before it existed, and in `interrupted` seals).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commands: Option<crate::commands::CommandsRef>,
+    /// What the recorder could not make durable and gave up on (see [`crate::gap`]); the
+    /// byte and event counts above leave it out. Absent in seals of sessions with no loss (and
+    /// in every seal written before gaps existed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gaps: Vec<crate::gap::Gap>,
 }
 
 /// Why a seal could not be read or trusted.

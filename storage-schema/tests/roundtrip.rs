@@ -32,7 +32,8 @@ fn arb_kind() -> impl Strategy<Value = EventKind> {
         }),
         1 => (any::<u64>(), ".{0,40}").prop_map(|(conn, error)| EventKind::PortForwardClose { conn, error }),
         1 => ".{0,40}".prop_map(|json| EventKind::Audit { json }),
-        1 => (12u8.., bytes).prop_map(|(tag, payload)| EventKind::Unknown { tag, payload }),
+        1 => ".{0,40}".prop_map(|json| EventKind::Gap { json }),
+        1 => (13u8.., bytes).prop_map(|(tag, payload)| EventKind::Unknown { tag, payload }),
     ]
 }
 

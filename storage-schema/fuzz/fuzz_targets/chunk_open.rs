@@ -90,6 +90,12 @@ enum Kind {
         conn: u64,
         error: String,
     },
+    Audit {
+        json: String,
+    },
+    Gap {
+        json: String,
+    },
     Unknown {
         tag: u8,
         payload: Vec<u8>,
@@ -162,9 +168,11 @@ fn kind(k: Kind) -> EventKind {
             bytes,
         },
         Kind::PortForwardClose { conn, error } => EventKind::PortForwardClose { conn, error },
-        // Tags 0..=11 are taken (0 reserved); unknown ones are 12..=255.
+        Kind::Audit { json } => EventKind::Audit { json },
+        Kind::Gap { json } => EventKind::Gap { json },
+        // Tags 0..=12 are taken (0 reserved); unknown ones are 13..=255.
         Kind::Unknown { tag, payload } => EventKind::Unknown {
-            tag: 12 + tag % 244,
+            tag: 13 + tag % 243,
             payload,
         },
     }

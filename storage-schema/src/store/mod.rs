@@ -8,6 +8,7 @@
 mod catalog;
 mod reader;
 mod recorder;
+mod spool;
 mod verify;
 
 use std::sync::Arc;
@@ -19,7 +20,10 @@ use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
 
 pub use self::catalog::{SessionSummary, ended_since, list_sessions, summarize, summarize_all};
 pub use self::reader::{ReadError, SessionReader};
-pub use self::recorder::{RecordError, Recorder};
+pub use self::recorder::{
+    Durability, Lag, MAX_UNDURABLE, OnStoreFailure, RecordError, Recorder, RecorderOptions,
+};
+pub use self::spool::{Replayed, Spool, SpoolError, SpoolStats};
 pub use self::verify::{KeySource, VerifyError, seal_interrupted, verify_session};
 
 /// Why the store could not be opened or used.

@@ -107,6 +107,11 @@ pub async fn verify_session(
         }
         Ok(_) => {}
     }
+    // The seal first: the gaps it declares explain the chunks they cover.
+    let seal = store.get_opt(&layout::seal(id)).await?;
+    if let Some(bytes) = &seal {
+        verifier.expect_seal(bytes);
+    }
     for (name, _) in store.list(&layout::chunks_dir(id)).await? {
         let Some(seq) = layout::parse_chunk_name(&name) else {
             continue;
@@ -114,7 +119,6 @@ pub async fn verify_session(
         let bytes = store.get(&layout::chunk(id, seq)).await?;
         verifier.chunk(seq, &bytes);
     }
-    let seal = store.get_opt(&layout::seal(id)).await?;
     let mut report = verifier.finish(seal.as_deref());
     if let SessionState::Sealed(payload) | SessionState::Interrupted(payload) = &report.state
         && let Some(reference) = &payload.commands
@@ -138,7 +142,8 @@ pub async fn verify_session(
 }
 
 /// Seals a session whose writer died, as `interrupted`, after verifying its whole chain with the
-/// data key. Refuses damaged or already sealed sessions.
+/// data key. Refuses damaged or already sealed sessions. Gaps its recorder declared in gap
+/// events go into the seal.
 pub async fn seal_interrupted(
     store: &Store,
     keyring: &Keyring,
@@ -171,6 +176,8 @@ pub async fn seal_interrupted(
         bytes: totals.bytes,
         events: totals.events,
         commands: None,
+        // Losses the recorder declared in gap events before it died (its seal never came).
+        gaps: report.gaps.clone(),
     };
     store
         .put_create(&layout::seal(id), payload.sign(signer))
