@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use storage_schema::Keyring;
-use storage_schema::store::Store;
+use storage_schema::store::{Spool, Store};
 use tokio::net::TcpListener;
 
 use tokio::sync::watch;
@@ -61,6 +61,27 @@ impl Gateway {
         if created {
             tracing::warn!(dir = %keys.display(), "created a new recording keyring; back it up: recordings cannot be read without it");
         }
+        // Where writes wait while the store is down; what a previous gateway left there is
+        // replayed in the background (started first: the steps below may wait for the store).
+        let spool_dir = config.recording.spool_dir();
+        let spool = Spool::open(&spool_dir, config.recording.spool_max_mib << 20)
+            .with_context(|| format!("recording spool {}", spool_dir.display()))?;
+        let durability = config.recording.durability(Some(spool.clone()));
+        if !spool.leftovers().is_empty() {
+            tracing::warn!(
+                sessions = spool.leftovers().len(),
+                spool = %spool.slot().display(),
+                "the spool holds sessions a previous gateway could not write to the store; replaying them"
+            );
+            let (store, ring) = (
+                store.clone(),
+                Keyring::open(&keys).context("recording keys (spool)")?,
+            );
+            let timeout = durability.store_timeout;
+            tokio::spawn(async move {
+                spool.replay_leftovers(&store, &ring, timeout).await;
+            });
+        }
         let live = LiveSessions::default();
         let revocations = Arc::new(Revocations::new(
             store.clone(),
@@ -80,6 +101,7 @@ impl Gateway {
             Keyring::open(&keys).context("recording keys (audit)")?,
             config.recording.flush_policy(),
             config.cluster_name.clone(),
+            durability.clone(),
         );
         let listener = TcpListener::bind(config.listen)
             .await
@@ -95,7 +117,8 @@ impl Gateway {
             .context("start the recording runtime")?,
             live,
             revocations.clone(),
-        );
+        )
+        .with_durability(durability);
         let state = State {
             authn,
             policy,
@@ -171,7 +194,8 @@ impl Gateway {
                 loop {
                     tick.tick().await;
                     for record in state.unauthenticated.expired(tokio::time::Instant::now()) {
-                        state.audit.emit(&record).await;
+                        // Nobody waits for these (aggregates); a failure is logged by the log.
+                        let _ = state.audit.emit(&record).await;
                     }
                 }
             })
@@ -215,7 +239,7 @@ impl Gateway {
         grants.abort();
         aggregates.abort();
         for record in self.state.unauthenticated.flush() {
-            self.state.audit.emit(&record).await;
+            let _ = self.state.audit.emit(&record).await;
         }
         self.state.audit.shutdown(Duration::from_secs(10)).await;
         served

@@ -32,7 +32,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use storage_schema::commands::CommandObserver;
-use storage_schema::store::{RecordError, Recorder, Store};
+use storage_schema::store::{Durability, RecordError, Recorder, RecorderOptions, Store};
 use storage_schema::{EventKind, ExitInfo, FlushPolicy, Keyring, SessionId, SessionMeta};
 use tracing::Instrument as _;
 
@@ -58,6 +58,8 @@ pub struct Sessions {
     live: LiveSessions,
     revocations: Arc<Revocations>,
     drain: Drain,
+    /// How recordings get through a store outage (spool, failure policy).
+    durability: Durability,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -168,8 +170,26 @@ impl EndReason {
         }
     }
 
+    /// The recording store (and the spool) could not take the session's output for longer
+    /// than the policy allows: it ends rather than run unrecorded, and says so.
+    pub fn store_unavailable(cause: &str) -> Self {
+        let message = format!(
+            "kubetape: the session was ended because its recording cannot be stored ({cause}); what could not be recorded is marked in the recording; try again once the recording store is back"
+        );
+        Self {
+            marker: message.clone(),
+            message,
+            code: 503,
+            reason: "ServiceUnavailable",
+        }
+    }
+
     /// A recorder that refused an event: the session ends rather than run unrecorded.
     pub fn recording_error(e: &RecordError) -> Self {
+        if let RecordError::StoreUnavailable { cause } = e {
+            tracing::error!(cause = %cause, "the recording store is unavailable; ending the session (fail closed)");
+            return Self::store_unavailable(cause);
+        }
         tracing::error!(error = %e, "recording failed; ending the session (fail closed)");
         let message = format!("kubetape: recording failed ({e}); the session was ended");
         Self {
@@ -224,9 +244,15 @@ impl Ends<'_> {
                 code: 503,
                 reason: "ServiceUnavailable",
             },
-            () = self.recorder.closed() => {
-                tracing::error!("the recorder stopped; ending the session (fail closed)");
-                EndReason::recording_failed()
+            () = self.recorder.closed() => match self.recorder.failure() {
+                Some(cause) => {
+                    tracing::error!(cause = %cause, "the recorder gave up; ending the session (fail closed)");
+                    EndReason::store_unavailable(&cause)
+                }
+                None => {
+                    tracing::error!("the recorder stopped; ending the session (fail closed)");
+                    EndReason::recording_failed()
+                }
             }
         }
     }
@@ -249,7 +275,14 @@ impl Sessions {
             live,
             revocations,
             drain: Drain::default(),
+            durability: Durability::default(),
         }
+    }
+
+    /// Records through a spool and a failure policy (`[recording]`; default: no spool, pause).
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
     }
 
     pub fn drain(&self) -> &Drain {
@@ -288,10 +321,15 @@ impl Sessions {
             Box::new(transcript::CommandExtractor::new(&meta)) as Box<dyn CommandObserver>
         });
         // Started on the recording runtime, so its task, uploads and extractor thread run there.
-        let (store, keyring, flush) = (self.store.clone(), self.keyring.clone(), self.flush);
-        let started = self.runtime.spawn(async move {
-            Recorder::start_observed(store, &keyring, meta, flush, commands).await
-        });
+        let (store, keyring) = (self.store.clone(), self.keyring.clone());
+        let options = RecorderOptions {
+            flush: self.flush,
+            durability: self.durability.clone(),
+            observer: commands,
+        };
+        let started = self
+            .runtime
+            .spawn(async move { Recorder::start_with(store, &keyring, meta, options).await });
         let recorder = started
             .await
             .unwrap_or_else(|e| Err(RecordError::Task(e.to_string())))

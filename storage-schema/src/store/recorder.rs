@@ -57,7 +57,7 @@
 //! (`open_via_spool`); a terminal session still fails closed when the store is down.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -182,6 +182,10 @@ pub struct Lag {
     pub oldest_us: u64,
     /// Chunks written to the spool so far.
     pub spooled_total: u64,
+    /// Events in the chunks that are durable (in the store or the spool), counted from the
+    /// first chunk and in order; frozen when the recorder gives up (what follows is its last
+    /// words). The audit journal forgets records below it.
+    pub durable_events: u64,
     /// Whether the caller is being held (paused) or the recorder gave up.
     pub paused: bool,
     pub failed: bool,
@@ -195,6 +199,8 @@ const FAILED: u8 = 2;
 #[derive(Debug)]
 struct Shared {
     gate: AtomicU8,
+    /// False once the caller asked not to be held back any more ([`Recorder::stop_holding`]).
+    holding: AtomicBool,
     gate_tx: watch::Sender<u8>,
     failure: Mutex<Option<String>>,
     /// Stream data refused after giving up: shown to the client (the relay forwards first),
@@ -204,6 +210,7 @@ struct Shared {
     undurable_bytes: AtomicU64,
     oldest_us: AtomicU64,
     spooled_total: AtomicU64,
+    durable_events: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -334,6 +341,7 @@ impl Recorder {
         let (gate_tx, gate_rx) = watch::channel(OPEN);
         let shared = Arc::new(Shared {
             gate: AtomicU8::new(OPEN),
+            holding: AtomicBool::new(true),
             gate_tx,
             failure: Mutex::new(None),
             refused: Mutex::new(Refused::default()),
@@ -341,6 +349,7 @@ impl Recorder {
             undurable_bytes: AtomicU64::new(0),
             oldest_us: AtomicU64::new(0),
             spooled_total: AtomicU64::new(0),
+            durable_events: AtomicU64::new(0),
         });
         let (opened_tx, opened) = oneshot::channel();
         let now = tokio::time::Instant::now();
@@ -433,25 +442,41 @@ impl Recorder {
             undurable_bytes: s.undurable_bytes.load(Ordering::Relaxed),
             oldest_us: s.oldest_us.load(Ordering::Relaxed),
             spooled_total: s.spooled_total.load(Ordering::Relaxed),
+            durable_events: s.durable_events.load(Ordering::Relaxed),
             paused: gate == PAUSED,
             failed: gate == FAILED,
         }
     }
 
+    /// Stops holding callers of a paused recording back: the session is ending, and what it
+    /// showed must go in without waiting (it is declared lost if the recorder gives up).
+    pub fn stop_holding(&self) {
+        self.shared.holding.store(false, Ordering::Release);
+        let gate = self.shared.gate.load(Ordering::Acquire);
+        self.shared.gate_tx.send_replace(gate);
+    }
+
     /// Waits while the recording is paused; refuses held-back events once it gave up.
     async fn pass(&self, at_us: u64, kind: &EventKind) -> Result<(), RecordError> {
+        // The normal path: one atomic load.
+        if self.shared.gate.load(Ordering::Acquire) == OPEN {
+            return Ok(());
+        }
+        let mut gate = self.gate_rx.clone();
         loop {
-            match self.shared.gate.load(Ordering::Acquire) {
+            let now = *gate.borrow_and_update();
+            match now {
                 OPEN => return Ok(()),
                 FAILED if held_back(kind) => {
                     self.shared.note_refused(at_us, kind);
                     return Err(self.unavailable());
                 }
                 FAILED => return Ok(()),
-                _ if !held_back(kind) => return Ok(()),
+                _ if !held_back(kind) || !self.shared.holding.load(Ordering::Acquire) => {
+                    return Ok(());
+                }
                 _ => {
-                    let mut gate = self.gate_rx.clone();
-                    if gate.wait_for(|g| *g != PAUSED).await.is_err() {
+                    if gate.changed().await.is_err() {
                         // The task is gone; sending reports it.
                         return Ok(());
                     }
@@ -500,25 +525,6 @@ impl Recorder {
                 bytes: piece.to_vec(),
             };
             self.pass(at_us, &kind).await?;
-            self.send(Event { at_us, kind }).await?;
-        }
-        Ok(())
-    }
-
-    /// Records stream bytes the caller already showed, without waiting for a paused recording:
-    /// for the last write of a session that is ending while paused (it was forwarded before
-    /// the pause could hold it). Refused, and declared lost, if the recorder gave up.
-    pub async fn record_shown(&self, stream: Stream, bytes: &[u8]) -> Result<(), RecordError> {
-        let at_us = self.now_us();
-        for piece in bytes.chunks(MAX_EVENT_DATA) {
-            let kind = EventKind::Data {
-                stream,
-                bytes: piece.to_vec(),
-            };
-            if self.shared.gate.load(Ordering::Acquire) == FAILED {
-                self.shared.note_refused(at_us, &kind);
-                return Err(self.unavailable());
-            }
             self.send(Event { at_us, kind }).await?;
         }
         Ok(())
@@ -621,6 +627,8 @@ struct Item {
     kind: Kind,
     /// May exceed the spool's bound (see [`Spool`]).
     last_words: bool,
+    /// Events in it (chunks).
+    events: u64,
 }
 
 impl Item {
@@ -632,6 +640,7 @@ impl Item {
             queued,
             kind,
             last_words: false,
+            events: 0,
         }
     }
 
@@ -845,7 +854,17 @@ impl Task {
             tokio::time::Instant::now(),
         );
         item.last_words = last_words;
+        item.events = u64::from(chunk.header.events);
         self.outbox.push_back(item);
+    }
+
+    /// An object just became durable (stored, or spooled) for the first time.
+    fn became_durable(&self, item_events: u64) {
+        if !self.failed() {
+            self.shared
+                .durable_events
+                .fetch_add(item_events, Ordering::Relaxed);
+        }
     }
 
     /// Queues the end: the final chunk, the commands and the seal (or, after giving up, the
@@ -1270,6 +1289,9 @@ impl Task {
         if matches!(item.kind, Kind::Key | Kind::Meta) {
             self.written.push(item.key.clone());
         }
+        if !item.spooled {
+            self.became_durable(item.events);
+        }
         if item.spooled
             && let Some(spool) = self.durability.spool.clone()
         {
@@ -1303,11 +1325,14 @@ impl Task {
             Ok(Ok(())) => {
                 item.spooled = true;
                 item.bytes = None;
+                let events = item.events;
+                let is_chunk = matches!(item.kind, Kind::Chunk { .. });
+                self.became_durable(events);
                 self.progress_at = now;
                 if self.spool_refused_at.take().is_some() {
                     tracing::info!(session = %self.session, "the spool takes writes again");
                 }
-                if matches!(item.kind, Kind::Chunk { .. }) {
+                if is_chunk {
                     self.shared.spooled_total.fetch_add(1, Ordering::Relaxed);
                 }
             }

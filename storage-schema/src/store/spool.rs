@@ -98,7 +98,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {
 pub struct SpoolStats {
     /// Bytes held now.
     pub bytes: u64,
-    /// Objects held now.
+    /// Objects held now (the audit journal's files are not objects, but count in `bytes`).
     pub objects: u64,
     /// Objects written since the spool was opened.
     pub written_total: u64,
@@ -168,13 +168,13 @@ impl Spool {
         }
         remove_tmp_files(&slot)?;
         let (bytes, objects_held) = usage(&slot.join("objects"))?;
-        let (jbytes, jobjects) = usage(&slot.join("journal"))?;
+        let (jbytes, _) = usage(&slot.join("journal"))?;
         let leftovers = sessions_under(&objects.join(layout::SESSIONS));
         let spool = Self {
             inner: Arc::new(Inner {
                 slot,
                 max_bytes,
-                held: Mutex::new((bytes + jbytes, objects_held + jobjects)),
+                held: Mutex::new((bytes + jbytes, objects_held)),
                 written: AtomicU64::new(0),
                 refused: AtomicU64::new(0),
                 leftovers,
@@ -214,7 +214,8 @@ impl Spool {
         self.inner.slot.join("objects").join(key)
     }
 
-    /// Accounts `len` more bytes, or refuses (unless `last_words`: see the module docs).
+    /// Accounts `len` more bytes, or refuses (unless `last_words`: see the module docs). For
+    /// what is kept beside the objects (the audit journal), which shares the bound.
     pub fn reserve_bytes(&self, len: u64, last_words: bool) -> Result<(), SpoolError> {
         let mut held = self.inner.held.lock().expect("spool accounting");
         if !last_words && held.0 + len > self.inner.max_bytes {
@@ -225,7 +226,6 @@ impl Spool {
             });
         }
         held.0 += len;
-        held.1 += 1;
         Ok(())
     }
 
@@ -233,7 +233,15 @@ impl Spool {
     pub fn release_bytes(&self, len: u64) {
         let mut held = self.inner.held.lock().expect("spool accounting");
         held.0 = held.0.saturating_sub(len);
-        held.1 = held.1.saturating_sub(1);
+    }
+
+    fn count_object(&self, added: bool) {
+        let mut held = self.inner.held.lock().expect("spool accounting");
+        held.1 = if added {
+            held.1 + 1
+        } else {
+            held.1.saturating_sub(1)
+        };
     }
 
     /// Writes the object `key` durably (see the module docs). `last_words` may exceed the
@@ -247,6 +255,7 @@ impl Spool {
                 return Ok(());
             }
             self.release_bytes(old.len());
+            self.count_object(false);
         }
         self.reserve_bytes(len, last_words)?;
         let mut result = write_durably(&path, bytes);
@@ -260,6 +269,7 @@ impl Spool {
         match result {
             Ok(()) => {
                 self.inner.written.fetch_add(1, Ordering::Relaxed);
+                self.count_object(true);
                 Ok(())
             }
             Err(e) => {
@@ -290,6 +300,7 @@ impl Spool {
         };
         if fs::remove_file(&path).is_ok() {
             self.release_bytes(meta.len());
+            self.count_object(false);
         }
         let root = self.inner.slot.join("objects");
         let mut dir = path.parent();
@@ -314,6 +325,7 @@ impl Spool {
             && fs::rename(&from, &to).is_ok()
         {
             self.release_bytes(meta.len());
+            self.count_object(false);
         }
     }
 

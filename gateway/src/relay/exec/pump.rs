@@ -77,8 +77,10 @@ async fn run(upstream: Upstream, client: ClientEnd, tape: Tape<'_>) -> Ending {
                 if let Err(e) = up_tx.send(Message::binary(frame)).await {
                     break End::UpstreamError(e.to_string());
                 }
-                if let Err(e) = record_input(recorder, msg).await {
-                    break End::Ended(EndReason::recording_error(&e));
+                match tee(recorder, &mut ends, record_input(recorder, msg)).await {
+                    Ok(None) => {}
+                    Ok(Some(why)) => break End::Ended(why),
+                    Err(e) => break End::Ended(EndReason::recording_error(&e)),
                 }
             }
             msg = up_rx.next() => match msg {
@@ -93,12 +95,15 @@ async fn run(upstream: Upstream, client: ClientEnd, tape: Tape<'_>) -> Ending {
                         _ => continue,
                     };
                     // Forward first (sharing the buffer): the recorder must never add latency
-                    // the terminal can feel.
+                    // the terminal can feel. A recording that cannot keep what is shown holds
+                    // the relay here instead (it pauses; see storage_schema::store::Recorder).
                     if to.send(ToClient(frame.clone())).await.is_err() {
                         break End::ClientGone;
                     }
-                    if let Err(e) = recorder.record_data(stream, &frame[1..]).await {
-                        break End::Ended(EndReason::recording_error(&e));
+                    match tee(recorder, &mut ends, recorder.record_data(stream, &frame[1..])).await {
+                        Ok(None) => {}
+                        Ok(Some(why)) => break End::Ended(why),
+                        Err(e) => break End::Ended(EndReason::recording_error(&e)),
                     }
                 }
                 Some(Ok(Message::Close(_))) | None => break End::Upstream,
@@ -151,6 +156,24 @@ async fn run(upstream: Upstream, client: ClientEnd, tape: Tape<'_>) -> Ending {
         tracing::debug!("the client did not finish closing in time");
     }
     Ending { exit, ended_by }
+}
+
+/// Records what was just relayed. A paused recording holds the relay here, but never past a
+/// reason to end the session (a revocation, a drain, ...): then the write goes in without
+/// waiting, so nothing shown is left out, and the reason is returned.
+async fn tee(
+    recorder: &Recorder,
+    ends: &mut crate::session::Ends<'_>,
+    record: impl std::future::Future<Output = Result<(), RecordError>>,
+) -> Result<Option<EndReason>, RecordError> {
+    tokio::pin!(record);
+    tokio::select! {
+        r = &mut record => r.map(|()| None),
+        why = ends.wait() => {
+            recorder.stop_holding();
+            record.await.map(|()| Some(why))
+        }
+    }
 }
 
 /// Records what the client sent. Stdin goes through `record_data`, which splits it into
