@@ -17,12 +17,15 @@ use crate::authn::Authenticator;
 use crate::background::Background;
 use crate::config::GatewayConfig;
 use crate::jit::Jit;
+use crate::lease::Leases;
 use crate::limits::Limits;
 use crate::live::LiveSessions;
+use crate::ops::health::StoreHealth;
+use crate::ops::metrics::{Metrics, StoreMetrics};
 use crate::policy::PolicyWatch;
 use crate::revocation::Revocations;
 use crate::server::{self, Connections};
-use crate::session::Sessions;
+use crate::session::{SessionParts, Sessions};
 use crate::state::State;
 use crate::{tls, upstream};
 
@@ -34,7 +37,8 @@ pub struct Gateway {
     state: Arc<State>,
     poll_interval: Duration,
     drain_deadline: Duration,
-    limits: Limits,
+    /// The operations listener (`[ops] listen`), if configured.
+    ops: Option<TcpListener>,
 }
 
 impl Gateway {
@@ -51,7 +55,14 @@ impl Gateway {
         .await
         .context("cluster client (upstream.kubeconfig)")?;
         let store_url = config.recording.store_url();
-        let store = Store::open(&store_url).context("recording store")?;
+        let metrics = Arc::new(Metrics::new());
+        let store_health = Arc::new(StoreHealth::default());
+        let store = Store::open(&store_url)
+            .context("recording store")?
+            .with_observer(Arc::new(StoreMetrics {
+                metrics: metrics.clone(),
+                health: store_health.clone(),
+            }));
         let keys = config
             .recording
             .keys
@@ -106,18 +117,37 @@ impl Gateway {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("listen on {}", config.listen))?;
-        let sessions = Sessions::new(
+        let ops_listener = match config.ops.listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("listen on {addr} ([ops] listen)"))?,
+            ),
+            None => None,
+        };
+        // Unique among replicas even when two share an instance name.
+        let suffix = uuid::Uuid::now_v7().simple().to_string();
+        let gateway_id = format!("{}.{}", audit.instance(), &suffix[suffix.len() - 8..]);
+        let leases = Arc::new(Leases::new(
             store.clone(),
-            Arc::new(keyring),
-            config.recording.flush_policy(),
-            Background::start(
+            gateway_id,
+            config.lease.clone(),
+            live.clone(),
+        ));
+        let sessions = Sessions::new(SessionParts {
+            store: store.clone(),
+            keyring: Arc::new(keyring),
+            flush: config.recording.flush_policy(),
+            runtime: Background::start(
                 std::thread::available_parallelism().map_or(1, |n| n.get()),
                 config.recording.niceness,
             )
             .context("start the recording runtime")?,
             live,
-            revocations.clone(),
-        )
+            revocations: revocations.clone(),
+            metrics: metrics.clone(),
+            leases: Some(leases.clone()),
+        })
         .with_durability(durability);
         let state = State {
             authn,
@@ -129,6 +159,10 @@ impl Gateway {
             unauthenticated: Default::default(),
             revocations,
             sessions,
+            limits: Limits::new(&config.server),
+            metrics,
+            store_health,
+            leases,
         };
         Ok(Self {
             listener,
@@ -136,12 +170,17 @@ impl Gateway {
             state: Arc::new(state),
             poll_interval: Duration::from_millis(config.revocation.poll_interval_ms),
             drain_deadline: Duration::from_secs(config.server.drain_deadline_secs),
-            limits: Limits::new(&config.server),
+            ops: ops_listener,
         })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The operations listener's address, when `[ops] listen` is set.
+    pub fn ops_addr(&self) -> Option<SocketAddr> {
+        self.ops.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The shared state (for in-process tests and embedding).
@@ -200,12 +239,22 @@ impl Gateway {
                 }
             })
         };
+        let lease_loop = tokio::spawn(lease_loop(self.state.clone()));
         let connections = Connections::default();
+        let ops_stop = tokio_util::sync::CancellationToken::new();
+        let ops = self.ops.map(|listener| {
+            let stop = ops_stop.clone();
+            tokio::spawn(crate::ops::serve(
+                listener,
+                self.state.clone(),
+                async move { stop.cancelled().await },
+            ))
+        });
         let served = server::serve(
             self.listener,
             self.tls,
             self.state.clone(),
-            self.limits.clone(),
+            self.state.limits.clone(),
             connections.clone(),
             shutdown,
         )
@@ -223,27 +272,106 @@ impl Gateway {
             drain.wait().await;
             connections.wait().await;
         };
-        tokio::select! {
-            () = drained => tracing::info!("drained: every recording is sealed"),
-            () = tokio::time::sleep(self.drain_deadline) => tracing::warn!(
-                sessions = drain.open_sessions(),
-                "the drain deadline passed; exiting with recordings still open (they can be sealed as interrupted)"
-            ),
-            () = cut_short => tracing::warn!(
-                sessions = drain.open_sessions(),
-                "second shutdown signal: exiting now with recordings still open"
-            ),
+        let all_sealed = tokio::select! {
+            () = drained => {
+                tracing::info!("drained: every recording is sealed");
+                true
+            }
+            () = tokio::time::sleep(self.drain_deadline) => {
+                tracing::warn!(
+                    sessions = drain.open_sessions(),
+                    "the drain deadline passed; exiting with recordings still open (another gateway seals them as interrupted when this one's lease lapses)"
+                );
+                false
+            }
+            () = cut_short => {
+                tracing::warn!(
+                    sessions = drain.open_sessions(),
+                    "second shutdown signal: exiting now with recordings still open (another gateway seals them as interrupted when this one's lease lapses)"
+                );
+                false
+            }
+        };
+        lease_loop.abort();
+        // A closed lease says there is nothing to complete; with sessions still open, the lease
+        // is left to lapse so another gateway seals them.
+        if all_sealed && let Err(e) = self.state.leases.renew(true).await {
+            tracing::warn!(error = %e, "the closing heartbeat could not be written");
         }
         poller.abort();
         policy.abort();
         grants.abort();
         aggregates.abort();
+        ops_stop.cancel();
+        if let Some(ops) = ops {
+            let _ = ops.await;
+        }
         for record in self.state.unauthenticated.flush() {
             let _ = self.state.audit.emit(&record).await;
         }
         self.state.audit.shutdown(Duration::from_secs(10)).await;
         served
     }
+}
+
+/// Renews this gateway's lease, ends its sessions if the lease lapsed, and seals the sessions of
+/// gateways whose leases lapsed (with an audit record each).
+async fn lease_loop(state: Arc<State>) {
+    let leases = state.leases.clone();
+    let mut tick = tokio::time::interval(leases.config().heartbeat());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        match leases.renew(false).await {
+            Ok(()) if failing => {
+                failing = false;
+                tracing::warn!("the liveness lease is renewed again");
+            }
+            Ok(()) => {}
+            Err(e) if !failing => {
+                failing = true;
+                tracing::error!(error = %e, "the liveness lease could not be renewed");
+            }
+            Err(_) => {}
+        }
+        leases.enforce_own_lapse();
+        match leases.complete_lapsed(state.sessions.keyring()).await {
+            Ok(done) => {
+                for c in done {
+                    state.metrics.sessions_completed.inc();
+                    // Nobody waits for it; a record that cannot be made durable is logged.
+                    let _ = state.audit.emit(&completion_record(&state, &c)).await;
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "could not look at other gateways' leases"),
+        }
+    }
+}
+
+/// The audit record of a session this gateway sealed for a dead one.
+fn completion_record(state: &State, c: &crate::lease::Completed) -> storage_schema::AuditRecord {
+    let mut record: storage_schema::AuditRecord = serde_json::from_value(serde_json::json!({
+        "time_us": storage_schema::session::unix_micros_now(),
+        "gateway": state.audit.instance(),
+        "client": "-",
+        "method": "SEAL",
+        "path": format!("/sessions/{}", c.session),
+        "verb": "complete",
+        "decision": "allow",
+        "rule": "lease lapsed",
+        "status": 200,
+        "latency_ms": 0.0,
+    }))
+    .expect("a well-formed record");
+    record.reason = Some(format!(
+        "gateway {} stopped renewing its lease (last heartbeat {}); its session was sealed as interrupted by {}",
+        c.gateway,
+        storage_schema::session::format_unix_micros(c.last_heartbeat_us),
+        state.leases.gateway(),
+    ));
+    record.session = Some(c.session);
+    record
 }
 
 /// SIGINT and SIGTERM, counted: the first starts the drain, a second cuts it short.

@@ -32,9 +32,16 @@ pub struct GatewayConfig {
     /// Revocations: who may revoke through the admin API, and how often the store is polled.
     #[serde(default)]
     pub revocation: RevocationConfig,
-    /// The front door: shutdown.
+    /// The front door: shutdown and connection limits.
     #[serde(default)]
     pub server: ServerConfig,
+    /// The operations listener: health and metrics.
+    #[serde(default)]
+    pub ops: crate::ops::OpsConfig,
+    /// Liveness leases: how often this gateway says it is alive, and how soon a silent one's
+    /// sessions are sealed by another.
+    #[serde(default)]
+    pub lease: crate::lease::LeaseConfig,
 }
 
 /// `[server]`: shutdown and what clients may hold before they are authenticated (see

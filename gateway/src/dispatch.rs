@@ -15,6 +15,7 @@ use crate::admin;
 use crate::audit::{AuditDecision, Outcome};
 use crate::authn::Identity;
 use crate::jit::Grant;
+use crate::ops::metrics::{ReasonLabel, ResultLabel};
 use crate::policy::{self, Decision, Elevation};
 use crate::relay::{self, Dispatched};
 use crate::revocation::{self, Check};
@@ -134,11 +135,25 @@ async fn decide_and_dispatch(
     let token = match upstream::bearer_token(req.headers()) {
         upstream::Credential::Bearer(token) => token,
         upstream::Credential::None => {
+            state
+                .metrics
+                .auth_failures
+                .get_or_create(&ReasonLabel {
+                    reason: "missing_token",
+                })
+                .inc();
             let message = "kubetape: no bearer token; use a kubeconfig whose user runs kubetape's credential plugin";
             outcome.reason = Some(message.into());
             return (status::unauthorized(message), outcome);
         }
         upstream::Credential::Ambiguous => {
+            state
+                .metrics
+                .auth_failures
+                .get_or_create(&ReasonLabel {
+                    reason: "ambiguous_credentials",
+                })
+                .inc();
             let message = "kubetape: more than one credential (Authorization headers or bearer subprotocols); send exactly one";
             outcome.reason = Some(message.into());
             return (status::bad_request(message), outcome);
@@ -147,6 +162,11 @@ async fn decide_and_dispatch(
     let identity = match state.authn.authenticate(&token).await {
         Ok(id) => id,
         Err(e) => {
+            state
+                .metrics
+                .auth_failures
+                .get_or_create(&ReasonLabel { reason: e.reason() })
+                .inc();
             let message = format!("kubetape: {e}");
             outcome.reason = Some(message.clone());
             return (status::unauthorized(message), outcome);
@@ -190,8 +210,20 @@ async fn decide_and_dispatch(
         return (resp, outcome);
     }
     let (allowed, grant) = match authorize(state, &identity, attrs).await {
-        (Decision::Allow(a), grant) => (a, grant),
+        (Decision::Allow(a), grant) => {
+            state
+                .metrics
+                .policy_decisions
+                .get_or_create(&ResultLabel { result: "allow" })
+                .inc();
+            (a, grant)
+        }
         (Decision::Deny(message), _) => {
+            state
+                .metrics
+                .policy_decisions
+                .get_or_create(&ResultLabel { result: "deny" })
+                .inc();
             outcome.deny("no role allows it", message.clone());
             return (status::forbidden(message), outcome);
         }

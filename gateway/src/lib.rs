@@ -27,8 +27,10 @@ pub mod config;
 pub mod devissuer;
 pub mod dispatch;
 pub mod jit;
+pub mod lease;
 pub mod limits;
 pub mod live;
+pub mod ops;
 pub mod policy;
 pub mod proxy;
 #[cfg(feature = "quickstart")]

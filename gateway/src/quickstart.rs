@@ -74,6 +74,8 @@ pub async fn run(args: QuickstartArgs, shutdown: impl Future<Output = ()>) -> an
         .with_context(|| format!("write {}", policy.display()))?;
     let config = GatewayConfig {
         server: Default::default(),
+        ops: Default::default(),
+        lease: Default::default(),
         listen: args.listen,
         cluster_name: "sandbox".into(),
         tls: TlsConfig {

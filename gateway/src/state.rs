@@ -11,6 +11,10 @@ use crate::audit::AuditLog;
 use crate::audit::unauthenticated::Unauthenticated;
 use crate::authn::Authenticator;
 use crate::jit::Jit;
+use crate::lease::Leases;
+use crate::limits::Limits;
+use crate::ops::health::StoreHealth;
+use crate::ops::metrics::Metrics;
 use crate::policy::PolicyWatch;
 use crate::revocation::Revocations;
 use crate::session::Sessions;
@@ -32,6 +36,13 @@ pub struct State {
     pub revocations: Arc<Revocations>,
     /// Opens, tracks, ends and seals recorded streams (and drains them at shutdown).
     pub sessions: Sessions,
+    /// What clients may hold before they are authenticated (and how much they hold now).
+    pub limits: Limits,
+    pub metrics: Arc<Metrics>,
+    /// The store's recent writes, for readiness.
+    pub store_health: Arc<StoreHealth>,
+    /// This gateway's liveness lease and its view of the others'.
+    pub leases: Arc<Leases>,
 }
 
 impl std::fmt::Debug for State {

@@ -1,14 +1,15 @@
 //! The cluster's state: pods from the configuration, each container with its main process, and
 //! a resource version that moves when anything changes (so watches can report it).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use tokio::sync::watch;
 
-use crate::config::{ContainerSpec, PodSpec, SandboxConfig};
+use crate::config::{ContainerSpec, ImageSpec, PodSpec, SandboxConfig};
 use crate::container::MainProcess;
+use crate::portserver::ForwardPort;
 
 /// Every pod, in configuration order.
 #[derive(Debug)]
@@ -18,6 +19,8 @@ pub(crate) struct Cluster {
     pub namespaces: Vec<String>,
     pub created: SystemTime,
     pub kubernetes_version: String,
+    /// Container images mapped to local programs.
+    pub images: Vec<ImageSpec>,
     /// The latest resource version; bumped (and watchers woken) on every change.
     version: watch::Sender<u64>,
 }
@@ -27,8 +30,27 @@ pub(crate) struct Pod {
     pub spec: PodSpec,
     pub uid: String,
     pub created: SystemTime,
-    pub containers: Vec<Container>,
+    pub containers: Vec<Arc<Container>>,
+    /// Every container's declared ports and where their servers listen.
+    pub ports: Vec<ForwardPort>,
+    /// Debug containers added through `pods/ephemeralcontainers`, in order.
+    ephemeral: Mutex<Vec<Ephemeral>>,
     resource_version: Arc<AtomicU64>,
+    /// The cluster's version, bumped when this pod changes.
+    version: watch::Sender<u64>,
+}
+
+/// An ephemeral container: its spec as the API shows it and, unless its image maps to no local
+/// program, its process.
+#[derive(Debug, Clone)]
+pub(crate) struct Ephemeral {
+    pub name: String,
+    /// The container object in `spec.ephemeralContainers` (with the API server's defaults).
+    pub object: serde_json::Value,
+    pub container: Option<Arc<Container>>,
+    /// Why it is not running (`ImagePullBackOff`).
+    pub waiting: Option<String>,
+    pub started: SystemTime,
 }
 
 #[derive(Debug)]
@@ -62,11 +84,21 @@ impl Cluster {
                     let span =
                         tracing::info_span!("container", pod = %spec.name, container = %c.name);
                     let _enter = span.enter();
-                    Container {
+                    Arc::new(Container {
                         spec: c.clone(),
                         id: format!("sandbox://{}", uuid::Uuid::new_v4().simple()),
                         main: MainProcess::start(c, container_env(spec, c, c.tty), on_exit),
-                    }
+                    })
+                })
+                .collect();
+            let ports = spec
+                .containers
+                .iter()
+                .flat_map(|c| {
+                    let env = container_env(spec, c, false);
+                    c.ports
+                        .iter()
+                        .map(move |p| ForwardPort::start(p, &env, c.workdir()))
                 })
                 .collect();
             pods.push(Pod {
@@ -74,7 +106,10 @@ impl Cluster {
                 uid: uuid::Uuid::new_v4().to_string(),
                 created: now,
                 containers,
+                ports,
+                ephemeral: Mutex::new(Vec::new()),
                 resource_version,
+                version: version.clone(),
             });
         }
         let mut namespaces: Vec<String> = config.pods.iter().map(|p| p.namespace.clone()).collect();
@@ -86,6 +121,7 @@ impl Cluster {
             namespaces,
             created: now,
             kubernetes_version: config.kubernetes_version.clone(),
+            images: config.images.clone(),
             version,
         })
     }
@@ -106,6 +142,14 @@ impl Cluster {
         for c in self.pods.iter().flat_map(|p| &p.containers) {
             c.main.stop();
         }
+        for e in self.pods.iter().flat_map(|p| p.ephemeral()) {
+            if let Some(c) = e.container {
+                c.main.stop();
+            }
+        }
+        for p in self.pods.iter().flat_map(|p| &p.ports) {
+            p.stop();
+        }
     }
 
     /// A receiver woken on every change.
@@ -120,7 +164,86 @@ impl Pod {
     }
 
     pub fn container(&self, name: &str) -> Option<&Container> {
-        self.containers.iter().find(|c| c.spec.name == name)
+        self.containers
+            .iter()
+            .find(|c| c.spec.name == name)
+            .map(|c| &**c)
+    }
+
+    /// A container or a running ephemeral container by name (exec, attach and logs reach both).
+    pub fn find(&self, name: &str) -> Option<Arc<Container>> {
+        self.containers
+            .iter()
+            .find(|c| c.spec.name == name)
+            .cloned()
+            .or_else(|| {
+                self.ephemeral()
+                    .into_iter()
+                    .find(|e| e.name == name)
+                    .and_then(|e| e.container)
+            })
+    }
+
+    /// The ephemeral containers so far.
+    pub fn ephemeral(&self) -> Vec<Ephemeral> {
+        self.ephemeral
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Starts an ephemeral container (validated by the caller) and reports the pod changed.
+    /// `argv` is the local program (`None`: its image maps to none; it waits forever, as for an
+    /// image that cannot be pulled).
+    pub fn add_ephemeral(
+        &self,
+        name: String,
+        object: serde_json::Value,
+        spec: Option<ContainerSpec>,
+        waiting: Option<String>,
+    ) {
+        let container = spec.map(|c| {
+            let (version, rv) = (self.version.clone(), self.resource_version.clone());
+            let on_exit = move || {
+                version.send_modify(|v| {
+                    *v += 1;
+                    rv.store(*v, Ordering::SeqCst);
+                });
+            };
+            let span = tracing::info_span!("ephemeral", pod = %self.spec.name, container = %c.name);
+            let _enter = span.enter();
+            Arc::new(Container {
+                id: format!("sandbox://{}", uuid::Uuid::new_v4().simple()),
+                main: MainProcess::start(&c, container_env(&self.spec, &c, c.tty), on_exit),
+                spec: c,
+            })
+        });
+        self.ephemeral
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Ephemeral {
+                name,
+                object,
+                container,
+                waiting,
+                started: SystemTime::now(),
+            });
+        self.bump();
+    }
+
+    /// Marks the pod changed: a new resource version, watchers woken.
+    pub fn bump(&self) {
+        let rv = self.resource_version.clone();
+        self.version.send_modify(|v| {
+            *v += 1;
+            rv.store(*v, Ordering::SeqCst);
+        });
+    }
+
+    /// The pod sandbox id a CRI runtime reports (64 hex digits), derived from the uid.
+    pub fn sandbox_id(&self) -> String {
+        let simple = self.uid.replace('-', "");
+        simple.repeat(2)
     }
 }
 

@@ -268,6 +268,13 @@ impl<'k> Verifier<'k> {
                 let mut totals = Totals::default();
                 for e in &events {
                     totals.count(e);
+                    // Every declared loss is reported, also those no missing chunk stands for.
+                    if let EventKind::Gap { json } = &e.kind
+                        && let Ok(gap) = Gap::parse(json)
+                        && !self.found_gaps.contains(&gap)
+                    {
+                        self.found_gaps.push(gap);
+                    }
                 }
                 totals.chunks = 1;
                 self.chunk_totals.push((object_seq, totals));

@@ -490,3 +490,108 @@ fn a_dead_processs_spool_is_replayed_and_sealed_by_the_next() {
         assert_eq!(stdout_of(&store, &ring, id).await.0, shown);
     });
 }
+
+/// A gateway cut off from the store may have its session sealed meanwhile by another (a lease
+/// completer). Back in contact, it does not append its spooled chunks after that seal: they
+/// are kept in the spool's `stranded/`, the recorder stops saying why, and the stored
+/// recording still verifies. The same holds for a spool replayed after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_appended_after_a_seal_written_elsewhere() {
+    let faulty = Faulty::new();
+    let store = faulty.store();
+    let (ring, _k) = common::keyring();
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path(), 64 << 20).unwrap();
+    let rec = start(&store, &ring, durability(Some(spool.clone()))).await;
+    let id = rec.session();
+    stream_lines(&rec, 0, 10, Duration::from_millis(5)).await;
+    wait_until("chunk 0 stored", async || {
+        store
+            .get_opt(&layout::chunk(id, 0))
+            .await
+            .unwrap()
+            .is_some()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    faulty.set(Mode::Refuse);
+    stream_lines(&rec, 10, 30, Duration::from_millis(10)).await;
+    wait_until("spooled", async || spool.stats().objects >= 1).await;
+    // Another gateway seals the session as interrupted, from what the store holds.
+    let sealed = storage_schema::store::seal_interrupted(&faulty.backdoor(), &ring, id)
+        .await
+        .unwrap();
+    faulty.set(Mode::Healthy);
+    tokio::time::timeout(WITHIN, rec.closed())
+        .await
+        .expect("the recorder stops");
+    assert!(
+        rec.failure().unwrap().contains("sealed by another gateway"),
+        "{:?}",
+        rec.failure()
+    );
+    let chunks = store.list(&layout::chunks_dir(id)).await.unwrap();
+    assert_eq!(chunks.len() as u64, sealed.chunks, "nothing after the seal");
+    let report = verify_session(&store, id, KeySource::Keyring(&ring))
+        .await
+        .unwrap();
+    assert!(report.complete(), "{:?}", report.damage);
+    assert!(
+        std::fs::read_dir(spool.stranded_dir().join(layout::chunks_dir(id)))
+            .unwrap()
+            .count()
+            >= 1,
+        "the spooled chunks are kept"
+    );
+    drop(rec);
+
+    // A spool replayed after a restart: the same.
+    let faulty = Faulty::new();
+    let store = faulty.store();
+    let dir = tempfile::tempdir().unwrap();
+    let id = {
+        let spool = Spool::open(dir.path(), 64 << 20).unwrap();
+        let rec = start(&store, &ring, durability(Some(spool.clone()))).await;
+        faulty.set(Mode::Refuse);
+        stream_lines(&rec, 0, 20, Duration::from_millis(10)).await;
+        wait_until("spooled", async || spool.stats().objects >= 1).await;
+        let id = rec.session();
+        std::mem::forget(rec);
+        id
+    };
+    // (The recorder above still runs; a new spool on another directory stands for the next
+    // process, holding a copy of what the first one spooled.)
+    let next = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), next.path());
+    std::fs::remove_file(next.path().join("slot-0/LOCK")).unwrap();
+    let spool = Spool::open(next.path(), 64 << 20).unwrap();
+    assert_eq!(spool.leftovers(), &[id]);
+    storage_schema::store::seal_interrupted(&faulty.backdoor(), &ring, id)
+        .await
+        .unwrap();
+    faulty.set(Mode::Healthy);
+    let replayed = spool
+        .replay_leftovers(&store, &ring, Duration::from_secs(2))
+        .await;
+    assert!(
+        matches!(replayed[0].1, Replayed::Stranded(_)),
+        "{replayed:?}"
+    );
+    let report = verify_session(&faulty.backdoor(), id, KeySource::Keyring(&ring))
+        .await
+        .unwrap();
+    assert!(report.complete(), "{:?}", report.damage);
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), dest).unwrap();
+        }
+    }
+}

@@ -234,9 +234,8 @@ fn thirty_thousand_held_connections_and_slowloris_do_not_stop_the_gateway() {
     let mut opened_total = 0;
     for r in &reports {
         opened_total += r["opened"].as_u64().unwrap();
-        // Most were accepted and closed (the rest never left the kernel's queues: they cost
-        // the gateway nothing, and the check above is what the gateway holds).
-        assert!(r["closed_by_server"].as_u64().unwrap() > 10_000, "{r}");
+        // How many the attackers saw closed depends on the kernel's queues (those never
+        // accepted cost the gateway nothing); what the gateway holds is checked above.
         for t in r["slow_closed_after_s"].as_array().unwrap() {
             slow_closed.push(t.as_f64().expect("every slowloris client was cut off"));
         }

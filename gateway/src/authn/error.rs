@@ -58,6 +58,30 @@ pub enum AuthError {
     Jwks(&'static str),
 }
 
+impl AuthError {
+    /// A short, fixed name for metrics labels and log fields (a closed set).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::MissingToken => "missing_token",
+            AuthError::Malformed(_) => "malformed",
+            AuthError::UnknownIssuer => "unknown_issuer",
+            AuthError::UnsupportedAlgorithm(_) => "unsupported_algorithm",
+            AuthError::UnknownKey(_) => "unknown_key",
+            AuthError::AmbiguousKey => "ambiguous_key",
+            AuthError::KeyMismatch { .. } => "key_mismatch",
+            AuthError::BadSignature => "bad_signature",
+            AuthError::Expired => "expired",
+            AuthError::LifetimeTooLong(_) => "lifetime_too_long",
+            AuthError::NotYetValid => "not_yet_valid",
+            AuthError::WrongAudience => "wrong_audience",
+            AuthError::MissingClaim(_) => "missing_claim",
+            AuthError::InvalidClaim(_) => "invalid_claim",
+            AuthError::ReservedName(_) => "reserved_name",
+            AuthError::Jwks(_) => "keys_unavailable",
+        }
+    }
+}
+
 /// A rejected authentication configuration (found when the gateway starts).
 #[derive(Debug, Error)]
 #[non_exhaustive]

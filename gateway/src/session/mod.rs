@@ -33,12 +33,16 @@ use std::sync::Arc;
 
 use storage_schema::commands::CommandObserver;
 use storage_schema::store::{Durability, RecordError, Recorder, RecorderOptions, Store};
-use storage_schema::{EventKind, ExitInfo, FlushPolicy, Keyring, SessionId, SessionMeta};
+use storage_schema::{
+    EventKind, ExitInfo, FlushPolicy, Keyring, SessionId, SessionKind, SessionMeta,
+};
 use tracing::Instrument as _;
 
 use crate::background::Background;
+use crate::lease::Leases;
 use crate::limits::ConnectionPermit;
 use crate::live::{LiveSession, LiveSessions};
+use crate::ops::metrics::{KindLabel, Metrics};
 use crate::revocation::{Check, Revocations};
 use crate::status::{self, Body};
 
@@ -58,6 +62,10 @@ pub struct Sessions {
     live: LiveSessions,
     revocations: Arc<Revocations>,
     drain: Drain,
+    metrics: Arc<Metrics>,
+    /// This gateway's liveness lease: a session is named in a heartbeat before it relays, so
+    /// a replica can seal it if this gateway dies (none in unit tests).
+    leases: Option<Arc<Leases>>,
     /// How recordings get through a store outage (spool, failure policy).
     durability: Durability,
 }
@@ -70,6 +78,21 @@ impl std::fmt::Debug for Sessions {
             .field("draining", &self.drain.is_draining())
             .finish_non_exhaustive()
     }
+}
+
+/// What [`Sessions`] is built from.
+#[derive(Debug)]
+pub struct SessionParts {
+    pub store: Store,
+    pub keyring: Arc<Keyring>,
+    pub flush: FlushPolicy,
+    /// Where recorders run: below the relay's priority (see [`crate::background`]).
+    pub runtime: Background,
+    pub live: LiveSessions,
+    pub revocations: Arc<Revocations>,
+    pub metrics: Arc<Metrics>,
+    /// This gateway's liveness lease (none in unit tests).
+    pub leases: Option<Arc<Leases>>,
 }
 
 /// What a stream kind asks to open.
@@ -109,6 +132,40 @@ impl OpenError {
     }
 }
 
+/// Counts a session as live, by kind, for as long as it is held.
+#[derive(Debug)]
+struct LiveGauge(prometheus_client::metrics::gauge::Gauge);
+
+impl LiveGauge {
+    fn new(metrics: &Metrics, kind: SessionKind) -> Self {
+        let label = KindLabel {
+            kind: kind_name(kind),
+        };
+        metrics.sessions_total.get_or_create(&label).inc();
+        let gauge = metrics.sessions_live.get_or_create(&label).clone();
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for LiveGauge {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// A session kind's name, as its metrics label and in logs.
+pub fn kind_name(kind: SessionKind) -> &'static str {
+    match kind {
+        SessionKind::Exec => "exec",
+        SessionKind::Attach => "attach",
+        SessionKind::Debug => "debug",
+        SessionKind::PortForward => "port-forward",
+        SessionKind::Local => "local",
+        SessionKind::Audit => "audit",
+    }
+}
+
 /// An open session, before its relay runs.
 #[derive(Debug)]
 pub struct Session {
@@ -118,6 +175,8 @@ pub struct Session {
     guard: DrainGuard,
     span: tracing::Span,
     connection: Option<ConnectionPermit>,
+    gauge: LiveGauge,
+    metrics: Arc<Metrics>,
 }
 
 /// A stream kind's side of a session: relay between client and cluster until either ends or
@@ -131,6 +190,8 @@ pub trait Relay: Send + 'static {
 pub struct Tape<'a> {
     pub recorder: &'a Recorder,
     pub ends: Ends<'a>,
+    /// For the relay's byte counters.
+    pub metrics: &'a Metrics,
 }
 
 /// How a session ended: its exit (the seal's and the exit event's), and, when it was ended from
@@ -259,14 +320,17 @@ impl Ends<'_> {
 }
 
 impl Sessions {
-    pub fn new(
-        store: Store,
-        keyring: Arc<Keyring>,
-        flush: FlushPolicy,
-        runtime: Background,
-        live: LiveSessions,
-        revocations: Arc<Revocations>,
-    ) -> Self {
+    pub fn new(parts: SessionParts) -> Self {
+        let SessionParts {
+            store,
+            keyring,
+            flush,
+            runtime,
+            live,
+            revocations,
+            metrics,
+            leases,
+        } = parts;
         Self {
             store,
             keyring,
@@ -275,6 +339,8 @@ impl Sessions {
             live,
             revocations,
             drain: Drain::default(),
+            metrics,
+            leases,
             durability: Durability::default(),
         }
     }
@@ -283,6 +349,15 @@ impl Sessions {
     pub fn with_durability(mut self, durability: Durability) -> Self {
         self.durability = durability;
         self
+    }
+
+    /// The keyring recordings are written with (completing a dead gateway's sessions needs it).
+    pub fn keyring(&self) -> &Arc<Keyring> {
+        &self.keyring
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     pub fn drain(&self) -> &Drain {
@@ -307,6 +382,7 @@ impl Sessions {
             return Err(OpenError::Draining);
         }
         let session = meta.session;
+        let kind = meta.kind;
         let user = meta.identity.user.clone();
         let span = tracing::info_span!(
             "session",
@@ -343,6 +419,7 @@ impl Sessions {
         // ending sessions, and the drain starts before it waits, so a session is either
         // refused here or ended by them.
         let live = self.live.register(&user, session);
+        let registered = tokio::time::Instant::now();
         let guard = self.drain.guard();
         let refused = match self.revocations.check(&user) {
             Check::Revoked(message) => Some((
@@ -369,6 +446,12 @@ impl Sessions {
                 .await;
             return Err(refusal);
         }
+        if let Some(leases) = &self.leases
+            && let Err(e) = leases.cover(registered).await
+        {
+            // The next heartbeat names it; only a crash in between would leave it open.
+            span.in_scope(|| tracing::warn!(error = %e, "the liveness lease could not name the new session yet"));
+        }
         Ok(Session {
             recorder,
             live,
@@ -376,6 +459,8 @@ impl Sessions {
             guard,
             span,
             connection,
+            gauge: LiveGauge::new(&self.metrics, kind),
+            metrics: self.metrics.clone(),
         })
     }
 }
@@ -404,6 +489,8 @@ impl Session {
             guard,
             span: _,
             connection,
+            gauge,
+            metrics,
         } = self;
         let ends = Ends {
             live: &mut live,
@@ -415,6 +502,7 @@ impl Session {
             .run(Tape {
                 recorder: &recorder,
                 ends,
+                metrics: &metrics,
             })
             .await;
         // Unregistered at once: nothing can end it any more.
@@ -438,6 +526,7 @@ impl Session {
         // Only now is the recording sealed: a drain may complete.
         drop(guard);
         drop(connection);
+        drop(gauge);
     }
 }
 

@@ -39,14 +39,16 @@ async fn fixture() -> Fixture {
         Duration::from_secs(3600),
     ));
     revocations.poll().await.unwrap();
-    let sessions = Sessions::new(
-        store.clone(),
-        keyring.clone(),
-        FlushPolicy::default(),
-        Background::start(1, 0).unwrap(),
+    let sessions = Sessions::new(SessionParts {
+        store: store.clone(),
+        keyring: keyring.clone(),
+        flush: FlushPolicy::default(),
+        runtime: Background::start(1, 0).unwrap(),
         live,
-        revocations.clone(),
-    );
+        revocations: revocations.clone(),
+        metrics: Default::default(),
+        leases: None,
+    });
     Fixture {
         sessions,
         store,

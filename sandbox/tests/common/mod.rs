@@ -28,7 +28,8 @@ pub struct TestSandbox {
     pub dir: tempfile::TempDir,
 }
 
-/// The cluster the tests use: `demo` (idles after printing `booted`) and `echo` (prints a
+/// The cluster the tests use: `demo` (idles after printing `booted`; serves HTTP on port 80 and a
+/// TCP echo on 7000) and `echo` (prints a
 /// greeting, then answers one line of stdin and exits 5).
 pub fn config() -> SandboxConfig {
     let mut demo = ContainerSpec::new(
@@ -36,6 +37,8 @@ pub fn config() -> SandboxConfig {
         ["sh", "-c", "echo booted; while true; do sleep 3600; done"],
     );
     demo.workdir = Some("/tmp".into());
+    // HTTP on 80, TCP echo on 7000 (port-forward's targets).
+    demo.ports = sandbox::config::demo_ports();
     let echo = ContainerSpec::new(
         "main",
         [
@@ -209,4 +212,60 @@ pub async fn raw_https(t: &TestSandbox, request: &str) -> String {
     let mut out = Vec::new();
     let _ = tls.read_to_end(&mut out).await;
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A private tmux server (own socket, no user config), killed on drop.
+pub struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    pub fn new() -> Self {
+        Self {
+            socket: format!("kubetape-sandbox-test-{}", uuid::Uuid::new_v4().simple()),
+        }
+    }
+
+    pub fn run(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("tmux")
+            .args(["-L", &self.socket, "-f", "/dev/null"])
+            .args(args)
+            .env_remove("TMUX")
+            .output()
+            .expect("tmux is installed");
+        assert!(
+            out.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "s"])
+    }
+
+    /// Polls the screen until `done` holds (bounded: 30 s).
+    pub async fn wait_for(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let screen = self.screen();
+            if done(&screen) {
+                return screen;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}; screen:\n{screen}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .output();
+    }
 }

@@ -236,24 +236,35 @@ impl Shared {
     }
 
     fn note_refused(&self, at_us: u64, kind: &EventKind) {
+        match kind {
+            EventKind::Data { stream, bytes } => {
+                self.note_refused_data(at_us, *stream, bytes.len())
+            }
+            EventKind::PortForwardData { bytes, .. } => {
+                let mut r = self.refused(at_us);
+                r.bytes.port_forward += bytes.len() as u64;
+            }
+            _ => drop(self.refused(at_us)),
+        }
+    }
+
+    fn note_refused_data(&self, at_us: u64, stream: Stream, len: usize) {
+        let mut r = self.refused(at_us);
+        let n = len as u64;
+        match stream {
+            Stream::Stdin => r.bytes.stdin += n,
+            Stream::Stdout => r.bytes.stdout += n,
+            Stream::Stderr => r.bytes.stderr += n,
+        }
+    }
+
+    /// The refused-data tally, with one more event at `at_us` counted.
+    fn refused(&self, at_us: u64) -> std::sync::MutexGuard<'_, Refused> {
         let mut r = self.refused.lock().expect("refused data");
         r.events += 1;
         r.from_us.get_or_insert(at_us);
         r.to_us = r.to_us.max(at_us);
-        match kind {
-            EventKind::Data { stream, bytes } => {
-                let n = bytes.len() as u64;
-                match stream {
-                    Stream::Stdin => r.bytes.stdin += n,
-                    Stream::Stdout => r.bytes.stdout += n,
-                    Stream::Stderr => r.bytes.stderr += n,
-                }
-            }
-            EventKind::PortForwardData { bytes, .. } => {
-                r.bytes.port_forward += bytes.len() as u64;
-            }
-            _ => {}
-        }
+        r
     }
 }
 
@@ -456,8 +467,9 @@ impl Recorder {
         self.shared.gate_tx.send_replace(gate);
     }
 
-    /// Waits while the recording is paused; refuses held-back events once it gave up.
-    async fn pass(&self, at_us: u64, kind: &EventKind) -> Result<(), RecordError> {
+    /// Waits while the recording is paused; once it gave up, `Err` for held-back events (the
+    /// caller notes what was refused).
+    async fn wait_gate(&self, held: bool) -> Result<(), ()> {
         // The normal path: one atomic load.
         if self.shared.gate.load(Ordering::Acquire) == OPEN {
             return Ok(());
@@ -467,14 +479,9 @@ impl Recorder {
             let now = *gate.borrow_and_update();
             match now {
                 OPEN => return Ok(()),
-                FAILED if held_back(kind) => {
-                    self.shared.note_refused(at_us, kind);
-                    return Err(self.unavailable());
-                }
+                FAILED if held => return Err(()),
                 FAILED => return Ok(()),
-                _ if !held_back(kind) || !self.shared.holding.load(Ordering::Acquire) => {
-                    return Ok(());
-                }
+                _ if !held || !self.shared.holding.load(Ordering::Acquire) => return Ok(()),
                 _ => {
                     if gate.changed().await.is_err() {
                         // The task is gone; sending reports it.
@@ -483,6 +490,14 @@ impl Recorder {
                 }
             }
         }
+    }
+
+    /// [`Self::wait_gate`] for one event, noting it if refused.
+    async fn pass(&self, at_us: u64, kind: &EventKind) -> Result<(), RecordError> {
+        self.wait_gate(held_back(kind)).await.map_err(|()| {
+            self.shared.note_refused(at_us, kind);
+            self.unavailable()
+        })
     }
 
     fn unavailable(&self) -> RecordError {
@@ -516,16 +531,42 @@ impl Recorder {
     }
 
     /// Records stream bytes now, split into events of at most 64 KiB so the queue's memory stays
-    /// bounded.
+    /// bounded. All or nothing (for writes up to 4 MiB): cancelled while it waits (for a paused
+    /// recording, or room in the queue), nothing of it was recorded, so a caller that must
+    /// stop waiting can record it again without duplicating any of it.
     pub async fn record_data(&self, stream: Stream, bytes: &[u8]) -> Result<(), RecordError> {
         let at_us = self.now_us();
-        for piece in bytes.chunks(MAX_EVENT_DATA) {
-            let kind = EventKind::Data {
-                stream,
-                bytes: piece.to_vec(),
-            };
-            self.pass(at_us, &kind).await?;
-            self.send(Event { at_us, kind }).await?;
+        let mut pieces = bytes.chunks(MAX_EVENT_DATA).peekable();
+        // An empty write is still an event.
+        let empty: [&[u8]; 1] = [&[]];
+        let mut groups: Vec<Vec<&[u8]>> = Vec::new();
+        if pieces.peek().is_none() {
+            groups.push(empty.to_vec());
+        }
+        while pieces.peek().is_some() {
+            groups.push(pieces.by_ref().take(EVENT_QUEUE).collect());
+        }
+        for (i, group) in groups.iter().enumerate() {
+            if self.wait_gate(true).await.is_err() {
+                for piece in groups[i..].iter().flatten() {
+                    self.shared.note_refused_data(at_us, stream, piece.len());
+                }
+                return Err(self.unavailable());
+            }
+            let permits = self
+                .tx
+                .reserve_many(group.len())
+                .await
+                .map_err(|_| RecordError::Stopped)?;
+            for (permit, piece) in permits.zip(group.iter()) {
+                permit.send(Msg::Event(Event {
+                    at_us,
+                    kind: EventKind::Data {
+                        stream,
+                        bytes: piece.to_vec(),
+                    },
+                }));
+            }
         }
         Ok(())
     }
@@ -825,6 +866,13 @@ impl Task {
         if let Some(observer) = &self.observer {
             observer.observe(&event).await;
         }
+        // A loss the caller declares (the audit log's dropped records) is listed in the seal
+        // too, where a verifier without the data key sees it.
+        if let EventKind::Gap { json } = &event.kind
+            && let Ok(gap) = Gap::parse(json)
+        {
+            self.gaps.push(gap);
+        }
         match self.builder.push(&event) {
             Ok(chunks) => chunks.into_iter().for_each(|c| self.queue_chunk(c, false)),
             Err(e) => {
@@ -993,7 +1041,19 @@ impl Task {
         let bytes = item.bytes.clone();
         let spool = self.durability.spool.clone();
         let timeout = self.durability.store_timeout;
+        // Back from an outage, a session may have been sealed by another gateway meanwhile (its
+        // lease lapsed while this one could not reach the store): nothing is appended after it.
+        let check_seal =
+            (self.store_down && self.opening.is_none()).then(|| layout::seal(self.session));
         let task = tokio::spawn(async move {
+            if let Some(seal) = check_seal {
+                match tokio::time::timeout(timeout, store.get_opt(&seal)).await {
+                    Ok(Ok(None)) => {}
+                    Ok(Ok(Some(_))) => return Some(Ok(PutOutcome::SealedElsewhere)),
+                    Ok(Err(e)) => return Some(Err(e)),
+                    Err(_) => return None,
+                }
+            }
             let bytes = match bytes {
                 Some(b) => b,
                 None => {
@@ -1233,6 +1293,10 @@ impl Task {
         let now = tokio::time::Instant::now();
         let failure = match r {
             Ok(Some(Ok(PutOutcome::Written))) => None,
+            Ok(Some(Ok(PutOutcome::SealedElsewhere))) => {
+                self.sealed_elsewhere().await;
+                return;
+            }
             Ok(Some(Ok(PutOutcome::Conflict))) => {
                 let key = put.key.clone();
                 if self.opening.is_some() {
@@ -1304,6 +1368,44 @@ impl Task {
                 super::catalog::mark_ended(&self.store, self.session, sealed_at_us),
             )
             .await;
+        }
+    }
+
+    /// The session was sealed by another gateway while this one could not reach the store:
+    /// what is not in the store is kept in the spool's `stranded/` for a person (it is not
+    /// appended after the seal), and the recorder stops.
+    async fn sealed_elsewhere(&mut self) {
+        let items: Vec<Item> = self.outbox.drain(..).collect();
+        let count = items.len();
+        let where_ = match self.durability.spool.clone() {
+            Some(spool) => {
+                let dir = spool.stranded_dir();
+                let _ = tokio::task::spawn_blocking(move || {
+                    for item in items {
+                        match &item.bytes {
+                            Some(bytes) => spool.strand_bytes(&item.key, bytes),
+                            None => spool.strand(&item.key),
+                        }
+                    }
+                })
+                .await;
+                format!("kept in {}", dir.display())
+            }
+            None => "lost: no spool".into(),
+        };
+        let cause = format!(
+            "the session was sealed by another gateway while this one could not reach the store; {count} objects not in the store were {where_}"
+        );
+        tracing::error!(session = %self.session, cause = %cause, "RECORDING STRANDED");
+        *self.shared.failure.lock().expect("recorder failure") = Some(cause.clone());
+        self.failed_at = Some(tokio::time::Instant::now());
+        self.shared.gate.store(FAILED, Ordering::Release);
+        self.shared.gate_tx.send_replace(FAILED);
+        self.accepting = false;
+        if let Some(f) = self.finishing.as_mut()
+            && let Some(reply) = f.reply.take()
+        {
+            let _ = reply.send(Err(RecordError::StoreUnavailable { cause }));
         }
     }
 

@@ -313,6 +313,16 @@ impl Spool {
         self.ensure_reserve();
     }
 
+    /// Where objects that can no longer be replayed are kept.
+    pub fn stranded_dir(&self) -> PathBuf {
+        self.inner.slot.join("stranded")
+    }
+
+    /// Keeps `bytes` under `stranded/` (an object that never reached the spool). Blocking.
+    pub fn strand_bytes(&self, key: &str, bytes: &[u8]) {
+        let _ = write_durably(&self.stranded_dir().join(key), bytes);
+    }
+
     /// Moves a spooled object aside to `stranded/`: it can no longer be replayed (its session
     /// was sealed without it, or the store holds other bytes under its name). Kept for a
     /// person to look at, out of the bound's accounting. Blocking.
@@ -390,24 +400,24 @@ impl Spool {
         let keys = self.session_keys(id);
         let seal_key = layout::seal(id);
         let spooled_seal = keys.contains(&seal_key);
-        // A seal someone else wrote meanwhile ends the session where it is.
-        if !spooled_seal {
-            let sealed = retry(put_timeout, || async {
-                store.get_opt(&seal_key).await.map(|s| s.is_some())
-            })
-            .await;
-            if sealed {
-                for key in &keys {
+        for (i, key) in keys.iter().enumerate() {
+            // Sealed by someone else meanwhile (a lease completer): what remains stays here,
+            // rather than being appended after the seal.
+            if !spooled_seal
+                && retry(put_timeout, || async {
+                    store.get_opt(&seal_key).await.map(|s| s.is_some())
+                })
+                .await
+            {
+                for key in &keys[i..] {
                     self.strand(key);
                 }
                 return Replayed::Stranded(format!(
-                    "the session was sealed by someone else before {} spooled objects could be replayed; they are in {}",
+                    "the session was sealed by someone else after {i} of {} spooled objects were replayed; the rest are in {}",
                     keys.len(),
-                    self.inner.slot.join("stranded").display()
+                    self.stranded_dir().display()
                 ));
             }
-        }
-        for key in &keys {
             let bytes = match self.read(key) {
                 Ok(b) => bytes::Bytes::from(b),
                 Err(e) => {
@@ -419,7 +429,7 @@ impl Spool {
             let put = retry(put_timeout, || put_same(store, key, bytes.clone())).await;
             match put {
                 PutOutcome::Written => self.remove(key),
-                PutOutcome::Conflict => {
+                PutOutcome::Conflict | PutOutcome::SealedElsewhere => {
                     self.strand(key);
                     return Replayed::Stranded(format!(
                         "{key}: the store holds other bytes under this name"
@@ -479,6 +489,8 @@ pub enum Replayed {
 pub(crate) enum PutOutcome {
     Written,
     Conflict,
+    /// Not written: the session was sealed meanwhile by someone else (see the module docs).
+    SealedElsewhere,
 }
 
 /// Writes `key` create-only; an existing object with the same bytes counts as written (a put

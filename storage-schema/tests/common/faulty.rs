@@ -70,6 +70,11 @@ impl Faulty {
         self.state.lock().unwrap().puts
     }
 
+    /// The store behind the faults: another writer that can reach it (a replica elsewhere).
+    pub fn backdoor(&self) -> storage_schema::store::Store {
+        storage_schema::store::Store::from_object_store(self.inner.clone(), "", "backdoor://")
+    }
+
     pub fn store(&self) -> storage_schema::store::Store {
         storage_schema::store::Store::from_object_store(Arc::new(self.clone()), "", "faulty://")
     }

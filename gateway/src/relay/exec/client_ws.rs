@@ -51,53 +51,66 @@ async fn run(
         }
         _ => Message::Binary(frame),
     };
-    loop {
-        tokio::select! {
-            msg = rx.next() => {
-                let frame = match msg {
-                    Some(Ok(Message::Binary(b))) => channel::decode_binary(&b, protocol),
-                    Some(Ok(Message::Text(t))) if protocol.is_base64() => channel::decode_text(t.as_str()),
-                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
-                    Some(Ok(Message::Text(_))) => continue,
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
-                        // The client is gone: tell the pump by dropping our sender.
-                        break;
-                    }
-                };
-                let event = match frame {
-                    Ok(Frame::Data { channel: channel::STDIN, payload }) => FromClient::Stdin(payload),
-                    Ok(Frame::Data { channel: channel::RESIZE, payload }) => FromClient::Resize(payload),
-                    Ok(Frame::Close { channel: channel::STDIN }) => FromClient::StdinEof,
-                    Ok(_) => continue,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "ignoring a malformed client frame");
-                        continue;
-                    }
-                };
-                if from_tx.send(event).await.is_err() {
-                    break;
+    // Reading and writing run side by side: a reader waiting for room in the queue to the
+    // pump must never stop output from reaching the client (see the pump's note on deadlock).
+    let reader = async {
+        while let Some(msg) = rx.next().await {
+            let frame = match msg {
+                Ok(Message::Binary(b)) => channel::decode_binary(&b, protocol),
+                Ok(Message::Text(t)) if protocol.is_base64() => channel::decode_text(t.as_str()),
+                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_) | Message::Text(_)) => {
+                    continue;
                 }
+                // The client is gone: the pump learns it when our sender drops.
+                Ok(Message::Close(_)) | Err(_) => return,
+            };
+            let event = match frame {
+                Ok(Frame::Data {
+                    channel: channel::STDIN,
+                    payload,
+                }) => FromClient::Stdin(payload),
+                Ok(Frame::Data {
+                    channel: channel::RESIZE,
+                    payload,
+                }) => FromClient::Resize(payload),
+                Ok(Frame::Close {
+                    channel: channel::STDIN,
+                }) => FromClient::StdinEof,
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::debug!(error = %e, "ignoring a malformed client frame");
+                    continue;
+                }
+            };
+            if from_tx.send(event).await.is_err() {
+                return;
             }
-            out = to_rx.recv() => {
-                let msg = match out {
-                    Some(ToClient(frame)) => encode(frame),
-                    None => {
-                        let close = CloseFrame { code: CloseCode::Normal, reason: "".into() };
-                        let _ = tx.send(Message::Close(Some(close))).await;
-                        // Let the close handshake finish so the client sees a clean close.
-                        while let Some(Ok(m)) = rx.next().await {
-                            if m.is_close() {
-                                break;
-                            }
-                        }
-                        break;
-                    }
-                };
-                if tx.send(msg).await.is_err() {
-                    break;
-                }
+        }
+    };
+    let writer = async {
+        while let Some(ToClient(frame)) = to_rx.recv().await {
+            if tx.send(encode(frame)).await.is_err() {
+                return false;
+            }
+        }
+        // The relay is done (its last frame was the Status): close cleanly.
+        let close = CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        };
+        tx.send(Message::Close(Some(close))).await.is_ok()
+    };
+    let closed_by_us = tokio::select! {
+        () = reader => false,
+        sent = writer => sent,
+    };
+    drop(from_tx);
+    if closed_by_us {
+        // Let the close handshake finish so the client sees a clean close.
+        while let Some(Ok(m)) = rx.next().await {
+            if m.is_close() {
+                break;
             }
         }
     }
-    drop(from_tx);
 }

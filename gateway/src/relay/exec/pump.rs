@@ -11,6 +11,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::{ClientEnd, FromClient, ToClient, exit_of};
+use crate::ops::metrics::Direction;
 use crate::session::{EndReason, Ending, Relay, Tape};
 
 type Upstream = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
@@ -45,8 +46,21 @@ enum End {
 
 /// Relays until either side ends or the session must end; returns how it ended, after the
 /// client was sent its one final Status.
+///
+/// The two directions run as two loops side by side, never one waiting for the other: a
+/// process that stops reading its stdin until its output is drained (`cat` on a large input)
+/// would otherwise deadlock the session, the relay blocked writing stdin upstream while the
+/// output it should be reading fills the cluster's buffers.
 async fn run(upstream: Upstream, client: ClientEnd, tape: Tape<'_>) -> Ending {
-    let Tape { recorder, mut ends } = tape;
+    let Tape {
+        recorder,
+        mut ends,
+        metrics,
+    } = tape;
+    // Resolved once: the frame loops only add to atomics.
+    let to_cluster = metrics.relayed_counter(Direction::to_cluster);
+    let to_client = metrics.relayed_counter(Direction::to_client);
+    let recorded = metrics.bytes_recorded.clone();
     let ClientEnd {
         mut from,
         to,
@@ -54,64 +68,104 @@ async fn run(upstream: Upstream, client: ClientEnd, tape: Tape<'_>) -> Ending {
     } = client;
     let (mut up_tx, mut up_rx) = upstream.split();
     let mut status_buf = Vec::new();
-    // The cluster side gets no pings from kube-rs; idle sessions must survive middleboxes.
-    let mut keepalive = tokio::time::interval(KEEPALIVE);
-    keepalive.tick().await;
-    let end = loop {
-        tokio::select! {
-            why = ends.wait() => break End::Ended(why),
-            _ = keepalive.tick() => {
-                if let Err(e) = up_tx.send(Message::Ping(bytes::Bytes::new())).await {
-                    break End::UpstreamError(e.to_string());
-                }
-            }
-            msg = from.recv() => {
-                let Some(super::Inbound { msg, _credit }) = msg else {
-                    break End::ClientGone;
-                };
-                let frame = match &msg {
-                    FromClient::Stdin(b) => channel::encode_binary(channel::STDIN, b),
-                    FromClient::StdinEof => channel::encode_close(channel::STDIN).to_vec(),
-                    FromClient::Resize(json) => channel::encode_binary(channel::RESIZE, json),
-                };
-                if let Err(e) = up_tx.send(Message::binary(frame)).await {
-                    break End::UpstreamError(e.to_string());
-                }
-                match tee(recorder, &mut ends, record_input(recorder, msg)).await {
-                    Ok(None) => {}
-                    Ok(Some(why)) => break End::Ended(why),
-                    Err(e) => break End::Ended(EndReason::recording_error(&e)),
-                }
-            }
-            msg = up_rx.next() => match msg {
-                Some(Ok(Message::Binary(frame))) => {
-                    let stream = match frame.first() {
-                        Some(&channel::STDOUT) => Stream::Stdout,
-                        Some(&channel::STDERR) => Stream::Stderr,
-                        Some(&channel::ERROR) => {
-                            status_buf.extend_from_slice(&frame[1..]);
-                            continue;
+    // What was relayed but is not recorded yet: a write a paused recording holds when the
+    // session must end (`record_data` is all-or-nothing, so it is either in or here).
+    let shown: std::sync::Mutex<Option<(Stream, bytes::Bytes)>> = Default::default();
+    let sent_in: std::sync::Mutex<Option<FromClient>> = Default::default();
+    let end = {
+        let inbound = async {
+            // The cluster side gets no pings from kube-rs; idle sessions must survive
+            // middleboxes.
+            let mut keepalive = tokio::time::interval(KEEPALIVE);
+            keepalive.tick().await;
+            loop {
+                let frame = tokio::select! {
+                    _ = keepalive.tick() => Message::Ping(bytes::Bytes::new()),
+                    msg = from.recv() => {
+                        let Some(super::Inbound { msg, _credit }) = msg else {
+                            return End::ClientGone;
+                        };
+                        let frame = match &msg {
+                            FromClient::Stdin(b) => channel::encode_binary(channel::STDIN, b),
+                            FromClient::StdinEof => channel::encode_close(channel::STDIN).to_vec(),
+                            FromClient::Resize(json) => channel::encode_binary(channel::RESIZE, json),
+                        };
+                        if let Err(e) = up_tx.send(Message::binary(frame)).await {
+                            return End::UpstreamError(e.to_string());
                         }
-                        _ => continue,
-                    };
-                    // Forward first (sharing the buffer): the recorder must never add latency
-                    // the terminal can feel. A recording that cannot keep what is shown holds
-                    // the relay here instead (it pauses; see storage_schema::store::Recorder).
-                    if to.send(ToClient(frame.clone())).await.is_err() {
-                        break End::ClientGone;
+                        if let FromClient::Stdin(b) = &msg {
+                            to_cluster.inc_by(b.len() as u64);
+                            recorded.inc_by(b.len() as u64);
+                        }
+                        *sent_in.lock().expect("unrecorded input") = Some(copy_of(&msg));
+                        let result = record_input(recorder, msg).await;
+                        sent_in.lock().expect("unrecorded input").take();
+                        if let Err(e) = result {
+                            return End::Ended(EndReason::recording_error(&e));
+                        }
+                        continue;
                     }
-                    match tee(recorder, &mut ends, recorder.record_data(stream, &frame[1..])).await {
-                        Ok(None) => {}
-                        Ok(Some(why)) => break End::Ended(why),
-                        Err(e) => break End::Ended(EndReason::recording_error(&e)),
-                    }
+                };
+                if let Err(e) = up_tx.send(frame).await {
+                    return End::UpstreamError(e.to_string());
                 }
-                Some(Ok(Message::Close(_))) | None => break End::Upstream,
-                Some(Ok(_)) => {}
-                Some(Err(e)) => break End::UpstreamError(e.to_string()),
             }
+        };
+        let outbound = async {
+            loop {
+                match up_rx.next().await {
+                    Some(Ok(Message::Binary(frame))) => {
+                        let stream = match frame.first() {
+                            Some(&channel::STDOUT) => Stream::Stdout,
+                            Some(&channel::STDERR) => Stream::Stderr,
+                            Some(&channel::ERROR) => {
+                                status_buf.extend_from_slice(&frame[1..]);
+                                continue;
+                            }
+                            _ => continue,
+                        };
+                        // Forward first (sharing the buffer): the recorder must never add
+                        // latency the terminal can feel. A recording that cannot keep what is
+                        // shown holds the relay here instead (it pauses: see
+                        // storage_schema::store::Recorder), so little is shown unrecorded.
+                        if to.send(ToClient(frame.clone())).await.is_err() {
+                            return End::ClientGone;
+                        }
+                        let n = frame.len() as u64 - 1;
+                        to_client.inc_by(n);
+                        recorded.inc_by(n);
+                        *shown.lock().expect("unrecorded output") = Some((stream, frame.clone()));
+                        let result = recorder.record_data(stream, &frame[1..]).await;
+                        shown.lock().expect("unrecorded output").take();
+                        if let Err(e) = result {
+                            return End::Ended(EndReason::recording_error(&e));
+                        }
+                    }
+                    Some(Ok(Message::Close(_))) | None => return End::Upstream,
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return End::UpstreamError(e.to_string()),
+                }
+            }
+        };
+        tokio::select! {
+            why = ends.wait() => End::Ended(why),
+            end = inbound => end,
+            end = outbound => end,
         }
     };
+    // Relayed while the recording was paused, and the session ends now: recorded without
+    // waiting (declared lost, if the recorder gave up).
+    let output = shown.into_inner().unwrap_or_else(|p| p.into_inner());
+    let input = sent_in.into_inner().unwrap_or_else(|p| p.into_inner());
+    if output.is_some() || input.is_some() {
+        recorder.stop_holding();
+        if let Some((stream, frame)) = output {
+            let _ = recorder.record_data(stream, &frame[1..]).await;
+        }
+        if let Some(msg) = input {
+            let _ = record_input(recorder, msg).await;
+        }
+    }
     let mut ended_by = None;
     let (status, exit) = match end {
         End::Upstream => match Status::parse(&status_buf) {
@@ -158,24 +212,6 @@ async fn run(upstream: Upstream, client: ClientEnd, tape: Tape<'_>) -> Ending {
     Ending { exit, ended_by }
 }
 
-/// Records what was just relayed. A paused recording holds the relay here, but never past a
-/// reason to end the session (a revocation, a drain, ...): then the write goes in without
-/// waiting, so nothing shown is left out, and the reason is returned.
-async fn tee(
-    recorder: &Recorder,
-    ends: &mut crate::session::Ends<'_>,
-    record: impl std::future::Future<Output = Result<(), RecordError>>,
-) -> Result<Option<EndReason>, RecordError> {
-    tokio::pin!(record);
-    tokio::select! {
-        r = &mut record => r.map(|()| None),
-        why = ends.wait() => {
-            recorder.stop_holding();
-            record.await.map(|()| Some(why))
-        }
-    }
-}
-
 /// Records what the client sent. Stdin goes through `record_data`, which splits it into
 /// events of at most 64 KiB: the recorder's queue is counted in events, so its memory stays
 /// bounded only if events are.
@@ -200,6 +236,14 @@ async fn record_input(recorder: &Recorder, msg: FromClient) -> Result<(), Record
             }
             Ok(())
         }
+    }
+}
+
+fn copy_of(msg: &FromClient) -> FromClient {
+    match msg {
+        FromClient::Stdin(b) => FromClient::Stdin(b.clone()),
+        FromClient::StdinEof => FromClient::StdinEof,
+        FromClient::Resize(json) => FromClient::Resize(json.clone()),
     }
 }
 

@@ -22,6 +22,8 @@ use tokio::process::Child;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::guardian;
+
 /// Largest output chunk: one channel message, as kubelet's `io.Copy` buffer.
 pub(crate) const CHUNK: usize = 32 << 10;
 /// Output chunks buffered between a process and its client.
@@ -138,7 +140,8 @@ impl SpawnError {
 }
 
 /// Kills a whole process group when dropped, so background children of an exec'd command do
-/// not outlive it (and a killed sandbox task leaves nothing behind).
+/// not outlive it (and a killed sandbox task leaves nothing behind); a killed sandbox *process*
+/// is covered by the [`guardian`].
 #[derive(Debug)]
 struct GroupGuard(Option<Killer>);
 
@@ -146,6 +149,7 @@ impl Drop for GroupGuard {
     fn drop(&mut self) {
         if let Some(k) = self.0 {
             k.kill();
+            guardian::release(k.0.as_raw_nonzero().get());
         }
     }
 }
@@ -157,6 +161,50 @@ pub(crate) fn exit_code(status: ExitStatus) -> u8 {
         (None, Some(sig)) => (128 + sig).clamp(0, 255) as u8,
         (None, None) => 255,
     }
+}
+
+/// Starts a background process nobody talks to (a port's server): its own process group,
+/// watched by the guardian, stdout discarded, stderr shared with the sandbox's (its failures are
+/// worth seeing), `stdin` as given (a listening socket, for the built-in servers). It runs until
+/// it exits or [`Killer::kill`].
+pub(crate) fn spawn_service(
+    argv: &[String],
+    env: &[(String, String)],
+    workdir: &std::path::Path,
+    stdin: Stdio,
+) -> Result<Killer, SpawnError> {
+    let (program, args) = argv.split_first().ok_or(SpawnError::EmptyCommand)?;
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .current_dir(workdir)
+        .stdin(stdin)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| SpawnError::Spawn {
+            command: program.clone(),
+            source,
+        })?;
+    let killer = child
+        .id()
+        .and_then(|id| rustix::process::Pid::from_raw(id as i32))
+        .map(Killer)
+        .ok_or_else(|| SpawnError::Spawn {
+            command: program.clone(),
+            source: std::io::Error::other("exited at once"),
+        })?;
+    guardian::watch(killer.0.as_raw_nonzero().get());
+    let guard = GroupGuard(Some(killer));
+    tokio::spawn(async move {
+        let status = child.wait().await;
+        tracing::debug!(?status, "service process ended");
+        drop(guard);
+    });
+    Ok(killer)
 }
 
 /// Starts a process and its pumps.
@@ -239,6 +287,10 @@ pub(crate) fn spawn(spec: &ProcessSpec) -> Result<Session, SpawnError> {
         .id()
         .and_then(|id| rustix::process::Pid::from_raw(id as i32))
         .map(Killer);
+    if let Some(k) = killer {
+        // From here on the group dies with the sandbox, however the sandbox ends.
+        guardian::watch(k.0.as_raw_nonzero().get());
+    }
     let guard = GroupGuard(killer);
     tracing::debug!(pid = ?child.id(), tty = spec.tty, "process started");
     tokio::spawn(supervise(
