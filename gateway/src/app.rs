@@ -37,6 +37,8 @@ pub struct Gateway {
     state: Arc<State>,
     poll_interval: Duration,
     drain_deadline: Duration,
+    /// `[recording] store_timeout_secs`: the longest a store request at shutdown may take.
+    store_timeout: Duration,
     /// The operations listener (`[ops] listen`), if configured.
     ops: Option<TcpListener>,
 }
@@ -170,6 +172,7 @@ impl Gateway {
             state: Arc::new(state),
             poll_interval: Duration::from_millis(config.revocation.poll_interval_ms),
             drain_deadline: Duration::from_secs(config.server.drain_deadline_secs),
+            store_timeout: Duration::from_secs(config.recording.store_timeout_secs),
             ops: ops_listener,
         })
     }
@@ -295,8 +298,13 @@ impl Gateway {
         lease_loop.abort();
         // A closed lease says there is nothing to complete; with sessions still open, the lease
         // is left to lapse so another gateway seals them.
-        if all_sealed && let Err(e) = self.state.leases.renew(true).await {
-            tracing::warn!(error = %e, "the closing heartbeat could not be written");
+        // Bounded: a hung store must not hold the exit (the lease then lapses instead).
+        if all_sealed {
+            match tokio::time::timeout(self.store_timeout, self.state.leases.renew(true)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "the closing heartbeat could not be written"),
+                Err(_) => tracing::warn!("the closing heartbeat could not be written in time"),
+            }
         }
         poller.abort();
         policy.abort();

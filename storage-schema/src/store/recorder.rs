@@ -31,7 +31,8 @@
 //!   [`MAX_UNDURABLE`] chunks waiting in memory) slows a session down, as before.
 //! - **Giving up.** Per [`OnStoreFailure`]: `pause` (the default) gives up when a pause has
 //!   lasted `failure_timeout` (30 s) without any put or spool write succeeding; `end` gives up as
-//!   soon as a pause is caused by a failing store with no spool to take the output. Giving up
+//!   soon as output has waited `2 × spool_after` for a store that did not take it and no spool
+//!   can. Giving up
 //!   ends the session (`closed()` resolves, `record` of stream data fails with
 //!   [`RecordError::StoreUnavailable`], and the gateway tells kubectl why). Markers and the exit
 //!   are still taken.
@@ -1152,11 +1153,24 @@ impl Task {
             (Some(_), Some(_)) => "the local spool is full or failing",
             (Some(_), None) => "the local spool could not keep up",
         };
+        // Output has waited past the pause threshold (not merely piled up behind a slow store).
+        let overdue = self.outbox.iter().any(|i| {
+            !i.spooled
+                && matches!(i.kind, Kind::Chunk { .. })
+                && now >= i.queued + 2 * d.spool_after
+        });
         match d.on_failure {
             OnStoreFailure::End
-                if self.store_down && (d.spool.is_none() || self.spool_refused_at.is_some()) =>
+                if overdue && (d.spool.is_none() || self.spool_refused_at.is_some()) =>
             {
-                Some(format!("the recording store is failing and {spool_state}"))
+                Some(format!(
+                    "the recording store {} and {spool_state}",
+                    if self.store_down {
+                        "is failing"
+                    } else {
+                        "does not answer in time"
+                    }
+                ))
             }
             OnStoreFailure::Pause if now >= since.max(self.progress_at) + d.failure_timeout => {
                 Some(format!(
