@@ -37,7 +37,7 @@ pub struct GatewayConfig {
     pub server: ServerConfig,
     /// The operations listener: health and metrics.
     #[serde(default)]
-    pub ops: crate::ops::OpsConfig,
+    pub ops: OpsConfig,
     /// Liveness leases: how often this gateway says it is alive, and how soon a silent one's
     /// sessions are sealed by another.
     #[serde(default)]
@@ -97,6 +97,16 @@ fn default_handshake_secs() -> u64 {
 
 fn default_idle_secs() -> u64 {
     300
+}
+
+/// `[ops]` in the gateway configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpsConfig {
+    /// Plain-HTTP address of `/healthz`, `/readyz` and `/metrics`. Omit to serve none (the
+    /// quickstart and tests); a production gateway sets it.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

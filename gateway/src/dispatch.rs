@@ -27,7 +27,7 @@ use crate::upstream::{self, Impersonation};
 /// Serves one request and emits its audit record.
 pub async fn handle(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let started = Instant::now();
-    let time_us = storage_schema::session::unix_micros_now();
+    let time_us = storage_schema::time::unix_micros_now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let user_agent = req

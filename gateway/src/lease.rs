@@ -34,8 +34,11 @@ use tokio::time::Instant;
 
 use crate::live::{EndRequest, LiveSessions};
 
-/// Where gateways' heartbeats live (`storage_schema::layout` reserves `leases/`).
-const PREFIX: &str = "leases/gateways";
+/// Where gateways' heartbeats live.
+use storage_schema::layout::GATEWAY_HEARTBEATS as PREFIX;
+/// The store's lease area: the one prefix where gateways delete objects (their own old
+/// heartbeats).
+pub use storage_schema::layout::LEASES as ROOT;
 
 /// `[lease]` in the gateway configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -191,7 +194,7 @@ impl Leases {
         let started = Instant::now();
         let heartbeat = Heartbeat {
             gateway: self.gateway.clone(),
-            at_us: storage_schema::session::unix_micros_now(),
+            at_us: storage_schema::time::unix_micros_now(),
             ttl_us: u64::try_from(self.config.ttl().as_micros()).unwrap_or(u64::MAX),
             sessions: self.live.ids(),
             closed,

@@ -2,7 +2,7 @@
 //! a resource version that moves when anything changes (so watches can report it).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
 use tokio::sync::watch;
@@ -14,7 +14,8 @@ use crate::portserver::ForwardPort;
 /// Every pod, in configuration order.
 #[derive(Debug)]
 pub(crate) struct Cluster {
-    pub pods: Vec<Pod>,
+    /// Configured pods, then those created through the API.
+    pods: RwLock<Vec<Arc<Pod>>>,
     /// Namespaces: those of the pods plus `default`, sorted.
     pub namespaces: Vec<String>,
     pub created: SystemTime,
@@ -35,6 +36,9 @@ pub(crate) struct Pod {
     pub ports: Vec<ForwardPort>,
     /// Debug containers added through `pods/ephemeralcontainers`, in order.
     ephemeral: Mutex<Vec<Ephemeral>>,
+    /// For a pod created through the API: the object as sent (its fields the sandbox does not
+    /// model are shown back as they were).
+    pub submitted: Option<serde_json::Value>,
     resource_version: Arc<AtomicU64>,
     /// The cluster's version, bumped when this pod changes.
     version: watch::Sender<u64>,
@@ -66,58 +70,18 @@ impl Cluster {
     pub fn start(config: &SandboxConfig) -> Arc<Self> {
         let now = SystemTime::now();
         let (version, _) = watch::channel(config.pods.len() as u64);
-        let mut pods = Vec::new();
-        for (i, spec) in config.pods.iter().enumerate() {
-            let resource_version = Arc::new(AtomicU64::new(i as u64 + 1));
-            let containers = spec
-                .containers
-                .iter()
-                .map(|c| {
-                    let (version, rv) = (version.clone(), resource_version.clone());
-                    let on_exit = move || {
-                        // A container ended: the pod changed.
-                        version.send_modify(|v| {
-                            *v += 1;
-                            rv.store(*v, Ordering::SeqCst);
-                        });
-                    };
-                    let span =
-                        tracing::info_span!("container", pod = %spec.name, container = %c.name);
-                    let _enter = span.enter();
-                    Arc::new(Container {
-                        spec: c.clone(),
-                        id: format!("sandbox://{}", uuid::Uuid::new_v4().simple()),
-                        main: MainProcess::start(c, container_env(spec, c, c.tty), on_exit),
-                    })
-                })
-                .collect();
-            let ports = spec
-                .containers
-                .iter()
-                .flat_map(|c| {
-                    let env = container_env(spec, c, false);
-                    c.ports
-                        .iter()
-                        .map(move |p| ForwardPort::start(p, &env, c.workdir()))
-                })
-                .collect();
-            pods.push(Pod {
-                spec: spec.clone(),
-                uid: uuid::Uuid::new_v4().to_string(),
-                created: now,
-                containers,
-                ports,
-                ephemeral: Mutex::new(Vec::new()),
-                resource_version,
-                version: version.clone(),
-            });
-        }
+        let pods = config
+            .pods
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| Arc::new(Pod::start(spec, None, i as u64 + 1, &version, now)))
+            .collect();
         let mut namespaces: Vec<String> = config.pods.iter().map(|p| p.namespace.clone()).collect();
         namespaces.push("default".into());
         namespaces.sort();
         namespaces.dedup();
         Arc::new(Self {
-            pods,
+            pods: RwLock::new(pods),
             namespaces,
             created: now,
             kubernetes_version: config.kubernetes_version.clone(),
@@ -126,10 +90,42 @@ impl Cluster {
         })
     }
 
-    pub fn pod(&self, namespace: &str, name: &str) -> Option<&Pod> {
+    /// Every pod, in creation order.
+    pub fn pods(&self) -> Vec<Arc<Pod>> {
+        self.pods.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn pod(&self, namespace: &str, name: &str) -> Option<Arc<Pod>> {
         self.pods
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
             .iter()
             .find(|p| p.spec.namespace == namespace && p.spec.name == name)
+            .cloned()
+    }
+
+    /// Starts a pod created through the API (`submitted` is its spec as sent, kept for the
+    /// fields the sandbox does not model). `Err` with the existing pod if the name is taken.
+    pub fn create_pod(&self, spec: PodSpec, submitted: serde_json::Value) -> Result<Arc<Pod>, ()> {
+        let mut pods = self.pods.write().unwrap_or_else(|p| p.into_inner());
+        if pods
+            .iter()
+            .any(|p| p.spec.namespace == spec.namespace && p.spec.name == spec.name)
+        {
+            return Err(());
+        }
+        let rv = *self.version.borrow() + 1;
+        let pod = Arc::new(Pod::start(
+            &spec,
+            Some(submitted),
+            rv,
+            &self.version,
+            SystemTime::now(),
+        ));
+        pods.push(pod.clone());
+        drop(pods);
+        self.version.send_modify(|v| *v = (*v).max(rv));
+        Ok(pod)
     }
 
     /// The current resource version.
@@ -137,18 +133,20 @@ impl Cluster {
         *self.version.borrow()
     }
 
-    /// Kills every main process (their process groups).
+    /// Kills every pod process (their process groups).
     pub fn stop(&self) {
-        for c in self.pods.iter().flat_map(|p| &p.containers) {
-            c.main.stop();
-        }
-        for e in self.pods.iter().flat_map(|p| p.ephemeral()) {
-            if let Some(c) = e.container {
+        for pod in self.pods() {
+            for c in &pod.containers {
                 c.main.stop();
             }
-        }
-        for p in self.pods.iter().flat_map(|p| &p.ports) {
-            p.stop();
+            for e in pod.ephemeral() {
+                if let Some(c) = e.container {
+                    c.main.stop();
+                }
+            }
+            for p in &pod.ports {
+                p.stop();
+            }
         }
     }
 
@@ -159,6 +157,59 @@ impl Cluster {
 }
 
 impl Pod {
+    /// Starts a pod's containers and port servers.
+    fn start(
+        spec: &PodSpec,
+        submitted: Option<serde_json::Value>,
+        resource_version: u64,
+        version: &watch::Sender<u64>,
+        created: SystemTime,
+    ) -> Self {
+        let resource_version = Arc::new(AtomicU64::new(resource_version));
+        let containers = spec
+            .containers
+            .iter()
+            .map(|c| {
+                let (version, rv) = (version.clone(), resource_version.clone());
+                let on_exit = move || {
+                    // A container ended: the pod changed.
+                    version.send_modify(|v| {
+                        *v += 1;
+                        rv.store(*v, Ordering::SeqCst);
+                    });
+                };
+                let span = tracing::info_span!("container", pod = %spec.name, container = %c.name);
+                let _enter = span.enter();
+                Arc::new(Container {
+                    spec: c.clone(),
+                    id: format!("sandbox://{}", uuid::Uuid::new_v4().simple()),
+                    main: MainProcess::start(c, container_env(spec, c, c.tty), on_exit),
+                })
+            })
+            .collect();
+        let ports = spec
+            .containers
+            .iter()
+            .flat_map(|c| {
+                let env = container_env(spec, c, false);
+                c.ports
+                    .iter()
+                    .map(move |p| ForwardPort::start(p, &env, c.workdir()))
+            })
+            .collect();
+        Pod {
+            spec: spec.clone(),
+            uid: uuid::Uuid::new_v4().to_string(),
+            created,
+            containers,
+            ports,
+            ephemeral: Mutex::new(Vec::new()),
+            submitted,
+            resource_version,
+            version: version.clone(),
+        }
+    }
+
     pub fn resource_version(&self) -> u64 {
         self.resource_version.load(Ordering::SeqCst)
     }

@@ -91,14 +91,41 @@ fn glob(pattern: &[u8], text: &[u8]) -> bool {
 }
 
 fn default_images() -> Vec<ImageSpec> {
-    ["busybox*", "*/busybox*"]
+    let mut images: Vec<ImageSpec> = ["busybox*", "*/busybox*"]
         .into_iter()
         .map(|pattern| ImageSpec {
             pattern: pattern.into(),
             command: vec!["busybox".into()],
             default: vec!["sh".into()],
         })
-        .collect()
+        .collect();
+    // The image configured pods report: their command runs as it is (`kubectl debug
+    // --copy-to` copies such pods).
+    images.push(ImageSpec {
+        pattern: "kubetape-sandbox/*".into(),
+        command: Vec::new(),
+        default: vec!["sh".into()],
+    });
+    images
+}
+
+/// The local argv for a container of `image` with this command and args, by the first
+/// matching mapping; `None` if no mapping matches.
+pub fn local_command(
+    images: &[ImageSpec],
+    image: &str,
+    command: &[String],
+    args: &[String],
+) -> Option<Vec<String>> {
+    let mapping = images.iter().find(|m| m.matches(image))?;
+    let mut argv = mapping.command.clone();
+    if command.is_empty() && args.is_empty() {
+        argv.extend(mapping.default.iter().cloned());
+    } else {
+        argv.extend(command.iter().cloned());
+        argv.extend(args.iter().cloned());
+    }
+    (!argv.is_empty()).then_some(argv)
 }
 
 /// Ways the sandbox can behave like clusters other than a current, default one.
@@ -196,7 +223,7 @@ pub struct PortSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BuiltinServer {
-    /// HTTP/1.1: `GET /` answers [`crate::portserver::HTTP_GREETING`], `GET /bytes/N` N known
+    /// HTTP/1.1: `GET /` answers `portserver::HTTP_GREETING`, `GET /bytes/N` N known
     /// bytes, any request with a body gets the body back.
     Http,
     /// TCP echo: every byte back, and the write side shut when the client shuts its own.

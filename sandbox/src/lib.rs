@@ -16,7 +16,8 @@
 //! Bottom-up; each module uses only those above it in this list (`tests/modules.rs` checks there
 //! is no cycle).
 //! - [`config`]: the TOML cluster description ([`SandboxConfig`], pods, containers);
-//! - `tls`: the per-run CA and server certificate; `respond`: response builders;
+//! - `tls`: the per-run CA and server certificate; `respond`: response builders; `query`:
+//!   query strings;
 //! - [`requests`]: the request log (memory + `requests.jsonl`);
 //! - `guardian`: the helper process that kills every pod process group if the sandbox dies
 //!   without cleaning up (SIGKILL);
@@ -33,7 +34,8 @@
 //! - `portforward`: port-forward — `websocket` (the SPDY tunnel and the v4 channel protocol),
 //!   `spdy` (drives `proto::spdy::portforward`, one task per forwarded connection);
 //! - `api`: discovery, get/list/watch/Table for pods, namespaces, nodes, events; logs;
-//!   ephemeral containers (`kubectl debug`: GET/PATCH, patch kinds, validation); routes
+//!   ephemeral containers (`kubectl debug`: GET/PATCH, patch kinds, validation); pod creation
+//!   (`create`: protobuf or JSON, for `debug --copy-to` and `debug node/…`); routes
 //!   streams to `exec` and `portforward`;
 //! - `server`: TLS + HTTP/1.1 (upgrades) + HTTP/2, bearer auth, state files, [`start`]/[`run`].
 //!
@@ -50,6 +52,7 @@ mod guardian;
 mod portforward;
 pub mod portserver;
 mod process;
+mod query;
 pub mod requests;
 mod respond;
 mod server;

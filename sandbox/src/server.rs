@@ -180,7 +180,7 @@ impl Prepared {
             ctx,
             info,
         } = self;
-        tracing::info!(addr = %info.addr, pods = ctx.cluster.pods.len(), "sandbox serving");
+        tracing::info!(addr = %info.addr, pods = ctx.cluster.pods().len(), "sandbox serving");
         tokio::pin!(shutdown);
         let result = loop {
             let (tcp, peer) = tokio::select! {

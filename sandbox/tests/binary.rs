@@ -142,7 +142,7 @@ fn processes_with_env(marker: &str) -> Vec<u32> {
 }
 
 /// SIGKILL runs none of the sandbox's cleanup: the guardian must still kill every pod process,
-/// the main process's background children and an exec'd command's included.
+/// the main process's background children, an exec'd command's and a port's server included.
 #[test]
 fn sigkill_leaves_no_pod_process_behind() {
     let dir = tempfile::tempdir().unwrap();
@@ -153,7 +153,8 @@ fn sigkill_leaves_no_pod_process_behind() {
         format!(
             "token = \"t\"\n[[pods]]\nname = \"demo\"\n[[pods.containers]]\nname = \"c\"\n\
              command = [\"sh\", \"-c\", \"sleep 3600 & sleep 3600 & wait\"]\n\
-             env = {{ MARKER = \"{marker}\" }}\n"
+             env = {{ MARKER = \"{marker}\" }}\n\
+             ports = [{{ port = 80, serve = \"http\" }}]\n"
         ),
     )
     .unwrap();
@@ -197,9 +198,9 @@ fn sigkill_leaves_no_pod_process_behind() {
         .read_line(&mut started)
         .unwrap();
     assert_eq!(started, "started\n");
-    // Main process: sh + 2 sleeps; exec: sh + 2 sleeps.
+    // Main process: sh + 2 sleeps; exec: sh + 2 sleeps; port 80's server (serve-port).
     let deadline = Instant::now() + Duration::from_secs(10);
-    while processes_with_env(&marker).len() < 6 {
+    while processes_with_env(&marker).len() < 7 {
         assert!(
             Instant::now() < deadline,
             "pod processes not all running: {:?}",

@@ -5,8 +5,9 @@
 
 mod common;
 
-use common::{Kubectl, TestSandbox, Tmux, config, start};
+use common::{Kubectl, TestSandbox, config, start, wait};
 use serde_json::Value;
+use test_support::Tmux;
 
 /// The pod as JSON, through kubectl itself.
 async fn pod_json(t: &TestSandbox) -> Value {
@@ -22,26 +23,15 @@ async fn pod_json(t: &TestSandbox) -> Value {
 async fn interactive(version: &'static str) {
     let t = start(config()).await;
     let k = Kubectl::new(version);
-    let tmux = Tmux::new();
+    let tmux = Tmux::new("sandbox-debug");
     let cmd = format!(
         "{}; echo kubectl-exited-$?; sleep 600",
         k.command_line(&t, "debug -it demo --image=busybox --target=shell -- sh")
     );
-    tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "s",
-        "-x",
-        "120",
-        "-y",
-        "40",
-        &cmd,
-    ]);
-    tmux.wait_for("the attach notice", |s| {
+    tmux.window("s", 120, 40, &cmd);
+    wait(&tmux, "the attach notice", |s| {
         s.contains("If you don't see a command prompt, try pressing enter.")
-    })
-    .await;
+    });
     // The shell printed its prompt before the attach; Enter gets a fresh one.
     tmux.run(&["send-keys", "-t", "s", "Enter"]);
     tmux.run(&[
@@ -51,12 +41,11 @@ async fn interactive(version: &'static str) {
         "echo dbg-$((6*7)) $(busybox | head -1 | cut -c1-7)",
         "Enter",
     ]);
-    tmux.wait_for("the command's output", |s| s.contains("dbg-42 BusyBox"))
-        .await;
+    wait(&tmux, "the command's output", |s| {
+        s.contains("dbg-42 BusyBox")
+    });
     tmux.run(&["send-keys", "-t", "s", "exit 3", "Enter"]);
-    let screen = tmux
-        .wait_for("kubectl to exit", |s| s.contains("kubectl-exited-"))
-        .await;
+    let screen = wait(&tmux, "kubectl to exit", |s| s.contains("kubectl-exited-"));
     // kubectl takes a non-zero exit of the attached process as a failed attach, says so with
     // the exit code, falls back to the container's logs and exits 0: what it does against any
     // cluster.

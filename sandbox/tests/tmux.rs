@@ -4,7 +4,8 @@
 
 mod common;
 
-use common::{Kubectl, TestSandbox, Tmux, config, start};
+use common::{Kubectl, TestSandbox, config, start, wait};
+use test_support::Tmux;
 
 fn has_prompt(screen: &str) -> bool {
     screen
@@ -14,41 +15,21 @@ fn has_prompt(screen: &str) -> bool {
 
 async fn interactive(k: Kubectl) {
     let t: TestSandbox = start(config()).await;
-    let tmux = Tmux::new();
+    let tmux = Tmux::new("sandbox-test");
     let cmd = format!(
         "{}; echo kubectl-exited-$?; sleep 600",
         k.command_line(&t, "exec -it demo -- sh")
     );
-    tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "s",
-        "-x",
-        "100",
-        "-y",
-        "30",
-        &cmd,
-    ]);
-    tmux.wait_for("the shell prompt", has_prompt).await;
-    tmux.run(&[
-        "send-keys",
-        "-t",
-        "s",
-        "stty size; echo marker-$HOSTNAME-$(pwd)",
-        "Enter",
-    ]);
-    let screen = tmux
-        .wait_for("stty output", |s| s.contains("marker-demo-/tmp"))
-        .await;
+    tmux.start("s", &cmd);
+    wait(&tmux, "the shell prompt", has_prompt);
+    tmux.send("s", "stty size; echo marker-$HOSTNAME-$(pwd)");
+    let screen = wait(&tmux, "stty output", |s| s.contains("marker-demo-/tmp"));
     assert!(
         screen.lines().any(|l| l.trim_end() == "30 100"),
         "terminal size not applied:\n{screen}"
     );
-    tmux.run(&["send-keys", "-t", "s", "exit 7", "Enter"]);
-    let screen = tmux
-        .wait_for("kubectl to exit", |s| s.contains("kubectl-exited-"))
-        .await;
+    tmux.send("s", "exit 7");
+    let screen = wait(&tmux, "kubectl to exit", |s| s.contains("kubectl-exited-"));
     assert!(
         screen.contains("command terminated with exit code 7"),
         "{screen}"

@@ -29,23 +29,56 @@ pub const VERSION: u8 = 1;
 pub const HEADER_LEN: usize = 32;
 const NONCE: [u8; 12] = *b"KTcm\0\0\0\0\0\0\0\0";
 
-/// One command as the shell accepted it.
+/// One command as the shell accepted it: the single definition of a command entry. The
+/// transcript extractor produces it, the recorder stores it (this module's object), and the
+/// reviewer's tools read it; the local search index keeps a row derived from it
+/// (`player::index::segment::IndexedCommand`), which is not this type because it holds what an
+/// index needs (a position, text only for what may be searched).
+///
+/// The JSON of a stored entry: `at_us`, then `text` (left out when empty, always for a redacted
+/// entry), `redacted` (only when true), `prompt`, `cwd`, `exit_code` (each only when known).
+/// Objects written when `text` was an optional field read the same.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CommandEntry {
-    /// When Enter was pressed, µs since the session started.
+    /// When Enter was pressed, µs since the session started (for a non-TTY exec's own command,
+    /// 0; for a script line, when the line arrived).
     pub at_us: u64,
-    /// The command line; `None` when it was typed without echo (a password) and withheld.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub text: Option<String>,
+    /// The command line, continuation lines joined with `\n`. Empty when `redacted`: input typed
+    /// without echo (a password) is never stored, only the fact and the time.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub text: String,
     /// Typed while the terminal did not echo: never stored in clear.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub redacted: bool,
+    /// The prompt it was typed at, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
+    /// The working directory, when the shell reported it (OSC 7).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<String>,
+    /// The exit code, when the shell reported it (OSC 133;D) or for an exec's own command.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
+}
+
+impl CommandEntry {
+    /// A command typed at `at_us`, nothing else known about it yet.
+    pub fn new(at_us: u64, text: String) -> Self {
+        Self {
+            at_us,
+            text,
+            redacted: false,
+            prompt: None,
+            cwd: None,
+            exit_code: None,
+        }
+    }
+
+    /// The text a reviewer may see and search: `None` for a redacted entry (whatever its
+    /// `text` field holds, so a malformed object cannot reveal what was withheld).
+    pub fn shown_text(&self) -> Option<&str> {
+        (!self.redacted).then_some(self.text.as_str())
+    }
 }
 
 /// Sees every event a recorder takes, on the recorder's own task (off the relay's path), and
@@ -180,7 +213,7 @@ mod tests {
         vec![
             CommandEntry {
                 at_us: 1_500_000,
-                text: Some("kubectl get pods -n prod | grep web".into()),
+                text: "kubectl get pods -n prod | grep web".into(),
                 redacted: false,
                 prompt: Some("app@web:~$ ".into()),
                 cwd: Some("/srv".into()),
@@ -188,7 +221,7 @@ mod tests {
             },
             CommandEntry {
                 at_us: 9_000_000,
-                text: None,
+                text: String::new(),
                 redacted: true,
                 prompt: Some("Password: ".into()),
                 cwd: None,
@@ -233,5 +266,43 @@ mod tests {
             Err(CommandsError::Decrypt)
         );
         assert!(decode(&bytes[..20], session, &dek).is_err());
+    }
+
+    /// The JSON inside the object is part of the format: pinned here, including objects written
+    /// when `text` was an `Option` (a redacted entry had no `text` key; that reads the same).
+    #[test]
+    fn entry_json_is_stable() {
+        let [typed, redacted] = entries().try_into().unwrap();
+        assert_eq!(
+            serde_json::to_value(&typed).unwrap(),
+            serde_json::json!({"at_us": 1_500_000, "text": "kubectl get pods -n prod | grep web",
+                "prompt": "app@web:~$ ", "cwd": "/srv", "exit_code": 0})
+        );
+        assert_eq!(
+            serde_json::to_value(&redacted).unwrap(),
+            serde_json::json!({"at_us": 9_000_000, "redacted": true, "prompt": "Password: "})
+        );
+        let written_before: Vec<CommandEntry> = serde_json::from_str(
+            r#"[{"at_us":1500000,"text":"kubectl get pods -n prod | grep web","prompt":"app@web:~$ ","cwd":"/srv","exit_code":0},
+                {"at_us":9000000,"redacted":true,"prompt":"Password: "},
+                {"at_us":9500000,"text":""}]"#,
+        )
+        .unwrap();
+        assert_eq!(written_before[..2], entries());
+        assert_eq!(
+            written_before[2],
+            CommandEntry::new(9_500_000, String::new())
+        );
+        assert_eq!(
+            typed.shown_text(),
+            Some("kubectl get pods -n prod | grep web")
+        );
+        assert_eq!(redacted.shown_text(), None);
+        // Even with text that should not be there, a redacted entry shows none.
+        let odd = CommandEntry {
+            text: "hunter2".into(),
+            ..redacted
+        };
+        assert_eq!(odd.shown_text(), None);
     }
 }

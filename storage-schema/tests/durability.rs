@@ -7,6 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::faulty::{Faulty, Mode};
+use storage_schema::layout::StreamDir;
 use storage_schema::store::{
     Durability, KeySource, OnStoreFailure, RecordError, Recorder, RecorderOptions, Replayed,
     SessionReader, Spool, Store, list_sessions, verify_session,
@@ -431,7 +432,7 @@ async fn an_audit_stream_opens_into_the_spool() {
     rec.record(EventKind::Audit { json: "{}".into() })
         .await
         .unwrap();
-    let spooled = spool.session_keys(id);
+    let spooled = spool.session_keys(StreamDir::session(id));
     assert_eq!(spooled[..2], [layout::dek(id), layout::meta(id)]);
     faulty.set(Mode::Healthy);
     rec.finish(None).await.unwrap();
@@ -475,7 +476,7 @@ fn a_dead_processs_spool_is_replayed_and_sealed_by_the_next() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let spool = Spool::open(dir.path(), 64 << 20).unwrap();
-        assert_eq!(spool.leftovers(), &[id]);
+        assert_eq!(spool.leftovers(), &[StreamDir::session(id)]);
         faulty.set(Mode::Healthy);
         let replayed = spool
             .replay_leftovers(&store, &ring, Duration::from_secs(2))
@@ -565,7 +566,7 @@ async fn nothing_is_appended_after_a_seal_written_elsewhere() {
     copy_dir(dir.path(), next.path());
     std::fs::remove_file(next.path().join("slot-0/LOCK")).unwrap();
     let spool = Spool::open(next.path(), 64 << 20).unwrap();
-    assert_eq!(spool.leftovers(), &[id]);
+    assert_eq!(spool.leftovers(), &[StreamDir::session(id)]);
     storage_schema::store::seal_interrupted(&faulty.backdoor(), &ring, id)
         .await
         .unwrap();

@@ -336,7 +336,7 @@ async fn commands_are_sealed_with_the_session() {
         let typed = vec![
             CommandEntry {
                 at_us: 5,
-                text: Some("ls".into()),
+                text: "ls".into(),
                 redacted: false,
                 prompt: Some("$ ".into()),
                 cwd: None,
@@ -344,7 +344,7 @@ async fn commands_are_sealed_with_the_session() {
             },
             CommandEntry {
                 at_us: 9,
-                text: None,
+                text: String::new(),
                 redacted: true,
                 prompt: None,
                 cwd: None,

@@ -7,9 +7,6 @@
 //! fails below [`BAR`] either way, and fails if any secret a case typed at a no-echo prompt
 //! shows up anywhere in what was extracted.
 
-#[path = "common/tmux.rs"]
-mod tmux;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -18,8 +15,8 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use storage_schema::Keyring;
 use storage_schema::store::{SessionReader, Store};
+use test_support::Tmux;
 use tests::{Cluster, Kubectl};
-use tmux::Tmux;
 
 /// Both precision and recall must reach this.
 const BAR: f64 = 0.95;
@@ -132,17 +129,7 @@ fn record(cluster: &Cluster, tmux: &Tmux, kubectl: &Path, kc: &Path, name: &str,
         kubectl = kubectl.display(),
         kc = kc.display(),
     );
-    tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        name,
-        "-x",
-        "100",
-        "-y",
-        "30",
-        &cmdline,
-    ]);
+    tmux.start(name, &cmdline);
     tmux.wait_count(name, PROMPT, 1);
     for step in &case.steps {
         let wait = step.wait.clone().or_else(|| {

@@ -4,15 +4,12 @@
 //! open, not interrupted), keeps in each recording everything its client received, and the
 //! gateway exits on its own.
 
-#[path = "common/tmux.rs"]
-mod tmux;
-
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use test_support::Tmux;
 use tests::{Cluster, Kubectl};
-use tmux::Tmux;
 
 /// What kubectl prints when the gateway drains (gateway::session::DRAIN_MESSAGE).
 const REASON: &str = "the gateway is shutting down";

@@ -10,9 +10,10 @@
 //!   alternate-screen flag, a formatted dump for renderers.
 //! - [`seek`]: [`SeekIndex`], keyframes built in one pass over a session's chunks; `seek(t)` =
 //!   nearest keyframe ≤ t + replay of the short tail.
-//! - [`extract`]: [`CommandExtractor`] → [`Command`]s: TTY sessions from the echoed screen at
-//!   Enter (with OSC 133/7 when the shell emits them, redaction of unechoed input), non-TTY
-//!   execs from their command and script lines.
+//! - [`extract`]: [`CommandExtractor`] → [`CommandEntry`]s (the recording format's own type,
+//!   `storage_schema::commands`): TTY sessions from the echoed screen at Enter (with OSC 133/7
+//!   when the shell emits them, redaction of unechoed input), non-TTY execs from their command
+//!   and script lines.
 //!
 //! # Use
 //! ```
@@ -60,7 +61,7 @@ mod observer;
 pub mod seek;
 pub mod term;
 
-pub use extract::{Command, CommandExtractor, extract};
+pub use extract::{CommandEntry, CommandExtractor, extract};
 pub use seek::{Position, SeekConfig, SeekError, SeekInProgress, SeekIndex, Seeked};
 pub use term::{Terminal, is_vt100_panic, quiet_vt100_panics};
 /// The emulator behind [`Terminal::screen`], re-exported so renderers name its cell and colour

@@ -5,21 +5,7 @@
 use storage_schema::Event;
 use storage_schema::commands::{CommandEntry, CommandObserver};
 
-use crate::extract::{Command, CommandExtractor};
-
-impl From<Command> for CommandEntry {
-    fn from(c: Command) -> Self {
-        CommandEntry {
-            at_us: c.at_us,
-            // A redacted command's text is empty by construction; store none at all.
-            text: (!c.redacted).then_some(c.text),
-            redacted: c.redacted,
-            prompt: c.prompt,
-            cwd: c.cwd,
-            exit_code: c.exit_code,
-        }
-    }
-}
+use crate::extract::CommandExtractor;
 
 impl CommandObserver for CommandExtractor {
     fn observe(&mut self, event: &Event) {
@@ -28,9 +14,6 @@ impl CommandObserver for CommandExtractor {
 
     fn finish(self: Box<Self>) -> Vec<CommandEntry> {
         CommandExtractor::finish(*self)
-            .into_iter()
-            .map(CommandEntry::from)
-            .collect()
     }
 }
 
@@ -54,22 +37,19 @@ mod tests {
         for e in [
             data(0, Stream::Stdout, b"$ "),
             data(10, Stream::Stdin, b"ls\r"),
-            data(20, Stream::Stdout, b"ls\r\nREADME\r\n$ "),
+            data(20, Stream::Stdout, b"ls\r\nREADME\r\n[sudo] password: "),
+            data(30, Stream::Stdin, b"hunter2\r"),
+            data(40, Stream::Stdout, b"\r\n$ "),
         ] {
             x.observe(&e);
         }
+        // What the recorder stores is what the extractor produced, redaction included.
         let entries = x.finish();
-        assert_eq!(entries[0].text.as_deref(), Some("ls"));
-        assert!(!entries[0].redacted);
-        let redacted = CommandEntry::from(Command {
-            at_us: 1,
-            text: String::new(),
-            prompt: Some("Password: ".into()),
-            cwd: None,
-            exit_code: None,
-            redacted: true,
-        });
-        assert_eq!(redacted.text, None);
-        assert!(redacted.redacted);
+        assert_eq!(entries.len(), 2, "{entries:?}");
+        assert_eq!(entries[0].shown_text(), Some("ls"));
+        assert!(entries[1].redacted && entries[1].text.is_empty());
+        assert_eq!(entries[1].shown_text(), None);
+        let all = format!("{entries:?}");
+        assert!(!all.contains("hunter2"), "{all}");
     }
 }

@@ -3,11 +3,13 @@
 //!
 //! - **stdout**, one JSON line per record, for log collectors (a dedicated thread; a stalled
 //!   reader costs dropped lines, counted and reported, never a stalled gateway);
-//! - **the object store**, as an *audit stream*: a session of kind `audit` written by the same
+//! - **the object store**, as an *audit stream*: a stream of kind `audit` written by the same
 //!   recorder as terminal sessions, so it is append-only, hash-chained, signed and encrypted and
-//!   `kubetape verify` / `kubetape audit` check it. Records reach the store within the flush
-//!   interval (≤ 1 s); a stream is sealed every `rotate_secs` (an hour) and at shutdown, and the
-//!   next record opens a new one.
+//!   `kubetape verify` / `kubetape audit` check it. Its class puts it under `audit/<id>/`, apart
+//!   from sessions (`storage_schema::layout`; older gateways wrote it under `sessions/`, where
+//!   readers still find it). Records reach the store within the flush interval (≤ 1 s); a
+//!   stream is sealed every `rotate_secs` (an hour) and at shutdown, and the next record opens a
+//!   new one.
 //!
 //! ```text
 //! handle() ──emit()──► [bounded queue] ──► writer task ──► (journal, fail closed) ──► Recorder ──► store
@@ -51,6 +53,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Deserialize;
+use storage_schema::layout::{StreamDir, StreamRoot};
 use storage_schema::store::{Durability, Recorder, RecorderOptions, SessionReader, Spool, Store};
 use storage_schema::{
     AuditRecord, EventKind, FlushPolicy, Gap, Identity as RecordedIdentity, Keyring, SessionId,
@@ -450,7 +453,7 @@ impl Writer {
                         if backlog.pending.len() >= PENDING_LIMIT {
                             backlog.pending.pop_front();
                             self.lost.lock().expect("audit losses").note(
-                                storage_schema::session::unix_micros_now(),
+                                storage_schema::time::unix_micros_now(),
                                 "the audit stream could not be written and the backlog was full",
                             );
                             self.stats.lost_total.fetch_add(1, Ordering::Relaxed);
@@ -906,7 +909,10 @@ async fn recover_journals(
     for leftover in leftovers {
         let stream = leftover.stream;
         // The stream's own spooled chunks go back first (the spool's replay).
-        while !spool.session_keys(stream).is_empty() {
+        while !spool
+            .session_keys(StreamDir::new(StreamRoot::Audit, stream))
+            .is_empty()
+        {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         let held = match &keyring {

@@ -3,7 +3,10 @@
 use std::time::Instant;
 
 use super::*;
-use storage_schema::store::{KeySource, SessionReader, list_sessions, verify_session};
+use storage_schema::layout::{StreamDir, StreamRoot};
+use storage_schema::store::{
+    KeySource, SessionReader, list_audit_streams, list_sessions, verify_session,
+};
 
 fn record(n: u16) -> AuditRecord {
     AuditRecord {
@@ -57,7 +60,13 @@ fn with_spool(dir: &std::path::Path) -> (Spool, Durability) {
 /// Every event of every audit stream in the store: (statuses of the records, gaps).
 async fn read_all(store: &Store, ring: &Keyring) -> (Vec<u16>, Vec<Gap>) {
     let (mut statuses, mut gaps) = (Vec::new(), Vec::new());
-    let mut ids = list_sessions(store).await.unwrap();
+    let mut ids: Vec<_> = list_audit_streams(store)
+        .await
+        .unwrap()
+        .streams
+        .iter()
+        .map(StreamDir::id)
+        .collect();
     ids.sort();
     for id in ids {
         let report = verify_session(store, id, KeySource::Keyring(ring))
@@ -122,8 +131,14 @@ async fn records_land_in_a_sealed_verified_audit_stream() {
         log.emit(&record(n)).await.unwrap();
     }
     log.shutdown(Duration::from_secs(10)).await;
-    let ids = list_sessions(&store).await.unwrap();
-    assert_eq!(ids.len(), 1);
+    assert!(
+        list_sessions(&store).await.unwrap().is_empty(),
+        "an audit stream is not a session"
+    );
+    let streams = list_audit_streams(&store).await.unwrap().streams;
+    assert_eq!(streams.len(), 1);
+    assert_eq!(streams[0].root(), StreamRoot::Audit);
+    let ids: Vec<_> = streams.iter().map(StreamDir::id).collect();
     let report = verify_session(&store, ids[0], KeySource::Keyring(&ring))
         .await
         .unwrap();

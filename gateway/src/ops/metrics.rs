@@ -6,7 +6,6 @@
 //! gauges that describe state (live sessions, grant count, the revocation list's age, drain) are
 //! read from the state at each scrape ([`Metrics::encode`]), so they cannot drift from it.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
@@ -218,22 +217,5 @@ impl Metrics {
         self.bytes_relayed
             .get_or_create(&DirectionLabel { direction })
             .clone()
-    }
-}
-
-/// The store reports each request's operation, duration and outcome here: counted, and its
-/// writes tell readiness whether the store is writable.
-#[derive(Debug)]
-pub struct StoreMetrics {
-    pub metrics: Arc<Metrics>,
-    pub health: Arc<super::health::StoreHealth>,
-}
-
-impl storage_schema::store::StoreObserver for StoreMetrics {
-    fn observe(&self, op: &'static str, elapsed: Duration, ok: bool) {
-        self.metrics.store_request(op, elapsed, ok);
-        if op == "put" {
-            self.health.observe_write(ok);
-        }
     }
 }

@@ -13,10 +13,10 @@
 
 pub mod health;
 pub mod metrics;
+pub mod store;
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -24,20 +24,11 @@ use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use serde::Deserialize;
 use tokio::net::TcpListener;
 
 use crate::state::State;
 
-/// `[ops]` in the gateway configuration.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OpsConfig {
-    /// Plain-HTTP address of `/healthz`, `/readyz` and `/metrics`. Omit to serve none (the
-    /// quickstart and tests); a production gateway sets it.
-    #[serde(default)]
-    pub listen: Option<SocketAddr>,
-}
+pub use crate::config::OpsConfig;
 
 /// Serves the operations endpoints on `listener` until `stop` resolves.
 pub async fn serve(listener: TcpListener, state: Arc<State>, stop: impl Future<Output = ()>) {

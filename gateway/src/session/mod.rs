@@ -383,11 +383,13 @@ impl Sessions {
         }
         let session = meta.session;
         let kind = meta.kind;
+        let container = meta.target.container.clone();
+        let client = meta.client.address.clone();
         let user = meta.identity.user.clone();
         let span = tracing::info_span!(
             "session",
             session = %session,
-            kind = ?meta.kind,
+            kind = kind_name(meta.kind),
             user = %user,
             ns = meta.target.namespace.as_deref().unwrap_or("-"),
             pod = meta.target.pod.as_deref().unwrap_or("-"),
@@ -446,6 +448,14 @@ impl Sessions {
                 .await;
             return Err(refusal);
         }
+        span.in_scope(|| {
+            tracing::info!(
+                event = "session_start",
+                container = container.as_deref().unwrap_or("-"),
+                client = client.as_deref().unwrap_or("-"),
+                "session opened"
+            )
+        });
         if let Some(leases) = &self.leases
             && let Err(e) = leases.cover(registered).await
         {
@@ -507,7 +517,11 @@ impl Session {
             .await;
         // Unregistered at once: nothing can end it any more.
         drop(live);
-        tracing::info!(code = exit.code, message = %exit.message, "stream ended");
+        let outcome = match &ended_by {
+            Some(why) => why.marker.clone(),
+            None if exit.code == 0 => "exited".to_string(),
+            None => "exited non-zero".to_string(),
+        };
         if let Some(why) = ended_by {
             tracing::warn!(reason = %why.marker, "session ended by the gateway");
             let _ = recorder
@@ -520,8 +534,31 @@ impl Session {
                 message: exit.message.clone(),
             })
             .await;
-        if let Err(e) = recorder.finish(Some(exit)).await {
-            tracing::error!(error = %e, "recording could not be sealed");
+        let code = exit.code;
+        let message = exit.message.clone();
+        match recorder.finish(Some(exit)).await {
+            // The one structured event per session end (the span carries session, kind, user,
+            // namespace, pod, grant).
+            Ok(seal) => tracing::info!(
+                event = "session_end",
+                exit_code = code,
+                exit_message = %message,
+                outcome = %outcome,
+                bytes_stdin = seal.bytes.stdin,
+                bytes_stdout = seal.bytes.stdout,
+                bytes_stderr = seal.bytes.stderr,
+                bytes_forwarded = seal.bytes.port_forward,
+                duration_s = seal.duration_us as f64 / 1e6,
+                chunks = seal.chunks,
+                "session ended and sealed"
+            ),
+            Err(e) => tracing::error!(
+                event = "session_end",
+                exit_code = code,
+                outcome = %outcome,
+                error = %e,
+                "session ended; its recording could not be sealed"
+            ),
         }
         // Only now is the recording sealed: a drain may complete.
         drop(guard);

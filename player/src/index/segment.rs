@@ -18,6 +18,7 @@
 use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
+use storage_schema::commands::CommandEntry;
 
 const MAGIC: &[u8; 4] = b"KTIX";
 const VERSION: u32 = 1;
@@ -45,13 +46,33 @@ pub struct IndexedSession {
     pub source: String,
 }
 
-/// A command to index.
+/// A row of the search index: what a segment keeps of one of a session's
+/// [`CommandEntry`]s (the format's type). Not the same type on purpose: a row has a position
+/// (`number`, for `play --at '#N'`) that an entry only has by its place in a list, and there
+/// are rows only for entries whose text may be searched, so a redacted entry has none.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexedCommand {
     pub at_us: u64,
     /// 1-based position among the session's commands (redacted ones count but are not indexed).
     pub number: u32,
     pub text: String,
+}
+
+impl IndexedCommand {
+    /// The rows for a session's commands, in order: one per entry with searchable text.
+    pub fn rows(entries: &[CommandEntry]) -> Vec<IndexedCommand> {
+        entries
+            .iter()
+            .zip(1u32..)
+            .filter_map(|(e, number)| {
+                e.shown_text().map(|text| IndexedCommand {
+                    at_us: e.at_us,
+                    number,
+                    text: text.to_owned(),
+                })
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -296,6 +317,32 @@ mod tests {
             number: at_us as u32,
             text: text.into(),
         }
+    }
+
+    #[test]
+    fn rows_number_every_entry_and_index_only_searchable_text() {
+        let mut secret = CommandEntry::new(20, "hunter2".into());
+        secret.redacted = true;
+        let entries = [
+            CommandEntry::new(10, "sudo -v".into()),
+            secret,
+            CommandEntry::new(30, "ls".into()),
+        ];
+        assert_eq!(
+            IndexedCommand::rows(&entries),
+            [
+                IndexedCommand {
+                    at_us: 10,
+                    number: 1,
+                    text: "sudo -v".into()
+                },
+                IndexedCommand {
+                    at_us: 30,
+                    number: 3,
+                    text: "ls".into()
+                },
+            ]
+        );
     }
 
     #[test]

@@ -354,6 +354,20 @@ fn main() {
     write("portforward_ports", "repeated", b"80&9090&65535");
     write("portforward_ports", "bad", b"0&http&+1&");
 
+    // pod_protobuf: a node debugger pod as kubectl creates it.
+    let pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "node-debugger-sandbox-x7k2p", "namespace": "default",
+                     "labels": {"app.kubernetes.io/managed-by": "kubectl-debug"}},
+        "spec": {"containers": [{"name": "debugger", "image": "busybox", "stdin": true, "tty": true,
+                                  "securityContext": {"privileged": true},
+                                  "volumeMounts": [{"name": "host-root", "mountPath": "/host"}]}],
+                 "nodeName": "sandbox", "hostPID": true, "hostNetwork": true,
+                 "tolerations": [{"operator": "Exists"}],
+                 "volumes": [{"name": "host-root", "hostPath": {"path": "/"}}]},
+    });
+    write("pod_protobuf", "node-debugger", &proto::pod_protobuf::encode_pod(&pod));
+
     // status_resize: Status bodies as the API server sends them, and resize messages.
     write("status_resize", "success", &Status::success().to_json());
     write("status_resize", "exit-3", &Status::exit_code(3).to_json());
@@ -400,5 +414,24 @@ fn main() {
         "exec_query",
         "path-pf",
         b"/api/v1/namespaces/kube-system/pods/dns-0/portforward",
+    );
+
+    // admin_bodies: what `kubetape request/approve` send and what a gateway answers.
+    write(
+        "admin_bodies",
+        "new-request",
+        br#"{"role":"prod-debug","namespace":"prod","reason":"INC-42: db is slow","ttl":"30m"}"#,
+    );
+    write("admin_bodies", "decision", br#"{"reason":"ok"}"#);
+    write("admin_bodies", "decision-empty", b"{}");
+    write(
+        "admin_bodies",
+        "view",
+        br#"{"id":"0190c1c4-0000-7000-8000-000000000001","user":"dev@example.com","role":"prod-debug","namespace":"prod","reason":"INC-42","ttl":"5m","requested_at":"2026-11-23T09:00:00Z","state":"approved","decided_by":"sre@example.com","decision_reason":"go","expires_at":"2026-11-23T09:05:00Z","mine":false,"can_decide":false}"#,
+    );
+    write(
+        "admin_bodies",
+        "list",
+        br#"{"requests":[{"id":"i","user":"u","role":"r","namespace":"n","reason":"w","ttl":"1h","state":"pending","mine":true,"can_decide":false}]}"#,
     );
 }

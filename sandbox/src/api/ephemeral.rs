@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::objects::Kind;
 use super::resources::{self, Form};
 use crate::cluster::{Cluster, Pod};
-use crate::config::ContainerSpec;
+use crate::config::{ContainerSpec, local_command};
 use crate::respond::{self, Body};
 
 /// Largest patch body accepted (kubectl's are under 1 KiB).
@@ -69,7 +69,7 @@ pub(crate) async fn handle(
                     );
                 }
             };
-            if let Err(m) = add_new(cluster, pod, &current, &patched) {
+            if let Err(m) = add_new(cluster, &pod, &current, &patched) {
                 return respond::status(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "Invalid",
@@ -371,7 +371,8 @@ fn start(cluster: &Cluster, pod: &Pod, name: String, mut object: Value) {
             })
             .unwrap_or_default()
     };
-    let Some(mapping) = cluster.images.iter().find(|m| m.matches(&image)) else {
+    let (command, args) = (strings(&object["command"]), strings(&object["args"]));
+    let Some(argv) = local_command(&cluster.images, &image, &command, &args) else {
         let why = format!(
             "image {image:?} is not mapped to a local program (kubetape-sandbox config [[images]])"
         );
@@ -379,14 +380,6 @@ fn start(cluster: &Cluster, pod: &Pod, name: String, mut object: Value) {
         pod.add_ephemeral(name, object, None, Some(why));
         return;
     };
-    let mut argv = mapping.command.clone();
-    let (command, args) = (strings(&object["command"]), strings(&object["args"]));
-    if command.is_empty() && args.is_empty() {
-        argv.extend(mapping.default.iter().cloned());
-    } else {
-        argv.extend(command);
-        argv.extend(args);
-    }
     // It shares the target's (or the first container's) working directory and environment.
     let target = object["targetContainerName"]
         .as_str()

@@ -3,6 +3,7 @@
 //! to [`crate::exec`] and [`crate::portforward`]).
 //! Anything else is a 404 `Status`, like an API server without that resource.
 
+mod create;
 mod discovery;
 mod ephemeral;
 pub(crate) mod logs;
@@ -70,6 +71,12 @@ pub(crate) async fn route(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
         let (ns, pod) = (ns.to_string(), pod.to_string());
         return crate::portforward::handle(ctx, req, &ns, &pod).await;
     }
+    if let ["api", "v1", "namespaces", ns, "pods"] = segments.as_slice()
+        && method == Method::POST
+    {
+        let ns = ns.to_string();
+        return create::create(cluster, req, &ns).await;
+    }
     if !read {
         return respond::method_not_allowed();
     }
@@ -103,7 +110,7 @@ pub(crate) async fn route(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
             resources::get(cluster, Kind::Pod, Some(ns), name, form)
         }
         ["api", "v1", "namespaces", ns, "pods", name, "log"] => match cluster.pod(ns, name) {
-            Some(pod) => logs::logs(pod, &query),
+            Some(pod) => logs::logs(&pod, &query),
             None => respond::object_not_found("pods", name),
         },
         _ => not_found(),

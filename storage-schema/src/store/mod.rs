@@ -6,6 +6,7 @@
 //! [`StoreError::AlreadyExists`].
 
 mod catalog;
+pub mod ledger;
 mod reader;
 mod recorder;
 mod spool;
@@ -18,13 +19,16 @@ use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
 
-pub use self::catalog::{SessionSummary, ended_since, list_sessions, summarize, summarize_all};
+pub use self::catalog::{
+    AuditStreams, SessionSummary, class_at, ended_since, list_audit_streams, list_sessions,
+    list_streams, locate, summarize, summarize_all, summarize_at,
+};
 pub use self::reader::{ReadError, SessionReader};
 pub use self::recorder::{
     Durability, Lag, MAX_UNDURABLE, OnStoreFailure, RecordError, Recorder, RecorderOptions,
 };
 pub use self::spool::{Replayed, Spool, SpoolError, SpoolStats};
-pub use self::verify::{KeySource, VerifyError, seal_interrupted, verify_session};
+pub use self::verify::{KeySource, VerifyError, seal_interrupted, verify_session, verify_stream};
 
 /// Why the store could not be opened or used.
 #[derive(Debug, thiserror::Error)]
@@ -211,6 +215,19 @@ impl Store {
             Ok(r) => Ok(Some(r.bytes().await.map_err(io)?)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(source) => Err(io(source)),
+        }
+    }
+
+    /// Whether `key` exists (a metadata request; nothing is read).
+    pub async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        match self.inner.head(&self.path(key)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(source) => Err(StoreError::Io {
+                op: "head",
+                path: key.to_string(),
+                source,
+            }),
         }
     }
 

@@ -5,14 +5,14 @@
 //! Chunks a declared gap stands for (see [`crate::gap`]) are stepped over: the chunk after them
 //! must link to the gap's `resume` digest, and opens with the gap event that callers show.
 
-use super::verify::{load_dek, load_meta};
+use super::verify::{LoadedMeta, load_dek, load_meta, load_meta_at};
 use super::{Store, StoreError};
 use crate::chunk::{ChainDigest, ChunkError, ChunkHeader, HEADER_LEN, SealedChunk};
 use crate::commands::{self, CommandEntry};
 use crate::event::{Event, EventKind};
 use crate::gap::Gap;
 use crate::keys::{DataKey, KeyError, Keyring, PublicKey};
-use crate::layout;
+use crate::layout::{self, StreamDir};
 use crate::session::{SessionId, SessionMeta};
 use crate::store::verify::VerifyError;
 use crate::verify::Damage;
@@ -38,6 +38,7 @@ pub enum ReadError {
 #[derive(Debug)]
 pub struct SessionReader {
     store: Store,
+    dir: StreamDir,
     meta: SessionMeta,
     meta_bytes: bytes::Bytes,
     public: PublicKey,
@@ -48,28 +49,49 @@ pub struct SessionReader {
 }
 
 impl SessionReader {
+    /// Opens stream `id`, wherever it lies (a session, or an audit stream in either place).
     pub async fn open(store: &Store, keyring: &Keyring, id: SessionId) -> Result<Self, ReadError> {
-        let (meta_bytes, meta) = load_meta(store, id).await?;
+        let (dir, loaded) = load_meta(store, id).await?;
+        Self::open_loaded(store, keyring, dir, loaded).await
+    }
+
+    /// Opens the stream in `dir` (a listing already said where it is).
+    pub async fn open_at(
+        store: &Store,
+        keyring: &Keyring,
+        dir: StreamDir,
+    ) -> Result<Self, ReadError> {
+        let loaded = load_meta_at(store, dir).await?;
+        Self::open_loaded(store, keyring, dir, loaded).await
+    }
+
+    async fn open_loaded(
+        store: &Store,
+        keyring: &Keyring,
+        dir: StreamDir,
+        (meta_bytes, meta): LoadedMeta,
+    ) -> Result<Self, ReadError> {
         let meta = meta.map_err(ReadError::Meta)?;
         let public = keyring.public_key(&meta.keys.signing)?.clone();
-        let dek = load_dek(store, keyring, id).await?;
+        let dek = load_dek(store, keyring, dir).await?;
         let seqs = store
-            .list(&layout::chunks_dir(id))
+            .list(&dir.chunks_dir())
             .await?
             .iter()
             .filter_map(|(name, _)| layout::parse_chunk_name(name))
             .collect();
         // A seal that does not verify declares nothing; `verify` reports it.
-        let declared = match store.get_opt(&layout::seal(id)).await? {
+        let declared = match store.get_opt(&dir.seal()).await? {
             Some(bytes) => crate::seal::SealPayload::verify(&bytes, &public)
                 .ok()
-                .filter(|p| p.session == id)
+                .filter(|p| p.session == dir.id())
                 .map(|p| p.gaps)
                 .unwrap_or_default(),
             None => Vec::new(),
         };
         Ok(Self {
             store: store.clone(),
+            dir,
             meta,
             meta_bytes,
             public,
@@ -79,10 +101,15 @@ impl SessionReader {
         })
     }
 
+    /// Where the stream's objects are.
+    pub fn dir(&self) -> StreamDir {
+        self.dir
+    }
+
     /// The session's commands object, checked against the signed seal, or `None` when the
     /// session has none (not sealed yet, sealed as interrupted, or recorded without extraction).
     pub async fn commands(&self) -> Result<Option<Vec<CommandEntry>>, ReadError> {
-        let Some(seal) = self.store.get_opt(&layout::seal(self.meta.session)).await? else {
+        let Some(seal) = self.store.get_opt(&self.dir.seal()).await? else {
             return Ok(None);
         };
         let payload = crate::seal::SealPayload::verify(&seal, &self.public)
@@ -97,7 +124,7 @@ impl SessionReader {
         };
         let bytes = self
             .store
-            .get_opt(&layout::commands(self.meta.session))
+            .get_opt(&self.dir.commands())
             .await?
             .ok_or(ReadError::Damaged(Damage::CommandsMissing {
                 count: reference.count,
@@ -131,7 +158,7 @@ impl SessionReader {
             .ok_or(ReadError::NoSuchChunk(index, self.seqs.len()))?;
         let bytes = self
             .store
-            .get_range(&layout::chunk(self.meta.session, seq), 0..HEADER_LEN as u64)
+            .get_range(&self.dir.chunk(seq), 0..HEADER_LEN as u64)
             .await?;
         ChunkHeader::parse(&bytes)
             .map_err(|error| ReadError::Damaged(Damage::ChunkMalformed { seq, error }))
@@ -156,7 +183,7 @@ impl SessionReader {
             i => self.seqs[i - 1] + 1,
         };
         let absent = (seq > expected).then(|| (expected, seq - 1));
-        let bytes = self.store.get(&layout::chunk(id, seq)).await?;
+        let bytes = self.store.get(&self.dir.chunk(seq)).await?;
         let chunk = SealedChunk::decode(&bytes)
             .map_err(|error| ReadError::Damaged(Damage::ChunkMalformed { seq, error }))?;
         let h = &chunk.header;

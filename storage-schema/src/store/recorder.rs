@@ -74,9 +74,9 @@ use crate::commands::{self, CommandEntry, CommandObserver};
 use crate::event::{Event, EventKind, Stream};
 use crate::gap::{Gap, GapChunks};
 use crate::keys::{DataKey, KeyError, Keyring};
-use crate::layout;
+use crate::layout::{StreamDir, StreamRoot};
 use crate::seal::{ExitInfo, SealPayload, SealState, StreamBytes};
-use crate::session::{SessionId, SessionMeta};
+use crate::session::{SessionId, SessionMeta, StreamClass};
 
 const EVENT_QUEUE: usize = 64;
 
@@ -288,7 +288,7 @@ enum Msg {
 /// Handle to one session being recorded.
 #[derive(Debug)]
 pub struct Recorder {
-    session: SessionId,
+    dir: StreamDir,
     clock: Instant,
     tx: mpsc::Sender<Msg>,
     shared: Arc<Shared>,
@@ -342,6 +342,9 @@ impl Recorder {
         meta.keys.kek = kek.id().to_string();
         meta.keys.signing = signer.id().to_string();
         let session = meta.session;
+        // The stream's class decides its prefix: audit streams under `audit/`, sessions under
+        // `sessions/` (see `layout`).
+        let dir = StreamDir::for_class(meta.class(), session);
         let meta_bytes = serde_json::to_vec_pretty(&meta).expect("metadata serializes");
         let dek = DataKey::generate()?;
         let wrapped =
@@ -368,13 +371,13 @@ impl Recorder {
         let mut outbox = VecDeque::new();
         // The key before the metadata: a metadata object always has its key.
         outbox.push_back(Item::new(
-            layout::dek(session),
+            dir.dek(),
             wrapped.into(),
             Kind::Key,
             now,
         ));
         outbox.push_back(Item::new(
-            layout::meta(session),
+            dir.meta(),
             meta_bytes.into(),
             Kind::Meta,
             now,
@@ -383,6 +386,7 @@ impl Recorder {
             store,
             durability,
             session,
+            dir,
             builder,
             observer,
             rx,
@@ -408,7 +412,7 @@ impl Recorder {
         tokio::spawn(task.run());
         match opened.await {
             Ok(Ok(())) => Ok(Self {
-                session,
+                dir,
                 clock,
                 tx,
                 shared,
@@ -422,7 +426,12 @@ impl Recorder {
     }
 
     pub fn session(&self) -> SessionId {
-        self.session
+        self.dir.id()
+    }
+
+    /// Where the stream is written.
+    pub fn dir(&self) -> StreamDir {
+        self.dir
     }
 
     /// Microseconds since the session started, on the recorder's monotonic clock.
@@ -716,6 +725,8 @@ struct Task {
     store: Store,
     durability: Durability,
     session: SessionId,
+    /// Where the stream's objects go (`sessions/` or `audit/`: its class decides).
+    dir: StreamDir,
     builder: ChunkBuilder,
     observer: Option<ObserverThread>,
     rx: mpsc::Receiver<Msg>,
@@ -897,7 +908,7 @@ impl Task {
     fn queue_chunk(&mut self, chunk: SealedChunk, last_words: bool) {
         let seq = chunk.header.seq;
         let mut item = Item::new(
-            layout::chunk(self.session, seq),
+            self.dir.chunk(seq),
             chunk.encode().into(),
             Kind::Chunk { seq },
             tokio::time::Instant::now(),
@@ -992,7 +1003,7 @@ impl Task {
                 commands::encode(self.session, self.builder.dek(), &entries)
         {
             self.outbox.push_back(Item::new(
-                layout::commands(self.session),
+                self.dir.commands(),
                 bytes.into(),
                 Kind::Commands,
                 now,
@@ -1000,7 +1011,7 @@ impl Task {
             seal.commands = Some(reference);
         }
         let mut item = Item::new(
-            layout::seal(self.session),
+            self.dir.seal(),
             seal.sign(self.builder.signer()).into(),
             Kind::Seal {
                 sealed_at_us: seal.sealed_at_us,
@@ -1045,7 +1056,7 @@ impl Task {
         // Back from an outage, a session may have been sealed by another gateway meanwhile (its
         // lease lapsed while this one could not reach the store): nothing is appended after it.
         let check_seal =
-            (self.store_down && self.opening.is_none()).then(|| layout::seal(self.session));
+            (self.store_down && self.opening.is_none()).then(|| self.dir.seal());
         let task = tokio::spawn(async move {
             if let Some(seal) = check_seal {
                 match tokio::time::timeout(timeout, store.get_opt(&seal)).await {
@@ -1376,7 +1387,10 @@ impl Task {
             let key = item.key.clone();
             tokio::task::spawn_blocking(move || spool.remove(&key));
         }
-        if let Kind::Seal { sealed_at_us } = item.kind {
+        // `ended/` markers are the feed of sessions; audit streams are not marked.
+        if let Kind::Seal { sealed_at_us } = item.kind
+            && self.dir.root() == StreamRoot::of(StreamClass::Session)
+        {
             let _ = tokio::time::timeout(
                 self.durability.store_timeout,
                 super::catalog::mark_ended(&self.store, self.session, sealed_at_us),

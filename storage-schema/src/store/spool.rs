@@ -63,8 +63,8 @@ use std::time::Duration;
 
 use super::{Store, StoreError};
 use crate::keys::Keyring;
-use crate::layout;
-use crate::session::SessionId;
+use crate::layout::{self, StreamDir, StreamRoot};
+use crate::session::{SessionId, StreamClass};
 
 /// Room kept for last words when the disk is full.
 const RESERVE_BYTES: usize = 1 << 20;
@@ -120,7 +120,7 @@ struct Inner {
     written: AtomicU64,
     refused: AtomicU64,
     /// Sessions found spooled at open: their recorders are gone.
-    leftovers: Vec<SessionId>,
+    leftovers: Vec<StreamDir>,
     /// Held for the process's lifetime: the slot is ours.
     _lock: File,
 }
@@ -169,7 +169,15 @@ impl Spool {
         remove_tmp_files(&slot)?;
         let (bytes, objects_held) = usage(&slot.join("objects"))?;
         let (jbytes, _) = usage(&slot.join("journal"))?;
-        let leftovers = sessions_under(&objects.join(layout::SESSIONS));
+        // Every class of stream: sessions, and the gateway's audit streams.
+        let leftovers = StreamRoot::ALL
+            .into_iter()
+            .flat_map(|root| {
+                streams_under(&objects.join(root.prefix()))
+                    .into_iter()
+                    .map(move |id| StreamDir::new(root, id))
+            })
+            .collect();
         let spool = Self {
             inner: Arc::new(Inner {
                 slot,
@@ -206,7 +214,7 @@ impl Spool {
     }
 
     /// Sessions that were spooled when the spool was opened (their recorders are gone).
-    pub fn leftovers(&self) -> &[SessionId] {
+    pub fn leftovers(&self) -> &[StreamDir] {
         &self.inner.leftovers
     }
 
@@ -341,14 +349,14 @@ impl Spool {
 
     /// The spooled objects of session `id`, in the order they must reach the store: wrapped
     /// key, metadata, chunks by sequence number, commands, seal.
-    pub fn session_keys(&self, id: SessionId) -> Vec<String> {
+    pub fn session_keys(&self, dir: StreamDir) -> Vec<String> {
         let mut keys = Vec::new();
-        for key in [layout::dek(id), layout::meta(id)] {
+        for key in [dir.dek(), dir.meta()] {
             if self.contains(&key) {
                 keys.push(key);
             }
         }
-        let chunks = self.path(&layout::chunks_dir(id));
+        let chunks = self.path(&dir.chunks_dir());
         let mut seqs: Vec<u64> = fs::read_dir(&chunks)
             .into_iter()
             .flatten()
@@ -356,8 +364,8 @@ impl Spool {
             .filter_map(|e| layout::parse_chunk_name(&e.file_name().to_string_lossy()))
             .collect();
         seqs.sort_unstable();
-        keys.extend(seqs.into_iter().map(|seq| layout::chunk(id, seq)));
-        for key in [layout::commands(id), layout::seal(id)] {
+        keys.extend(seqs.into_iter().map(|seq| dir.chunk(seq)));
+        for key in [dir.commands(), dir.seal()] {
             if self.contains(&key) {
                 keys.push(key);
             }
@@ -375,8 +383,9 @@ impl Spool {
         put_timeout: Duration,
     ) -> Vec<(SessionId, Replayed)> {
         let mut out = Vec::new();
-        for &id in self.inner.leftovers.iter() {
-            let outcome = self.replay_session(store, keyring, id, put_timeout).await;
+        for &dir in self.inner.leftovers.iter() {
+            let id = dir.id();
+            let outcome = self.replay_session(store, keyring, dir, put_timeout).await;
             match &outcome {
                 Replayed::Sealed | Replayed::SealedInterrupted => {
                     tracing::info!(session = %id, outcome = ?outcome, "spooled session replayed to the store");
@@ -394,11 +403,12 @@ impl Spool {
         &self,
         store: &Store,
         keyring: &Keyring,
-        id: SessionId,
+        dir: StreamDir,
         put_timeout: Duration,
     ) -> Replayed {
-        let keys = self.session_keys(id);
-        let seal_key = layout::seal(id);
+        let id = dir.id();
+        let keys = self.session_keys(dir);
+        let seal_key = dir.seal();
         let spooled_seal = keys.contains(&seal_key);
         for (i, key) in keys.iter().enumerate() {
             // Sealed by someone else meanwhile (a lease completer): what remains stays here,
@@ -438,7 +448,9 @@ impl Spool {
             }
         }
         if spooled_seal {
-            if let Ok(Some(seal)) = store.get_opt(&seal_key).await
+            // `ended/` markers are the feed of sessions; audit streams are not marked.
+            if dir.root() == StreamRoot::of(StreamClass::Session)
+                && let Ok(Some(seal)) = store.get_opt(&seal_key).await
                 && let Ok(sealed_at) = seal_time(&seal)
             {
                 super::catalog::mark_ended(store, id, sealed_at).await;
@@ -671,7 +683,7 @@ fn usage(dir: &Path) -> Result<(u64, u64), SpoolError> {
     Ok(total)
 }
 
-fn sessions_under(dir: &Path) -> Vec<SessionId> {
+fn streams_under(dir: &Path) -> Vec<SessionId> {
     let mut ids: Vec<SessionId> = fs::read_dir(dir)
         .into_iter()
         .flatten()
@@ -736,9 +748,9 @@ mod tests {
         drop(second);
         drop(first);
         let third = Spool::open(dir.path(), 1 << 20).unwrap();
-        assert_eq!(third.leftovers(), &[id]);
+        assert_eq!(third.leftovers(), &[StreamDir::session(id)]);
         assert_eq!(
-            third.session_keys(id),
+            third.session_keys(StreamDir::session(id)),
             vec![
                 layout::dek(id),
                 layout::chunk(id, 2),

@@ -14,41 +14,11 @@ use storage_schema::{Event, SessionMeta, TermSize};
 
 use crate::term::DEFAULT_SIZE;
 
-/// One command, as the shell accepted it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Command {
-    /// Microseconds since the session started: when Enter was pressed (for the exec's own
-    /// command, 0; for a script line, when the line arrived).
-    pub at_us: u64,
-    /// The command line, continuation lines joined with `\n`. Empty when `redacted`.
-    pub text: String,
-    /// The prompt it was typed at, when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prompt: Option<String>,
-    /// The working directory, when the shell reported it (OSC 7).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cwd: Option<String>,
-    /// The exit code, when the shell reported it (OSC 133;D) or for the exec's own command.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exit_code: Option<i32>,
-    /// Input was typed while the terminal did not echo (a password prompt): its text is never
-    /// stored, only the fact and the time.
-    #[serde(default)]
-    pub redacted: bool,
-}
-
-impl Command {
-    pub(crate) fn new(at_us: u64, text: String) -> Self {
-        Self {
-            at_us,
-            text,
-            prompt: None,
-            cwd: None,
-            exit_code: None,
-            redacted: false,
-        }
-    }
-}
+/// What the extractor produces: the recording format's command entry, so that what is
+/// extracted is what the recorder stores and the reviewer's tools read.
+pub use storage_schema::commands::CommandEntry;
+// The extractor's modules build entries under this shorter name.
+use storage_schema::commands::CommandEntry as Command;
 
 /// Reconstructs the commands of one session from its events, fed in order.
 #[derive(Debug)]

@@ -668,7 +668,7 @@ mod tests {
     fn stored_commands_are_used_and_a_damaged_commands_object_is_not() {
         let entry = |at_us, text: Option<&str>| storage_schema::commands::CommandEntry {
             at_us,
-            text: text.map(String::from),
+            text: text.unwrap_or_default().into(),
             redacted: text.is_none(),
             prompt: None,
             cwd: None,
@@ -680,8 +680,11 @@ mod tests {
         ]));
         let mut app = f.app(Some(At::Command(2)));
         assert_eq!(app.tape.commands.len(), 2);
-        assert_eq!(app.tape.commands[0].label(), "make b");
-        assert_eq!(app.tape.commands[1].text, None);
+        assert_eq!(
+            crate::cmd::play::tape::label(&app.tape.commands[0]),
+            "make b"
+        );
+        assert_eq!(app.tape.commands[1].shown_text(), None);
         assert_eq!(app.pos_us, 11_000_000);
         assert!(app.tape.damage.is_none());
         press(&mut app, KeyCode::Char('p'));

@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use storage_schema::commands::CommandEntry;
 use storage_schema::store::{ReadError, SessionReader, Store, summarize};
 use storage_schema::{Event, EventKind, Keyring, SessionId, SessionMeta, Stream};
 use tokio::runtime::Handle;
@@ -22,33 +23,9 @@ const READ_AHEAD: usize = 4;
 /// Search matches kept per query; more are counted, not stored.
 const MAX_MATCHES: usize = 10_000;
 
-/// One command of the session, as the list pane and `n`/`p` use it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cmd {
-    pub at_us: u64,
-    /// `None` for input typed without echo (never shown).
-    pub text: Option<String>,
-    pub exit_code: Option<i32>,
-    pub cwd: Option<String>,
-}
-
-impl Cmd {
-    pub fn label(&self) -> &str {
-        self.text
-            .as_deref()
-            .unwrap_or("[redacted: typed without echo]")
-    }
-}
-
-impl From<transcript::Command> for Cmd {
-    fn from(c: transcript::Command) -> Self {
-        Self {
-            at_us: c.at_us,
-            text: (!c.redacted).then_some(c.text),
-            exit_code: c.exit_code,
-            cwd: c.cwd,
-        }
-    }
+/// What the command list shows for `c`: its text, or a note for input typed without echo.
+pub fn label(c: &CommandEntry) -> &str {
+    c.shown_text().unwrap_or("[redacted: typed without echo]")
 }
 
 /// An open session with its seek index.
@@ -64,7 +41,7 @@ pub struct Tape {
     /// Set when the commands come from our own extraction (no sealed commands object): it keeps
     /// running as a live session grows.
     extractor: Option<CommandExtractor>,
-    pub commands: Vec<Cmd>,
+    pub commands: Vec<CommandEntry>,
     pub exit: Option<(i32, String)>,
     /// `sealed`, `interrupted` or `open`, as `kubetape ls` says.
     pub state: String,
@@ -91,11 +68,7 @@ impl Tape {
     ) -> anyhow::Result<Self> {
         let reader = Arc::new(rt.block_on(SessionReader::open(&store, &keyring, id))?);
         let meta = reader.meta();
-        if meta.kind == storage_schema::SessionKind::Audit {
-            anyhow::bail!(
-                "session {id} is a gateway's audit log, not a terminal session (`kubetape audit` reads it)"
-            );
-        }
+        crate::class::require_terminal(id, meta)?;
         let size = meta.size.unwrap_or(transcript::term::DEFAULT_SIZE);
         // A commands object that fails its check against the seal is not trusted: the
         // commands are extracted again from the (verified) chunks, and the damage is shown.
@@ -104,18 +77,7 @@ impl Tape {
             Err(e) => (None, Some(format!("commands object: {e}"))),
         };
         let (extractor, commands) = match stored {
-            Some(entries) => (
-                None,
-                entries
-                    .into_iter()
-                    .map(|c| Cmd {
-                        at_us: c.at_us,
-                        text: if c.redacted { None } else { c.text },
-                        exit_code: c.exit_code,
-                        cwd: c.cwd,
-                    })
-                    .collect(),
-            ),
+            Some(entries) => (None, entries),
             None => (Some(CommandExtractor::new(meta)), Vec::new()),
         };
         let mut tape = Self {
@@ -215,7 +177,7 @@ impl Tape {
                 }
             }
             if let Some(x) = &mut self.extractor {
-                self.commands.extend(x.take().into_iter().map(Cmd::from));
+                self.commands.extend(x.take());
             }
             progress(i + 1, total);
         }
@@ -241,7 +203,7 @@ impl Tape {
             && let Some(x) = self.extractor.take()
         {
             // The session ended: what the extractor still holds is complete now.
-            self.commands.extend(x.finish().into_iter().map(Cmd::from));
+            self.commands.extend(x.finish());
         }
         Ok(self.index.chunk_count() > before)
     }
@@ -254,7 +216,7 @@ impl Tape {
     /// Ends extraction for a session that is not going to grow (no `--follow`).
     pub fn finish_commands(&mut self) {
         if let Some(x) = self.extractor.take() {
-            self.commands.extend(x.finish().into_iter().map(Cmd::from));
+            self.commands.extend(x.finish());
         }
     }
 
@@ -330,7 +292,7 @@ impl Tape {
         let mut hits: Vec<u64> = self
             .commands
             .iter()
-            .filter(|c| c.text.as_deref().is_some_and(|t| re.is_match(t)))
+            .filter(|c| c.shown_text().is_some_and(|t| re.is_match(t)))
             .map(|c| c.at_us)
             .collect();
         let mut text = String::new();

@@ -19,6 +19,7 @@ use ratatui::widgets::{Block, Clear, List, ListItem, ListState, Paragraph, Wrap}
 use transcript::Terminal;
 
 use super::app::{App, Pane};
+use super::tape::label;
 use crate::format;
 
 /// Frame interval while something moves; idle, the loop only wakes for keys.
@@ -385,10 +386,10 @@ fn draw_commands(f: &mut Frame, area: Rect, app: &App) {
                     format!("{:>7} ", format::duration_us(c.at_us)),
                     Style::new().fg(Color::Cyan),
                 ),
-                if c.text.is_some() {
-                    Span::raw(c.label().replace('\n', " ⏎ "))
+                if c.shown_text().is_some() {
+                    Span::raw(label(c).replace('\n', " ⏎ "))
                 } else {
-                    Span::styled(c.label().to_string(), Style::new().fg(Color::Red))
+                    Span::styled(label(c).to_string(), Style::new().fg(Color::Red))
                 },
             ];
             if let Some(code) = c.exit_code.filter(|&c| c != 0) {

@@ -1,5 +1,6 @@
-//! A development OIDC issuer for the quickstart and tests, and the `kubetape-gateway token` exec credential
-//! plugin that kubectl runs to get a token from it.
+//! A development OIDC issuer for the quickstart and tests, and the `kubetape-quickstart token` exec
+//! credential plugin that kubectl runs to get a token from it. It lives outside the gateway on
+//! purpose: the production `kubetape-gateway` binary contains no way to mint identities.
 //!
 //! An issuer lives in a directory:
 //!
@@ -22,7 +23,7 @@
 //!   user:
 //!     exec:
 //!       apiVersion: client.authentication.k8s.io/v1
-//!       command: kubetape-gateway
+//!       command: kubetape-quickstart
 //!       args: [token, --issuer-dir, /path/to/issuer, --user, alice, --group, dev]
 //!       interactiveMode: Never   # required by the v1 API
 //! ```
@@ -43,7 +44,7 @@ use rustls_pki_types::pem::PemObject as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::authn::{IssuerConfig, JwksSource};
+use gateway::authn::{IssuerConfig, JwksSource};
 
 /// The `apiVersion` of the exec credential plugin protocol this plugin speaks.
 pub const EXEC_CREDENTIAL_API_VERSION: &str = "client.authentication.k8s.io/v1";
@@ -472,7 +473,7 @@ impl TokenCache {
     }
 }
 
-/// `kubetape-gateway token`: prints an `ExecCredential` with a token from a development issuer.
+/// `kubetape-quickstart token`: prints an `ExecCredential` with a token from a development issuer.
 #[derive(Clone, Debug, clap::Args)]
 pub struct TokenArgs {
     /// The development issuer's directory (made by the quickstart).
@@ -553,7 +554,7 @@ pub fn token_command_output(args: &TokenArgs, exec_info: Option<&str>) -> anyhow
             let token = issuer.mint(&args.user, &args.groups, args.ttl, extra);
             // A cache we cannot write only costs a new token next time.
             if let Err(e) = cache.store(&token) {
-                eprintln!("kubetape-gateway token: not caching the token: {e}");
+                eprintln!("kubetape-quickstart token: not caching the token: {e}");
             }
             token
         }
@@ -578,7 +579,7 @@ fn check_exec_info(info: &str) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authn::{AuthError, Authenticator};
+    use gateway::authn::{AuthError, Authenticator};
     use std::os::unix::fs::PermissionsExt as _;
 
     fn args(dir: &Path) -> TokenArgs {

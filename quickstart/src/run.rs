@@ -1,18 +1,19 @@
-//! `kubetape-gateway quickstart`: everything a newcomer needs to see kubetape work, on loopback,
-//! in one command: a sandbox cluster with a demo pod, a development OIDC issuer, the gateway
-//! recording into the default store, and a kubeconfig whose user gets short-lived tokens from an
-//! exec credential plugin (this binary's `token` subcommand).
+//! `kubetape-quickstart`: everything a newcomer needs to see kubetape work, on loopback, in one
+//! command: a sandbox cluster with a demo pod, a development OIDC issuer, the gateway (the
+//! `gateway` library, as `kubetape-gateway serve` runs it) recording into the default store, and
+//! a kubeconfig whose user gets short-lived tokens from an exec credential plugin (this
+//! binary's `token` subcommand).
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use base64::Engine as _;
+use gateway::app::Gateway;
+use gateway::config::{GatewayConfig, RecordingConfig, TlsConfig, UpstreamConfig};
 
-use crate::app::Gateway;
-use crate::config::{GatewayConfig, RecordingConfig, TlsConfig, UpstreamConfig};
 use crate::devissuer::DevIssuer;
+use crate::kubeconfig;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct QuickstartArgs {
@@ -42,7 +43,11 @@ pub struct QuickstartArgs {
 }
 
 /// Starts everything, prints what to type, and serves until `shutdown`.
-pub async fn run(args: QuickstartArgs, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(
+    args: QuickstartArgs,
+    shutdown: impl Future<Output = ()>,
+    cut_short: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let dir = args.dir.clone().unwrap_or_else(default_dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
 
@@ -67,7 +72,7 @@ pub async fn run(args: QuickstartArgs, shutdown: impl Future<Output = ()>) -> an
     )
     .context("development issuer")?;
     let tls_dir = dir.join("gateway");
-    let ca_pem = crate::tls::write_self_signed(&tls_dir).context("gateway certificate")?;
+    let ca_pem = gateway::tls::write_self_signed(&tls_dir).context("gateway certificate")?;
 
     let policy = dir.join("policy.toml");
     std::fs::write(&policy, quickstart_policy(&args.group))
@@ -94,7 +99,7 @@ pub async fn run(args: QuickstartArgs, shutdown: impl Future<Output = ()>) -> an
         issuers: vec![issuer.issuer_config()],
         policy: policy.clone(),
         // The terminal shows the instructions; the audit log still goes to the store.
-        audit: crate::audit::AuditConfig {
+        audit: gateway::audit::AuditConfig {
             stdout: false,
             ..Default::default()
         },
@@ -148,7 +153,7 @@ pub async fn run(args: QuickstartArgs, shutdown: impl Future<Output = ()>) -> an
         args.approver,
         approver_kubeconfig.display(),
     );
-    let served = gateway.run(shutdown).await;
+    let served = gateway.run_with(shutdown, cut_short).await;
     if let Err(e) = cluster.shutdown().await {
         tracing::warn!(error = %e, "sandbox cluster did not stop cleanly");
     }
@@ -213,25 +218,23 @@ fn write_kubeconfig(
     group: &str,
 ) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("locate this binary for the credential plugin")?;
-    let config = serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "kubetape-quickstart", "cluster": {
-            "server": format!("https://{addr}"),
-            "certificate-authority-data": base64::engine::general_purpose::STANDARD.encode(ca_pem),
-        }}],
-        "users": [{"name": user, "user": {"exec": {
-            "apiVersion": "client.authentication.k8s.io/v1",
-            "command": exe,
-            "args": ["token", "--issuer-dir", issuer.dir(), "--user", user, "--group", group, "--ttl", "10m"],
-            "interactiveMode": "Never",
-            "provideClusterInfo": false,
-        }}}],
-        "contexts": [{"name": "kubetape-quickstart", "context": {
-            "cluster": "kubetape-quickstart", "user": user, "namespace": "default",
-        }}],
-        "current-context": "kubetape-quickstart",
-    });
-    crate::tls::write_private(path, serde_json::to_string_pretty(&config)?.as_bytes())?;
+    let args: Vec<String> = [
+        "token",
+        "--issuer-dir",
+        &issuer.dir().display().to_string(),
+        "--user",
+        user,
+        "--group",
+        group,
+        "--ttl",
+        "10m",
+    ]
+    .map(String::from)
+    .into();
+    let credentials = kubeconfig::exec_plugin(&exe, &args);
+    kubeconfig::write(
+        path,
+        &kubeconfig::for_gateway(addr, ca_pem, user, credentials),
+    )?;
     Ok(())
 }

@@ -1,6 +1,7 @@
-//! `kubetape request`, `requests`, `approve`, `deny`: just-in-time access through the gateway's
-//! admin API (`/kubetape/v1/requests`), authenticated as the user with their own kubeconfig
-//! (server, CA and the exec credential plugin, exactly as kubectl uses it).
+//! `kubetape request`, `requests`, `approve`, `deny`: just-in-time (JIT) access — ask for a
+//! requestable role, see requests, decide them — through the gateway's admin API
+//! (`/kubetape/v1/requests`, whose bodies are `proto::admin`'s), authenticated as the user with
+//! their own kubeconfig (server, CA and the exec credential plugin, exactly as kubectl uses it).
 //!
 //! The gateway's refusals are Kubernetes `Status` objects; their message is printed as is, since
 //! it already says what was wrong (not an approver, your own request, already decided…).
@@ -10,7 +11,9 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use http::Request;
-use serde::Deserialize;
+use proto::admin::{
+    AccessRequestList, AccessRequestView, Decision, DecisionBody, NewAccessRequest, REQUESTS_PATH,
+};
 
 use crate::stdio::outln;
 
@@ -92,39 +95,18 @@ pub struct DenyArgs {
     gateway: GatewayArgs,
 }
 
-/// A request as the gateway shows it.
-#[derive(Debug, Deserialize, serde::Serialize)]
-struct View {
-    id: String,
-    user: String,
-    role: String,
-    namespace: String,
-    reason: String,
-    ttl: String,
-    state: String,
-    #[serde(default)]
-    decided_by: Option<String>,
-    #[serde(default)]
-    expires_at: Option<String>,
-    #[serde(default)]
-    mine: bool,
-    #[serde(default)]
-    can_decide: bool,
-}
-
-#[derive(Debug, Deserialize)]
-struct ListView {
-    requests: Vec<View>,
-}
-
 pub async fn request(args: RequestArgs) -> anyhow::Result<ExitCode> {
-    let body = serde_json::json!({
-        "role": args.role, "namespace": args.namespace, "reason": args.reason, "ttl": args.ttl,
-    });
-    let Some(text) = call(&args.gateway, "POST", "/kubetape/v1/requests", Some(body)).await? else {
+    let body = NewAccessRequest {
+        role: args.role,
+        namespace: args.namespace,
+        reason: args.reason,
+        ttl: args.ttl,
+    };
+    let body = serde_json::to_vec(&body)?;
+    let Some(text) = call(&args.gateway, "POST", REQUESTS_PATH, Some(body)).await? else {
         return Ok(ExitCode::FAILURE);
     };
-    let view: View = serde_json::from_str(&text).context("the gateway's answer")?;
+    let view: AccessRequestView = serde_json::from_str(&text).context("the gateway's answer")?;
     if args.json {
         outln!("{text}")?;
     } else {
@@ -142,14 +124,14 @@ pub async fn request(args: RequestArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn requests(args: RequestsArgs) -> anyhow::Result<ExitCode> {
-    let Some(text) = call(&args.gateway, "GET", "/kubetape/v1/requests", None).await? else {
+    let Some(text) = call(&args.gateway, "GET", REQUESTS_PATH, None).await? else {
         return Ok(ExitCode::FAILURE);
     };
     if args.json {
         outln!("{text}")?;
         return Ok(ExitCode::SUCCESS);
     }
-    let list: ListView = serde_json::from_str(&text).context("the gateway's answer")?;
+    let list: AccessRequestList = serde_json::from_str(&text).context("the gateway's answer")?;
     if list.requests.is_empty() {
         outln!("no access requests of yours, and none you may decide")?;
         return Ok(ExitCode::SUCCESS);
@@ -168,7 +150,7 @@ pub async fn requests(args: RequestsArgs) -> anyhow::Result<ExitCode> {
         let state = if v.can_decide {
             format!("{}*", v.state)
         } else {
-            v.state.clone()
+            v.state.to_string()
         };
         outln!(
             "{:<36}  {:<8}  {:<24}  {:<14}  {:<12}  {:<6}  {:<20}  {}",
@@ -189,28 +171,28 @@ pub async fn requests(args: RequestsArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn approve(args: ApproveArgs) -> anyhow::Result<ExitCode> {
-    decide(&args.gateway, &args.id, "approve", &args.reason).await
+    decide(&args.gateway, &args.id, Decision::Approve, args.reason).await
 }
 
 pub async fn deny(args: DenyArgs) -> anyhow::Result<ExitCode> {
-    decide(&args.gateway, &args.id, "deny", &args.reason).await
+    decide(&args.gateway, &args.id, Decision::Deny, args.reason).await
 }
 
 async fn decide(
     gateway: &GatewayArgs,
     id: &str,
-    verb: &str,
-    reason: &str,
+    decision: Decision,
+    reason: String,
 ) -> anyhow::Result<ExitCode> {
     if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
         anyhow::bail!("{id:?} is not a request id (see `kubetape requests`)");
     }
-    let path = format!("/kubetape/v1/requests/{id}/{verb}");
-    let body = serde_json::json!({ "reason": reason });
+    let path = proto::admin::decision_path(id, decision);
+    let body = serde_json::to_vec(&DecisionBody { reason })?;
     let Some(text) = call(gateway, "POST", &path, Some(body)).await? else {
         return Ok(ExitCode::FAILURE);
     };
-    let view: View = serde_json::from_str(&text).context("the gateway's answer")?;
+    let view: AccessRequestView = serde_json::from_str(&text).context("the gateway's answer")?;
     outln!(
         "request {} ({} for role {} in namespace {}) {}{}",
         view.id,
@@ -230,14 +212,14 @@ async fn call(
     gateway: &GatewayArgs,
     method: &str,
     path: &str,
-    body: Option<serde_json::Value>,
+    body: Option<Vec<u8>>,
 ) -> anyhow::Result<Option<String>> {
     let client = client(gateway).await?;
     let mut builder = Request::builder().method(method).uri(path);
     let bytes = match body {
         Some(b) => {
             builder = builder.header(http::header::CONTENT_TYPE, "application/json");
-            serde_json::to_vec(&b)?
+            b
         }
         None => Vec::new(),
     };
