@@ -101,11 +101,24 @@ impl Gateway {
             config.revocation.admin_groups.clone(),
             Duration::from_millis(config.revocation.max_staleness_ms),
         ));
-        // Fail closed: no serving before the revocation list is known.
-        revocations
-            .poll()
-            .await
-            .context("read the revocation list from the store")?;
+        // Fail closed: no serving before the revocation list is known. A gateway (re)started
+        // during a store outage waits for the store rather than exit: exiting would also stop
+        // the replay of its spool (started above), and a restarted pod would only wait again.
+        let mut backoff = Duration::from_millis(250);
+        let mut attempts = 0u32;
+        loop {
+            match revocations.poll().await {
+                Ok(_) => break,
+                Err(e) => {
+                    attempts += 1;
+                    let e =
+                        anyhow::Error::new(e).context("read the revocation list from the store");
+                    tracing::warn!(error = %format!("{e:#}"), attempts, "the store does not answer; not serving until it does");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
         let audit = AuditLog::start(
             &config.audit,
             store.clone(),
@@ -291,7 +304,9 @@ impl Gateway {
         if all_sealed {
             match tokio::time::timeout(self.store_timeout, self.state.leases.renew(true)).await {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "the closing heartbeat could not be written"),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "the closing heartbeat could not be written")
+                }
                 Err(_) => tracing::warn!("the closing heartbeat could not be written in time"),
             }
         }

@@ -98,6 +98,8 @@ impl Case {
             }
         }
         config.push_str(extra);
+        // The ops listener: the spool's metrics are read during the outage.
+        config.push_str("\n[ops]\nlisten = \"127.0.0.1:0\"\n");
         let path = cluster.root().join("gateway-outage.toml");
         std::fs::write(&path, config).unwrap();
         let mut case = Self {
@@ -189,7 +191,8 @@ impl Case {
         loop {
             let sessions = self.sessions();
             let done = sessions.iter().find(|s| {
-                s["meta"]["kind"] == "exec" && (s["state"] == "sealed" || s["state"] == "interrupted")
+                s["meta"]["kind"] == "exec"
+                    && (s["state"] == "sealed" || s["state"] == "interrupted")
             });
             if let Some(s) = done
                 && self.spooled() == 0
@@ -207,6 +210,32 @@ impl Case {
         }
     }
 
+    /// One sample of `/metrics` on the ops listener: `name`'s value.
+    fn metric(&self, name: &str) -> Option<f64> {
+        let log = self.gateway_log();
+        let at = log.find("health and metrics on http://")? + "health and metrics on ".len();
+        let url = log[at..].split_whitespace().next()?;
+        let out = Command::new("curl")
+            .args(["-s", "-m", "2"])
+            .arg(format!("{url}/metrics"))
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
+    /// The gateway's resident set, in KiB.
+    fn rss_kib(&self) -> u64 {
+        let pid = self.cluster.gateway.child.id();
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
     fn gateway_log(&self) -> String {
         std::fs::read_to_string(&self.cluster.gateway.log).unwrap_or_default()
     }
@@ -214,7 +243,9 @@ impl Case {
     /// Starts the streaming session; returns kubectl and what it has displayed so far.
     fn stream(&self) -> (Child, Arc<Mutex<Vec<u8>>>) {
         let kubectl = Kubectl::V1_33.path().expect("kubectl 1.33");
-        let kc = self.cluster.kubeconfig("carol@example.com", &["developers"]);
+        let kc = self
+            .cluster
+            .kubeconfig("carol@example.com", &["developers"]);
         let mut child = self
             .cluster
             .kubectl(&kubectl, &kc)
@@ -337,6 +368,8 @@ struct Figures {
     missing_span: Duration,
     verify: Option<i32>,
     spooled_max: usize,
+    /// Peaks read from the gateway during the outage: `/metrics` and its resident set.
+    peaks: Peaks,
     /// From the store's return (or the session's end) until everything was in the store.
     caught_up: Duration,
     ended: String,
@@ -346,7 +379,7 @@ impl std::fmt::Display for Figures {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{:<28} displayed {:>5} lines, recorded {:>5}, displayed-not-recorded {:>3} lines ({:.2} s), verify exit {:?}, spool peak {} objects, in the store {:.1} s later; {}",
+            "{:<28} displayed {:>5} lines, recorded {:>5}, displayed-not-recorded {:>3} lines ({:.2} s), verify exit {:?}, spool peak {} objects ({} per /metrics, {} KiB), gateway RSS peak {} KiB, in the store {:.1} s later; {}",
             self.case,
             self.displayed,
             self.recorded,
@@ -354,9 +387,29 @@ impl std::fmt::Display for Figures {
             self.missing_span.as_secs_f64(),
             self.verify,
             self.spooled_max,
+            self.peaks.chunks_spooled,
+            self.peaks.spool_bytes / 1024,
+            self.peaks.rss_kib,
             self.caught_up.as_secs_f64(),
             self.ended
         )
+    }
+}
+
+/// The most the gateway reported (or used) while sampled.
+#[derive(Debug, Default, Clone, Copy)]
+struct Peaks {
+    chunks_spooled: u64,
+    spool_bytes: u64,
+    rss_kib: u64,
+}
+
+impl Peaks {
+    fn sample(&mut self, case: &Case) {
+        let m = |name| case.metric(name).unwrap_or(0.0) as u64;
+        self.chunks_spooled = self.chunks_spooled.max(m("kubetape_chunks_spooled"));
+        self.spool_bytes = self.spool_bytes.max(m("kubetape_spool_bytes"));
+        self.rss_kib = self.rss_kib.max(case.rss_kib());
     }
 }
 
@@ -399,6 +452,7 @@ fn judge_within(
         missing_span: span,
         verify,
         spooled_max,
+        peaks: Peaks::default(),
         caught_up,
         ended: stderr.lines().last().unwrap_or("").to_string(),
     };
@@ -419,7 +473,11 @@ fn judge_within(
             "{}: verify {verify:?}:\n{report}",
             case.name
         );
-        assert!(matches!(cat_code, Some(0) | Some(3)), "{}: {cat_err}", case.name);
+        assert!(
+            matches!(cat_code, Some(0) | Some(3)),
+            "{}: {cat_err}",
+            case.name
+        );
     }
     figures
 }
@@ -433,18 +491,26 @@ fn proxied_outage(name: &'static str, mode: Mode, outage: Duration) -> Option<Fi
         url: format!("s3://{bucket}/{prefix}"),
         s3: Some((proxy.addr(), moto)),
     };
-    // A long lease: the session is to ride out the outage (with the default 6 s lease, the
-    // gateway ends its sessions when it cannot renew: see `lease_lapse_ends_sessions_nothing_lost`).
-    let case = Case::start(name, store, "", "\n[lease]\nttl_secs = 3600\n");
+    // A lease longer than the outage, as docs/operations.md advises for riding one out (with
+    // the default 6 s lease the gateway ends its sessions when it cannot renew: see
+    // `a_lapsed_lease_ends_the_session_and_the_spool_keeps_everything_shown`).
+    let case = Case::start(name, store, "", "\n[lease]\nttl_secs = 120\n");
     let (mut kubectl, shown) = case.stream();
     std::thread::sleep(Duration::from_secs(2));
     proxy.set(mode);
     let mut spooled_max = 0;
+    let mut peaks = Peaks::default();
     let until = Instant::now() + outage;
     while Instant::now() < until {
         spooled_max = spooled_max.max(case.spooled());
+        peaks.sample(&case);
         std::thread::sleep(Duration::from_millis(500));
     }
+    assert!(
+        kubectl.try_wait().unwrap().is_none(),
+        "{name}: the session did not ride out the outage:\n{}",
+        case.gateway_log()
+    );
     proxy.set(Mode::Pass);
     std::thread::sleep(Duration::from_secs(3));
     let _ = kubectl.kill();
@@ -452,10 +518,16 @@ fn proxied_outage(name: &'static str, mode: Mode, outage: Duration) -> Option<Fi
     let mut err = String::new();
     let _ = kubectl.stderr.take().unwrap().read_to_string(&mut err);
     let shown = shown.lock().unwrap().clone();
-    let figures = judge(&case, &shown, err, spooled_max);
+    let mut figures = judge(&case, &shown, err, spooled_max);
+    figures.peaks = peaks;
+    eprintln!("{figures}");
     assert!(
         figures.spooled_max > 0,
         "{name}: nothing was spooled during the outage"
+    );
+    assert!(
+        peaks.chunks_spooled > 0 && peaks.spool_bytes > 0,
+        "{name}: /metrics never showed the spool in use: {peaks:?}"
     );
     drop(proxy);
     Some(figures)
@@ -516,7 +588,13 @@ impl Tmpfs {
     fn mount(path: &Path, size: &str) -> Option<Self> {
         std::fs::create_dir_all(path).unwrap();
         let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
             .arg(path)
             .status()
             .is_ok_and(|s| s.success());
@@ -545,8 +623,13 @@ impl Tmpfs {
         use std::io::Write;
         let filler = self.path.join("filler");
         let mut f = std::fs::File::create(&filler).unwrap();
-        let block = vec![0x5a; 64 << 10];
-        while f.write_all(&block).is_ok() {}
+        // To the last byte: a few KiB left free would still take a handful of audit records.
+        let mut size = 64 << 10;
+        while size > 0 {
+            let block = vec![0x5a; size];
+            while f.write_all(&block).is_ok() {}
+            size /= 2;
+        }
         let _ = f.sync_all();
         filler
     }
@@ -561,7 +644,9 @@ impl Drop for Tmpfs {
 /// The session's output, for cases that compare bytes: random text, then a last line.
 fn run_to_end(case: &Case, script: &str) -> (Option<i32>, Vec<u8>, String) {
     let kubectl = Kubectl::V1_33.path().expect("kubectl 1.33");
-    let kc = case.cluster.kubeconfig("carol@example.com", &["developers"]);
+    let kc = case
+        .cluster
+        .kubeconfig("carol@example.com", &["developers"]);
     tests::run(
         case.cluster
             .kubectl(&kubectl, &kc)
@@ -603,7 +688,10 @@ fn a_full_disk_under_the_store_loses_nothing_shown() {
     assert_eq!(code, Some(0), "{err}");
     assert!(out.ends_with(b"END\n"), "kubectl saw the whole output");
     let spooled_max = case.spooled();
-    assert!(spooled_max > 0, "the disk never filled: nothing was spooled");
+    assert!(
+        spooled_max > 0,
+        "the disk never filled: nothing was spooled"
+    );
     disk.resize("64m");
     let since = Instant::now();
     let summary = case.wait_recorded(Duration::from_secs(120));
@@ -620,7 +708,10 @@ fn a_full_disk_under_the_store_loses_nothing_shown() {
         since.elapsed().as_secs_f64()
     );
     assert_eq!(verify, Some(0), "{report}");
-    assert!(recorded == out, "the recording differs from what kubectl displayed");
+    assert!(
+        recorded == out,
+        "the recording differs from what kubectl displayed"
+    );
 }
 
 /// Neither the store (refused) nor the spool (its disk full) can take the output: the session
@@ -665,13 +756,18 @@ fn nowhere_to_write(moto: SocketAddr, bucket: String, policy: &str, name: &'stat
     // The spool lives on the small disk.
     case.spool = spool_disk.path.clone();
     let config = std::fs::read_to_string(&case.config).unwrap().replace(
-        &format!("spool_dir = \"{}\"", case.cluster.root().join("spool").display()),
+        &format!(
+            "spool_dir = \"{}\"",
+            case.cluster.root().join("spool").display()
+        ),
         &format!("spool_dir = \"{}\"", spool_disk.path.display()),
     );
     std::fs::write(&case.config, config).unwrap();
     case.restart_gateway();
     let kubectl = Kubectl::V1_33.path().expect("kubectl 1.33");
-    let kc = case.cluster.kubeconfig("carol@example.com", &["developers"]);
+    let kc = case
+        .cluster
+        .kubeconfig("carol@example.com", &["developers"]);
     // Incompressible output fills the spool fast; the date lines are what is compared.
     let mut child = case
         .cluster
@@ -735,7 +831,10 @@ fn nowhere_to_write(moto: SocketAddr, bucket: String, policy: &str, name: &'stat
         1,
         "{name}: exactly one Status: {err}"
     );
-    eprintln!("{name}: ended {:.1} s into the outage", ended_after.as_secs_f64());
+    eprintln!(
+        "{name}: ended {:.1} s into the outage",
+        ended_after.as_secs_f64()
+    );
     proxy.set(Mode::Pass);
     let shown = shown.lock().unwrap().clone();
     let figures = judge(&case, &shown, err, spooled_max);
@@ -772,7 +871,10 @@ fn a_lapsed_lease_ends_the_session_and_the_spool_keeps_everything_shown() {
     }
     let mut err = String::new();
     let _ = kubectl.stderr.take().unwrap().read_to_string(&mut err);
-    assert!(err.contains("lost contact with the recording store"), "{err}");
+    assert!(
+        err.contains("lost contact with the recording store"),
+        "{err}"
+    );
     proxy.set(Mode::Pass);
     let shown = shown.lock().unwrap().clone();
     let figures = judge(&case, &shown, err, spooled_max);
@@ -828,7 +930,10 @@ fn restart_during_outage(moto: SocketAddr, bucket: String, kill: bool) {
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     while case.cluster.gateway.child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "{name}: the gateway did not exit");
+        assert!(
+            Instant::now() < deadline,
+            "{name}: the gateway did not exit"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let spooled = case.spooled();
@@ -909,7 +1014,10 @@ fn fail_closed_audit_never_serves_a_request_whose_record_is_lost() {
     let config = std::fs::read_to_string(&case.config)
         .unwrap()
         .replace(
-            &format!("spool_dir = \"{}\"", case.cluster.root().join("spool").display()),
+            &format!(
+                "spool_dir = \"{}\"",
+                case.cluster.root().join("spool").display()
+            ),
             &format!("spool_dir = \"{}\"", spool_disk.path.display()),
         )
         .replace(
@@ -921,7 +1029,9 @@ fn fail_closed_audit_never_serves_a_request_whose_record_is_lost() {
     case.spool = spool_disk.path.clone();
     case.restart_gateway();
     let kubectl = Kubectl::V1_33.path().expect("kubectl 1.33");
-    let kc = case.cluster.kubeconfig("carol@example.com", &["developers"]);
+    let kc = case
+        .cluster
+        .kubeconfig("carol@example.com", &["developers"]);
     let mut served = Vec::new();
     let mut refused = 0;
     let request = |i: usize, served: &mut Vec<usize>, refused: &mut usize| {

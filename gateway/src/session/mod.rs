@@ -351,6 +351,11 @@ impl Sessions {
         self
     }
 
+    /// The spool recordings wait in while the store is down, if there is one (for metrics).
+    pub fn spool(&self) -> Option<&storage_schema::store::Spool> {
+        self.durability.spool.as_ref()
+    }
+
     /// The keyring recordings are written with (completing a dead gateway's sessions needs it).
     pub fn keyring(&self) -> &Arc<Keyring> {
         &self.keyring

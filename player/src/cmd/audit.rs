@@ -128,7 +128,11 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             Ok((mut r, lost)) => {
                 // Records the gateway could not write, declared in the stream: said, counted.
                 for gap in &lost {
-                    eprintln!("kubetape: audit stream {}: gap: {}", dir.id(), gap.describe());
+                    eprintln!(
+                        "kubetape: audit stream {}: gap: {}",
+                        dir.id(),
+                        gap.describe()
+                    );
                 }
                 gaps += lost.len();
                 records.append(&mut r);

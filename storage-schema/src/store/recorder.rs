@@ -370,18 +370,8 @@ impl Recorder {
         let now = tokio::time::Instant::now();
         let mut outbox = VecDeque::new();
         // The key before the metadata: a metadata object always has its key.
-        outbox.push_back(Item::new(
-            dir.dek(),
-            wrapped.into(),
-            Kind::Key,
-            now,
-        ));
-        outbox.push_back(Item::new(
-            dir.meta(),
-            meta_bytes.into(),
-            Kind::Meta,
-            now,
-        ));
+        outbox.push_back(Item::new(dir.dek(), wrapped.into(), Kind::Key, now));
+        outbox.push_back(Item::new(dir.meta(), meta_bytes.into(), Kind::Meta, now));
         let task = Task {
             store,
             durability,
@@ -1055,8 +1045,7 @@ impl Task {
         let timeout = self.durability.store_timeout;
         // Back from an outage, a session may have been sealed by another gateway meanwhile (its
         // lease lapsed while this one could not reach the store): nothing is appended after it.
-        let check_seal =
-            (self.store_down && self.opening.is_none()).then(|| self.dir.seal());
+        let check_seal = (self.store_down && self.opening.is_none()).then(|| self.dir.seal());
         let task = tokio::spawn(async move {
             if let Some(seal) = check_seal {
                 match tokio::time::timeout(timeout, store.get_opt(&seal)).await {
