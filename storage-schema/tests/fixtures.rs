@@ -365,7 +365,9 @@ async fn seal_signer(store: &Store, id: storage_schema::SessionId) -> String {
 #[tokio::test]
 async fn a_gap_does_not_excuse_other_missing_chunks() {
     use storage_schema::{Damage, layout};
-    let cases: [(&str, fn(u64, u64) -> u64); 2] = [
+    /// Which chunk to remove, given the gap's first and last chunk.
+    type Pick = fn(u64, u64) -> u64;
+    let cases: [(&str, Pick); 2] = [
         ("a chunk before the gap", |first, _| first - 1),
         ("the chunk that declares the gap", |_, last| last + 1),
     ];

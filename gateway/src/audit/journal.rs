@@ -229,7 +229,7 @@ mod tests {
         let mut journal = Journal::new(&spool, stream);
         let big = "x".repeat(600 << 10);
         journal.append(&[big.clone(), "b".into()]).unwrap();
-        journal.append(&[big.clone()]).unwrap(); // the first segment is full: a second one
+        journal.append(std::slice::from_ref(&big)).unwrap(); // the first segment is full: a second one
         journal.append(&["c".into()]).unwrap();
         assert_eq!(journal.next_index(), 4);
         // A torn line at the end of the open segment.

@@ -1019,13 +1019,13 @@ impl Task {
         self.start_put(now);
         self.start_spool(now);
         self.update_gate(now);
-        if !self.failed() {
-            if let Some(cause) = self.should_give_up(now) {
-                self.give_up(cause).await;
-                self.start_put(now);
-                self.start_spool(now);
-                self.update_gate(now);
-            }
+        if !self.failed()
+            && let Some(cause) = self.should_give_up(now)
+        {
+            self.give_up(cause).await;
+            self.start_put(now);
+            self.start_spool(now);
+            self.update_gate(now);
         }
         self.check_open(now);
         self.check_finish(now);
