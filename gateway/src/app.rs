@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use storage_schema::Keyring;
-use storage_schema::store::Store;
+use storage_schema::store::{Spool, Store};
 use tokio::net::TcpListener;
 
 use crate::audit::AuditLog;
@@ -36,6 +36,8 @@ pub struct Gateway {
     state: Arc<State>,
     poll_interval: Duration,
     drain_deadline: Duration,
+    /// `[recording] store_timeout_secs`: the longest a store request at shutdown may take.
+    store_timeout: Duration,
     /// The operations listener (`[ops] listen`), if configured.
     ops: Option<TcpListener>,
 }
@@ -71,6 +73,27 @@ impl Gateway {
         if created {
             tracing::warn!(dir = %keys.display(), "created a new recording keyring; back it up: recordings cannot be read without it");
         }
+        // Where writes wait while the store is down; what a previous gateway left there is
+        // replayed in the background (started first: the steps below may wait for the store).
+        let spool_dir = config.recording.spool_dir();
+        let spool = Spool::open(&spool_dir, config.recording.spool_max_mib << 20)
+            .with_context(|| format!("recording spool {}", spool_dir.display()))?;
+        let durability = config.recording.durability(Some(spool.clone()));
+        if !spool.leftovers().is_empty() {
+            tracing::warn!(
+                sessions = spool.leftovers().len(),
+                spool = %spool.slot().display(),
+                "the spool holds sessions a previous gateway could not write to the store; replaying them"
+            );
+            let (store, ring) = (
+                store.clone(),
+                Keyring::open(&keys).context("recording keys (spool)")?,
+            );
+            let timeout = durability.store_timeout;
+            tokio::spawn(async move {
+                spool.replay_leftovers(&store, &ring, timeout).await;
+            });
+        }
         let live = LiveSessions::default();
         let revocations = Arc::new(Revocations::new(
             store.clone(),
@@ -78,11 +101,24 @@ impl Gateway {
             config.revocation.admin_groups.clone(),
             Duration::from_millis(config.revocation.max_staleness_ms),
         ));
-        // Fail closed: no serving before the revocation list is known.
-        revocations
-            .poll()
-            .await
-            .context("read the revocation list from the store")?;
+        // Fail closed: no serving before the revocation list is known. A gateway (re)started
+        // during a store outage waits for the store rather than exit: exiting would also stop
+        // the replay of its spool (started above), and a restarted pod would only wait again.
+        let mut backoff = Duration::from_millis(250);
+        let mut attempts = 0u32;
+        loop {
+            match revocations.poll().await {
+                Ok(_) => break,
+                Err(e) => {
+                    attempts += 1;
+                    let e =
+                        anyhow::Error::new(e).context("read the revocation list from the store");
+                    tracing::warn!(error = %format!("{e:#}"), attempts, "the store does not answer; not serving until it does");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
         let audit = AuditLog::start(
             &config.audit,
             store.clone(),
@@ -90,6 +126,7 @@ impl Gateway {
             Keyring::open(&keys).context("recording keys (audit)")?,
             config.recording.flush_policy(),
             config.cluster_name.clone(),
+            durability.clone(),
         );
         let listener = TcpListener::bind(config.listen)
             .await
@@ -124,7 +161,8 @@ impl Gateway {
             revocations: revocations.clone(),
             metrics: metrics.clone(),
             leases: Some(leases.clone()),
-        });
+        })
+        .with_durability(durability);
         let state = State {
             authn,
             policy,
@@ -146,6 +184,7 @@ impl Gateway {
             state: Arc::new(state),
             poll_interval: Duration::from_millis(config.revocation.poll_interval_ms),
             drain_deadline: Duration::from_secs(config.server.drain_deadline_secs),
+            store_timeout: Duration::from_secs(config.recording.store_timeout_secs),
             ops: ops_listener,
         })
     }
@@ -199,7 +238,8 @@ impl Gateway {
                 loop {
                     tick.tick().await;
                     for record in state.unauthenticated.expired(tokio::time::Instant::now()) {
-                        state.audit.emit(&record).await;
+                        // Nobody waits for these (aggregates); a failure is logged by the log.
+                        let _ = state.audit.emit(&record).await;
                     }
                 }
             })
@@ -260,8 +300,15 @@ impl Gateway {
         lease_loop.abort();
         // A closed lease says there is nothing to complete; with sessions still open, the lease
         // is left to lapse so another gateway seals them.
-        if all_sealed && let Err(e) = self.state.leases.renew(true).await {
-            tracing::warn!(error = %e, "the closing heartbeat could not be written");
+        // Bounded: a hung store must not hold the exit (the lease then lapses instead).
+        if all_sealed {
+            match tokio::time::timeout(self.store_timeout, self.state.leases.renew(true)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "the closing heartbeat could not be written")
+                }
+                Err(_) => tracing::warn!("the closing heartbeat could not be written in time"),
+            }
         }
         poller.abort();
         policy.abort();
@@ -272,7 +319,7 @@ impl Gateway {
             let _ = ops.await;
         }
         for record in self.state.unauthenticated.flush() {
-            self.state.audit.emit(&record).await;
+            let _ = self.state.audit.emit(&record).await;
         }
         self.state.audit.shutdown(Duration::from_secs(10)).await;
         served
@@ -314,7 +361,8 @@ async fn lease_loop(state: Arc<State>) {
             Ok(done) => {
                 for c in done {
                     state.metrics.sessions_completed.inc();
-                    state.audit.emit(&completion_record(&state, &c)).await;
+                    // Nobody waits for it; a record that cannot be made durable is logged.
+                    let _ = state.audit.emit(&completion_record(&state, &c)).await;
                 }
             }
             Err(e) => tracing::debug!(error = %e, "could not look at other gateways' leases"),

@@ -181,6 +181,31 @@ pub struct RecordingConfig {
     /// priority). See `gateway::background`.
     #[serde(default = "default_niceness")]
     pub niceness: u8,
+    /// Where recordings (and audit records) wait, fsynced, while the store cannot take them;
+    /// replayed in order when it can, also after a restart. Default: the kubetape data dir's
+    /// `spool` (`~/.local/share/kubetape/spool`). Several gateways may share one directory.
+    pub spool_dir: Option<PathBuf>,
+    /// The most the spool holds, in MiB. When it is full and the store still fails, sessions
+    /// are paused (see `on_store_failure`).
+    #[serde(default = "default_spool_mib")]
+    pub spool_max_mib: u64,
+    /// What a session does when its output can be made durable neither in the store nor in
+    /// the spool: `pause` (its output waits, the terminal freezes; after
+    /// `store_failure_timeout_secs` without progress it ends with a reason) or `end` (it ends
+    /// at once with a reason). Either way, what could not be written is recorded as a gap.
+    #[serde(default)]
+    pub on_store_failure: storage_schema::store::OnStoreFailure,
+    /// How long a paused session waits for the store or the spool before it is ended.
+    #[serde(default = "default_failure_timeout_secs")]
+    pub store_failure_timeout_secs: u64,
+    /// The longest one store request may take before it counts as failed (a hung store is
+    /// noticed in this time; its writes go to the spool much sooner, see `spool_after_ms`).
+    #[serde(default = "default_store_timeout_secs")]
+    pub store_timeout_secs: u64,
+    /// A chunk the store has not taken this long after it was sealed is also spooled: with the
+    /// flush interval, the most of a session's output a crash during an outage can lose.
+    #[serde(default = "default_spool_after_ms")]
+    pub spool_after_ms: u64,
 }
 
 impl Default for RecordingConfig {
@@ -191,8 +216,30 @@ impl Default for RecordingConfig {
             flush_interval_ms: default_flush_ms(),
             max_chunk_kib: default_chunk_kib(),
             niceness: default_niceness(),
+            spool_dir: None,
+            spool_max_mib: default_spool_mib(),
+            on_store_failure: storage_schema::store::OnStoreFailure::default(),
+            store_failure_timeout_secs: default_failure_timeout_secs(),
+            store_timeout_secs: default_store_timeout_secs(),
+            spool_after_ms: default_spool_after_ms(),
         }
     }
+}
+
+fn default_spool_mib() -> u64 {
+    1024
+}
+
+fn default_failure_timeout_secs() -> u64 {
+    30
+}
+
+fn default_store_timeout_secs() -> u64 {
+    10
+}
+
+fn default_spool_after_ms() -> u64 {
+    200
 }
 
 fn default_flush_ms() -> u64 {
@@ -218,6 +265,28 @@ impl RecordingConfig {
 }
 
 impl RecordingConfig {
+    /// The spool directory (see `spool_dir`).
+    pub fn spool_dir(&self) -> PathBuf {
+        self.spool_dir
+            .clone()
+            .unwrap_or_else(storage_schema::defaults::spool_dir)
+    }
+
+    /// How recorders keep writes durable through a store outage, spooling into `spool`.
+    pub fn durability(
+        &self,
+        spool: Option<storage_schema::store::Spool>,
+    ) -> storage_schema::store::Durability {
+        storage_schema::store::Durability {
+            spool,
+            spool_after: Duration::from_millis(self.spool_after_ms),
+            store_timeout: Duration::from_secs(self.store_timeout_secs),
+            on_failure: self.on_store_failure,
+            failure_timeout: Duration::from_secs(self.store_failure_timeout_secs),
+            open_via_spool: false,
+        }
+    }
+
     /// The store URL, defaulting like `kubetape` does so both find the same data.
     pub fn store_url(&self) -> String {
         self.store
@@ -237,6 +306,18 @@ impl GatewayConfig {
         {
             anyhow::bail!(
                 "{}: [revocation] poll_interval_ms must be > 0 and max_staleness_ms at least twice it",
+                path.display()
+            );
+        }
+        let r = &config.recording;
+        if r.spool_max_mib == 0
+            || r.store_timeout_secs == 0
+            || r.store_failure_timeout_secs == 0
+            || r.spool_after_ms == 0
+            || r.spool_after_ms >= r.store_timeout_secs * 1000
+        {
+            anyhow::bail!(
+                "{}: [recording] spool_max_mib, store_timeout_secs, store_failure_timeout_secs and spool_after_ms must be > 0, and spool_after_ms below store_timeout_secs",
                 path.display()
             );
         }
@@ -267,6 +348,51 @@ mod tests {
         assert_eq!(config.audit.rotate_secs, 3600);
         assert_eq!(config.revocation.admin_groups, vec!["platform-admins"]);
         assert_eq!(config.revocation.poll_interval_ms, 250);
+        let r = &config.recording;
+        assert_eq!(
+            r.spool_dir.as_deref(),
+            Some(Path::new("/var/lib/kubetape/spool"))
+        );
+        assert_eq!(r.spool_max_mib, 1024);
+        assert_eq!(
+            r.on_store_failure,
+            storage_schema::store::OnStoreFailure::Pause
+        );
+        assert_eq!(r.store_failure_timeout_secs, 30);
+        let d = r.durability(None);
+        assert_eq!(d.spool_after, Duration::from_millis(200));
+        assert_eq!(d.store_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn recording_durability_settings_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.toml");
+        let example = include_str!("../gateway.example.toml");
+        for (from, to) in [
+            ("spool_max_mib = 1024", "spool_max_mib = 0"),
+            ("spool_after_ms = 200", "spool_after_ms = 10000"),
+            ("store_timeout_secs = 10", "store_timeout_secs = 0"),
+        ] {
+            assert!(example.contains(from), "{from}");
+            std::fs::write(&path, example.replace(from, to)).unwrap();
+            let err = GatewayConfig::load(&path).unwrap_err().to_string();
+            assert!(err.contains("[recording]"), "{to}: {err}");
+        }
+        let end = example.replace(
+            r#"on_store_failure = "pause""#,
+            r#"on_store_failure = "end""#,
+        );
+        let config: GatewayConfig = toml::from_str(&end).unwrap();
+        assert_eq!(
+            config.recording.on_store_failure,
+            storage_schema::store::OnStoreFailure::End
+        );
+        let typo = example.replace(
+            r#"on_store_failure = "pause""#,
+            r#"on_store_failure = "stop""#,
+        );
+        assert!(toml::from_str::<GatewayConfig>(&typo).is_err());
     }
 
     #[test]

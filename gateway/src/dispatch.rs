@@ -79,7 +79,10 @@ pub async fn handle(state: &State, req: Request<Incoming>, peer: SocketAddr) -> 
         // Counted into this client's aggregate record, written when its window ends.
         return resp;
     }
-    state.audit.emit(&record).await;
+    // Fail closed, the answer waits until its record is durable, and is not given without it.
+    if let Err(unrecorded) = state.audit.emit(&record).await {
+        return unrecorded.response();
+    }
     resp
 }
 

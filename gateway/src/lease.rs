@@ -22,6 +22,15 @@
 //! **A gateway cut off from the store** cannot renew its lease either, and after `ttl` others may
 //! seal its sessions: so when its own lease has lapsed it ends its live sessions, with a reason
 //! kubectl prints, rather than keep relaying into recordings that others consider finished.
+//!
+//! **Store outages and `[recording] on_store_failure = "pause"`.** The spool lets a session ride
+//! out a store outage with nothing lost, but the lease bounds how long: after `ttl` without a
+//! heartbeat the gateway ends its sessions (nothing shown is lost either way: what was not in
+//! the store is in the spool, sealed, and replayed when the store returns). To ride out longer
+//! outages, raise `[lease] ttl_secs` (e.g. 120 for a 60 s outage); the price is that a gateway
+//! that really died has its sessions sealed `interrupted` that much later. Every heartbeat
+//! carries its writer's ttl, and others wait the longer of theirs and that one before sealing,
+//! so replicas with different settings never seal a session its gateway still records.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -274,9 +283,12 @@ impl Leases {
                 continue;
             }
             let st = self.lock();
+            // The longer of our ttl and the one the gateway declared: a gateway configured to
+            // ride out longer store outages (a longer `[lease] ttl_secs`) keeps its sessions
+            // that long, and nobody seals them under it meanwhile.
             if let Some(seen) = st.others.get(&g)
-                && seen.first_seen.elapsed() > ttl
                 && let Some(hb) = &seen.heartbeat
+                && seen.first_seen.elapsed() > ttl.max(Duration::from_micros(hb.ttl_us))
                 && !hb.closed
                 && hb.sessions.iter().any(|s| !st.done.contains(s))
             {
@@ -466,6 +478,41 @@ mod tests {
         )
         .unwrap();
         assert_eq!(hb.sessions, vec![session]);
+    }
+
+    #[tokio::test]
+    async fn a_gateway_that_declared_a_longer_ttl_is_not_sealed_under_it() {
+        let store = Store::open("memory://").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (keyring, _) = Keyring::open_or_init(&dir.path().join("keys")).unwrap();
+        let patient_live = LiveSessions::default();
+        // Rides out long outages: its heartbeats say so.
+        let patient = Leases::new(
+            store.clone(),
+            "patient.1".into(),
+            LeaseConfig {
+                heartbeat_secs: 1,
+                ttl_secs: 3600,
+            },
+            patient_live.clone(),
+        );
+        let session = open_session(&store, &keyring).await;
+        let _registered = patient_live.register("alice", session);
+        patient.renew(false).await.unwrap();
+        let watcher = Leases::new(
+            store.clone(),
+            "w.2".into(),
+            config(),
+            LiveSessions::default(),
+        );
+        assert!(watcher.complete_lapsed(&keyring).await.unwrap().is_empty());
+        // Past the watcher's own ttl, but not the one the gateway declared.
+        tokio::time::sleep(config().ttl() + Duration::from_millis(200)).await;
+        assert!(watcher.complete_lapsed(&keyring).await.unwrap().is_empty());
+        assert!(matches!(
+            state_of(&store, &keyring, session).await,
+            SessionState::Open
+        ));
     }
 
     #[tokio::test]

@@ -540,7 +540,7 @@ fn sigterm_hangs_up_the_command_and_seals_the_session() {
 }
 
 /// If the store stops accepting chunks, the command is stopped rather than left running
-/// unrecorded.
+/// unrecorded: after the recorder's pause on store failure (30 s by default) gives up.
 #[test]
 fn store_failure_stops_the_command() {
     let env = Env::new();
@@ -563,7 +563,7 @@ fn store_failure_stops_the_command() {
     std::fs::rename(&chunks, chunks.with_extension("moved")).unwrap();
     std::fs::write(&chunks, b"not a directory").unwrap();
 
-    let status = wait_exit(&mut kubetape, Duration::from_secs(30));
+    let status = wait_exit(&mut kubetape, Duration::from_secs(75));
     assert_eq!(status.code(), Some(125));
     let mut stderr = String::new();
     std::io::Read::read_to_string(kubetape.stderr.as_mut().unwrap(), &mut stderr).unwrap();

@@ -341,6 +341,7 @@ impl ChunkBuilder {
             events: self.totals.events,
             commands: None,
             port_forward: self.totals.forward_summary(),
+            gaps: Vec::new(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! that `kubetape ls` finds what `kubetape record` or the quickstart gateway wrote.
 //!
 //! - store: `$XDG_DATA_HOME/kubetape/store` (default `~/.local/share/kubetape/store`)
+//! - spool (the gateway's, for a store outage): `$XDG_DATA_HOME/kubetape/spool`
 //! - keys:  `$XDG_CONFIG_HOME/kubetape/keys` (default `~/.config/kubetape/keys`)
 //! - search index: `$XDG_CACHE_HOME/kubetape/index/<store hash>` (default under `~/.cache`)
 
@@ -25,6 +26,11 @@ pub fn store_url() -> String {
             .join("kubetape/store")
             .display()
     )
+}
+
+/// The default spool directory of a gateway (where writes wait while the store is down).
+pub fn spool_dir() -> PathBuf {
+    xdg("XDG_DATA_HOME", ".local/share").join("kubetape/spool")
 }
 
 /// The default keyring directory.

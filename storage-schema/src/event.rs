@@ -187,6 +187,10 @@ pub enum EventKind {
         outcome: ForwardOutcome,
         message: String,
     },
+    /// Part of the session was lost (tag 12): the JSON text of a [`crate::gap::Gap`], written
+    /// by the recorder at the start of the chunk after what it could not make durable. Text,
+    /// like audit records, so fields added later survive older readers.
+    Gap { json: String },
     /// A tag this reader does not know, kept verbatim.
     Unknown { tag: u8, payload: Vec<u8> },
 }
@@ -205,6 +209,7 @@ const TAG_AUDIT: u8 = 11;
 const TAG_PF_BYTES: u8 = 16;
 const TAG_PF_HALF_CLOSE: u8 = 17;
 const TAG_PF_END: u8 = 18;
+const TAG_GAP: u8 = 12;
 
 /// Why an event could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -267,6 +272,7 @@ impl Event {
             EventKind::Data { stream, bytes } => return (data_tag(*stream), Cow::Borrowed(bytes)),
             EventKind::Marker { text } => return (TAG_MARKER, Cow::Borrowed(text.as_bytes())),
             EventKind::Audit { json } => return (TAG_AUDIT, Cow::Borrowed(json.as_bytes())),
+            EventKind::Gap { json } => return (TAG_GAP, Cow::Borrowed(json.as_bytes())),
             EventKind::Unknown { tag, payload } => return (*tag, Cow::Borrowed(payload)),
             EventKind::Resize { cols, rows } => {
                 varint::encode(u64::from(*cols), &mut owned);
@@ -535,6 +541,7 @@ fn decode_payload(tag: u8, payload: &[u8]) -> Result<EventKind, &'static str> {
         }
         TAG_MARKER => EventKind::Marker { text: utf8(p)? },
         TAG_AUDIT => EventKind::Audit { json: utf8(p)? },
+        TAG_GAP => EventKind::Gap { json: utf8(p)? },
         TAG_STREAM_CLOSE => match p {
             [channel] => EventKind::StreamClose {
                 stream: Stream::from_channel(*channel).ok_or("unknown stream")?,
@@ -656,6 +663,18 @@ mod tests {
         }
         .encode(0, &mut out);
         assert_eq!(out, [0x0b, 0x02, 0x02, b'{', b'}']);
+        // gap "{}" at 3 µs: tag 12, delta 3, len 2, the JSON text.
+        let mut out = Vec::new();
+        Event {
+            at_us: 3,
+            kind: EventKind::Gap { json: "{}".into() },
+        }
+        .encode(0, &mut out);
+        assert_eq!(out, [0x0c, 0x03, 0x02, b'{', b'}']);
+        assert_eq!(
+            decode_all(&out, 0).unwrap()[0].kind,
+            EventKind::Gap { json: "{}".into() }
+        );
         assert_eq!(
             decode_all(&[0x0b, 0x00, 0x01, 0xff], 0),
             Err(EventError::Payload {

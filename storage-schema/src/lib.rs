@@ -24,6 +24,7 @@
 //! - [`session`]: ids, metadata, stream kinds and their classes ([`StreamClass`]);
 //! - [`layout`]: every prefix of the bucket and every object name; [`seal`]: end-of-session seals;
 //! - [`time`]: the wall clock in the format's unit (µs since the Unix epoch);
+//! - [`gap`]: losses a writer admits to (in the recording and its seal);
 //! - [`builder`]: events → chunks under a flush policy (sync, no I/O);
 //! - [`verify`]: precise damage reports (sync, no I/O);
 //! - [`audit`]: the gateway's audit record, carried by audit streams;
@@ -37,6 +38,7 @@ pub mod chunk;
 pub mod commands;
 pub mod defaults;
 pub mod event;
+pub mod gap;
 pub mod keys;
 pub mod layout;
 pub mod seal;
@@ -55,6 +57,7 @@ pub use audit::{AuditDecision, AuditRecord};
 pub use builder::{ChunkBuilder, FlushPolicy, Totals, ZstdTables};
 pub use chunk::{ChainDigest, ChunkError, ChunkHeader, SealedChunk};
 pub use event::{Direction, Event, EventKind, ForwardOutcome, Stream};
+pub use gap::{Gap, GapChunks};
 pub use keys::{DataKey, KeyError, Keyring, PublicKey, SigningKey};
 pub use seal::{ExitInfo, ForwardTotals, SealPayload, SealState, StreamBytes};
 pub use session::{

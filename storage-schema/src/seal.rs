@@ -81,6 +81,11 @@ pub struct SealPayload {
     /// when the session forwarded nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port_forward: Option<ForwardTotals>,
+    /// What the recorder could not make durable and gave up on (see [`crate::gap`]); the
+    /// byte and event counts above leave it out. Absent in seals of sessions with no loss (and
+    /// in every seal written before gaps existed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gaps: Vec<crate::gap::Gap>,
 }
 
 /// Why a seal could not be read or trusted.

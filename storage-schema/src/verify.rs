@@ -5,10 +5,17 @@
 //! - the chain (order, gaps, splices, metadata binding) needs no key at all;
 //! - which chunk is damaged, and the seal, need the signing **public** key;
 //! - decrypting every chunk and checking the seal's byte counts needs the data key (so the KEK).
+//!
+//! Chunks the recorder gave up on (see [`crate::gap`]) are not damage when a gap declares them:
+//! the signed seal's `gaps` (known before the chunks are read, so any key will do), or, in a
+//! session not sealed yet, the gap event that opens the chunk after them (needs the data key).
+//! Either way the chain is still checked across the gap, through the gap's `resume` digest, and
+//! the report lists the gaps so that a session with a loss never reads as an ordinary intact one.
 
 use crate::builder::Totals;
 use crate::chunk::{ChainDigest, ChunkError, SealedChunk};
-use crate::event::Event;
+use crate::event::{Event, EventKind};
+use crate::gap::Gap;
 use crate::keys::{DataKey, PublicKey};
 use crate::seal::{ForwardTotals, SealError, SealPayload, SealState, StreamBytes};
 use crate::session::SessionId;
@@ -107,11 +114,20 @@ pub struct Report {
     /// Chain digest after the last good chunk (what an `interrupted` seal records).
     pub last_digest: ChainDigest,
     pub damage: Vec<Damage>,
+    /// Losses the recorder declared (in its seal, or in a gap event of an unsealed session):
+    /// not damage, but not a complete recording either.
+    pub gaps: Vec<Gap>,
 }
 
 impl Report {
+    /// Nothing is damaged (declared gaps are not damage: see [`Self::complete`]).
     pub fn intact(&self) -> bool {
         self.damage.is_empty()
+    }
+
+    /// Intact, and nothing was declared lost.
+    pub fn complete(&self) -> bool {
+        self.intact() && self.gaps.is_empty()
     }
 }
 
@@ -124,8 +140,14 @@ pub struct Verifier<'k> {
     dek: Option<DataKey>,
     expected_seq: u64,
     prev: ChainDigest,
-    totals: Totals,
+    /// Totals of each decrypted chunk, by sequence number: summed at the end without the
+    /// chunks a gap covers (a seal's counts leave them out).
+    chunk_totals: Vec<(u64, Totals)>,
     damage: Vec<Damage>,
+    /// Gaps the (signed) seal declares, known before the chunks are read.
+    declared: Vec<Gap>,
+    /// Gaps accepted from gap events, for missing runs the seal does not declare.
+    found_gaps: Vec<Gap>,
 }
 
 impl<'k> Verifier<'k> {
@@ -142,8 +164,21 @@ impl<'k> Verifier<'k> {
             dek,
             expected_seq: 0,
             prev: ChainDigest::genesis(session, meta_bytes),
-            totals: Totals::default(),
+            chunk_totals: Vec::new(),
             damage: Vec::new(),
+            declared: Vec::new(),
+            found_gaps: Vec::new(),
+        }
+    }
+
+    /// Reads the gaps a stored seal declares, before the chunks, so that the chunks they cover
+    /// are not reported missing. A seal that does not verify declares nothing ([`Self::finish`]
+    /// reports it).
+    pub fn expect_seal(&mut self, seal: &[u8]) {
+        if let Ok(payload) = SealPayload::verify(seal, self.key)
+            && payload.session == self.session
+        {
+            self.declared = payload.gaps;
         }
     }
 
@@ -155,16 +190,19 @@ impl<'k> Verifier<'k> {
     /// Checks the chunk stored under sequence number `object_seq`. Returns its events when the
     /// chunk verified and a data key was given.
     pub fn chunk(&mut self, object_seq: u64, bytes: &[u8]) -> Option<Vec<Event>> {
-        if object_seq > self.expected_seq {
-            self.damage.push(Damage::ChunksMissing {
-                from: self.expected_seq,
-                to: object_seq - 1,
-            });
-        }
+        // A run of chunks absent before this one: damage, unless a gap declares it (decided
+        // once this chunk's link, and perhaps its gap event, are known).
+        let absent = (object_seq > self.expected_seq).then(|| (self.expected_seq, object_seq - 1));
         self.expected_seq = object_seq + 1;
+        let report_absent = |damage: &mut Vec<Damage>| {
+            if let Some((from, to)) = absent {
+                damage.push(Damage::ChunksMissing { from, to });
+            }
+        };
         let chunk = match SealedChunk::decode(bytes) {
             Ok(c) => c,
             Err(error) => {
+                report_absent(&mut self.damage);
                 self.damage.push(Damage::ChunkMalformed {
                     seq: object_seq,
                     error,
@@ -186,33 +224,72 @@ impl<'k> Verifier<'k> {
                 seq: object_seq,
                 holds: h.seq,
             })
-        } else if !h.prev.ct_eq(&self.prev) {
-            // After a gap the break is already reported; do not report it twice.
-            let after_gap = matches!(self.damage.last(), Some(Damage::ChunksMissing { to, .. }) if *to + 1 == object_seq)
-                || matches!(self.damage.last(), Some(d) if d.seq() == Some(object_seq.wrapping_sub(1)));
-            if after_gap {
-                None
-            } else if object_seq == 0 {
-                Some(Damage::MetaAltered)
-            } else {
-                Some(Damage::ChainBroken { seq: object_seq })
-            }
         } else {
             None
         };
-        // Re-synchronise on this chunk either way, so one bad chunk is reported once.
-        self.prev = digest;
         if let Some(d) = finding {
+            report_absent(&mut self.damage);
+            // Re-synchronise on this chunk, so one bad chunk is reported once.
+            self.prev = digest;
             self.damage.push(d);
             return None;
         }
-        let dek = self.dek.as_ref()?;
-        match chunk.open(dek) {
-            Ok(events) => {
-                for e in &events {
-                    self.totals.count(e);
+        // Authentic: open it now (with the key), as a gap event may explain an absent run.
+        let opened = self.dek.as_ref().map(|dek| chunk.open(dek));
+        let link_finding = match absent {
+            Some((from, to)) => {
+                let by_seal = self.declared.iter().any(|g| g.explains(from, to, &h.prev));
+                let by_event = || match &opened {
+                    Some(Ok(events)) => {
+                        opening_gap(events).filter(|g| g.explains(from, to, &h.prev))
+                    }
+                    _ => None,
+                };
+                if by_seal {
+                    None
+                } else if let Some(gap) = by_event() {
+                    if !self.found_gaps.contains(&gap) {
+                        self.found_gaps.push(gap);
+                    }
+                    None
+                } else {
+                    // The chain break at this chunk is the same finding; not reported twice.
+                    Some(Damage::ChunksMissing { from, to })
                 }
-                self.totals.chunks += 1;
+            }
+            None if !h.prev.ct_eq(&self.prev) => {
+                // Right after a damaged chunk the break is already reported.
+                let after_damage = matches!(self.damage.last(), Some(d) if d.seq() == Some(object_seq.wrapping_sub(1)));
+                if after_damage {
+                    None
+                } else if object_seq == 0 {
+                    Some(Damage::MetaAltered)
+                } else {
+                    Some(Damage::ChainBroken { seq: object_seq })
+                }
+            }
+            None => None,
+        };
+        self.prev = digest;
+        if let Some(d) = link_finding {
+            self.damage.push(d);
+            return None;
+        }
+        match opened? {
+            Ok(events) => {
+                let mut totals = Totals::default();
+                for e in &events {
+                    totals.count(e);
+                    // Every declared loss is reported, also those no missing chunk stands for.
+                    if let EventKind::Gap { json } = &e.kind
+                        && let Ok(gap) = Gap::parse(json)
+                        && !self.found_gaps.contains(&gap)
+                    {
+                        self.found_gaps.push(gap);
+                    }
+                }
+                totals.chunks = 1;
+                self.chunk_totals.push((object_seq, totals));
                 Some(events)
             }
             Err(error) => {
@@ -225,8 +302,32 @@ impl<'k> Verifier<'k> {
         }
     }
 
+    /// Totals of the decrypted chunks, leaving out those a gap gave up on.
+    fn totals(&self, gaps: &[Gap]) -> Totals {
+        let mut sum = Totals::default();
+        for (seq, t) in &self.chunk_totals {
+            sum.last_us = sum.last_us.max(t.last_us);
+            if gaps.iter().any(|g| g.covers(*seq)) {
+                continue;
+            }
+            sum.bytes.stdin += t.bytes.stdin;
+            sum.bytes.stdout += t.bytes.stdout;
+            sum.bytes.stderr += t.bytes.stderr;
+            sum.bytes.port_forward += t.bytes.port_forward;
+            sum.forward.connections += t.forward.connections;
+            sum.forward.refused += t.forward.refused;
+            sum.forward.to_pod = sum.forward.to_pod.saturating_add(t.forward.to_pod);
+            sum.forward.from_pod = sum.forward.from_pod.saturating_add(t.forward.from_pod);
+            sum.events += t.events;
+            sum.chunks += t.chunks;
+        }
+        sum
+    }
+
     /// Checks the seal (if any) against everything seen.
     pub fn finish(mut self, seal: Option<&[u8]>) -> Report {
+        let mut gaps = std::mem::take(&mut self.found_gaps);
+        let mut seal_totals = None;
         let state = match seal {
             None => SessionState::Open,
             Some(bytes) => match SealPayload::verify(bytes, self.key) {
@@ -248,26 +349,33 @@ impl<'k> Verifier<'k> {
                         } else if payload.final_digest().is_none_or(|d| !d.ct_eq(&self.prev)) {
                             self.damage.push(Damage::SealDigest);
                         }
+                        for gap in &payload.gaps {
+                            if !gaps.contains(gap) {
+                                gaps.push(gap.clone());
+                            }
+                        }
+                        let totals = self.totals(&gaps);
                         if self.dek.is_some()
                             && self.damage.is_empty()
-                            && payload.bytes != self.totals.bytes
+                            && payload.bytes != totals.bytes
                         {
                             self.damage.push(Damage::SealBytes {
                                 sealed: payload.bytes,
-                                found: self.totals.bytes,
+                                found: totals.bytes,
                             });
                         }
                         // Seals written before port-forward totals existed have none to check.
                         if let Some(sealed) = payload.port_forward
                             && self.dek.is_some()
                             && self.damage.is_empty()
-                            && sealed != self.totals.forward
+                            && sealed != totals.forward
                         {
                             self.damage.push(Damage::SealForward {
                                 sealed,
-                                found: self.totals.forward,
+                                found: totals.forward,
                             });
                         }
+                        seal_totals = Some(totals);
                     }
                     match payload.state {
                         SealState::Sealed => SessionState::Sealed(payload),
@@ -276,14 +384,24 @@ impl<'k> Verifier<'k> {
                 }
             },
         };
+        let totals = seal_totals.unwrap_or_else(|| self.totals(&gaps));
         Report {
             session: self.session,
             state,
             chunks: self.expected_seq,
-            totals: self.dek.is_some().then_some(self.totals),
+            totals: self.dek.is_some().then_some(totals),
             last_digest: self.prev,
             damage: self.damage,
+            gaps,
         }
+    }
+}
+
+/// The gap an opened chunk starts with, if it starts with one that parses.
+fn opening_gap(events: &[Event]) -> Option<Gap> {
+    match events.first().map(|e| &e.kind) {
+        Some(EventKind::Gap { json }) => Gap::parse(json).ok(),
+        _ => None,
     }
 }
 

@@ -482,3 +482,262 @@ async fn regenerate_port_forward() {
     )
     .unwrap();
 }
+
+/// The golden recording of a session whose recorder gave up: written once by
+/// [`regenerate_gap`] through the real recorder, with its store hung and its spool full.
+fn gap_fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v2-gap")
+}
+
+fn checkout_gap() -> (tempfile::TempDir, Store, Keyring, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_tree(&gap_fixture_dir(), tmp.path());
+    for entry in fs::read_dir(tmp.path().join("keys")).unwrap() {
+        fs::set_permissions(entry.unwrap().path(), fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let root = tmp.path().join("store");
+    let store = Store::open(&format!("file://{}", root.display())).unwrap();
+    let ring = Keyring::open(&tmp.path().join("keys")).unwrap();
+    (tmp, store, ring, root)
+}
+
+/// A recording with a declared gap reads and verifies, with and without the data key, as
+/// intact but not complete; readers step over the lost chunks and meet the gap events.
+#[tokio::test]
+async fn the_gap_fixture_reads_and_verifies_with_its_gap() {
+    use storage_schema::Gap;
+    let (_tmp, store, ring, _) = checkout_gap();
+    let ids = list_sessions(&store).await.unwrap();
+    assert_eq!(ids.len(), 1);
+    let id = ids[0];
+    let report = verify_session(&store, id, KeySource::Keyring(&ring))
+        .await
+        .unwrap();
+    assert!(report.intact(), "{:?}", report.damage);
+    assert!(!report.complete());
+    let SessionState::Sealed(seal) = &report.state else {
+        panic!("{:?}", report.state);
+    };
+    assert_eq!(report.gaps, seal.gaps);
+    let lost = seal.gaps[0]
+        .chunks
+        .as_ref()
+        .expect("the first gap is of chunks");
+    for seq in lost.first..=lost.last {
+        assert!(
+            store
+                .get_opt(&storage_schema::layout::chunk(id, seq))
+                .await
+                .unwrap()
+                .is_none(),
+            "chunk {seq} was given up on"
+        );
+    }
+    let public = ring
+        .public_key(&seal_signer(&store, id).await)
+        .unwrap()
+        .clone();
+    let keyless = verify_session(&store, id, KeySource::PublicKey(&public))
+        .await
+        .unwrap();
+    assert!(keyless.intact(), "{:?}", keyless.damage);
+    assert_eq!(keyless.gaps, seal.gaps);
+    let reader = SessionReader::open(&store, &ring, id).await.unwrap();
+    let mut events = Vec::new();
+    reader
+        .for_each_event(|e| events.push(e.clone()))
+        .await
+        .unwrap();
+    let expected = fs::read_to_string(gap_fixture_dir().join("expected-events.txt")).unwrap();
+    assert_eq!(dump(&events), expected);
+    let in_events: Vec<Gap> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Gap { json } => Some(Gap::parse(json).unwrap()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        in_events, seal.gaps,
+        "each declared gap is also where it happened"
+    );
+}
+
+async fn seal_signer(store: &Store, id: storage_schema::SessionId) -> String {
+    let seal = store.get(&storage_schema::layout::seal(id)).await.unwrap();
+    storage_schema::SealPayload::signer_of(&seal).unwrap()
+}
+
+/// A gap explains exactly the chunks it declares: a chunk removed besides them, or the chunk
+/// that declares the gap, is damage; without the seal, only the data key (which reads the gap
+/// event) can tell a declared gap from missing chunks.
+#[tokio::test]
+async fn a_gap_does_not_excuse_other_missing_chunks() {
+    use storage_schema::{Damage, layout};
+    /// Which chunk to remove, given the gap's first and last chunk.
+    type Pick = fn(u64, u64) -> u64;
+    let cases: [(&str, Pick); 2] = [
+        ("a chunk before the gap", |first, _| first - 1),
+        ("the chunk that declares the gap", |_, last| last + 1),
+    ];
+    for (what, pick) in cases {
+        let (_tmp, store, ring, root) = checkout_gap();
+        let id = list_sessions(&store).await.unwrap()[0];
+        let report = verify_session(&store, id, KeySource::Keyring(&ring))
+            .await
+            .unwrap();
+        let lost = report.gaps[0].chunks.clone().unwrap();
+        fs::remove_file(root.join(layout::chunk(id, pick(lost.first, lost.last)))).unwrap();
+        let report = verify_session(&store, id, KeySource::Keyring(&ring))
+            .await
+            .unwrap();
+        assert!(!report.intact(), "{what}: removing it went unnoticed");
+        assert!(
+            report.damage.iter().any(|d| matches!(
+                d,
+                Damage::ChunksMissing { .. } | Damage::SealChunkCount { .. }
+            )),
+            "{what}: {:?}",
+            report.damage
+        );
+        assert!(
+            SessionReader::open(&store, &ring, id)
+                .await
+                .unwrap()
+                .for_each_event(|_| {})
+                .await
+                .is_err(),
+            "{what}: read through"
+        );
+    }
+    // The seal removed: the gap event still declares the gap to a reader with the key...
+    let (_tmp, store, ring, root) = checkout_gap();
+    let id = list_sessions(&store).await.unwrap()[0];
+    let public = ring
+        .public_key(&seal_signer(&store, id).await)
+        .unwrap()
+        .clone();
+    fs::remove_file(root.join(layout::seal(id))).unwrap();
+    let deep = verify_session(&store, id, KeySource::Keyring(&ring))
+        .await
+        .unwrap();
+    assert!(deep.intact(), "{:?}", deep.damage);
+    assert_eq!(deep.state, SessionState::Open);
+    assert!(!deep.gaps.is_empty());
+    // ...but with only the public key, nothing declares the missing chunks.
+    let keyless = verify_session(&store, id, KeySource::PublicKey(&public))
+        .await
+        .unwrap();
+    assert!(
+        keyless
+            .damage
+            .iter()
+            .any(|d| matches!(d, Damage::ChunksMissing { .. })),
+        "{:?}",
+        keyless.damage
+    );
+    // `kubetape seal` carries the gaps into the interrupted seal, which then verifies keyless.
+    let seal = seal_interrupted(&store, &ring, id).await.unwrap();
+    assert_eq!(seal.gaps, deep.gaps);
+    let keyless = verify_session(&store, id, KeySource::PublicKey(&public))
+        .await
+        .unwrap();
+    assert!(keyless.intact(), "{:?}", keyless.damage);
+    let deep = verify_session(&store, id, KeySource::Keyring(&ring))
+        .await
+        .unwrap();
+    assert!(deep.intact(), "{:?}", deep.damage);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "writes new fixture bytes; run by hand only when adding fixtures"]
+async fn regenerate_gap() {
+    use common::faulty::{Faulty, Mode};
+    use std::time::Duration;
+    use storage_schema::store::{Durability, OnStoreFailure, RecorderOptions, Spool};
+    let dir = gap_fixture_dir();
+    assert!(
+        !dir.join("store").exists(),
+        "{} exists; fixture bytes must never be rewritten",
+        dir.display()
+    );
+    let (ring, _) = Keyring::open_or_init(&dir.join("keys")).unwrap();
+    fs::create_dir_all(dir.join("store")).unwrap();
+    let local = object_store::local::LocalFileSystem::new_with_prefix(dir.join("store")).unwrap();
+    let faulty = Faulty::over(std::sync::Arc::new(local));
+    let store = faulty.store();
+    let spool_dir = tempfile::tempdir().unwrap();
+    // No room in the spool: only last words fit.
+    let spool = Spool::open(spool_dir.path(), 1).unwrap();
+    let mut meta = common::meta();
+    meta.command = vec!["fixture-gap".into()];
+    let rec = storage_schema::store::Recorder::start_with(
+        store.clone(),
+        &ring,
+        meta,
+        RecorderOptions {
+            flush: FlushPolicy {
+                max_bytes: 2048,
+                ..FlushPolicy::default()
+            },
+            durability: Durability {
+                spool: Some(spool.clone()),
+                spool_after: Duration::from_millis(50),
+                store_timeout: Duration::from_secs(2),
+                on_failure: OnStoreFailure::Pause,
+                failure_timeout: Duration::from_secs(1),
+                open_via_spool: false,
+            },
+            observer: None,
+        },
+    )
+    .await
+    .unwrap();
+    let events = fixture_events();
+    // Everything up to the listing reaches the store...
+    for e in &events[..100] {
+        rec.record_at(e.clone()).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // ...then the store hangs, the spool is full, and the recorder gives up mid-session: the
+    // events it held are declared lost, and so is the one it refused.
+    faulty.set(Mode::Hang);
+    for e in &events[100..] {
+        if rec.record_at(e.clone()).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The session's end, as the gateway records it.
+    rec.record(EventKind::Marker {
+        text: "kubetape: the recording store is unavailable; the session was ended".into(),
+    })
+    .await
+    .unwrap();
+    rec.record(EventKind::Exit {
+        code: 1,
+        message: "store unavailable".into(),
+    })
+    .await
+    .unwrap();
+    let seal = rec
+        .finish(Some(ExitInfo {
+            code: 1,
+            message: "store unavailable".into(),
+        }))
+        .await
+        .unwrap();
+    assert!(!seal.gaps.is_empty());
+    faulty.set(Mode::Healthy);
+    while spool.stats().objects > 0 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let id = list_sessions(&store).await.unwrap()[0];
+    let reader = SessionReader::open(&store, &ring, id).await.unwrap();
+    let mut back = Vec::new();
+    reader
+        .for_each_event(|e| back.push(e.clone()))
+        .await
+        .unwrap();
+    fs::write(dir.join("expected-events.txt"), dump(&back)).unwrap();
+}

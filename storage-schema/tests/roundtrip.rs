@@ -42,8 +42,9 @@ fn arb_kind() -> impl Strategy<Value = EventKind> {
             outcome: ForwardOutcome::from_code(code),
             message,
         }),
-        // Tags 0..=11 and 16..=18 are taken (0 reserved).
-        1 => (12u8.., bytes)
+        1 => ".{0,40}".prop_map(|json| EventKind::Gap { json }),
+        // Tags 0..=12 and 16..=18 are taken (0 reserved).
+        1 => (13u8.., bytes)
             .prop_filter("a known tag", |(tag, _)| !(16..=18).contains(tag))
             .prop_map(|(tag, payload)| EventKind::Unknown { tag, payload }),
     ]

@@ -254,19 +254,34 @@ async fn open_session_can_be_sealed_as_interrupted() {
     }
 }
 
-/// A store that starts failing is noticed without further events: `closed()` resolves and
-/// `finish` reports the store's error, so a relay can end even an idle session (fail closed).
+/// A store that starts failing is noticed without further events: under the `end` policy with
+/// no spool, `closed()` resolves, stream data is refused with the cause, and `finish` says the
+/// session's last words could not be made durable either — so a relay can end even an idle
+/// session (fail closed), and nothing is claimed that was not written.
 #[tokio::test]
 async fn a_failing_store_closes_the_recorder() {
+    use storage_schema::store::{Durability, OnStoreFailure, RecorderOptions};
     let ts = common::file();
     let (ring, _k) = common::keyring();
-    let policy = FlushPolicy {
-        max_age: Duration::from_millis(100),
-        ..FlushPolicy::default()
-    };
-    let rec = Recorder::start(ts.store.clone(), &ring, common::meta(), policy)
-        .await
-        .unwrap();
+    let rec = Recorder::start_with(
+        ts.store.clone(),
+        &ring,
+        common::meta(),
+        RecorderOptions {
+            flush: FlushPolicy {
+                max_age: Duration::from_millis(100),
+                ..FlushPolicy::default()
+            },
+            durability: Durability {
+                on_failure: OnStoreFailure::End,
+                failure_timeout: Duration::from_millis(500),
+                ..Durability::default()
+            },
+            observer: None,
+        },
+    )
+    .await
+    .unwrap();
     // Chunks can no longer be written: their directory is now a file.
     let chunks = ts
         .root
@@ -282,10 +297,10 @@ async fn a_failing_store_closes_the_recorder() {
         .expect("closed() never resolved");
     assert!(matches!(
         rec.record_data(Stream::Stdout, b"more").await,
-        Err(RecordError::Stopped)
+        Err(RecordError::StoreUnavailable { .. })
     ));
     let err = rec.finish(None).await.unwrap_err();
-    assert!(matches!(err, RecordError::Store(_)), "{err}");
+    assert!(matches!(err, RecordError::StoreUnavailable { .. }), "{err}");
 }
 
 /// Commands written with the seal come back through the reader, are covered by the seal's

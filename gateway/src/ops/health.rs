@@ -1,5 +1,7 @@
 //! Readiness, and the gauges read from the state at each scrape.
 
+use std::sync::atomic::Ordering;
+
 use crate::revocation::Check;
 use crate::state::State;
 
@@ -30,4 +32,22 @@ pub fn refresh_gauges(state: &State) {
     m.draining
         .set(i64::from(state.sessions.drain().is_draining()));
     m.connections.set(state.limits.in_use() as i64);
+    let audit = state.audit.stats();
+    m.audit_records_pending
+        .set(audit.pending.load(Ordering::Relaxed) as i64);
+    // A counter follows the log's own running total (never goes back).
+    let lost = audit.lost_total.load(Ordering::Relaxed);
+    let shown = m.audit_records_lost.get();
+    if lost > shown {
+        m.audit_records_lost.inc_by(lost - shown);
+    }
+    if let Some(spool) = state.sessions.spool() {
+        let s = spool.stats();
+        m.spool_bytes.set(s.bytes as i64);
+        m.chunks_spooled.set(s.objects as i64);
+        let refused = m.spool_writes_refused.get();
+        if s.refused_total > refused {
+            m.spool_writes_refused.inc_by(s.refused_total - refused);
+        }
+    }
 }

@@ -73,6 +73,9 @@ pub struct Metrics {
     pub revocation_list_age: Gauge<f64, AtomicU64>,
     pub audit_records_pending: Gauge,
     pub audit_records_lost: Counter,
+    pub spool_bytes: Gauge,
+    pub chunks_spooled: Gauge,
+    pub spool_writes_refused: Counter,
     pub draining: Gauge,
     pub connections: Gauge,
     pub lease_age: Gauge<f64, AtomicU64>,
@@ -165,6 +168,21 @@ impl Metrics {
             audit_records_lost: metric!(
                 "audit_records_lost",
                 "Audit records that could not be kept",
+                Counter::default()
+            ),
+            spool_bytes: metric!(
+                "spool_bytes",
+                "Bytes waiting in the local spool for the store (recordings and the audit journal)",
+                Gauge::default()
+            ),
+            chunks_spooled: metric!(
+                "chunks_spooled",
+                "Recording objects (chunks, keys, seals) waiting in the local spool for the store",
+                Gauge::default()
+            ),
+            spool_writes_refused: metric!(
+                "spool_writes_refused",
+                "Spool writes refused (the spool full, or its disk failing): sessions pause",
                 Counter::default()
             ),
             draining: metric!(

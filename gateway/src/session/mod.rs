@@ -32,7 +32,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use storage_schema::commands::CommandObserver;
-use storage_schema::store::{RecordError, Recorder, Store};
+use storage_schema::store::{Durability, RecordError, Recorder, RecorderOptions, Store};
 use storage_schema::{
     EventKind, ExitInfo, FlushPolicy, Keyring, SessionId, SessionKind, SessionMeta,
 };
@@ -66,6 +66,8 @@ pub struct Sessions {
     /// This gateway's liveness lease: a session is named in a heartbeat before it relays, so
     /// a replica can seal it if this gateway dies (none in unit tests).
     leases: Option<Arc<Leases>>,
+    /// How recordings get through a store outage (spool, failure policy).
+    durability: Durability,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -229,8 +231,26 @@ impl EndReason {
         }
     }
 
+    /// The recording store (and the spool) could not take the session's output for longer
+    /// than the policy allows: it ends rather than run unrecorded, and says so.
+    pub fn store_unavailable(cause: &str) -> Self {
+        let message = format!(
+            "kubetape: the session was ended because its recording cannot be stored ({cause}); what could not be recorded is marked in the recording; try again once the recording store is back"
+        );
+        Self {
+            marker: message.clone(),
+            message,
+            code: 503,
+            reason: "ServiceUnavailable",
+        }
+    }
+
     /// A recorder that refused an event: the session ends rather than run unrecorded.
     pub fn recording_error(e: &RecordError) -> Self {
+        if let RecordError::StoreUnavailable { cause } = e {
+            tracing::error!(cause = %cause, "the recording store is unavailable; ending the session (fail closed)");
+            return Self::store_unavailable(cause);
+        }
         tracing::error!(error = %e, "recording failed; ending the session (fail closed)");
         let message = format!("kubetape: recording failed ({e}); the session was ended");
         Self {
@@ -285,9 +305,15 @@ impl Ends<'_> {
                 code: 503,
                 reason: "ServiceUnavailable",
             },
-            () = self.recorder.closed() => {
-                tracing::error!("the recorder stopped; ending the session (fail closed)");
-                EndReason::recording_failed()
+            () = self.recorder.closed() => match self.recorder.failure() {
+                Some(cause) => {
+                    tracing::error!(cause = %cause, "the recorder gave up; ending the session (fail closed)");
+                    EndReason::store_unavailable(&cause)
+                }
+                None => {
+                    tracing::error!("the recorder stopped; ending the session (fail closed)");
+                    EndReason::recording_failed()
+                }
             }
         }
     }
@@ -315,7 +341,19 @@ impl Sessions {
             drain: Drain::default(),
             metrics,
             leases,
+            durability: Durability::default(),
         }
+    }
+
+    /// Records through a spool and a failure policy (`[recording]`; default: no spool, pause).
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// The spool recordings wait in while the store is down, if there is one (for metrics).
+    pub fn spool(&self) -> Option<&storage_schema::store::Spool> {
+        self.durability.spool.as_ref()
     }
 
     /// The keyring recordings are written with (completing a dead gateway's sessions needs it).
@@ -366,10 +404,15 @@ impl Sessions {
             Box::new(transcript::CommandExtractor::new(&meta)) as Box<dyn CommandObserver>
         });
         // Started on the recording runtime, so its task, uploads and extractor thread run there.
-        let (store, keyring, flush) = (self.store.clone(), self.keyring.clone(), self.flush);
-        let started = self.runtime.spawn(async move {
-            Recorder::start_observed(store, &keyring, meta, flush, commands).await
-        });
+        let (store, keyring) = (self.store.clone(), self.keyring.clone());
+        let options = RecorderOptions {
+            flush: self.flush,
+            durability: self.durability.clone(),
+            observer: commands,
+        };
+        let started = self
+            .runtime
+            .spawn(async move { Recorder::start_with(store, &keyring, meta, options).await });
         let recorder = started
             .await
             .unwrap_or_else(|e| Err(RecordError::Task(e.to_string())))

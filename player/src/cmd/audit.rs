@@ -34,7 +34,9 @@ time holds no record to show, and is skipped unread: its chunks are most of this
 work on a store with months of streams. Such a stream's damage, if any, is `kubetape verify
 --all`'s to find. A stream without a seal that verifies is always read in full.
 
-Records are printed oldest first, as a table or (--json) one JSON object per line.";
+Records are printed oldest first, as a table or (--json) one JSON object per line. Where a
+gateway had to drop records (its store and spool could not take them), the stream says so: each
+such gap is printed on stderr and the exit status is 3.";
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -118,6 +120,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     }
     let mut records = Vec::new();
     let mut failed = 0usize;
+    let mut gaps = 0usize;
     for dir in streams {
         if let Some(since) = filter.since_us
             && sealed_before(&store, &keyring, dir, since).await
@@ -125,7 +128,18 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             continue;
         }
         match read_stream(&store, &keyring, dir, &filter).await {
-            Ok(mut r) => records.append(&mut r),
+            Ok((mut r, lost)) => {
+                // Records the gateway could not write, declared in the stream: said, counted.
+                for gap in &lost {
+                    eprintln!(
+                        "kubetape: audit stream {}: gap: {}",
+                        dir.id(),
+                        gap.describe()
+                    );
+                }
+                gaps += lost.len();
+                records.append(&mut r);
+            }
             Err(e) => {
                 eprintln!("kubetape: audit stream {}: {e:#}", dir.id());
                 failed += 1;
@@ -145,6 +159,10 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             "kubetape: {failed} audit stream(s) failed verification or could not be read; their records are NOT shown"
         );
         return Ok(ExitCode::FAILURE);
+    }
+    if gaps > 0 {
+        eprintln!("kubetape: {gaps} gap(s) in the audit log: records are missing where they are");
+        return Ok(ExitCode::from(super::verify::GAPS));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -190,7 +208,7 @@ async fn read_stream(
     keyring: &Keyring,
     dir: StreamDir,
     filter: &Filter,
-) -> anyhow::Result<Vec<AuditRecord>> {
+) -> anyhow::Result<(Vec<AuditRecord>, Vec<storage_schema::Gap>)> {
     let report = verify_stream(store, dir, KeySource::Keyring(keyring))
         .await
         .context("cannot verify")?;
@@ -215,7 +233,7 @@ async fn read_stream(
     if bad > 0 {
         bail!("{bad} record(s) are not valid audit records (written by an incompatible gateway?)");
     }
-    Ok(records)
+    Ok((records, report.gaps))
 }
 
 fn print_table(records: &[AuditRecord]) -> std::io::Result<()> {

@@ -17,6 +17,8 @@ Print one stream of a recording to stdout, as the raw bytes recorded, without ti
 
 Every chunk is verified before it is decrypted and printed. If the recording is damaged, the
 intact part before the damage is printed, then the error on stderr, and the exit status is 1.
+Where the recording declares a gap (output its recorder could not store), a line on stderr says
+what was lost, when and why; everything recorded is printed, and the exit status is 3.
 Output from `kubetape record` is terminal output (with escape sequences and \\r\\n line ends):
 view it with `less -R`, or just print it to a terminal.
 
@@ -136,8 +138,16 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let mut out = BufWriter::with_capacity(64 << 10, RawStdout);
     // The reader's callback cannot stop it, so a write error is kept and later output dropped.
     let mut write_error: Option<io::Error> = None;
+    let mut gaps = 0;
     let read = reader
         .for_each_event(|event| {
+            if let EventKind::Gap { json } = &event.kind {
+                gaps += 1;
+                // Where it happened in the output: what came before it is printed first.
+                let _ = out.flush();
+                eprintln!("kubetape: session {id}: {}", gap_line(json));
+                return;
+            }
             if let EventKind::PortForwardOpen { conn, .. } = &event.kind {
                 connections = connections.max(*conn);
                 found |= matches!(wanted, Wanted::Connection(n, _) if n == *conn);
@@ -191,5 +201,16 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     }
+    if gaps > 0 {
+        return Ok(ExitCode::from(super::verify::GAPS));
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line for a gap event (its JSON shown as is if it does not parse).
+pub fn gap_line(json: &str) -> String {
+    match storage_schema::Gap::parse(json) {
+        Ok(gap) => format!("gap in the recording at {}", gap.describe()),
+        Err(_) => format!("gap in the recording (unreadable details: {json})"),
+    }
 }

@@ -22,7 +22,9 @@ Export a recording as asciicast v2 or v3 (play it with `asciinema play`, or `asc
 or as plain text (escape sequences removed, line edits applied, full-screen programs noted).
 
 Every chunk is verified before it is decrypted; a damaged recording is not exported (the
-output file is only created once the whole session has been read). Exports hold what the
+output file is only created once the whole session has been read). A gap the recording
+declares (output its recorder could not store) becomes a marker in an asciicast and a line in
+text, is reported on stderr, and the exit status is 3. Exports hold what the
 session showed — output, resizes, markers and, in asciicast v3, the exit status — never the
 keystrokes: passwords typed at a no-echo prompt stay in the audit store. A port-forward has no
 terminal and is not exported: `kubetape play` shows its connections and `kubetape cat
@@ -75,6 +77,16 @@ impl<W: Write> Sink<W> {
     }
 
     fn event(&mut self, event: &storage_schema::Event) -> io::Result<()> {
+        if let EventKind::Gap { json } = &event.kind {
+            let text = format!("kubetape: {}", super::cat::gap_line(json));
+            return match self {
+                Sink::Cast(w) => w.event(&storage_schema::Event {
+                    at_us: event.at_us,
+                    kind: EventKind::Marker { text },
+                }),
+                Sink::Text(r) => r.write(format!("\r\n[{text}]\r\n").as_bytes()),
+            };
+        }
         match self {
             Sink::Cast(w) => w.event(event),
             Sink::Text(r) => match &event.kind {
@@ -112,7 +124,10 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
                 File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
             let result = export(&reader, args.format, BufWriter::new(file)).await;
             match &result {
-                Ok(code) if *code == ExitCode::SUCCESS => {
+                Ok(code)
+                    if *code == ExitCode::SUCCESS
+                        || *code == ExitCode::from(super::verify::GAPS) =>
+                {
                     std::fs::rename(&tmp, path)
                         .with_context(|| format!("cannot write {}", path.display()))?;
                     let kind = match args.format {
@@ -149,8 +164,17 @@ async fn export<W: Write>(
     let mut sink = Sink::new(format, out, reader.meta()).context("cannot write the export")?;
     // The reader's callback cannot stop it, so the first write error is kept.
     let mut write_error: Option<io::Error> = None;
+    let mut gaps = 0;
     let read = reader
         .for_each_event(|event| {
+            if let EventKind::Gap { json } = &event.kind {
+                gaps += 1;
+                eprintln!(
+                    "kubetape: session {}: {}",
+                    reader.meta().session,
+                    super::cat::gap_line(json)
+                );
+            }
             if write_error.is_none()
                 && let Err(e) = sink.event(event)
             {
@@ -174,6 +198,9 @@ async fn export<W: Write>(
             reader.meta().session
         );
         return Ok(ExitCode::FAILURE);
+    }
+    if gaps > 0 {
+        return Ok(ExitCode::from(super::verify::GAPS));
     }
     Ok(ExitCode::SUCCESS)
 }

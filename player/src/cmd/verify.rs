@@ -29,8 +29,14 @@ seal` seals one whose recorder died.
 With --pubkey, only the signing public key is used (what an auditor is given, from `kubetape keys
 export-pub`): signatures, the chain and the seal are checked, but contents are not decrypted.
 
-Exit status: 0 if every session checked is intact; 1 if any is damaged, or could not be checked
-(missing session, missing key, store error).";
+A session whose recorder had to give up on part of it (its store and its local spool both
+failed) is intact if nothing else is wrong, but not complete: it is reported as `GAP`, with one
+line per gap saying what was lost, when, and why. The recorder declared the gap in the session
+and in its signed seal; the chunks it gave up on are not reported missing.
+
+Exit status: 0 if every session checked is intact and complete; 1 if any is damaged, or could not
+be checked (missing session, missing key, store error); 3 if none is damaged but some have
+declared gaps.";
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -105,9 +111,16 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     for dir in dirs {
         let id = dir.id();
         match verify_stream(&store, dir, keys).await {
-            Ok(report) if report.intact() => {
+            Ok(report) if report.complete() => {
                 outln!("OK   {id}  {}", describe(&store, dir, &report).await)?;
                 tally.ok += 1;
+            }
+            Ok(report) if report.intact() => {
+                outln!("GAP  {id}  {}", describe(&store, dir, &report).await)?;
+                for gap in &report.gaps {
+                    outln!("     - gap {}", gap.describe())?;
+                }
+                tally.gaps += 1;
             }
             Ok(report) => {
                 outln!("FAIL {id}  {}", describe(&store, dir, &report).await)?;
@@ -122,23 +135,30 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let checked = tally.ok + tally.damaged + tally.errors;
+    let checked = tally.ok + tally.gaps + tally.damaged + tally.errors;
     if checked > 1 {
         eprintln!(
-            "kubetape: {checked} sessions: {} intact, {} damaged, {} could not be verified",
-            tally.ok, tally.damaged, tally.errors
+            "kubetape: {checked} sessions: {} intact, {} intact with declared gaps, {} damaged, {} could not be verified",
+            tally.ok, tally.gaps, tally.damaged, tally.errors
         );
     }
-    Ok(if tally.damaged + tally.errors == 0 {
-        ExitCode::SUCCESS
-    } else {
+    Ok(if tally.damaged + tally.errors > 0 {
         ExitCode::FAILURE
+    } else if tally.gaps > 0 {
+        ExitCode::from(GAPS)
+    } else {
+        ExitCode::SUCCESS
     })
 }
+
+/// Exit status when nothing is damaged but some recording declares a gap (also `cat`'s and
+/// `export`'s).
+pub const GAPS: u8 = 3;
 
 #[derive(Debug, Default)]
 struct Tally {
     ok: usize,
+    gaps: usize,
     damaged: usize,
     errors: usize,
 }
@@ -175,6 +195,19 @@ async fn describe(store: &Store, dir: StreamDir, report: &Report) -> String {
         .or(seal.map(|p| p.bytes.stdout));
     if let Some(n) = stdout.filter(|_| intact) {
         parts.push(format!("{} stdout", format::bytes(n)));
+    }
+    if !report.gaps.is_empty() {
+        let lost: u64 = report
+            .gaps
+            .iter()
+            .map(|g| g.bytes.stdout + g.bytes.stderr)
+            .sum();
+        let plural = if report.gaps.len() == 1 { "" } else { "s" };
+        parts.push(format!(
+            "{} gap{plural} ({} of output lost)",
+            report.gaps.len(),
+            format::bytes(lost)
+        ));
     }
     if let Some(exit) = seal.and_then(|p| p.exit.as_ref()) {
         parts.push(format!("exit {}", format::exit(exit)));

@@ -181,6 +181,7 @@ fn main() {
         events: 15,
         commands: None,
         port_forward: None,
+        gaps: Vec::new(),
     };
     write("seal_parse", "seed-sealed", &seal.sign(signing_key()));
     let interrupted = SealPayload {

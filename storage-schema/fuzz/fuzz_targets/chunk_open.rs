@@ -106,6 +106,12 @@ enum Kind {
         outcome: u8,
         message: String,
     },
+    Audit {
+        json: String,
+    },
+    Gap {
+        json: String,
+    },
     Unknown {
         tag: u8,
         payload: Vec<u8>,
@@ -204,9 +210,11 @@ fn kind(k: Kind) -> EventKind {
             outcome: ForwardOutcome::from_code(outcome),
             message,
         },
-        // Tags 0..=11 and 16..=18 are taken (0 reserved); unknown ones are 12..=15, 19..=255.
+        Kind::Audit { json } => EventKind::Audit { json },
+        Kind::Gap { json } => EventKind::Gap { json },
+        // Tags 0..=12 and 16..=18 are taken (0 reserved); unknown ones are 13..=15, 19..=255.
         Kind::Unknown { tag, payload } => EventKind::Unknown {
-            tag: match 12 + tag % 241 {
+            tag: match 13 + tag % 240 {
                 t @ 16.. => t + 3,
                 t => t,
             },

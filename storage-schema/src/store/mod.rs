@@ -9,6 +9,7 @@ mod catalog;
 pub mod ledger;
 mod reader;
 mod recorder;
+mod spool;
 mod verify;
 
 use std::sync::Arc;
@@ -23,8 +24,10 @@ pub use self::catalog::{
     list_sessions, list_streams, locate, summarize, summarize_all, summarize_at,
 };
 pub use self::reader::{ReadError, SessionReader};
-pub use self::recorder::{RecordError, Recorder};
-
+pub use self::recorder::{
+    Durability, Lag, MAX_UNDURABLE, OnStoreFailure, RecordError, Recorder, RecorderOptions,
+};
+pub use self::spool::{Replayed, Spool, SpoolError, SpoolStats};
 pub use self::verify::{KeySource, VerifyError, seal_interrupted, verify_session, verify_stream};
 
 /// Why the store could not be opened or used.

@@ -1,12 +1,16 @@
 //! Reading a session back: streaming, one chunk in memory at a time, with random access by
 //! chunk. Every chunk read is verified (signature, session, position, chain link) before it is
 //! decrypted, so a reader never shows tampered data as if it were the recording.
+//!
+//! Chunks a declared gap stands for (see [`crate::gap`]) are stepped over: the chunk after them
+//! must link to the gap's `resume` digest, and opens with the gap event that callers show.
 
 use super::verify::{LoadedMeta, load_dek, load_meta, load_meta_at};
 use super::{Store, StoreError};
 use crate::chunk::{ChainDigest, ChunkError, ChunkHeader, HEADER_LEN, SealedChunk};
 use crate::commands::{self, CommandEntry};
-use crate::event::Event;
+use crate::event::{Event, EventKind};
+use crate::gap::Gap;
 use crate::keys::{DataKey, KeyError, Keyring, PublicKey};
 use crate::layout::{self, StreamDir};
 use crate::session::{SessionId, SessionMeta};
@@ -40,6 +44,8 @@ pub struct SessionReader {
     public: PublicKey,
     dek: DataKey,
     seqs: Vec<u64>,
+    /// Gaps the session's seal declares (when it has a seal that verifies).
+    declared: Vec<Gap>,
 }
 
 impl SessionReader {
@@ -74,6 +80,15 @@ impl SessionReader {
             .iter()
             .filter_map(|(name, _)| layout::parse_chunk_name(name))
             .collect();
+        // A seal that does not verify declares nothing; `verify` reports it.
+        let declared = match store.get_opt(&dir.seal()).await? {
+            Some(bytes) => crate::seal::SealPayload::verify(&bytes, &public)
+                .ok()
+                .filter(|p| p.session == dir.id())
+                .map(|p| p.gaps)
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
         Ok(Self {
             store: store.clone(),
             dir,
@@ -82,6 +97,7 @@ impl SessionReader {
             public,
             dek,
             seqs,
+            declared,
         })
     }
 
@@ -124,6 +140,12 @@ impl SessionReader {
         &self.meta
     }
 
+    /// The gaps the session's (verified) seal declares; an unsealed session's gaps are only
+    /// known from its gap events, as they are read.
+    pub fn declared_gaps(&self) -> &[Gap] {
+        &self.declared
+    }
+
     pub fn chunk_count(&self) -> usize {
         self.seqs.len()
     }
@@ -155,12 +177,12 @@ impl SessionReader {
             .ok_or(ReadError::NoSuchChunk(index, self.seqs.len()))?;
         let id = self.meta.session;
         let damaged = |d| Err(ReadError::Damaged(d));
-        if seq != index as u64 {
-            return damaged(Damage::ChunksMissing {
-                from: index as u64,
-                to: seq - 1,
-            });
-        }
+        // Chunks absent before this one: allowed only where a gap declares them.
+        let expected = match index {
+            0 => 0,
+            i => self.seqs[i - 1] + 1,
+        };
+        let absent = (seq > expected).then(|| (expected, seq - 1));
         let bytes = self.store.get(&self.dir.chunk(seq)).await?;
         let chunk = SealedChunk::decode(&bytes)
             .map_err(|error| ReadError::Damaged(Damage::ChunkMalformed { seq, error }))?;
@@ -177,7 +199,22 @@ impl SessionReader {
         if h.seq != seq {
             return damaged(Damage::ChunkMisplaced { seq, holds: h.seq });
         }
-        if let Some(prev) = prev
+        let opened = chunk.open(&self.dek);
+        if let Some((from, to)) = absent {
+            let by_seal = self.declared.iter().any(|g| g.explains(from, to, &h.prev));
+            let by_event = || match &opened {
+                Ok(events) => match events.first().map(|e| &e.kind) {
+                    Some(EventKind::Gap { json }) => {
+                        Gap::parse(json).is_ok_and(|g| g.explains(from, to, &h.prev))
+                    }
+                    _ => false,
+                },
+                Err(_) => false,
+            };
+            if !by_seal && !by_event() {
+                return damaged(Damage::ChunksMissing { from, to });
+            }
+        } else if let Some(prev) = prev
             && !h.prev.ct_eq(&prev)
         {
             return damaged(if seq == 0 {
@@ -186,8 +223,7 @@ impl SessionReader {
                 Damage::ChainBroken { seq }
             });
         }
-        let events = chunk
-            .open(&self.dek)
+        let events = opened
             .map_err(|error: ChunkError| ReadError::Damaged(Damage::ChunkContent { seq, error }))?;
         Ok((events, chunk.digest()))
     }

@@ -149,6 +149,11 @@ async fn verify_loaded(
         }
         Ok(_) => {}
     }
+    // The seal first: the gaps it declares explain the chunks they cover.
+    let seal = store.get_opt(&dir.seal()).await?;
+    if let Some(bytes) = &seal {
+        verifier.expect_seal(bytes);
+    }
     for (name, _) in store.list(&dir.chunks_dir()).await? {
         let Some(seq) = layout::parse_chunk_name(&name) else {
             continue;
@@ -156,7 +161,6 @@ async fn verify_loaded(
         let bytes = store.get(&dir.chunk(seq)).await?;
         verifier.chunk(seq, &bytes);
     }
-    let seal = store.get_opt(&dir.seal()).await?;
     let mut report = verifier.finish(seal.as_deref());
     if seal.is_none()
         && let Ok(m) = &meta
@@ -186,7 +190,8 @@ async fn verify_loaded(
 }
 
 /// Seals a stream whose writer died, as `interrupted`, after verifying its whole chain with the
-/// data key. Refuses damaged or already sealed streams.
+/// data key. Refuses damaged or already sealed streams. Gaps its recorder declared in gap
+/// events go into the seal.
 pub async fn seal_interrupted(
     store: &Store,
     keyring: &Keyring,
@@ -221,6 +226,8 @@ pub async fn seal_interrupted(
         events: totals.events,
         commands: None,
         port_forward: totals.forward_summary(),
+        // Losses the recorder declared in gap events before it died (its seal never came).
+        gaps: report.gaps.clone(),
     };
     store.put_create(&dir.seal(), payload.sign(signer)).await?;
     match meta.class() {

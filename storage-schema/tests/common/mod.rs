@@ -2,6 +2,8 @@
 //! sessions written through the real recorder.
 #![allow(dead_code)]
 
+pub mod faulty;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 

@@ -68,6 +68,10 @@ async fn run(upstream: Upstream, client: ClientEnd, tape: Tape<'_>) -> Ending {
     } = client;
     let (mut up_tx, mut up_rx) = upstream.split();
     let mut status_buf = Vec::new();
+    // What was relayed but is not recorded yet: a write a paused recording holds when the
+    // session must end (`record_data` is all-or-nothing, so it is either in or here).
+    let shown: std::sync::Mutex<Option<(Stream, bytes::Bytes)>> = Default::default();
+    let sent_in: std::sync::Mutex<Option<FromClient>> = Default::default();
     let end = {
         let inbound = async {
             // The cluster side gets no pings from kube-rs; idle sessions must survive
@@ -93,7 +97,10 @@ async fn run(upstream: Upstream, client: ClientEnd, tape: Tape<'_>) -> Ending {
                             to_cluster.inc_by(b.len() as u64);
                             recorded.inc_by(b.len() as u64);
                         }
-                        if let Err(e) = record_input(recorder, msg).await {
+                        *sent_in.lock().expect("unrecorded input") = Some(copy_of(&msg));
+                        let result = record_input(recorder, msg).await;
+                        sent_in.lock().expect("unrecorded input").take();
+                        if let Err(e) = result {
                             return End::Ended(EndReason::recording_error(&e));
                         }
                         continue;
@@ -118,14 +125,19 @@ async fn run(upstream: Upstream, client: ClientEnd, tape: Tape<'_>) -> Ending {
                             _ => continue,
                         };
                         // Forward first (sharing the buffer): the recorder must never add
-                        // latency the terminal can feel.
+                        // latency the terminal can feel. A recording that cannot keep what is
+                        // shown holds the relay here instead (it pauses: see
+                        // storage_schema::store::Recorder), so little is shown unrecorded.
                         if to.send(ToClient(frame.clone())).await.is_err() {
                             return End::ClientGone;
                         }
                         let n = frame.len() as u64 - 1;
                         to_client.inc_by(n);
                         recorded.inc_by(n);
-                        if let Err(e) = recorder.record_data(stream, &frame[1..]).await {
+                        *shown.lock().expect("unrecorded output") = Some((stream, frame.clone()));
+                        let result = recorder.record_data(stream, &frame[1..]).await;
+                        shown.lock().expect("unrecorded output").take();
+                        if let Err(e) = result {
                             return End::Ended(EndReason::recording_error(&e));
                         }
                     }
@@ -141,6 +153,19 @@ async fn run(upstream: Upstream, client: ClientEnd, tape: Tape<'_>) -> Ending {
             end = outbound => end,
         }
     };
+    // Relayed while the recording was paused, and the session ends now: recorded without
+    // waiting (declared lost, if the recorder gave up).
+    let output = shown.into_inner().unwrap_or_else(|p| p.into_inner());
+    let input = sent_in.into_inner().unwrap_or_else(|p| p.into_inner());
+    if output.is_some() || input.is_some() {
+        recorder.stop_holding();
+        if let Some((stream, frame)) = output {
+            let _ = recorder.record_data(stream, &frame[1..]).await;
+        }
+        if let Some(msg) = input {
+            let _ = record_input(recorder, msg).await;
+        }
+    }
     let mut ended_by = None;
     let (status, exit) = match end {
         End::Upstream => match Status::parse(&status_buf) {
@@ -211,6 +236,14 @@ async fn record_input(recorder: &Recorder, msg: FromClient) -> Result<(), Record
             }
             Ok(())
         }
+    }
+}
+
+fn copy_of(msg: &FromClient) -> FromClient {
+    match msg {
+        FromClient::Stdin(b) => FromClient::Stdin(b.clone()),
+        FromClient::StdinEof => FromClient::StdinEof,
+        FromClient::Resize(json) => FromClient::Resize(json.clone()),
     }
 }
 

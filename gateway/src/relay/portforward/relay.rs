@@ -473,7 +473,11 @@ async fn record(recorder: &Recorder, audit: &Audit, note: Note) -> Result<(), Re
                 from_pod = e.from_pod,
                 "port-forward connection ended"
             );
-            audit.log.emit(&audit.record(&e)).await;
+            // The connection already happened: a record that cannot be made durable is said
+            // loudly (and counted by the audit log's lost-records metric), not silently dropped.
+            if let Err(err) = audit.log.emit(&audit.record(&e)).await {
+                tracing::error!(conn = e.conn, error = %err, "port-forward connection's audit record was not made durable");
+            }
             Ok(())
         }
     }

@@ -114,7 +114,7 @@ impl App {
             last_poll: Instant::now(),
             last_seek: None,
         };
-        app.message = app.tape.damage.clone();
+        app.message = app.tape.damage.clone().or_else(|| gap_note(&app.tape.gaps));
         app.seek(start)?;
         Ok(app)
     }
@@ -426,6 +426,19 @@ impl App {
     }
 }
 
+/// What the status line says at open about the losses a recording declares.
+fn gap_note(gaps: &[storage_schema::Gap]) -> Option<String> {
+    let first = gaps.first()?;
+    let more = match gaps.len() {
+        1 => String::new(),
+        n => format!(" (and {} more gaps)", n - 1),
+    };
+    Some(format!(
+        "this recording has a gap: {}{more}",
+        first.describe()
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -572,6 +585,29 @@ mod tests {
             )
             .unwrap()
         }
+    }
+
+    #[test]
+    fn declared_gaps_are_said_at_open() {
+        assert_eq!(gap_note(&[]), None);
+        let gap = storage_schema::Gap {
+            cause: "store down".into(),
+            from_us: 1_000_000,
+            to_us: 2_500_000,
+            bytes: storage_schema::StreamBytes {
+                stdout: 12,
+                ..Default::default()
+            },
+            events: 3,
+            chunks: None,
+        };
+        let one = gap_note(std::slice::from_ref(&gap)).unwrap();
+        assert_eq!(
+            one,
+            "this recording has a gap: 0:01.000–0:02.500: 12 bytes of output, 3 events lost (store down)"
+        );
+        let two = gap_note(&[gap.clone(), gap]).unwrap();
+        assert!(two.ends_with("(and 1 more gaps)"), "{two}");
     }
 
     fn press(app: &mut App, code: KeyCode) {

@@ -49,6 +49,8 @@ pub struct Tape {
     /// shown: a tampered recording is never shown as if intact), or the commands object (the
     /// commands are then extracted from the chunks instead).
     pub damage: Option<String>,
+    /// Losses the recording declares (gap events), in order.
+    pub gaps: Vec<storage_schema::Gap>,
     /// A chunk failed: nothing after it is read, even when following.
     stopped: bool,
     cache: VecDeque<(usize, Arc<Vec<Event>>)>,
@@ -90,6 +92,7 @@ impl Tape {
             exit: None,
             state: String::new(),
             damage: commands_damage,
+            gaps: Vec::new(),
             stopped: false,
             cache: VecDeque::new(),
         };
@@ -166,6 +169,11 @@ impl Tape {
                 }
                 if let EventKind::Exit { code, message } = &e.kind {
                     self.exit = Some((*code, message.clone()));
+                }
+                if let EventKind::Gap { json } = &e.kind
+                    && let Ok(gap) = storage_schema::Gap::parse(json)
+                {
+                    self.gaps.push(gap);
                 }
             }
             if let Some(x) = &mut self.extractor {
