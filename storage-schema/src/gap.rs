@@ -23,7 +23,7 @@
 //! so fields added later survive older readers verbatim.
 
 use crate::chunk::ChainDigest;
-use crate::seal::StreamBytes;
+use crate::counts::StreamBytes;
 
 /// What was lost, when, and why.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -36,6 +36,7 @@ pub mod audit;
 pub mod builder;
 pub mod chunk;
 pub mod commands;
+pub mod counts;
 pub mod defaults;
 pub mod event;
 pub mod gap;

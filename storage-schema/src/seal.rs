@@ -20,15 +20,7 @@ pub enum SealState {
     Interrupted,
 }
 
-/// Bytes recorded per stream.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct StreamBytes {
-    pub stdin: u64,
-    pub stdout: u64,
-    pub stderr: u64,
-    #[serde(default)]
-    pub port_forward: u64,
-}
+pub use crate::counts::StreamBytes;
 
 /// A port-forward session's connections, from its events (added without a version bump: seals
 /// of other sessions, and older seals, have none).
