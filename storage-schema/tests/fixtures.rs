@@ -617,7 +617,12 @@ async fn a_gap_does_not_excuse_other_missing_chunks() {
         .public_key(&seal_signer(&store, id).await)
         .unwrap()
         .clone();
+    // As if the writer died before sealing: no seal and no `ended/` marker (a marker without a
+    // seal is itself damage, `Damage::SealMissing`).
     fs::remove_file(root.join(layout::seal(id))).unwrap();
+    for day in fs::read_dir(root.join(layout::ENDED)).unwrap() {
+        let _ = fs::remove_file(day.unwrap().path().join(id.to_string()));
+    }
     let deep = verify_session(&store, id, KeySource::Keyring(&ring))
         .await
         .unwrap();

@@ -272,14 +272,20 @@ impl SessionReader {
                 owner: payload.session,
             });
         }
+        // Chunks the writer declared lost (signed in the seal's gaps) are not expected.
+        let lost = payload.gaps.iter().filter_map(|g| g.chunks.as_ref());
+        let lost_count: u64 = lost.clone().map(|c| c.last + 1 - c.first).sum();
+        let tail_lost = lost.clone().any(|c| c.last + 1 == payload.chunks);
         let found = self.seqs.len() as u64;
-        if payload.chunks != found {
+        if payload.chunks != found + lost_count {
             return damaged(Damage::SealChunkCount {
                 sealed: payload.chunks,
                 found,
             });
         }
-        if payload.final_digest().is_none_or(|d| !d.ct_eq(last)) {
+        // When the last chunks themselves were lost, the chain ends at a declared gap and the
+        // seal's final digest names a chunk no reader can have.
+        if !tail_lost && payload.final_digest().is_none_or(|d| !d.ct_eq(last)) {
             return damaged(Damage::SealDigest);
         }
         Ok(())
