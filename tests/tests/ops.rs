@@ -18,6 +18,15 @@ use std::time::{Duration, Instant};
 
 use tests::{Cluster, Kubectl, Proc, bin};
 
+/// The tests of this file run one at a time: each starts two to four gateways (and one a
+/// Prometheus) on a 2-core machine, and a live exec through a loaded replica could miss its
+/// deadline when they ran side by side.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Polls `f` every 100 ms until it returns `Some`, failing with `what` after `limit`.
 fn wait<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + limit;
@@ -141,6 +150,7 @@ fn heartbeats(cluster: &Cluster) -> Vec<(String, String)> {
 
 #[test]
 fn a_killed_gateways_sessions_are_sealed_interrupted_by_a_survivor_exactly_once() {
+    let _serial = serial();
     let mut cluster = Cluster::start();
     let victim = cluster.start_second_gateway();
     let _third = cluster.start_second_gateway();
@@ -279,6 +289,7 @@ fn query(prometheus: &str, q: &str) -> Option<f64> {
 
 #[test]
 fn prometheus_scrapes_a_live_session_and_readyz_follows_store_and_drain() {
+    let _serial = serial();
     let cluster = Cluster::start();
     let (mut gateway, _log, https, ops) = ops_gateway(&cluster, "ops", &[]);
     let ops_url = format!("http://{ops}");
@@ -419,6 +430,7 @@ impl Drop for Immutable {
 
 #[test]
 fn json_logs_parse_line_by_line() {
+    let _serial = serial();
     let cluster = Cluster::start();
     let (mut gateway, log, https, _ops) = ops_gateway(&cluster, "json", &["--log-format", "json"]);
     let kc = cluster.kubeconfig("bob@example.com", &["developers"]);
