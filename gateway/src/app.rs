@@ -36,6 +36,8 @@ pub struct Gateway {
     state: Arc<State>,
     poll_interval: Duration,
     drain_deadline: Duration,
+    /// `[server] drain_grace_secs`: how long live sessions carry on after the drain starts.
+    drain_grace: Duration,
     /// `[recording] store_timeout_secs`: the longest a store request at shutdown may take.
     store_timeout: Duration,
     /// The operations listener (`[ops] listen`), if configured.
@@ -184,6 +186,7 @@ impl Gateway {
             state: Arc::new(state),
             poll_interval: Duration::from_millis(config.revocation.poll_interval_ms),
             drain_deadline: Duration::from_secs(config.server.drain_deadline_secs),
+            drain_grace: Duration::from_secs(config.server.drain_grace_secs),
             store_timeout: Duration::from_secs(config.recording.store_timeout_secs),
             ops: ops_listener,
         })
@@ -269,10 +272,25 @@ impl Gateway {
             sessions = drain.open_sessions(),
             connections = connections.len(),
             deadline = ?self.drain_deadline,
+            grace = ?self.drain_grace,
             "draining: no new connections; ending live sessions and sealing their recordings"
         );
         drain.start();
         connections.close();
+        let ender = {
+            let drain = drain.clone();
+            let grace = self.drain_grace;
+            tokio::spawn(async move {
+                if !grace.is_zero() {
+                    tokio::time::sleep(grace).await;
+                    tracing::info!(
+                        sessions = drain.open_sessions(),
+                        "the drain's grace is over: ending the sessions still live"
+                    );
+                }
+                drain.end_sessions();
+            })
+        };
         let drained = async {
             drain.wait().await;
             connections.wait().await;
@@ -297,6 +315,7 @@ impl Gateway {
                 false
             }
         };
+        ender.abort();
         lease_loop.abort();
         // A closed lease says there is nothing to complete; with sessions still open, the lease
         // is left to lapse so another gateway seals them.

@@ -148,12 +148,13 @@ pub async fn check(args: &CheckArgs) -> Report {
     }
     let _ = writeln!(
         r.summary,
-        "  limits                {} connections ({} per client), handshake {} s, idle {} s, drain {} s",
+        "  limits                {} connections ({} per client), handshake {} s, idle {} s, drain {} s (grace {} s)",
         crate::limits::Limits::new(&config.server).max_connections(),
         config.server.max_connections_per_client,
         config.server.handshake_timeout_secs,
         config.server.idle_timeout_secs,
         config.server.drain_deadline_secs,
+        config.server.drain_grace_secs,
     );
     if args.offline {
         return r;

@@ -54,6 +54,11 @@ pub struct ServerConfig {
     /// longer.
     #[serde(default = "default_drain_deadline_secs")]
     pub drain_deadline_secs: u64,
+    /// At shutdown, how long live sessions may carry on by themselves (the gateway already
+    /// unready and refusing new ones) before they are told to end. Counted within
+    /// `drain_deadline_secs`, so it must be shorter. Default 0: sessions are ended at once.
+    #[serde(default)]
+    pub drain_grace_secs: u64,
     /// Connections served at once, live sessions included. Default: what the open-file limit
     /// allows (each session also holds a connection to the cluster and to the store).
     #[serde(default)]
@@ -75,6 +80,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             drain_deadline_secs: default_drain_deadline_secs(),
+            drain_grace_secs: 0,
             max_connections: None,
             max_connections_per_client: default_per_client(),
             handshake_timeout_secs: default_handshake_secs(),
@@ -309,6 +315,14 @@ impl GatewayConfig {
                 path.display()
             );
         }
+        if config.server.drain_grace_secs > 0
+            && config.server.drain_grace_secs >= config.server.drain_deadline_secs
+        {
+            anyhow::bail!(
+                "{}: [server] drain_grace_secs must be shorter than drain_deadline_secs (the grace is counted within the deadline, and sessions need time to be told and sealed after it)",
+                path.display()
+            );
+        }
         let r = &config.recording;
         if r.spool_max_mib == 0
             || r.store_timeout_secs == 0
@@ -362,6 +376,29 @@ mod tests {
         let d = r.durability(None);
         assert_eq!(d.spool_after, Duration::from_millis(200));
         assert_eq!(d.store_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_drain_grace_must_fit_within_the_drain_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.toml");
+        let example = include_str!("../gateway.example.toml");
+        assert!(example.contains("drain_grace_secs = 0"));
+        std::fs::write(
+            &path,
+            example.replace("drain_grace_secs = 0", "drain_grace_secs = 25"),
+        )
+        .unwrap();
+        let err = GatewayConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("drain_grace_secs"), "{err}");
+        std::fs::write(
+            &path,
+            example.replace("drain_grace_secs = 0", "drain_grace_secs = 10"),
+        )
+        .unwrap();
+        let config = GatewayConfig::load(&path).unwrap();
+        assert_eq!(config.server.drain_grace_secs, 10);
+        assert_eq!(config.server.drain_deadline_secs, 25);
     }
 
     #[test]

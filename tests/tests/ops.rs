@@ -237,11 +237,21 @@ fn ops_gateway(
     name: &str,
     args: &[&str],
 ) -> (Proc, PathBuf, SocketAddr, SocketAddr) {
+    ops_gateway_with(cluster, name, args, "")
+}
+
+/// [`ops_gateway`] with `extra` TOML appended to its configuration.
+fn ops_gateway_with(
+    cluster: &Cluster,
+    name: &str,
+    args: &[&str],
+    extra: &str,
+) -> (Proc, PathBuf, SocketAddr, SocketAddr) {
     let config = cluster.root().join(format!("gateway-{name}.toml"));
     let text = std::fs::read_to_string(cluster.gateway_config()).expect("config");
     std::fs::write(
         &config,
-        format!("{text}\n[ops]\nlisten = \"127.0.0.1:0\"\n"),
+        format!("{text}\n[ops]\nlisten = \"127.0.0.1:0\"\n{extra}"),
     )
     .expect("config");
     let log = cluster.root().join(format!("gateway-{name}.log"));
@@ -291,7 +301,15 @@ fn query(prometheus: &str, q: &str) -> Option<f64> {
 fn prometheus_scrapes_a_live_session_and_readyz_follows_store_and_drain() {
     let _serial = serial();
     let cluster = Cluster::start();
-    let (mut gateway, _log, https, ops) = ops_gateway(&cluster, "ops", &[]);
+    // A drain grace keeps the session live for a while after SIGTERM, so that readiness can be
+    // seen failing while a session is still being served (without it the drain ends it at once
+    // and the gateway may be gone before a probe lands).
+    let (mut gateway, _log, https, ops) = ops_gateway_with(
+        &cluster,
+        "ops",
+        &[],
+        "[server]\ndrain_grace_secs = 30\ndrain_deadline_secs = 60\n",
+    );
     let ops_url = format!("http://{ops}");
     wait(Duration::from_secs(30), "ready", || {
         (get(&format!("{ops_url}/readyz")).0 == 200).then_some(())
@@ -385,13 +403,19 @@ fn prometheus_scrapes_a_live_session_and_readyz_follows_store_and_drain() {
         (get(&format!("{ops_url}/readyz")).0 == 200).then_some(())
     });
 
-    // SIGTERM with the session live: unready while it drains, then the gateway exits.
+    // SIGTERM with the session live: unready while it drains, the session still served (its
+    // kubectl has not exited), then the gateway exits once the session ends by itself.
     send_signal(&gateway.child, "-TERM");
     let body = wait(Duration::from_secs(20), "unready while draining", || {
         let (code, body) = get(&format!("{ops_url}/readyz"));
         (code == 503).then_some(body)
     });
     assert!(body.contains("draining"), "{body}");
+    let mut exec = exec;
+    assert!(
+        exec.child.try_wait().expect("kubectl").is_none(),
+        "within the drain's grace the live session carries on"
+    );
     drop(exec);
     let status = wait(Duration::from_secs(60), "the gateway to exit", || {
         gateway.child.try_wait().ok().flatten()

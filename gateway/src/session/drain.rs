@@ -1,5 +1,6 @@
-//! Graceful drain: at shutdown the gateway stops taking new sessions, tells every live one why it
-//! ends, and waits for each to be sealed before it exits.
+//! Graceful drain: at shutdown the gateway stops taking new sessions, gives live ones an optional
+//! grace to finish by themselves, then tells every one still live why it ends, and waits for each
+//! to be sealed before it exits.
 //!
 //! A session holds a [`DrainGuard`] from the moment its recording is open until its seal is
 //! written, so [`Drain::wait`] resolves exactly when no recording is left open. The signal to end
@@ -21,8 +22,10 @@ pub struct Drain {
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// Cancelled when the drain starts; sessions select on it.
+    /// Cancelled when the drain starts: new sessions are refused and readiness fails.
     started: CancellationToken,
+    /// Cancelled when live sessions must end (the drain's grace is over); sessions select on it.
+    ending: CancellationToken,
     /// Counts sessions whose recording is not sealed yet.
     open: TaskTracker,
 }
@@ -31,7 +34,7 @@ struct Inner {
 #[derive(Debug)]
 pub struct DrainGuard {
     _token: TaskTrackerToken,
-    started: CancellationToken,
+    ending: CancellationToken,
 }
 
 impl Drain {
@@ -40,10 +43,16 @@ impl Drain {
         self.inner.started.is_cancelled()
     }
 
-    /// Starts the drain: every live session is asked to end. Idempotent.
+    /// Starts the drain: no new sessions; live ones carry on until [`Drain::end_sessions`].
+    /// Idempotent.
     pub fn start(&self) {
         self.inner.open.close();
         self.inner.started.cancel();
+    }
+
+    /// Asks every live session (and any started from now on) to end. Idempotent.
+    pub fn end_sessions(&self) {
+        self.inner.ending.cancel();
     }
 
     /// Resolves once the drain has started and every session's recording is sealed.
@@ -59,15 +68,16 @@ impl Drain {
     pub(crate) fn guard(&self) -> DrainGuard {
         DrainGuard {
             _token: self.inner.open.token(),
-            started: self.inner.started.clone(),
+            ending: self.inner.ending.clone(),
         }
     }
 }
 
 impl DrainGuard {
-    /// Resolves when the drain starts (at once if it already has). Cancel-safe.
-    pub async fn started(&self) {
-        self.started.cancelled().await;
+    /// Resolves when the drain asks live sessions to end (at once if it already has).
+    /// Cancel-safe.
+    pub async fn ending(&self) {
+        self.ending.cancelled().await;
     }
 }
 
@@ -88,8 +98,12 @@ mod tests {
         assert!(!drain.is_draining());
         drain.start();
         assert!(drain.is_draining());
+        // Draining, but within the grace sessions are not asked to end yet.
+        let graced = tokio::time::timeout(Duration::from_millis(20), a.ending()).await;
+        assert!(graced.is_err(), "sessions carry on during the grace");
+        drain.end_sessions();
         // Every guard learns it.
-        tokio::time::timeout(Duration::from_secs(5), a.started())
+        tokio::time::timeout(Duration::from_secs(5), a.ending())
             .await
             .expect("a guard sees the drain");
         drop(a);
@@ -101,7 +115,7 @@ mod tests {
             .expect("drained");
         // A guard taken after the start sees the drain at once.
         let late = drain.guard();
-        tokio::time::timeout(Duration::from_secs(5), late.started())
+        tokio::time::timeout(Duration::from_secs(5), late.ending())
             .await
             .expect("late guard sees the drain");
     }

@@ -299,7 +299,7 @@ impl Ends<'_> {
                     reason: "Forbidden",
                 }
             }
-            () = self.guard.started() => EndReason {
+            () = self.guard.ending() => EndReason {
                 message: DRAIN_MESSAGE.into(),
                 marker: "gateway shutdown (drain)".into(),
                 code: 503,

@@ -240,6 +240,7 @@ async fn a_drain_ends_every_live_session_and_waits_until_each_is_sealed() {
     let drain = f.sessions.drain().clone();
     assert_eq!(drain.open_sessions(), 2);
     drain.start();
+    drain.end_sessions();
     tokio::time::timeout(WITHIN, drain.wait())
         .await
         .expect("the drain completes");
