@@ -3,7 +3,7 @@
 //! ```text
 //!  caller ──record()──► [events, bounded] ──► builder task ──► [chunks, bounded] ──► upload task ──► store
 //!                                             (zstd, AES-GCM,                        (create-only puts,
-//!                                              sign, 1 s / 256 KiB)                   in order)
+//!                                              sign, 1 s / 8 MiB)                     in order)
 //! ```
 //! Memory per session is bounded by the two queues (events are at most 64 KiB each) plus one open
 //! chunk. When the store lags, the queues fill and [`Recorder::record`] waits: back-pressure
@@ -28,7 +28,6 @@ use crate::seal::{ExitInfo, SealPayload, SealState};
 use crate::session::{SessionId, SessionMeta, StreamClass};
 
 const EVENT_QUEUE: usize = 64;
-const CHUNK_QUEUE: usize = 8;
 
 /// Why recording failed.
 #[derive(Debug, thiserror::Error)]
@@ -234,7 +233,7 @@ async fn run(
     let session = builder.seal_payload(SealState::Sealed, None).session;
     // `ended/` markers are the feed of sessions; audit streams are not marked.
     let is_session = dir.root() == StreamRoot::of(StreamClass::Session);
-    let (chunk_tx, chunk_rx) = mpsc::channel::<SealedChunk>(CHUNK_QUEUE);
+    let (chunk_tx, chunk_rx) = mpsc::channel::<SealedChunk>(builder.policy().upload_queue());
     let mut uploader = tokio::spawn(upload(store.clone(), dir, chunk_rx));
     // Set when the uploader stops early (a failed put): stop taking events at once rather than at
     // the next chunk, so callers learn of it through `closed()` even on an idle session.
