@@ -543,6 +543,16 @@ fn killed_recorder_loses_at_most_the_last_second_of_bulk_output() {
                 .into()
         })
         .collect();
+    // Kill well into the next chunk (half of it shown, or 0.6 s), where the loss is largest.
+    let (shown_at_flush, flushed_at) = (std::fs::metadata(&shown).unwrap().len(), now());
+    wait_until(
+        "output well into the next chunk",
+        Duration::from_secs(30),
+        || {
+            std::fs::metadata(&shown).unwrap().len() >= shown_at_flush + (4 << 20)
+                || now() >= flushed_at + 0.6
+        },
+    );
     let killed_at = now();
     kubetape.kill().unwrap(); // SIGKILL
     kubetape.wait().unwrap();
