@@ -264,9 +264,10 @@ fn newlines_become_crlf_as_on_any_terminal() {
 #[test]
 fn large_output_is_recorded_byte_for_byte() {
     let env = Env::new();
-    let (out, id) = env.record(&["seq", "1", "200000"], None);
+    // ~13 MB: more than one 8 MiB chunk.
+    let (out, id) = env.record(&["seq", "1", "1500000"], None);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let expected: String = (1..=200_000).map(|i| format!("{i}\r\n")).collect();
+    let expected: String = (1..=1_500_000).map(|i| format!("{i}\r\n")).collect();
     assert!(
         out.stdout == expected.as_bytes(),
         "record's own output is the pty output ({} bytes)",
@@ -279,7 +280,7 @@ fn large_output_is_recorded_byte_for_byte() {
         recorded.len(),
         out.stdout.len()
     );
-    // More than one chunk: the 256 KiB flush bound was exercised.
+    // More than one chunk: the 8 MiB byte bound was exercised (or the 1 s one).
     assert!(env.summary(&id)["chunks"].as_u64().unwrap() > 1);
 }
 
