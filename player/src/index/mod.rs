@@ -373,6 +373,7 @@ impl NameFilter {
 
 /// A `*` pattern compiled once. A pattern too large to compile matches nothing (fail closed:
 /// a filter never widens a search).
+#[derive(Debug)]
 pub struct Glob(Option<regex::Regex>);
 
 impl Glob {
