@@ -253,7 +253,7 @@ fn default_flush_ms() -> u64 {
 }
 
 fn default_chunk_kib() -> usize {
-    256
+    storage_schema::FlushPolicy::default().max_bytes >> 10
 }
 
 fn default_niceness() -> u8 {

@@ -264,9 +264,10 @@ fn newlines_become_crlf_as_on_any_terminal() {
 #[test]
 fn large_output_is_recorded_byte_for_byte() {
     let env = Env::new();
-    let (out, id) = env.record(&["seq", "1", "200000"], None);
+    // ~13 MB: more than one 8 MiB chunk.
+    let (out, id) = env.record(&["seq", "1", "1500000"], None);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let expected: String = (1..=200_000).map(|i| format!("{i}\r\n")).collect();
+    let expected: String = (1..=1_500_000).map(|i| format!("{i}\r\n")).collect();
     assert!(
         out.stdout == expected.as_bytes(),
         "record's own output is the pty output ({} bytes)",
@@ -279,7 +280,7 @@ fn large_output_is_recorded_byte_for_byte() {
         recorded.len(),
         out.stdout.len()
     );
-    // More than one chunk: the 256 KiB flush bound was exercised.
+    // More than one chunk: the 8 MiB byte bound was exercised (or the 1 s one).
     assert!(env.summary(&id)["chunks"].as_u64().unwrap() > 1);
 }
 
@@ -493,6 +494,106 @@ fn killed_recorder_leaves_a_readable_open_session_that_seal_closes() {
         text(&again.stderr).contains("already sealed"),
         "{}",
         text(&again.stderr)
+    );
+}
+
+/// The last `len` bytes of the file at `path` (bulk output is too large to reread whole).
+fn tail_of(path: &Path, len: u64) -> String {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let mut file = std::fs::File::open(path).unwrap();
+    let size = file.metadata().unwrap().len();
+    file.seek(SeekFrom::Start(size.saturating_sub(len)))
+        .unwrap();
+    let mut out = Vec::new();
+    file.read_to_end(&mut out).unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The loss bound with large chunks: a command printing as fast as the terminal takes it
+/// (8 MiB chunks close by size, many per second) is SIGKILLed mid-chunk, and the recording
+/// still ends at most about a second before the kill: the open chunk is under a second old and
+/// the upload queue holds ~2 MiB, not 8 chunks of 8 MiB.
+#[test]
+fn killed_recorder_loses_at_most_the_last_second_of_bulk_output() {
+    let env = Env::new();
+    let pidfile = env.root().join("child.pid");
+    // bash's $EPOCHREALTIME stamps each 16 KB line without a fork: tens of MB/s.
+    let script = format!(
+        "echo $$ > {}; pad=$(printf '%*s' 16000 '' | tr ' ' x); i=0; \
+         while :; do i=$((i+1)); t=${{EPOCHREALTIME/./}}; echo \"line $i ${{t}}000 $pad\"; done",
+        pidfile.display()
+    );
+    let shown = env.root().join("shown.txt");
+    let mut kubetape = env
+        .cmd(&["record", "--", "bash", "-c", &script])
+        .stdout(std::fs::File::create(&shown).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("three chunks in the store", Duration::from_secs(60), || {
+        env.chunk_files().len() >= 3
+    });
+    let sizes: Vec<u64> = env
+        .chunk_files()
+        .iter()
+        .map(|p| {
+            let bytes = std::fs::read(p).unwrap();
+            storage_schema::ChunkHeader::parse(&bytes)
+                .unwrap()
+                .plaintext_len
+                .into()
+        })
+        .collect();
+    // Kill well into the next chunk (half of it shown, or 0.6 s), where the loss is largest.
+    let (shown_at_flush, flushed_at) = (std::fs::metadata(&shown).unwrap().len(), now());
+    wait_until(
+        "output well into the next chunk",
+        Duration::from_secs(30),
+        || {
+            std::fs::metadata(&shown).unwrap().len() >= shown_at_flush + (4 << 20)
+                || now() >= flushed_at + 0.6
+        },
+    );
+    let killed_at = now();
+    kubetape.kill().unwrap(); // SIGKILL
+    kubetape.wait().unwrap();
+    let child = read_pid(&pidfile).expect("the command wrote its pid");
+    wait_until(
+        "the recorded command to die of the hangup",
+        Duration::from_secs(10),
+        || process_gone(child),
+    );
+    let shown_bytes = std::fs::metadata(&shown).unwrap().len();
+    let sessions = env.session_dirs();
+    assert_eq!(sessions.len(), 1);
+    let id = sessions[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let verify = env.run(&["verify", &id]);
+    assert!(verify.status.success(), "{}", text(&verify.stdout));
+    let recorded = env.cat(&id, "stdout");
+    let stamp = last_stamp(&text(&recorded)).expect("some lines were recorded");
+    let lag = killed_at - stamp;
+    eprintln!(
+        "bulk: {} MB shown, {} MB recorded in {} chunks (first ones hold {sizes:?} bytes of events); \
+         recording ends {lag:.3} s before the kill",
+        shown_bytes / 1_000_000,
+        recorded.len() / 1_000_000,
+        env.chunk_files().len(),
+    );
+    // Chunks grew past the former 256 KiB cap.
+    assert!(
+        sizes.iter().any(|&n| n > 1 << 20),
+        "bulk chunks are large: {sizes:?}"
+    );
+    // What was recorded is what the terminal showed, up to where the recording ends.
+    let shown_text = tail_of(&shown, 64 << 10);
+    assert!(last_stamp(&shown_text).is_some_and(|t| t >= stamp));
+    assert!(
+        lag <= 1.0 + 0.3,
+        "recording ends {lag:.3} s before the kill"
     );
 }
 

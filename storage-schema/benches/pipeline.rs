@@ -5,10 +5,11 @@
 //! KUBETAPE_BENCH_ZSTD_LEVEL=1 cargo bench -p storage-schema --bench pipeline   # other zstd level
 //! ```
 //! Environment: `KUBETAPE_BENCH_ZSTD_LEVEL` (default: `FlushPolicy::default()`'s level),
-//! `KUBETAPE_BENCH_ZSTD_TABLES` (`HASHLOG,CHAINLOG`, or `level` for the level's own tables),
+//! `KUBETAPE_BENCH_ZSTD_TABLES` (`HASHLOG,CHAINLOG[,WINDOWLOG]`, or `level` for the level's own),
 //! `KUBETAPE_BENCH_MIB` (input size, default 64), `KUBETAPE_BENCH_REPS` (repetitions, default 7;
 //! the median is reported), `KUBETAPE_BENCH_DUMP=FILE` (write the input, and 4 MiB of each kind
-//! alone, to FILE[.kind] and exit).
+//! alone, to FILE[.kind] and exit), `KUBETAPE_BENCH_PROFILE=text|random` (only the recorder on
+//! that payload, 20 times, for `perf record`).
 //!
 //! The input is ~64 MiB of deterministic, terminal-like output cut into 4 KiB reads, as a PTY
 //! relay sees it. By bytes it is a mix of:
@@ -44,6 +45,17 @@
 //!   zstd output, i.e. what the pipeline encrypts, and on the raw plaintext for the cipher's own
 //!   speed), digest+signature alone (and v1's SHA-256 digest for comparison);
 //! - reader: `SealedChunk::decode` + `open` of the produced chunks, and zstd decompression alone.
+//!
+//! Then the issue-18 figures, each against its target with PASS/FAIL:
+//! - recording cost per payload (`text`: the mix above; `random`: incompressible bytes): the
+//!   recorder's CPU per GB against zstd alone at the policy's level and tables on the same bytes
+//!   in chunk-sized pieces (ratio, target ≤ 1.15), and on `random` the absolute cost (target
+//!   ≤ 0.5 CPU-s/GB, stored raw); the former 256 KiB chunks beside it. Every payload's
+//!   recording is opened and compared with the input first (no loss, asserted).
+//! - store cost: objects per GB of output at 400, 40, 8 and 4 MB/s (target ≤ 300 for bulk),
+//!   and per hour of a modelled quiet interactive session, with the S3 PUT price they imply;
+//!   chunks close as the recorder closes them (bytes, or the age deadline, simulated on the
+//!   session clock).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -478,15 +490,20 @@ fn main() {
     let policy = FlushPolicy {
         zstd_level: env_num("KUBETAPE_BENCH_ZSTD_LEVEL")
             .unwrap_or(FlushPolicy::default().zstd_level),
-        // KUBETAPE_BENCH_ZSTD_TABLES=16,12 (hash log, chain log) or "level" for the level's own.
+        // KUBETAPE_BENCH_ZSTD_TABLES=16,12,18 (hash, chain, window logs; window 21 if left out)
+        // or "level" for the level's own.
         zstd_tables: match std::env::var("KUBETAPE_BENCH_ZSTD_TABLES").as_deref() {
             Err(_) => FlushPolicy::default().zstd_tables,
             Ok("level") => None,
             Ok(logs) => {
-                let (hash, chain) = logs.split_once(',').expect("HASH,CHAIN");
+                let logs: Vec<u32> = logs
+                    .split(',')
+                    .map(|n| n.parse().expect("HASH,CHAIN[,WINDOW]"))
+                    .collect();
                 Some(ZstdTables {
-                    hash_log: hash.parse().expect("hash log"),
-                    chain_log: chain.parse().expect("chain log"),
+                    hash_log: logs[0],
+                    chain_log: logs[1],
+                    window_log: logs.get(2).copied().unwrap_or(21),
                 })
             }
         },
@@ -499,6 +516,27 @@ fn main() {
     let signer = SigningKey::from_seed("bench", SEED);
 
     let (data, made) = terminal_data(mib << 20);
+    if let Ok(payload) = std::env::var("KUBETAPE_BENCH_PROFILE") {
+        // For `perf record`: only the recorder, on one payload, 20 times.
+        let data = if payload == "random" {
+            random_data(data.len())
+        } else {
+            data
+        };
+        let mut builder = new_builder(policy);
+        let start = thread_cpu();
+        for _ in 0..20 {
+            record_more(&mut builder, &data, 10, &mut |c| {
+                black_box(c);
+            });
+        }
+        let cpu = (thread_cpu() - start) / 20;
+        println!(
+            "{payload}: recorder {:.3} CPU-s/GB",
+            cpu.as_secs_f64() * 1e9 / data.len() as f64
+        );
+        return;
+    }
     if let Ok(path) = std::env::var("KUBETAPE_BENCH_DUMP") {
         // Inspect the input (`less -R`, `zstd -3`): write it, one file per kind too, and stop.
         std::fs::write(&path, &data).unwrap();
@@ -531,8 +569,8 @@ fn main() {
         policy
             .zstd_tables
             .map_or("(the level's own)".to_string(), |t| format!(
-                "hashLog {} chainLog {}",
-                t.hash_log, t.chain_log
+                "hashLog {} chainLog {} windowLog {}",
+                t.hash_log, t.chain_log, t.window_log
             )),
         policy.max_bytes >> 10,
         reps
@@ -834,5 +872,285 @@ fn main() {
         "pipeline: {:.0} MB/s per core (target >= 500 MB/s); stored/raw = {:.3}",
         mbps(p.cpu),
         p.stored.unwrap_or(0) as f64 / raw as f64
+    );
+    drop(rows);
+    recording_cost(policy, reps, data);
+    store_cost(policy, data);
+}
+
+// === Recording cost per payload (issue 18, target 2) ===
+
+/// The former chunk cap, run beside the policy for comparison.
+const OLD_MAX_BYTES: usize = 256 << 10;
+
+/// Bytes no compressor can shrink: what `cat` of a compressed file or `/dev/urandom` prints.
+fn random_data(size: usize) -> Vec<u8> {
+    let mut rng = Rng(0x7261_6e64_6f6d_2121);
+    let mut out = Vec::with_capacity(size + 8);
+    while out.len() < size {
+        out.extend_from_slice(&rng.next().to_le_bytes());
+    }
+    out.truncate(size);
+    out
+}
+
+/// Records `data` in 4 KiB reads through `ChunkBuilder::push_data`, closing chunks as the
+/// recorder does: by bytes inside the builder, and at the builder's deadline (the recorder's
+/// timer) before an event that comes after it. Reads are `us_per_read` apart. Calls `sink`
+/// with each chunk.
+fn record(
+    policy: FlushPolicy,
+    data: &[u8],
+    us_per_read: u64,
+    sink: &mut dyn FnMut(SealedChunk),
+) -> storage_schema::Totals {
+    let mut builder = new_builder(policy);
+    record_more(&mut builder, data, us_per_read, sink);
+    *builder.totals()
+}
+
+fn new_builder(policy: FlushPolicy) -> ChunkBuilder {
+    let session = SessionId::from_bytes(*b"kubetape-bench-2");
+    let signer = SigningKey::from_seed("bench", SEED);
+    ChunkBuilder::new(session, META, DataKey::from_bytes(DEK), signer, policy).unwrap()
+}
+
+/// [`record`] into a builder that may have recorded before (times continue from its last
+/// event): a long session in its steady state, its buffer grown once, not once per run.
+fn record_more(
+    builder: &mut ChunkBuilder,
+    data: &[u8],
+    us_per_read: u64,
+    sink: &mut dyn FnMut(SealedChunk),
+) {
+    let start = builder.totals().last_us + us_per_read;
+    for (i, read) in data.chunks(READ).enumerate() {
+        let at_us = start + i as u64 * us_per_read;
+        if builder.deadline_us().is_some_and(|d| d <= at_us) {
+            builder.flush().unwrap().into_iter().for_each(&mut *sink);
+        }
+        for chunk in builder.push_data(at_us, Stream::Stdout, read).unwrap() {
+            sink(chunk);
+        }
+    }
+    builder.flush().unwrap().into_iter().for_each(sink);
+}
+
+/// Opens every chunk and checks the stdout they hold is `data`, byte for byte.
+fn assert_reads_back(chunks: &[Vec<u8>], data: &[u8]) {
+    let dek = DataKey::from_bytes(DEK);
+    let mut at = 0;
+    let mut prev = None;
+    for bytes in chunks {
+        let chunk = SealedChunk::decode(bytes).unwrap();
+        if let Some(prev) = prev {
+            assert_eq!(chunk.header.prev, prev, "the chain links");
+        }
+        prev = Some(chunk.digest());
+        for event in chunk.open(&dek).unwrap() {
+            let EventKind::Data { bytes, .. } = event.kind else {
+                panic!("only stdout was recorded")
+            };
+            assert_eq!(&data[at..at + bytes.len()], &bytes[..], "byte {at}");
+            at += bytes.len();
+        }
+    }
+    assert_eq!(at, data.len(), "every byte was recorded");
+}
+
+/// Everything the recorder adds to zstd, per payload: the recorder's thread CPU time against
+/// zstd alone at the policy's level and tables on the same bytes in the same chunk-sized
+/// pieces, interleaved in one run; and on incompressible bytes the absolute cost.
+fn recording_cost(policy: FlushPolicy, reps: usize, text: &[u8]) {
+    /// Reads 10 µs apart: 400 MB/s, bulk output; the byte cap closes chunks.
+    const BULK_US: u64 = 10;
+    let random = random_data(text.len());
+    let old = FlushPolicy {
+        max_bytes: OLD_MAX_BYTES,
+        ..policy
+    };
+    let payloads: [(&str, &[u8]); 2] = [("text", text), ("random", &random)];
+    println!();
+    println!(
+        "recording cost (issue 18 target 2): recorder (push_data, seal, sign) vs zstd level {} alone on the same bytes, {} MB each, thread CPU",
+        policy.zstd_level,
+        text.len() / 1_000_000
+    );
+    // No loss: the recording reads back equal, on every payload, before anything is timed.
+    for (name, data) in payloads {
+        let mut chunks = Vec::new();
+        record(policy, data, BULK_US, &mut |c| chunks.push(c.encode()));
+        assert_reads_back(&chunks, data);
+        println!(
+            "  {name}: {} chunks read back equal to the input",
+            chunks.len()
+        );
+    }
+    let mut workloads: Vec<Workload> = Vec::new();
+    for (_, data) in payloads {
+        let mut z = policy.compressor().unwrap();
+        workloads.push(Box::new(move || {
+            Some(
+                data.chunks(policy.max_bytes)
+                    .map(|p| z.compress(p).unwrap().len())
+                    .sum(),
+            )
+        }));
+        // One builder per row across runs: a session's steady state.
+        for policy in [policy, old] {
+            let mut builder = new_builder(policy);
+            workloads.push(Box::new(move || {
+                let mut n = 0;
+                record_more(&mut builder, data, BULK_US, &mut |c| n += c.encoded_len());
+                Some(n)
+            }));
+        }
+    }
+    let results = measure_interleaved(reps, &mut workloads);
+    let s_per_gb = |d: Duration, n: usize| d.as_secs_f64() * 1e9 / n as f64;
+    println!(
+        "  {:<8} {:>12} {:>14} {:>7} {:>14} {:>7} {:>11}  result",
+        "payload", "zstd s/GB", "recorder s/GB", "ratio", "256 KiB s/GB", "ratio", "stored/raw"
+    );
+    let mut all_pass = true;
+    for ((name, data), row) in payloads.iter().zip(results.chunks(3)) {
+        let n = data.len();
+        let (zstd, new, old) = (row[0].0, row[1].0, row[2].0);
+        let ratio = new.as_secs_f64() / zstd.as_secs_f64();
+        let (target, pass) = if *name == "random" {
+            let cost = s_per_gb(new, n);
+            // AES-GCM alone costs more than zstd's pass over random bytes (which finds no
+            // match and skips ahead), so the target here is the absolute one.
+            ("<= 0.50 s/GB, stored raw".to_string(), cost <= 0.5)
+        } else {
+            ("ratio <= 1.15".to_string(), ratio <= 1.15)
+        };
+        all_pass &= pass;
+        println!(
+            "  {:<8} {:>12.3} {:>14.3} {:>6.3}x {:>14.3} {:>6.3}x {:>11.4}  {} ({target})",
+            name,
+            s_per_gb(zstd, n),
+            s_per_gb(new, n),
+            ratio,
+            s_per_gb(old, n),
+            old.as_secs_f64() / zstd.as_secs_f64(),
+            row[1].2.unwrap_or(0) as f64 / n as f64,
+            if pass { "PASS" } else { "FAIL" }
+        );
+    }
+    println!("recording cost: {}", if all_pass { "PASS" } else { "FAIL" });
+}
+
+// === Store cost: objects per GB and per session-hour (issue 18, target 3) ===
+
+/// S3 Standard list price, USD per 1,000 PUT requests.
+const PUT_PRICE_PER_1000: f64 = 0.005;
+
+/// One hour of a quiet interactive session, as a list of (µs, bytes) reads: a command typed a
+/// key at a time (each echoed), its output in a few reads over up to ~2 s, then 5-60 s of
+/// reading the screen or thinking.
+fn interactive_hour() -> Vec<(u64, usize)> {
+    let mut rng = Rng(0x696e_7465_7261_6374);
+    let mut reads = Vec::new();
+    let mut t = 0u64;
+    while t < 3_600_000_000 {
+        for _ in 0..5 + rng.below(30) {
+            t += 80_000 + rng.below(250_000);
+            reads.push((t, 1));
+        }
+        for _ in 0..1 + rng.below(8) {
+            t += rng.below(300_000);
+            reads.push((t, 1 + rng.skewed(8192) as usize));
+        }
+        t += 5_000_000 + rng.below(55_000_000);
+    }
+    reads
+}
+
+/// Objects (chunks) one session-hour of `reads` writes under `policy`.
+fn session_hour_objects(policy: FlushPolicy, reads: &[(u64, usize)]) -> u64 {
+    let session = SessionId::from_bytes(*b"kubetape-bench-3");
+    let signer = SigningKey::from_seed("bench", SEED);
+    let mut builder =
+        ChunkBuilder::new(session, META, DataKey::from_bytes(DEK), signer, policy).unwrap();
+    let bytes = [b'x'; 8192];
+    for &(at_us, n) in reads {
+        if builder.deadline_us().is_some_and(|d| d <= at_us) {
+            builder.flush().unwrap();
+        }
+        builder
+            .push_data(at_us, Stream::Stdout, &bytes[..n])
+            .unwrap();
+    }
+    builder.flush().unwrap();
+    builder.totals().chunks
+}
+
+fn store_cost(policy: FlushPolicy, text: &[u8]) {
+    let old = FlushPolicy {
+        max_bytes: OLD_MAX_BYTES,
+        ..policy
+    };
+    println!();
+    println!(
+        "store cost (issue 18 target 3): objects (one create-only PUT each) per GB of output, at {} per 1,000 PUTs",
+        PUT_PRICE_PER_1000
+    );
+    println!(
+        "  {:<34} {:>12} {:>10} {:>14} {:>10}  result",
+        "output", "objects/GB", "$ /GB", "256 KiB obj/GB", "$ /GB"
+    );
+    let per_gb = |policy: FlushPolicy, us_per_read: u64| {
+        let totals = record(policy, text, us_per_read, &mut |_| {});
+        totals.chunks as f64 * 1e9 / text.len() as f64
+    };
+    let mut bulk_pass = true;
+    // 4 KiB reads every 10 µs (400 MB/s: `cat` of a big file) down to every 1 ms (4 MB/s).
+    for (label, us) in [
+        ("bulk, 400 MB/s", 10),
+        ("bulk, 40 MB/s", 100),
+        ("steady, 8 MB/s", 500),
+        ("steady, 4 MB/s", 1000),
+    ] {
+        let (new, was) = (per_gb(policy, us), per_gb(old, us));
+        let pass = new <= 300.0;
+        if us <= 100 {
+            bulk_pass &= pass;
+        }
+        println!(
+            "  {:<34} {:>12.0} {:>10.4} {:>14.0} {:>10.4}  {}",
+            label,
+            new,
+            new * PUT_PRICE_PER_1000 / 1000.0,
+            was,
+            was * PUT_PRICE_PER_1000 / 1000.0,
+            if pass {
+                "PASS (<= 300)"
+            } else {
+                "FAIL (<= 300)"
+            }
+        );
+    }
+    let hour = interactive_hour();
+    let hour_bytes: usize = hour.iter().map(|r| r.1).sum();
+    let (new, was) = (
+        session_hour_objects(policy, &hour),
+        session_hour_objects(old, &hour),
+    );
+    println!(
+        "  {:<34} {:>12} {:>10.4} {:>14} {:>10.4}  (the 1 s loss bound sets this)",
+        format!("interactive, per session-hour ({} KB)", hour_bytes / 1000),
+        format!("{new}/h"),
+        new as f64 * PUT_PRICE_PER_1000 / 1000.0,
+        format!("{was}/h"),
+        was as f64 * PUT_PRICE_PER_1000 / 1000.0,
+    );
+    println!(
+        "store cost: bulk output {}",
+        if bulk_pass {
+            "PASS (<= 300 objects per GB)"
+        } else {
+            "FAIL (<= 300 objects per GB)"
+        }
     );
 }

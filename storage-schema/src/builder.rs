@@ -1,6 +1,30 @@
 //! The synchronous heart of the writer: turns events into sealed chunks under a flush policy.
 //! No I/O and no clock of its own (callers pass the session clock), so it is testable and
 //! benchmarkable alone; [`crate::store::Recorder`] drives it from a task and uploads its chunks.
+//!
+//! # Chunk size: the loss bound decides, bytes only cap it
+//! A chunk closes [`FlushPolicy::max_age`] (≤ 1 s) after its first event or at
+//! [`FlushPolicy::max_bytes`] (8 MiB), whichever comes first, so chunks grow with the output
+//! rate: a quiet interactive session writes one small chunk per second of activity (the loss
+//! bound), bulk output writes 8 MiB chunks. Every chunk is one create-only PUT, and PUTs are
+//! what a recording costs on S3 ($0.005 per 1,000): at the former 256 KiB cap a GB of bulk
+//! output was ~3,800 objects (19 ¢, more than a year of storing the GB); at 8 MiB it is ~120
+//! (0.6 ¢), and output above ~3.3 MB/s stays under 300 per GB (`benches/pipeline.rs` prints
+//! both, and per interactive session-hour). Readers never assumed a size: a chunk's plaintext
+//! may be up to [`crate::chunk::MAX_PLAINTEXT`] (64 MiB), so old and new recordings read alike.
+//!
+//! The open chunk's buffer grows with the chunk and shrinks back after a chunk that needed far
+//! less, so an idle session holds ~300 KiB however much it once printed. The loss bound
+//! counts time, and queued chunks are time too: the recorder's upload queue holds
+//! [`FlushPolicy::upload_queue`] chunks, ~2 MiB of output however large they are.
+//!
+//! # Incompressible output
+//! zstd costs ~1.2 CPU-s per GB of random bytes only to find nothing to gain. Before compressing
+//! a chunk of more than [`PROBE_MIN`] bytes the builder compresses [`PROBES`] samples of
+//! [`PROBE_LEN`] bytes spread over it (0.4% of an 8 MiB chunk); when none of them shrinks by
+//! [`PROBE_GAIN`], the chunk is stored raw (the format's flag; readers skip zstd). A chunk that
+//! is mostly random with a little text between may be stored raw and lose that text's
+//! compression: at worst a few percent of its size.
 
 use std::time::Duration;
 
@@ -20,16 +44,17 @@ pub struct FlushPolicy {
     /// Close a chunk at most this long after its first event: the most a crash can lose. Each
     /// session uses 75-100% of it, fixed by its id (see [`ChunkBuilder::deadline_us`]).
     pub max_age: Duration,
-    /// Close a chunk once its encoded events reach this many bytes.
+    /// Close a chunk once its encoded events reach this many bytes: a cap for bulk output,
+    /// where the age bound alone would make chunks of a second's output (see the module docs).
     pub max_bytes: usize,
     /// zstd level (3 measures ~0.07 stored/raw on `seq` output at ~0.5 GB/s).
     pub zstd_level: i32,
     /// zstd `hashLog` and `chainLog` overrides (`None`: the level's own). Level 3 sizes its
-    /// tables for large inputs (2^17 hash and 2^16 chain entries, 768 KiB); a chunk is at most
-    /// ~260 KiB, and 2^16 + 2^12 entries (272 KiB) keep the match finder in this CPU's L2.
-    /// Measured on the pipeline bench's terminal mix in one run (thread CPU time): zstd 8-15%
-    /// faster, output 1.5% larger on the mix and no larger on `seq`. `benches/pipeline.rs`
-    /// prints the untuned level beside it.
+    /// tables for large inputs (2^17 hash and 2^16 chain entries, 768 KiB); 2^16 + 2^12
+    /// entries (272 KiB) keep the match finder in this CPU's L2. Measured on the pipeline
+    /// bench's terminal mix in one run (thread CPU time), with 256 KiB chunks: zstd 8-15%
+    /// faster, output 1.5% larger on the mix and no larger on `seq`; `benches/pipeline.rs`
+    /// prints the untuned level beside it at the policy's chunk size.
     pub zstd_tables: Option<ZstdTables>,
 }
 
@@ -38,23 +63,57 @@ pub struct FlushPolicy {
 pub struct ZstdTables {
     pub hash_log: u32,
     pub chain_log: u32,
+    /// How far back a match may reach (log2 bytes). Level 3's own is 2 MiB; within an 8 MiB
+    /// chunk that made zstd ~15% slower than on the 256 KiB chunks it was tuned on (matches
+    /// searched in history long evicted from cache) for 5% smaller output. 2^18 (256 KiB)
+    /// keeps the speed of 256 KiB chunks and the ratio they had, and bounds a reader's window.
+    pub window_log: u32,
 }
 
 impl Default for FlushPolicy {
     fn default() -> Self {
         Self {
             max_age: Duration::from_secs(1),
-            max_bytes: 256 << 10,
+            max_bytes: 8 << 20,
             zstd_level: 3,
             zstd_tables: Some(ZstdTables {
                 hash_log: 16,
                 chain_log: 12,
+                window_log: 18,
             }),
         }
     }
 }
 
+/// Output the recorder's upload queue may hold, in chunks' worth of [`FlushPolicy::max_bytes`]
+/// (what 8 chunks of the former 256 KiB held): see [`FlushPolicy::upload_queue`].
+const UPLOAD_QUEUE_BYTES: usize = 2 << 20;
+
+/// Chunks smaller than this are compressed whole without probing (interactive output: cheap).
+pub const PROBE_MIN: usize = 64 << 10;
+/// Samples taken from a larger chunk to decide whether zstd pays.
+pub const PROBES: usize = 8;
+/// Bytes per sample: a few zstd blocks' worth of matches, and ~5 µs each.
+pub const PROBE_LEN: usize = 4 << 10;
+/// A sample that zstd shrinks to less than this fraction (in 1/64ths: 60/64 = 94%) of its
+/// size means the chunk is compressed. base64 of random bytes (75%) passes; random and
+/// already-compressed bytes (100%) do not.
+pub const PROBE_GAIN: usize = 60;
+
+/// Smallest capacity the open chunk's buffer is shrunk back to: a 256 KiB chunk and a maximal
+/// event never reallocate.
+const BUFFER_FLOOR: usize = (256 << 10) + MAX_EVENT_DATA + 4;
+
 impl FlushPolicy {
+    /// How many sealed chunks the recorder queues for upload: ~2 MiB of output whatever the
+    /// chunk size, at least one. The loss bound is about time: on a store slower than the
+    /// output, back-pressure holds the session to the store's pace, and what waits in the
+    /// queue when the process dies is lost with the open chunk; 8 queued 8 MiB chunks would
+    /// be seconds of output on S3.
+    pub fn upload_queue(&self) -> usize {
+        (UPLOAD_QUEUE_BYTES / self.max_bytes.max(1)).clamp(1, 8)
+    }
+
     /// A reusable compressor with this policy's parameters. Chunks are compressed whole with
     /// their size known, so zstd shrinks its window and tables further for small chunks.
     pub fn compressor(&self) -> Result<zstd::bulk::Compressor<'static>, ChunkError> {
@@ -67,6 +126,9 @@ impl FlushPolicy {
                 .map_err(bad)?;
             compressor
                 .set_parameter(CParameter::ChainLog(tables.chain_log))
+                .map_err(bad)?;
+            compressor
+                .set_parameter(CParameter::WindowLog(tables.window_log))
                 .map_err(bad)?;
         }
         Ok(compressor)
@@ -148,6 +210,8 @@ pub struct ChunkBuilder {
     /// when the chunk closes ([`crate::event::finish_split`]).
     payloads: Vec<u8>,
     heads: Vec<u8>,
+    /// zstd's output for the incompressibility probe, reused.
+    probe: Vec<u8>,
     first_us: u64,
     last_us: u64,
     count: u32,
@@ -185,10 +249,10 @@ impl ChunkBuilder {
             signer,
             compressor,
             policy,
-            // Room for the fullest chunk: one event short of max_bytes, a maximal event, and
-            // the heads with their length, so the buffer never grows.
-            payloads: Vec::with_capacity(policy.max_bytes + MAX_EVENT_DATA + 4),
+            // Room for a 256 KiB chunk; bulk output grows it (see `reserve`).
+            payloads: Vec::with_capacity(BUFFER_FLOOR.min(policy.max_bytes + MAX_EVENT_DATA + 4)),
             heads: Vec::with_capacity(1024),
+            probe: Vec::new(),
             first_us: 0,
             last_us: 0,
             count: 0,
@@ -223,6 +287,7 @@ impl ChunkBuilder {
         let mut pieces = bytes.chunks(MAX_EVENT_DATA);
         let first = pieces.next().unwrap_or_default();
         for piece in std::iter::once(first).chain(pieces) {
+            self.reserve(piece.len());
             let (at, prev) = self.stamp(at_us);
             event::encode_data_split(at, prev, stream, piece, &mut self.heads, &mut self.payloads);
             self.totals.count_data(at_us, stream, piece.len());
@@ -231,7 +296,22 @@ impl ChunkBuilder {
         Ok(out)
     }
 
+    /// Makes room for `more` payload bytes, the heads and their length behind them. The
+    /// buffer doubles up to the largest chunk the policy allows (plus one maximal event), so
+    /// a bulk session's buffer reallocates a handful of times, once.
+    fn reserve(&mut self, more: usize) {
+        let need = self.payloads.len() + more + self.heads.len() + 64;
+        if need > self.payloads.capacity() {
+            let most = self.policy.max_bytes + MAX_EVENT_DATA + self.heads.capacity() + 64;
+            let target = (self.payloads.capacity() * 2).min(most).max(need);
+            self.payloads.reserve_exact(target - self.payloads.len());
+        }
+    }
+
     fn push_one(&mut self, event: &Event) -> Result<Option<SealedChunk>, ChunkError> {
+        if let EventKind::PortForwardData { bytes, .. } = &event.kind {
+            self.reserve(bytes.len());
+        }
         let (at, prev) = self.stamp(event.at_us);
         if at == event.at_us {
             event.encode_split(prev, &mut self.heads, &mut self.payloads);
@@ -292,17 +372,33 @@ impl ChunkBuilder {
             return Ok(None);
         }
         let payloads_len = self.payloads.len();
+        let compress = self.worth_compressing();
         event::finish_split(&mut self.payloads, &self.heads);
-        let sealed = SealedChunk::seal(
-            self.session,
-            self.next_seq,
-            self.prev,
-            (self.first_us, self.last_us, self.count),
-            &self.payloads,
-            &mut self.compressor,
-            &self.dek,
-            &self.signer,
-        );
+        let range = (self.first_us, self.last_us, self.count);
+        let capacity = self.payloads.capacity();
+        let sealed = if compress {
+            SealedChunk::seal(
+                self.session,
+                self.next_seq,
+                self.prev,
+                range,
+                &self.payloads,
+                &mut self.compressor,
+                &self.dek,
+                &self.signer,
+            )
+        } else {
+            // The buffer becomes the chunk (encrypted in place, no copy); the next chunk gets
+            // a fresh one of the same size.
+            SealedChunk::seal_raw(
+                (self.session, self.next_seq, self.prev),
+                range,
+                &mut self.payloads,
+                &self.dek,
+                &self.signer,
+            )
+            .inspect(|_| self.payloads = Vec::with_capacity(capacity))
+        };
         let chunk = match sealed {
             Ok(chunk) => chunk,
             Err(e) => {
@@ -313,13 +409,46 @@ impl ChunkBuilder {
         };
         self.prev = chunk.digest();
         self.next_seq += 1;
+        // A buffer a burst grew stays while chunks use a quarter of it, and shrinks back once
+        // the session is quiet, so idle sessions do not keep a burst's 8 MiB.
+        let used = payloads_len;
         self.payloads.clear();
+        if self.payloads.capacity() > BUFFER_FLOOR && used < self.payloads.capacity() / 4 {
+            self.payloads.shrink_to(BUFFER_FLOOR.max(used * 2));
+        }
         self.heads.clear();
         self.count = 0;
         self.opened_at_us = None;
         self.totals.chunks += 1;
         self.totals.stored_bytes += chunk.encoded_len() as u64;
         Ok(Some(chunk))
+    }
+
+    /// Whether zstd may pay on the open chunk's payloads (see the module docs): small chunks
+    /// are always tried (the seal stores them raw if zstd does not shrink them); larger ones
+    /// when one of [`PROBES`] samples spread over them shrinks by [`PROBE_GAIN`].
+    fn worth_compressing(&mut self) -> bool {
+        let payloads = &self.payloads;
+        if payloads.len() < PROBE_MIN {
+            return true;
+        }
+        let stride = (payloads.len() - PROBE_LEN) / (PROBES - 1);
+        (0..PROBES).any(|i| {
+            let sample = &payloads[i * stride..i * stride + PROBE_LEN];
+            self.probe.clear();
+            self.probe
+                .reserve(zstd::zstd_safe::compress_bound(PROBE_LEN));
+            // A failure to compress a sample is no verdict: compress the chunk (as before).
+            match self.compressor.compress_to_buffer(sample, &mut self.probe) {
+                Ok(n) => n * 64 < PROBE_LEN * PROBE_GAIN,
+                Err(_) => true,
+            }
+        })
+    }
+
+    /// The policy chunks are closed under.
+    pub fn policy(&self) -> &FlushPolicy {
+        &self.policy
     }
 
     pub fn totals(&self) -> &Totals {
@@ -359,6 +488,123 @@ impl ChunkBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::DataKey;
+
+    fn builder(max_bytes: usize) -> ChunkBuilder {
+        let policy = FlushPolicy {
+            max_bytes,
+            ..FlushPolicy::default()
+        };
+        let signer = SigningKey::from_seed("test", [3; 32]);
+        ChunkBuilder::new(
+            SessionId::new(),
+            b"{}",
+            DataKey::from_bytes([9; 32]),
+            signer,
+            policy,
+        )
+        .unwrap()
+    }
+
+    /// splitmix64 bytes: nothing for zstd to find.
+    fn random(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed;
+        let mut out = Vec::with_capacity(len + 8);
+        while out.len() < len {
+            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+        }
+        out.truncate(len);
+        out
+    }
+
+    fn stdout_of(chunk: &SealedChunk) -> Vec<u8> {
+        let events = chunk.open(&DataKey::from_bytes([9; 32])).unwrap();
+        let mut out = Vec::new();
+        for e in events {
+            if let EventKind::Data { bytes, .. } = e.kind {
+                out.extend_from_slice(&bytes);
+            }
+        }
+        out
+    }
+
+    /// Random output is stored raw without zstd, and reads back equal; the buffer the chunk
+    /// took is replaced, so the next chunk records normally.
+    #[test]
+    fn incompressible_chunks_are_stored_raw_and_read_back() {
+        let mut b = builder(1 << 20);
+        let data = random(3 << 20, 1);
+        let chunks = b.push_data(0, Stream::Stdout, &data).unwrap();
+        assert_eq!(chunks.len(), 3);
+        let mut read = Vec::new();
+        for c in &chunks {
+            assert!(!c.header.compressed, "random bytes are stored raw");
+            read.extend(stdout_of(c));
+        }
+        assert_eq!(read, data);
+        let text = b"total 0\r\n".repeat(20_000);
+        b.push_data(1, Stream::Stdout, &text).unwrap();
+        let c = b.flush().unwrap().unwrap();
+        assert!(c.header.compressed, "text is compressed");
+        assert_eq!(stdout_of(&c), text);
+    }
+
+    /// A chunk where only one part compresses is still compressed (one probe is enough).
+    #[test]
+    fn a_compressible_part_gets_the_chunk_compressed() {
+        let mut b = builder(8 << 20);
+        let mut data = random(1 << 20, 2);
+        data.extend(b"line of log output 200 OK\r\n".repeat(20_000));
+        data.extend(random(1 << 20, 3));
+        b.push_data(0, Stream::Stdout, &data).unwrap();
+        let c = b.flush().unwrap().unwrap();
+        assert!(c.header.compressed);
+        assert!(c.encoded_len() < data.len());
+        assert_eq!(stdout_of(&c), data);
+    }
+
+    /// Chunks grow to the byte cap at bulk output, and the buffer shrinks back when the
+    /// session goes quiet.
+    #[test]
+    fn bulk_grows_chunks_and_quiet_shrinks_the_buffer_back() {
+        let mut b = builder(8 << 20);
+        let read = b"0123456789abcdef".repeat(256);
+        let mut closed = Vec::new();
+        for i in 0..4096u64 {
+            closed.extend(b.push_data(i, Stream::Stdout, &read).unwrap());
+        }
+        assert_eq!(closed.len(), 2, "16 MiB of output is two 8 MiB chunks");
+        assert!(
+            closed
+                .iter()
+                .all(|c| c.header.plaintext_len as usize >= 8 << 20)
+        );
+        assert!(b.payloads.capacity() >= 8 << 20);
+        b.push_data(5_000, Stream::Stdout, b"$ ").unwrap();
+        b.flush().unwrap();
+        assert!(
+            b.payloads.capacity() <= BUFFER_FLOOR,
+            "{}",
+            b.payloads.capacity()
+        );
+    }
+
+    /// The upload queue holds ~2 MiB of chunks whatever their size, and at least one.
+    #[test]
+    fn upload_queue_is_bounded_in_bytes() {
+        let with = |max_bytes| FlushPolicy {
+            max_bytes,
+            ..FlushPolicy::default()
+        };
+        assert_eq!(with(256 << 10).upload_queue(), 8);
+        assert_eq!(with(1 << 20).upload_queue(), 2);
+        assert_eq!(with(8 << 20).upload_queue(), 1);
+        assert_eq!(with(64).upload_queue(), 8);
+    }
 
     /// Flush ages stay within 75-100% of the policy's and differ between sessions.
     #[test]

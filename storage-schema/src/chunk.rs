@@ -276,8 +276,59 @@ impl SealedChunk {
         let is_compressed = body.len() < plaintext.len();
         if !is_compressed {
             body.clear();
+            body.reserve_exact(plaintext.len() + TAG_LEN);
             body.extend_from_slice(plaintext);
         }
+        let meta = (session, seq, prev, (first_us, last_us, events));
+        Self::encrypt_and_sign(meta, plaintext.len(), is_compressed, body, dek, signer)
+            .map_err(|(e, _)| e)
+    }
+
+    /// [`Self::seal`] without trying zstd, taking the plaintext's buffer instead of
+    /// copying it: encrypted in place (it needs [`TAG_LEN`] bytes of spare capacity not to
+    /// grow), it becomes the chunk's ciphertext and `plaintext` is left empty. The writer's
+    /// path for incompressible output, where that copy was a fifth of the cost. On error
+    /// `plaintext` is left as it was.
+    pub fn seal_raw(
+        (session, seq, prev): (SessionId, u64, ChainDigest),
+        range: (u64, u64, u32),
+        plaintext: &mut Vec<u8>,
+        dek: &DataKey,
+        signer: &SigningKey,
+    ) -> Result<Self, ChunkError> {
+        let len = plaintext.len();
+        let body = std::mem::take(plaintext);
+        Self::encrypt_and_sign((session, seq, prev, range), len, false, body, dek, signer).map_err(
+            |(e, mut body)| {
+                body.truncate(len);
+                *plaintext = body;
+                e
+            },
+        )
+    }
+
+    /// Encrypts `body` (zstd's output or the plaintext itself) in place and signs the chunk;
+    /// on error hands `body` back.
+    fn encrypt_and_sign(
+        (session, seq, prev, (first_us, last_us, events)): (
+            SessionId,
+            u64,
+            ChainDigest,
+            (u64, u64, u32),
+        ),
+        plaintext_len: usize,
+        is_compressed: bool,
+        mut body: Vec<u8>,
+        dek: &DataKey,
+        signer: &SigningKey,
+    ) -> Result<Self, (ChunkError, Vec<u8>)> {
+        let lengths = u32::try_from(plaintext_len)
+            .ok()
+            .filter(|&n| n <= MAX_PLAINTEXT)
+            .zip(u32::try_from(body.len() + TAG_LEN).ok());
+        let Some((plaintext_len, ciphertext_len)) = lengths else {
+            return Err((ChunkError::BadHeader("plaintext length"), body));
+        };
         let header = ChunkHeader {
             version: VERSION,
             compressed: is_compressed,
@@ -287,22 +338,20 @@ impl SealedChunk {
             last_us,
             prev,
             events,
-            plaintext_len: u32::try_from(plaintext.len())
-                .map_err(|_| ChunkError::BadHeader("plaintext length"))?,
-            ciphertext_len: u32::try_from(body.len() + TAG_LEN)
-                .map_err(|_| ChunkError::BadHeader("ciphertext length"))?,
+            plaintext_len,
+            ciphertext_len,
         };
-        if header.plaintext_len > MAX_PLAINTEXT {
-            return Err(ChunkError::BadHeader("plaintext length"));
-        }
         let header_bytes = header.to_bytes();
+        if aead::seal_in_place(dek.bytes(), nonce(seq), &header_bytes, &mut body).is_err() {
+            return Err((ChunkError::BadHeader("body length"), body));
+        }
         let mut ciphertext = body;
-        aead::seal_in_place(dek.bytes(), nonce(seq), &header_bytes, &mut ciphertext)
-            .map_err(|_| ChunkError::BadHeader("body length"))?;
         debug_assert_eq!(ciphertext.len(), header.ciphertext_len as usize);
         // The buffer had room for incompressible input (zstd's bound); a chunk waiting in an
         // upload queue should hold only its bytes, ~5x less on terminal output.
-        ciphertext.shrink_to_fit();
+        if ciphertext.capacity() > ciphertext.len() + (ciphertext.len() >> 4) {
+            ciphertext.shrink_to_fit();
+        }
         let digest = ChainDigest::of(VERSION, &header_bytes, &ciphertext);
         let signature = signer.sign(sign_domain(VERSION), &digest.0);
         Ok(Self {

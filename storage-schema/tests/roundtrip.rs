@@ -67,14 +67,15 @@ fn arb_policy() -> impl Strategy<Value = FlushPolicy> {
     (
         prop_oneof![Just(64usize), Just(1024), Just(256 << 10)],
         -5i32..6,
-        proptest::option::of((6u32..20, 6u32..20)),
+        proptest::option::of((6u32..20, 6u32..20, 10u32..22)),
     )
         .prop_map(|(max_bytes, zstd_level, tables)| FlushPolicy {
             max_bytes,
             zstd_level,
-            zstd_tables: tables.map(|(hash_log, chain_log)| ZstdTables {
+            zstd_tables: tables.map(|(hash_log, chain_log, window_log)| ZstdTables {
                 hash_log,
                 chain_log,
+                window_log,
             }),
             ..FlushPolicy::default()
         })

@@ -227,6 +227,7 @@ impl Index {
 
     /// Hits for `pattern` (searched in every command's text) that pass `filter`, oldest first.
     pub fn search(&self, pattern: &Regex, filter: &Filter) -> anyhow::Result<Vec<Hit>> {
+        let names = filter.compile();
         let mut hits = Vec::new();
         for (path, segment) in &self.segments {
             let mut sessions: Vec<Option<Option<IndexedSession>>> =
@@ -246,7 +247,7 @@ impl Index {
                     if let Err(e) = &parsed {
                         tracing::warn!(index = %path.display(), error = %e, "skipping a damaged entry");
                     }
-                    parsed.ok().filter(|s| filter.matches_session(s))
+                    parsed.ok().filter(|s| names.matches(s))
                 });
                 let Some(session) = session else { continue };
                 let at_unix_us = session.started_at_us.saturating_add(offset_us);
@@ -333,14 +334,16 @@ impl Index {
 }
 
 impl Filter {
-    fn matches_session(&self, s: &IndexedSession) -> bool {
-        let field = |want: &Option<String>, have: &Option<String>| match want {
-            None => true,
-            Some(w) => have.as_deref().is_some_and(|h| glob(w, h)),
-        };
-        self.user.as_deref().is_none_or(|u| glob(u, &s.user))
-            && field(&self.namespace, &s.namespace)
-            && field(&self.pod, &s.pod)
+    /// The name patterns, compiled once per search: compiling them for every session a hit
+    /// fell in was 95% of a filtered search (718 ms over 100k sessions, ~7,000 hits, in
+    /// `benches/search.rs`; 30 ms compiled once).
+    fn compile(&self) -> NameFilter {
+        let compile = |want: &Option<String>| want.as_deref().map(Glob::new);
+        NameFilter {
+            user: compile(&self.user),
+            namespace: compile(&self.namespace),
+            pod: compile(&self.pod),
+        }
     }
 
     fn matches_time(&self, at_unix_us: u64) -> bool {
@@ -349,10 +352,44 @@ impl Filter {
     }
 }
 
+/// [`Filter`]'s name patterns, compiled; `None` matches every session.
+struct NameFilter {
+    user: Option<Glob>,
+    namespace: Option<Glob>,
+    pod: Option<Glob>,
+}
+
+impl NameFilter {
+    fn matches(&self, s: &IndexedSession) -> bool {
+        let field = |want: &Option<Glob>, have: &Option<String>| match want {
+            None => true,
+            Some(w) => have.as_deref().is_some_and(|h| w.matches(h)),
+        };
+        self.user.as_ref().is_none_or(|u| u.matches(&s.user))
+            && field(&self.namespace, &s.namespace)
+            && field(&self.pod, &s.pod)
+    }
+}
+
+/// A `*` pattern compiled once. A pattern too large to compile matches nothing (fail closed:
+/// a filter never widens a search).
+#[derive(Debug)]
+pub struct Glob(Option<regex::Regex>);
+
+impl Glob {
+    pub fn new(pattern: &str) -> Self {
+        let parts: Vec<String> = pattern.split('*').map(regex::escape).collect();
+        Self(regex::Regex::new(&format!("^(?s:{})$", parts.join(".*"))).ok())
+    }
+
+    pub fn matches(&self, text: &str) -> bool {
+        self.0.as_ref().is_some_and(|re| re.is_match(text))
+    }
+}
+
 /// `*` matches any run of characters; everything else literally.
 pub fn glob(pattern: &str, text: &str) -> bool {
-    let parts: Vec<String> = pattern.split('*').map(regex::escape).collect();
-    regex::Regex::new(&format!("^(?s:{})$", parts.join(".*"))).is_ok_and(|re| re.is_match(text))
+    Glob::new(pattern).matches(text)
 }
 
 enum Outcome {

@@ -5,7 +5,7 @@
 //!  caller ──record()──► [gate] ──► [events, 64] ──► recorder task ──► outbox (in order) ──► store
 //!                         ▲                           (zstd, AES-GCM,     │  put, create-only,
 //!                         │                            sign, ≤1 s /       │  ≤ store_timeout each
-//!                         └─── paused while output ──  256 KiB)           └─► spool (local, fsynced)
+//!                         └─── paused while output ──  8 MiB)             └─► spool (local, fsynced)
 //!                              cannot be made durable                          when a put is late
 //! ```
 //!
@@ -80,8 +80,10 @@ use crate::session::{SessionId, SessionMeta, StreamClass};
 
 const EVENT_QUEUE: usize = 64;
 
-/// Sealed chunks a recorder holds in memory, in neither the store nor the spool, before it
-/// pauses its caller (a slow store slows the session down rather than filling memory).
+/// The most sealed chunks a recorder holds in memory, in neither the store nor the spool, before
+/// it pauses its caller (a slow store slows the session down rather than filling memory). The
+/// policy lowers it for large chunks ([`crate::builder::FlushPolicy::upload_queue`]: ~2 MiB of
+/// output whatever the chunk size), since queued chunks are also what a crash loses.
 pub const MAX_UNDURABLE: usize = 8;
 
 /// Why recording failed.
@@ -1124,7 +1126,7 @@ impl Task {
             return;
         }
         let paused = oldest.is_some_and(|t| now >= t + 2 * self.durability.spool_after)
-            || undurable.len() > MAX_UNDURABLE;
+            || undurable.len() > self.builder.policy().upload_queue().min(MAX_UNDURABLE);
         match (paused, self.paused_since) {
             (true, None) => {
                 self.paused_since = Some(now);

@@ -1,6 +1,7 @@
 //! The session being played: its reader, the seek index built in one pass, its commands, and a
 //! small cache of decoded chunks. Memory is bounded by the keyframes (the index thins itself)
-//! plus [`CACHE_CHUNKS`] decoded chunks; events are never all held at once.
+//! plus [`CACHE_CHUNKS`] decoded chunks of at most [`CACHE_BYTES`] together (chunks of bulk
+//! output hold up to 8 MiB each); events are never all held at once.
 //!
 //! The TUI runs on a plain thread, so the async reader is driven with the runtime handle's
 //! `block_on`; the runtime's own thread keeps driving I/O meanwhile.
@@ -16,6 +17,8 @@ use transcript::{CommandExtractor, Position, SeekConfig, SeekIndex, Seeked};
 
 /// Decoded chunks kept: enough for a seek's tail replay plus playback around it.
 const CACHE_CHUNKS: usize = 8;
+/// Output bytes the cached chunks may hold together; the newest chunk is kept whatever its size.
+const CACHE_BYTES: usize = 24 << 20;
 
 /// Chunks read ahead while the index is built.
 const READ_AHEAD: usize = 4;
@@ -53,7 +56,7 @@ pub struct Tape {
     pub gaps: Vec<storage_schema::Gap>,
     /// A chunk failed: nothing after it is read, even when following.
     stopped: bool,
-    cache: VecDeque<(usize, Arc<Vec<Event>>)>,
+    cache: VecDeque<(usize, Arc<Vec<Event>>, usize)>,
 }
 
 impl Tape {
@@ -335,20 +338,28 @@ impl Tape {
 
 /// Chunk `i` through a small most-recently-used cache.
 fn cached(
-    cache: &mut VecDeque<(usize, Arc<Vec<Event>>)>,
+    cache: &mut VecDeque<(usize, Arc<Vec<Event>>, usize)>,
     rt: &Handle,
     reader: &SessionReader,
     i: usize,
 ) -> Result<Arc<Vec<Event>>, ReadError> {
-    if let Some(at) = cache.iter().position(|(c, _)| *c == i) {
+    if let Some(at) = cache.iter().position(|(c, ..)| *c == i) {
         let hit = cache.remove(at).expect("position is in range");
         let events = hit.1.clone();
         cache.push_front(hit);
         return Ok(events);
     }
     let events = Arc::new(rt.block_on(reader.chunk_events(i))?);
-    cache.push_front((i, events.clone()));
+    let bytes = events
+        .iter()
+        .map(|e| e.stream_bytes().map_or(0, |(_, n)| n))
+        .sum();
+    cache.push_front((i, events.clone(), bytes));
     cache.truncate(CACHE_CHUNKS);
+    let mut total: usize = cache.iter().map(|c| c.2).sum();
+    while cache.len() > 1 && total > CACHE_BYTES {
+        total -= cache.pop_back().map_or(0, |c| c.2);
+    }
     Ok(events)
 }
 
