@@ -17,6 +17,12 @@ impl From<Command> for CommandEntry {
             prompt: c.prompt,
             cwd: c.cwd,
             exit_code: c.exit_code,
+            kind: if c.redacted {
+                storage_schema::commands::EntryKind::Redacted
+            } else {
+                storage_schema::commands::EntryKind::Command
+            },
+            ..CommandEntry::default()
         }
     }
 }
