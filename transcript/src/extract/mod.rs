@@ -1,54 +1,31 @@
 //! Command extraction: who ran what, from a session's events.
 //!
-//! TTY sessions are reconstructed from the echoed screen at the moment Enter was pressed
-//! ([`tty`]); non-TTY execs from their own command line and, when stdin feeds a shell, the
+//! TTY sessions are reconstructed from the echoed screen at the moment a line was submitted,
+//! and every line typed is accounted for as a command, input to a program, redacted no-echo
+//! input or an aborted line ([`tty`], with [`prompt`] learning the shell's prompt, [`syntax`]
+//! telling complete commands from continued ones, [`keys`] and [`editor`] following the
+//! keys); non-TTY execs from their own command line and, when stdin feeds a shell, the
 //! script's lines ([`exec`]). Feed events in order with [`CommandExtractor::feed`]; completed
-//! commands come out of [`CommandExtractor::take`] (for live indexing) and
+//! entries come out of [`CommandExtractor::take`] (for live indexing) and
 //! [`CommandExtractor::finish`].
 
+mod editor;
 mod exec;
 mod keys;
+mod prompt;
+mod syntax;
 mod tty;
 
 use storage_schema::{Event, SessionMeta, TermSize};
 
 use crate::term::DEFAULT_SIZE;
 
-/// One command, as the shell accepted it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Command {
-    /// Microseconds since the session started: when Enter was pressed (for the exec's own
-    /// command, 0; for a script line, when the line arrived).
-    pub at_us: u64,
-    /// The command line, continuation lines joined with `\n`. Empty when `redacted`.
-    pub text: String,
-    /// The prompt it was typed at, when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prompt: Option<String>,
-    /// The working directory, when the shell reported it (OSC 7).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cwd: Option<String>,
-    /// The exit code, when the shell reported it (OSC 133;D) or for the exec's own command.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exit_code: Option<i32>,
-    /// Input was typed while the terminal did not echo (a password prompt): its text is never
-    /// stored, only the fact and the time.
-    #[serde(default)]
-    pub redacted: bool,
-}
+/// An extracted entry is the commands object's own type: a command, input to a program,
+/// redacted input or an aborted line (see [`EntryKind`]). (`Command` is its former name.)
+pub use storage_schema::commands::{CommandEntry, EntryKind};
 
-impl Command {
-    pub(crate) fn new(at_us: u64, text: String) -> Self {
-        Self {
-            at_us,
-            text,
-            prompt: None,
-            cwd: None,
-            exit_code: None,
-            redacted: false,
-        }
-    }
-}
+/// The former name of [`CommandEntry`].
+pub type Command = CommandEntry;
 
 /// Reconstructs the commands of one session from its events, fed in order.
 #[derive(Debug)]
@@ -66,16 +43,22 @@ impl CommandExtractor {
     /// An extractor for the session `meta` describes (TTY or not, command, initial size).
     pub fn new(meta: &SessionMeta) -> Self {
         if meta.tty {
-            Self::tty(meta.size.unwrap_or(DEFAULT_SIZE))
+            Self::tty_running(meta.size.unwrap_or(DEFAULT_SIZE), &meta.command)
         } else {
             Self::exec(&meta.command)
         }
     }
 
-    /// An extractor for an interactive (TTY) session starting at `size`.
+    /// An extractor for an interactive (TTY) session of a shell, starting at `size`.
     pub fn tty(size: TermSize) -> Self {
+        Self::tty_running(size, &[])
+    }
+
+    /// An extractor for an interactive (TTY) session of `command` (a shell, whose first
+    /// prompt is learned, or another program, whose lines are its input).
+    pub fn tty_running(size: TermSize, command: &[String]) -> Self {
         Self {
-            mode: Mode::Tty(Box::new(tty::TtyExtractor::new(size))),
+            mode: Mode::Tty(Box::new(tty::TtyExtractor::new(size, command))),
         }
     }
 
@@ -94,10 +77,10 @@ impl CommandExtractor {
         }
     }
 
-    /// Commands completed so far and not yet taken. A command stays back until it is known to
-    /// be complete (its exit mark, the next prompt, or the end), so text never changes after
-    /// it is taken.
-    pub fn take(&mut self) -> Vec<Command> {
+    /// Entries completed so far and not yet taken, in order. An entry stays back until it is
+    /// known to be complete (a command until its exit mark, the next prompt or the end; a line
+    /// typed ahead until it is known who read it), so nothing changes after it is taken.
+    pub fn take(&mut self) -> Vec<CommandEntry> {
         match &mut self.mode {
             Mode::Tty(t) => t.take(),
             Mode::Exec(e) => e.take(),
@@ -105,7 +88,7 @@ impl CommandExtractor {
     }
 
     /// Ends the session: everything still held back, in order.
-    pub fn finish(mut self) -> Vec<Command> {
+    pub fn finish(mut self) -> Vec<CommandEntry> {
         match &mut self.mode {
             Mode::Tty(t) => t.finish(),
             Mode::Exec(e) => e.finish(),
@@ -118,7 +101,7 @@ impl CommandExtractor {
 pub fn extract<'a>(
     meta: &SessionMeta,
     events: impl IntoIterator<Item = &'a Event>,
-) -> Vec<Command> {
+) -> Vec<CommandEntry> {
     let mut x = CommandExtractor::new(meta);
     for e in events {
         x.feed(e);

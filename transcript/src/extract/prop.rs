@@ -222,7 +222,8 @@ proptest! {
         let got = x.finish();
         let got_view: Vec<Option<String>> = got
             .iter()
-            .map(|c| (!c.redacted).then(|| c.text.clone()))
+            .filter(|c| matches!(c.kind, super::EntryKind::Command | super::EntryKind::Redacted))
+            .map(|c| c.text.clone())
             .collect();
         prop_assert_eq!(&got_view, &expected);
         let all = format!("{got:?}");
