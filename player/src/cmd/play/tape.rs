@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use storage_schema::commands::{CommandEntry, EntryKind};
 use storage_schema::store::{ReadError, SessionReader, Store, summarize};
 use storage_schema::{Event, EventKind, Keyring, SessionId, SessionMeta, Stream};
 use tokio::runtime::Handle;
@@ -22,32 +23,41 @@ const READ_AHEAD: usize = 4;
 /// Search matches kept per query; more are counted, not stored.
 const MAX_MATCHES: usize = 10_000;
 
-/// One command of the session, as the list pane and `n`/`p` use it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cmd {
-    pub at_us: u64,
-    /// `None` for input typed without echo (never shown).
-    pub text: Option<String>,
-    pub exit_code: Option<i32>,
-    pub cwd: Option<String>,
+/// One entry of the session (a command, a line typed to a program, redacted input, an
+/// aborted line), as the list pane, the status line and `n`/`p` use it.
+pub type Cmd = CommandEntry;
+
+/// How the player shows an entry.
+pub trait EntryView {
+    /// Its text for a list or a status line (never a redacted entry's, which has none).
+    fn label(&self) -> String;
+    /// A short tag for its kind: `$` a command, `>` input to a program, `✗` aborted, `*`
+    /// redacted.
+    fn tag(&self) -> &'static str;
+    /// When the whole line is on the screen: where `n`/`p` land.
+    fn lands_at(&self) -> u64;
 }
 
-impl Cmd {
-    pub fn label(&self) -> &str {
-        self.text
-            .as_deref()
-            .unwrap_or("[redacted: typed without echo]")
-    }
-}
-
-impl From<transcript::Command> for Cmd {
-    fn from(c: transcript::Command) -> Self {
-        Self {
-            at_us: c.at_us,
-            text: (!c.redacted).then_some(c.text),
-            exit_code: c.exit_code,
-            cwd: c.cwd,
+impl EntryView for CommandEntry {
+    fn label(&self) -> String {
+        match (&self.text, self.kind) {
+            (_, EntryKind::Redacted) | (None, _) => "[redacted: typed without echo]".into(),
+            (Some(t), _) => t.replace('\n', " ⏎ "),
         }
+    }
+
+    fn tag(&self) -> &'static str {
+        match self.kind {
+            EntryKind::Command => "$",
+            EntryKind::Input => ">",
+            EntryKind::Aborted => "✗",
+            EntryKind::Redacted => "*",
+            EntryKind::Other => "?",
+        }
+    }
+
+    fn lands_at(&self) -> u64 {
+        self.shown_us.unwrap_or(self.at_us).max(self.at_us)
     }
 }
 
@@ -102,18 +112,7 @@ impl Tape {
             Err(e) => (None, Some(format!("commands object: {e}"))),
         };
         let (extractor, commands) = match stored {
-            Some(entries) => (
-                None,
-                entries
-                    .into_iter()
-                    .map(|c| Cmd {
-                        at_us: c.at_us,
-                        text: if c.redacted { None } else { c.text },
-                        exit_code: c.exit_code,
-                        cwd: c.cwd,
-                    })
-                    .collect(),
-            ),
+            Some(entries) => (None, entries),
             None => (Some(CommandExtractor::new(meta)), Vec::new()),
         };
         let mut tape = Self {
@@ -207,7 +206,7 @@ impl Tape {
                 }
             }
             if let Some(x) = &mut self.extractor {
-                self.commands.extend(x.take().into_iter().map(Cmd::from));
+                self.commands.extend(x.take());
             }
             progress(i + 1, total);
         }
@@ -233,7 +232,7 @@ impl Tape {
             && let Some(x) = self.extractor.take()
         {
             // The session ended: what the extractor still holds is complete now.
-            self.commands.extend(x.finish().into_iter().map(Cmd::from));
+            self.commands.extend(x.finish());
         }
         Ok(self.index.chunk_count() > before)
     }
@@ -246,7 +245,7 @@ impl Tape {
     /// Ends extraction for a session that is not going to grow (no `--follow`).
     pub fn finish_commands(&mut self) {
         if let Some(x) = self.extractor.take() {
-            self.commands.extend(x.finish().into_iter().map(Cmd::from));
+            self.commands.extend(x.finish());
         }
     }
 
@@ -323,7 +322,8 @@ impl Tape {
             .commands
             .iter()
             .filter(|c| c.text.as_deref().is_some_and(|t| re.is_match(t)))
-            .map(|c| c.at_us)
+            // Where the line is whole on the screen, so the hit can be seen.
+            .map(|c| c.lands_at())
             .collect();
         let mut text = String::new();
         let mut owners: Vec<(usize, u64)> = Vec::new();
