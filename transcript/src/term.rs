@@ -274,6 +274,59 @@ impl Terminal {
             && screen.cell(row + 1, 0).is_some_and(|c| c.is_wide())
     }
 
+    /// The last part of `row` set apart by three blanks or more and ending within two cells of
+    /// the margin: where a right-side prompt is, whatever it shows now.
+    pub(crate) fn right_segment(&self, row: u16) -> Option<String> {
+        let screen = self.parser.screen();
+        let (rows, cols) = screen.size();
+        if row >= rows {
+            return None;
+        }
+        let last = (0..cols).rev().find(|&c| {
+            screen
+                .cell(row, c)
+                .is_some_and(|cell| cell.has_contents() && cell.contents() != " ")
+        })?;
+        if last + 3 < cols {
+            return None;
+        }
+        let text = self.row_text(row);
+        let gap = text.rfind("   ")?;
+        let segment = text[gap..].trim();
+        (!segment.is_empty() && !text[..gap].trim().is_empty()).then(|| segment.to_owned())
+    }
+
+    /// The styles of `row`'s first `cols` cells, one value per run of equal style (colours,
+    /// bold, inverse, underline): a prompt's shape, whatever its text.
+    pub(crate) fn style_runs(&self, row: u16, cols: u16) -> Vec<u32> {
+        let screen = self.parser.screen();
+        let mut runs: Vec<u32> = Vec::new();
+        for col in 0..cols.min(screen.size().1) {
+            let Some(cell) = screen.cell(row, col) else {
+                break;
+            };
+            if cell.is_wide_continuation() {
+                continue;
+            }
+            let colour = |c: vt100::Color| match c {
+                vt100::Color::Default => 0u32,
+                vt100::Color::Idx(i) => 1 + u32::from(i),
+                vt100::Color::Rgb(r, g, b) => {
+                    257 + (u32::from(r) >> 5) * 64 + (u32::from(g) >> 5) * 8 + (u32::from(b) >> 5)
+                }
+            };
+            let key = colour(cell.fgcolor())
+                | colour(cell.bgcolor()) << 10
+                | u32::from(cell.bold()) << 20
+                | u32::from(cell.inverse()) << 21
+                | u32::from(cell.underline()) << 22;
+            if runs.last() != Some(&key) {
+                runs.push(key);
+            }
+        }
+        runs
+    }
+
     /// Whether `row` is filled to its last cell: a line editor that breaks long lines itself
     /// (busybox ash writes the last column, then CR LF) leaves such a row unmarked as wrapped.
     pub(crate) fn row_full(&self, row: u16) -> bool {

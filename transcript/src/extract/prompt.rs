@@ -34,6 +34,9 @@ impl Match {
 pub(crate) struct Prompts {
     /// Learned prompts as the row showed them left of the input (trailing blanks kept).
     known: Vec<String>,
+    /// Their styles (runs of colours and attributes), where seen: the same shape in other
+    /// words (a short directory name that changed) is the same prompt.
+    styles: Vec<Vec<u32>>,
     /// A right-side prompt (zsh RPROMPT, fish's right prompt) as last seen at the right edge.
     pub(crate) right: Option<String>,
 }
@@ -44,16 +47,57 @@ impl Prompts {
     }
 
     pub(crate) fn learn(&mut self, prompt: &str) {
+        self.learn_styled(prompt, &[]);
+    }
+
+    /// Learns `prompt`, drawn in `style` (empty when not known).
+    pub(crate) fn learn_styled(&mut self, prompt: &str, style: &[u32]) {
         if prompt.trim().is_empty() {
             return;
         }
         if let Some(at) = self.known.iter().position(|p| p == prompt) {
             let p = self.known.remove(at);
+            let mut st = self.styles.remove(at);
+            if !style.is_empty() {
+                st = style.to_vec();
+            }
             self.known.insert(0, p);
+            self.styles.insert(0, st);
             return;
         }
         self.known.insert(0, prompt.to_owned());
+        self.styles.insert(0, style.to_vec());
         self.known.truncate(MAX_PROMPTS);
+        self.styles.truncate(MAX_PROMPTS);
+    }
+
+    /// Like [`Prompts::classify`], and also similar when `candidate` is drawn in the same
+    /// colours as a learned prompt and ends in the same character: `usr › ` after `tmp › `,
+    /// cyan then plain both times (a program's own prompt is rarely coloured like the
+    /// shell's).
+    pub(crate) fn classify_styled(&self, candidate: &str, style: &[u32]) -> Match {
+        let m = self.classify(candidate);
+        if m != Match::No || !is_styled(style) {
+            return m;
+        }
+        let last = candidate.trim_end().chars().last();
+        let same = self
+            .known
+            .iter()
+            .zip(&self.styles)
+            .any(|(k, s)| s.as_slice() == style && k.trim_end().chars().last() == last);
+        if same { Match::Similar } else { Match::No }
+    }
+
+    /// Whether a learned prompt ends in the same character as `candidate` (after `cd`, the
+    /// directory in a prompt changes and its end stays).
+    pub(crate) fn same_ending(&self, candidate: &str) -> bool {
+        let last = candidate.trim_end().chars().last();
+        last.is_some()
+            && self
+                .known
+                .iter()
+                .any(|k| k.trim_end().chars().last() == last)
     }
 
     /// How `candidate` (the text left of the cursor where a line starts) matches.
@@ -109,6 +153,26 @@ impl Prompts {
     pub(crate) fn known(&self) -> impl Iterator<Item = &str> {
         self.known.iter().map(String::as_str)
     }
+}
+
+/// A style with colour or attributes in it (not all default).
+fn is_styled(style: &[u32]) -> bool {
+    style.len() >= 2 || style.first().is_some_and(|&s| s != 0)
+}
+
+/// Whether `command` changes the working directory (or the branch), which prompts show.
+pub(crate) fn changes_directory(command: &str) -> bool {
+    command.split(['\n', ';', '&', '|']).any(|part| {
+        let mut words = part.split_whitespace();
+        match words.next() {
+            Some("cd" | "pushd" | "popd" | "z" | "j" | "zoxide" | "chdir") => true,
+            Some("git") => matches!(
+                words.next(),
+                Some("checkout" | "switch" | "stash" | "commit" | "merge" | "rebase" | "pull")
+            ),
+            _ => false,
+        }
+    })
 }
 
 /// The two prompts share a beginning or an ending long enough to be the same prompt with a
@@ -386,6 +450,30 @@ mod tests {
         let p = learned(&["root@vm /t/kx# "]);
         let row = "root@vm /t/kx [127]# exit";
         assert_eq!(&row[..p.at_start(row).unwrap()], "root@vm /t/kx [127]# ");
+    }
+
+    #[test]
+    fn a_prompt_in_the_same_colours_is_the_same_prompt() {
+        let mut p = Prompts::default();
+        let cyan_then_plain = [7, 0];
+        p.learn_styled("tmp › ", &cyan_then_plain);
+        assert_eq!(p.classify("usr › "), Match::No, "too little text in common");
+        assert_eq!(
+            p.classify_styled("usr › ", &cyan_then_plain),
+            Match::Similar
+        );
+        assert_eq!(
+            p.classify_styled("Name › ", &[0]),
+            Match::No,
+            "plain: a program's"
+        );
+        assert_eq!(p.classify_styled("usr $ ", &cyan_then_plain), Match::No);
+        assert!(p.same_ending("lib › "));
+        assert!(!p.same_ending("Name? "));
+        assert!(changes_directory("cd /usr"));
+        assert!(changes_directory("make && cd build"));
+        assert!(changes_directory("git checkout main"));
+        assert!(!changes_directory("echo cd"));
     }
 
     #[test]

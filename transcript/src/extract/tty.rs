@@ -79,6 +79,8 @@ struct Line {
     prompt: String,
     /// A right-side prompt at the margin when the line started.
     right: Option<String>,
+    /// The colours `prompt` was drawn in.
+    style: Vec<u32>,
     /// How `prompt` matched the learned shell prompts.
     start_match: Match,
     /// Printable keys typed (counted, never stored).
@@ -125,6 +127,8 @@ struct Pending {
     how: Submit,
     /// Output arrived since the key (without the echoed newline).
     output_after: bool,
+    /// At the shell's prompt, the line as the screen showed it when Enter was pressed.
+    shown_at_key: Option<String>,
 }
 
 /// What the shell is doing, as far as the screen shows.
@@ -180,6 +184,9 @@ pub(crate) struct TtyExtractor {
     state: State,
     /// The last command may have changed the prompt: the next unfamiliar one is learned.
     relearn: bool,
+    /// The last command changed directory: the next prompt ending like a learned one is the
+    /// shell's (the directory in it changed).
+    relearn_dir: bool,
     cwd: Option<String>,
     /// The session emits OSC 133 marks.
     marks_seen: bool,
@@ -228,6 +235,7 @@ impl TtyExtractor {
             deferred: Vec::new(),
             state: State::Idle,
             relearn: false,
+            relearn_dir: false,
             cwd: None,
             marks_seen: false,
             b_prompt: None,
@@ -298,15 +306,22 @@ impl TtyExtractor {
                 line,
                 how: Submit::End,
                 output_after: false,
+                shown_at_key: None,
             };
             self.pending = Some(pending);
             self.resolve(None);
         }
+        let (row, col) = self.term.cursor();
+        let prefix = self.term.row_prefix(row, col);
+        let back_at_prompt =
+            self.prompts.classify(&prefix).is_prompt() && !prompt::is_continuation_prompt(&prefix);
         if self.state == State::Continuation
+            && !back_at_prompt
             && let Some(id) = self.open.take()
             && let Some(h) = self.held_mut(id)
         {
-            // The shell never got the rest: it never ran.
+            // The session ended at a continuation prompt: the shell never got the rest, it
+            // never ran.
             h.entry.kind = EntryKind::Aborted;
         }
         self.settle_queue(u64::MAX);
@@ -449,11 +464,14 @@ impl TtyExtractor {
     fn submit(&mut self, line: Line, how: Submit, at_us: u64) {
         // Typed ahead of the echo: resolve the earlier one from what the screen shows.
         self.resolve(None);
+        let shown_at_key = (how == Submit::Enter && line.start_match.is_prompt())
+            .then(|| self.read_input(&line).text);
         self.pending = Some(Pending {
             at_us,
             line,
             how,
             output_after: false,
+            shown_at_key,
         });
     }
 
@@ -481,10 +499,15 @@ impl TtyExtractor {
             None if self.resolved_since_newline => (String::new(), false),
             None => (self.term.row_prefix(row, col), false),
         };
+        let style = if at_mark {
+            Vec::new()
+        } else {
+            self.term.style_runs(row, col)
+        };
         let mut start_match = if at_mark {
             Match::Exact
         } else {
-            self.prompts.classify(&prompt)
+            self.prompts.classify_styled(&prompt, &style)
         };
         if start_match == Match::No
             && let Some(len) = self.prompts.at_start(&prompt)
@@ -505,6 +528,7 @@ impl TtyExtractor {
         Line {
             prompt,
             right,
+            style,
             start_match,
             printable: 0,
             pasted_newlines: 0,
@@ -775,6 +799,12 @@ impl TtyExtractor {
             Some((r, bytes)) if r == row && bytes <= text.len() => bytes,
             _ => 0,
         };
+        if self.prompts.at_start(&text[pos..]).is_none()
+            && let Some(i) = self.prompt_in_row(&text[pos..])
+        {
+            // After the echo of a line typed ahead (dash printed its prompts behind it).
+            pos += i;
+        }
         while let Some(len) = self.prompts.at_start(&text[pos..]) {
             let after = pos + len;
             if after >= text.trim_end().len() || self.prompts.at_start(&text[after..]).is_none() {
@@ -886,7 +916,11 @@ impl TtyExtractor {
     /// Enter as one), and whether anything was drawn since the key before it (`Some(drawn)`).
     fn resolve(&mut self, at_newline: Option<bool>) {
         let Some(Pending {
-            at_us, line, how, ..
+            at_us,
+            line,
+            how,
+            output_after,
+            shown_at_key,
         }) = self.pending.take()
         else {
             return;
@@ -911,6 +945,18 @@ impl TtyExtractor {
         };
         let mut read = self.read_input(&line);
         self.join_split_echo(&line, &mut read);
+        if at_newline.is_none()
+            && output_after
+            && !read.text.is_empty()
+            && read.found.is_prompt()
+            && shown_at_key.as_deref() == Some(read.text.as_str())
+        {
+            // The whole line was on the screen at Enter, the shell redrew it and printed no
+            // newline: its editor took the key (closing a history pager or a completion
+            // menu), the line is still being edited.
+            self.line = Some(line);
+            return;
+        }
         let mut text = read.text;
         if how == Submit::End && (text.is_empty() || !line.output_seen) {
             // Never submitted and never shown: nothing to account for.
@@ -1025,28 +1071,37 @@ impl TtyExtractor {
             entry.inferred = read.inferred;
             // A prompt like a learned one is learned too (the directory in it changes); one
             // that only ends like one (output before it) is not.
-            if matches!(read.found, Match::Exact | Match::Similar) {
+            if matches!(line.start_match, Match::Exact | Match::Similar)
+                && read.prompt == line.prompt
+            {
+                self.prompts.learn_styled(&line.prompt, &line.style);
+            } else if matches!(read.found, Match::Exact | Match::Similar) {
                 self.prompts.learn(&read.prompt);
             } else if matches!(line.start_match, Match::Exact | Match::Similar) {
-                self.prompts.learn(&line.prompt);
+                self.prompts.learn_styled(&line.prompt, &line.style);
             }
             self.shell_line(entry, line.right.as_deref());
             return;
         }
         let blank = line.prompt.trim().is_empty() && read.prompt.trim().is_empty();
+        let after_cd = self.relearn_dir
+            && !blank
+            && self.state == State::Running
+            && self.prompts.same_ending(&line.prompt)
+            && !prompt::is_continuation_prompt(&line.prompt);
         if !blank
             && !marks_say_running
-            && (self.relearn || (self.prompts.is_empty() && self.shell_root))
+            && (self.relearn || after_cd || (self.prompts.is_empty() && self.shell_root))
         {
             // The session's first prompt, or the first after the prompt changed.
-            entry.inferred = self.relearn || read.inferred;
+            entry.inferred = self.relearn || after_cd || read.inferred;
             self.relearn = false;
-            let learned = if read.prompt.trim().is_empty() {
-                line.prompt.clone()
+            self.relearn_dir = false;
+            if read.prompt.trim().is_empty() || read.prompt == line.prompt {
+                self.prompts.learn_styled(&line.prompt, &line.style);
             } else {
-                read.prompt.clone()
-            };
-            self.prompts.learn(&learned);
+                self.prompts.learn(&read.prompt);
+            }
             self.shell_line(entry, line.right.as_deref());
             return;
         }
@@ -1101,6 +1156,7 @@ impl TtyExtractor {
         } else {
             self.state = State::Running;
             self.relearn |= changes;
+            self.relearn_dir = prompt::changes_directory(&text);
         }
     }
 
@@ -1260,6 +1316,18 @@ impl TtyExtractor {
             }
         };
         let (logical_start, ce) = self.term.logical_bounds(crow);
+        if let Some((typed, _)) =
+            self.echo_around_prompts(&self.term.logical_text(logical_start, ce), line)
+        {
+            // Typed ahead, its echo with the shell's prompts printed in or after it: read by
+            // the shell, as typed.
+            return Read {
+                text: typed,
+                prompt: self.prompts.known().next().unwrap_or_default().to_owned(),
+                found: Match::Exact,
+                inferred: true,
+            };
+        }
         let mut cs = logical_start;
         let mut found = None;
         if line.pasted_newlines == 0 {
@@ -1357,6 +1425,14 @@ impl TtyExtractor {
         };
         let right = line.right.as_deref().or(self.prompts.right.as_deref());
         let mut text = strip_right(&text, right).trim().to_owned();
+        // A right-side prompt that changed since it was seen (a clock): whatever stands apart
+        // at the margin of the prompt's row, when one was seen in this session.
+        if right.is_some()
+            && let Some((first, _)) = found
+            && let Some(live) = self.term.right_segment(first)
+        {
+            text = strip_right(&text, Some(live.as_str())).trim().to_owned();
+        }
         // An editor that scrolls a long line sideways shows only a window of it; one without
         // Unicode support shows `?` for what it cannot draw.
         if let Some(model) = line.model.text() {
@@ -1419,6 +1495,35 @@ impl TtyExtractor {
             .known()
             .filter(|p| p.trim_end().chars().count() >= 2)
             .find_map(|p| text.find(p).map(|i| (i, p.len())))
+    }
+
+    /// A line typed ahead whose echo has the shell's prompts in it or after it (dash printed
+    /// them while it was typed, before its Enter): with them taken out, the row is what the
+    /// keys typed. Returns that text, and whether any prompt was taken out.
+    fn echo_around_prompts(&self, text: &str, line: &Line) -> Option<(String, bool)> {
+        if !line.during_run && !line.typed_ahead {
+            return None;
+        }
+        let model = line.model.text()?;
+        let model = model.trim();
+        if model.is_empty() {
+            return None;
+        }
+        // (The row's trailing blanks were trimmed: a prompt at its end lost its own.)
+        let mut rest = format!("{text} ");
+        let mut removed = false;
+        while let Some(i) = self.prompt_in_row(&rest) {
+            let len = self
+                .prompts
+                .known()
+                .filter(|p| p.trim_end().chars().count() >= 3)
+                .filter(|p| rest[i..].starts_with(*p))
+                .map(str::len)
+                .max()?;
+            rest.replace_range(i..i + len, "");
+            removed = true;
+        }
+        (removed && rest.trim() == model).then(|| (model.to_owned(), removed))
     }
 }
 
