@@ -12,12 +12,20 @@ use tokio::net::TcpListener;
 
 use crate::audit::AuditLog;
 use crate::authn::Authenticator;
+use crate::background::Background;
 use crate::config::GatewayConfig;
 use crate::jit::Jit;
+use crate::lease::Leases;
+use crate::limits::Limits;
 use crate::live::LiveSessions;
+use crate::ops::metrics::Metrics;
+use crate::ops::store::StoreHealth;
+use crate::ops::store::StoreMetrics;
 use crate::policy::PolicyWatch;
 use crate::revocation::Revocations;
-use crate::server::{self, State};
+use crate::server::{self, Connections};
+use crate::session::{SessionParts, Sessions};
+use crate::state::State;
 use crate::{tls, upstream};
 
 /// A gateway ready to serve, with the listener already bound (so callers learn the port first).
@@ -27,6 +35,9 @@ pub struct Gateway {
     tls: Arc<rustls::ServerConfig>,
     state: Arc<State>,
     poll_interval: Duration,
+    drain_deadline: Duration,
+    /// The operations listener (`[ops] listen`), if configured.
+    ops: Option<TcpListener>,
 }
 
 impl Gateway {
@@ -43,7 +54,14 @@ impl Gateway {
         .await
         .context("cluster client (upstream.kubeconfig)")?;
         let store_url = config.recording.store_url();
-        let store = Store::open(&store_url).context("recording store")?;
+        let metrics = Arc::new(Metrics::new());
+        let store_health = Arc::new(StoreHealth::default());
+        let store = Store::open(&store_url)
+            .context("recording store")?
+            .with_observer(Arc::new(StoreMetrics {
+                metrics: metrics.clone(),
+                health: store_health.clone(),
+            }));
         let keys = config
             .recording
             .keys
@@ -76,29 +94,59 @@ impl Gateway {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("listen on {}", config.listen))?;
-        let state = State {
-            authn,
-            policy,
-            upstream,
-            jit: Arc::new(Jit::new(store.clone())),
-            store,
+        let ops_listener = match config.ops.listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("listen on {addr} ([ops] listen)"))?,
+            ),
+            None => None,
+        };
+        // Unique among replicas even when two share an instance name.
+        let suffix = uuid::Uuid::now_v7().simple().to_string();
+        let gateway_id = format!("{}.{}", audit.instance(), &suffix[suffix.len() - 8..]);
+        let leases = Arc::new(Leases::new(
+            store.clone(),
+            gateway_id,
+            config.lease.clone(),
+            live.clone(),
+        ));
+        let sessions = Sessions::new(SessionParts {
+            store: store.clone(),
             keyring: Arc::new(keyring),
             flush: config.recording.flush_policy(),
-            recording: crate::background::Background::start(
+            runtime: Background::start(
                 std::thread::available_parallelism().map_or(1, |n| n.get()),
                 config.recording.niceness,
             )
             .context("start the recording runtime")?,
+            live,
+            revocations: revocations.clone(),
+            metrics: metrics.clone(),
+            leases: Some(leases.clone()),
+        });
+        let state = State {
+            authn,
+            policy,
+            upstream,
+            jit: Arc::new(Jit::new(store)),
             cluster: config.cluster_name.clone(),
             audit,
+            unauthenticated: Default::default(),
             revocations,
-            live,
+            sessions,
+            limits: Limits::new(&config.server),
+            metrics,
+            store_health,
+            leases,
         };
         Ok(Self {
             listener,
             tls,
             state: Arc::new(state),
             poll_interval: Duration::from_millis(config.revocation.poll_interval_ms),
+            drain_deadline: Duration::from_secs(config.server.drain_deadline_secs),
+            ops: ops_listener,
         })
     }
 
@@ -106,20 +154,195 @@ impl Gateway {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` resolves, reloading the policy file as it changes, the access
-    /// grants every second and the revocation list every `poll_interval`; then seals the audit
-    /// stream.
+    /// The operations listener's address, when `[ops] listen` is set.
+    pub fn ops_addr(&self) -> Option<SocketAddr> {
+        self.ops.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The shared state (for in-process tests and embedding).
+    pub fn state(&self) -> &Arc<State> {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then drains (see [`Self::run_with`]) for at most the
+    /// drain deadline.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+        self.run_with(shutdown, std::future::pending()).await
+    }
+
+    /// Serves until SIGINT or SIGTERM, then drains; a second signal cuts the drain short.
+    pub async fn run_until_signalled(self) -> std::io::Result<()> {
+        let (first, second) = crate::edges::first_and_second_signal();
+        self.run_with(first, second).await
+    }
+
+    /// Serves until `shutdown` resolves, reloading the policy file as it changes, the access
+    /// grants every second and the revocation list every `poll_interval`. Then drains: stops
+    /// accepting, ends every live session with a Status that says why (kubectl prints it),
+    /// waits until every recording is sealed and every connection has finished, for at most the
+    /// drain deadline — `cut_short` resolving ends the wait at once — and seals the audit
+    /// stream.
+    pub async fn run_with(
+        self,
+        shutdown: impl Future<Output = ()>,
+        cut_short: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
         let revocations = self.state.revocations.clone();
         let interval = self.poll_interval;
         let poller = tokio::spawn(async move { revocations.poll_forever(interval).await });
         let policy = self.state.policy.clone().spawn_polling();
         let grants = self.state.jit.clone().spawn_refresh();
-        let served = server::serve(self.listener, self.tls, self.state.clone(), shutdown).await;
+        let aggregates = {
+            let state = self.state.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(5));
+                loop {
+                    tick.tick().await;
+                    for record in state.unauthenticated.expired(tokio::time::Instant::now()) {
+                        state.audit.emit(&record).await;
+                    }
+                }
+            })
+        };
+        let lease_loop = tokio::spawn(lease_loop(self.state.clone()));
+        let connections = Connections::default();
+        let ops_stop = tokio_util::sync::CancellationToken::new();
+        let ops = self.ops.map(|listener| {
+            let stop = ops_stop.clone();
+            tokio::spawn(crate::ops::serve(
+                listener,
+                self.state.clone(),
+                async move { stop.cancelled().await },
+            ))
+        });
+        let served = server::serve(
+            self.listener,
+            self.tls,
+            self.state.clone(),
+            self.state.limits.clone(),
+            connections.clone(),
+            shutdown,
+        )
+        .await;
+        let drain = self.state.sessions.drain().clone();
+        tracing::info!(
+            sessions = drain.open_sessions(),
+            connections = connections.len(),
+            deadline = ?self.drain_deadline,
+            "draining: no new connections; ending live sessions and sealing their recordings"
+        );
+        drain.start();
+        connections.close();
+        let drained = async {
+            drain.wait().await;
+            connections.wait().await;
+        };
+        let all_sealed = tokio::select! {
+            () = drained => {
+                tracing::info!("drained: every recording is sealed");
+                true
+            }
+            () = tokio::time::sleep(self.drain_deadline) => {
+                tracing::warn!(
+                    sessions = drain.open_sessions(),
+                    "the drain deadline passed; exiting with recordings still open (another gateway seals them as interrupted when this one's lease lapses)"
+                );
+                false
+            }
+            () = cut_short => {
+                tracing::warn!(
+                    sessions = drain.open_sessions(),
+                    "second shutdown signal: exiting now with recordings still open (another gateway seals them as interrupted when this one's lease lapses)"
+                );
+                false
+            }
+        };
+        lease_loop.abort();
+        // A closed lease says there is nothing to complete; with sessions still open, the lease
+        // is left to lapse so another gateway seals them.
+        if all_sealed && let Err(e) = self.state.leases.renew(true).await {
+            tracing::warn!(error = %e, "the closing heartbeat could not be written");
+        }
         poller.abort();
         policy.abort();
         grants.abort();
+        aggregates.abort();
+        ops_stop.cancel();
+        if let Some(ops) = ops {
+            let _ = ops.await;
+        }
+        for record in self.state.unauthenticated.flush() {
+            self.state.audit.emit(&record).await;
+        }
         self.state.audit.shutdown(Duration::from_secs(10)).await;
         served
     }
+}
+
+/// Renews this gateway's lease, ends its sessions if the lease lapsed, and seals the sessions of
+/// gateways whose leases lapsed (with an audit record each).
+///
+/// It looks at other gateways' leases twice per heartbeat: a lapse is measured from when this
+/// replica first saw the dead gateway's newest heartbeat, so looking more often than heartbeats
+/// are written shortens the worst case from kill to sealed (ttl + 2 heartbeats → ttl + 1).
+async fn lease_loop(state: Arc<State>) {
+    let leases = state.leases.clone();
+    let mut tick = tokio::time::interval(leases.config().heartbeat() / 2);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    for round in 0u64.. {
+        tick.tick().await;
+        let renewed = if round % 2 == 0 {
+            leases.renew(false).await
+        } else {
+            Ok(())
+        };
+        match renewed {
+            Ok(()) if failing => {
+                failing = false;
+                tracing::warn!("the liveness lease is renewed again");
+            }
+            Ok(()) => {}
+            Err(e) if !failing => {
+                failing = true;
+                tracing::error!(error = %e, "the liveness lease could not be renewed");
+            }
+            Err(_) => {}
+        }
+        leases.enforce_own_lapse();
+        match leases.complete_lapsed(state.sessions.keyring()).await {
+            Ok(done) => {
+                for c in done {
+                    state.metrics.sessions_completed.inc();
+                    state.audit.emit(&completion_record(&state, &c)).await;
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "could not look at other gateways' leases"),
+        }
+    }
+}
+
+/// The audit record of a session this gateway sealed for a dead one.
+fn completion_record(state: &State, c: &crate::lease::Completed) -> storage_schema::AuditRecord {
+    let mut record: storage_schema::AuditRecord = serde_json::from_value(serde_json::json!({
+        "time_us": storage_schema::time::unix_micros_now(),
+        "gateway": state.audit.instance(),
+        "client": "-",
+        "method": "SEAL",
+        "path": format!("/sessions/{}", c.session),
+        "verb": "complete",
+        "decision": "allow",
+        "rule": "lease lapsed",
+        "status": 200,
+        "latency_ms": 0.0,
+    }))
+    .expect("a well-formed record");
+    record.reason = Some(format!(
+        "gateway {} stopped renewing its lease (last heartbeat {}); its session was sealed as interrupted by {}",
+        c.gateway,
+        storage_schema::time::format_unix_micros(c.last_heartbeat_us),
+        state.leases.gateway(),
+    ));
+    record.session = Some(c.session);
+    record
 }

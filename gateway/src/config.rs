@@ -32,6 +32,81 @@ pub struct GatewayConfig {
     /// Revocations: who may revoke through the admin API, and how often the store is polled.
     #[serde(default)]
     pub revocation: RevocationConfig,
+    /// The front door: shutdown and connection limits.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// The operations listener: health and metrics.
+    #[serde(default)]
+    pub ops: OpsConfig,
+    /// Liveness leases: how often this gateway says it is alive, and how soon a silent one's
+    /// sessions are sealed by another.
+    #[serde(default)]
+    pub lease: crate::lease::LeaseConfig,
+}
+
+/// `[server]`: shutdown and what clients may hold before they are authenticated (see
+/// [`crate::limits`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// At shutdown (SIGTERM, Ctrl-C), how long live sessions get to be told and sealed before
+    /// the gateway exits anyway. A Kubernetes pod's `terminationGracePeriodSeconds` must be
+    /// longer.
+    #[serde(default = "default_drain_deadline_secs")]
+    pub drain_deadline_secs: u64,
+    /// Connections served at once, live sessions included. Default: what the open-file limit
+    /// allows (each session also holds a connection to the cluster and to the store).
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    /// Connections one client address may hold at once. Default: 512 (a NAT gateway carries
+    /// many engineers; raise it for big offices).
+    #[serde(default = "default_per_client")]
+    pub max_connections_per_client: usize,
+    /// Seconds a new connection has for its TLS handshake and first request headers (also how
+    /// long an idle HTTP/1 connection waits for its next request).
+    #[serde(default = "default_handshake_secs")]
+    pub handshake_timeout_secs: u64,
+    /// Seconds a connection may sit with no request in flight before it is closed.
+    #[serde(default = "default_idle_secs")]
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            drain_deadline_secs: default_drain_deadline_secs(),
+            max_connections: None,
+            max_connections_per_client: default_per_client(),
+            handshake_timeout_secs: default_handshake_secs(),
+            idle_timeout_secs: default_idle_secs(),
+        }
+    }
+}
+
+fn default_drain_deadline_secs() -> u64 {
+    25
+}
+
+fn default_per_client() -> usize {
+    512
+}
+
+fn default_handshake_secs() -> u64 {
+    10
+}
+
+fn default_idle_secs() -> u64 {
+    300
+}
+
+/// `[ops]` in the gateway configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpsConfig {
+    /// Plain-HTTP address of `/healthz`, `/readyz` and `/metrics`. Omit to serve none (the
+    /// quickstart and tests); a production gateway sets it.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

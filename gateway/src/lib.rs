@@ -15,25 +15,33 @@
 //!   registry of live sessions that revocations (and expiring grants) end;
 //! - [`app`]: from a configuration to a bound, ready gateway;
 //! - [`config`], [`tls`], [`status`]: configuration file, TLS, Kubernetes Status responses;
-//! - [`devissuer`]: a development OIDC issuer and exec credential plugin for the quickstart;
-//! - `quickstart`: sandbox cluster + dev issuer + gateway in one command.
+//! - [`edges`]: the shutdown signal and log subscriber of the binaries built on this library.
+//!
+//! The development token issuer and the quickstart are not here: they are the `quickstart`
+//! crate (`kubetape-quickstart`), which uses this library, so the production binary can mint
+//! no identity and carries no sandbox.
 
 pub mod admin;
 pub mod app;
 pub mod audit;
 pub mod authn;
 pub mod background;
+pub mod check;
 pub mod config;
-pub mod devissuer;
+pub mod dispatch;
+pub mod edges;
 pub mod jit;
+pub mod lease;
+pub mod limits;
 pub mod live;
+pub mod ops;
 pub mod policy;
 pub mod proxy;
-#[cfg(feature = "quickstart")]
-pub mod quickstart;
 pub mod relay;
 pub mod revocation;
 pub mod server;
+pub mod session;
+pub mod state;
 pub mod status;
 pub mod tls;
 pub mod upstream;

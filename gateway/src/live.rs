@@ -78,6 +78,25 @@ impl LiveSessions {
         }
     }
 
+    /// Asks every live session to end (this gateway's lease lapsed); returns how many.
+    pub fn end_all(&self, why: &EndRequest) -> usize {
+        let map = self.lock();
+        let mut n = 0;
+        for tx in map.values().flat_map(HashMap::values) {
+            tx.send_replace(Some(why.clone()));
+            n += 1;
+        }
+        n
+    }
+
+    /// Every live session, in no particular order.
+    pub fn ids(&self) -> Vec<SessionId> {
+        self.lock()
+            .values()
+            .flat_map(|s| s.keys().copied())
+            .collect()
+    }
+
     /// Number of live sessions of `user`.
     pub fn count(&self, user: &str) -> usize {
         self.lock().get(user).map_or(0, HashMap::len)

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use gateway::edges::{LogFormat, Severity, announce};
 
 /// The kubetape gateway: kubectl points at it; it authenticates short-lived identity tokens,
 /// authorizes every request, forwards it to the cluster with impersonation, and records every
@@ -11,13 +12,18 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "kubetape-gateway", version, about, long_about = None)]
 struct Cli {
+    /// Log lines as text (default) or as one JSON object per line, for log collectors.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "KUBETAPE_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the gateway from a configuration file.
+    /// Run the gateway from a configuration file. SIGTERM or Ctrl-C drains it: no new
+    /// connections, every live session told why and its recording sealed, within
+    /// [server] drain_deadline_secs; a second signal exits at once.
     ///
     /// Example: kubetape-gateway serve --config /etc/kubetape/gateway.toml
     Serve {
@@ -25,15 +31,13 @@ enum Command {
         #[arg(long, short, env = "KUBETAPE_GATEWAY_CONFIG")]
         config: PathBuf,
     },
-    /// Try kubetape in one command: a sandbox cluster with a demo pod, a development identity
-    /// issuer, and the gateway, all on loopback, plus a kubeconfig that uses them.
+    /// Check a configuration before serving it: config and policy (file and line of any error),
+    /// policy warnings (grants of unrecorded code execution, wildcards), TLS and recording keys,
+    /// and — unless --offline — the issuers' signing keys, the store (read and write) and the
+    /// cluster. Prints what would be served; exits 1 on an error (or a warning with --strict).
     ///
-    /// Then: export KUBECONFIG=<dir>/kubeconfig; kubectl exec -it demo -- sh; kubetape ls
-    #[cfg(feature = "quickstart")]
-    Quickstart(gateway::quickstart::QuickstartArgs),
-    /// Print a short-lived development token as a kubectl exec credential (what the
-    /// quickstart's kubeconfig runs; not for production identities).
-    Token(gateway::devissuer::TokenArgs),
+    /// Example: kubetape-gateway check --config /etc/kubetape/gateway.toml --strict
+    Check(gateway::check::CheckArgs),
     /// Revoke a user's access on every gateway sharing the store, lift it, or list revocations.
     ///
     /// Example: kubetape-gateway revoke --config gateway.toml --user oidc:mallory@example.com --reason offboarded
@@ -42,70 +46,72 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Token(args) = cli.command {
-        // The credential plugin must print only the credential: no runtime, no logging.
-        return match gateway::devissuer::run_token_command(args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("kubetape-gateway token: {e:#}");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    init_tracing();
+    gateway::edges::init_tracing(cli.log_format);
     // The command extractor's terminal emulator catches its own panics; keep them out of logs.
     transcript::quiet_vt100_panics();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("kubetape-gateway: cannot start the runtime: {e}");
+            announce(
+                cli.log_format,
+                Severity::Error,
+                &format!("cannot start the runtime: {e}"),
+            );
             return ExitCode::FAILURE;
         }
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve { config } => serve(config).await,
-            #[cfg(feature = "quickstart")]
-            Command::Quickstart(args) => gateway::quickstart::run(args, shutdown_signal()).await,
+            Command::Serve { config } => serve(config, cli.log_format).await,
             Command::Revoke(args) => gateway::revocation::cli::run(args).await,
-            Command::Token(_) => unreachable!("handled above"),
+            Command::Check(args) => {
+                let report = gateway::check::check(&args).await;
+                print!("{}", report.summary);
+                for w in &report.warnings {
+                    eprintln!("warning: {w}");
+                }
+                for e in &report.errors {
+                    eprintln!("error: {e}");
+                }
+                if report.ok(args.strict) {
+                    println!("ok: the gateway would start with this configuration");
+                    Ok(())
+                } else {
+                    anyhow::bail!(
+                        "{} error(s), {} warning(s){}",
+                        report.errors.len(),
+                        report.warnings.len(),
+                        if args.strict { " (--strict)" } else { "" }
+                    )
+                }
+            }
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("kubetape-gateway: {e:#}");
+            announce(cli.log_format, Severity::Error, &format!("{e:#}"));
             ExitCode::FAILURE
         }
     }
 }
 
-async fn serve(config: PathBuf) -> anyhow::Result<()> {
+async fn serve(config: PathBuf, log_format: LogFormat) -> anyhow::Result<()> {
     let config = gateway::config::GatewayConfig::load(&config)?;
     let gw = gateway::app::Gateway::build(&config).await?;
-    eprintln!(
-        "kubetape-gateway: listening on https://{}",
-        gw.local_addr()?
+    let addr = gw.local_addr()?;
+    announce(
+        log_format,
+        Severity::Info,
+        &format!("listening on https://{addr}"),
     );
-    gw.run(shutdown_signal()).await?;
-    Ok(())
-}
-
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async { if let Some(t) = term.as_mut() { t.recv().await; } else { std::future::pending::<()>().await } } => {}
+    if let Some(ops) = gw.ops_addr() {
+        announce(
+            log_format,
+            Severity::Info,
+            &format!("health and metrics on http://{ops}"),
+        );
     }
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KUBETAPE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colours only for a person at a terminal; logs collected from files stay plain text.
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    gw.run_until_signalled().await?;
+    Ok(())
 }

@@ -16,7 +16,7 @@ pub async fn forward(
     req: Request<hyper::body::Incoming>,
     who: &Impersonation,
 ) -> Response<Body> {
-    let (mut parts, body) = req.into_parts();
+    let (parts, body) = req.into_parts();
     let body: Bytes = match Limited::new(body, MAX_REQUEST_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => {
@@ -25,8 +25,8 @@ pub async fn forward(
             ));
         }
     };
-    upstream::sanitize(&mut parts.headers, false);
-    if let Err(e) = upstream::impersonate(&mut parts.headers, who) {
+    let mut headers = upstream::request_headers(&parts.headers);
+    if let Err(e) = upstream::impersonate(&mut headers, who) {
         return status::bad_request(format!("kubetape: identity cannot be sent upstream: {e}"));
     }
     let path_and_query = parts
@@ -36,7 +36,7 @@ pub async fn forward(
         .to_string();
     let mut builder = Request::builder().method(parts.method).uri(path_and_query);
     if let Some(h) = builder.headers_mut() {
-        *h = parts.headers;
+        *h = headers;
     }
     let upstream_req = match builder.body(kube::client::Body::from(body)) {
         Ok(r) => r,
@@ -45,7 +45,7 @@ pub async fn forward(
     match client.send(upstream_req).await {
         Ok(resp) => {
             let (mut parts, body) = resp.into_parts();
-            upstream::sanitize(&mut parts.headers, false);
+            upstream::response_headers(&mut parts.headers);
             Response::from_parts(
                 parts,
                 body.map_err(|e| Box::new(e) as status::BoxError)

@@ -1,290 +1,366 @@
-//! The HTTPS front door: TLS, HTTP/1.1 (with upgrades) and HTTP/2, then for every request
-//! authenticate → refuse revoked users → authorize → relay a stream or proxy the call → one audit
-//! record (allowed or denied, 401s included).
+//! The HTTPS front door: accept, TLS, HTTP/1.1 (with upgrades) and HTTP/2 on one port, then
+//! every request goes to [`crate::dispatch`].
+//!
+//! Nothing a client does before it is authenticated may stop the gateway or starve the
+//! sessions it serves ([`crate::limits`]): an `accept()` error is logged and backed off, never
+//! fatal; every connection takes a permit of the total and per-client caps before anything is
+//! read from it; the TLS handshake and the first request's headers must come within the
+//! handshake timeout, and a connection with no request in flight is closed after the idle
+//! timeout.
+//!
+//! Connections run on tasks of their own, tracked so that a shutdown can stop accepting, ask
+//! every connection to finish gracefully (HTTP/1 closes after the response in flight, HTTP/2
+//! sends GOAWAY) and wait for them, bounded by the drain deadline. Upgraded streams
+//! (exec/attach) leave hyper's hands at the 101 and keep their connection's permit; the drain
+//! of [`crate::session`] ends those.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Instant;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
-use http::{Request, Response, header};
-use hyper::body::Incoming;
+use bytes::Bytes;
+use http::{Response, header};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use storage_schema::store::Store;
-use storage_schema::{FlushPolicy, Keyring};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::audit::{AuditDecision, AuditLog, Outcome};
-use crate::authn::{Authenticator, Identity};
-use crate::jit::{Grant, Jit};
-use crate::live::LiveSessions;
-use crate::policy::{self, Decision, Elevation, PolicyWatch};
-use crate::revocation::{self, Check, Revocations};
+use crate::limits::{Admission, ConnectionPermit, Limits, Permit};
+use crate::state::State;
 use crate::status::{self, Body};
-use crate::upstream::{self, Impersonation};
-use crate::{admin, proxy, relay};
 
-/// Everything a request handler needs; shared by all connections.
-pub struct State {
-    pub authn: Authenticator,
-    /// The policy in force (reloaded from its file in the background).
-    pub policy: Arc<PolicyWatch>,
-    /// Just-in-time requests and grants, in the store (refreshed in the background).
-    pub jit: Arc<Jit>,
-    pub upstream: kube::Client,
-    pub store: Store,
-    pub keyring: Arc<Keyring>,
-    pub flush: FlushPolicy,
-    /// Where recorders run: below the relay's priority (see [`crate::background`]).
-    pub recording: crate::background::Background,
-    pub cluster: String,
-    pub audit: Arc<AuditLog>,
-    pub revocations: Arc<Revocations>,
-    /// Live exec/attach sessions, which revocations end.
-    pub live: LiveSessions,
+/// How long a connection asked to close (idle, handshake timeout, drain) may take to do so
+/// before it is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// The connections being served, and the signal that asks them to finish.
+#[derive(Debug, Clone, Default)]
+pub struct Connections {
+    tracker: TaskTracker,
+    closing: CancellationToken,
 }
 
-impl std::fmt::Debug for State {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("State")
-            .field("cluster", &self.cluster)
-            .field("store", &self.store)
-            .finish_non_exhaustive()
+impl Connections {
+    /// Asks every connection to finish its request in flight and close.
+    pub fn close(&self) {
+        self.tracker.close();
+        self.closing.cancel();
+    }
+
+    /// Resolves once [`Self::close`] was called and every connection has ended.
+    pub async fn wait(&self) {
+        self.tracker.wait().await;
+    }
+
+    pub fn len(&self) -> usize {
+        self.tracker.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tracker.is_empty()
     }
 }
 
-/// Serves until `shutdown` resolves. Connections in flight keep running on their own tasks.
+/// Accepts until `stop` resolves; connections keep running on `connections`' tasks.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     state: Arc<State>,
-    shutdown: impl Future<Output = ()>,
+    limits: Limits,
+    connections: Connections,
+    stop: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    tokio::pin!(shutdown);
+    let mut backoff = Backoff::default();
+    tokio::pin!(stop);
     loop {
         let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => accepted?,
-            () = &mut shutdown => return Ok(()),
-        };
-        let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let state = state.clone();
-        tokio::spawn(async move {
-            let tls = match acceptor.accept(tcp).await {
-                Ok(t) => t,
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
+            accepted = listener.accept() => match accepted {
+                Ok(a) => {
+                    backoff.reset();
+                    a
                 }
+                Err(e) => {
+                    backoff.wait(&e).await;
+                    continue;
+                }
+            },
+            () = &mut stop => return Ok(()),
+        };
+        match limits.admit(peer.ip()) {
+            Admission::Serve(permit) => {
+                let _ = tcp.set_nodelay(true);
+                connections.tracker.spawn(connection(
+                    tcp,
+                    peer,
+                    acceptor.clone(),
+                    state.clone(),
+                    limits.clone(),
+                    permit,
+                    connections.closing.clone(),
+                ));
+            }
+            Admission::Refuse(slot) => {
+                let acceptor = acceptor.clone();
+                let max = limits.max_connections();
+                tokio::spawn(async move {
+                    refuse(tcp, acceptor, max).await;
+                    drop(slot);
+                });
+            }
+            // Closed at once: the backlog keeps draining for everyone else.
+            Admission::Drop => drop(tcp),
+        }
+    }
+}
+
+/// Backs off on `accept()` errors: running out of file descriptors (or memory) must slow the
+/// loop down, never end it, and is said once per episode rather than per attempt.
+#[derive(Debug, Default)]
+struct Backoff {
+    delay: Duration,
+    failures: u64,
+}
+
+impl Backoff {
+    async fn wait(&mut self, e: &std::io::Error) {
+        let exhausted = matches!(
+            e.raw_os_error(),
+            Some(
+                libc_errno::EMFILE | libc_errno::ENFILE | libc_errno::ENOBUFS | libc_errno::ENOMEM
+            )
+        );
+        self.failures += 1;
+        if !exhausted {
+            // A connection reset before it was accepted: nothing to wait for.
+            tracing::debug!(error = %e, "accept failed");
+            return;
+        }
+        if self.failures == 1 {
+            tracing::error!(error = %e, "cannot accept connections (out of file descriptors or memory); backing off, live sessions continue");
+        }
+        self.delay = (self.delay * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        tokio::time::sleep(self.delay).await;
+    }
+
+    fn reset(&mut self) {
+        if self.failures > 0 && !self.delay.is_zero() {
+            tracing::warn!(failures = self.failures, "accepting connections again");
+        }
+        self.failures = 0;
+        self.delay = Duration::ZERO;
+    }
+}
+
+/// errno values `accept()` reports when a resource is exhausted.
+mod libc_errno {
+    pub const EMFILE: i32 = 24;
+    pub const ENFILE: i32 = 23;
+    pub const ENOBUFS: i32 = 105;
+    pub const ENOMEM: i32 = 12;
+}
+
+/// Requests in flight on one connection, and since when it has been idle.
+#[derive(Debug)]
+struct Activity {
+    in_flight: AtomicUsize,
+    idle_since: Mutex<Option<Instant>>,
+    changed: Notify,
+}
+
+impl Activity {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            in_flight: AtomicUsize::new(0),
+            // No request yet: the handshake timeout, not the idle one, applies.
+            idle_since: Mutex::new(None),
+            changed: Notify::new(),
+        })
+    }
+
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.changed.notify_waiters();
+        InFlight(self.clone())
+    }
+
+    /// Resolves when the connection should be closed: no first request within
+    /// `handshake_deadline`, or no request in flight for `idle`.
+    async fn expired(&self, handshake_deadline: Instant, idle: Duration) {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let busy = self.in_flight.load(Ordering::SeqCst) > 0;
+            let since = *self.idle_since.lock().unwrap_or_else(|p| p.into_inner());
+            let deadline = match (busy, since) {
+                (true, _) => None,
+                (false, None) => Some(handshake_deadline),
+                (false, Some(t)) => Some(t + idle),
             };
-            let service = service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(handle(&state, req, peer).await) }
-            });
-            let builder = auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder
-                .serve_connection_with_upgrades(TokioIo::new(tls), service)
-                .await
-            {
+            match deadline {
+                Some(d) if d <= Instant::now() => return,
+                Some(d) => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(d) => {}
+                        () = &mut changed => {}
+                    }
+                }
+                None => changed.await,
+            }
+        }
+    }
+}
+
+/// One request in flight; its response body holds it until the body is done (a watch or a
+/// `logs -f` is in flight for as long as it streams).
+#[derive(Debug)]
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        *self.0.idle_since.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.0.changed.notify_waiters();
+    }
+}
+
+/// A response body that keeps its request counted as in flight until it is done.
+struct Tracked {
+    inner: Body,
+    _in_flight: InFlight,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = Bytes;
+    type Error = status::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        // Also bounds how long an idle keep-alive connection waits for its next request.
+        .header_read_timeout(limits.handshake_timeout);
+    b.http2()
+        .timer(TokioTimer::new())
+        // Finds peers that vanished without a FIN (kubectl keeps one HTTP/2 connection open).
+        .keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(20));
+    b
+}
+
+async fn connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    acceptor: tokio_rustls::TlsAcceptor,
+    state: Arc<State>,
+    limits: Limits,
+    permit: Permit,
+    closing: CancellationToken,
+) {
+    let handshake_deadline = Instant::now() + limits.handshake_timeout;
+    let tls = match tokio::time::timeout_at(handshake_deadline, acceptor.accept(tcp)).await {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let permit = ConnectionPermit::new(permit);
+    let activity = Activity::new();
+    let service = {
+        let activity = activity.clone();
+        service_fn(move |mut req| {
+            let state = state.clone();
+            let in_flight = activity.begin();
+            req.extensions_mut().insert(permit.clone());
+            async move {
+                let resp = crate::dispatch::handle(&state, req, peer).await;
+                Ok::<_, Infallible>(resp.map(|inner| Tracked {
+                    inner,
+                    _in_flight: in_flight,
+                }))
+            }
+        })
+    };
+    let builder = builder(&limits);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+    tokio::pin!(conn);
+    let why = tokio::select! {
+        served = conn.as_mut() => {
+            if let Err(e) = served {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
-        });
-    }
-}
-
-async fn handle(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-    let started = Instant::now();
-    let time_us = storage_schema::session::unix_micros_now();
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let user_agent = req
-        .headers()
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    // Parsed once: the policy decides on these, and the audit record names them.
-    let request = policy::parse_attributes(method.as_str(), &path, req.uri().query());
-    let mut outcome = Outcome::default();
-    let resp = decide_and_dispatch(state, req, &request, peer, &mut outcome).await;
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let attrs = crate::audit::RequestAttrs::of(&request, method.as_str());
-    let identity = outcome.identity.take();
-    let record = storage_schema::AuditRecord {
-        time_us,
-        gateway: state.audit.instance().to_string(),
-        user: identity.as_ref().map(|i| i.user.clone()),
-        groups: identity
-            .as_ref()
-            .map(|i| i.groups.clone())
-            .unwrap_or_default(),
-        issuer: identity.as_ref().map(|i| i.issuer.clone()),
-        claims: identity.map(|i| i.claims).unwrap_or_default(),
-        client: peer.to_string(),
-        user_agent,
-        method: method.to_string(),
-        path,
-        verb: attrs.verb,
-        api_group: attrs.api_group,
-        resource: attrs.resource,
-        subresource: attrs.subresource,
-        namespace: attrs.namespace,
-        name: attrs.name,
-        decision: outcome.decision,
-        rule: outcome.rule,
-        reason: outcome.reason,
-        status: resp.status().as_u16(),
-        latency_ms,
-        session: outcome.session,
-        grant: outcome.grant,
-        extra: Default::default(),
+            return;
+        }
+        () = closing.cancelled() => "drain",
+        () = activity.expired(handshake_deadline, limits.idle_timeout) => "idle or silent",
     };
-    state.audit.emit(&record).await;
-    resp
-}
-
-/// The policy's decision for `identity`, with its live grants. A would-be denial re-reads the
-/// grants from the store first, so an approval made a moment ago on any replica counts.
-async fn authorize(
-    state: &State,
-    identity: &Identity,
-    attrs: &policy::Attributes,
-) -> (Decision, Option<Grant>) {
-    let mut forced = false;
-    loop {
-        if forced && let Err(e) = state.jit.refresh(true).await {
-            tracing::warn!(error = %e, "access grants could not be refreshed; using the cached ones");
-        }
-        let mut grants = state.jit.grants_for(identity);
-        // A revocation cancels the grants approved before it, for good.
-        if let Some(revoked_at) = state.revocations.last_revoked_at_us(&identity.user) {
-            grants.retain(|g| g.granted_at_us > revoked_at);
-        }
-        let elevations: Vec<Elevation<'_>> = grants
-            .iter()
-            .map(|g| Elevation {
-                id: &g.id,
-                role: &g.role,
-                namespace: &g.namespace,
-            })
-            .collect();
-        let decision = state.policy.current().decide(identity, attrs, &elevations);
-        match &decision {
-            Decision::Deny(_) if !forced => forced = true,
-            Decision::Allow(a) => {
-                let grant = a
-                    .grant
-                    .as_ref()
-                    .and_then(|id| grants.iter().find(|g| &g.id == id).cloned());
-                return (decision, grant);
-            }
-            Decision::Deny(_) => return (decision, None),
-        }
-    }
-}
-
-async fn decide_and_dispatch(
-    state: &State,
-    req: Request<Incoming>,
-    attrs: &policy::Attributes,
-    peer: SocketAddr,
-    outcome: &mut Outcome,
-) -> Response<Body> {
-    let Some(token) = upstream::bearer_token(req.headers()) else {
-        let message = "kubetape: no bearer token; use a kubeconfig whose user runs kubetape's credential plugin";
-        outcome.reason = Some(message.into());
-        return status::unauthorized(message);
-    };
-    let identity = match state.authn.authenticate(&token).await {
-        Ok(id) => id,
-        Err(e) => {
-            let message = format!("kubetape: {e}");
-            outcome.reason = Some(message.clone());
-            return status::unauthorized(message);
-        }
-    };
-    drop(token);
-    outcome.identity = Some(identity.clone());
-    if state.audit.refusing() {
-        let message = "kubetape: the audit log cannot be written; requests are refused until it can (audit.fail_closed)";
-        outcome.deny("audit-unavailable", message);
-        return status::unavailable(message);
-    }
-    match state.revocations.check(&identity.user) {
-        Check::Allowed => {}
-        Check::Revoked(message) => {
-            outcome.deny("revoked", message.clone());
-            return status::forbidden(message);
-        }
-        Check::Stale(message) => {
-            outcome.deny("revocation-list-unavailable", message.clone());
-            return status::unavailable(message);
-        }
-    }
-    let path = req.uri().path().to_string();
-    if path == revocation::api::PATH {
-        let resp = revocation::api::handle(&state.revocations, req, &identity).await;
-        if resp.status() == http::StatusCode::FORBIDDEN {
-            outcome.deny("not-admin", "not in an admin group");
-        } else {
-            outcome.decision = AuditDecision::Allow;
-            outcome.rule = Some("admin group".into());
-        }
-        return resp;
-    }
-    if admin::is_admin_path(&path) {
-        let resp = admin::handle(state, req, &identity).await;
-        if resp.status() == http::StatusCode::FORBIDDEN {
-            outcome.deny("admin API", "refused by the admin API");
-        } else {
-            outcome.decision = AuditDecision::Allow;
-            outcome.rule = Some("admin API (JIT requests)".into());
-        }
-        return resp;
-    }
-    let (allowed, grant) = match authorize(state, &identity, attrs).await {
-        (Decision::Allow(a), grant) => (a, grant),
-        (Decision::Deny(message), _) => {
-            outcome.deny("no role allows it", message.clone());
-            return status::forbidden(message);
-        }
-    };
-    outcome.decision = AuditDecision::Allow;
-    outcome.rule = Some(allowed.rule.clone());
-    outcome.grant = grant.as_ref().map(|g| g.id.clone());
-    if let Some(target) = proto::exec::parse_path(&path) {
-        match target.subresource {
-            proto::exec::Subresource::Exec | proto::exec::Subresource::Attach => {
-                let limit = relay::SessionLimit::new(allowed.max_session, grant.as_ref());
-                relay::handle(
-                    state,
-                    req,
-                    &identity,
-                    target,
-                    peer,
-                    &mut outcome.session,
-                    relay::Authorized {
-                        grant: grant.as_ref(),
-                        limit,
-                    },
-                )
-                .await
-            }
-            proto::exec::Subresource::PortForward => status::forbidden(
-                "kubetape: port-forward is not available through this gateway yet (it cannot be recorded)",
-            ),
-        }
-    } else if req.headers().contains_key(header::UPGRADE) {
-        status::bad_request("kubetape: only exec and attach may upgrade the connection")
+    tracing::debug!(%peer, why, "closing the connection");
+    conn.as_mut().graceful_shutdown();
+    // A drain lets the request in flight finish (bounded by the drain deadline); an idle
+    // connection has none, and one that never sent a request gets a short grace.
+    let grace = if why == "drain" {
+        Duration::MAX
     } else {
-        let who = Impersonation {
-            user: identity.user.clone(),
-            groups: identity.groups.clone(),
-            session: None,
-        };
-        proxy::forward(&state.upstream, req, &who).await
+        CLOSE_GRACE
+    };
+    match tokio::time::timeout(grace, conn).await {
+        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "connection ended with an error"),
+        Ok(Ok(())) => {}
+        Err(_) => tracing::debug!(%peer, "connection did not close in time; dropped"),
     }
+}
+
+/// Answers one request on a connection over the total cap with a 503 that says why, then
+/// closes; bounded in time, as the refusal itself must not become a way to hold a socket.
+async fn refuse(tcp: TcpStream, acceptor: tokio_rustls::TlsAcceptor, max: usize) {
+    let refused = async {
+        let Ok(tls) = acceptor.accept(tcp).await else {
+            return;
+        };
+        let service = service_fn(move |_req| async move {
+            let mut resp: Response<Body> = status::unavailable(format!(
+                "kubetape: the gateway is serving its maximum of {max} connections; try again shortly"
+            ));
+            resp.headers_mut()
+                .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+            Ok::<_, Infallible>(resp)
+        });
+        let mut b = auto::Builder::new(TokioExecutor::new());
+        b.http1().keep_alive(false);
+        let _ = b.serve_connection(TokioIo::new(tls), service).await;
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), refused).await;
 }

@@ -1,10 +1,14 @@
 //! The way to the real API server: the gateway's own identity (a kubeconfig or the in-cluster
 //! service account, through `kube::Config`) plus impersonation of the caller.
 //!
-//! Client credentials never travel upstream: `Authorization`, every `Impersonate-*` header and
-//! bearer-token WebSocket subprotocols are removed before the gateway adds its own impersonation
-//! headers, so the cluster's RBAC and audit see the authenticated, mapped identity and nothing a
-//! client could forge.
+//! What a client sends reaches the cluster only through an allow-list ([`request_headers`]):
+//! content negotiation, the user agent and kubectl's own request tags. Everything else — the
+//! client's `Authorization`, `Impersonate-*`, front-proxy identity headers (`X-Remote-User`,
+//! `X-Remote-Group`, `X-Remote-Extra-*`, which an API server configured with a request-header
+//! authenticator would believe), bearer-token WebSocket subprotocols, and whatever a header
+//! invented tomorrow means to some proxy — is dropped, by construction rather than by a list of
+//! what to remove. Then the gateway adds its own impersonation headers, so the cluster's RBAC and
+//! audit see the authenticated, mapped identity and nothing a client could forge.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use storage_schema::SessionId;
@@ -41,6 +45,36 @@ pub async fn client(
     Ok(kube::Client::try_from(config)?)
 }
 
+/// Request headers forwarded to the cluster (lowercase). Upgrade headers of streams are not
+/// here: the stream relays build their own upstream handshakes.
+pub const FORWARDED_REQUEST_HEADERS: [&str; 10] = [
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "content-type",
+    "content-encoding",
+    "user-agent",
+    // kubectl tags its requests with the command and an invocation id (KEP-859); the API
+    // server's audit log records them.
+    "kubectl-command",
+    "kubectl-session",
+    // Distributed tracing (the API server joins spans on them).
+    "traceparent",
+    "tracestate",
+];
+
+/// The headers of a client request that may go upstream: the allow-list, copied. Credentials,
+/// impersonation and identity headers are never among them.
+pub fn request_headers(from: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for name in FORWARDED_REQUEST_HEADERS {
+        for value in from.get_all(name) {
+            out.append(HeaderName::from_static(name), value.clone());
+        }
+    }
+    out
+}
+
 const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
@@ -52,10 +86,15 @@ const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
-/// Removes what must never reach upstream: credentials, client-chosen impersonation, hop-by-hop
-/// headers (and those named in `Connection`), and bearer tokens smuggled in WebSocket
-/// subprotocols.
-pub fn sanitize(headers: &mut HeaderMap, keep_upgrade: bool) {
+/// Removes from a response of the cluster what is the connection's, not the response's:
+/// hop-by-hop headers and those named in `Connection`.
+pub fn response_headers(headers: &mut HeaderMap) {
+    sanitize(headers, false);
+}
+
+/// Removes credentials, impersonation, hop-by-hop headers (and those named in `Connection`), and
+/// bearer tokens smuggled in WebSocket subprotocols.
+fn sanitize(headers: &mut HeaderMap, keep_upgrade: bool) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -115,34 +154,51 @@ pub fn impersonate(
     Ok(())
 }
 
+/// What credential a request carries.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Credential {
+    None,
+    Bearer(String),
+    /// More than one (two `Authorization` headers, or one beside a bearer subprotocol): which
+    /// one a proxy or the cluster would believe is anybody's guess, so the request is refused.
+    Ambiguous,
+}
+
 /// The bearer token a request carries: `Authorization: Bearer …`, or the WebSocket subprotocol
-/// form browsers and some clients use.
-pub fn bearer_token(headers: &HeaderMap) -> Option<String> {
-    if let Some(v) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
-        let (scheme, token) = v.split_once(' ')?;
-        return scheme
-            .eq_ignore_ascii_case("bearer")
-            .then(|| token.trim().to_string());
-    }
-    headers
+/// form browsers and some clients use — exactly one of them.
+pub fn bearer_token(headers: &HeaderMap) -> Credential {
+    let authorization: Vec<&HeaderValue> = headers.get_all(header::AUTHORIZATION).iter().collect();
+    let subprotocol: Vec<&str> = headers
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .find_map(|p| {
+        .filter_map(|p| {
             p.trim()
                 .strip_prefix("base64url.bearer.authorization.k8s.io.")
         })
-        .and_then(|b64| {
+        .collect();
+    match (authorization.as_slice(), subprotocol.as_slice()) {
+        ([], []) => Credential::None,
+        ([v], []) => {
+            let token = v.to_str().ok().and_then(|v| {
+                let (scheme, token) = v.split_once(' ')?;
+                scheme
+                    .eq_ignore_ascii_case("bearer")
+                    .then(|| token.trim().to_string())
+            });
+            token.map_or(Credential::None, Credential::Bearer)
+        }
+        ([], [b64]) => {
             use base64::Engine as _;
             base64::engine::general_purpose::URL_SAFE_NO_PAD
                 .decode(b64.trim_end_matches('='))
                 .ok()
-        })
-        .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|b| String::from_utf8(b).ok())
+                .map_or(Credential::None, Credential::Bearer)
+        }
+        _ => Credential::Ambiguous,
+    }
 }
 
 #[cfg(test)]
@@ -188,20 +244,76 @@ mod tests {
     }
 
     #[test]
+    fn only_allowed_headers_reach_the_cluster() {
+        let mut h = HeaderMap::new();
+        for (name, value) in [
+            ("authorization", "Bearer secret"),
+            ("impersonate-user", "system:admin"),
+            ("impersonate-group", "system:masters"),
+            ("x-remote-user", "system:admin"),
+            ("x-remote-group", "system:masters"),
+            ("x-remote-extra-scopes", "all"),
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-something-new", "1"),
+            ("cookie", "session=1"),
+            ("host", "evil"),
+            (
+                "sec-websocket-protocol",
+                "base64url.bearer.authorization.k8s.io.c2VjcmV0",
+            ),
+            ("accept", "application/json;as=Table;g=meta.k8s.io;v=v1"),
+            ("user-agent", "kubectl/v1.33.0"),
+            ("kubectl-command", "kubectl get"),
+            ("content-type", "application/merge-patch+json"),
+        ] {
+            h.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        let up = request_headers(&h);
+        let mut names: Vec<&str> = up.keys().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            ["accept", "content-type", "kubectl-command", "user-agent"]
+        );
+        assert_eq!(up.get("user-agent").unwrap(), "kubectl/v1.33.0");
+    }
+
+    #[test]
     fn bearer_forms() {
+        let bearer = |t: &str| Credential::Bearer(t.into());
         let mut h = HeaderMap::new();
         h.insert("authorization", "Bearer abc".parse().unwrap());
-        assert_eq!(bearer_token(&h).as_deref(), Some("abc"));
+        assert_eq!(bearer_token(&h), bearer("abc"));
         let mut h = HeaderMap::new();
         h.insert("authorization", "Basic abc".parse().unwrap());
-        assert_eq!(bearer_token(&h), None);
-        let mut h = HeaderMap::new();
-        h.insert(
+        assert_eq!(bearer_token(&h), Credential::None);
+        assert_eq!(bearer_token(&HeaderMap::new()), Credential::None);
+        let mut ws = HeaderMap::new();
+        ws.insert(
             "sec-websocket-protocol",
             "v5.channel.k8s.io, base64url.bearer.authorization.k8s.io.YWJj"
                 .parse()
                 .unwrap(),
         );
-        assert_eq!(bearer_token(&h).as_deref(), Some("abc"));
+        assert_eq!(bearer_token(&ws), bearer("abc"));
+        // Two credentials: refused, whichever would have been read first.
+        let mut two = HeaderMap::new();
+        two.append("authorization", "Bearer abc".parse().unwrap());
+        two.append("authorization", "Bearer def".parse().unwrap());
+        assert_eq!(bearer_token(&two), Credential::Ambiguous);
+        let mut both = ws.clone();
+        both.insert("authorization", "Bearer abc".parse().unwrap());
+        assert_eq!(bearer_token(&both), Credential::Ambiguous);
+        let mut two_protocols = HeaderMap::new();
+        two_protocols.insert(
+            "sec-websocket-protocol",
+            "base64url.bearer.authorization.k8s.io.YWJj, base64url.bearer.authorization.k8s.io.ZGVm"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(bearer_token(&two_protocols), Credential::Ambiguous);
     }
 }

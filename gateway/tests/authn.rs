@@ -11,11 +11,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use gateway::authn::{AuthError, Authenticator, ConfigError, IssuerConfig, JwksSource};
-use gateway::devissuer::DevIssuer;
 use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaKeyPair};
 use rustls_pki_types::pem::PemObject as _;
 use serde_json::{Map, Value, json};
+use test_support::gateway::DevIssuer;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 

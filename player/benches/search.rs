@@ -264,7 +264,7 @@ fn main() {
     // What a search pays first when nothing is new: list the store's sessions and diff them
     // against the index's known ids.
     let store_dir = dir.path().join("store");
-    let sessions_dir = store_dir.join("sessions");
+    let sessions_dir = store_dir.join(storage_schema::layout::SESSIONS);
     std::fs::create_dir_all(&sessions_dir).unwrap();
     let mut known = Vec::with_capacity(sessions * 16);
     let today = storage_schema::layout::day_of(
@@ -273,7 +273,7 @@ fn main() {
             .unwrap()
             .as_micros() as u64,
     );
-    let markers = store_dir.join("ended").join(&today);
+    let markers = store_dir.join(storage_schema::layout::ENDED).join(&today);
     std::fs::create_dir_all(&markers).unwrap();
     for i in 0..sessions {
         let id = storage_schema::SessionId::new();

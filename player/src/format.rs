@@ -30,7 +30,7 @@ pub fn bytes(n: u64) -> String {
 /// Unix µs as `2026-11-23 15:04:05Z` (UTC: the store is shared across time zones, and UTC
 /// needs no time zone database).
 pub fn timestamp_us(us: u64) -> String {
-    storage_schema::session::format_unix_micros(us).replacen('T', " ", 1)
+    storage_schema::time::format_unix_micros(us).replacen('T', " ", 1)
 }
 
 /// An exit code as the shell would show it; a death by signal (recorded as minus the signal

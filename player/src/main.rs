@@ -1,7 +1,9 @@
-//! `kubetape`: record terminal sessions into tamper-evident, encrypted recordings, and list,
-//! verify, read and seal them. This file is the command line and dispatch only; each subcommand
-//! lives in `cmd/`.
+//! `kubetape`: the reviewer's command line. Record terminal sessions into tamper-evident,
+//! encrypted recordings; list, verify, read, replay, search, export and seal them; query the
+//! gateways' audit log; manage the keyring; ask for and decide just-in-time access. This file is
+//! the command line and dispatch only; each subcommand lives in `cmd/`.
 
+mod class;
 mod cmd;
 mod config;
 mod errors;
@@ -14,10 +16,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-const ABOUT: &str = "Record terminal sessions, list, verify, read and seal the recordings, and ask for or approve just-in-time access";
+const ABOUT: &str = "Record terminal sessions; list, verify, replay, search and export the recordings; query the audit log; ask for or approve just-in-time access";
 
 const LONG_ABOUT: &str = "\
-Record terminal sessions, and list, verify, read and seal the recordings.
+Record terminal sessions; list, verify, read, replay, search, export and seal the recordings;
+query the gateways' audit log; ask for or approve just-in-time access.
 
 A recording is a series of encrypted, signed and hash-chained chunks in a store (a local
 directory or an S3 bucket), closed by a signed seal. A chunk is written at most a second after
@@ -66,10 +69,10 @@ enum Command {
     Seal(cmd::seal::Args),
     Keys(cmd::keys::Args),
     Audit(cmd::audit::Args),
-    Request(cmd::access::RequestArgs),
-    Requests(cmd::access::RequestsArgs),
-    Approve(cmd::access::ApproveArgs),
-    Deny(cmd::access::DenyArgs),
+    Request(cmd::jit::RequestArgs),
+    Requests(cmd::jit::RequestsArgs),
+    Approve(cmd::jit::ApproveArgs),
+    Deny(cmd::jit::DenyArgs),
 }
 
 fn main() -> ExitCode {
@@ -117,10 +120,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Seal(args) => cmd::seal::run(global, args).await,
         Command::Keys(args) => cmd::keys::run(global, args).await,
         Command::Audit(args) => cmd::audit::run(global, args).await,
-        Command::Request(args) => cmd::access::request(args).await,
-        Command::Requests(args) => cmd::access::requests(args).await,
-        Command::Approve(args) => cmd::access::approve(args).await,
-        Command::Deny(args) => cmd::access::deny(args).await,
+        Command::Request(args) => cmd::jit::request(args).await,
+        Command::Requests(args) => cmd::jit::requests(args).await,
+        Command::Approve(args) => cmd::jit::approve(args).await,
+        Command::Deny(args) => cmd::jit::deny(args).await,
     }
 }
 

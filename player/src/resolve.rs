@@ -1,32 +1,53 @@
 //! Session ids as users type them: a full UUID, or any unique prefix of one (ids are UUIDv7, so
 //! the first few characters mostly encode the start time and a short prefix is usually enough).
+//! Every stream is found, whatever its class (an audit stream can be verified or sealed by id).
 
 use anyhow::bail;
 use storage_schema::SessionId;
-use storage_schema::store::{Store, list_sessions};
+use storage_schema::layout::StreamDir;
+use storage_schema::store::{Store, list_streams, locate};
 
-/// Resolves `text` to one session in `store`.
+/// Resolves `text` to one stream's id in `store` (the reader finds where it lies).
 pub async fn session(store: &Store, text: &str) -> anyhow::Result<SessionId> {
-    if let Ok(id) = text.parse::<SessionId>() {
-        return Ok(id);
+    match text.parse::<SessionId>() {
+        Ok(id) => Ok(id),
+        Err(_) => Ok(by_prefix(store, text).await?.id()),
     }
+}
+
+/// Resolves `text` to one stream in `store`, and where it lies. A full id that no stream root
+/// holds resolves to where a session would be, so the caller's read reports it missing.
+pub async fn stream(store: &Store, text: &str) -> anyhow::Result<StreamDir> {
+    match text.parse::<SessionId>() {
+        Ok(id) => Ok(locate(store, id)
+            .await?
+            .unwrap_or_else(|| StreamDir::session(id))),
+        Err(_) => by_prefix(store, text).await,
+    }
+}
+
+async fn by_prefix(store: &Store, text: &str) -> anyhow::Result<StreamDir> {
     let prefix = text.trim().to_ascii_lowercase();
     if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
         bail!("{text:?} is not a session id (expected a UUID, or the first characters of one)");
     }
-    let matches: Vec<SessionId> = list_sessions(store)
+    let matches: Vec<StreamDir> = list_streams(store)
         .await?
         .into_iter()
-        .filter(|id| id.to_string().starts_with(&prefix))
+        .filter(|dir| dir.id().to_string().starts_with(&prefix))
         .collect();
     match matches.as_slice() {
-        [id] => Ok(*id),
+        [dir] => Ok(*dir),
         [] => bail!(
             "no session in {} starts with {text:?} (`kubetape ls` lists them)",
             store.url()
         ),
         many => {
-            let shown: Vec<String> = many.iter().take(5).map(|id| format!("  {id}")).collect();
+            let shown: Vec<String> = many
+                .iter()
+                .take(5)
+                .map(|dir| format!("  {}", dir.id()))
+                .collect();
             let more = if many.len() > 5 {
                 format!("\n  … and {} more", many.len() - 5)
             } else {

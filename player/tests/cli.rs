@@ -7,38 +7,37 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use test_support::TempStore;
+
+const KUBETAPE: &str = env!("CARGO_BIN_EXE_kubetape");
+
+/// A store and keyring of the test's own.
 struct Env {
-    dir: tempfile::TempDir,
+    temp: TempStore,
 }
 
 impl Env {
     fn new() -> Self {
         Self {
-            dir: tempfile::tempdir().unwrap(),
+            temp: TempStore::new(),
         }
     }
 
+    fn root(&self) -> &Path {
+        self.temp.root()
+    }
+
     fn store(&self) -> PathBuf {
-        self.dir.path().join("store")
+        self.temp.store_dir()
     }
 
     fn keys(&self) -> PathBuf {
-        self.dir.path().join("keys")
+        self.temp.keys_dir()
     }
 
     /// `kubetape --store … --keys … ARGS`, isolated from the caller's environment.
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubetape"));
-        cmd.env_remove("KUBETAPE_STORE")
-            .env_remove("KUBETAPE_KEYS")
-            .env_remove("KUBETAPE_LOG")
-            .arg("--store")
-            .arg(format!("file://{}", self.store().display()))
-            .arg("--keys")
-            .arg(self.keys())
-            .args(args)
-            .stdin(Stdio::null());
-        cmd
+        self.temp.kubetape(KUBETAPE, args)
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -99,7 +98,8 @@ impl Env {
     /// Chunk objects of every session, by name (in-progress uploads have other names).
     fn chunk_files(&self) -> Vec<PathBuf> {
         let mut found = Vec::new();
-        let Ok(sessions) = std::fs::read_dir(self.store().join("sessions")) else {
+        let Ok(sessions) = std::fs::read_dir(self.store().join(storage_schema::layout::SESSIONS))
+        else {
             return found;
         };
         for session in sessions.flatten() {
@@ -119,7 +119,8 @@ impl Env {
 
     /// The session directories in the store.
     fn session_dirs(&self) -> Vec<PathBuf> {
-        let Ok(sessions) = std::fs::read_dir(self.store().join("sessions")) else {
+        let Ok(sessions) = std::fs::read_dir(self.store().join(storage_schema::layout::SESSIONS))
+        else {
             return Vec::new();
         };
         sessions
@@ -324,14 +325,13 @@ fn command_that_cannot_run_is_recorded_as_such() {
 fn verify_with_public_key_only() {
     let env = Env::new();
     let (_, id) = env.record(&["sh", "-c", "echo audited"], None);
-    let pubfile = env.dir.path().join("signing.pub");
+    let pubfile = env.root().join("signing.pub");
     let export = env.run(&["keys", "export-pub", "--out", pubfile.to_str().unwrap()]);
     assert!(export.status.success(), "{}", text(&export.stderr));
 
     // An auditor's view: no keyring at all.
     let mut cmd = env.cmd(&["verify", &id, "--pubkey", pubfile.to_str().unwrap()]);
-    cmd.arg("--keys")
-        .arg(env.dir.path().join("no-such-keyring"));
+    cmd.arg("--keys").arg(env.root().join("no-such-keyring"));
     let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
@@ -353,7 +353,7 @@ fn verify_with_public_key_only() {
     // Another keyring's public key does not vouch for this recording.
     let other = Env::new();
     assert!(other.run(&["keys", "init"]).status.success());
-    let other_pub = other.dir.path().join("other.pub");
+    let other_pub = other.root().join("other.pub");
     assert!(
         other
             .run(&["keys", "export-pub", "--out", other_pub.to_str().unwrap()])
@@ -406,12 +406,12 @@ fn flipped_bit_in_a_chunk_is_found() {
 #[test]
 fn killed_recorder_leaves_a_readable_open_session_that_seal_closes() {
     let env = Env::new();
-    let pidfile = env.dir.path().join("child.pid");
+    let pidfile = env.root().join("child.pid");
     let script = format!(
         "echo $$ > {}; i=0; while :; do i=$((i+1)); echo \"line $i $(date +%s%N)\"; sleep 0.01; done",
         pidfile.display()
     );
-    let shown = env.dir.path().join("shown.txt");
+    let shown = env.root().join("shown.txt");
     let mut kubetape = env
         .cmd(&["record", "--", "sh", "-c", &script])
         .stdout(std::fs::File::create(&shown).unwrap())
@@ -499,7 +499,7 @@ fn killed_recorder_leaves_a_readable_open_session_that_seal_closes() {
 #[test]
 fn sigterm_hangs_up_the_command_and_seals_the_session() {
     let env = Env::new();
-    let pidfile = env.dir.path().join("child.pid");
+    let pidfile = env.root().join("child.pid");
     let script = format!(
         "echo $$ > {}; while :; do echo tick; sleep 0.05; done",
         pidfile.display()
@@ -544,7 +544,7 @@ fn sigterm_hangs_up_the_command_and_seals_the_session() {
 #[test]
 fn store_failure_stops_the_command() {
     let env = Env::new();
-    let pidfile = env.dir.path().join("child.pid");
+    let pidfile = env.root().join("child.pid");
     let script = format!(
         "echo $$ > {}; while :; do echo tick; sleep 0.05; done",
         pidfile.display()

@@ -4,33 +4,26 @@
 //! scripts/test's venv.
 
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
+use test_support::TempStore;
+
+const KUBETAPE: &str = env!("CARGO_BIN_EXE_kubetape");
+
+/// A store and keyring of the test's own.
 struct Env {
-    dir: tempfile::TempDir,
+    temp: TempStore,
 }
 
 impl Env {
     fn new() -> Self {
         Self {
-            dir: tempfile::tempdir().unwrap(),
+            temp: TempStore::new(),
         }
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubetape"));
-        cmd.env_remove("KUBETAPE_STORE")
-            .env_remove("KUBETAPE_KEYS")
-            .arg("--store")
-            .arg(format!(
-                "file://{}",
-                self.dir.path().join("store").display()
-            ))
-            .arg("--keys")
-            .arg(self.dir.path().join("keys"))
-            .args(args)
-            .stdin(Stdio::null());
-        cmd
+        self.temp.kubetape(KUBETAPE, args)
     }
 
     fn ok(&self, args: &[&str]) -> Output {
@@ -62,7 +55,7 @@ impl Env {
     }
 
     fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        self.temp.root().join(name)
     }
 }
 
@@ -172,9 +165,9 @@ fn a_damaged_recording_exports_nothing() {
     let id = env.record();
     // Flip a bit in the last byte of every chunk (the signature).
     let chunks = env
-        .dir
-        .path()
-        .join("store/sessions")
+        .temp
+        .store_dir()
+        .join("sessions")
         .join(&id)
         .join("chunks");
     for chunk in std::fs::read_dir(&chunks).unwrap().flatten() {
@@ -194,7 +187,7 @@ fn a_damaged_recording_exports_nothing() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!cast.exists(), "no partial export left behind");
-    let leftovers: Vec<_> = std::fs::read_dir(env.dir.path())
+    let leftovers: Vec<_> = std::fs::read_dir(env.temp.root())
         .unwrap()
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))

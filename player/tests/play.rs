@@ -2,127 +2,47 @@
 //! `kubetape record` in one tmux pane, then played in another, and every assertion is on what
 //! `capture-pane` shows. Waits poll the screen with a deadline; nothing sleeps in their place.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const LIMIT: Duration = Duration::from_secs(30);
+use test_support::{TempStore, Tmux};
 
-/// A private tmux server (its own socket), killed when the test ends.
-struct Tmux {
-    socket: String,
-    dir: tempfile::TempDir,
+const KUBETAPE: &str = env!("CARGO_BIN_EXE_kubetape");
+
+/// A private tmux server and a store and keyring of this test's own.
+struct Play {
+    tmux: Tmux,
+    temp: TempStore,
 }
 
-impl Tmux {
+impl std::ops::Deref for Play {
+    type Target = Tmux;
+
+    fn deref(&self) -> &Tmux {
+        &self.tmux
+    }
+}
+
+impl Play {
     fn new(name: &str) -> Self {
         Self {
-            socket: format!("kubetape-play-{name}-{}", std::process::id()),
-            dir: tempfile::tempdir().unwrap(),
+            tmux: Tmux::new(&format!("play-{name}")),
+            temp: TempStore::new(),
         }
     }
 
+    fn dir(&self) -> &Path {
+        self.temp.root()
+    }
+
     fn store(&self) -> PathBuf {
-        self.dir.path().join("store")
+        self.temp.store_dir()
     }
 
     /// `kubetape` with this test's store and keyring, as a shell command line.
     fn kubetape(&self, args: &str) -> String {
-        format!(
-            "env -u KUBETAPE_STORE -u KUBETAPE_KEYS -u KUBETAPE_LOG {} --store 'file://{}' --keys '{}' {args}",
-            env!("CARGO_BIN_EXE_kubetape"),
-            self.store().display(),
-            self.dir.path().join("keys").display()
-        )
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = Command::new("tmux");
-        c.args(["-L", &self.socket, "-f", "/dev/null"]);
-        c
-    }
-
-    fn run(&self, args: &[&str]) {
-        let out = self.cmd().args(args).output().expect("tmux");
-        assert!(
-            out.status.success(),
-            "tmux {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// A new window `name` of `cols`×`rows` running `shell` (kept open after it ends).
-    fn window(&self, name: &str, cols: u16, rows: u16, shell: &str) {
-        let script = format!("{shell}; echo EXIT=$?; sleep 600");
-        let (x, y) = (cols.to_string(), rows.to_string());
-        let has_server = self
-            .cmd()
-            .args(["has-session"])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if has_server {
-            self.run(&["new-window", "-d", "-n", name, "sh", "-c", &script]);
-            self.run(&["resize-window", "-t", name, "-x", &x, "-y", &y]);
-        } else {
-            self.run(&[
-                "new-session",
-                "-d",
-                "-s",
-                "t",
-                "-n",
-                name,
-                "-x",
-                &x,
-                "-y",
-                &y,
-                "sh",
-                "-c",
-                &script,
-            ]);
-        }
-    }
-
-    fn keys(&self, window: &str, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", window];
-        args.extend_from_slice(keys);
-        self.run(&args);
-    }
-
-    /// Types `text` literally (no key names).
-    fn type_text(&self, window: &str, text: &str) {
-        self.run(&["send-keys", "-t", window, "-l", text]);
-    }
-
-    fn screen(&self, window: &str) -> String {
-        let out = self
-            .cmd()
-            .args(["capture-pane", "-p", "-t", window])
-            .output()
-            .expect("tmux capture-pane");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Polls `window` until `ok(screen)` holds, returning that screen.
-    fn wait(&self, window: &str, what: &str, ok: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + LIMIT;
-        loop {
-            let screen = self.screen(window);
-            if ok(&screen) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{window}: never {what}; screen:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.cmd().arg("kill-server").output();
+        self.temp.kubetape_line(KUBETAPE, args)
     }
 }
 
@@ -169,7 +89,7 @@ const PROMPT: &str = "demo$";
 
 /// Records a bash session in window `rec`: a 1 s pause, three commands, a 6 s pause and one
 /// more, typed and waited for like a person. Returns the session id.
-fn record(t: &Tmux) -> String {
+fn record(t: &Play) -> String {
     let shell = t.kubetape("record -- bash --norc --noprofile");
     t.window("rec", 80, 24, &format!("PS1='{PROMPT} ' {shell}"));
     let prompts =
@@ -210,11 +130,11 @@ fn session_id(screen: &str) -> String {
 
 #[test]
 fn play_pause_seek_next_command_search_and_quit() {
-    let t = Tmux::new("keys");
+    let t = Play::new("keys");
     let id = record(&t);
     let play = format!(
         "stty -g > {0}/stty.before; {1}; stty -g > {0}/stty.after",
-        t.dir.path().display(),
+        t.dir().display(),
         // Half speed: the session plays for ~7 s, ample time to see it play and pause it
         // even on a loaded machine.
         t.kubetape(&format!("play {} --speed 0.5", &id[..13]))
@@ -315,7 +235,7 @@ fn play_pause_seek_next_command_search_and_quit() {
     t.keys("play", &["q"]);
     let s = t.wait("play", "exited", |s| s.contains("EXIT=0"));
     assert!(!s.contains("PAUSED"), "player still on screen:\n{s}");
-    let read = |name: &str| std::fs::read_to_string(t.dir.path().join(name)).unwrap();
+    let read = |name: &str| std::fs::read_to_string(t.dir().join(name)).unwrap();
     assert_eq!(
         read("stty.before"),
         read("stty.after"),
@@ -329,7 +249,7 @@ fn play_pause_seek_next_command_search_and_quit() {
 /// highlighted on the screen, and the status line says the screen is clipped.
 #[test]
 fn n_lands_on_whole_lines_hits_are_highlighted_and_clipping_is_said() {
-    let t = Tmux::new("reviewer");
+    let t = Play::new("reviewer");
     let shell = t.kubetape("record -- bash --norc --noprofile");
     t.window("rec", 130, 30, &format!("PS1='{PROMPT} ' {shell}"));
     let prompts =
@@ -369,12 +289,7 @@ fn n_lands_on_whole_lines_hits_are_highlighted_and_clipping_is_said() {
     t.type_text("play", "burst-one");
     t.keys("play", &["Enter"]);
     t.wait("play", "found the command", |s| s.contains("/burst-one 1/"));
-    let out = t
-        .cmd()
-        .args(["capture-pane", "-p", "-e", "-t", "play"])
-        .output()
-        .unwrap();
-    let styled = String::from_utf8_lossy(&out.stdout);
+    let styled = t.run(&["capture-pane", "-p", "-e", "-t", "play"]);
     let row = styled
         .lines()
         .find(|l| l.contains("demo$ ") && l.contains("burst-one"))
@@ -395,7 +310,7 @@ fn n_lands_on_whole_lines_hits_are_highlighted_and_clipping_is_said() {
 
 #[test]
 fn play_at_opens_paused_on_that_moment() {
-    let t = Tmux::new("at");
+    let t = Play::new("at");
     let id = record(&t);
 
     // #3: the screen as the third command was entered.
@@ -453,7 +368,7 @@ fn play_at_opens_paused_on_that_moment() {
 
 #[test]
 fn follow_plays_a_live_session_as_it_is_written() {
-    let t = Tmux::new("follow");
+    let t = Play::new("follow");
     let shell = t.kubetape("record -- bash --norc --noprofile");
     t.window("rec", 80, 24, &format!("PS1='{PROMPT} ' {shell}"));
     t.wait("rec", "showed the prompt", |s| s.contains(PROMPT));
@@ -476,8 +391,8 @@ fn follow_plays_a_live_session_as_it_is_written() {
 
 #[test]
 fn play_needs_a_terminal() {
-    let t = Tmux::new("notty");
-    let out = Command::new(env!("CARGO_BIN_EXE_kubetape"))
+    let t = Play::new("notty");
+    let out = Command::new(KUBETAPE)
         .env_remove("KUBETAPE_STORE")
         .env_remove("KUBETAPE_KEYS")
         .arg("--store")
@@ -497,11 +412,11 @@ fn play_needs_a_terminal() {
 
 #[test]
 fn sigterm_restores_the_terminal() {
-    let t = Tmux::new("term");
+    let t = Play::new("term");
     let id = record_short(&t);
     let play = format!(
         "stty -g > {0}/stty.before; {1}; stty -g > {0}/stty.after",
-        t.dir.path().display(),
+        t.dir().display(),
         t.kubetape(&format!("play {id} --at 0"))
     );
     t.window("play", 100, 30, &play);
@@ -524,7 +439,7 @@ fn sigterm_restores_the_terminal() {
     assert!(killed.success());
     let s = t.wait("play", "exited", |s| s.contains("EXIT="));
     assert!(!s.contains("PAUSED"), "player still on screen:\n{s}");
-    let read = |name: &str| std::fs::read_to_string(t.dir.path().join(name)).unwrap();
+    let read = |name: &str| std::fs::read_to_string(t.dir().join(name)).unwrap();
     assert_eq!(
         read("stty.before"),
         read("stty.after"),
@@ -533,7 +448,7 @@ fn sigterm_restores_the_terminal() {
 }
 
 /// A one-command session, for tests that need any recording at all.
-fn record_short(t: &Tmux) -> String {
+fn record_short(t: &Play) -> String {
     let shell = t.kubetape("record -- sh -c 'echo short'");
     t.window("rec", 80, 24, &shell);
     session_id(&t.wait("rec", "recorded", |s| s.contains("EXIT=0")))
@@ -541,19 +456,13 @@ fn record_short(t: &Tmux) -> String {
 
 #[test]
 fn a_search_hit_opens_in_play_on_the_screen_of_that_moment() {
-    let t = Tmux::new("hit");
+    let t = Play::new("hit");
     let id = record(&t);
     // `kubetape search` finds the command and names its session and number …
-    let out = Command::new(env!("CARGO_BIN_EXE_kubetape"))
-        .env_remove("KUBETAPE_STORE")
-        .env_remove("KUBETAPE_KEYS")
-        .arg("--store")
-        .arg(format!("file://{}", t.store().display()))
-        .arg("--keys")
-        .arg(t.dir.path().join("keys"))
-        .args(["search", "^printf", "--json", "--index"])
-        .arg(t.dir.path().join("index"))
-        .stdin(Stdio::null())
+    let out = t
+        .temp
+        .kubetape(KUBETAPE, &["search", "^printf", "--json", "--index"])
+        .arg(t.dir().join("index"))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -3,51 +3,43 @@
 //! and passwords typed at no-echo prompts never appear — not in the output, not in the index.
 
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use storage_schema::commands::CommandEntry;
 use storage_schema::session::{Identity, SessionKind, Target};
 use storage_schema::store::{Recorder, Store};
 use storage_schema::{EventKind, FlushPolicy, Keyring, SessionMeta, Stream};
+use test_support::TempStore;
 
 const PASSWORD: &str = "hunter2-very-secret";
 
+/// A store and keyring of the test's own, and the store and keyring opened for writing
+/// sessions as the gateway does.
 struct Env {
-    dir: tempfile::TempDir,
+    temp: TempStore,
     store: Store,
     keyring: Keyring,
 }
 
 impl Env {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&format!("file://{}", dir.path().join("store").display())).unwrap();
-        let (keyring, _) = Keyring::open_or_init(&dir.path().join("keys")).unwrap();
+        let temp = TempStore::new();
+        let (store, keyring) = (temp.store(), temp.keyring());
         Self {
-            dir,
+            temp,
             store,
             keyring,
         }
     }
 
     fn index_dir(&self) -> PathBuf {
-        self.dir.path().join("index")
+        self.temp.root().join("index")
     }
 
     fn kubetape(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_kubetape"))
-            .env_remove("KUBETAPE_STORE")
-            .env_remove("KUBETAPE_KEYS")
+        self.temp
+            .kubetape(env!("CARGO_BIN_EXE_kubetape"), args)
             .env("KUBETAPE_INDEX", self.index_dir())
-            .arg("--store")
-            .arg(format!(
-                "file://{}",
-                self.dir.path().join("store").display()
-            ))
-            .arg("--keys")
-            .arg(self.dir.path().join("keys"))
-            .args(args)
-            .stdin(Stdio::null())
             .output()
             .unwrap()
     }

@@ -3,31 +3,25 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
+
+use test_support::TempStore;
+
+const KUBETAPE: &str = env!("CARGO_BIN_EXE_kubetape");
 
 /// A store with two recorded sessions of many chunks; each case works on its own copy.
 struct Recorded {
-    dir: tempfile::TempDir,
+    temp: TempStore,
     id: String,
     other: String,
 }
 
-fn kubetape(root: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kubetape"))
-        .env_remove("KUBETAPE_STORE")
-        .env_remove("KUBETAPE_KEYS")
-        .arg("--store")
-        .arg(format!("file://{}", root.join("store").display()))
-        .arg("--keys")
-        .arg(root.join("keys"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+fn kubetape(t: &TempStore, args: &[&str]) -> Output {
+    t.kubetape(KUBETAPE, args).output().unwrap()
 }
 
-fn record(root: &Path) -> String {
-    let out = kubetape(root, &["record", "--", "seq", "1", "400000"]);
+fn record(t: &TempStore) -> String {
+    let out = kubetape(t, &["record", "--", "seq", "1", "400000"]);
     assert!(
         out.status.success(),
         "{}",
@@ -40,16 +34,16 @@ fn record(root: &Path) -> String {
 
 impl Recorded {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let id = record(dir.path());
-        let other = record(dir.path());
-        let r = Self { dir, id, other };
+        let temp = TempStore::new();
+        let id = record(&temp);
+        let other = record(&temp);
+        let r = Self { temp, id, other };
         assert!(
             r.chunks(&r.id) >= 6,
             "need several chunks, got {}",
             r.chunks(&r.id)
         );
-        let ok = kubetape(r.dir.path(), &["verify", &r.id]);
+        let ok = kubetape(&r.temp, &["verify", &r.id]);
         assert!(
             ok.status.success(),
             "the untouched recording verifies: {}",
@@ -63,27 +57,20 @@ impl Recorded {
     }
 
     fn chunks(&self, id: &str) -> usize {
-        fs::read_dir(self.session(self.dir.path(), id).join("chunks"))
+        fs::read_dir(self.session(self.temp.root(), id).join("chunks"))
             .unwrap()
             .count()
     }
 
     /// Applies `damage` to a copy of the store and returns `kubetape verify`'s exit and output.
     fn verify_after(&self, damage: impl FnOnce(&Path, &Path, &Path)) -> (bool, String) {
-        let copy = tempfile::tempdir().unwrap();
-        let status = Command::new("cp")
-            .arg("-a")
-            .arg(format!("{}/.", self.dir.path().display()))
-            .arg(copy.path())
-            .status()
-            .unwrap();
-        assert!(status.success());
+        let copy = self.temp.copy();
         damage(
-            copy.path(),
-            &self.session(copy.path(), &self.id),
-            &self.session(copy.path(), &self.other),
+            copy.root(),
+            &self.session(copy.root(), &self.id),
+            &self.session(copy.root(), &self.other),
         );
-        let out = kubetape(copy.path(), &["verify", &self.id]);
+        let out = kubetape(&copy, &["verify", &self.id]);
         (
             out.status.success(),
             format!(
@@ -225,12 +212,12 @@ fn every_kind_of_damage_fails_verify_with_a_precise_finding() {
 #[test]
 fn verify_with_the_wrong_public_key_fails() {
     let r = Recorded::new();
-    let other = tempfile::tempdir().unwrap();
-    let out = kubetape(other.path(), &["keys", "init"]);
+    let other = TempStore::new();
+    let out = kubetape(&other, &["keys", "init"]);
     assert!(out.status.success());
-    let pubfile = other.path().join("other.pub");
+    let pubfile = other.root().join("other.pub");
     let out = kubetape(
-        other.path(),
+        &other,
         &["keys", "export-pub", "--out", pubfile.to_str().unwrap()],
     );
     assert!(
@@ -239,7 +226,7 @@ fn verify_with_the_wrong_public_key_fails() {
         String::from_utf8_lossy(&out.stderr)
     );
     let out = kubetape(
-        r.dir.path(),
+        &r.temp,
         &["verify", &r.id, "--pubkey", pubfile.to_str().unwrap()],
     );
     let text = format!(

@@ -37,6 +37,125 @@ pub struct SandboxConfig {
     pub kubernetes_version: String,
     #[serde(default)]
     pub pods: Vec<PodSpec>,
+    /// Behave like an older or locked-down cluster (for testing clients against them).
+    #[serde(default)]
+    pub modes: Modes,
+    /// Which local program runs a container image the API is asked for (ephemeral debug
+    /// containers, created pods), first match wins. Default: busybox images run `busybox`.
+    #[serde(default = "default_images")]
+    pub images: Vec<ImageSpec>,
+}
+
+/// A container image mapped to a local program.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSpec {
+    /// Image references it matches; `*` matches any run of characters (`busybox*` matches
+    /// `busybox`, `busybox:1.36`, `busybox@sha256:…`).
+    pub pattern: String,
+    /// Prepended to the container's command and args (e.g. `["busybox"]`, so `sh` runs
+    /// `busybox sh`).
+    pub command: Vec<String>,
+    /// What runs when the container gives no command (the image's entrypoint).
+    #[serde(default)]
+    pub default: Vec<String>,
+}
+
+impl ImageSpec {
+    /// Whether `image` matches the pattern.
+    pub fn matches(&self, image: &str) -> bool {
+        glob(self.pattern.as_bytes(), image.as_bytes())
+    }
+}
+
+/// `*`-only glob matching (iterative, so no pattern can make it slow).
+fn glob(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && pattern[p] == b'*' {
+            star = Some((p, t));
+            p += 1;
+        } else if p < pattern.len() && pattern[p] == text[t] {
+            p += 1;
+            t += 1;
+        } else if let Some((sp, st)) = star {
+            p = sp + 1;
+            t = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|b| *b == b'*')
+}
+
+fn default_images() -> Vec<ImageSpec> {
+    let mut images: Vec<ImageSpec> = ["busybox*", "*/busybox*"]
+        .into_iter()
+        .map(|pattern| ImageSpec {
+            pattern: pattern.into(),
+            command: vec!["busybox".into()],
+            default: vec!["sh".into()],
+        })
+        .collect();
+    // The image configured pods report: their command runs as it is (`kubectl debug
+    // --copy-to` copies such pods).
+    images.push(ImageSpec {
+        pattern: "kubetape-sandbox/*".into(),
+        command: Vec::new(),
+        default: vec!["sh".into()],
+    });
+    images
+}
+
+/// The local argv for a container of `image` with this command and args, by the first
+/// matching mapping; `None` if no mapping matches.
+pub fn local_command(
+    images: &[ImageSpec],
+    image: &str,
+    command: &[String],
+    args: &[String],
+) -> Option<Vec<String>> {
+    let mapping = images.iter().find(|m| m.matches(image))?;
+    let mut argv = mapping.command.clone();
+    if command.is_empty() && args.is_empty() {
+        argv.extend(mapping.default.iter().cloned());
+    } else {
+        argv.extend(command.iter().cloned());
+        argv.extend(args.iter().cloned());
+    }
+    (!argv.is_empty()).then_some(argv)
+}
+
+/// Ways the sandbox can behave like clusters other than a current, default one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Modes {
+    /// What exec/attach over WebSocket gets.
+    #[serde(default)]
+    pub exec_websocket: ExecWebSocket,
+    /// After the exit Status, drop the connection at once: no WebSocket close frame, no SPDY
+    /// teardown (what a crashing proxy or node does).
+    #[serde(default)]
+    pub drop_after_status: bool,
+}
+
+/// exec/attach over WebSocket, as different API servers answer it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExecWebSocket {
+    /// An API server ≥ 1.30 (the stream translator): `v5.channel.k8s.io` and every older
+    /// protocol.
+    #[default]
+    Translate,
+    /// Only what kubelet speaks (an API server without the translator): `v4.channel.k8s.io`
+    /// when offered; an offer of `v5.channel.k8s.io` alone is refused with 403, so kubectl
+    /// falls back to SPDY.
+    V4Only,
+    /// Every WebSocket upgrade refused with 403 (a proxy that blocks WebSocket, or kubelet's
+    /// answer to a v5-only offer): kubectl falls back to SPDY, kube-rs fails.
+    Refuse,
 }
 
 /// A pod: a namespace-scoped name and its containers (local processes).
@@ -77,6 +196,47 @@ pub struct ContainerSpec {
     /// The image name the pod reports (cosmetic).
     #[serde(default = "default_image")]
     pub image: String,
+    /// Ports the container serves (`kubectl port-forward` reaches them), each backed by a real
+    /// local process the sandbox starts on a loopback port it picks.
+    #[serde(default)]
+    pub ports: Vec<PortSpec>,
+}
+
+/// A container port and the process behind it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortSpec {
+    /// The port as the pod declares it (`containerPort`), what clients forward to.
+    pub port: u16,
+    /// The port's name in the pod spec (optional).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// A server built into `kubetape-sandbox` (`serve-port`): `http` or `echo`.
+    #[serde(default)]
+    pub serve: Option<BuiltinServer>,
+    /// Or any program: it must listen on `127.0.0.1:$PORT` (the sandbox picks `PORT`).
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+}
+
+/// The servers `kubetape-sandbox serve-port` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BuiltinServer {
+    /// HTTP/1.1: `GET /` answers `portserver::HTTP_GREETING`, `GET /bytes/N` N known
+    /// bytes, any request with a body gets the body back.
+    Http,
+    /// TCP echo: every byte back, and the write side shut when the client shuts its own.
+    Echo,
+}
+
+impl BuiltinServer {
+    pub fn flag(self) -> &'static str {
+        match self {
+            BuiltinServer::Http => "--http",
+            BuiltinServer::Echo => "--echo",
+        }
+    }
 }
 
 fn generate_token() -> String {
@@ -104,6 +264,8 @@ impl std::fmt::Debug for SandboxConfig {
             .field("token", &"<redacted>")
             .field("kubernetes_version", &self.kubernetes_version)
             .field("pods", &self.pods)
+            .field("modes", &self.modes)
+            .field("images", &self.images)
             .finish()
     }
 }
@@ -114,6 +276,8 @@ impl Default for SandboxConfig {
             token: generate_token(),
             kubernetes_version: default_version(),
             pods: Vec::new(),
+            modes: Modes::default(),
+            images: default_images(),
         }
     }
 }
@@ -146,10 +310,10 @@ impl SandboxConfig {
                 name: "demo".into(),
                 namespace: default_namespace(),
                 labels: BTreeMap::from([("app".to_string(), "demo".to_string())]),
-                containers: vec![ContainerSpec::new(
-                    "shell",
-                    ["sh", "-c", "while true; do sleep 3600; done"],
-                )],
+                containers: vec![ContainerSpec {
+                    ports: demo_ports(),
+                    ..ContainerSpec::new("shell", ["sh", "-c", "while true; do sleep 3600; done"])
+                }],
             }],
             ..Self::default()
         }
@@ -178,6 +342,25 @@ impl SandboxConfig {
                 return bad(format!("pod {} has no containers", pod.name));
             }
             let mut names = std::collections::HashSet::new();
+            let mut ports = std::collections::HashSet::new();
+            for p in pod.containers.iter().flat_map(|c| &c.ports) {
+                if p.port == 0 || !ports.insert(p.port) {
+                    return bad(format!(
+                        "pod {}: bad or duplicate port {}",
+                        pod.name, p.port
+                    ));
+                }
+                match (&p.serve, &p.command) {
+                    (Some(_), None) => {}
+                    (None, Some(cmd)) if !cmd.is_empty() => {}
+                    _ => {
+                        return bad(format!(
+                            "pod {} port {}: give either `serve` or a non-empty `command`",
+                            pod.name, p.port
+                        ));
+                    }
+                }
+            }
             for c in &pod.containers {
                 if !is_dns_label(&c.name) || !names.insert(&c.name) {
                     return bad(format!(
@@ -197,6 +380,24 @@ impl SandboxConfig {
     }
 }
 
+/// The demo pod's ports: HTTP on 80, TCP echo on 7000.
+pub fn demo_ports() -> Vec<PortSpec> {
+    vec![
+        PortSpec {
+            port: 80,
+            name: Some("http".into()),
+            serve: Some(BuiltinServer::Http),
+            command: None,
+        },
+        PortSpec {
+            port: 7000,
+            name: Some("echo".into()),
+            serve: Some(BuiltinServer::Echo),
+            command: None,
+        },
+    ]
+}
+
 // === impl ContainerSpec ===
 
 impl ContainerSpec {
@@ -211,6 +412,7 @@ impl ContainerSpec {
             workdir: None,
             env: BTreeMap::new(),
             image: default_image(),
+            ports: Vec::new(),
         }
     }
 
@@ -240,6 +442,21 @@ mod tests {
         assert_eq!(c.token, "sandbox-example-token");
         assert_eq!(c.pods[0].name, "demo");
         assert_eq!(c.pods[0].containers[0].workdir(), Path::new("/tmp"));
+        assert_eq!(c.pods[0].containers[0].ports, demo_ports());
+    }
+
+    #[test]
+    fn images_match_by_glob() {
+        let busybox = &SandboxConfig::default().images[0];
+        for yes in ["busybox", "busybox:1.36", "busybox@sha256:00"] {
+            assert!(busybox.matches(yes), "{yes}");
+        }
+        for no in ["alpine", "xbusybox", "docker.io/library/busybox"] {
+            assert!(!busybox.matches(no), "{no}");
+        }
+        assert!(SandboxConfig::default().images[1].matches("docker.io/library/busybox"));
+        assert!(glob(b"a*b*c", b"aXXbYYc") && !glob(b"a*b*c", b"aXXbYY"));
+        assert!(glob(b"*", b"") && glob(b"**", b"x") && !glob(b"", b"x"));
     }
 
     #[test]
@@ -256,6 +473,25 @@ mod tests {
         assert!(SandboxConfig::from_toml_str(dup, Path::new("x")).is_err());
         let upper = "[[pods]]\nname='A'\n[[pods.containers]]\nname='c'\ncommand=['true']\n";
         assert!(SandboxConfig::from_toml_str(upper, Path::new("x")).is_err());
+        let both = "[[pods]]\nname='a'\n[[pods.containers]]\nname='c'\ncommand=['true']\n\
+                    ports=[{port=80, serve='http', command=['x']}]\n";
+        assert!(SandboxConfig::from_toml_str(both, Path::new("x")).is_err());
+        let dup_port = "[[pods]]\nname='a'\n[[pods.containers]]\nname='c'\ncommand=['true']\n\
+                        ports=[{port=80, serve='http'}, {port=80, serve='echo'}]\n";
+        assert!(SandboxConfig::from_toml_str(dup_port, Path::new("x")).is_err());
+        let modes = "[modes]\nexec_websocket='v4-only'\ndrop_after_status=true\n";
+        let c = SandboxConfig::from_toml_str(modes, Path::new("x")).unwrap();
+        assert_eq!(
+            c.modes,
+            Modes {
+                exec_websocket: ExecWebSocket::V4Only,
+                drop_after_status: true
+            }
+        );
+        assert!(
+            SandboxConfig::from_toml_str("[modes]\nexec_websocket='off'\n", Path::new("x"))
+                .is_err()
+        );
         let unknown = "tokn='x'\n";
         assert!(SandboxConfig::from_toml_str(unknown, Path::new("x")).is_err());
         assert!(SandboxConfig::demo().validate().is_ok());

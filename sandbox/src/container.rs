@@ -12,7 +12,7 @@ use proto::status::Status;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::config::ContainerSpec;
-use crate::exec::process::{self, Input, Output, ProcessSpec, Session};
+use crate::process::{self, Input, Output, ProcessSpec, Session};
 
 /// Log bytes kept per container; older output is dropped (kubelet rotates logs too).
 const LOG_LIMIT: usize = 8 << 20;

@@ -13,7 +13,8 @@ use tokio::io::AsyncWriteExt as _;
     version,
     about = "A stand-in Kubernetes API server whose pods are local processes",
     long_about = "A stand-in Kubernetes API server whose pods are local processes. It serves what \
-                  kubectl needs (discovery, pods, logs, exec and attach over WebSocket and SPDY/3.1) \
+                  kubectl needs (discovery, pods, logs, exec, attach and port-forward over WebSocket and \
+                  SPDY/3.1) \
                   over HTTPS with a per-run CA, and requires a bearer token. Used by the kubetape \
                   quickstart and end-to-end tests; not a real cluster.",
     after_help = "Example:\n  kubetape-sandbox serve --config sandbox/sandbox.example.toml --state-dir /tmp/sb\n  \
@@ -41,7 +42,34 @@ enum Command {
         /// Where to write ca.crt, token, kubeconfig and requests.jsonl (created if missing).
         #[arg(long, value_name = "DIR")]
         state_dir: PathBuf,
+        /// What exec/attach over WebSocket gets, like different clusters: `translate` (an API
+        /// server ≥ 1.30), `v4-only` (no translator: v4.channel.k8s.io, v5 alone refused), or
+        /// `refuse` (every WebSocket upgrade 403; kubectl falls back to SPDY). Overrides the
+        /// config's `[modes] exec_websocket`.
+        #[arg(long, value_enum, value_name = "MODE")]
+        exec_websocket: Option<sandbox::ExecWebSocket>,
+        /// Send the exit Status, then drop the connection (no close frame, no SPDY teardown).
+        #[arg(long)]
+        drop_after_status: bool,
     },
+    /// Run a pod port's built-in server on the listening socket passed as stdin (what the
+    /// sandbox starts for `serve = "http"` / `serve = "echo"` ports; not for direct use).
+    ServePort {
+        #[command(flatten)]
+        kind: ServerKind,
+    },
+}
+
+/// Which built-in server `serve-port` runs.
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct ServerKind {
+    /// HTTP/1.1: GET / answers a greeting, GET /bytes/N N known bytes, a request body is echoed.
+    #[arg(long)]
+    http: bool,
+    /// TCP echo (the write side is shut when the client shuts its own).
+    #[arg(long)]
+    echo: bool,
 }
 
 #[tokio::main]
@@ -58,20 +86,38 @@ async fn main() -> anyhow::Result<()> {
             config,
             listen,
             state_dir,
-        } => serve(config, listen, state_dir).await,
+            exec_websocket,
+            drop_after_status,
+        } => {
+            let mut config = match config {
+                Some(path) => sandbox::SandboxConfig::from_toml_file(&path)
+                    .with_context(|| format!("loading {}", path.display()))?,
+                None => sandbox::SandboxConfig::demo(),
+            };
+            if let Some(mode) = exec_websocket {
+                config.modes.exec_websocket = mode;
+            }
+            config.modes.drop_after_status |= drop_after_status;
+            serve(config, listen, state_dir).await
+        }
+        Command::ServePort { kind } => {
+            let kind = if kind.http {
+                sandbox::BuiltinServer::Http
+            } else {
+                sandbox::BuiltinServer::Echo
+            };
+            sandbox::portserver::serve_stdin(kind)
+                .await
+                .context("serving the port (stdin must be a listening TCP socket)")
+        }
     }
 }
 
 async fn serve(
-    config: Option<PathBuf>,
+    config: sandbox::SandboxConfig,
     listen: SocketAddr,
     state_dir: PathBuf,
 ) -> anyhow::Result<()> {
-    let config = match config {
-        Some(path) => sandbox::SandboxConfig::from_toml_file(&path)
-            .with_context(|| format!("loading {}", path.display()))?,
-        None => sandbox::SandboxConfig::demo(),
-    };
     let sb = sandbox::start(config, listen, &state_dir)
         .await
         .context("starting the sandbox")?;

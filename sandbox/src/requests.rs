@@ -46,6 +46,10 @@ pub struct RequestRecord {
     /// The `Upgrade` header (`websocket`, `SPDY/3.1`), for streaming requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upgrade: Option<String>,
+    /// The request body's `Content-Type` (kubectl creates pods as protobuf from 1.30 or so, as
+    /// JSON before), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
     /// Offered `Sec-WebSocket-Protocol` / `X-Stream-Protocol-Version` values, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub protocols: Vec<String>,
@@ -104,6 +108,7 @@ impl RequestRecord {
             impersonate_extra: extra,
             user_agent: one("user-agent"),
             upgrade: one("upgrade"),
+            content_type: one("content-type"),
             protocols,
             status: 0,
         }

@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use base64::Engine as _;
 use http::{Request, Response, StatusCode};
@@ -15,11 +15,11 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tokio::task::JoinSet;
 use tracing::Instrument as _;
 
 use crate::cluster::Cluster;
 use crate::config::SandboxConfig;
+use crate::ctx::Ctx;
 use crate::requests::{Authorization, RequestLog, RequestRecord};
 use crate::respond::{self, Body};
 use crate::tls;
@@ -49,55 +49,6 @@ pub enum Error {
     Accept(#[source] std::io::Error),
     #[error("the server task failed")]
     Join(#[from] tokio::task::JoinError),
-}
-
-/// What request handlers share.
-pub(crate) struct Ctx {
-    pub cluster: Arc<Cluster>,
-    token: String,
-    log: RequestLog,
-    /// Connection and stream tasks, aborted together at shutdown.
-    tasks: Mutex<JoinSet<()>>,
-}
-
-impl std::fmt::Debug for Ctx {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ctx")
-            .field("cluster", &self.cluster)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Ctx {
-    /// Spawns a task that shutdown aborts.
-    pub fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) {
-        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
-        // Reap finished tasks so the set does not grow with every connection.
-        while tasks.try_join_next().is_some() {}
-        tasks.spawn(fut);
-    }
-
-    fn authorization(&self, req: &Request<Incoming>) -> Authorization {
-        let Some(value) = req.headers().get(http::header::AUTHORIZATION) else {
-            return Authorization::Missing;
-        };
-        let presented = value.to_str().ok().and_then(|v| {
-            let (scheme, token) = v.trim().split_once(' ')?;
-            scheme
-                .eq_ignore_ascii_case("bearer")
-                .then_some(token.trim())
-        });
-        match presented {
-            Some(t) if constant_time_eq(t.as_bytes(), self.token.as_bytes()) => {
-                Authorization::Valid
-            }
-            _ => Authorization::Invalid,
-        }
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Authenticates, routes and logs one request.
@@ -201,12 +152,12 @@ impl Prepared {
             source,
         })?;
         let cluster = Cluster::start(config);
-        let ctx = Arc::new(Ctx {
+        let ctx = Arc::new(Ctx::new(
             cluster,
-            token: config.token.clone(),
-            log: requests.clone(),
-            tasks: Mutex::new(JoinSet::new()),
-        });
+            config.modes.clone(),
+            config.token.clone(),
+            requests.clone(),
+        ));
         Ok(Self {
             listener,
             acceptor: tokio_rustls::TlsAcceptor::from(tls.config),
@@ -229,7 +180,7 @@ impl Prepared {
             ctx,
             info,
         } = self;
-        tracing::info!(addr = %info.addr, pods = ctx.cluster.pods.len(), "sandbox serving");
+        tracing::info!(addr = %info.addr, pods = ctx.cluster.pods().len(), "sandbox serving");
         tokio::pin!(shutdown);
         let result = loop {
             let (tcp, peer) = tokio::select! {
@@ -266,10 +217,7 @@ impl Prepared {
             );
         };
         tracing::info!("sandbox shutting down");
-        ctx.tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .abort_all();
+        ctx.abort_tasks();
         ctx.cluster.stop();
         result
     }

@@ -8,7 +8,8 @@ use crate::chunk::{ChainDigest, ChunkError, SealedChunk};
 use crate::event::{self, Event, EventKind, Stream};
 use crate::keys::{DataKey, SigningKey};
 use crate::seal::{ExitInfo, SealPayload, SealState, StreamBytes};
-use crate::session::{SessionId, unix_micros_now};
+use crate::session::SessionId;
+use crate::time::unix_micros_now;
 
 /// Longest stream payload kept in one event; longer writes are split (same timestamp).
 pub const MAX_EVENT_DATA: usize = 64 << 10;

@@ -29,30 +29,44 @@ pub const VERSION: u8 = 1;
 pub const HEADER_LEN: usize = 32;
 const NONCE: [u8; 12] = *b"KTcm\0\0\0\0\0\0\0\0";
 
-/// One line of input as the transcript extractor accounted for it: a command the shell ran, a
-/// line typed to a program, input typed without echo, or a line abandoned before it ran.
+/// One line of input as the transcript extractor accounted for it: the single definition of a
+/// command entry. The extractor produces it, the recorder stores it (this module's object), and
+/// the reviewer's tools read it; the local search index keeps a row derived from it
+/// (`player::index::segment::IndexedCommand`), which is not this type because it holds what an
+/// index needs (a position, text only for what may be searched).
 ///
+/// An entry is a command the shell ran, a line typed to a program, input typed without echo, or
+/// a line abandoned before it ran ([`EntryKind`]).
+///
+/// The JSON of a stored entry: `at_us`, then `text` (left out when empty, always for a redacted
+/// entry), `redacted` (only when true), `prompt`, `cwd`, `exit_code` (each only when known),
+/// then `kind`, `typed`, `inferred`, `typeahead`, `shown_us` (each only when it says something).
 /// Every field after `exit_code` was added after the first commands objects were written
 /// (without a version bump: they are optional and default to what an old entry meant, a
-/// command). Old objects decode unchanged; an old reader ignores the new fields, so it shows
-/// program input and abandoned lines as if they were commands, never less than before.
+/// command). Old objects decode unchanged, including those written when `text` was an optional
+/// field; an old reader ignores the new fields, so it shows program input and abandoned lines as
+/// if they were commands, never less than before.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(from = "wire::Entry")]
 pub struct CommandEntry {
-    /// When Enter was pressed (Ctrl-C for an aborted line), µs since the session started.
+    /// When Enter was pressed (Ctrl-C for an aborted line), µs since the session started (for
+    /// a non-TTY exec's own command, 0; for a script line, when the line arrived).
     pub at_us: u64,
-    /// The line as it ran (several lines joined with `\n` for a block); `None` when it was
-    /// typed without echo (a password) and withheld.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub text: Option<String>,
+    /// The line as it ran, continuation lines joined with `\n`. Empty when `redacted`: input
+    /// typed without echo (a password) is never stored, only the fact and the time.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub text: String,
     /// Typed while the terminal did not echo: never stored in clear. Always equal to
     /// `kind == Redacted` (kept so readers older than `kind` withhold it too).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub redacted: bool,
+    /// The prompt it was typed at, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
+    /// The working directory, when the shell reported it (OSC 7).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<String>,
+    /// The exit code, when the shell reported it (OSC 133;D) or for an exec's own command.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
     /// What the line was. Absent (written before kinds existed): `command`, or `redacted`
@@ -83,9 +97,20 @@ impl CommandEntry {
     pub fn command(at_us: u64, text: impl Into<String>) -> Self {
         Self {
             at_us,
-            text: Some(text.into()),
+            text: text.into(),
             ..Self::default()
         }
+    }
+
+    /// A command typed at `at_us`, nothing else known about it yet.
+    pub fn new(at_us: u64, text: String) -> Self {
+        Self::command(at_us, text)
+    }
+
+    /// The text a reviewer may see and search: `None` for a redacted entry (whatever its
+    /// `text` field holds, so a malformed object cannot reveal what was withheld).
+    pub fn shown_text(&self) -> Option<&str> {
+        (!self.redacted && self.kind != EntryKind::Redacted).then_some(self.text.as_str())
     }
 
     /// Input typed without echo: the fact and the time, never the text.
@@ -189,7 +214,11 @@ mod wire {
             };
             Self {
                 at_us: e.at_us,
-                text: if redacted { None } else { e.text },
+                text: if redacted {
+                    String::new()
+                } else {
+                    e.text.unwrap_or_default()
+                },
                 redacted,
                 prompt: e.prompt,
                 cwd: e.cwd,
@@ -336,7 +365,7 @@ mod tests {
         vec![
             CommandEntry {
                 at_us: 1_500_000,
-                text: Some("kubectl get pods -n prod | grep web".into()),
+                text: "kubectl get pods -n prod | grep web".into(),
                 prompt: Some("app@web:~$ ".into()),
                 cwd: Some("/srv".into()),
                 exit_code: Some(0),
@@ -349,7 +378,7 @@ mod tests {
             },
             CommandEntry {
                 at_us: 9_500_000,
-                text: Some("echo one".into()),
+                text: "echo one".into(),
                 typed: Some("!!".into()),
                 typeahead: true,
                 inferred: true,
@@ -357,14 +386,14 @@ mod tests {
             },
             CommandEntry {
                 at_us: 9_600_000,
-                text: Some("print(42)".into()),
+                text: "print(42)".into(),
                 kind: EntryKind::Input,
                 prompt: Some(">>>".into()),
                 ..CommandEntry::default()
             },
             CommandEntry {
                 at_us: 9_700_000,
-                text: Some("rm -rf /".into()),
+                text: "rm -rf /".into(),
                 kind: EntryKind::Aborted,
                 ..CommandEntry::default()
             },
@@ -431,7 +460,7 @@ mod tests {
             vec![
                 CommandEntry {
                     at_us: 1_500_000,
-                    text: Some("kubectl get pods -n prod".into()),
+                    text: "kubectl get pods -n prod".into(),
                     prompt: Some("app@web:~$".into()),
                     cwd: Some("/srv".into()),
                     exit_code: Some(0),
@@ -455,9 +484,12 @@ mod tests {
     fn entries_read_back_consistent() {
         let parse = |json: &str| serde_json::from_str::<CommandEntry>(json).unwrap();
         let e = parse(r#"{"at_us":1,"text":"hunter2","redacted":true,"typed":"x"}"#);
-        assert_eq!((e.text, e.typed, e.kind), (None, None, EntryKind::Redacted));
+        assert_eq!(
+            (e.text.as_str(), e.typed, e.kind),
+            ("", None, EntryKind::Redacted)
+        );
         let e = parse(r#"{"at_us":1,"text":"hunter2","kind":"redacted"}"#);
-        assert!(e.redacted && e.text.is_none());
+        assert!(e.redacted && e.text.is_empty() && e.shown_text().is_none());
         let e = parse(r#"{"at_us":1,"text":"x","kind":"from-the-future"}"#);
         assert_eq!(e.kind, EntryKind::Other);
         let e = parse(r#"{"at_us":1,"text":"ls"}"#);
@@ -471,5 +503,45 @@ mod tests {
         })
         .unwrap();
         assert_eq!(json, r#"{"at_us":5,"text":"y","kind":"input"}"#);
+    }
+
+    /// The JSON inside the object is part of the format: pinned here, including objects written
+    /// when `text` was an `Option` (a redacted entry had no `text` key; that reads the same).
+    #[test]
+    fn entry_json_is_stable() {
+        let all = entries();
+        let (typed, redacted) = (all[0].clone(), all[1].clone());
+        assert_eq!(
+            serde_json::to_value(&typed).unwrap(),
+            serde_json::json!({"at_us": 1_500_000, "text": "kubectl get pods -n prod | grep web",
+                "prompt": "app@web:~$ ", "cwd": "/srv", "exit_code": 0, "shown_us": 1_500_300})
+        );
+        assert_eq!(
+            serde_json::to_value(&redacted).unwrap(),
+            serde_json::json!({"at_us": 9_000_000, "redacted": true, "prompt": "Password: ",
+                "kind": "redacted"})
+        );
+        let written_before: Vec<CommandEntry> = serde_json::from_str(
+            r#"[{"at_us":1500000,"text":"kubectl get pods -n prod | grep web","prompt":"app@web:~$ ","cwd":"/srv","exit_code":0,"shown_us":1500300},
+                {"at_us":9000000,"redacted":true,"prompt":"Password: "},
+                {"at_us":9500000,"text":""}]"#,
+        )
+        .unwrap();
+        assert_eq!(written_before[..2], all[..2]);
+        assert_eq!(
+            written_before[2],
+            CommandEntry::new(9_500_000, String::new())
+        );
+        assert_eq!(
+            typed.shown_text(),
+            Some("kubectl get pods -n prod | grep web")
+        );
+        assert_eq!(redacted.shown_text(), None);
+        // Even with text that should not be there, a redacted entry shows none.
+        let odd = CommandEntry {
+            text: "hunter2".into(),
+            ..redacted
+        };
+        assert_eq!(odd.shown_text(), None);
     }
 }

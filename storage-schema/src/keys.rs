@@ -22,7 +22,6 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 use ed25519_dalek::Signer;
 use sha2::{Digest, Sha256};
@@ -73,11 +72,7 @@ pub(crate) fn random<const N: usize>() -> Result<[u8; N], KeyError> {
 /// A key id: `<UTC yyyymmddThhmmss.ffffffZ>-<fingerprint>`, strictly after `after` (the newest
 /// id of its kind), so that sorting ids sorts keys by age even for rotations in one microsecond.
 fn new_key_id(fingerprint_of: &[u8], domain: &[u8], after: &str) -> String {
-    let now = SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0);
-    let micros = now.max(id_micros(after).map_or(0, |m| m + 1));
+    let micros = crate::time::unix_micros_now().max(id_micros(after).map_or(0, |m| m + 1));
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_micros(micros);
     let secs = humantime::format_rfc3339_seconds(t)
         .to_string()

@@ -1,48 +1,309 @@
-//! Where a session's objects live in the store. One prefix per session so a session can be
-//! listed, copied or deleted as a unit:
+//! The bucket's layout: every prefix in the store, in one place. No other module spells a store
+//! path; code that needs one asks here, so retention, holds and shredding can know every object
+//! kubetape writes and whom it belongs to. `FORMAT.md` (*Bucket layout*) is the same table in
+//! prose, and a test keeps the two in step.
 //!
 //! ```text
-//! sessions/<id>/meta.json              plaintext metadata (exact bytes are chained)
-//! sessions/<id>/dek.json               the data key, wrapped by a KEK (delete = crypto-shred)
-//! sessions/<id>/chunks/<seq:020>       encrypted, signed, chained event chunks
-//! sessions/<id>/commands             encrypted commands typed (optional, before the seal)
-//! sessions/<id>/seal.json              signed end-of-session summary
-//! ended/<yyyy-mm-dd>/<id>              empty marker: the session was sealed that day (UTC)
+//! sessions/<id>/…                  recorded sessions (exec, attach, debug, local): see StreamDir
+//! audit/<id>/…                     gateways' audit streams, same objects as a session
+//! ended/<yyyy-mm-dd>/<id>          empty marker: session <id> (under sessions/) was sealed that day
+//! jit/requests/<id>/request.json   JIT access request (ledger)
+//! jit/requests/<id>/decision.json  its one approval or denial (ledger; the race has one winner)
+//! revocations/<uuidv7>.json        revoke / lift entries (ledger)
+//!
+//! reserved, not written yet:
+//! holds/<uuidv7>.json              legal-hold place / lift entries (ledger)
+//! retention/<uuidv7>.json          one record per retention pass: what it deleted, by which rule
+//! shredded/<id>.json               a crypto-shredded session's record: who, when, why (one per id)
+//! leases/<purpose>/…               create-only leases with an expiry: `leases/retention/<slot>`
+//!                                  (one enforcement pass at a time), `leases/gateways/<instance>/
+//!                                  <uuidv7>.json` (a gateway's liveness heartbeats)
+//! reads/<yyyy-mm-dd>/<uuidv7>.json chain-of-custody log: one entry per reading of a recording
 //! ```
-//! Every object is written once with a create-only put and never modified. The `ended/` markers
-//! are a feed for readers that follow the store (the search index): they list a day's markers
-//! instead of every session. They are a convenience, not evidence: nothing is verified through
-//! them, and a reader that misses one finds the session on its next full listing.
+//!
+//! Every object is written once with a create-only put and never modified. Deletion is for
+//! whole sessions only (retention) and for `dek.json` (crypto-shredding). Ledgers
+//! ([`crate::store::ledger`]) are prefixes of small JSON entries whose names sort by time, so a
+//! reader lists only what is new.
+//!
+//! # Streams and where they live
+//! A recorded stream — a session or an audit stream — is a directory of objects under the prefix
+//! of its [`StreamClass`] ([`StreamRoot::of`]); [`StreamDir`] names its objects. Stores written
+//! before audit streams had their own prefix hold them under `sessions/`: readers of
+//! `sessions/` ask each stream's class (its metadata's kind) instead of assuming, readers of
+//! audit streams also look there ([`crate::store::list_audit_streams`]), and a lookup by id tries
+//! [`StreamRoot::ALL`] in order ([`crate::store::locate`]).
 
-use crate::session::SessionId;
+use std::fmt;
 
+use crate::session::{SessionId, StreamClass};
+
+/// Recorded sessions: one directory per session ([`StreamDir`]).
 pub const SESSIONS: &str = "sessions";
+/// Gateways' audit streams: one directory per stream ([`StreamDir`]), objects as for a session.
+pub const AUDIT: &str = "audit";
+/// `ended/<day>/<id>`: the feed of sessions sealed per day ([`ended`]).
+pub const ENDED: &str = "ended";
+/// The JIT ledger: `<id>/request.json` and `<id>/decision.json` per access request.
+pub const JIT_REQUESTS: &str = "jit/requests";
+/// The revocation ledger: `<uuidv7>.json` per revoke or lift.
+pub const REVOCATIONS: &str = "revocations";
+
+/// Reserved for legal holds (issue 15): a ledger of `<uuidv7>.json` place/lift entries, read like
+/// the revocation ledger (the newest entry per hold decides).
+pub const HOLDS: &str = "holds";
+/// Reserved for retention (issue 15): a ledger of `<uuidv7>.json`, one per enforcement pass, naming
+/// what it deleted and by which rule (each deletion is also an audit record).
+pub const RETENTION: &str = "retention";
+/// Reserved for crypto-shredding (issue 15): `<session id>.json`, the record that outlives the
+/// deleted `dek.json` (who, when, why). One name per session, so two shredders race for one
+/// create-only put and exactly one record is written.
+pub const SHREDDED: &str = "shredded";
+/// Leases: create-only objects whose body carries an expiry (gateway heartbeats are in use;
+/// retention slots are reserved for issue 15).
+/// `leases/retention/<slot>`: whoever creates a slot's lease runs that retention pass.
+/// `leases/gateways/<instance>/<uuidv7>.json`: a gateway's heartbeats, naming its live sessions,
+/// so a surviving replica can seal the sessions of one whose heartbeats stopped.
+pub const LEASES: &str = "leases";
+/// Gateways' liveness heartbeats: `<instance>/<uuidv7>.json` (the gateway's `lease` module).
+pub const GATEWAY_HEARTBEATS: &str = "leases/gateways";
+/// Reserved for the chain-of-custody log (issue 15): `<yyyy-mm-dd>/<uuidv7>.json`, one entry per
+/// reading of a recording (who, what, when, why), by day so a query lists only its days.
+pub const READS: &str = "reads";
+
+/// Whether kubetape writes an area yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Use {
+    InUse,
+    /// Named and documented so nothing else takes the prefix; the issue that will write it.
+    Reserved(&'static str),
+}
+
+/// One top-level area of the bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Area {
+    pub prefix: &'static str,
+    pub holds: &'static str,
+    pub writers: &'static str,
+    pub status: Use,
+}
+
+/// Every area of the bucket. Nothing kubetape writes lies outside these prefixes.
+pub const AREAS: &[Area] = &[
+    Area {
+        prefix: SESSIONS,
+        holds: "recorded sessions (and, in older stores, audit streams)",
+        writers: "gateway relays, `kubetape record`; `kubetape seal` adds a seal",
+        status: Use::InUse,
+    },
+    Area {
+        prefix: AUDIT,
+        holds: "gateways' audit streams",
+        writers: "gateway audit writer; `kubetape seal` adds a seal",
+        status: Use::InUse,
+    },
+    Area {
+        prefix: ENDED,
+        holds: "per-day markers of sealed sessions",
+        writers: "whoever seals a session",
+        status: Use::InUse,
+    },
+    Area {
+        prefix: JIT_REQUESTS,
+        holds: "JIT access requests and their decisions (ledger)",
+        writers: "gateway admin API",
+        status: Use::InUse,
+    },
+    Area {
+        prefix: REVOCATIONS,
+        holds: "revoke / lift entries (ledger)",
+        writers: "gateway admin API, `kubetape-gateway revoke`",
+        status: Use::InUse,
+    },
+    Area {
+        prefix: HOLDS,
+        holds: "legal-hold place / lift entries (ledger)",
+        writers: "`kubetape hold`",
+        status: Use::Reserved("issue 15"),
+    },
+    Area {
+        prefix: RETENTION,
+        holds: "retention pass records (ledger)",
+        writers: "retention enforcement",
+        status: Use::Reserved("issue 15"),
+    },
+    Area {
+        prefix: SHREDDED,
+        holds: "shred records, one per session",
+        writers: "`kubetape shred`",
+        status: Use::Reserved("issue 15"),
+    },
+    Area {
+        prefix: LEASES,
+        holds: "expiring create-only leases (retention pass, gateway liveness)",
+        writers: "gateways",
+        status: Use::InUse,
+    },
+    Area {
+        prefix: READS,
+        holds: "chain-of-custody log (ledger, by day)",
+        writers: "`kubetape` readers",
+        status: Use::Reserved("issue 15"),
+    },
+];
+
+// === streams ===
+
+/// A prefix that holds streams, one directory each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum StreamRoot {
+    Sessions,
+    Audit,
+}
+
+impl StreamRoot {
+    /// Every stream root, in the order a lookup by id tries them (sessions are the common case).
+    pub const ALL: [StreamRoot; 2] = [StreamRoot::Sessions, StreamRoot::Audit];
+
+    pub fn prefix(self) -> &'static str {
+        match self {
+            StreamRoot::Sessions => SESSIONS,
+            StreamRoot::Audit => AUDIT,
+        }
+    }
+
+    /// Where new streams of `class` are written. (Older stores also hold audit streams under
+    /// `sessions/`; see the module notes.)
+    pub fn of(class: StreamClass) -> Self {
+        match class {
+            StreamClass::Session => StreamRoot::Sessions,
+            StreamClass::AuditStream => StreamRoot::Audit,
+        }
+    }
+}
+
+/// Where one stream's objects live:
+///
+/// ```text
+/// <root>/<id>/meta.json              plaintext metadata (exact bytes are chained)
+/// <root>/<id>/dek.json               the data key, wrapped by a KEK (delete = crypto-shred)
+/// <root>/<id>/chunks/<seq:020>       encrypted, signed, chained event chunks
+/// <root>/<id>/commands               encrypted commands typed (optional, before the seal)
+/// <root>/<id>/seal.json              signed end-of-stream summary
+/// ```
+/// One directory per stream, so a stream can be listed, copied or deleted as a unit. Nothing in
+/// an object depends on its root: a stream verifies the same wherever it lies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamDir {
+    root: StreamRoot,
+    id: SessionId,
+}
+
+impl StreamDir {
+    pub fn new(root: StreamRoot, id: SessionId) -> Self {
+        Self { root, id }
+    }
+
+    /// A stream under `sessions/`.
+    pub fn session(id: SessionId) -> Self {
+        Self::new(StreamRoot::Sessions, id)
+    }
+
+    /// Where a new stream of `class` is written.
+    pub fn for_class(class: StreamClass, id: SessionId) -> Self {
+        Self::new(StreamRoot::of(class), id)
+    }
+
+    pub fn root(&self) -> StreamRoot {
+        self.root
+    }
+
+    pub fn id(&self) -> SessionId {
+        self.id
+    }
+
+    /// The stream's directory (`<root>/<id>`).
+    pub fn dir(&self) -> String {
+        format!("{}/{}", self.root.prefix(), self.id)
+    }
+
+    pub fn meta(&self) -> String {
+        format!("{}/meta.json", self.dir())
+    }
+
+    pub fn dek(&self) -> String {
+        format!("{}/dek.json", self.dir())
+    }
+
+    pub fn chunks_dir(&self) -> String {
+        format!("{}/chunks", self.dir())
+    }
+
+    pub fn chunk(&self, seq: u64) -> String {
+        format!("{}/chunks/{seq:020}", self.dir())
+    }
+
+    pub fn commands(&self) -> String {
+        format!("{}/commands", self.dir())
+    }
+
+    pub fn seal(&self) -> String {
+        format!("{}/seal.json", self.dir())
+    }
+}
+
+impl fmt::Display for StreamDir {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.root.prefix(), self.id)
+    }
+}
+
+// Shorthands for streams under `sessions/` (what every stream was before audit streams moved).
 
 pub fn session_dir(id: SessionId) -> String {
-    format!("{SESSIONS}/{id}")
+    StreamDir::session(id).dir()
 }
 
 pub fn meta(id: SessionId) -> String {
-    format!("{SESSIONS}/{id}/meta.json")
+    StreamDir::session(id).meta()
 }
 
 pub fn dek(id: SessionId) -> String {
-    format!("{SESSIONS}/{id}/dek.json")
+    StreamDir::session(id).dek()
 }
 
 pub fn chunks_dir(id: SessionId) -> String {
-    format!("{SESSIONS}/{id}/chunks")
+    StreamDir::session(id).chunks_dir()
 }
 
 pub fn chunk(id: SessionId, seq: u64) -> String {
-    format!("{SESSIONS}/{id}/chunks/{seq:020}")
+    StreamDir::session(id).chunk(seq)
 }
 
 pub fn commands(id: SessionId) -> String {
-    format!("{SESSIONS}/{id}/commands")
+    StreamDir::session(id).commands()
 }
 
-pub const ENDED: &str = "ended";
+pub fn seal(id: SessionId) -> String {
+    StreamDir::session(id).seal()
+}
+
+/// The sequence number a chunk object's name holds, if it is one.
+pub fn parse_chunk_name(name: &str) -> Option<u64> {
+    if name.len() == 20 && name.bytes().all(|b| b.is_ascii_digit()) {
+        name.parse().ok()
+    } else {
+        None
+    }
+}
+
+// === ended markers ===
+//
+// The `ended/` markers are a feed for readers that follow the store (the search index): they list
+// a day's markers instead of every session. They are a convenience, not evidence: nothing is
+// verified through them, and a reader that misses one finds the session on its next full listing.
+// A marker names a stream under `sessions/` (older stores also marked audit streams, which lived
+// there too; readers ask the class of what a marker names). Audit streams are not marked.
 
 /// The marker of a session sealed on `day` (`yyyy-mm-dd`, UTC).
 pub fn ended(day: &str, id: SessionId) -> String {
@@ -55,15 +316,85 @@ pub fn day_of(unix_us: u64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()[..10].to_string()
 }
 
-pub fn seal(id: SessionId) -> String {
-    format!("{SESSIONS}/{id}/seal.json")
+// === ledgers: names of entries, relative to the ledger's prefix ===
+
+/// The JIT ledger's entry for request `id` (a UUIDv7, so entries sort by creation time).
+pub fn jit_request(id: &str) -> String {
+    format!("{id}/{JIT_REQUEST_FILE}")
 }
 
-/// The sequence number a chunk object's name holds, if it is one.
-pub fn parse_chunk_name(name: &str) -> Option<u64> {
-    if name.len() == 20 && name.bytes().all(|b| b.is_ascii_digit()) {
-        name.parse().ok()
-    } else {
-        None
+/// The JIT ledger's entry for the decision on request `id`.
+pub fn jit_decision(id: &str) -> String {
+    format!("{id}/{JIT_DECISION_FILE}")
+}
+
+pub const JIT_REQUEST_FILE: &str = "request.json";
+pub const JIT_DECISION_FILE: &str = "decision.json";
+
+/// The revocation ledger's entry named by `stem` (a UUIDv7 text).
+pub fn revocation(stem: &str) -> String {
+    format!("{stem}.json")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn areas_are_distinct_and_none_contains_another() {
+        for (i, a) in AREAS.iter().enumerate() {
+            for b in &AREAS[i + 1..] {
+                let (x, y) = (format!("{}/", a.prefix), format!("{}/", b.prefix));
+                assert!(
+                    !x.starts_with(&y) && !y.starts_with(&x),
+                    "{} and {} overlap",
+                    a.prefix,
+                    b.prefix
+                );
+            }
+        }
+        for root in StreamRoot::ALL {
+            assert!(AREAS.iter().any(|a| a.prefix == root.prefix()));
+        }
+    }
+
+    /// FORMAT.md's bucket layout names every area, in use or reserved, so the documentation
+    /// cannot forget one this module knows.
+    #[test]
+    fn format_md_documents_every_area() {
+        let doc = include_str!("../FORMAT.md");
+        let section = doc
+            .split("## Bucket layout")
+            .nth(1)
+            .expect("FORMAT.md has a Bucket layout section");
+        for area in AREAS {
+            assert!(
+                section.contains(&format!("`{}/", area.prefix)),
+                "FORMAT.md's bucket layout does not mention `{}/`",
+                area.prefix
+            );
+        }
+    }
+
+    #[test]
+    fn stream_objects_are_named_under_their_root() {
+        let id: SessionId = "01a24188-c0a8-7343-97fb-44af079b3d28".parse().unwrap();
+        let audit = StreamDir::for_class(StreamClass::AuditStream, id);
+        assert_eq!(
+            audit.chunk(7),
+            "audit/01a24188-c0a8-7343-97fb-44af079b3d28/chunks/00000000000000000007"
+        );
+        assert_eq!(
+            audit.seal(),
+            "audit/01a24188-c0a8-7343-97fb-44af079b3d28/seal.json"
+        );
+        let session = StreamDir::for_class(StreamClass::Session, id);
+        assert_eq!(session, StreamDir::session(id));
+        assert_eq!(
+            meta(id),
+            "sessions/01a24188-c0a8-7343-97fb-44af079b3d28/meta.json"
+        );
+        assert_eq!(session.to_string(), session.dir());
+        assert_eq!(jit_decision("x"), "x/decision.json");
     }
 }

@@ -1,8 +1,9 @@
 //! The kubetape recording format (this crate writes v2 and reads v1 and v2): what a session is
 //! on disk, and how it is written, read and verified.
 //!
-//! A session is a handful of objects under `sessions/<id>/` (see [`layout`]): plaintext metadata,
-//! a wrapped data key, a chain of encrypted and signed chunks, and a signed seal. The format's
+//! A session is a handful of objects under `sessions/<id>/` (an audit stream: `audit/<id>/`; see
+//! [`layout`], which owns every prefix of the bucket): plaintext metadata, a wrapped data key, a
+//! chain of encrypted and signed chunks, and a signed seal. The format's
 //! design note, with byte layouts, is `FORMAT.md` beside this crate's `Cargo.toml`; the layouts
 //! are repeated where the code is ([`chunk`], [`event`], [`keys`], [`seal`]).
 //!
@@ -20,11 +21,14 @@
 //! - [`varint`], [`event`]: the event model and its compact framing;
 //! - [`chunk`]: the frozen chunk header, sealing and opening chunks, chain digests;
 //! - [`keys`]: keyring, data keys, wrapping, signing keys;
-//! - [`session`]: ids and metadata; [`layout`]: object names; [`seal`]: end-of-session seals;
+//! - [`session`]: ids, metadata, stream kinds and their classes ([`StreamClass`]);
+//! - [`layout`]: every prefix of the bucket and every object name; [`seal`]: end-of-session seals;
+//! - [`time`]: the wall clock in the format's unit (µs since the Unix epoch);
 //! - [`builder`]: events → chunks under a flush policy (sync, no I/O);
 //! - [`verify`]: precise damage reports (sync, no I/O);
 //! - [`audit`]: the gateway's audit record, carried by audit streams;
-//! - [`store`] (feature `store`): object-store I/O — recorder, reader, catalog, verification.
+//! - [`store`] (feature `store`): object-store I/O — recorder, reader, catalog, verification, and
+//!   [`store::ledger`], the create-only ledgers (JIT, revocations, holds to come).
 
 pub mod aead;
 pub mod audit;
@@ -37,6 +41,7 @@ pub mod keys;
 pub mod layout;
 pub mod seal;
 pub mod session;
+pub mod time;
 pub mod varint;
 pub mod verify;
 
@@ -52,5 +57,5 @@ pub use chunk::{ChainDigest, ChunkError, ChunkHeader, SealedChunk};
 pub use event::{Direction, Event, EventKind, Stream};
 pub use keys::{DataKey, KeyError, Keyring, PublicKey, SigningKey};
 pub use seal::{ExitInfo, SealPayload, SealState, StreamBytes};
-pub use session::{Identity, SessionId, SessionKind, SessionMeta, Target, TermSize};
+pub use session::{Identity, SessionId, SessionKind, SessionMeta, StreamClass, Target, TermSize};
 pub use verify::{Damage, Report, SessionState, Verifier};

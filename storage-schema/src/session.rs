@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+use crate::time::unix_micros_now;
+
 /// A session id: a UUIDv7, so ids sort by start time as text and as bytes.
 #[derive(
     Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
@@ -138,6 +140,38 @@ pub enum SessionKind {
     Audit,
 }
 
+impl SessionKind {
+    /// What readers make of a stream of this kind. Every reader that must tell sessions from
+    /// other streams asks this, and nothing else: a new kind picks its class here once.
+    pub fn class(self) -> StreamClass {
+        match self {
+            SessionKind::Exec
+            | SessionKind::Attach
+            | SessionKind::Debug
+            | SessionKind::PortForward
+            | SessionKind::Local => StreamClass::Session,
+            SessionKind::Audit => StreamClass::AuditStream,
+        }
+    }
+}
+
+/// What a recorded stream is to its readers: which commands show it and which prefix it is
+/// written under ([`crate::layout::StreamRoot::of`]).
+///
+/// Deliberately exhaustive: a new class (port-forward recordings, if they must be listed or
+/// played differently) fails to compile in every `match` until each reader has decided what to
+/// do with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StreamClass {
+    /// A person's or a job's session (exec, attach, debug, port-forward, a local recording):
+    /// listed by `ls`, played, searched, exported.
+    Session,
+    /// A gateway's audit log, one record per request: read by `kubetape audit`, checked by
+    /// `verify --all`, never listed, played or searched as a session.
+    AuditStream,
+}
+
 /// Terminal size in character cells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TermSize {
@@ -171,6 +205,11 @@ pub struct SessionMeta {
 }
 
 impl SessionMeta {
+    /// The class of this stream (see [`SessionKind::class`]).
+    pub fn class(&self) -> StreamClass {
+        self.kind.class()
+    }
+
     /// Metadata for a new session; the keys are filled in by the writer from the keyring.
     pub fn new(
         kind: SessionKind,
@@ -198,18 +237,4 @@ impl SessionMeta {
             extra: BTreeMap::new(),
         }
     }
-}
-
-/// Microseconds since the Unix epoch, now.
-pub fn unix_micros_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
-}
-
-/// Formats Unix microseconds as RFC 3339 (UTC, seconds).
-pub fn format_unix_micros(us: u64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_micros(us);
-    humantime::format_rfc3339_seconds(t).to_string()
 }

@@ -6,6 +6,7 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use storage_schema::layout;
 use storage_schema::seal::SealError;
 use storage_schema::store::{KeySource, SessionReader, VerifyError, verify_session};
 use storage_schema::{Damage, KeyError, Keyring, PublicKey, SessionId, SessionState};
@@ -39,21 +40,17 @@ impl Fixture {
         f
     }
 
-    fn dir(&self, id: SessionId) -> PathBuf {
-        self.ts
-            .root
-            .as_ref()
-            .unwrap()
-            .join("sessions")
-            .join(id.to_string())
+    /// `key` in the file store.
+    fn path(&self, key: &str) -> PathBuf {
+        self.ts.root.as_ref().unwrap().join(key)
     }
 
     fn chunk(&self, id: SessionId, seq: u64) -> PathBuf {
-        self.dir(id).join("chunks").join(format!("{seq:020}"))
+        self.path(&layout::chunk(id, seq))
     }
 
     fn chunk_files(&self, id: SessionId) -> Vec<PathBuf> {
-        fs::read_dir(self.dir(id).join("chunks"))
+        fs::read_dir(self.path(&layout::chunks_dir(id)))
             .unwrap()
             .map(|e| e.unwrap().path())
             .collect()
@@ -79,8 +76,7 @@ impl Fixture {
 
     fn signing_id(&self) -> String {
         let meta: serde_json::Value =
-            serde_json::from_slice(&fs::read(self.dir(self.id).join("meta.json")).unwrap())
-                .unwrap();
+            serde_json::from_slice(&fs::read(self.path(&layout::meta(self.id))).unwrap()).unwrap();
         meta["keys"]["signing"].as_str().unwrap().to_string()
     }
 
@@ -157,7 +153,7 @@ async fn signature_bit_flip() {
 #[tokio::test]
 async fn seal_bit_flip() {
     let f = Fixture::new().await;
-    let path = f.dir(f.id).join("seal.json");
+    let path = f.path(&layout::seal(f.id));
     let text = fs::read_to_string(&path).unwrap();
     // Change one hex digit of the recorded final digest inside the signed payload.
     let at = text.find("final_digest").unwrap() + "final_digest\\\":\\\"".len() + 3;
@@ -225,11 +221,7 @@ async fn chunk_spliced_from_another_session() {
 #[tokio::test]
 async fn seal_replaced_by_another_sessions() {
     let f = Fixture::new().await;
-    fs::copy(
-        f.dir(f.other).join("seal.json"),
-        f.dir(f.id).join("seal.json"),
-    )
-    .unwrap();
+    fs::copy(f.path(&layout::seal(f.other)), f.path(&layout::seal(f.id))).unwrap();
     assert_eq!(
         f.damage().await,
         vec![Damage::SealForeign { owner: f.other }]
@@ -239,7 +231,7 @@ async fn seal_replaced_by_another_sessions() {
 #[tokio::test]
 async fn metadata_altered() {
     let f = Fixture::new().await;
-    let path = f.dir(f.id).join("meta.json");
+    let path = f.path(&layout::meta(f.id));
     let text = fs::read_to_string(&path)
         .unwrap()
         .replace("alice@example.com", "mallory@example.com");

@@ -39,14 +39,14 @@
 //! - `KUBETAPE_BENCH_KUBECTL` the kubectl used for `kubectl proxy` (default the SDK's 1.33)
 //! - `KUBETAPE_BENCH_ALLOW_STALE=1` run binaries older than their sources (with a warning)
 
-use std::io::{BufRead as _, BufReader, Write as _};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt as _, Stream, StreamExt as _};
 use kube::api::AttachParams;
-use tests::Cluster;
+use tests::{Cluster, Proc};
 use tokio_tungstenite::tungstenite::{self, Message};
 
 const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
@@ -57,13 +57,7 @@ const BINARIES: [(&str, &[&str]); 2] = [
     ("kubetape-sandbox", &["proto", "sandbox"]),
     (
         "kubetape-gateway",
-        &[
-            "proto",
-            "storage-schema",
-            "transcript",
-            "sandbox",
-            "gateway",
-        ],
+        &["proto", "storage-schema", "transcript", "gateway"],
     ),
 ];
 
@@ -477,58 +471,15 @@ async fn client_from_kubeconfig(path: &Path) -> kube::Client {
     kube::Client::try_from(config).expect("kube client")
 }
 
-/// A server process the benchmark started; killed on drop.
-#[derive(Debug)]
-struct Server {
-    child: Child,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Spawns `cmd` and waits (at most 30 s) for an output line containing `ready`, which it
-/// returns; all output goes on being written to `log`.
-fn spawn_ready(mut cmd: Command, ready: &str, log: &Path) -> (Server, String) {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let file = std::fs::File::create(log).expect("log file");
-    let outputs: [Box<dyn std::io::Read + Send>; 2] = [
-        Box::new(child.stdout.take().expect("stdout")),
-        Box::new(child.stderr.take().expect("stderr")),
-    ];
-    for output in outputs {
-        let (tx, mut file) = (tx.clone(), file.try_clone().expect("log file"));
-        std::thread::spawn(move || {
-            for line in BufReader::new(output).lines().map_while(Result::ok) {
-                let _ = writeln!(file, "{line}");
-                let _ = tx.send(line);
-            }
-        });
-    }
-    let server = Server { child };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(line) if line.contains(ready) => return (server, line),
-            Ok(_) => {}
-            Err(_) => panic!(
-                "{cmd:?} never printed {ready:?}; log:\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            ),
-        }
-    }
+/// returns with the process (killed on drop); all output goes on being written to `log`.
+fn spawn_ready(cmd: Command, ready: &str, log: &Path) -> (Proc, String) {
+    test_support::spawn_until(cmd, ready, log.to_owned(), Duration::from_secs(30))
 }
 
 /// `kubectl proxy` on the sandbox's kubeconfig, exec/attach allowed (they are rejected by
 /// default); returns it and its `http://` URL.
-fn kubectl_proxy(cluster: &Cluster, kubectl: &Path) -> (Server, String) {
+fn kubectl_proxy(cluster: &Cluster, kubectl: &Path) -> (Proc, String) {
     assert!(
         kubectl.is_file(),
         "{} not found (set KUBETAPE_BENCH_KUBECTL)",
@@ -545,7 +496,7 @@ fn kubectl_proxy(cluster: &Cluster, kubectl: &Path) -> (Server, String) {
 /// A second gateway like the harness's but with `extra` lines in its `[recording]` table (to
 /// measure what a recording policy costs); returns it and a kubeconfig for it, made from
 /// `kubeconfig` (the harness gateway's, with the bench token).
-fn tuned_gateway(cluster: &Cluster, extra: &str, kubeconfig: &Path) -> (Server, PathBuf) {
+fn tuned_gateway(cluster: &Cluster, extra: &str, kubeconfig: &Path) -> (Proc, PathBuf) {
     let base = std::fs::read_to_string(cluster.root().join("gateway.toml")).expect("gateway.toml");
     // A key given in `extra` replaces the harness's (e.g. `store`).
     let keys: Vec<&str> = extra

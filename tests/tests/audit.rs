@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use storage_schema::layout::AUDIT;
 use tests::{Cluster, Kubectl, run};
 
 const CI_USER: &str = "ci:deploy-staging";
@@ -229,7 +230,8 @@ fn every_request_is_audited_with_identity_and_ci_claims() {
     assert_eq!(code, Some(0), "{verdicts}");
     let stream = stored[0]["gateway"].as_str().unwrap().to_string();
     assert!(!stream.is_empty());
-    let audit_ids: Vec<String> = std::fs::read_dir(cluster.root().join("store/sessions"))
+    // Audit streams have a prefix of their own (`storage_schema::layout`).
+    let audit_ids: Vec<String> = std::fs::read_dir(cluster.root().join("store").join(AUDIT))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|id| id != session)
@@ -246,7 +248,7 @@ fn every_request_is_audited_with_identity_and_ci_claims() {
     // Tampering: one flipped bit in the first chunk's body.
     let chunk = cluster
         .root()
-        .join(format!("store/sessions/{audit_id}/chunks/{:020}", 0));
+        .join(format!("store/{AUDIT}/{audit_id}/chunks/{:020}", 0));
     let mut bytes = std::fs::read(&chunk).unwrap();
     let i = 100.min(bytes.len() - 1);
     bytes[i] ^= 0x01;
@@ -280,7 +282,7 @@ fn every_request_is_audited_with_identity_and_ci_claims() {
     // A seal that does not verify proves nothing: the stream is read, the damage reported.
     let seal = cluster
         .root()
-        .join(format!("store/sessions/{audit_id}/seal.json"));
+        .join(format!("store/{AUDIT}/{audit_id}/seal.json"));
     let mut envelope: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&seal).unwrap()).unwrap();
     let signature = envelope["signature"].as_str().unwrap();
@@ -316,12 +318,12 @@ fn fail_closed_gateway_refuses_while_the_audit_log_is_down() {
     };
     assert_eq!(get(&kc_strict).0, Some(0));
 
-    // Break the store: the sessions directory becomes a file (the gateways already opened
-    // their audit streams there, so their next chunk upload fails).
-    let sessions = cluster.root().join("store/sessions");
-    let moved = cluster.root().join("store/sessions.moved");
-    std::fs::rename(&sessions, &moved).unwrap();
-    std::fs::write(&sessions, b"not a directory").unwrap();
+    // Break the store: the audit streams' directory becomes a file (the gateways already
+    // opened their audit streams there, so their next chunk upload fails).
+    let audit_dir = cluster.root().join("store").join(AUDIT);
+    let moved = cluster.root().join(format!("store/{AUDIT}.moved"));
+    std::fs::rename(&audit_dir, &moved).unwrap();
+    std::fs::write(&audit_dir, b"not a directory").unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (code, err) = get(&kc_strict);
@@ -338,8 +340,8 @@ fn fail_closed_gateway_refuses_while_the_audit_log_is_down() {
     assert!(log.contains("AUDIT LOG CANNOT BE WRITTEN"), "{log}");
 
     // Repair it: the strict gateway opens a new stream and serves again.
-    std::fs::remove_file(&sessions).unwrap();
-    std::fs::rename(&moved, &sessions).unwrap();
+    std::fs::remove_file(&audit_dir).unwrap();
+    std::fs::rename(&moved, &audit_dir).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (code, err) = get(&kc_strict);

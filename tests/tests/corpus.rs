@@ -16,9 +16,6 @@
 //! (and checks no bar);
 //! `KT_CORPUS_DUMP=1` writes every recording as text to `target/tmp/corpus/`.
 
-#[path = "common/tmux.rs"]
-mod tmux;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -28,8 +25,8 @@ use serde::Deserialize;
 use storage_schema::commands::{CommandEntry, EntryKind};
 use storage_schema::store::{SessionReader, Store};
 use storage_schema::{Event, EventKind, Keyring, Stream};
+use test_support::Tmux;
 use tests::{Cluster, Kubectl};
-use tmux::Tmux;
 
 /// Precision and recall over the whole corpus must reach this.
 const BAR: f64 = 0.97;
@@ -192,7 +189,7 @@ impl Expect {
 
     fn matches(&self, got: &CommandEntry) -> bool {
         got.kind == self.kind()
-            && got.text.as_deref().unwrap_or("") == self.text()
+            && got.shown_text().unwrap_or("") == self.text()
             && (self.exit.is_none() || got.exit_code == self.exit)
             && (self.cwd.is_none() || got.cwd == self.cwd)
             && (self.typed.is_none() || got.typed == self.typed)
@@ -217,11 +214,7 @@ impl Expect {
 }
 
 fn show(got: &CommandEntry) -> String {
-    let mut s = format!(
-        "{}: {:?}",
-        got.kind.name(),
-        got.text.as_deref().unwrap_or("")
-    );
+    let mut s = format!("{}: {:?}", got.kind.name(), got.shown_text().unwrap_or(""));
     if let Some(t) = &got.typed {
         s.push_str(&format!(" typed {t:?}"));
     }
@@ -418,7 +411,7 @@ impl Driver<'_> {
                 match case.typing {
                     Typing::Burst => {
                         self.tmux
-                            .run(&["send-keys", "-t", name, "-l", &literal(text)])
+                            .run(&["send-keys", "-t", name, "-l", &literal(text)]);
                     }
                     Typing::Human => {
                         for c in text.chars() {
@@ -706,7 +699,7 @@ fn extraction_corpus() {
                 ahead_expected += 1;
                 // Counted as found when any entry, of any kind, has its text.
                 if entries.iter().any(|g| {
-                    g.text.as_deref() == Some(e.text())
+                    g.shown_text() == Some(e.text())
                         || (e.kind() == EntryKind::Redacted && g.redacted)
                 }) {
                     ahead_found += 1;
@@ -968,7 +961,7 @@ fn non_tty_exec_script() {
             .unwrap();
         transcript::extract(reader.meta(), &events)
     });
-    let texts: Vec<&str> = got.iter().filter_map(|c| c.text.as_deref()).collect();
+    let texts: Vec<&str> = got.iter().filter_map(|c| c.shown_text()).collect();
     assert_eq!(
         texts,
         [

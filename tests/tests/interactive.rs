@@ -2,13 +2,10 @@
 //! tmux: prompt, typed command and its output, a window resize reaching the pod, the exit code,
 //! and all of it in the recording.
 
-#[path = "common/tmux.rs"]
-mod tmux;
-
 use storage_schema::store::{SessionReader, Store};
 use storage_schema::{EventKind, Keyring};
+use test_support::Tmux;
 use tests::{Cluster, Kubectl};
-use tmux::Tmux;
 
 fn interactive_session(version: Kubectl) {
     let Some(kubectl) = version.path() else {

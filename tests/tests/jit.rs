@@ -1,4 +1,4 @@
-//! Just-in-time elevation end to end, with real kubectl and the `kubetape` CLI: denied →
+//! Just-in-time access end to end, with real kubectl and the `kubetape` CLI: denied →
 //! request → self-approval refused → approval by someone else → exec works → the grant expires:
 //! the next request is denied and the live session opened under it is ended with a message.
 //! Two gateway processes share the store and agree throughout.
@@ -282,7 +282,7 @@ fn request_approve_exec_expire() {
 }
 
 /// Revoking a user cancels their grants: lifting the revocation restores their own bindings
-/// (staging), not the elevation approved before it (prod).
+/// (staging), not the grant approved before it (prod).
 #[test]
 fn revocation_cancels_grants_for_good() {
     let Some(kubectl) = Kubectl::V1_33.path() else {

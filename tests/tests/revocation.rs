@@ -3,16 +3,13 @@
 //! requests are refused with 403 although their token is still valid, lifting restores access,
 //! and the admin API route does the same for members of the admin groups only.
 
-#[path = "common/tmux.rs"]
-mod tmux;
-
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use storage_schema::store::{SessionReader, Store};
 use storage_schema::{EventKind, Keyring};
+use test_support::Tmux;
 use tests::{Cluster, Kubectl, run};
-use tmux::Tmux;
 
 fn now_ns() -> u128 {
     SystemTime::now()

@@ -2,13 +2,10 @@
 //! `kubetape search` seconds after the session ends, with the right session, offset and target;
 //! a password typed at a no-echo prompt is in no search output.
 
-#[path = "common/tmux.rs"]
-mod tmux;
-
 use std::time::{Duration, Instant};
 
+use test_support::Tmux;
 use tests::{Cluster, Kubectl, run};
-use tmux::Tmux;
 
 const SECRET: &str = "s3cr3t-Passw0rd-42";
 

@@ -52,7 +52,10 @@ fn a_stream_that_cannot_be_recorded_is_refused() {
     let cluster = Cluster::start();
     let kc = cluster.kubeconfig("alice@example.com", &["developers"]);
     // Make the store unwritable for new sessions: its `sessions` directory becomes a file.
-    let sessions = cluster.root().join("store/sessions");
+    let sessions = cluster
+        .root()
+        .join("store")
+        .join(storage_schema::layout::SESSIONS);
     let _ = std::fs::remove_dir_all(&sessions);
     std::fs::create_dir_all(sessions.parent().unwrap()).unwrap();
     std::fs::write(&sessions, b"not a directory").unwrap();

@@ -395,7 +395,7 @@ fn main() {
     let took = t.elapsed();
     let typed = commands
         .iter()
-        .filter(|c| c.text.as_deref() == Some("kubectl get pods -A"))
+        .filter(|c| c.text == "kubectl get pods -A")
         .count();
     println!(
         "extract: {} commands ({typed} as typed) in {took:.1?} ({:.0} MB/s of output)",

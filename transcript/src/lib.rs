@@ -10,7 +10,8 @@
 //!   alternate-screen flag, a formatted dump for renderers.
 //! - [`seek`]: [`SeekIndex`], keyframes built in one pass over a session's chunks; `seek(t)` =
 //!   nearest keyframe ≤ t + replay of the short tail.
-//! - [`extract`]: [`CommandExtractor`] → [`CommandEntry`]s (the commands object's own type):
+//! - [`extract`]: [`CommandExtractor`] → [`CommandEntry`]s (the recording format's own type,
+//!   `storage_schema::commands`):
 //!   TTY sessions from the echoed screen, every line typed accounted for as a command, input to
 //!   a program, redacted no-echo input or an aborted line (the shell's prompt learned from the
 //!   session, OSC 133/7 used when the shell emits them, type-ahead attributed to whoever read
@@ -62,7 +63,7 @@ mod observer;
 pub mod seek;
 pub mod term;
 
-pub use extract::{Command, CommandEntry, CommandExtractor, EntryKind, extract};
+pub use extract::{CommandEntry, CommandExtractor, EntryKind, extract};
 pub use seek::{Position, SeekConfig, SeekError, SeekInProgress, SeekIndex, Seeked};
 pub use term::{Terminal, is_vt100_panic, quiet_vt100_panics};
 /// The emulator behind [`Terminal::screen`], re-exported so renderers name its cell and colour

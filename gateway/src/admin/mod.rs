@@ -9,16 +9,18 @@
 //! | POST | `/kubetape/v1/requests/{id}/approve` | approve (approver groups, never one's own) |
 //! | POST | `/kubetape/v1/requests/{id}/deny` | deny, optional `{reason}` |
 //!
-//! Errors are Kubernetes `Status` objects, like the gateway's other refusals, so clients print
-//! one kind of message.
+//! The bodies are [`proto::admin`]'s types, which the `kubetape` CLI reads too. Errors are
+//! Kubernetes `Status` objects, like the gateway's other refusals, so clients print one kind of
+//! message.
 
 mod requests;
 
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
+use proto::admin::Decision;
 
 use crate::authn::Identity;
-use crate::server::State;
+use crate::state::State;
 use crate::status::{self, Body};
 
 /// Where the admin API lives.
@@ -53,20 +55,21 @@ pub async fn handle(
         .unwrap_or_default()
         .split('/')
         .collect();
-    match (&method, segments.as_slice()) {
-        (&Method::POST, ["requests"]) => requests::create(state, who, &body).await,
-        (&Method::GET, ["requests"]) => requests::list(state, who).await,
-        (&Method::POST, ["requests", id, "approve"]) => {
-            requests::decide(state, who, id, true, &body).await
-        }
-        (&Method::POST, ["requests", id, "deny"]) => {
-            requests::decide(state, who, id, false, &body).await
-        }
-        _ => status::respond(
+    let no_route = || {
+        status::respond(
             StatusCode::NOT_FOUND,
             "NotFound",
             format!("kubetape: no admin API route {method} {path}"),
-        ),
+        )
+    };
+    match (&method, segments.as_slice()) {
+        (&Method::POST, ["requests"]) => requests::create(state, who, &body).await,
+        (&Method::GET, ["requests"]) => requests::list(state, who).await,
+        (&Method::POST, ["requests", id, verb]) => match Decision::from_segment(verb) {
+            Some(decision) => requests::decide(state, who, id, decision, &body).await,
+            None => no_route(),
+        },
+        _ => no_route(),
     }
 }
 

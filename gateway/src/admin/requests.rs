@@ -1,70 +1,27 @@
-//! Access requests: create, list, approve, deny. The rules that make elevation safe live here:
+//! Access requests: create, list, approve, deny. The rules that make just-in-time access safe
+//! live here:
 //! only requestable roles, only in namespaces the role covers, never longer than the role's
 //! `max_ttl`, decided only by members of the role's approver groups, and never by the requester.
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use http::{Response, StatusCode};
-use serde::{Deserialize, Serialize};
+use proto::admin::{
+    AccessRequestList, AccessRequestState, AccessRequestView, Decision, DecisionBody,
+    NewAccessRequest,
+};
+use storage_schema::time::format_unix_micros;
 
 use super::json;
 use crate::authn::Identity;
 use crate::jit::{self, AccessRequest, Entry, JitError, Verdict};
-use crate::server::State;
+use crate::state::State;
 use crate::status::{self, Body};
-
-/// `POST /kubetape/v1/requests`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewRequest {
-    role: String,
-    namespace: String,
-    reason: String,
-    /// `30m`, `2h`, …
-    ttl: String,
-}
-
-/// `POST …/approve|deny` (the body may be empty).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DecisionBody {
-    #[serde(default)]
-    reason: String,
-}
-
-/// A request as the API shows it.
-#[derive(Debug, Serialize)]
-struct View {
-    id: String,
-    user: String,
-    role: String,
-    namespace: String,
-    reason: String,
-    ttl: String,
-    requested_at: String,
-    /// `pending`, `approved` (a live grant), `expired`, `denied`, `abandoned` (never decided).
-    state: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    decided_by: Option<String>,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    decision_reason: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    expires_at: Option<String>,
-    /// The caller made it.
-    mine: bool,
-    /// The caller may approve or deny it now.
-    can_decide: bool,
-}
-
-#[derive(Debug, Serialize)]
-struct ListView {
-    requests: Vec<View>,
-}
 
 const MAX_REASON: usize = 1024;
 
 pub(super) async fn create(state: &State, who: &Identity, body: &[u8]) -> Response<Body> {
-    let new: NewRequest = match serde_json::from_slice(body) {
+    let new: NewAccessRequest = match serde_json::from_slice(body) {
         Ok(n) => n,
         Err(e) => {
             return status::bad_request(format!(
@@ -169,14 +126,14 @@ pub(super) async fn list(state: &State, who: &Identity) -> Response<Body> {
         .map(|e| view(state, who, e))
         .filter(|v| v.mine || v.can_decide)
         .collect();
-    json(StatusCode::OK, &ListView { requests })
+    json(StatusCode::OK, &AccessRequestList { requests })
 }
 
 pub(super) async fn decide(
     state: &State,
     who: &Identity,
     id: &str,
-    approve: bool,
+    decision: Decision,
     body: &[u8],
 ) -> Response<Body> {
     let not_found = || {
@@ -186,7 +143,7 @@ pub(super) async fn decide(
             format!("kubetape: no access request {id:?}"),
         )
     };
-    let decision: DecisionBody = if body.iter().all(u8::is_ascii_whitespace) {
+    let body: DecisionBody = if body.iter().all(u8::is_ascii_whitespace) {
         DecisionBody::default()
     } else {
         match serde_json::from_slice(body) {
@@ -194,7 +151,7 @@ pub(super) async fn decide(
             Err(e) => return status::bad_request(format!("kubetape: {{\"reason\"}}: {e}")),
         }
     };
-    if decision.reason.len() > MAX_REASON || decision.reason.chars().any(char::is_control) {
+    if body.reason.len() > MAX_REASON || body.reason.chars().any(char::is_control) {
         return status::bad_request(format!(
             "kubetape: the reason must be one line of at most {MAX_REASON} bytes"
         ));
@@ -207,7 +164,8 @@ pub(super) async fn decide(
         Ok(None) => return not_found(),
         Err(e) => return status::unavailable(format!("kubetape: cannot read the request: {e}")),
     };
-    let verb = if approve { "approve" } else { "deny" };
+    let verb = decision.as_str();
+    let approve = decision == Decision::Approve;
     // Separation of duties: whatever groups the requester is in.
     if entry.request.user == who.user {
         return status::forbidden(format!(
@@ -251,7 +209,7 @@ pub(super) async fn decide(
     let verdict = Verdict {
         approved: approve,
         by: who.user.clone(),
-        reason: decision.reason,
+        reason: body.reason,
         at_us: jit::now_us(),
     };
     match state.jit.decide(id, &verdict).await {
@@ -294,7 +252,7 @@ fn already_decided(id: &str, v: &Verdict) -> Response<Body> {
     )
 }
 
-fn view(state: &State, who: &Identity, entry: &Entry) -> View {
+fn view(state: &State, who: &Identity, entry: &Entry) -> AccessRequestView {
     let r = &entry.request;
     let grant = entry.grant();
     let state_name = entry.state(jit::now_us());
@@ -306,29 +264,36 @@ fn view(state: &State, who: &Identity, entry: &Entry) -> View {
             .current()
             .role(&r.role)
             .is_some_and(|role| role.requestable && role.may_approve(who));
-    View {
+    AccessRequestView {
         id: r.id.clone(),
         user: r.user.clone(),
         role: r.role.clone(),
         namespace: r.namespace.clone(),
         reason: r.reason.clone(),
         ttl: humantime::format_duration(Duration::from_secs(r.ttl_secs)).to_string(),
-        requested_at: rfc3339(r.created_at_us),
-        state: state_name.name(),
+        requested_at: format_unix_micros(r.created_at_us),
+        state: wire_state(state_name),
         decided_by: entry.verdict.as_ref().map(|v| v.by.clone()),
         decision_reason: entry
             .verdict
             .as_ref()
             .map(|v| v.reason.clone())
             .unwrap_or_default(),
-        expires_at: grant.map(|g| rfc3339(g.expires_at_us)),
+        expires_at: grant.map(|g| format_unix_micros(g.expires_at_us)),
         mine,
         can_decide,
     }
 }
 
-fn rfc3339(us: u64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_micros(us)).to_string()
+/// The API's name for a request's state (a new state in `jit` must be given one here).
+fn wire_state(state: jit::State) -> AccessRequestState {
+    match state {
+        jit::State::Pending => AccessRequestState::Pending,
+        jit::State::Approved => AccessRequestState::Approved,
+        jit::State::Denied => AccessRequestState::Denied,
+        jit::State::Expired => AccessRequestState::Expired,
+        jit::State::Abandoned => AccessRequestState::Abandoned,
+    }
 }
 
 /// A Kubernetes namespace name (an RFC 1123 label).

@@ -3,11 +3,13 @@
 //!
 //! - **stdout**, one JSON line per record, for log collectors (a dedicated thread; a stalled
 //!   reader costs dropped lines, counted and reported, never a stalled gateway);
-//! - **the object store**, as an *audit stream*: a session of kind `audit` written by the same
+//! - **the object store**, as an *audit stream*: a stream of kind `audit` written by the same
 //!   recorder as terminal sessions, so it is append-only, hash-chained, signed and encrypted and
-//!   `kubetape verify` / `kubetape audit` check it. Records reach the store within the flush
-//!   interval (≤ 1 s); a stream is sealed every `rotate_secs` (an hour) and at shutdown, and the
-//!   next record opens a new one.
+//!   `kubetape verify` / `kubetape audit` check it. Its class puts it under `audit/<id>/`, apart
+//!   from sessions (`storage_schema::layout`; older gateways wrote it under `sessions/`, where
+//!   readers still find it). Records reach the store within the flush interval (≤ 1 s); a
+//!   stream is sealed every `rotate_secs` (an hour) and at shutdown, and the next record opens a
+//!   new one.
 //!
 //! ```text
 //! handle() ──emit()──► [bounded queue] ──► writer task ──► Recorder (audit stream) ──► store
@@ -28,6 +30,7 @@
 //! lost, as with recordings.
 
 pub mod request;
+pub mod unauthenticated;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -146,6 +149,12 @@ impl Default for Outcome {
 }
 
 impl Outcome {
+    /// Marks the request allowed by `rule`.
+    pub fn allow(&mut self, rule: impl Into<String>) {
+        self.decision = AuditDecision::Allow;
+        self.rule = Some(rule.into());
+    }
+
     /// Marks the request denied with `rule` and the message the client got.
     pub fn deny(&mut self, rule: impl Into<String>, reason: impl Into<String>) {
         self.decision = AuditDecision::Deny;
@@ -421,7 +430,8 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use storage_schema::store::{SessionReader, list_sessions, verify_session};
+    use storage_schema::layout::{StreamDir, StreamRoot};
+    use storage_schema::store::{SessionReader, list_audit_streams, list_sessions, verify_session};
 
     fn record(n: u16) -> AuditRecord {
         AuditRecord {
@@ -473,8 +483,14 @@ mod tests {
             log.emit(&record(n)).await;
         }
         log.shutdown(Duration::from_secs(10)).await;
-        let ids = list_sessions(&store).await.unwrap();
-        assert_eq!(ids.len(), 1);
+        assert!(
+            list_sessions(&store).await.unwrap().is_empty(),
+            "an audit stream is not a session"
+        );
+        let streams = list_audit_streams(&store).await.unwrap().streams;
+        assert_eq!(streams.len(), 1);
+        assert_eq!(streams[0].root(), StreamRoot::Audit);
+        let ids: Vec<_> = streams.iter().map(StreamDir::id).collect();
         let report = verify_session(
             &store,
             ids[0],

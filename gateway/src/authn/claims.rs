@@ -24,6 +24,9 @@ pub struct Identity {
     pub claims: BTreeMap<String, String>,
     /// The token's `exp`: nothing it authorizes should outlive it.
     pub expires_at: SystemTime,
+    /// How long a stream it opened may outlive `expires_at` (the issuer's skew plus its
+    /// `session_grace_secs`).
+    pub session_grace: Duration,
 }
 
 /// Checks the registered claims of a token whose signature has been verified, then maps it.
@@ -47,6 +50,12 @@ pub(crate) fn check_and_map(
         if numeric_date(claims, name)?.is_some_and(|t| t > now.saturating_add(skew)) {
             return Err(AuthError::NotYetValid);
         }
+    }
+    // From when it was issued, or (without `iat`) from now: either way no further out than allowed.
+    let issued = numeric_date(claims, "iat")?.unwrap_or(now).min(now);
+    let lifetime = i64::try_from(cfg.max_token_lifetime_secs).unwrap_or(i64::MAX);
+    if exp.saturating_sub(issued) > lifetime.saturating_add(skew) {
+        return Err(AuthError::LifetimeTooLong(cfg.max_token_lifetime_secs));
     }
     check_audience(cfg, claims)?;
 
@@ -104,6 +113,9 @@ pub(crate) fn check_and_map(
         issuer: cfg.issuer.clone(),
         claims: carried,
         expires_at: UNIX_EPOCH + Duration::from_secs(u64::try_from(exp).unwrap_or(0)),
+        session_grace: Duration::from_secs(
+            cfg.max_skew_secs.saturating_add(cfg.session_grace_secs),
+        ),
     })
 }
 
@@ -189,6 +201,43 @@ mod tests {
     }
 
     #[test]
+    fn tokens_valid_for_longer_than_the_issuer_allows_are_refused() {
+        let c = IssuerConfig {
+            max_token_lifetime_secs: 3600,
+            max_skew_secs: 0,
+            ..cfg()
+        };
+        let day = with(base(), "exp", json!(NOW + 86_400));
+        assert_eq!(
+            check(&c, day.clone()),
+            Err(AuthError::LifetimeTooLong(3600))
+        );
+        // Counted from iat when there is one: an hour-long token issued 30 min ago is fine...
+        let issued = with(
+            with(base(), "iat", json!(NOW - 1800)),
+            "exp",
+            json!(NOW + 1800),
+        );
+        assert!(check(&c, issued).is_ok());
+        // ...but a token issued an hour ago and valid for a day more is not.
+        let stretched = with(
+            with(base(), "iat", json!(NOW - 3600)),
+            "exp",
+            json!(NOW + 86_400),
+        );
+        assert_eq!(check(&c, stretched), Err(AuthError::LifetimeTooLong(3600)));
+        // A future iat cannot shorten the count.
+        let backdated = with(
+            with(base(), "iat", json!(NOW + 86_000)),
+            "exp",
+            json!(NOW + 86_400),
+        );
+        assert!(check(&c, backdated).is_err());
+        let id = check(&c, with(base(), "exp", json!(NOW + 3600))).unwrap();
+        assert_eq!(id.session_grace, Duration::from_secs(3600));
+    }
+
+    #[test]
     fn time_claims_with_skew() {
         let c = cfg(); // 30 s skew
         assert!(check(&c, base()).is_ok());
@@ -202,8 +251,11 @@ mod tests {
             Err(AuthError::Expired)
         );
         assert!(check(&c, with(base(), "exp", json!(NOW as f64 + 0.5))).is_ok());
-        let far = check(&c, with(base(), "exp", json!(1e300))).unwrap();
-        assert!(far.expires_at > SystemTime::now());
+        // Absurdly far: over the issuer's maximum lifetime (below), not an overflow.
+        assert_eq!(
+            check(&c, with(base(), "exp", json!(1e300))),
+            Err(AuthError::LifetimeTooLong(24 * 3600))
+        );
         assert_eq!(
             check(&c, without(base(), "exp")),
             Err(AuthError::MissingClaim("exp".into()))

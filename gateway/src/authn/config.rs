@@ -71,6 +71,18 @@ pub struct IssuerConfig {
     /// rotation) at most this often, so random `kid`s cannot make the gateway hammer the issuer.
     #[serde(default = "default_jwks_min_refresh_secs")]
     pub jwks_min_refresh_secs: u64,
+    /// The longest validity accepted, in seconds: a token whose `exp` lies further than this past its
+    /// `iat` (or, without `iat`, past now) is refused, so a leaked long-lived token is not a standing
+    /// credential. Default: 24 hours.
+    #[serde(default = "default_max_token_lifetime_secs")]
+    pub max_token_lifetime_secs: u64,
+    /// How long a stream (exec, attach, port-forward) may go on after the token that opened it
+    /// expired, in seconds; then it is ended with a message saying so. kubectl cannot present a new
+    /// token to a running stream, and credential plugins hand out cached tokens that may have
+    /// minutes left, so the default is an hour: sessions end at most an hour after their token.
+    /// 0 ends them with the token (plus the skew). A binding's `max_session` bounds them too.
+    #[serde(default = "default_session_grace_secs")]
+    pub session_grace_secs: u64,
 }
 
 /// The largest `max_skew_secs` accepted: more would keep expired tokens alive for long.
@@ -90,6 +102,12 @@ fn default_jwks_ttl_secs() -> u64 {
 }
 fn default_jwks_min_refresh_secs() -> u64 {
     30
+}
+fn default_session_grace_secs() -> u64 {
+    3600
+}
+fn default_max_token_lifetime_secs() -> u64 {
+    24 * 3600
 }
 
 // === impl IssuerConfig ===
@@ -111,6 +129,8 @@ impl IssuerConfig {
             ca_file: None,
             jwks_ttl_secs: default_jwks_ttl_secs(),
             jwks_min_refresh_secs: default_jwks_min_refresh_secs(),
+            max_token_lifetime_secs: default_max_token_lifetime_secs(),
+            session_grace_secs: default_session_grace_secs(),
         }
     }
 

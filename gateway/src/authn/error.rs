@@ -35,6 +35,9 @@ pub enum AuthError {
     /// `exp` is in the past (beyond the tolerated skew).
     #[error("token has expired")]
     Expired,
+    /// `exp` lies further past `iat` (or now) than the issuer's `max_token_lifetime_secs` allows.
+    #[error("token lifetime exceeds the {0} s this gateway accepts from its issuer")]
+    LifetimeTooLong(u64),
     /// `nbf` or `iat` is in the future (beyond the tolerated skew).
     #[error("token is not valid yet")]
     NotYetValid,
@@ -53,6 +56,30 @@ pub enum AuthError {
     /// The issuer's keys could not be loaded; the reason is fixed text (details are logged).
     #[error("signing keys of this issuer are unavailable: {0}")]
     Jwks(&'static str),
+}
+
+impl AuthError {
+    /// A short, fixed name for metrics labels and log fields (a closed set).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::MissingToken => "missing_token",
+            AuthError::Malformed(_) => "malformed",
+            AuthError::UnknownIssuer => "unknown_issuer",
+            AuthError::UnsupportedAlgorithm(_) => "unsupported_algorithm",
+            AuthError::UnknownKey(_) => "unknown_key",
+            AuthError::AmbiguousKey => "ambiguous_key",
+            AuthError::KeyMismatch { .. } => "key_mismatch",
+            AuthError::BadSignature => "bad_signature",
+            AuthError::Expired => "expired",
+            AuthError::LifetimeTooLong(_) => "lifetime_too_long",
+            AuthError::NotYetValid => "not_yet_valid",
+            AuthError::WrongAudience => "wrong_audience",
+            AuthError::MissingClaim(_) => "missing_claim",
+            AuthError::InvalidClaim(_) => "invalid_claim",
+            AuthError::ReservedName(_) => "reserved_name",
+            AuthError::Jwks(_) => "keys_unavailable",
+        }
+    }
 }
 
 /// A rejected authentication configuration (found when the gateway starts).

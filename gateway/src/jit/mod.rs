@@ -1,31 +1,34 @@
 //! Just-in-time elevation: access requests, their approval or denial, and the grants that
 //! follow, kept in the recording object store so every gateway replica sees the same ones.
 //!
-//! # Objects (all create-only, never modified)
+//! # Objects (a create-only ledger: `storage_schema::store::ledger`)
 //! ```text
 //! jit/requests/<id>/request.json    who asks for which role, in which namespace, why, how long
 //! jit/requests/<id>/decision.json   approved or denied, by whom, when
 //! ```
-//! The local filesystem store cannot do conditional updates, so a request's life is two
-//! objects: whoever writes `decision.json` first wins, the others get "already exists"
-//! (exactly one of approve/deny, even across replicas). A grant is an approved request; it
-//! runs from the approval for the requested TTL and then simply stops matching.
+//! (prefix and names from `storage_schema::layout`.) The local filesystem store cannot do
+//! conditional updates, so a request's life is two objects: whoever writes `decision.json`
+//! first wins, the others get "already exists" (exactly one of approve/deny, even across
+//! replicas). A grant is an approved request; it runs from the approval for the requested TTL
+//! and then simply stops matching.
 //!
-//! Gateways cache what they read (objects are immutable, so cached copies never go stale)
-//! and list the prefix again every [`REFRESH`] in the background ([`Jit::spawn_refresh`]),
-//! and at once before answering a would-be denial, so a fresh approval works on the next
-//! request on every replica. Store I/O never happens under the cache's lock: requests read
-//! grants without waiting for a listing.
+//! Gateways cache what they read (objects are immutable, so cached copies never go stale; the
+//! ledger's `Follower` reads only names it has not seen) and list the prefix again every
+//! [`REFRESH`] in the background ([`Jit::spawn_refresh`]), and at once before answering a
+//! would-be denial, so a fresh approval works on the next request on every replica. Store I/O
+//! never happens under the cache's lock: requests read grants without waiting for a listing.
 //!
 //! Only requests that can still matter are listed and cached: those made in the last
 //! [`LISTED_FOR`]. Ids are UUIDv7, so names sort by creation time and the listing starts after
 //! the first id that old (on S3 the store skips the rest itself). Without this every replica
 //! re-read a listing of every request ever made, every second, and kept them all in memory.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+use storage_schema::layout;
+use storage_schema::store::ledger::{self, Follower, Ledger, LedgerError};
 use storage_schema::store::{Store, StoreError};
 
 use crate::authn::Identity;
@@ -35,8 +38,6 @@ pub const REFRESH: Duration = Duration::from_secs(1);
 /// Forced refreshes (on would-be denials) start at least this far apart, and concurrent ones
 /// share one listing, so a flood of denied requests cannot turn into a flood of store listings.
 const MIN_FORCED_REFRESH: Duration = Duration::from_millis(100);
-
-const PREFIX: &str = "jit/requests";
 
 /// A request for a role, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,8 +104,10 @@ pub enum JitError {
     Duplicate(String),
     #[error("access request store: {0}")]
     Store(#[source] StoreError),
-    #[error("access request object {key} is not valid JSON: {reason}")]
+    #[error("access request object {key} is not valid: {reason}")]
     Corrupt { key: String, reason: String },
+    #[error("access request store: {0}")]
+    Ledger(#[source] LedgerError),
 }
 
 /// A request with its decision, if any.
@@ -185,62 +188,60 @@ impl Entry {
     }
 }
 
+/// An object of the JIT ledger, as stored: under `<id>/`, a request and (at most) one decision.
+/// Public for the fuzz target of its decoding (`gateway/fuzz`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    Request(AccessRequest),
+    Decision(Verdict),
+}
+
+impl ledger::Entry for Stored {
+    fn is_entry(name: &str) -> bool {
+        matches!(
+            name.split_once('/'),
+            Some((_, layout::JIT_REQUEST_FILE | layout::JIT_DECISION_FILE))
+        )
+    }
+
+    fn decode(name: &str, bytes: &[u8]) -> Result<Self, String> {
+        match name.split_once('/') {
+            Some((id, layout::JIT_REQUEST_FILE)) => parse_request(id, bytes).map(Stored::Request),
+            Some((_, layout::JIT_DECISION_FILE)) => {
+                ledger::decode_json::<Verdict>(bytes).map(Stored::Decision)
+            }
+            _ => Err("not a request or a decision".into()),
+        }
+    }
+}
+
 /// Requests and grants in the store, with a cache.
 #[derive(Debug)]
 pub struct Jit {
-    store: Store,
-    /// Held only for in-memory lookups and inserts, never across I/O.
-    cache: std::sync::Mutex<Cache>,
+    /// The ledger, and what this replica has read of it (recent requests only: see
+    /// [`LISTED_FOR`]). Its lock is held for in-memory lookups only, never across I/O.
+    ledger: Follower<Stored>,
+    /// When the last listing started (the cache is fresh as of then).
+    refreshed: std::sync::Mutex<Option<Instant>>,
     /// One refresh at a time (a forced one waits for a running one, then usually finds the
     /// cache fresh).
     refreshing: tokio::sync::Mutex<()>,
 }
 
-#[derive(Debug, Default)]
-struct Cache {
-    requests: HashMap<String, AccessRequest>,
-    verdicts: HashMap<String, Verdict>,
-    /// Objects that did not parse: reported once, not re-read on every refresh.
-    bad: HashSet<String>,
-    refreshed: Option<Instant>,
-}
-
-impl Cache {
-    /// Drops requests (and their verdicts, and unreadable keys) whose ids sort before
-    /// `oldest`: the listing no longer reaches them.
-    fn forget_before(&mut self, oldest: &str) {
-        self.requests.retain(|id, _| id.as_str() > oldest);
-        self.verdicts.retain(|id, _| id.as_str() > oldest);
-        let oldest_key = format!("{PREFIX}/{oldest}");
-        self.bad.retain(|key| *key > oldest_key);
-    }
-}
-
-/// The smallest UUIDv7 (as its text) of the millisecond holding `at_us`: every id made at or
-/// after that millisecond sorts after it, and every id made before sorts before.
-fn first_id_at(at_us: u64) -> String {
-    id_at(at_us, [0; 10])
-}
-
-/// The UUIDv7 text of the millisecond holding `at_us`, with `rest` as its counter and random
-/// bits (version and variant bits are set over them).
-fn id_at(at_us: u64, rest: [u8; 10]) -> String {
-    uuid::Builder::from_unix_timestamp_millis(at_us / 1_000, &rest)
-        .into_uuid()
-        .hyphenated()
-        .to_string()
-}
-
-/// Microseconds since the Unix epoch.
-pub fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-}
+pub use storage_schema::time::unix_micros_now as now_us;
 
 /// Whether `id` looks like one of ours (a UUID), before it is used in a store key.
 pub fn valid_id(id: &str) -> bool {
     uuid::Uuid::try_parse(id).is_ok_and(|u| u.hyphenated().to_string() == id)
+}
+
+/// A ledger error as the JIT reports it.
+fn jit_error(e: LedgerError) -> JitError {
+    match e {
+        LedgerError::Store(e) => JitError::Store(e),
+        LedgerError::Decode { key, reason } => JitError::Corrupt { key, reason },
+        other => JitError::Ledger(other),
+    }
 }
 
 // === impl Jit ===
@@ -248,14 +249,14 @@ pub fn valid_id(id: &str) -> bool {
 impl Jit {
     pub fn new(store: Store) -> Jit {
         Jit {
-            store,
-            cache: std::sync::Mutex::new(Cache::default()),
+            ledger: Follower::new(Ledger::new(store, layout::JIT_REQUESTS)),
+            refreshed: std::sync::Mutex::new(None),
             refreshing: tokio::sync::Mutex::new(()),
         }
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
-        self.cache
+    fn refreshed(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.refreshed
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -276,56 +277,46 @@ impl Jit {
 
     /// Stores a new request (its id must be fresh).
     pub async fn create(&self, request: &AccessRequest) -> Result<(), JitError> {
-        let key = format!("{PREFIX}/{}/request.json", request.id);
-        let body = serde_json::to_vec_pretty(request).expect("request serializes");
-        match self.store.put_create(&key, body).await {
+        let name = layout::jit_request(&request.id);
+        match self.ledger.ledger().append(&name, request).await {
             Ok(()) => {}
-            Err(StoreError::AlreadyExists { .. }) => {
+            Err(LedgerError::AlreadyExists { .. }) => {
                 return Err(JitError::Duplicate(request.id.clone()));
             }
-            Err(e) => return Err(JitError::Store(e)),
+            Err(e) => return Err(jit_error(e)),
         }
-        self.cache()
-            .requests
-            .insert(request.id.clone(), request.clone());
+        self.ledger
+            .remember(&name, Stored::Request(request.clone()));
         Ok(())
     }
 
     /// Records the decision on request `id`; exactly one decision ever succeeds.
     pub async fn decide(&self, id: &str, verdict: &Verdict) -> Result<(), JitError> {
-        let key = format!("{PREFIX}/{id}/decision.json");
-        let body = serde_json::to_vec_pretty(verdict).expect("verdict serializes");
-        match self.store.put_create(&key, body).await {
+        let name = layout::jit_decision(id);
+        match self.ledger.ledger().append(&name, verdict).await {
             Ok(()) => {}
-            Err(StoreError::AlreadyExists { .. }) => {
+            Err(LedgerError::AlreadyExists { .. }) => {
                 return Err(JitError::AlreadyDecided(id.to_string()));
             }
-            Err(e) => return Err(JitError::Store(e)),
+            Err(e) => return Err(jit_error(e)),
         }
-        self.cache()
-            .verdicts
-            .insert(id.to_string(), verdict.clone());
+        self.ledger
+            .remember(&name, Stored::Decision(verdict.clone()));
         Ok(())
     }
 
     /// One request, read from the store (not the cache) so a decision made elsewhere shows.
     pub async fn get(&self, id: &str) -> Result<Option<Entry>, JitError> {
-        let read = |name: &'static str| {
-            let key = format!("{PREFIX}/{id}/{name}");
-            async move {
-                match self.store.get_opt(&key).await {
-                    Ok(b) => Ok((key, b)),
-                    Err(e) => Err(JitError::Store(e)),
-                }
-            }
+        let ledger = self.ledger.ledger();
+        let request = match ledger.get::<Stored>(&layout::jit_request(id)).await {
+            Ok(Some(Stored::Request(r))) => r,
+            Ok(_) => return Ok(None),
+            Err(e) => return Err(jit_error(e)),
         };
-        let (key, Some(bytes)) = read("request.json").await? else {
-            return Ok(None);
-        };
-        let request = parse_request(&key, id, &bytes)?;
-        let verdict = match read("decision.json").await? {
-            (key, Some(bytes)) => Some(parse::<Verdict>(&key, &bytes)?),
-            (_, None) => None,
+        let verdict = match ledger.get::<Stored>(&layout::jit_decision(id)).await {
+            Ok(Some(Stored::Decision(v))) => Some(v),
+            Ok(_) => None,
+            Err(e) => return Err(jit_error(e)),
         };
         Ok(Some(Entry { request, verdict }))
     }
@@ -336,7 +327,7 @@ impl Jit {
     pub async fn refresh(&self, force: bool) -> Result<(), JitError> {
         let asked = Instant::now();
         let _one = self.refreshing.lock().await;
-        let last = self.cache().refreshed;
+        let last = *self.refreshed();
         if let Some(last) = last {
             if force {
                 // A listing that started after we asked has everything we could want.
@@ -351,65 +342,36 @@ impl Jit {
             }
         }
         let started = Instant::now();
-        let oldest = first_id_at(now_us().saturating_sub(LISTED_FOR.as_micros() as u64));
-        self.cache().forget_before(&oldest);
-        let listing = self
-            .store
-            .list_after(PREFIX, Some(&oldest))
+        // Only requests that can still matter: names are UUIDv7, so the listing starts at the
+        // first id made LISTED_FOR ago and older entries are forgotten.
+        let oldest = ledger::first_name_at(now_us().saturating_sub(LISTED_FOR.as_micros() as u64));
+        let found = self
+            .ledger
+            .refresh(Some(&oldest))
             .await
-            .map_err(JitError::Store)?;
-        for (name, _) in listing {
-            let Some((id, file)) = name.split_once('/') else {
-                continue;
-            };
-            let key = format!("{PREFIX}/{name}");
-            {
-                let cache = self.cache();
-                let known = match file {
-                    "request.json" => cache.requests.contains_key(id),
-                    "decision.json" => cache.verdicts.contains_key(id),
-                    _ => continue,
-                };
-                if known || cache.bad.contains(&key) {
-                    continue;
-                }
-            }
-            let bytes = match self.store.get_opt(&key).await {
-                Ok(Some(b)) => b,
-                Ok(None) => continue,
-                Err(e) => return Err(JitError::Store(e)),
-            };
-            let mut cache = self.cache();
-            let parsed = if file == "request.json" {
-                parse_request(&key, id, &bytes).map(|r| {
-                    cache.requests.insert(id.to_string(), r);
-                })
-            } else {
-                parse::<Verdict>(&key, &bytes).map(|v| {
-                    cache.verdicts.insert(id.to_string(), v);
-                })
-            };
-            if let Err(e) = parsed {
-                tracing::error!(error = %e, "ignoring an unreadable access request object");
-                cache.bad.insert(key);
-            }
+            .map_err(jit_error)?;
+        for e in found.unreadable {
+            tracing::error!(error = %e, "ignoring an unreadable access request object");
         }
         // Fresh as of when the listing started: anything written after it is not in it.
-        self.cache().refreshed = Some(started);
+        *self.refreshed() = Some(started);
         Ok(())
     }
 
     /// Every request known to the cache, newest first.
     pub fn entries(&self) -> Vec<Entry> {
-        let cache = self.cache();
-        let mut out: Vec<Entry> = cache
-            .requests
-            .values()
-            .map(|r| Entry {
-                request: r.clone(),
-                verdict: cache.verdicts.get(&r.id).cloned(),
-            })
-            .collect();
+        let mut out: Vec<Entry> = self.ledger.with(|objects| {
+            objects
+                .values()
+                .filter_map(|o| match o {
+                    Stored::Request(r) => Some(Entry {
+                        request: r.clone(),
+                        verdict: verdict_of(objects, &r.id),
+                    }),
+                    Stored::Decision(_) => None,
+                })
+                .collect()
+        });
         out.sort_by(|a, b| b.request.id.cmp(&a.request.id));
         out
     }
@@ -417,20 +379,31 @@ impl Jit {
     /// The unexpired grants of `who`, from the cache (refresh first).
     pub fn grants_for(&self, who: &Identity) -> Vec<Grant> {
         let now = now_us();
-        let cache = self.cache();
-        cache
-            .requests
-            .values()
-            .filter(|r| r.user == who.user && r.issuer == who.issuer)
-            .filter_map(|r| {
-                Entry {
-                    request: r.clone(),
-                    verdict: cache.verdicts.get(&r.id).cloned(),
-                }
-                .grant()
-            })
-            .filter(|g| g.expires_at_us > now)
-            .collect()
+        self.ledger.with(|objects| {
+            objects
+                .values()
+                .filter_map(|o| match o {
+                    Stored::Request(r) if r.user == who.user && r.issuer == who.issuer => Some(r),
+                    _ => None,
+                })
+                .filter_map(|r| {
+                    Entry {
+                        request: r.clone(),
+                        verdict: verdict_of(objects, &r.id),
+                    }
+                    .grant()
+                })
+                .filter(|g| g.expires_at_us > now)
+                .collect()
+        })
+    }
+}
+
+/// The decision on request `id` among the objects read.
+fn verdict_of(objects: &BTreeMap<String, Stored>, id: &str) -> Option<Verdict> {
+    match objects.get(&layout::jit_decision(id)) {
+        Some(Stored::Decision(v)) => Some(v.clone()),
+        _ => None,
     }
 }
 
@@ -438,31 +411,20 @@ impl Jit {
 /// taken for corrupt rather than honoured.
 const MAX_TTL_SECS: u64 = 86_400;
 
-/// Parses a stored request and checks what the gateway relies on.
-fn parse_request(key: &str, id: &str, bytes: &[u8]) -> Result<AccessRequest, JitError> {
-    let r: AccessRequest = parse(key, bytes)?;
-    let corrupt = |reason: &str| JitError::Corrupt {
-        key: key.to_string(),
-        reason: reason.to_string(),
-    };
+/// Parses a stored request (under `<id>/`) and checks what the gateway relies on.
+fn parse_request(id: &str, bytes: &[u8]) -> Result<AccessRequest, String> {
+    let r: AccessRequest = ledger::decode_json(bytes)?;
     if r.id != id {
-        return Err(corrupt("its id is not its directory's"));
+        return Err("its id is not its directory's".into());
     }
     if r.ttl_secs == 0 || r.ttl_secs > MAX_TTL_SECS {
-        return Err(corrupt("its ttl is outside 1s..24h"));
+        return Err("its ttl is outside 1s..24h".into());
     }
     Ok(r)
 }
 
-fn parse<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, JitError> {
-    serde_json::from_slice(bytes).map_err(|e| JitError::Corrupt {
-        key: key.to_string(),
-        reason: e.to_string(),
-    })
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn request(id: &str, user: &str) -> AccessRequest {
@@ -487,6 +449,7 @@ mod tests {
             issuer: "https://i".into(),
             claims: BTreeMap::new(),
             expires_at: SystemTime::now(),
+            session_grace: std::time::Duration::ZERO,
         }
     }
 
@@ -552,10 +515,8 @@ mod tests {
             "60 s TTL, approved 2 min ago"
         );
 
-        store
-            .put_create("jit/requests/x/request.json", &b"{not json"[..])
-            .await
-            .unwrap();
+        let bad = format!("{}/{}", layout::JIT_REQUESTS, layout::jit_request("x"));
+        store.put_create(&bad, &b"{not json"[..]).await.unwrap();
         let other = Jit::new(store);
         other.refresh(true).await.unwrap();
         assert_eq!(other.entries().len(), 1);
@@ -570,8 +531,8 @@ mod tests {
         let day = 86_400_000_000;
         let now = now_us();
         let (old, recent) = (
-            id_at(now - 3 * day, [0x5a; 10]),
-            id_at(now - day, [0x5a; 10]),
+            ledger::name_at(now - 3 * day, [0x5a; 10]),
+            ledger::name_at(now - day, [0x5a; 10]),
         );
         // The old one made through this replica (so it is cached), the recent one elsewhere.
         jit.create(&AccessRequest {
@@ -597,17 +558,96 @@ mod tests {
         );
         // Still readable by id (approve and deny read the request itself).
         assert!(jit.get(&old).await.unwrap().is_some());
-        assert!(first_id_at(now - 2 * day).as_str() > old.as_str());
-        assert!(first_id_at(now - 2 * day).as_str() < recent.as_str());
+        assert!(ledger::first_name_at(now - 2 * day).as_str() > old.as_str());
+        assert!(ledger::first_name_at(now - 2 * day).as_str() < recent.as_str());
     }
 
     #[test]
     fn first_ids_sort_by_time() {
         let t = 1_795_000_000_000_000; // µs; 1_795_000_000_000 ms = 0x1a1ee565e00
-        assert_eq!(first_id_at(t), "01a1ee56-5e00-7000-8000-000000000000");
-        let made_then = id_at(t, [0xff; 10]);
-        assert!(first_id_at(t) <= made_then);
-        assert!(made_then < first_id_at(t + 1_000));
+        assert_eq!(
+            ledger::first_name_at(t),
+            "01a1ee56-5e00-7000-8000-000000000000"
+        );
+        let made_then = ledger::name_at(t, [0xff; 10]);
+        assert!(ledger::first_name_at(t) <= made_then);
+        assert!(made_then < ledger::first_name_at(t + 1_000));
+    }
+
+    /// A copy of a store written before the ledger existed (see the fixture's README).
+    pub(crate) fn legacy_store() -> (tempfile::TempDir, Store) {
+        fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+            std::fs::create_dir_all(to).unwrap();
+            for entry in std::fs::read_dir(from).unwrap() {
+                let entry = entry.unwrap();
+                let dest = to.join(entry.file_name());
+                if entry.file_type().unwrap().is_dir() {
+                    copy_tree(&entry.path(), &dest);
+                } else {
+                    std::fs::copy(entry.path(), dest).unwrap();
+                }
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        copy_tree(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../storage-schema/tests/fixtures/legacy-layout/store"),
+            dir.path(),
+        );
+        let store = Store::open(&format!("file://{}", dir.path().display())).unwrap();
+        (dir, store)
+    }
+
+    /// Requests and decisions written by the gateway before the shared ledger read back the
+    /// same, and a decision made now lands beside its request under the same name.
+    #[tokio::test]
+    async fn requests_written_before_the_ledger_read_back() {
+        let (dir, store) = legacy_store();
+        let jit = Jit::new(store);
+        let (approved, pending) = (
+            "01a24188-c0ab-76c2-8e3a-8c5445e38e3d",
+            "01a24188-c0ab-76c2-8e3a-8c55c8eea419",
+        );
+        let entry = jit.get(approved).await.unwrap().unwrap();
+        assert_eq!(entry.request.user, "dan@example.com");
+        assert_eq!(entry.request.ttl_secs, 3600);
+        let verdict = entry.verdict.as_ref().unwrap();
+        assert!(verdict.approved && verdict.by == "sam@example.com");
+        let decided_at = verdict.at_us;
+        assert_eq!(entry.state(decided_at + 1), State::Approved);
+        assert_eq!(entry.state(decided_at + 3_600_000_000), State::Expired);
+        let grant = entry.grant().unwrap();
+        assert_eq!(grant.expires_at_us, decided_at + 3_600_000_000);
+
+        let entry = jit.get(pending).await.unwrap().unwrap();
+        assert!(entry.verdict.is_none());
+        assert_eq!(entry.state(entry.request.created_at_us), State::Pending);
+        let deny = Verdict {
+            approved: false,
+            by: "sam@example.com".into(),
+            reason: "no".into(),
+            at_us: now_us(),
+        };
+        jit.decide(pending, &deny).await.unwrap();
+        assert!(
+            dir.path()
+                .join(format!("jit/requests/{pending}/decision.json"))
+                .is_file(),
+            "the same object name as before"
+        );
+        assert!(matches!(
+            jit.decide(approved, &deny).await,
+            Err(JitError::AlreadyDecided(_))
+        ));
+        assert_eq!(
+            Jit::new(jit.ledger.ledger().store().clone())
+                .get(pending)
+                .await
+                .unwrap()
+                .unwrap()
+                .verdict,
+            Some(deny)
+        );
     }
 
     #[test]

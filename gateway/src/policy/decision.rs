@@ -307,6 +307,7 @@ claims = { repository = "org/app", environment = "staging*" }
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect::<BTreeMap<_, _>>(),
             expires_at: SystemTime::now(),
+            session_grace: std::time::Duration::ZERO,
         }
     }
 

@@ -14,6 +14,7 @@ mod attributes;
 mod decision;
 mod file;
 mod glob;
+pub mod lint;
 mod reload;
 
 pub use self::attributes::{Attributes, ResourceRequest, VERBS, parse as parse_attributes};

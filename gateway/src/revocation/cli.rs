@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use storage_schema::session::format_unix_micros;
 use storage_schema::store::Store;
+use storage_schema::time::format_unix_micros;
 
 use super::{Action, Entry, current, read_all, write};
 
@@ -49,8 +49,8 @@ pub async fn run(args: RevokeArgs) -> anyhow::Result<()> {
     let store = Store::open(&config.recording.store_url()).context("store")?;
     if args.list {
         let (entries, bad) = read_all(&store).await?;
-        for name in bad {
-            eprintln!("kubetape-gateway: ignoring unreadable entry revocations/{name}");
+        for why in bad {
+            eprintln!("kubetape-gateway: ignoring an unreadable entry: {why}");
         }
         let revoked = current(&entries);
         if revoked.is_empty() {
@@ -75,14 +75,14 @@ pub async fn run(args: RevokeArgs) -> anyhow::Result<()> {
         Action::Revoke
     };
     let entry = Entry::new(action, &user, &args.reason, &format!("cli:{operator}"));
-    let name = write(&store, &entry).await?;
+    let key = write(&store, &entry).await?;
     match action {
         Action::Revoke => eprintln!(
-            "kubetape-gateway: revoked {user:?} (revocations/{name}); gateways sharing {} refuse their requests and end their sessions within a second",
+            "kubetape-gateway: revoked {user:?} ({key}); gateways sharing {} refuse their requests and end their sessions within a second",
             store.url()
         ),
         Action::Lift => {
-            eprintln!("kubetape-gateway: lifted the revocation of {user:?} (revocations/{name})")
+            eprintln!("kubetape-gateway: lifted the revocation of {user:?} ({key})")
         }
     }
     Ok(())

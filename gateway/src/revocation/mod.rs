@@ -2,17 +2,20 @@
 //! answers their requests with 403 — even with a token that has not expired — and ends their live
 //! exec/attach sessions within a second.
 //!
-//! # In the store
+//! # In the store (a create-only ledger: `storage_schema::store::ledger`)
 //! ```text
 //! revocations/<uuidv7>.json   {"action":"revoke"|"lift","user":"…","reason":"…","by":"…","at_us":…}
 //! ```
-//! Entries are create-only (never modified, never deleted), so the prefix is also the history of
-//! who revoked and lifted whom. Names are UUIDv7, so name order is time order; for each user the
-//! newest entry decides. Lifting a revocation is a new `lift` entry.
+//! (prefix and names from `storage_schema::layout`.) Entries are create-only (never modified,
+//! never deleted), so the prefix is also the history of who revoked and lifted whom. Names are
+//! UUIDv7, so name order is time order; for each user the newest entry decides. Lifting a
+//! revocation is a new `lift` entry.
 //!
 //! # Propagation
 //! Every gateway lists the prefix every `poll_interval_ms` (≈ 250 ms; a list call, plus one get
-//! per entry it has not seen yet). A user found newly revoked has their live sessions ended
+//! per entry it has not seen yet: the ledger's `Follower`). The whole prefix is listed, not only
+//! recent names: a revocation written by a replica whose clock is behind must still be found,
+//! and the list stays small (one entry per revoke or lift). A user found newly revoked has their live sessions ended
 //! through [`LiveSessions`]. Fail closed: the first poll happens before the gateway serves, and
 //! while the list cannot be refreshed for longer than `max_staleness_ms` every request is refused
 //! (a gateway that cannot learn of revocations must not keep honouring tokens).
@@ -20,18 +23,17 @@
 pub mod api;
 pub mod cli;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use storage_schema::session::{format_unix_micros, unix_micros_now};
-use storage_schema::store::{Store, StoreError};
+use storage_schema::layout;
+use storage_schema::store::Store;
+use storage_schema::store::ledger::{self, Follower, Ledger, LedgerError};
+use storage_schema::time::{format_unix_micros, unix_micros_now};
 
 use crate::live::{EndRequest, LiveSessions};
-
-/// Store prefix of revocation entries.
-pub const PREFIX: &str = "revocations";
 
 /// What kubectl prints when a live session is ended by a revocation.
 pub const SESSION_ENDED_MESSAGE: &str = "kubetape: session ended: access revoked";
@@ -70,35 +72,50 @@ impl Entry {
     }
 }
 
+impl ledger::Entry for Entry {
+    fn is_entry(name: &str) -> bool {
+        !name.contains('/') && name.ends_with(".json")
+    }
+
+    fn decode(_name: &str, bytes: &[u8]) -> Result<Self, String> {
+        ledger::decode_json(bytes)
+    }
+}
+
+/// The revocation ledger of `store`.
+pub fn ledger(store: &Store) -> Ledger {
+    Ledger::new(store.clone(), layout::REVOCATIONS)
+}
+
 /// Why revocations could not be written or read.
 #[derive(Debug, thiserror::Error)]
 pub enum RevocationError {
     #[error("revocation store: {0}")]
-    Store(#[from] StoreError),
+    Store(#[from] LedgerError),
     #[error("a username is required")]
     EmptyUser,
 }
 
-/// Writes `entry` as a new create-only object; returns its name.
+/// Writes `entry` as a new create-only object; returns its store key.
 pub async fn write(store: &Store, entry: &Entry) -> Result<String, RevocationError> {
     if entry.user.trim().is_empty() {
         return Err(RevocationError::EmptyUser);
     }
-    let name = format!("{}.json", uuid::Uuid::now_v7());
-    let body = serde_json::to_vec_pretty(entry).expect("entry serializes");
-    store.put_create(&format!("{PREFIX}/{name}"), body).await?;
-    Ok(name)
+    let ledger = ledger(store);
+    let name = layout::revocation(&ledger::new_name());
+    ledger.append(&name, entry).await?;
+    Ok(ledger.key(&name))
 }
 
-/// Every entry in the store, oldest first, skipping (and returning the names of) unreadable ones.
+/// Every entry in the store, oldest first, skipping (and returning the keys and reasons of)
+/// unreadable ones.
 pub async fn read_all(store: &Store) -> Result<(Vec<Entry>, Vec<String>), RevocationError> {
     let mut entries = Vec::new();
     let mut bad = Vec::new();
-    for (name, _) in store.list(PREFIX).await? {
-        let bytes = store.get(&format!("{PREFIX}/{name}")).await?;
-        match serde_json::from_slice::<Entry>(&bytes) {
+    for (_, entry) in ledger(store).read_after::<Entry>(None).await? {
+        match entry {
             Ok(e) => entries.push(e),
-            Err(_) => bad.push(name),
+            Err(e) => bad.push(e.to_string()),
         }
     }
     Ok((entries, bad))
@@ -124,10 +141,9 @@ pub struct Revocations {
     live: LiveSessions,
     admin_groups: Vec<String>,
     max_staleness: Duration,
-    /// Entries seen so far, by object name (name order = time order).
-    seen: Mutex<BTreeMap<String, Entry>>,
-    /// Object names that are not valid entries (logged once each).
-    bad: Mutex<HashSet<String>>,
+    /// Entries seen so far, by object name (name order = time order); invalid objects are
+    /// logged once each.
+    seen: Follower<Entry>,
     revoked: RwLock<HashMap<String, Entry>>,
     last_ok: Mutex<Option<Instant>>,
 }
@@ -150,12 +166,11 @@ impl Revocations {
         max_staleness: Duration,
     ) -> Self {
         Self {
+            seen: Follower::new(ledger(&store)),
             store,
             live,
             admin_groups,
             max_staleness,
-            seen: Mutex::default(),
-            bad: Mutex::default(),
             revoked: RwLock::default(),
             last_ok: Mutex::new(None),
         }
@@ -197,13 +212,12 @@ impl Revocations {
     /// When `user` was last revoked (even if lifted since): grants approved before then are
     /// cancelled, so lifting a revocation does not bring them back.
     pub fn last_revoked_at_us(&self, user: &str) -> Option<u64> {
-        self.seen
-            .lock()
-            .expect("revocation list lock")
-            .values()
-            .filter(|e| e.user == user && e.action == Action::Revoke)
-            .map(|e| e.at_us)
-            .max()
+        self.seen.with(|seen| {
+            seen.values()
+                .filter(|e| e.user == user && e.action == Action::Revoke)
+                .map(|e| e.at_us)
+                .max()
+        })
     }
 
     /// Users currently revoked.
@@ -222,37 +236,13 @@ impl Revocations {
     /// Lists the store's entries, fetches new ones, recomputes the revoked set, and ends the live
     /// sessions of users newly revoked. Returns the users newly revoked.
     pub async fn poll(&self) -> Result<Vec<String>, RevocationError> {
-        let listing = self.store.list(PREFIX).await?;
-        let unseen: Vec<String> = {
-            let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-            let bad = self.bad.lock().unwrap_or_else(|p| p.into_inner());
-            listing
-                .into_iter()
-                .map(|(name, _)| name)
-                .filter(|n| !seen.contains_key(n) && !bad.contains(n))
-                .collect()
-        };
-        let mut fetched = Vec::with_capacity(unseen.len());
-        for name in unseen {
-            let bytes = self.store.get(&format!("{PREFIX}/{name}")).await?;
-            match serde_json::from_slice::<Entry>(&bytes) {
-                Ok(e) => fetched.push((name, e)),
-                Err(e) => {
-                    tracing::error!(object = %format!("{PREFIX}/{name}"), error = %e, "ignoring an unreadable revocation entry");
-                    self.bad
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(name);
-                }
-            }
+        let found = self.seen.refresh(None).await?;
+        for e in &found.unreadable {
+            tracing::error!(error = %e, "ignoring an unreadable revocation entry");
         }
         let mut newly = Vec::new();
-        if !fetched.is_empty() {
-            let entries: Vec<Entry> = {
-                let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-                seen.extend(fetched);
-                seen.values().cloned().collect()
-            };
+        if !found.added.is_empty() {
+            let entries: Vec<Entry> = self.seen.with(|seen| seen.values().cloned().collect());
             let now: HashMap<String, Entry> = current(&entries).into_iter().collect();
             {
                 let mut revoked = self.revoked.write().unwrap_or_else(|p| p.into_inner());
@@ -363,7 +353,7 @@ mod tests {
         let mut session = live.register("a", storage_schema::SessionId::new());
         write(&store, &entry(Action::Revoke, "a")).await.unwrap();
         store
-            .put_create(&format!("{PREFIX}/garbage.json"), "not json")
+            .put_create(&ledger(&store).key("garbage.json"), "not json")
             .await
             .unwrap();
         assert_eq!(revs.poll().await.unwrap(), vec!["a".to_string()]);
@@ -378,6 +368,51 @@ mod tests {
         assert!(revs.revoked().is_empty());
         assert!(revs.is_admin(&["x".into(), "admins".into()]));
         assert!(!revs.is_admin(&["x".into()]));
+    }
+
+    /// Entries written before the shared ledger read back the same, and new ones land beside
+    /// them under the same kind of name.
+    #[tokio::test]
+    async fn entries_written_before_the_ledger_read_back() {
+        let (dir, store) = crate::jit::tests::legacy_store();
+        let (entries, bad) = read_all(&store).await.unwrap();
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(entries.len(), 3);
+        let revoked = current(&entries);
+        assert_eq!(
+            revoked.keys().collect::<Vec<_>>(),
+            vec!["mallory@example.com"],
+            "frank was revoked, then lifted"
+        );
+        assert_eq!(revoked["mallory@example.com"].by, "cli:admin");
+
+        let revs = Revocations::new(
+            store.clone(),
+            LiveSessions::default(),
+            vec![],
+            Duration::from_secs(10),
+        );
+        assert_eq!(revs.poll().await.unwrap(), vec!["mallory@example.com"]);
+        assert!(matches!(
+            revs.check("mallory@example.com"),
+            Check::Revoked(_)
+        ));
+        assert_eq!(revs.check("frank@example.com"), Check::Allowed);
+        assert!(revs.last_revoked_at_us("frank@example.com").is_some());
+
+        let key = write(&store, &entry(Action::Lift, "mallory@example.com"))
+            .await
+            .unwrap();
+        let name = key
+            .strip_prefix("revocations/")
+            .expect("same prefix as before");
+        let stem = name
+            .strip_suffix(".json")
+            .expect("<uuidv7>.json, as before");
+        assert!(uuid::Uuid::parse_str(stem).is_ok_and(|u| u.get_version_num() == 7));
+        assert!(dir.path().join(&key).is_file());
+        revs.poll().await.unwrap();
+        assert_eq!(revs.check("mallory@example.com"), Check::Allowed);
     }
 
     #[tokio::test]

@@ -1,16 +1,14 @@
-//! `kubetape audit`: query the gateways' audit log — every audit stream in the store, each
-//! verified before anything it holds is shown.
+//! `kubetape audit`: query the gateways' audit log — every audit stream in the store (under
+//! `audit/`, and under `sessions/` where older gateways wrote them), each verified before
+//! anything it holds is shown.
 
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use storage_schema::store::{
-    KeySource, SessionReader, Store, list_sessions, summarize_all, verify_session,
-};
-use storage_schema::{
-    AuditRecord, EventKind, Keyring, SealPayload, SessionId, SessionKind, layout,
-};
+use storage_schema::layout::StreamDir;
+use storage_schema::store::{KeySource, SessionReader, Store, list_audit_streams, verify_stream};
+use storage_schema::{AuditRecord, EventKind, Keyring, SealPayload};
 
 use crate::config::Global;
 use crate::format;
@@ -117,16 +115,16 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     }
     let mut records = Vec::new();
     let mut failed = 0usize;
-    for id in streams {
+    for dir in streams {
         if let Some(since) = filter.since_us
-            && sealed_before(&store, &keyring, id, since).await
+            && sealed_before(&store, &keyring, dir, since).await
         {
             continue;
         }
-        match read_stream(&store, &keyring, id, &filter).await {
+        match read_stream(&store, &keyring, dir, &filter).await {
             Ok(mut r) => records.append(&mut r),
             Err(e) => {
-                eprintln!("kubetape: audit stream {id}: {e:#}");
+                eprintln!("kubetape: audit stream {}: {e:#}", dir.id());
                 failed += 1;
             }
         }
@@ -148,23 +146,15 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Audit streams in the store, oldest first.
-async fn audit_streams(store: &Store) -> anyhow::Result<Vec<SessionId>> {
-    let ids = list_sessions(store).await?;
-    let mut streams = Vec::new();
-    for (id, summary) in ids.iter().zip(summarize_all(store, &ids).await) {
-        match summary {
-            Ok(s) => {
-                if let Some(meta) = s.meta
-                    && meta.kind == SessionKind::Audit
-                {
-                    streams.push(*id);
-                }
-            }
-            // Unreadable metadata could be an audit stream someone damaged: say so.
-            Err(e) => eprintln!("kubetape: session {id}: cannot read its metadata: {e}"),
-        }
+/// Audit streams in the store, oldest first: under `audit/`, and under `sessions/` where older
+/// gateways wrote them.
+async fn audit_streams(store: &Store) -> anyhow::Result<Vec<StreamDir>> {
+    let found = list_audit_streams(store).await?;
+    // Unreadable metadata could be an audit stream someone damaged: say so.
+    for (id, why) in &found.unknown {
+        eprintln!("kubetape: session {id}: cannot read its metadata: {why}");
     }
+    let mut streams = found.streams;
     streams.reverse();
     Ok(streams)
 }
@@ -177,8 +167,9 @@ const SEAL_SLACK_US: u64 = 5 * 60 * 1_000_000;
 /// made more than [`SEAL_SLACK_US`] before `since_us`. The seal is written after every record
 /// of its stream, and only the gateway's key can sign one, so such a stream holds nothing at
 /// or after `since_us`. Any doubt (no seal, unknown key, bad signature) answers no.
-async fn sealed_before(store: &Store, keyring: &Keyring, id: SessionId, since_us: u64) -> bool {
-    let Ok(Some(bytes)) = store.get_opt(&layout::seal(id)).await else {
+async fn sealed_before(store: &Store, keyring: &Keyring, dir: StreamDir, since_us: u64) -> bool {
+    let id = dir.id();
+    let Ok(Some(bytes)) = store.get_opt(&dir.seal()).await else {
         return false;
     };
     let signer = SealPayload::signer_of(&bytes).ok();
@@ -194,17 +185,17 @@ async fn sealed_before(store: &Store, keyring: &Keyring, id: SessionId, since_us
 async fn read_stream(
     store: &Store,
     keyring: &Keyring,
-    id: SessionId,
+    dir: StreamDir,
     filter: &Filter,
 ) -> anyhow::Result<Vec<AuditRecord>> {
-    let report = verify_session(store, id, KeySource::Keyring(keyring))
+    let report = verify_stream(store, dir, KeySource::Keyring(keyring))
         .await
         .context("cannot verify")?;
     if !report.intact() {
         let damage: Vec<String> = report.damage.iter().map(|d| d.to_string()).collect();
         bail!("DAMAGED: {}", damage.join("; "));
     }
-    let reader = SessionReader::open(store, keyring, id).await?;
+    let reader = SessionReader::open_at(store, keyring, dir).await?;
     let mut records = Vec::new();
     let mut bad = 0usize;
     reader

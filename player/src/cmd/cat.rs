@@ -59,6 +59,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let keyring = global.open_keyring()?;
     let id = resolve::session(&store, &args.session).await?;
     let reader = SessionReader::open(&store, &keyring, id).await?;
+    crate::class::require_terminal(id, reader.meta())?;
     let wanted = Stream::from(args.stream);
 
     let mut out = BufWriter::with_capacity(64 << 10, RawStdout);

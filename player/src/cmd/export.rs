@@ -98,6 +98,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let keyring = global.open_keyring()?;
     let id = resolve::session(&store, &args.session).await?;
     let reader = SessionReader::open(&store, &keyring, id).await?;
+    crate::class::require_terminal(id, reader.meta())?;
     match args.output.as_deref() {
         None => export(&reader, args.format, BufWriter::new(RawStdout)).await,
         Some(p) if p == Path::new("-") => {

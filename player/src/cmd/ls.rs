@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use storage_schema::store::{SessionSummary, StoreError, list_sessions, summarize_all};
 
+use crate::class;
 use crate::config::Global;
 use crate::format;
 use crate::stdio::outln;
@@ -66,8 +67,9 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The summaries of `ids` that are not audit streams, at most `limit` of them (summarized in
-/// batches, so a small limit stays cheap on a big store).
+/// The summaries of `ids` that `ls` lists by their class ([`class::listed_by_ls`]), at most
+/// `limit` of them (summarized in batches, so a small limit
+/// stays cheap on a big store).
 async fn sessions_only(
     store: &storage_schema::store::Store,
     ids: &[storage_schema::SessionId],
@@ -80,8 +82,9 @@ async fn sessions_only(
     let (mut kept_ids, mut kept) = (Vec::new(), Vec::new());
     for batch in ids.chunks(limit.map_or(ids.len().max(1), |l| l.max(16))) {
         for (id, summary) in batch.iter().zip(summarize_all(store, batch).await) {
-            let audit = matches!(&summary, Ok(SessionSummary { meta: Some(m), .. }) if m.kind == storage_schema::SessionKind::Audit);
-            if !audit && kept.len() < want {
+            if class::listed_by_ls(summary.as_ref().ok().and_then(SessionSummary::class))
+                && kept.len() < want
+            {
                 kept_ids.push(*id);
                 kept.push(summary);
             }

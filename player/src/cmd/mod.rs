@@ -1,10 +1,10 @@
 //! One module per subcommand, each with its clap `Args` and an async `run` returning the
 //! process exit code.
 
-pub mod access;
 pub mod audit;
 pub mod cat;
 pub mod export;
+pub mod jit;
 pub mod keys;
 pub mod ls;
 pub mod play;

@@ -3,7 +3,7 @@
 use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 use regex::bytes::RegexBuilder;
@@ -100,7 +100,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         .case_insensitive(args.ignore_case)
         .build()
         .with_context(|| format!("{:?} is not a valid regular expression", args.pattern))?;
-    let now = now_us();
+    let now = storage_schema::time::unix_micros_now();
     let filter = Filter {
         user: args.user.clone(),
         namespace: args.namespace.clone(),
@@ -223,22 +223,13 @@ fn print_table(out: &mut impl std::io::Write, hits: &[Hit], kinds: bool) -> anyh
     Ok(())
 }
 
-fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
-}
-
 /// `90m`/`7d` (that long ago) or an RFC 3339-like UTC time.
 fn parse_when(text: &str, now_us: u64) -> anyhow::Result<u64> {
     if let Ok(ago) = humantime::parse_duration(text) {
         return Ok(now_us.saturating_sub(ago.as_micros() as u64));
     }
     if let Ok(t) = humantime::parse_rfc3339_weak(text) {
-        return Ok(t
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO)
-            .as_micros() as u64);
+        return Ok(storage_schema::time::unix_micros(t));
     }
     bail!("{text:?} is neither a duration (`90m`, `7d`) nor a UTC time (`2026-11-23T18:00:00Z`)")
 }

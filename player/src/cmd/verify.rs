@@ -6,9 +6,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use storage_schema::store::{KeySource, Store, list_sessions, verify_session};
+use storage_schema::layout::StreamDir;
+use storage_schema::store::{KeySource, Store, list_streams, verify_stream};
 use storage_schema::verify::{Report, SessionState};
-use storage_schema::{PublicKey, SessionId, SessionKind, SessionMeta, layout};
+use storage_schema::{PublicKey, SessionMeta, StreamClass};
 
 use crate::config::Global;
 use crate::stdio::outln;
@@ -81,17 +82,18 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     };
 
     let mut tally = Tally::default();
-    let mut ids = Vec::new();
+    let mut dirs = Vec::new();
     if args.all {
-        ids = list_sessions(&store).await?;
-        if ids.is_empty() {
+        // Every stream of every class: sessions and the gateways' audit streams.
+        dirs = list_streams(&store).await?;
+        if dirs.is_empty() {
             eprintln!("kubetape: no sessions in {} to verify", store.url());
             return Ok(ExitCode::SUCCESS);
         }
     } else {
         for text in &args.sessions {
-            match resolve::session(&store, text).await {
-                Ok(id) => ids.push(id),
+            match resolve::stream(&store, text).await {
+                Ok(dir) => dirs.push(dir),
                 Err(e) => {
                     outln!("ERR  {text}  cannot verify: {}", errors::chain(&e))?;
                     tally.errors += 1;
@@ -100,14 +102,15 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         }
     }
 
-    for id in ids {
-        match verify_session(&store, id, keys).await {
+    for dir in dirs {
+        let id = dir.id();
+        match verify_stream(&store, dir, keys).await {
             Ok(report) if report.intact() => {
-                outln!("OK   {id}  {}", describe(&store, &report).await)?;
+                outln!("OK   {id}  {}", describe(&store, dir, &report).await)?;
                 tally.ok += 1;
             }
             Ok(report) => {
-                outln!("FAIL {id}  {}", describe(&store, &report).await)?;
+                outln!("FAIL {id}  {}", describe(&store, dir, &report).await)?;
                 for damage in &report.damage {
                     outln!("     - {damage}")?;
                 }
@@ -144,7 +147,7 @@ struct Tally {
 /// what was decrypted when the keyring was used, else what the (verified) seal states. Of a
 /// damaged session only what was established is said: the verifier may have stopped early (a
 /// wrong public key), so "open" or a chunk count of 0 would mislead.
-async fn describe(store: &Store, report: &Report) -> String {
+async fn describe(store: &Store, dir: StreamDir, report: &Report) -> String {
     let intact = report.intact();
     let (state, seal) = match &report.state {
         SessionState::Sealed(p) => (Some("sealed"), Some(p)),
@@ -177,13 +180,16 @@ async fn describe(store: &Store, report: &Report) -> String {
         parts.push(format!("exit {}", format::exit(exit)));
     }
     // The key the metadata names: the one that verified, for an intact session.
-    let meta = meta_of(store, report.session).await;
+    let meta = meta_of(store, dir).await;
     if let Some(meta) = &meta {
         parts.push(format!("signed by {}", meta.keys.signing));
-        if meta.kind == SessionKind::Audit {
-            // Not a terminal session: say what it is, and leave out terminal byte counts.
-            parts.retain(|p| !p.ends_with(" stdout"));
-            parts.insert(0, "audit stream".into());
+        match meta.class() {
+            StreamClass::Session => {}
+            StreamClass::AuditStream => {
+                // Not a terminal session: say what it is, and leave out terminal byte counts.
+                parts.retain(|p| !p.ends_with(" stdout"));
+                parts.insert(0, "audit stream".into());
+            }
         }
     }
     let mut line = parts.join(", ");
@@ -196,7 +202,7 @@ async fn describe(store: &Store, report: &Report) -> String {
     line
 }
 
-async fn meta_of(store: &Store, id: SessionId) -> Option<SessionMeta> {
-    let bytes = store.get_opt(&layout::meta(id)).await.ok()??;
+async fn meta_of(store: &Store, dir: StreamDir) -> Option<SessionMeta> {
+    let bytes = store.get_opt(&dir.meta()).await.ok()??;
     serde_json::from_slice::<SessionMeta>(&bytes).ok()
 }

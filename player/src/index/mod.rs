@@ -24,9 +24,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use futures::StreamExt as _;
 use regex::bytes::Regex;
-use storage_schema::session::SessionKind;
+use storage_schema::layout::{self, StreamDir};
 use storage_schema::store::{SessionReader, Store, ended_since, list_sessions};
-use storage_schema::{Keyring, SessionId, layout};
+use storage_schema::{Keyring, SessionId, StreamClass};
 
 use storage_schema::commands::EntryKind;
 
@@ -178,7 +178,7 @@ impl Index {
         mut progress: impl FnMut(usize, usize),
     ) -> anyhow::Result<SyncReport> {
         let known: HashSet<[u8; 16]> = self.known.iter().copied().collect();
-        let now = now_us();
+        let now = storage_schema::time::unix_micros_now();
         let mut follow = self.follow();
         let full = self.known.is_empty()
             || now.saturating_sub(follow.full_listing_us) > FULL_LISTING_EVERY_US;
@@ -380,25 +380,30 @@ pub fn glob(pattern: &str, text: &str) -> bool {
 
 enum Outcome {
     Open,
-    /// Not a terminal session (an audit stream): remembered, never searched.
+    /// Not of class `Session` (an audit stream an older gateway wrote under `sessions/`):
+    /// remembered, never searched.
     Skip,
     Unreadable(String),
     Ended(IndexedSession, Vec<IndexedCommand>),
 }
 
+/// Reads session `id` for the index. Candidates come from listing `sessions/` and from `ended/`
+/// markers, which name streams there, so it is read there.
 async fn read_session(store: &Store, keyring: &Keyring, id: SessionId) -> Outcome {
-    match store.get_opt(&layout::seal(id)).await {
+    let dir = StreamDir::session(id);
+    match store.get_opt(&dir.seal()).await {
         Ok(None) => return Outcome::Open,
         Ok(Some(_)) => {}
         Err(e) => return Outcome::Unreadable(e.to_string()),
     }
-    let reader = match SessionReader::open(store, keyring, id).await {
+    let reader = match SessionReader::open_at(store, keyring, dir).await {
         Ok(r) => r,
         Err(e) => return Outcome::Unreadable(e.to_string()),
     };
     let meta = reader.meta();
-    if meta.kind == SessionKind::Audit {
-        return Outcome::Skip;
+    match meta.class() {
+        StreamClass::Session => {}
+        StreamClass::AuditStream => return Outcome::Skip,
     }
     let (source, entries) = match reader.commands().await {
         Ok(Some(entries)) => ("recorded", entries),
@@ -409,27 +414,11 @@ async fn read_session(store: &Store, keyring: &Keyring, id: SessionId) -> Outcom
             if let Err(e) = reader.for_each_event(|event| extractor.feed(event)).await {
                 return Outcome::Unreadable(e.to_string());
             }
-            let entries = extractor.finish();
-            ("extracted", entries)
+            ("extracted", extractor.finish())
         }
         Err(e) => return Outcome::Unreadable(e.to_string()),
     };
-    let commands = entries
-        .into_iter()
-        .zip(1u32..)
-        .filter_map(|(e, number)| {
-            // Redacted entries have no text, by construction: nothing to index.
-            let kind = e.kind;
-            e.text
-                .filter(|_| !e.redacted && kind != EntryKind::Redacted)
-                .map(|text| IndexedCommand {
-                    at_us: e.at_us,
-                    number,
-                    kind,
-                    text,
-                })
-        })
-        .collect();
+    let commands = IndexedCommand::rows(&entries);
     Outcome::Ended(
         IndexedSession {
             session: id.to_string(),
@@ -444,12 +433,6 @@ async fn read_session(store: &Store, keyring: &Keyring, id: SessionId) -> Outcom
         },
         commands,
     )
-}
-
-fn now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
 }
 
 fn segment_number(path: &Path) -> u64 {

@@ -21,7 +21,7 @@
 use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
-use storage_schema::commands::EntryKind;
+use storage_schema::commands::{CommandEntry, EntryKind};
 
 const MAGIC: &[u8; 4] = b"KTIX";
 const VERSION: u32 = 2;
@@ -49,7 +49,11 @@ pub struct IndexedSession {
     pub source: String,
 }
 
-/// An entry to index: a command, a line typed to a program, or an aborted line.
+/// A row of the search index: what a segment keeps of one of a session's
+/// [`CommandEntry`]s (the format's type): a command, a line typed to a program, or an aborted
+/// line. Not the same type on purpose: a row has a position (`number`, for `play --at '#N'`)
+/// that an entry only has by its place in a list, and there are rows only for entries whose
+/// text may be searched, so a redacted entry has none.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexedCommand {
     pub at_us: u64,
@@ -87,6 +91,24 @@ fn byte_kind(b: u8) -> EntryKind {
         2 => EntryKind::Redacted,
         3 => EntryKind::Aborted,
         _ => EntryKind::Other,
+    }
+}
+
+impl IndexedCommand {
+    /// The rows for a session's entries, in order: one per entry with searchable text.
+    pub fn rows(entries: &[CommandEntry]) -> Vec<IndexedCommand> {
+        entries
+            .iter()
+            .zip(1u32..)
+            .filter_map(|(e, number)| {
+                e.shown_text().map(|text| IndexedCommand {
+                    at_us: e.at_us,
+                    number,
+                    kind: e.kind,
+                    text: text.to_owned(),
+                })
+            })
+            .collect()
     }
 }
 
@@ -347,6 +369,34 @@ mod tests {
             kind,
             text,
         }
+    }
+
+    #[test]
+    fn rows_number_every_entry_and_index_only_searchable_text() {
+        let mut secret = CommandEntry::new(20, "hunter2".into());
+        secret.redacted = true;
+        let entries = [
+            CommandEntry::new(10, "sudo -v".into()),
+            secret,
+            CommandEntry::new(30, "ls".into()),
+        ];
+        assert_eq!(
+            IndexedCommand::rows(&entries),
+            [
+                IndexedCommand {
+                    at_us: 10,
+                    number: 1,
+                    kind: EntryKind::Command,
+                    text: "sudo -v".into()
+                },
+                IndexedCommand {
+                    at_us: 30,
+                    number: 3,
+                    kind: EntryKind::Command,
+                    text: "ls".into()
+                },
+            ]
+        );
     }
 
     #[test]

@@ -132,6 +132,47 @@ fn portforward_conversation() -> Vec<u8> {
     wire
 }
 
+/// Server → client bytes of an `exec -i` (stdin, stdout, stderr) that exits 3.
+fn remotecommand_answer() -> Vec<u8> {
+    use proto::exec::StreamOptions;
+    use proto::spdy::remotecommand::{Client, Server, StreamType};
+    let opts = StreamOptions {
+        stdin: true,
+        stdout: true,
+        stderr: true,
+        ..StreamOptions::default()
+    };
+    let mut client = Client::new(&opts);
+    let mut server = Server::new(&opts);
+    client.ping();
+    server.receive(&client.take_output()).unwrap();
+    server.send(StreamType::Stdout, b"out\n");
+    server.send(StreamType::Stderr, b"err\n");
+    server.finish(&Status::exit_code(3).to_json());
+    let mut wire = server.take_output();
+    Frame::Ping { id: 2 }.encode(&mut wire);
+    wire
+}
+
+/// Server → client bytes for two forwarded connections: data, a FIN, an error message.
+fn portforward_answer() -> Vec<u8> {
+    use proto::spdy::portforward::{Client, Server};
+    let mut client = Client::new();
+    let mut server = Server::new();
+    let a = client.open(80);
+    let b = client.open(7001);
+    server.receive(&client.take_output()).unwrap();
+    server.send(&a, b"HTTP/1.1 200 OK\r\n\r\nhi");
+    server.send_fin(&a);
+    server.close(&a);
+    server.fail(
+        &b,
+        "error forwarding port 7001 to pod x, uid : connection refused",
+    );
+    server.close(&b);
+    server.take_output()
+}
+
 fn main() {
     // channel_frame: WebSocket messages (the first byte doubles as the supported-protocol mask).
     write(
@@ -255,6 +296,78 @@ fn main() {
         }
     }
 
+    // spdy_client: what a server sends back: replies, output, FINs, the Status, pings, GOAWAY
+    // (from proto's own remote-command server answering a real client).
+    let answer = remotecommand_answer();
+    for (split, lens) in [
+        ("whole", &[][..]),
+        ("bytewise", &[1][..]),
+        ("mixed", &[5, 0, 33][..]),
+    ] {
+        let mut input = vec![u8::try_from(lens.len()).unwrap()];
+        input.extend_from_slice(lens);
+        input.extend_from_slice(&answer);
+        write("spdy_client", &format!("answer-{split}"), &input);
+    }
+    // spdy_remotecommand: [mode, piece, peer bytes]; the server side reads kubectl's exec, the
+    // client side (mode bit 7) the server's answer.
+    write(
+        "spdy_remotecommand",
+        "server-exec-tty",
+        &[[0x0b, 0].as_slice(), &exec_conversation()].concat(),
+    );
+    write(
+        "spdy_remotecommand",
+        "server-exec-pieces",
+        &[[0x07, 3].as_slice(), &exec_conversation()].concat(),
+    );
+    write(
+        "spdy_remotecommand",
+        "client-answer",
+        &[[0x87, 0].as_slice(), &answer].concat(),
+    );
+    write(
+        "spdy_remotecommand",
+        "client-answer-pieces",
+        &[[0x87, 2].as_slice(), &answer].concat(),
+    );
+
+    // spdy_portforward: [mode, peer bytes]; the server side reads kubectl's port-forward, the
+    // client side (bit 7) the answer of proto's own server to two connections.
+    write(
+        "spdy_portforward",
+        "server-kubectl",
+        &[[0u8].as_slice(), &portforward_conversation()].concat(),
+    );
+    write(
+        "spdy_portforward",
+        "server-kubectl-pieces",
+        &[[5u8].as_slice(), &portforward_conversation()].concat(),
+    );
+    write(
+        "spdy_portforward",
+        "client-answer",
+        &[[0x80u8].as_slice(), &portforward_answer()].concat(),
+    );
+    // portforward_ports: query values joined by '&'.
+    write("portforward_ports", "kube-rs", b"80,8443");
+    write("portforward_ports", "repeated", b"80&9090&65535");
+    write("portforward_ports", "bad", b"0&http&+1&");
+
+    // pod_protobuf: a node debugger pod as kubectl creates it.
+    let pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "node-debugger-sandbox-x7k2p", "namespace": "default",
+                     "labels": {"app.kubernetes.io/managed-by": "kubectl-debug"}},
+        "spec": {"containers": [{"name": "debugger", "image": "busybox", "stdin": true, "tty": true,
+                                  "securityContext": {"privileged": true},
+                                  "volumeMounts": [{"name": "host-root", "mountPath": "/host"}]}],
+                 "nodeName": "sandbox", "hostPID": true, "hostNetwork": true,
+                 "tolerations": [{"operator": "Exists"}],
+                 "volumes": [{"name": "host-root", "hostPath": {"path": "/"}}]},
+    });
+    write("pod_protobuf", "node-debugger", &proto::pod_protobuf::encode_pod(&pod));
+
     // status_resize: Status bodies as the API server sends them, and resize messages.
     write("status_resize", "success", &Status::success().to_json());
     write("status_resize", "exit-3", &Status::exit_code(3).to_json());
@@ -301,5 +414,24 @@ fn main() {
         "exec_query",
         "path-pf",
         b"/api/v1/namespaces/kube-system/pods/dns-0/portforward",
+    );
+
+    // admin_bodies: what `kubetape request/approve` send and what a gateway answers.
+    write(
+        "admin_bodies",
+        "new-request",
+        br#"{"role":"prod-debug","namespace":"prod","reason":"INC-42: db is slow","ttl":"30m"}"#,
+    );
+    write("admin_bodies", "decision", br#"{"reason":"ok"}"#);
+    write("admin_bodies", "decision-empty", b"{}");
+    write(
+        "admin_bodies",
+        "view",
+        br#"{"id":"0190c1c4-0000-7000-8000-000000000001","user":"dev@example.com","role":"prod-debug","namespace":"prod","reason":"INC-42","ttl":"5m","requested_at":"2026-11-23T09:00:00Z","state":"approved","decided_by":"sre@example.com","decision_reason":"go","expires_at":"2026-11-23T09:05:00Z","mine":false,"can_decide":false}"#,
+    );
+    write(
+        "admin_bodies",
+        "list",
+        br#"{"requests":[{"id":"i","user":"u","role":"r","namespace":"n","reason":"w","ttl":"1h","state":"pending","mine":true,"can_decide":false}]}"#,
     );
 }

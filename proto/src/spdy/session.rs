@@ -50,11 +50,25 @@ pub struct ServerSession {
     out: Vec<u8>,
     /// Highest stream id the peer opened: what GOAWAY names as the last one processed.
     last_opened: u32,
+    /// The caller answers each new stream itself ([`ServerSession::send_reply`] or
+    /// [`ServerSession::send_reset`]), as kubelet's port-forward does when it rejects a stream
+    /// with bad headers; remote-command servers reply to every stream at once.
+    manual_replies: bool,
 }
 
 impl ServerSession {
+    /// A session that replies to every new stream as it arrives.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A session that leaves each new stream unanswered until the caller accepts
+    /// ([`ServerSession::send_reply`]) or rejects ([`ServerSession::send_reset`]) it.
+    pub fn with_manual_replies() -> Self {
+        Self {
+            manual_replies: true,
+            ..Self::default()
+        }
     }
 
     /// Consumes received bytes; returns what the peer did, in order.
@@ -86,13 +100,9 @@ impl ServerSession {
             } => {
                 let headers = self.decoder.decode(&block)?;
                 self.last_opened = self.last_opened.max(stream_id);
-                let reply = self.encoder.encode(&[]);
-                Frame::SynReply {
-                    stream_id,
-                    fin: false,
-                    block: reply,
+                if !self.manual_replies {
+                    self.send_reply(stream_id);
                 }
-                .encode(&mut self.out);
                 events.push(Event::StreamOpened {
                     id: stream_id,
                     headers,
@@ -134,26 +144,38 @@ impl ServerSession {
         Ok(())
     }
 
+    /// Accepts stream `id`: a SYN_REPLY with an empty header block (what spdystream sends).
+    pub fn send_reply(&mut self, id: u32) {
+        let block = self.encoder.encode(&[]);
+        Frame::SynReply {
+            stream_id: id,
+            fin: false,
+            block,
+        }
+        .encode(&mut self.out);
+    }
+
+    /// Highest stream id the peer opened so far.
+    pub fn last_opened(&self) -> u32 {
+        self.last_opened
+    }
+
     /// Queues `data` on stream `id`, split into frames of at most [`MAX_DATA`] bytes.
     pub fn send_data(&mut self, id: u32, data: &[u8]) {
         for piece in data.chunks(MAX_DATA) {
-            Frame::Data {
-                stream_id: id,
-                fin: false,
-                data: piece.to_vec(),
-            }
-            .encode(&mut self.out);
+            frame::encode_data(id, false, piece, &mut self.out);
         }
     }
 
     /// Half-closes stream `id` from our side (empty DATA with FIN).
     pub fn send_fin(&mut self, id: u32) {
-        Frame::Data {
-            stream_id: id,
-            fin: true,
-            data: Vec::new(),
-        }
-        .encode(&mut self.out);
+        frame::encode_data(id, true, &[], &mut self.out);
+    }
+
+    /// Bytes queued and not yet taken: lets a caller stop reading its source while the peer is
+    /// slow to take what is already queued (back-pressure).
+    pub fn output_len(&self) -> usize {
+        self.out.len()
     }
 
     pub fn send_reset(&mut self, id: u32, status: u32) {

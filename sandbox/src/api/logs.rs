@@ -7,22 +7,22 @@ use tokio::sync::{broadcast, mpsc};
 
 use super::resources::Query;
 use crate::cluster::Pod;
-use crate::exec::process::Output;
+use crate::process::Output;
 use crate::respond::{self, Body, Reject};
 
 /// Picks the container a request names, or the only one (as the API server does).
-pub(crate) fn resolve_container<'a>(
-    pod: &'a Pod,
+pub(crate) fn resolve_container(
+    pod: &Pod,
     name: Option<&str>,
-) -> Result<&'a crate::cluster::Container, Reject> {
+) -> Result<std::sync::Arc<crate::cluster::Container>, Reject> {
     match name.filter(|n| !n.is_empty()) {
-        Some(n) => pod.container(n).ok_or_else(|| {
+        Some(n) => pod.find(n).ok_or_else(|| {
             Reject::bad_request(format!(
                 "container {n} is not valid for pod {}",
                 pod.spec.name
             ))
         }),
-        None if pod.containers.len() == 1 => Ok(&pod.containers[0]),
+        None if pod.containers.len() == 1 => Ok(pod.containers[0].clone()),
         None => {
             let names: Vec<&str> = pod
                 .containers

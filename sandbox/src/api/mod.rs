@@ -1,8 +1,11 @@
 //! The REST surface kubectl needs, routed by path: discovery, namespaces, pods (get, list,
-//! watch, Table), logs, events, the node, and the exec/attach upgrades (handed to [`crate::exec`]).
+//! watch, Table), logs, events, the node, and the exec/attach and port-forward upgrades (handed
+//! to [`crate::exec`] and [`crate::portforward`]).
 //! Anything else is a 404 `Status`, like an API server without that resource.
 
+mod create;
 mod discovery;
+mod ephemeral;
 pub(crate) mod logs;
 mod objects;
 pub(crate) mod resources;
@@ -11,8 +14,8 @@ mod selector;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
+use crate::ctx::Ctx;
 use crate::respond::{self, Body};
-use crate::server::Ctx;
 use objects::Kind;
 use resources::{Form, Query};
 
@@ -52,17 +55,27 @@ pub(crate) async fn route(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
         "api",
         "v1",
         "namespaces",
-        _,
+        ns,
         "pods",
-        _,
+        pod,
         "ephemeralcontainers",
     ] = segments.as_slice()
     {
-        // A 404 without details.name is how kubectl learns ephemeral containers are off.
-        return respond::not_found("the server could not find the requested resource");
+        let (ns, pod) = (ns.to_string(), pod.to_string());
+        return ephemeral::handle(cluster, req, &ns, &pod).await;
     }
-    if let ["api", "v1", "namespaces", _, "pods", _, "portforward"] = segments.as_slice() {
-        return respond::bad_request("port-forward is not supported by kubetape-sandbox");
+    if let ["api", "v1", "namespaces", ns, "pods", pod, "portforward"] = segments.as_slice() {
+        if method != Method::GET && method != Method::POST {
+            return respond::method_not_allowed();
+        }
+        let (ns, pod) = (ns.to_string(), pod.to_string());
+        return crate::portforward::handle(ctx, req, &ns, &pod).await;
+    }
+    if let ["api", "v1", "namespaces", ns, "pods"] = segments.as_slice()
+        && method == Method::POST
+    {
+        let ns = ns.to_string();
+        return create::create(cluster, req, &ns).await;
     }
     if !read {
         return respond::method_not_allowed();
@@ -97,7 +110,7 @@ pub(crate) async fn route(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
             resources::get(cluster, Kind::Pod, Some(ns), name, form)
         }
         ["api", "v1", "namespaces", ns, "pods", name, "log"] => match cluster.pod(ns, name) {
-            Some(pod) => logs::logs(pod, &query),
+            Some(pod) => logs::logs(&pod, &query),
             None => respond::object_not_found("pods", name),
         },
         _ => not_found(),

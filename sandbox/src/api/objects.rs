@@ -214,10 +214,10 @@ impl Kind {
     pub fn items(self, cluster: &Cluster, namespace: Option<&str>) -> Vec<Item> {
         match self {
             Kind::Pod => cluster
-                .pods
+                .pods()
                 .iter()
                 .filter(|p| namespace.is_none_or(|ns| p.spec.namespace == ns))
-                .map(pod)
+                .map(|p| pod(p))
                 .collect(),
             Kind::Namespace => cluster
                 .namespaces
@@ -256,6 +256,19 @@ fn pod(p: &Pod) -> Item {
         if s.tty {
             spec["tty"] = json!(true);
         }
+        if !s.ports.is_empty() {
+            spec["ports"] = s
+                .ports
+                .iter()
+                .map(|p| {
+                    let mut port = json!({"containerPort": p.port, "protocol": "TCP"});
+                    if let Some(name) = &p.name {
+                        port["name"] = json!(name);
+                    }
+                    port
+                })
+                .collect();
+        }
         if !s.env.is_empty() {
             spec["env"] = s
                 .env
@@ -293,6 +306,8 @@ fn pod(p: &Pod) -> Item {
             "started": running,
         }));
     }
+    let (ephemeral_specs, ephemeral_statuses) = ephemeral(p);
+    let ephemeral_specs_empty = ephemeral_specs.is_empty();
     let total = p.containers.len();
     let finished = exit_codes.len() == total;
     let (phase, reason) = match () {
@@ -318,6 +333,7 @@ fn pod(p: &Pod) -> Item {
         "metadata": metadata,
         "spec": {
             "containers": containers,
+            "ephemeralContainers": ephemeral_specs,
             "restartPolicy": "Never",
             "terminationGracePeriodSeconds": 30,
             "dnsPolicy": "ClusterFirst",
@@ -345,9 +361,25 @@ fn pod(p: &Pod) -> Item {
             "podIPs": [{"ip": IP}],
             "startTime": created,
             "containerStatuses": statuses,
+            "ephemeralContainerStatuses": ephemeral_statuses,
             "qosClass": "BestEffort",
         },
     });
+    let mut object = object;
+    if let Some(sent) = &p.submitted {
+        overlay_submitted(&mut object, sent);
+    }
+    // The API leaves empty lists out.
+    if ephemeral_specs_empty {
+        for (part, key) in [
+            ("spec", "ephemeralContainers"),
+            ("status", "ephemeralContainerStatuses"),
+        ] {
+            if let Some(m) = object[part].as_object_mut() {
+                m.remove(key);
+            }
+        }
+    }
     let cells = vec![
         json!(p.spec.name),
         json!(format!("{ready}/{total}")),
@@ -377,6 +409,89 @@ fn pod(p: &Pod) -> Item {
         object,
         cells,
     }
+}
+
+/// Shows back what a created pod was sent with and the sandbox does not model (host namespaces,
+/// volumes, tolerations, a container's securityContext and volumeMounts…): fields the sandbox
+/// rendered itself win.
+fn overlay_submitted(object: &mut Value, sent: &Value) {
+    let (Some(spec), Some(sent_spec)) = (object["spec"].as_object_mut(), sent["spec"].as_object())
+    else {
+        return;
+    };
+    for (k, v) in sent_spec {
+        if k == "containers" {
+            let sent_containers = v.as_array().cloned().unwrap_or_default();
+            if let Some(containers) = spec.get_mut("containers").and_then(Value::as_array_mut) {
+                for (c, s) in containers.iter_mut().zip(sent_containers) {
+                    if let (Some(c), Some(s)) = (c.as_object_mut(), s.as_object()) {
+                        for (ck, cv) in s {
+                            c.entry(ck.clone()).or_insert_with(|| cv.clone());
+                        }
+                    }
+                }
+            }
+        } else {
+            spec.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    // The node the pod was sent to: the sandbox has one.
+    spec.insert("nodeName".into(), json!(NODE));
+}
+
+/// `spec.ephemeralContainers` and their statuses (what `kubectl debug` waits on: `running`,
+/// or `terminated`, or `waiting` with `ImagePullBackOff` for an image mapped to no program).
+fn ephemeral(p: &Pod) -> (Vec<Value>, Vec<Value>) {
+    let (mut specs, mut statuses) = (Vec::new(), Vec::new());
+    for e in p.ephemeral() {
+        specs.push(e.object.clone());
+        let image = e.object["image"].clone();
+        let started = time(e.started);
+        let (state, id) = match (&e.container, &e.waiting) {
+            (Some(c), _) => match c.main.terminated() {
+                None => (
+                    json!({"running": {"startedAt": started}}),
+                    Some(c.id.clone()),
+                ),
+                Some(t) => (
+                    json!({"terminated": {
+                        "exitCode": t.exit_code,
+                        "reason": if t.exit_code == 0 { "Completed" } else { "Error" },
+                        "startedAt": started,
+                        "finishedAt": time(t.finished_at),
+                        "containerID": c.id,
+                    }}),
+                    Some(c.id.clone()),
+                ),
+            },
+            (None, waiting) => (
+                json!({"waiting": {
+                    "reason": "ImagePullBackOff",
+                    "message": waiting.clone().unwrap_or_default(),
+                }}),
+                None,
+            ),
+        };
+        let mut status = json!({
+            "name": e.name,
+            "state": state,
+            "lastState": {},
+            "ready": false,
+            "restartCount": 0,
+            "image": image,
+            "imageID": "",
+        });
+        if let Some(id) = id {
+            status["containerID"] = json!(id);
+            status["imageID"] = json!(format!(
+                "{}@sha256:{}",
+                image.as_str().unwrap_or(""),
+                "0".repeat(64)
+            ));
+        }
+        statuses.push(status);
+    }
+    (specs, statuses)
 }
 
 /// A stable uid for objects the configuration does not name one for (FNV-1a of `seed`).

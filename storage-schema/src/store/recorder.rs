@@ -23,9 +23,9 @@ use crate::chunk::{ChunkError, SealedChunk};
 use crate::commands::{self, CommandEntry, CommandObserver};
 use crate::event::{Event, EventKind, Stream};
 use crate::keys::{DataKey, KeyError, Keyring};
-use crate::layout;
+use crate::layout::{StreamDir, StreamRoot};
 use crate::seal::{ExitInfo, SealPayload, SealState};
-use crate::session::{SessionId, SessionMeta};
+use crate::session::{SessionId, SessionMeta, StreamClass};
 
 const EVENT_QUEUE: usize = 64;
 const CHUNK_QUEUE: usize = 8;
@@ -59,7 +59,7 @@ enum Msg {
 /// Handle to one session being recorded.
 #[derive(Debug)]
 pub struct Recorder {
-    session: SessionId,
+    dir: StreamDir,
     clock: Instant,
     tx: mpsc::Sender<Msg>,
     task: JoinHandle<Result<Option<SealPayload>, RecordError>>,
@@ -92,21 +92,22 @@ impl Recorder {
         meta.keys.kek = kek.id().to_string();
         meta.keys.signing = signer.id().to_string();
         let session = meta.session;
+        // The stream's class decides its prefix: audit streams under `audit/`, sessions under
+        // `sessions/` (see `layout`).
+        let dir = StreamDir::for_class(meta.class(), session);
         let meta_bytes = serde_json::to_vec_pretty(&meta).expect("metadata serializes");
         let dek = DataKey::generate()?;
         let wrapped =
             serde_json::to_vec_pretty(&kek.wrap(session, &dek)?).expect("wrapped key serializes");
-        store
-            .put_create(&layout::meta(session), meta_bytes.clone())
-            .await?;
-        store.put_create(&layout::dek(session), wrapped).await?;
+        store.put_create(&dir.meta(), meta_bytes.clone()).await?;
+        store.put_create(&dir.dek(), wrapped).await?;
         let builder = ChunkBuilder::new(session, &meta_bytes, dek, signer, policy)?;
         let clock = Instant::now();
         let (tx, rx) = mpsc::channel(EVENT_QUEUE);
         let observer = observer.map(ObserverThread::spawn).transpose()?;
-        let task = tokio::spawn(run(store, builder, rx, clock, observer));
+        let task = tokio::spawn(run(store, dir, builder, rx, clock, observer));
         Ok(Self {
-            session,
+            dir,
             clock,
             tx,
             task,
@@ -114,7 +115,12 @@ impl Recorder {
     }
 
     pub fn session(&self) -> SessionId {
-        self.session
+        self.dir.id()
+    }
+
+    /// Where the stream is written.
+    pub fn dir(&self) -> StreamDir {
+        self.dir
     }
 
     /// Microseconds since the session started, on the recorder's monotonic clock.
@@ -219,14 +225,17 @@ impl Recorder {
 
 async fn run(
     store: Store,
+    dir: StreamDir,
     mut builder: ChunkBuilder,
     mut rx: mpsc::Receiver<Msg>,
     clock: Instant,
     observer: Option<ObserverThread>,
 ) -> Result<Option<SealPayload>, RecordError> {
     let session = builder.seal_payload(SealState::Sealed, None).session;
+    // `ended/` markers are the feed of sessions; audit streams are not marked.
+    let is_session = dir.root() == StreamRoot::of(StreamClass::Session);
     let (chunk_tx, chunk_rx) = mpsc::channel::<SealedChunk>(CHUNK_QUEUE);
-    let mut uploader = tokio::spawn(upload(store.clone(), session, chunk_rx));
+    let mut uploader = tokio::spawn(upload(store.clone(), dir, chunk_rx));
     // Set when the uploader stops early (a failed put): stop taking events at once rather than at
     // the next chunk, so callers learn of it through `closed()` even on an idle session.
     let mut uploaded = None;
@@ -301,13 +310,15 @@ async fn run(
     if let Some(entries) = command_entries
         && let Ok((bytes, reference)) = commands::encode(session, builder.dek(), &entries)
     {
-        store.put_create(&layout::commands(session), bytes).await?;
+        store.put_create(&dir.commands(), bytes).await?;
         seal.commands = Some(reference);
     }
     store
-        .put_create(&layout::seal(session), seal.sign(builder.signer()))
+        .put_create(&dir.seal(), seal.sign(builder.signer()))
         .await?;
-    super::catalog::mark_ended(&store, session, seal.sealed_at_us).await;
+    if is_session {
+        super::catalog::mark_ended(&store, session, seal.sealed_at_us).await;
+    }
     Ok(Some(seal))
 }
 
@@ -360,12 +371,12 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 
 async fn upload(
     store: Store,
-    session: SessionId,
+    dir: StreamDir,
     mut rx: mpsc::Receiver<SealedChunk>,
 ) -> Result<(), RecordError> {
     while let Some(chunk) = rx.recv().await {
         store
-            .put_create(&layout::chunk(session, chunk.header.seq), chunk.encode())
+            .put_create(&dir.chunk(chunk.header.seq), chunk.encode())
             .await?;
     }
     Ok(())

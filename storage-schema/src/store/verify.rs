@@ -1,11 +1,12 @@
-//! Verifying and late-sealing sessions in a store.
+//! Verifying and late-sealing streams (sessions and audit streams) in a store.
 
 use super::{Store, StoreError};
 use crate::commands;
 use crate::keys::{DataKey, KeyError, Keyring, PublicKey, WrappedKey};
-use crate::layout;
+use crate::layout::{self, StreamDir, StreamRoot};
 use crate::seal::{SealPayload, SealState};
-use crate::session::{SessionId, SessionMeta, unix_micros_now};
+use crate::session::{SessionId, SessionMeta, StreamClass};
+use crate::time::unix_micros_now;
 use crate::verify::{Damage, Report, SessionState, Verifier};
 
 /// Why verification could not run at all (as opposed to finding damage).
@@ -34,42 +35,83 @@ pub enum KeySource<'a> {
     PublicKey(&'a PublicKey),
 }
 
+/// A stream's metadata: its exact bytes, and what they parse to (or why they do not).
+pub(super) type LoadedMeta = (bytes::Bytes, Result<SessionMeta, String>);
+
+/// Finds stream `id` under each stream root in turn ([`StreamRoot::ALL`]) and reads its
+/// metadata: one read for a session, as before audit streams had a prefix of their own.
 pub(super) async fn load_meta(
     store: &Store,
     id: SessionId,
-) -> Result<(bytes::Bytes, Result<SessionMeta, String>), VerifyError> {
+) -> Result<(StreamDir, LoadedMeta), VerifyError> {
+    for root in StreamRoot::ALL {
+        let dir = StreamDir::new(root, id);
+        if let Some(bytes) = store.get_opt(&dir.meta()).await? {
+            return Ok((dir, parse_meta(bytes)));
+        }
+    }
+    Err(VerifyError::NotFound(id))
+}
+
+pub(super) async fn load_meta_at(store: &Store, dir: StreamDir) -> Result<LoadedMeta, VerifyError> {
     let bytes = store
-        .get_opt(&layout::meta(id))
+        .get_opt(&dir.meta())
         .await?
-        .ok_or(VerifyError::NotFound(id))?;
+        .ok_or(VerifyError::NotFound(dir.id()))?;
+    Ok(parse_meta(bytes))
+}
+
+fn parse_meta(bytes: bytes::Bytes) -> LoadedMeta {
     let meta = serde_json::from_slice::<SessionMeta>(&bytes).map_err(|e| e.to_string());
-    Ok((bytes, meta))
+    (bytes, meta)
 }
 
 pub(super) async fn load_dek(
     store: &Store,
     keyring: &Keyring,
-    id: SessionId,
+    dir: StreamDir,
 ) -> Result<DataKey, VerifyError> {
+    let id = dir.id();
     let bad = |reason: String| VerifyError::DataKey {
         session: id,
         reason,
     };
     let bytes = store
-        .get_opt(&layout::dek(id))
+        .get_opt(&dir.dek())
         .await?
         .ok_or_else(|| bad("dek.json is missing (crypto-shredded?)".into()))?;
     let wrapped: WrappedKey = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
     Ok(keyring.unwrap_dek(id, &wrapped)?)
 }
 
-/// Verifies one session; `Ok` carries the report whether or not damage was found.
+/// Verifies one stream, found by id wherever it lies; `Ok` carries the report whether or not
+/// damage was found.
 pub async fn verify_session(
     store: &Store,
     id: SessionId,
     keys: KeySource<'_>,
 ) -> Result<Report, VerifyError> {
-    let (meta_bytes, meta) = load_meta(store, id).await?;
+    let (dir, loaded) = load_meta(store, id).await?;
+    verify_loaded(store, dir, loaded, keys).await
+}
+
+/// Verifies the stream in `dir` (a listing already said where it is).
+pub async fn verify_stream(
+    store: &Store,
+    dir: StreamDir,
+    keys: KeySource<'_>,
+) -> Result<Report, VerifyError> {
+    let loaded = load_meta_at(store, dir).await?;
+    verify_loaded(store, dir, loaded, keys).await
+}
+
+async fn verify_loaded(
+    store: &Store,
+    dir: StreamDir,
+    (meta_bytes, meta): LoadedMeta,
+    keys: KeySource<'_>,
+) -> Result<Report, VerifyError> {
+    let id = dir.id();
     let signing_id = match &meta {
         Ok(m) => m.keys.signing.clone(),
         Err(_) => String::new(),
@@ -84,7 +126,7 @@ pub async fn verify_session(
                 Err(e) => return Err(e.into()),
             };
             let dek = if meta.is_ok() {
-                Some(load_dek(store, ring, id).await?)
+                Some(load_dek(store, ring, dir).await?)
             } else {
                 None
             };
@@ -107,19 +149,19 @@ pub async fn verify_session(
         }
         Ok(_) => {}
     }
-    for (name, _) in store.list(&layout::chunks_dir(id)).await? {
+    for (name, _) in store.list(&dir.chunks_dir()).await? {
         let Some(seq) = layout::parse_chunk_name(&name) else {
             continue;
         };
-        let bytes = store.get(&layout::chunk(id, seq)).await?;
+        let bytes = store.get(&dir.chunk(seq)).await?;
         verifier.chunk(seq, &bytes);
     }
-    let seal = store.get_opt(&layout::seal(id)).await?;
+    let seal = store.get_opt(&dir.seal()).await?;
     let mut report = verifier.finish(seal.as_deref());
     if let SessionState::Sealed(payload) | SessionState::Interrupted(payload) = &report.state
         && let Some(reference) = &payload.commands
     {
-        match store.get_opt(&layout::commands(id)).await? {
+        match store.get_opt(&dir.commands()).await? {
             None => report.damage.push(Damage::CommandsMissing {
                 count: reference.count,
             }),
@@ -137,14 +179,16 @@ pub async fn verify_session(
     Ok(report)
 }
 
-/// Seals a session whose writer died, as `interrupted`, after verifying its whole chain with the
-/// data key. Refuses damaged or already sealed sessions.
+/// Seals a stream whose writer died, as `interrupted`, after verifying its whole chain with the
+/// data key. Refuses damaged or already sealed streams.
 pub async fn seal_interrupted(
     store: &Store,
     keyring: &Keyring,
     id: SessionId,
 ) -> Result<SealPayload, VerifyError> {
-    let report = verify_session(store, id, KeySource::Keyring(keyring)).await?;
+    let (dir, loaded) = load_meta(store, id).await?;
+    let meta = loaded.1.clone();
+    let report = verify_loaded(store, dir, loaded, KeySource::Keyring(keyring)).await?;
     if !report.intact() {
         let list: Vec<String> = report.damage.iter().map(|d| format!("  - {d}")).collect();
         return Err(VerifyError::Damaged(id, list.join("\n")));
@@ -152,7 +196,6 @@ pub async fn seal_interrupted(
     if !matches!(report.state, SessionState::Open) {
         return Err(VerifyError::AlreadySealed(id, report.state.name()));
     }
-    let (_, meta) = load_meta(store, id).await?;
     let meta = meta.map_err(|e| VerifyError::Damaged(id, e))?;
     let signer = keyring
         .signing_key(&meta.keys.signing)
@@ -172,9 +215,9 @@ pub async fn seal_interrupted(
         events: totals.events,
         commands: None,
     };
-    store
-        .put_create(&layout::seal(id), payload.sign(signer))
-        .await?;
-    super::catalog::mark_ended(store, id, payload.sealed_at_us).await;
+    store.put_create(&dir.seal(), payload.sign(signer)).await?;
+    if meta.class() == StreamClass::Session {
+        super::catalog::mark_ended(store, id, payload.sealed_at_us).await;
+    }
     Ok(payload)
 }

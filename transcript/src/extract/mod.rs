@@ -20,12 +20,10 @@ use storage_schema::{Event, SessionMeta, TermSize};
 
 use crate::term::DEFAULT_SIZE;
 
-/// An extracted entry is the commands object's own type: a command, input to a program,
-/// redacted input or an aborted line (see [`EntryKind`]). (`Command` is its former name.)
+/// What the extractor produces: the recording format's command entry, so that what is
+/// extracted is what the recorder stores and the reviewer's tools read: a command, input to a
+/// program, redacted input or an aborted line (see [`EntryKind`]).
 pub use storage_schema::commands::{CommandEntry, EntryKind};
-
-/// The former name of [`CommandEntry`].
-pub type Command = CommandEntry;
 
 /// Reconstructs the commands of one session from its events, fed in order.
 #[derive(Debug)]

@@ -223,7 +223,7 @@ proptest! {
         let got_view: Vec<Option<String>> = got
             .iter()
             .filter(|c| matches!(c.kind, super::EntryKind::Command | super::EntryKind::Redacted))
-            .map(|c| c.text.clone())
+            .map(|c| c.shown_text().map(str::to_owned))
             .collect();
         prop_assert_eq!(&got_view, &expected);
         let all = format!("{got:?}");

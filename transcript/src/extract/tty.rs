@@ -736,7 +736,7 @@ impl TtyExtractor {
                     && let Some(h) = self.held_mut(id)
                 {
                     h.entry.typed = Some(typed);
-                    h.entry.text = Some(row.trim().to_owned());
+                    h.entry.text = row.trim().to_owned();
                 }
                 return;
             }
@@ -861,10 +861,11 @@ impl TtyExtractor {
             let text = h.entry.text.clone();
             if h.entry.kind == EntryKind::Command {
                 self.last_command = Some(q.id);
-                if let Some(t) = text
-                    && has_history_designator(&t)
-                {
-                    self.watch = Some(Watch::Expansion { id: q.id, typed: t });
+                if has_history_designator(&text) {
+                    self.watch = Some(Watch::Expansion {
+                        id: q.id,
+                        typed: text,
+                    });
                 }
             }
         }
@@ -1139,7 +1140,7 @@ impl TtyExtractor {
     }
 
     fn shell_command(&mut self, entry: CommandEntry, keyed: bool) {
-        let text = entry.text.clone().unwrap_or_default();
+        let text = entry.text.clone();
         let incomplete = keyed && syntax::is_incomplete(&text, self.fish);
         let changes = prompt::changes_prompt(&text);
         let id = self.push(entry, false);
@@ -1170,7 +1171,7 @@ impl TtyExtractor {
         let Some(open) = self.held.iter().find(|h| h.id == id) else {
             return false;
         };
-        let open_text = open.entry.text.clone().unwrap_or_default();
+        let open_text = open.entry.text.clone();
         let first = open_text.lines().next().unwrap_or("");
         if text.lines().next() != Some(first) {
             return false;
@@ -1190,7 +1191,7 @@ impl TtyExtractor {
         let block = block.join("\n");
         let fish = self.fish;
         if let Some(h) = self.held_mut(id) {
-            h.entry.text = Some(truncate(&block));
+            h.entry.text = truncate(&block);
             h.entry.shown_us = Some(shown_us);
         }
         if !syntax::is_incomplete(&block, fish) {
@@ -1210,13 +1211,13 @@ impl TtyExtractor {
         let Some(h) = self.held_mut(id) else {
             return;
         };
-        let mut full = h.entry.text.take().unwrap_or_default();
+        let mut full = std::mem::take(&mut h.entry.text);
         if full.len() < MAX_TEXT {
             full.push('\n');
             full.push_str(text);
         }
         let complete = !syntax::is_incomplete(&full, fish);
-        h.entry.text = Some(full.clone());
+        h.entry.text = full.clone();
         h.entry.shown_us = Some(shown_us);
         let _ = at_us;
         if complete {
@@ -1269,7 +1270,7 @@ impl TtyExtractor {
         if let Some(h) = self.held_mut(id) {
             h.entry.kind = EntryKind::Aborted;
             if let Some(p) = partial.filter(|p| !p.is_empty()) {
-                let text = h.entry.text.get_or_insert_with(String::new);
+                let text = &mut h.entry.text;
                 text.push('\n');
                 text.push_str(p);
             }

@@ -689,7 +689,7 @@ mod tests {
         let mut app = f.app(Some(At::Command(2)));
         assert_eq!(app.tape.commands.len(), 2);
         assert_eq!(app.tape.commands[0].label(), "make b");
-        assert_eq!(app.tape.commands[1].text, None);
+        assert_eq!(app.tape.commands[1].shown_text(), None);
         assert_eq!(app.pos_us, 11_000_000);
         assert!(app.tape.damage.is_none());
         press(&mut app, KeyCode::Char('p'));

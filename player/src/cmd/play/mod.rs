@@ -142,14 +142,11 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The newest terminal session (audit streams skipped).
+/// The newest session (of class `Session`: older stores keep audit streams among them).
 async fn newest(store: &storage_schema::store::Store) -> anyhow::Result<storage_schema::SessionId> {
     for id in list_sessions(store).await? {
         let summary = storage_schema::store::summarize(store, id).await?;
-        if summary
-            .meta
-            .is_some_and(|m| m.kind != storage_schema::SessionKind::Audit)
-        {
+        if summary.class() == Some(storage_schema::StreamClass::Session) {
             return Ok(id);
         }
     }

@@ -23,10 +23,6 @@ const READ_AHEAD: usize = 4;
 /// Search matches kept per query; more are counted, not stored.
 const MAX_MATCHES: usize = 10_000;
 
-/// One entry of the session (a command, a line typed to a program, redacted input, an
-/// aborted line), as the list pane, the status line and `n`/`p` use it.
-pub type Cmd = CommandEntry;
-
 /// How the player shows an entry.
 pub trait EntryView {
     /// Its text for a list or a status line (never a redacted entry's, which has none).
@@ -40,9 +36,9 @@ pub trait EntryView {
 
 impl EntryView for CommandEntry {
     fn label(&self) -> String {
-        match (&self.text, self.kind) {
-            (_, EntryKind::Redacted) | (None, _) => "[redacted: typed without echo]".into(),
-            (Some(t), _) => t.replace('\n', " ⏎ "),
+        match self.shown_text() {
+            None => "[redacted: typed without echo]".into(),
+            Some(t) => t.replace('\n', " ⏎ "),
         }
     }
 
@@ -74,7 +70,7 @@ pub struct Tape {
     /// Set when the commands come from our own extraction (no sealed commands object): it keeps
     /// running as a live session grows.
     extractor: Option<CommandExtractor>,
-    pub commands: Vec<Cmd>,
+    pub commands: Vec<CommandEntry>,
     pub exit: Option<(i32, String)>,
     /// `sealed`, `interrupted` or `open`, as `kubetape ls` says.
     pub state: String,
@@ -99,11 +95,7 @@ impl Tape {
     ) -> anyhow::Result<Self> {
         let reader = Arc::new(rt.block_on(SessionReader::open(&store, &keyring, id))?);
         let meta = reader.meta();
-        if meta.kind == storage_schema::SessionKind::Audit {
-            anyhow::bail!(
-                "session {id} is a gateway's audit log, not a terminal session (`kubetape audit` reads it)"
-            );
-        }
+        crate::class::require_terminal(id, meta)?;
         let size = meta.size.unwrap_or(transcript::term::DEFAULT_SIZE);
         // A commands object that fails its check against the seal is not trusted: the
         // commands are extracted again from the (verified) chunks, and the damage is shown.
@@ -321,7 +313,7 @@ impl Tape {
         let mut hits: Vec<u64> = self
             .commands
             .iter()
-            .filter(|c| c.text.as_deref().is_some_and(|t| re.is_match(t)))
+            .filter(|c| c.shown_text().is_some_and(|t| re.is_match(t)))
             // Where the line is whole on the screen, so the hit can be seen.
             .map(|c| c.lands_at())
             .collect();

@@ -1,0 +1,240 @@
+//! `kubetape-quickstart`: everything a newcomer needs to see kubetape work, on loopback, in one
+//! command: a sandbox cluster with a demo pod, a development OIDC issuer, the gateway (the
+//! `gateway` library, as `kubetape-gateway serve` runs it) recording into the default store, and
+//! a kubeconfig whose user gets short-lived tokens from an exec credential plugin (this
+//! binary's `token` subcommand).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use gateway::app::Gateway;
+use gateway::config::{GatewayConfig, RecordingConfig, TlsConfig, UpstreamConfig};
+
+use crate::devissuer::DevIssuer;
+use crate::kubeconfig;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct QuickstartArgs {
+    /// Where the quickstart keeps its cluster, issuer, certificates and kubeconfig
+    /// [default: ~/.local/share/kubetape/quickstart].
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Gateway address (loopback; port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// The identity the kubeconfig's tokens carry.
+    #[arg(long, default_value = "dev@example.com")]
+    pub user: String,
+    /// The group the kubeconfig's tokens carry (may exec in namespace `default`, and may ask
+    /// for temporary access to namespace `prod`).
+    #[arg(long, default_value = "developers")]
+    pub group: String,
+    /// A second identity, in group `sre`, who may approve access requests (`kubeconfig-approver`).
+    #[arg(long, default_value = "sre@example.com")]
+    pub approver: String,
+    /// Recording store URL (what `kubetape ls` reads) [default: ~/.local/share/kubetape/store].
+    #[arg(long, env = "KUBETAPE_STORE")]
+    pub store: Option<String>,
+    /// Recording keyring [default: ~/.config/kubetape/keys].
+    #[arg(long, env = "KUBETAPE_KEYS")]
+    pub keys: Option<PathBuf>,
+}
+
+/// Starts everything, prints what to type, and serves until `shutdown`.
+pub async fn run(
+    args: QuickstartArgs,
+    shutdown: impl Future<Output = ()>,
+    cut_short: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let dir = args.dir.clone().unwrap_or_else(default_dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+
+    // The demo pod, plus a "production" one that takes an approved request to reach.
+    let mut pods = sandbox::SandboxConfig::demo();
+    pods.pods.push(sandbox::PodSpec {
+        name: "db".into(),
+        namespace: "prod".into(),
+        labels: Default::default(),
+        containers: vec![sandbox::ContainerSpec::new(
+            "postgres",
+            ["sh", "-c", "while true; do sleep 3600; done"],
+        )],
+    });
+    let cluster = sandbox::start(pods, "127.0.0.1:0".parse()?, &dir.join("sandbox"))
+        .await
+        .context("start the sandbox cluster")?;
+    let issuer = DevIssuer::open_or_create(
+        &dir.join("issuer"),
+        DevIssuer::DEFAULT_ISSUER,
+        DevIssuer::DEFAULT_AUDIENCE,
+    )
+    .context("development issuer")?;
+    let tls_dir = dir.join("gateway");
+    let ca_pem = gateway::tls::write_self_signed(&tls_dir).context("gateway certificate")?;
+
+    let policy = dir.join("policy.toml");
+    std::fs::write(&policy, quickstart_policy(&args.group))
+        .with_context(|| format!("write {}", policy.display()))?;
+    let config = GatewayConfig {
+        server: Default::default(),
+        ops: Default::default(),
+        lease: Default::default(),
+        listen: args.listen,
+        cluster_name: "sandbox".into(),
+        tls: TlsConfig {
+            cert: tls_dir.join("tls.crt"),
+            key: tls_dir.join("tls.key"),
+        },
+        upstream: UpstreamConfig {
+            kubeconfig: Some(cluster.kubeconfig_path.clone()),
+            context: None,
+        },
+        recording: RecordingConfig {
+            store: args.store.clone(),
+            keys: args.keys.clone(),
+            ..RecordingConfig::default()
+        },
+        issuers: vec![issuer.issuer_config()],
+        policy: policy.clone(),
+        // The terminal shows the instructions; the audit log still goes to the store.
+        audit: gateway::audit::AuditConfig {
+            stdout: false,
+            ..Default::default()
+        },
+        revocation: Default::default(),
+    };
+    let gateway = Gateway::build(&config).await?;
+    let addr = gateway.local_addr()?;
+    let kubeconfig = dir.join("kubeconfig");
+    write_kubeconfig(&kubeconfig, addr, &ca_pem, &issuer, &args.user, &args.group)
+        .context("write the kubeconfig")?;
+    let approver_kubeconfig = dir.join("kubeconfig-approver");
+    write_kubeconfig(
+        &approver_kubeconfig,
+        addr,
+        &ca_pem,
+        &issuer,
+        &args.approver,
+        "sre",
+    )
+    .context("write the approver's kubeconfig")?;
+
+    // The reviewer's CLI is built next to this binary; name it so the instructions work as pasted.
+    let kubetape = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join("kubetape")))
+        .filter(|p| p.is_file())
+        .map_or_else(|| "kubetape".to_string(), |p| p.display().to_string());
+    println!(
+        "kubetape quickstart is running (Ctrl-C stops it).\n\n  \
+         gateway   https://{addr}  → sandbox cluster https://{} (pod `demo` in namespace `default`)\n  \
+         identity  {} in group {} (short-lived tokens from a development issuer)\n\n\
+         In another terminal:\n\n  \
+         export KUBECONFIG={}\n  \
+         kubectl get pods\n  \
+         kubectl exec -it demo -- sh      # work, then `exit`\n  \
+         {kubetape} ls          # the session you just recorded\n  \
+         {kubetape} cat <SESSION>   # what the terminal showed\n  \
+         {kubetape} verify <SESSION>\n\n\
+         Just-in-time access to namespace `prod` (policy: {}, reloaded when you edit it):\n\n  \
+         kubectl exec -n prod db -- id    # 403: says which rule is missing and how to ask\n  \
+         {kubetape} request prod-debug --namespace prod --reason 'look at the db' --ttl 5m\n  \
+         {kubetape} requests --kubeconfig {}   # the approver ({}) sees it\n  \
+         {kubetape} approve <ID> --kubeconfig {}\n  \
+         kubectl exec -it -n prod db -- sh  # allowed until the grant expires\n",
+        cluster.addr,
+        args.user,
+        args.group,
+        kubeconfig.display(),
+        policy.display(),
+        approver_kubeconfig.display(),
+        args.approver,
+        approver_kubeconfig.display(),
+    );
+    let served = gateway.run_with(shutdown, cut_short).await;
+    if let Err(e) = cluster.shutdown().await {
+        tracing::warn!(error = %e, "sandbox cluster did not stop cleanly");
+    }
+    served?;
+    Ok(())
+}
+
+fn default_dir() -> PathBuf {
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default()
+                .join(".local/share")
+        });
+    data.join("kubetape/quickstart")
+}
+
+/// The quickstart's policy: `group` may work with pods in `default` and may ask for `prod`;
+/// group `sre` approves.
+fn quickstart_policy(group: &str) -> String {
+    format!(
+        r#"# kubetape access policy (reloaded about a second after you save; a bad edit is
+# rejected and the previous policy stays). Default deny. See gateway/policy.example.toml.
+
+[[roles]]
+name = "developer"
+description = "work with pods in the default namespace"
+[[roles.rules]]
+namespaces = ["default"]
+resources = ["pods", "pods/log", "pods/exec", "pods/attach"]
+verbs = ["get", "list", "watch", "create"]
+
+[[roles]]
+name = "prod-debug"
+description = "shell access to production pods, on request"
+requestable = true
+approvers = ["sre"]
+max_ttl = "1h"
+[[roles.rules]]
+namespaces = ["prod"]
+resources = ["pods", "pods/log", "pods/exec", "pods/attach"]
+verbs = ["get", "list", "watch", "create"]
+
+[[bindings]]
+name = "developers"
+groups = [{group:?}]
+roles = ["developer"]
+max_session = "8h"
+"#
+    )
+}
+
+fn write_kubeconfig(
+    path: &Path,
+    addr: SocketAddr,
+    ca_pem: &str,
+    issuer: &DevIssuer,
+    user: &str,
+    group: &str,
+) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("locate this binary for the credential plugin")?;
+    let args: Vec<String> = [
+        "token",
+        "--issuer-dir",
+        &issuer.dir().display().to_string(),
+        "--user",
+        user,
+        "--group",
+        group,
+        "--ttl",
+        "10m",
+    ]
+    .map(String::from)
+    .into();
+    let credentials = kubeconfig::exec_plugin(&exe, &args);
+    kubeconfig::write(
+        path,
+        &kubeconfig::for_gateway(addr, ca_pem, user, credentials),
+    )?;
+    Ok(())
+}
