@@ -569,23 +569,42 @@ impl TtyExtractor {
     }
 
     /// Settles the lines typed ahead before `before_us`. The shell showed a prompt for each
-    /// line it read without drawing it (dash): as many of them, the latest first, are the
-    /// commands it ran, because the running program read first, in order, and the shell got
-    /// the rest. The others were the program's input.
+    /// line it read without drawing it (dash): a prompt can only have read a line typed before
+    /// it, and the running program read first, in order, so each prompt (the latest first) read
+    /// the latest line typed before it that no later prompt read. The others were the
+    /// program's input. (Counting prompts without their times gave a prompt shown before a
+    /// line was typed to that line: a line typed to `cat` after a typed-ahead `echo` became a
+    /// command.)
     fn settle_queue(&mut self, before_us: u64) {
-        let settled: Vec<Queued> = {
-            let (settled, kept): (Vec<Queued>, Vec<Queued>) = std::mem::take(&mut self.queue)
-                .into_iter()
-                .partition(|q| q.at_us < before_us);
-            self.queue = kept;
-            settled
-        };
-        let read_by_shell = self.undrawn.len().min(settled.len());
-        let times: Vec<u64> = self.undrawn.drain(..read_by_shell).collect();
+        // Match prompts to lines over the whole queue (a prompt after a line typed later than
+        // `before_us` read that line, not an earlier one), then settle the earlier lines.
+        let mut shown: Vec<Option<u64>> = vec![None; self.queue.len()];
+        let mut free = self.queue.len();
+        for &t in self.undrawn.iter().rev() {
+            while free > 0 && self.queue[free - 1].at_us >= t {
+                free -= 1;
+            }
+            if free == 0 {
+                // No line was waiting when it showed: it read none of these.
+                continue;
+            }
+            free -= 1;
+            shown[free] = Some(t);
+        }
+        let mut settled = Vec::new();
+        let (mut kept, mut undrawn) = (Vec::new(), Vec::new());
+        for (q, t) in std::mem::take(&mut self.queue).into_iter().zip(shown) {
+            if q.at_us < before_us {
+                settled.push((q, t));
+            } else {
+                undrawn.extend(t);
+                kept.push(q);
+            }
+        }
+        self.queue = kept;
+        self.undrawn = undrawn;
         let known = self.prompts.known().next().map(|p| p.trim_end().to_owned());
-        for (i, q) in settled.iter().enumerate() {
-            let shell = i + read_by_shell >= settled.len();
-            let shown = shell.then(|| times[i + read_by_shell - settled.len()]);
+        for (q, shown) in settled {
             let prompt = known.clone();
             if let Some(h) = self.held_mut(q.id) {
                 if let Some(at) = shown
@@ -1465,12 +1484,21 @@ impl TtyExtractor {
         let Some(head) = model.strip_suffix(read.text.as_str()) else {
             return;
         };
-        if head.trim().chars().count() < 3 {
+        // (What is shown was trimmed: a blank where the echo was cut belongs to neither part.)
+        let head = head.trim();
+        if head.is_empty() {
             return;
         }
+        // Echoed where the row started (output ended with a newline), or after the shell's
+        // prompt; a head of three characters or more anywhere in the row (after other output).
         let (crow, _) = self.term.cursor();
-        let shown_above = (crow.saturating_sub(8)..crow)
-            .any(|r| self.term.row_text(r).contains(head.trim_start()));
+        let shown_above = (crow.saturating_sub(8)..crow).any(|r| {
+            let row = self.term.row_text(r);
+            let after_prompt = self.prompts.at_start(&row).map_or("", |l| &row[l..]);
+            row.starts_with(head)
+                || after_prompt.starts_with(head)
+                || (head.chars().count() >= 3 && row.contains(head))
+        });
         if shown_above {
             read.text = model.to_owned();
             read.inferred = true;
