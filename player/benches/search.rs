@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use player::index::segment::{IndexedCommand, IndexedSession, SegmentBuilder};
 use player::index::{Filter, Index};
 use regex::bytes::RegexBuilder;
+use storage_schema::commands::EntryKind;
 
 struct Rng(u64);
 
@@ -97,6 +98,7 @@ fn generate(sessions: usize) -> (Vec<(IndexedSession, Vec<IndexedCommand>)>, usi
             .map(|k| IndexedCommand {
                 at_us: (k as u64 + 1) * 7_000_000,
                 number: k as u32 + 1,
+                kind: EntryKind::Command,
                 text: command(&mut rng),
             })
             .collect();
@@ -105,6 +107,7 @@ fn generate(sessions: usize) -> (Vec<(IndexedSession, Vec<IndexedCommand>)>, usi
             commands.push(IndexedCommand {
                 at_us: 999_000_000,
                 number: n as u32 + 1,
+                kind: EntryKind::Command,
                 text: "DROP TABLE customers;".into(),
             });
         }

@@ -243,6 +243,71 @@ fn play_pause_seek_next_command_search_and_quit() {
     );
 }
 
+/// A session typed the way tmux, a paste or a fast link delivers keys (the whole line and
+/// Enter at once, the echo after them), replayed in a terminal smaller than the recording:
+/// `n` lands where the command line is whole and the status line names it, a search hit is
+/// highlighted on the screen, and the status line says the screen is clipped.
+#[test]
+fn n_lands_on_whole_lines_hits_are_highlighted_and_clipping_is_said() {
+    let t = Play::new("reviewer");
+    let shell = t.kubetape("record -- bash --norc --noprofile");
+    t.window("rec", 130, 30, &format!("PS1='{PROMPT} ' {shell}"));
+    let prompts =
+        |n: usize| move |s: &str| s.lines().filter(|l| l.starts_with(PROMPT)).count() == n;
+    t.wait("rec", "showed the prompt", prompts(1));
+    for (i, command) in ["echo burst-one", "echo burst-two"].iter().enumerate() {
+        t.keys("rec", &[command, "Enter"]);
+        t.wait("rec", "showed the next prompt", prompts(i + 2));
+    }
+    t.keys("rec", &["exit", "Enter"]);
+    let id = session_id(&t.wait("rec", "sealed the session", |s| s.contains("EXIT=0")));
+
+    t.window(
+        "play",
+        100,
+        20,
+        &t.kubetape(&format!("play {} --at 0", &id[..13])),
+    );
+    let s = t.wait("play", "opened paused", |s| s.contains("PAUSED"));
+    assert!(s.contains("CLIPPED 130×30 → 100×18"), "{s}");
+
+    t.keys("play", &["n"]);
+    let s = t.wait("play", "named the first command", |s| {
+        s.contains("#1 $ echo burst-one")
+    });
+    // Whole on the screen (its output came with its echo, in one piece).
+    assert!(has_line(&s, "demo$ echo burst-one"), "{s}");
+    t.keys("play", &["n"]);
+    let s = t.wait("play", "named the second command", |s| {
+        s.contains("#2 $ echo burst-two")
+    });
+    assert!(has_line(&s, "demo$ echo burst-two"), "{s}");
+
+    // The hit is drawn black on yellow (background colour 3: SGR 43, or 48;5;3) on the
+    // recorded screen, the rest of its row not.
+    t.keys("play", &["Home", "/"]);
+    t.type_text("play", "burst-one");
+    t.keys("play", &["Enter"]);
+    t.wait("play", "found the command", |s| s.contains("/burst-one 1/"));
+    let styled = t.run(&["capture-pane", "-p", "-e", "-t", "play"]);
+    let row = styled
+        .lines()
+        .find(|l| l.contains("demo$ ") && l.contains("burst-one"))
+        .unwrap_or_else(|| panic!("no row with the hit:\n{styled}"));
+    let yellow =
+        |sgr: &str| sgr.contains("48;5;3m") || sgr.ends_with("[43m") || sgr.contains(";43m");
+    let hit = row.find("burst-one").unwrap();
+    let before = &row[..hit];
+    let sgr = before.rfind("\x1b[").map(|i| &before[i..]).unwrap_or("");
+    assert!(yellow(sgr), "not highlighted: {row:?}");
+    assert!(
+        !yellow(&row[..row.find("echo").unwrap()]),
+        "more highlighted: {row:?}"
+    );
+    t.keys("play", &["q"]);
+    t.wait("play", "exited", |s| s.contains("EXIT=0"));
+}
+
 #[test]
 fn play_at_opens_paused_on_that_moment() {
     let t = Play::new("at");
@@ -258,9 +323,7 @@ fn play_at_opens_paused_on_that_moment() {
 
     // The command list opens on the command at the play head; ↓ Enter jumps to the next one.
     t.keys("at2", &["c"]);
-    let s = t.wait("at2", "listed the commands", |s| {
-        s.contains("commands (↑/↓")
-    });
+    let s = t.wait("at2", "listed the commands", |s| s.contains("$ command"));
     assert!(s.contains("#5") && s.contains("echo three"), "{s}");
     t.keys("at2", &["Down", "Enter"]);
     let s = t.wait("at2", "jumped from the list", |s| {

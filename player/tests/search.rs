@@ -106,13 +106,9 @@ impl Env {
             .unwrap();
         let entries = typed
             .iter()
-            .map(|(at_us, text)| CommandEntry {
-                at_us: *at_us,
-                text: text.unwrap_or_default().to_string(),
-                redacted: text.is_none(),
-                prompt: None,
-                cwd: None,
-                exit_code: None,
+            .map(|(at_us, text)| match text {
+                Some(t) => CommandEntry::command(*at_us, *t),
+                None => CommandEntry::redacted(*at_us),
             })
             .collect();
         if seal {

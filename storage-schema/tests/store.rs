@@ -335,21 +335,10 @@ async fn commands_are_sealed_with_the_session() {
             .unwrap();
         let typed = vec![
             CommandEntry {
-                at_us: 5,
-                text: "ls".into(),
-                redacted: false,
-                prompt: Some("$ ".into()),
-                cwd: None,
                 exit_code: Some(0),
+                ..CommandEntry::command(5, "ls").with_prompt("$ ")
             },
-            CommandEntry {
-                at_us: 9,
-                text: String::new(),
-                redacted: true,
-                prompt: None,
-                cwd: None,
-                exit_code: None,
-            },
+            CommandEntry::redacted(9),
         ];
         let seal = recorder
             .finish_with_commands(None, typed.clone())

@@ -11,9 +11,11 @@
 //! - [`seek`]: [`SeekIndex`], keyframes built in one pass over a session's chunks; `seek(t)` =
 //!   nearest keyframe ≤ t + replay of the short tail.
 //! - [`extract`]: [`CommandExtractor`] → [`CommandEntry`]s (the recording format's own type,
-//!   `storage_schema::commands`): TTY sessions from the echoed screen at Enter (with OSC 133/7
-//!   when the shell emits them, redaction of unechoed input), non-TTY execs from their command
-//!   and script lines.
+//!   `storage_schema::commands`):
+//!   TTY sessions from the echoed screen, every line typed accounted for as a command, input to
+//!   a program, redacted no-echo input or an aborted line (the shell's prompt learned from the
+//!   session, OSC 133/7 used when the shell emits them, type-ahead attributed to whoever read
+//!   it); non-TTY execs from their command and script lines.
 //!
 //! # Use
 //! ```
@@ -36,7 +38,7 @@
 //! let mut x = CommandExtractor::tty(size); // or CommandExtractor::new(reader.meta())
 //! chunk.iter().for_each(|e| x.feed(e));
 //! let commands = x.finish();
-//! assert_eq!(commands[0].text, "ls");
+//! assert_eq!(commands[0].text.as_deref(), Some("ls"));
 //! assert_eq!(commands[0].at_us, 100_000);
 //!
 //! // Seeking (the player: push chunks once, then seek anywhere).
@@ -61,7 +63,7 @@ mod observer;
 pub mod seek;
 pub mod term;
 
-pub use extract::{CommandEntry, CommandExtractor, extract};
+pub use extract::{CommandEntry, CommandExtractor, EntryKind, extract};
 pub use seek::{Position, SeekConfig, SeekError, SeekInProgress, SeekIndex, Seeked};
 pub use term::{Terminal, is_vt100_panic, quiet_vt100_panics};
 /// The emulator behind [`Terminal::screen`], re-exported so renderers name its cell and colour

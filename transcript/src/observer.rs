@@ -19,12 +19,13 @@ impl CommandObserver for CommandExtractor {
 
 #[cfg(test)]
 mod tests {
+    use storage_schema::commands::EntryKind;
     use storage_schema::{EventKind, Stream, TermSize};
 
     use super::*;
 
     #[test]
-    fn redacted_commands_carry_no_text() {
+    fn redacted_entries_carry_no_text() {
         let mut x: Box<dyn CommandObserver> =
             Box::new(CommandExtractor::tty(TermSize { cols: 80, rows: 24 }));
         let data = |at_us, stream, bytes: &[u8]| Event {
@@ -47,7 +48,9 @@ mod tests {
         let entries = x.finish();
         assert_eq!(entries.len(), 2, "{entries:?}");
         assert_eq!(entries[0].shown_text(), Some("ls"));
+        assert!(!entries[0].redacted && entries[0].kind == EntryKind::Command);
         assert!(entries[1].redacted && entries[1].text.is_empty());
+        assert!(entries[1].kind == EntryKind::Redacted);
         assert_eq!(entries[1].shown_text(), None);
         let all = format!("{entries:?}");
         assert!(!all.contains("hunter2"), "{all}");

@@ -240,6 +240,151 @@ impl Terminal {
         self.parser.screen().row_wrapped(row)
     }
 
+    /// First and last row of the logical line (rows joined by autowrap) containing `row`.
+    pub(crate) fn logical_bounds(&self, row: u16) -> (u16, u16) {
+        let rows = self.size().rows;
+        let row = row.min(rows - 1);
+        let mut s = row;
+        while s > 0 && self.joins_next(s - 1) {
+            s -= 1;
+        }
+        let mut e = row;
+        while e + 1 < rows && self.joins_next(e) {
+            e += 1;
+        }
+        (s, e)
+    }
+
+    /// Whether `row` goes on in the next one: it wrapped at the margin, or a wide character
+    /// that did not fit in its last cell moved to the next row (`vt100` does not mark that
+    /// row as wrapped; the cell left behind is blank, or a space a line editor put there).
+    fn joins_next(&self, row: u16) -> bool {
+        if self.row_wrapped(row) {
+            return true;
+        }
+        let screen = self.parser.screen();
+        let (rows, cols) = screen.size();
+        if row + 1 >= rows || cols < 3 {
+            return false;
+        }
+        let blank =
+            |c: Option<&vt100::Cell>| c.is_none_or(|c| !c.has_contents() || c.contents() == " ");
+        blank(screen.cell(row, cols - 1))
+            && !blank(screen.cell(row, cols - 2))
+            && screen.cell(row + 1, 0).is_some_and(|c| c.is_wide())
+    }
+
+    /// The last part of `row` set apart by three blanks or more and ending within two cells of
+    /// the margin: where a right-side prompt is, whatever it shows now.
+    pub(crate) fn right_segment(&self, row: u16) -> Option<String> {
+        let screen = self.parser.screen();
+        let (rows, cols) = screen.size();
+        if row >= rows {
+            return None;
+        }
+        let last = (0..cols).rev().find(|&c| {
+            screen
+                .cell(row, c)
+                .is_some_and(|cell| cell.has_contents() && cell.contents() != " ")
+        })?;
+        if last + 3 < cols {
+            return None;
+        }
+        let text = self.row_text(row);
+        let gap = text.rfind("   ")?;
+        let segment = text[gap..].trim();
+        (!segment.is_empty() && !text[..gap].trim().is_empty()).then(|| segment.to_owned())
+    }
+
+    /// The styles of `row`'s first `cols` cells, one value per run of equal style (colours,
+    /// bold, inverse, underline): a prompt's shape, whatever its text.
+    pub(crate) fn style_runs(&self, row: u16, cols: u16) -> Vec<u32> {
+        let screen = self.parser.screen();
+        let mut runs: Vec<u32> = Vec::new();
+        for col in 0..cols.min(screen.size().1) {
+            let Some(cell) = screen.cell(row, col) else {
+                break;
+            };
+            if cell.is_wide_continuation() {
+                continue;
+            }
+            let colour = |c: vt100::Color| match c {
+                vt100::Color::Default => 0u32,
+                vt100::Color::Idx(i) => 1 + u32::from(i),
+                vt100::Color::Rgb(r, g, b) => {
+                    257 + (u32::from(r) >> 5) * 64 + (u32::from(g) >> 5) * 8 + (u32::from(b) >> 5)
+                }
+            };
+            let key = colour(cell.fgcolor())
+                | colour(cell.bgcolor()) << 10
+                | u32::from(cell.bold()) << 20
+                | u32::from(cell.inverse()) << 21
+                | u32::from(cell.underline()) << 22;
+            if runs.last() != Some(&key) {
+                runs.push(key);
+            }
+        }
+        runs
+    }
+
+    /// Whether `row` is filled to its last cell: a line editor that breaks long lines itself
+    /// (busybox ash writes the last column, then CR LF) leaves such a row unmarked as wrapped.
+    pub(crate) fn row_full(&self, row: u16) -> bool {
+        let screen = self.parser.screen();
+        let (rows, cols) = screen.size();
+        row < rows
+            && screen
+                .cell(row, cols - 1)
+                .is_some_and(|c| c.has_contents() && c.contents() != " ")
+    }
+
+    /// The text of rows `start..=end` joined as one line, trailing blanks removed. Where a
+    /// wide character did not fit at the end of a row, the blank cell it left is not part of
+    /// the text (nobody typed a space there).
+    pub(crate) fn logical_text(&self, start: u16, end: u16) -> String {
+        let screen = self.parser.screen();
+        let (rows, cols) = screen.size();
+        let mut text = String::new();
+        for r in start..=end.min(rows.saturating_sub(1)) {
+            let mut width = cols;
+            let next_wide = r < end && screen.cell(r + 1, 0).is_some_and(|c| c.is_wide());
+            if next_wide
+                && screen
+                    .cell(r, cols - 1)
+                    .is_some_and(|c| !c.has_contents() || c.contents() == " ")
+            {
+                width -= 1;
+            }
+            text.push_str(&row_prefix(screen, r, width));
+        }
+        text.truncate(text.trim_end().len());
+        text
+    }
+
+    /// Text at the right end of `row` that stands apart from what is left of `col`: a right-side
+    /// prompt (zsh's RPROMPT, fish's right prompt), which ends within two cells of the margin
+    /// and is separated by blanks.
+    pub(crate) fn right_text(&self, row: u16, col: u16) -> Option<String> {
+        let screen = self.parser.screen();
+        let (rows, cols) = screen.size();
+        if row >= rows || col >= cols {
+            return None;
+        }
+        let last = (col..cols).rev().find(|&c| {
+            screen
+                .cell(row, c)
+                .is_some_and(|cell| cell.has_contents() && cell.contents() != " ")
+        })?;
+        if last + 3 < cols {
+            return None;
+        }
+        let rest = row_prefix(screen, row, cols);
+        let rest: String = rest.chars().skip(usize::from(col)).collect();
+        let trimmed = rest.trim_start();
+        let gap = rest.len() - trimmed.len();
+        (gap >= 1 && !trimmed.trim_end().is_empty()).then(|| trimmed.trim_end().to_owned())
+    }
+
     /// The whole visible screen as text, one line per row, trailing blanks removed.
     pub fn text(&self) -> String {
         let rows = self.size().rows;
@@ -412,6 +557,39 @@ mod tests {
         assert!(t.row_wrapped(0));
         assert!(!t.row_wrapped(1));
         assert_eq!(t.row_text(1), "abc");
+    }
+
+    #[test]
+    fn logical_lines_join_wrapped_rows_without_the_wide_character_gap() {
+        let mut t = term(10, 4);
+        // Nine cells, then a wide character that does not fit in the last one.
+        t.process("$ abcdefg漢字x".as_bytes());
+        assert_eq!(t.logical_bounds(1), (0, 1));
+        assert_eq!(t.logical_text(0, 1), "$ abcdefg漢字x");
+        // An editor that writes a space into the last cell itself.
+        let mut t = term(10, 4);
+        t.process("$ abcdefg \r\n漢字x".as_bytes());
+        assert_eq!(t.logical_bounds(0), (0, 1));
+        assert_eq!(t.logical_text(0, 1), "$ abcdefg漢字x");
+        // A space that was typed at the margin is kept.
+        let mut t = term(10, 4);
+        t.process(b"$ abcdefg xyz");
+        assert_eq!(t.logical_text(0, 1), "$ abcdefg xyz");
+        // Rows that merely end short are separate lines.
+        let mut t = term(10, 4);
+        t.process("$ abc\r\n漢字".as_bytes());
+        assert_eq!(t.logical_bounds(0), (0, 0));
+    }
+
+    #[test]
+    fn right_side_text_is_found_only_at_the_margin() {
+        let mut t = term(30, 3);
+        t.process(b"kt$ \x1b[20C[0] 1\x1b[25D");
+        assert_eq!(t.cursor(), (0, 4));
+        assert_eq!(t.right_text(0, 4).as_deref(), Some("[0] 1"));
+        let mut t = term(30, 3);
+        t.process(b"kt$ ls -la");
+        assert_eq!(t.right_text(0, 4), None);
     }
 
     #[test]

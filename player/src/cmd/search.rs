@@ -12,7 +12,7 @@ use crate::config::Global;
 use crate::format;
 use player::index::{Filter, Hit, Index};
 
-const ABOUT: &str = "Find sessions by the commands that were typed in them";
+const ABOUT: &str = "Find sessions by the commands that were typed in them (or anything typed)";
 
 const LONG_ABOUT: &str = "\
 Find sessions by the commands that were typed in them, across every recording in the store.
@@ -22,9 +22,14 @@ decrypted command lines) that is brought up to date from the store first: every 
 ended since the last search is read and its commands added. Commands come from the recording's
 commands object, which the gateway writes as it seals an interactive session (reconstructed from
 the keystrokes and the screen, so edits, history recall and tab completion show as the command
-that ran); for a non-interactive exec, the exec's own command line. Passwords typed at a
-no-echo prompt are never in it. Port-forwards type no commands and are not searched (`kubetape
-audit` has one record per connection).
+that ran, and a line typed ahead while another command ran as the command it became); for a
+non-interactive exec, the exec's own command line. Passwords typed at a no-echo prompt are
+never in it. Port-forwards type no commands and are not searched (`kubetape audit` has one
+record per connection).
+
+Every other line typed is indexed too, and searched with --all-input: lines read by programs
+(answers to their prompts, REPL lines such as `>>>` or `db>`, text typed into `cat`) and lines
+abandoned with Ctrl-C before they ran.
 
 PATTERN is a regular expression (Rust regex syntax), matched anywhere in a command; `^` and `$`
 anchor at the command's start and end.";
@@ -34,6 +39,7 @@ Examples:
   kubetape search 'rm -rf'
   kubetape search '^kubectl delete' --namespace prod --since 7d
   kubetape search 'psql' --user 'alice@*' --json
+  kubetape search --all-input 'DROP TABLE'      also what was typed into psql, python, ...
   kubetape play 0196f3a2-7b1c --at '#3'          open a hit (its session and command number)";
 
 #[derive(Debug, clap::Args)]
@@ -66,6 +72,11 @@ pub struct Args {
     /// Match case-insensitively
     #[arg(long, short = 'i')]
     ignore_case: bool,
+
+    /// Search everything typed, not only commands: lines typed to programs (answers to their
+    /// prompts, REPLs) and lines abandoned with Ctrl-C (the KIND column says which)
+    #[arg(long, short = 'a')]
+    all_input: bool,
 
     /// One JSON object per hit
     #[arg(long)]
@@ -105,6 +116,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             .as_deref()
             .map(|w| parse_when(w, now))
             .transpose()?,
+        all_input: args.all_input,
     };
     let store_url = global.store_url()?;
     let dir = args
@@ -151,7 +163,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             Ok::<_, anyhow::Error>(())
         })
     } else {
-        print_table(&mut out, &hits)
+        print_table(&mut out, &hits, args.all_input)
     };
     match written.and_then(|()| out.flush().map_err(Into::into)) {
         Err(e) if crate::stdio::is_broken_pipe(&e) => return Ok(ExitCode::SUCCESS),
@@ -160,7 +172,12 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     if hits.is_empty() {
         if !args.json {
             eprintln!(
-                "kubetape: no command matches {:?} in {} sessions ({} commands indexed)",
+                "kubetape: no {} matches {:?} in {} sessions ({} lines indexed)",
+                if args.all_input {
+                    "line typed"
+                } else {
+                    "command"
+                },
                 args.pattern,
                 index.session_count(),
                 index.command_count()
@@ -171,37 +188,35 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_table(out: &mut impl std::io::Write, hits: &[Hit]) -> anyhow::Result<()> {
+fn print_table(out: &mut impl std::io::Write, hits: &[Hit], kinds: bool) -> anyhow::Result<()> {
     if hits.is_empty() {
         return Ok(());
     }
-    let mut rows = vec![
-        [
-            "SESSION",
-            "TIME (UTC)",
-            "OFFSET",
-            "#",
-            "USER",
-            "TARGET",
-            "COMMAND",
-        ]
-        .map(String::from),
-    ];
+    let mut header = vec!["SESSION", "TIME (UTC)", "OFFSET", "#", "USER", "TARGET"];
+    if kinds {
+        header.push("KIND");
+    }
+    header.push(if kinds { "TYPED" } else { "COMMAND" });
+    let mut rows = vec![header.into_iter().map(String::from).collect::<Vec<_>>()];
     for h in hits {
         let target = [h.namespace.as_deref(), h.pod.as_deref()]
             .into_iter()
             .flatten()
             .collect::<Vec<_>>()
             .join("/");
-        rows.push([
+        let mut row = vec![
             h.session[..h.session.len().min(13)].to_string(),
             format::timestamp_us(h.at_unix_us),
             format::duration_us(h.offset_us),
             format!("#{}", h.number),
             h.user.clone(),
             target,
-            h.command.replace('\n', " ⏎ "),
-        ]);
+        ];
+        if kinds {
+            row.push(h.kind.to_string());
+        }
+        row.push(h.command.replace('\n', " ⏎ "));
+        rows.push(row);
     }
     for line in format::table(&rows) {
         writeln!(out, "{line}")?;

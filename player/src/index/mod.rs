@@ -28,7 +28,9 @@ use storage_schema::layout::{self, StreamDir};
 use storage_schema::store::{SessionReader, Store, ended_since, list_sessions};
 use storage_schema::{Keyring, SessionId, StreamClass};
 
-use self::segment::{IndexedCommand, IndexedSession, Segment, SegmentBuilder};
+use storage_schema::commands::EntryKind;
+
+use self::segment::{IndexedCommand, IndexedSession, Segment, SegmentBuilder, SegmentError};
 
 /// Merge segments once there are more than this many.
 const MAX_SEGMENTS: usize = 16;
@@ -63,8 +65,11 @@ pub struct Hit {
     pub pod: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
-    /// 1-based position of the command in its session (`play --at '#N'`).
+    /// 1-based position of the entry in its session (`play --at '#N'`).
     pub number: usize,
+    /// `command`, or (`--all-input`) `input` for a line typed to a program, `aborted` for one
+    /// abandoned with Ctrl-C.
+    pub kind: &'static str,
     pub command: String,
 }
 
@@ -76,6 +81,8 @@ pub struct Filter {
     pub pod: Option<String>,
     pub since_unix_us: Option<u64>,
     pub until_unix_us: Option<u64>,
+    /// Every line typed (input to programs, aborted lines), not only commands.
+    pub all_input: bool,
 }
 
 /// What a sync did.
@@ -119,12 +126,23 @@ impl Index {
         for path in paths {
             let bytes =
                 std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-            let segment = Segment::parse(bytes).with_context(|| {
-                format!(
-                    "{} (rebuild the index with `kubetape search --reindex`)",
-                    path.display()
-                )
-            })?;
+            let segment = match Segment::parse(bytes) {
+                Ok(segment) => segment,
+                // Written by another version of kubetape: the index is a cache, start over.
+                Err(SegmentError::Version(v)) => {
+                    tracing::info!(index = %dir.display(), version = v, "rebuilding an index of another version");
+                    Self::clear(dir)?;
+                    return Self::open(dir);
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!(
+                            "{} (rebuild the index with `kubetape search --reindex`)",
+                            path.display()
+                        )
+                    });
+                }
+            };
             segments.push((path, segment));
         }
         Ok(Self {
@@ -241,30 +259,34 @@ impl Index {
                     continue;
                 }
                 last = Some(command);
-                let (session_index, offset_us, number, text) = segment.command(command);
-                let session = sessions[session_index].get_or_insert_with(|| {
-                    let parsed = segment.session(session_index);
+                let record = segment.command(command);
+                if !filter.all_input && record.kind != EntryKind::Command {
+                    continue;
+                }
+                let session = sessions[record.session].get_or_insert_with(|| {
+                    let parsed = segment.session(record.session);
                     if let Err(e) = &parsed {
                         tracing::warn!(index = %path.display(), error = %e, "skipping a damaged entry");
                     }
                     parsed.ok().filter(|s| names.matches(s))
                 });
                 let Some(session) = session else { continue };
-                let at_unix_us = session.started_at_us.saturating_add(offset_us);
+                let at_unix_us = session.started_at_us.saturating_add(record.at_us);
                 if !filter.matches_time(at_unix_us) {
                     continue;
                 }
                 hits.push(Hit {
                     session: session.session.clone(),
                     at_unix_us,
-                    offset_us,
+                    offset_us: record.at_us,
                     user: session.user.clone(),
                     cluster: session.cluster.clone(),
                     namespace: session.namespace.clone(),
                     pod: session.pod.clone(),
                     container: session.container.clone(),
-                    number: number as usize,
-                    command: text.to_string(),
+                    number: record.number as usize,
+                    kind: record.kind.name(),
+                    command: record.text.to_string(),
                 });
             }
         }
@@ -309,11 +331,12 @@ impl Index {
             let mut by_session: Vec<Vec<IndexedCommand>> =
                 vec![Vec::new(); segment.session_count()];
             for i in 0..segment.command_count() {
-                let (s, at_us, number, text) = segment.command(i);
-                by_session[s].push(IndexedCommand {
-                    at_us,
-                    number,
-                    text: text.to_string(),
+                let r = segment.command(i);
+                by_session[r.session].push(IndexedCommand {
+                    at_us: r.at_us,
+                    number: r.number,
+                    kind: r.kind,
+                    text: r.text.to_string(),
                 });
             }
             for (i, commands) in by_session.iter().enumerate() {

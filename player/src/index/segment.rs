@@ -3,14 +3,17 @@
 //!
 //! ```text
 //! header (40 bytes, little-endian):
-//!   magic "KTIX", version u32 = 1, sessions u32, commands u32,
+//!   magic "KTIX", version u32 = 2, sessions u32, commands u32,
 //!   session table length u64, text length u64, reserved u64
 //! session offsets: sessions × u32 (start of each session's JSON in the session table)
 //! session table:   the sessions' JSON, back to back (parsed only for hits)
-//! commands:        commands × { text start u32, session u32, at_us u64, number u32 } (20 bytes,
-//!                  by text start; number = 1-based position in the session's commands)
-//! text:            every command's text, each followed by '\n'
+//! commands:        commands × { text start u32, session u32, at_us u64, number u32, kind u8,
+//!                  reserved [u8; 3] } (24 bytes, by text start; number = 1-based position in
+//!                  the session's entries; kind: 0 command, 1 input to a program, 3 aborted)
+//! text:            every entry's text, each followed by '\n'
 //! ```
+//! Version 1 (20-byte records, commands only) is not read: the index is a cache, and
+//! `Index::open` rebuilds one it cannot read.
 //! A search runs the regex over `text` as one haystack (multi-line mode, so `^`/`$` match at
 //! command boundaries) and maps each hit to its command by binary search over the text starts;
 //! a command spanning several lines (a `for` loop) is still one command.
@@ -18,12 +21,12 @@
 use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
-use storage_schema::commands::CommandEntry;
+use storage_schema::commands::{CommandEntry, EntryKind};
 
 const MAGIC: &[u8; 4] = b"KTIX";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 const HEADER_LEN: usize = 40;
-const COMMAND_LEN: usize = 20;
+const COMMAND_LEN: usize = 24;
 
 /// What the index keeps about a session: enough to filter and print hits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,19 +50,52 @@ pub struct IndexedSession {
 }
 
 /// A row of the search index: what a segment keeps of one of a session's
-/// [`CommandEntry`]s (the format's type). Not the same type on purpose: a row has a position
-/// (`number`, for `play --at '#N'`) that an entry only has by its place in a list, and there
-/// are rows only for entries whose text may be searched, so a redacted entry has none.
+/// [`CommandEntry`]s (the format's type): a command, a line typed to a program, or an aborted
+/// line. Not the same type on purpose: a row has a position (`number`, for `play --at '#N'`)
+/// that an entry only has by its place in a list, and there are rows only for entries whose
+/// text may be searched, so a redacted entry has none.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexedCommand {
     pub at_us: u64,
-    /// 1-based position among the session's commands (redacted ones count but are not indexed).
+    /// 1-based position among the session's entries (redacted ones count but are not indexed).
     pub number: u32,
+    pub kind: EntryKind,
     pub text: String,
 }
 
+/// An indexed entry, as a search reads it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record<'a> {
+    /// Index of its session in the segment.
+    pub session: usize,
+    pub at_us: u64,
+    pub number: u32,
+    pub kind: EntryKind,
+    pub text: &'a str,
+}
+
+fn kind_byte(kind: EntryKind) -> u8 {
+    match kind {
+        EntryKind::Command => 0,
+        EntryKind::Input => 1,
+        EntryKind::Redacted => 2,
+        EntryKind::Aborted => 3,
+        EntryKind::Other => 255,
+    }
+}
+
+fn byte_kind(b: u8) -> EntryKind {
+    match b {
+        0 => EntryKind::Command,
+        1 => EntryKind::Input,
+        2 => EntryKind::Redacted,
+        3 => EntryKind::Aborted,
+        _ => EntryKind::Other,
+    }
+}
+
 impl IndexedCommand {
-    /// The rows for a session's commands, in order: one per entry with searchable text.
+    /// The rows for a session's entries, in order: one per entry with searchable text.
     pub fn rows(entries: &[CommandEntry]) -> Vec<IndexedCommand> {
         entries
             .iter()
@@ -68,6 +104,7 @@ impl IndexedCommand {
                 e.shown_text().map(|text| IndexedCommand {
                     at_us: e.at_us,
                     number,
+                    kind: e.kind,
                     text: text.to_owned(),
                 })
             })
@@ -108,6 +145,8 @@ impl SegmentBuilder {
             self.commands.extend_from_slice(&index.to_le_bytes());
             self.commands.extend_from_slice(&c.at_us.to_le_bytes());
             self.commands.extend_from_slice(&c.number.to_le_bytes());
+            self.commands
+                .extend_from_slice(&[kind_byte(c.kind), 0, 0, 0]);
             // Multi-line commands keep their newlines: `^`/`$` then also match inside them,
             // and a hit on any line maps back to the command by its start.
             self.text.extend_from_slice(c.text.as_bytes());
@@ -231,14 +270,15 @@ impl Segment {
         &self.bytes[self.text.clone()]
     }
 
-    /// (text start, session index, at_us, number) of command `i`.
-    fn record(&self, i: usize) -> (usize, usize, u64, u32) {
+    /// (text start, session index, at_us, number, kind) of entry `i`.
+    fn record(&self, i: usize) -> (usize, usize, u64, u32, EntryKind) {
         let at = self.records.start + i * COMMAND_LEN;
         (
             u32_at(&self.bytes, at) as usize,
             u32_at(&self.bytes, at + 4) as usize,
             u64_at(&self.bytes, at + 8),
             u32_at(&self.bytes, at + 16),
+            byte_kind(self.bytes[at + 20]),
         )
     }
 
@@ -260,21 +300,22 @@ impl Segment {
         (self.record(lo).0 <= pos).then_some(lo)
     }
 
-    /// Command `i`: its session index, offset, number and text (without the trailing '\n').
-    pub fn command(&self, i: usize) -> (usize, u64, u32, &str) {
-        let (start, session, at_us, number) = self.record(i);
+    /// Entry `i` (its text without the trailing '\n').
+    pub fn command(&self, i: usize) -> Record<'_> {
+        let (start, session, at_us, number, kind) = self.record(i);
         let end = if i + 1 < self.commands {
             self.record(i + 1).0
         } else {
             self.text.len()
         };
         let raw = &self.text()[start..end - 1];
-        (
+        Record {
             session,
             at_us,
             number,
-            std::str::from_utf8(raw).unwrap_or("\u{fffd}"),
-        )
+            kind,
+            text: std::str::from_utf8(raw).unwrap_or("\u{fffd}"),
+        }
     }
 
     /// Session `i`, parsed.
@@ -315,7 +356,18 @@ mod tests {
         IndexedCommand {
             at_us,
             number: at_us as u32,
+            kind: EntryKind::Command,
             text: text.into(),
+        }
+    }
+
+    fn rec(session: usize, at_us: u64, kind: EntryKind, text: &str) -> Record<'_> {
+        Record {
+            session,
+            at_us,
+            number: at_us as u32,
+            kind,
+            text,
         }
     }
 
@@ -334,11 +386,13 @@ mod tests {
                 IndexedCommand {
                     at_us: 10,
                     number: 1,
+                    kind: EntryKind::Command,
                     text: "sudo -v".into()
                 },
                 IndexedCommand {
                     at_us: 30,
                     number: 3,
+                    kind: EntryKind::Command,
                     text: "ls".into()
                 },
             ]
@@ -353,11 +407,20 @@ mod tests {
             &[cmd(5, "ls -l"), cmd(9, "for i in 1 2\ndo echo $i\ndone")],
         );
         b.add(&session("empty"), &[]);
-        b.add(&session("c"), &[cmd(7, "rm -rf /tmp/x")]);
+        b.add(
+            &session("c"),
+            &[IndexedCommand {
+                kind: EntryKind::Input,
+                ..cmd(7, "rm -rf /tmp/x")
+            }],
+        );
         let seg = Segment::parse(b.finish()).unwrap();
         assert_eq!((seg.session_count(), seg.command_count()), (3, 3));
-        assert_eq!(seg.command(1), (0, 9, 9, "for i in 1 2\ndo echo $i\ndone"));
-        assert_eq!(seg.command(2), (2, 7, 7, "rm -rf /tmp/x"));
+        assert_eq!(
+            seg.command(1),
+            rec(0, 9, EntryKind::Command, "for i in 1 2\ndo echo $i\ndone")
+        );
+        assert_eq!(seg.command(2), rec(2, 7, EntryKind::Input, "rm -rf /tmp/x"));
         assert_eq!(seg.session(2).unwrap().session, "c");
         let text = seg.text();
         let pos = text.windows(4).position(|w| w == b"done").unwrap();

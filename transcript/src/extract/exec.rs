@@ -3,7 +3,7 @@
 
 use storage_schema::{Event, EventKind, Stream};
 
-use super::Command;
+use super::CommandEntry;
 
 /// Longest script line kept; the rest of a longer line is dropped (and the line marked with
 /// a trailing ellipsis) so a binary blob on stdin cannot grow memory without bound.
@@ -14,17 +14,17 @@ const SHELLS: &[&str] = &["sh", "bash", "dash", "ash", "zsh", "ksh", "mksh", "bu
 
 #[derive(Debug)]
 pub(crate) struct ExecExtractor {
-    own: Option<Command>,
+    own: Option<CommandEntry>,
     script: bool,
     line: Vec<u8>,
     line_at: u64,
     overflow: bool,
-    done: Vec<Command>,
+    done: Vec<CommandEntry>,
 }
 
 impl ExecExtractor {
     pub(crate) fn new(command: &[String]) -> Self {
-        let own = (!command.is_empty()).then(|| Command::new(0, shell_join(command)));
+        let own = (!command.is_empty()).then(|| CommandEntry::command(0, shell_join(command)));
         Self {
             own,
             script: reads_script_from_stdin(command),
@@ -82,10 +82,10 @@ impl ExecExtractor {
         if text.is_empty() || text.starts_with('#') {
             return;
         }
-        self.done.push(Command::new(self.line_at, text));
+        self.done.push(CommandEntry::command(self.line_at, text));
     }
 
-    pub(crate) fn take(&mut self) -> Vec<Command> {
+    pub(crate) fn take(&mut self) -> Vec<CommandEntry> {
         std::mem::take(&mut self.done)
     }
 
@@ -177,7 +177,7 @@ mod tests {
         x.finish();
         let got = x.take();
         assert_eq!(got.len(), 1);
-        assert_eq!(got[0].text, r"ls -la '/my dir' 'it'\''s'");
+        assert_eq!(got[0].shown_text(), Some(r"ls -la '/my dir' 'it'\''s'"));
         assert_eq!(got[0].exit_code, Some(2));
     }
 

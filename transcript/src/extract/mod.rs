@@ -1,13 +1,19 @@
 //! Command extraction: who ran what, from a session's events.
 //!
-//! TTY sessions are reconstructed from the echoed screen at the moment Enter was pressed
-//! ([`tty`]); non-TTY execs from their own command line and, when stdin feeds a shell, the
+//! TTY sessions are reconstructed from the echoed screen at the moment a line was submitted,
+//! and every line typed is accounted for as a command, input to a program, redacted no-echo
+//! input or an aborted line ([`tty`], with [`prompt`] learning the shell's prompt, [`syntax`]
+//! telling complete commands from continued ones, [`keys`] and [`editor`] following the
+//! keys); non-TTY execs from their own command line and, when stdin feeds a shell, the
 //! script's lines ([`exec`]). Feed events in order with [`CommandExtractor::feed`]; completed
-//! commands come out of [`CommandExtractor::take`] (for live indexing) and
+//! entries come out of [`CommandExtractor::take`] (for live indexing) and
 //! [`CommandExtractor::finish`].
 
+mod editor;
 mod exec;
 mod keys;
+mod prompt;
+mod syntax;
 mod tty;
 
 use storage_schema::{Event, SessionMeta, TermSize};
@@ -15,10 +21,9 @@ use storage_schema::{Event, SessionMeta, TermSize};
 use crate::term::DEFAULT_SIZE;
 
 /// What the extractor produces: the recording format's command entry, so that what is
-/// extracted is what the recorder stores and the reviewer's tools read.
-pub use storage_schema::commands::CommandEntry;
-// The extractor's modules build entries under this shorter name.
-use storage_schema::commands::CommandEntry as Command;
+/// extracted is what the recorder stores and the reviewer's tools read: a command, input to a
+/// program, redacted input or an aborted line (see [`EntryKind`]).
+pub use storage_schema::commands::{CommandEntry, EntryKind};
 
 /// Reconstructs the commands of one session from its events, fed in order.
 #[derive(Debug)]
@@ -36,16 +41,22 @@ impl CommandExtractor {
     /// An extractor for the session `meta` describes (TTY or not, command, initial size).
     pub fn new(meta: &SessionMeta) -> Self {
         if meta.tty {
-            Self::tty(meta.size.unwrap_or(DEFAULT_SIZE))
+            Self::tty_running(meta.size.unwrap_or(DEFAULT_SIZE), &meta.command)
         } else {
             Self::exec(&meta.command)
         }
     }
 
-    /// An extractor for an interactive (TTY) session starting at `size`.
+    /// An extractor for an interactive (TTY) session of a shell, starting at `size`.
     pub fn tty(size: TermSize) -> Self {
+        Self::tty_running(size, &[])
+    }
+
+    /// An extractor for an interactive (TTY) session of `command` (a shell, whose first
+    /// prompt is learned, or another program, whose lines are its input).
+    pub fn tty_running(size: TermSize, command: &[String]) -> Self {
         Self {
-            mode: Mode::Tty(Box::new(tty::TtyExtractor::new(size))),
+            mode: Mode::Tty(Box::new(tty::TtyExtractor::new(size, command))),
         }
     }
 
@@ -64,10 +75,10 @@ impl CommandExtractor {
         }
     }
 
-    /// Commands completed so far and not yet taken. A command stays back until it is known to
-    /// be complete (its exit mark, the next prompt, or the end), so text never changes after
-    /// it is taken.
-    pub fn take(&mut self) -> Vec<Command> {
+    /// Entries completed so far and not yet taken, in order. An entry stays back until it is
+    /// known to be complete (a command until its exit mark, the next prompt or the end; a line
+    /// typed ahead until it is known who read it), so nothing changes after it is taken.
+    pub fn take(&mut self) -> Vec<CommandEntry> {
         match &mut self.mode {
             Mode::Tty(t) => t.take(),
             Mode::Exec(e) => e.take(),
@@ -75,7 +86,7 @@ impl CommandExtractor {
     }
 
     /// Ends the session: everything still held back, in order.
-    pub fn finish(mut self) -> Vec<Command> {
+    pub fn finish(mut self) -> Vec<CommandEntry> {
         match &mut self.mode {
             Mode::Tty(t) => t.finish(),
             Mode::Exec(e) => e.finish(),
@@ -88,7 +99,7 @@ impl CommandExtractor {
 pub fn extract<'a>(
     meta: &SessionMeta,
     events: impl IntoIterator<Item = &'a Event>,
-) -> Vec<Command> {
+) -> Vec<CommandEntry> {
     let mut x = CommandExtractor::new(meta);
     for e in events {
         x.feed(e);

@@ -2,7 +2,7 @@
 
 use storage_schema::{Event, EventKind, Stream, TermSize};
 
-use super::{Command, CommandExtractor};
+use super::{CommandEntry, CommandExtractor, EntryKind};
 
 /// A scripted session: what the user typed and what the "shell" echoed, 10 ms apart.
 struct Sim {
@@ -45,7 +45,7 @@ impl Sim {
     fn enter(&mut self) -> &mut Self {
         self.key("\r").out("\r\n")
     }
-    fn run(&self, cols: u16, rows: u16) -> Vec<Command> {
+    fn run(&self, cols: u16, rows: u16) -> Vec<CommandEntry> {
         let mut x = CommandExtractor::tty(TermSize { cols, rows });
         for e in &self.events {
             x.feed(e);
@@ -54,8 +54,19 @@ impl Sim {
     }
 }
 
-fn texts(cmds: &[Command]) -> Vec<&str> {
-    cmds.iter().map(|c| c.text.as_str()).collect()
+/// The commands' texts (what `kubetape search` finds by default); a redacted entry is "".
+fn texts(cmds: &[CommandEntry]) -> Vec<&str> {
+    cmds.iter()
+        .filter(|c| matches!(c.kind, EntryKind::Command | EntryKind::Redacted))
+        .map(|c| c.shown_text().unwrap_or(""))
+        .collect()
+}
+
+/// Every entry as `kind: text`.
+fn all(cmds: &[CommandEntry]) -> Vec<String> {
+    cmds.iter()
+        .map(|c| format!("{}: {}", c.kind.name(), c.shown_text().unwrap_or("")))
+        .collect()
 }
 
 #[test]
@@ -531,4 +542,232 @@ fn themed_prompts_count_as_shell_prompts() {
     let got = s.run(80, 24);
     assert_eq!(texts(&got), vec!["git status", "make"]);
     assert_eq!(got[0].prompt.as_deref(), Some("~/src ❯"));
+}
+
+#[test]
+fn lines_typed_ahead_are_commands_when_the_shell_reads_them() {
+    // bash: typed during `sleep`, echoed by the terminal; bash draws each after its prompt.
+    let mut s = Sim::new();
+    s.out("kt$ ").typed("sleep 3").enter();
+    s.typed("echo one").enter().typed("echo two").enter();
+    s.out("kt$ echo one\r\none\r\nkt$ echo two\r\ntwo\r\nkt$ ");
+    s.typed("exit").enter();
+    let got = s.run(80, 24);
+    assert_eq!(
+        all(&got),
+        [
+            "command: sleep 3",
+            "command: echo one",
+            "command: echo two",
+            "command: exit"
+        ]
+    );
+    assert!(got[1].typeahead && got[2].typeahead && !got[3].typeahead);
+    assert!(!got[1].inferred, "drawn by the shell: no guess");
+    // The moment it is on the screen as a command is when bash drew it.
+    assert!(got[1].shown_us > Some(got[2].at_us));
+}
+
+#[test]
+fn dash_reads_lines_typed_ahead_without_drawing_them() {
+    // dash prints its prompt, then the output of the line it read; a line that prints
+    // nothing shows as one prompt right after another.
+    let mut s = Sim::new();
+    s.out("kt$ ").typed("sleep 3").enter();
+    s.typed("true").enter().typed("echo two").enter();
+    s.out("kt$ kt$ two\r\nkt$ ");
+    s.typed("exit").enter();
+    let got = s.run(80, 24);
+    assert_eq!(
+        all(&got),
+        [
+            "command: sleep 3",
+            "command: true",
+            "command: echo two",
+            "command: exit"
+        ]
+    );
+    assert!(
+        got[1].inferred && got[2].inferred,
+        "counted, not drawn: {got:?}"
+    );
+}
+
+#[test]
+fn a_line_typed_ahead_that_the_program_reads_is_its_input() {
+    let mut s = Sim::new();
+    s.out("kt$ ").typed("sleep 3; read x").enter();
+    s.typed("answer").enter().typed("echo next").enter();
+    // `read` took the first line; bash drew the second after its prompt.
+    s.out("kt$ echo next\r\nnext\r\nkt$ ");
+    s.typed("exit").enter();
+    let got = s.run(80, 24);
+    assert_eq!(
+        all(&got),
+        [
+            "command: sleep 3; read x",
+            "input: answer",
+            "command: echo next",
+            "command: exit"
+        ]
+    );
+}
+
+#[test]
+fn a_continuation_abandoned_with_ctrl_c_is_one_aborted_entry() {
+    let mut s = Sim::new();
+    s.out("kt$ ").typed("for i in 1 2; do").enter().out("> ");
+    s.typed("echo $i").enter().out("> ");
+    s.key("\x03").out("^C\r\nkt$ ");
+    s.typed("rm -rf /tmp/x").key("\x03").out("^C\r\nkt$ ");
+    s.typed("true").enter();
+    assert_eq!(
+        all(&s.run(80, 24)),
+        [
+            "aborted: for i in 1 2; do\necho $i",
+            "aborted: rm -rf /tmp/x",
+            "command: true"
+        ]
+    );
+}
+
+#[test]
+fn zsh_continuation_prompts_continue_the_command() {
+    let mut s = Sim::new();
+    s.out("kt$ ").typed("for i in 1 2").enter().out("for> ");
+    s.typed("do echo $i").enter().out("for> ");
+    s.typed("done").enter().out("1\r\n2\r\nkt$ ");
+    s.typed("echo \"open").enter().out("dquote> ");
+    s.typed("close\"").enter().out("open\r\nclose\r\nkt$ ");
+    assert_eq!(
+        all(&s.run(80, 24)),
+        [
+            "command: for i in 1 2\ndo echo $i\ndone",
+            "command: echo \"open\nclose\""
+        ]
+    );
+}
+
+#[test]
+fn repl_lines_and_program_answers_are_input_even_at_shell_like_prompts() {
+    let mut s = Sim::new();
+    s.out("kt$ ").typed("python3 -q").enter().out(">>> ");
+    s.typed("print(6*7)").enter().out("42\r\n>>> ");
+    s.typed("exit()").enter().out("kt$ ");
+    s.typed("read -p 'db> ' q").enter().out("db> ");
+    s.typed("select 1;").enter().out("kt$ ");
+    s.typed("echo $q").enter();
+    assert_eq!(
+        all(&s.run(80, 24)),
+        [
+            "command: python3 -q",
+            "input: print(6*7)",
+            "input: exit()",
+            "command: read -p 'db> ' q",
+            "input: select 1;",
+            "command: echo $q"
+        ]
+    );
+}
+
+#[test]
+fn prompts_without_a_usual_closing_glyph_are_learned() {
+    // oh-my-zsh's default theme ends in a branch and a mark; the directory changes.
+    let p = |dir: &str| {
+        format!(
+            "\x1b[32m➜\x1b[39m  \x1b[36m{dir}\x1b[39m \x1b[34mgit:(\x1b[31mmain\x1b[34m)\x1b[39m \x1b[33m✗\x1b[39m "
+        )
+    };
+    let mut s = Sim::new();
+    s.out(&p("tmp")).typed("cd /usr").enter().out(&p("usr"));
+    s.typed("ls -d lib").enter().out("lib\r\n").out(&p("usr"));
+    s.typed("read 'n?Name? '").enter().out("Name? ");
+    s.typed("bob").enter().out(&p("usr"));
+    s.typed("exit").enter();
+    let got = s.run(80, 24);
+    assert_eq!(
+        all(&got),
+        [
+            "command: cd /usr",
+            "command: ls -d lib",
+            "command: read 'n?Name? '",
+            "input: bob",
+            "command: exit"
+        ]
+    );
+    assert_eq!(got[1].prompt.as_deref(), Some("➜  usr git:(main) ✗"));
+}
+
+#[test]
+fn a_right_prompt_is_not_part_of_the_command() {
+    // zsh draws RPROMPT at the margin and leaves it there when the line is accepted.
+    let mut s = Sim::new();
+    s.out("kt$ \x1b[K\x1b[66C[0] 14:58\x1b[75D");
+    s.typed("echo hi").enter().out("hi\r\n");
+    s.out("kt$ \x1b[K\x1b[66C[0] 14:59\x1b[75D")
+        .typed("true")
+        .enter();
+    assert_eq!(texts(&s.run(80, 24)), ["echo hi", "true"]);
+}
+
+#[test]
+fn history_expansion_is_the_command_and_what_was_typed_is_kept() {
+    let mut s = Sim::new();
+    s.out("kt$ ").typed("echo one").enter().out("one\r\nkt$ ");
+    s.typed("sudo !!")
+        .enter()
+        .out("sudo echo one\r\nbash: sudo: command not found\r\nkt$ ");
+    s.typed("!nope")
+        .enter()
+        .out("bash: !nope: event not found\r\nkt$ ");
+    let got = s.run(80, 24);
+    assert_eq!(texts(&got), ["echo one", "sudo echo one", "!nope"]);
+    assert_eq!(got[1].typed.as_deref(), Some("sudo !!"));
+    assert_eq!(got[2].typed, None);
+}
+
+#[test]
+fn a_command_run_from_the_editor_is_an_inferred_command() {
+    // bash Ctrl-X Ctrl-E: vim on the alternate screen, then bash echoes what it runs.
+    let mut s = Sim::new();
+    s.out("kt$ ")
+        .key("\x18\x05")
+        .out("\r\n\x1b[?1049h\x1b[H~\r\n~");
+    s.key("iecho from-editor\x1b:wq\r").out("echo from-editor");
+    s.out("\x1b[?1049l")
+        .out("echo from-editor\r\nfrom-editor\r\nkt$ ");
+    s.typed("exit").enter();
+    let got = s.run(80, 24);
+    assert_eq!(texts(&got), ["echo from-editor", "exit"]);
+    assert!(got[0].inferred);
+}
+
+#[test]
+fn a_long_line_scrolled_sideways_is_read_whole() {
+    // mksh shows a window of a line longer than the screen, marked with `<`.
+    let line = format!("echo {} {}", "x".repeat(40), "y".repeat(40));
+    let mut s = Sim::new();
+    s.out("kt$ ").key(&line);
+    let window: String = line.chars().skip(line.len() - 50).collect();
+    s.out(&format!("\r{window}        <")).enter();
+    assert_eq!(texts(&s.run(60, 10)), [line.as_str()]);
+}
+
+#[test]
+fn fish_blocks_are_one_command() {
+    // fish keeps the block in its command line and redraws it from the prompt at the end.
+    let mut s = Sim::new();
+    s.out("me@box ~> ")
+        .typed("for i in 1 2")
+        .enter()
+        .out("\r\n    ");
+    s.typed("echo $i").enter().out("\r\n    ");
+    s.typed("end").out("\x1b[4D\x1b[Kend");
+    s.enter()
+        .out("\x1b[2A\r\x1b[10C\r\n\r\n\r\n1\r\n2\r\nme@box ~> ");
+    s.typed("exit").enter();
+    assert_eq!(
+        all(&s.run(80, 24)),
+        ["command: for i in 1 2\necho $i\nend", "command: exit"]
+    );
 }

@@ -8,7 +8,7 @@ use storage_schema::Event;
 use transcript::{Position, Terminal};
 
 use super::at::At;
-use super::tape::Tape;
+use super::tape::{EntryView as _, Tape};
 
 /// Speeds `+` and `-` step through.
 pub const SPEEDS: [f64; 9] = [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
@@ -65,6 +65,8 @@ pub struct App {
     pub help: bool,
     /// Selected row of the command list.
     pub selected: usize,
+    /// The entry `n`/`p`/the list last landed on (several may land at the same moment).
+    landed: Option<usize>,
     /// The search being typed after `/`.
     pub input: Option<String>,
     pub search: Option<Search>,
@@ -84,8 +86,9 @@ impl App {
             None if cfg.follow => (u64::MAX, true),
             None => (0, true),
             Some(At::Offset(us)) => (us, false),
+            // Where the line is whole on the screen, not the key press before its echo.
             Some(At::Command(n)) => match tape.commands.get(n - 1) {
-                Some(c) => (c.at_us, false),
+                Some(c) => (c.lands_at(), false),
                 None => anyhow::bail!(
                     "session {} has {} command(s); there is no #{n}",
                     tape.id,
@@ -107,6 +110,7 @@ impl App {
             pane: Pane::None,
             help: false,
             selected: 0,
+            landed: None,
             input: None,
             search: None,
             message: None,
@@ -137,11 +141,23 @@ impl App {
             + 1
     }
 
-    /// Commands entered at or before the play head.
+    /// Entries typed at or before the play head.
     pub fn commands_before(&self) -> usize {
         self.tape
             .commands
             .partition_point(|c| c.at_us <= self.pos_us)
+    }
+
+    /// The entry the screen shows last at the play head (its line is whole on the screen by
+    /// now), with its 1-based number: what the status line names.
+    pub fn entry_here(&self) -> Option<(usize, &storage_schema::commands::CommandEntry)> {
+        self.tape
+            .commands
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.lands_at() <= self.pos_us)
+            .max_by_key(|(i, c)| (c.lands_at(), *i))
+            .map(|(i, c)| (i + 1, c))
     }
 
     /// Moves the play head to `at_us` (clamped to the known end): keyframe + short replay.
@@ -238,12 +254,25 @@ impl App {
         self.seek(at_us)
     }
 
+    /// To the next entry, where its line is whole on the screen. Entries whose lines show at
+    /// the same moment are stepped through one by one (the index of the one landed on is
+    /// kept).
     fn next_command(&mut self) -> anyhow::Result<()> {
-        match self.tape.commands.iter().find(|c| c.at_us > self.pos_us) {
-            Some(c) => {
-                let at = c.at_us;
-                self.jump(at)
-            }
+        let pos = self.pos_us;
+        let after_current = self.landed.filter(|&i| self.lands(i) == Some(pos));
+        let next = self
+            .tape
+            .commands
+            .iter()
+            .enumerate()
+            .filter(|(i, c)| match after_current {
+                Some(cur) => (c.lands_at(), *i) > (pos, cur),
+                None => c.lands_at() > pos,
+            })
+            .min_by_key(|(i, c)| (c.lands_at(), *i))
+            .map(|(i, _)| i);
+        match next {
+            Some(i) => self.land_on(i),
             None => {
                 self.message = Some("no command after this point".into());
                 Ok(())
@@ -252,22 +281,39 @@ impl App {
     }
 
     fn previous_command(&mut self) -> anyhow::Result<()> {
-        match self
+        let pos = self.pos_us;
+        let before_current = self.landed.filter(|&i| self.lands(i) == Some(pos));
+        let previous = self
             .tape
             .commands
             .iter()
-            .rev()
-            .find(|c| c.at_us < self.pos_us)
-        {
-            Some(c) => {
-                let at = c.at_us;
-                self.jump(at)
-            }
+            .enumerate()
+            .filter(|(i, c)| match before_current {
+                Some(cur) => (c.lands_at(), *i) < (pos, cur),
+                None => c.lands_at() < pos,
+            })
+            .max_by_key(|(i, c)| (c.lands_at(), *i))
+            .map(|(i, _)| i);
+        match previous {
+            Some(i) => self.land_on(i),
             None => {
                 self.message = Some("no command before this point".into());
                 Ok(())
             }
         }
+    }
+
+    fn lands(&self, i: usize) -> Option<u64> {
+        self.tape.commands.get(i).map(|c| c.lands_at())
+    }
+
+    /// Pauses where entry `i`'s line is whole on the screen.
+    fn land_on(&mut self, i: usize) -> anyhow::Result<()> {
+        let at = self.tape.commands[i].lands_at();
+        self.jump(at)?;
+        self.landed = Some(i);
+        self.selected = i;
+        Ok(())
     }
 
     fn next_match(&mut self, forward: bool) -> anyhow::Result<()> {
@@ -385,8 +431,7 @@ impl App {
                 self.selected = (self.selected + 1).min(self.tape.commands.len() - 1)
             }
             KeyCode::Enter if commands_pane => {
-                let at = self.tape.commands[self.selected.min(self.tape.commands.len() - 1)].at_us;
-                self.jump(at)?
+                self.land_on(self.selected.min(self.tape.commands.len() - 1))?
             }
             KeyCode::Down | KeyCode::PageDown => {
                 self.seek(self.pos_us.saturating_sub(BIG_SEEK_US))?
@@ -667,12 +712,11 @@ mod tests {
     #[test]
     fn stored_commands_are_used_and_a_damaged_commands_object_is_not() {
         let entry = |at_us, text: Option<&str>| storage_schema::commands::CommandEntry {
-            at_us,
-            text: text.unwrap_or_default().into(),
-            redacted: text.is_none(),
-            prompt: None,
-            cwd: None,
             exit_code: Some(0),
+            ..match text {
+                Some(t) => storage_schema::commands::CommandEntry::command(at_us, t),
+                None => storage_schema::commands::CommandEntry::redacted(at_us),
+            }
         };
         let f = Fixture::with_commands(Some(vec![
             entry(1_000_000, Some("make b")),
@@ -680,10 +724,7 @@ mod tests {
         ]));
         let mut app = f.app(Some(At::Command(2)));
         assert_eq!(app.tape.commands.len(), 2);
-        assert_eq!(
-            crate::cmd::play::tape::label(&app.tape.commands[0]),
-            "make b"
-        );
+        assert_eq!(app.tape.commands[0].label(), "make b");
         assert_eq!(app.tape.commands[1].shown_text(), None);
         assert_eq!(app.pos_us, 11_000_000);
         assert!(app.tape.damage.is_none());
@@ -818,5 +859,92 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("there is no #1"), "{err}");
+    }
+
+    #[test]
+    fn n_and_p_land_where_the_line_is_whole_and_name_it() {
+        use storage_schema::commands::{CommandEntry, EntryKind};
+        // The keys came before their echo: each entry is whole on the screen later.
+        let shown = |e: CommandEntry, at| CommandEntry {
+            shown_us: Some(at),
+            ..e
+        };
+        let f = Fixture::with_commands(Some(vec![
+            shown(CommandEntry::command(500_000, "make b"), 1_000_000),
+            shown(
+                CommandEntry {
+                    kind: EntryKind::Input,
+                    ..CommandEntry::command(10_000_000, "needle")
+                },
+                11_000_000,
+            ),
+            // Two lines drawn by the same output (typed ahead, drawn by the shell at once).
+            shown(CommandEntry::command(11_500_000, "first"), 12_000_000),
+            shown(CommandEntry::command(11_600_000, "second"), 12_000_000),
+        ]));
+        let mut app = f.app(Some(At::Offset(0)));
+        assert_eq!(app.entry_here(), None);
+        press(&mut app, KeyCode::Char('n'));
+        assert_eq!((app.pos_us, app.term.text().as_str()), (1_000_000, "ab"));
+        assert_eq!(
+            app.entry_here().map(|(n, e)| (n, e.label())),
+            Some((1, "make b".into()))
+        );
+        press(&mut app, KeyCode::Char('n'));
+        assert_eq!(
+            (app.pos_us, app.term.text().as_str()),
+            (11_000_000, "abneedle")
+        );
+        assert!(drawn(&app).contains("#2 > needle"), "{}", drawn(&app));
+        press(&mut app, KeyCode::Char('n'));
+        assert_eq!((app.pos_us, app.landed), (12_000_000, Some(2)));
+        press(&mut app, KeyCode::Char('n'));
+        assert_eq!((app.pos_us, app.landed), (12_000_000, Some(3)));
+        assert_eq!(app.entry_here().map(|(n, _)| n), Some(4));
+        press(&mut app, KeyCode::Char('n'));
+        assert_eq!(app.message.as_deref(), Some("no command after this point"));
+        press(&mut app, KeyCode::Char('p'));
+        assert_eq!((app.pos_us, app.landed), (12_000_000, Some(2)));
+        press(&mut app, KeyCode::Char('p'));
+        assert_eq!(app.pos_us, 11_000_000);
+        // `--at '#N'` opens on the same moment `n` lands on.
+        let app = f.app(Some(At::Command(1)));
+        assert_eq!((app.pos_us, app.term.text().as_str()), (1_000_000, "ab"));
+        // The list shows each entry's kind.
+        let mut app = f.app(Some(At::Offset(0)));
+        press(&mut app, KeyCode::Char('c'));
+        let screen = drawn(&app);
+        for want in ["$ make b", "> needle", "(input)"] {
+            assert!(screen.contains(want), "{want:?} missing:\n{screen}");
+        }
+    }
+
+    #[test]
+    fn search_hits_are_highlighted_and_a_smaller_terminal_says_the_screen_is_clipped() {
+        let f = Fixture::new();
+        let mut app = f.app(Some(At::Offset(0)));
+        press(&mut app, KeyCode::Char('/'));
+        for c in "NEEDLE".chars() {
+            press(&mut app, KeyCode::Char(c));
+        }
+        press(&mut app, KeyCode::Enter);
+        let mut tui = ratatui::Terminal::new(ratatui::backend::TestBackend::new(100, 30)).unwrap();
+        tui.draw(|f| super::super::ui::draw(f, &app)).unwrap();
+        let buf = tui.backend().buffer();
+        let highlighted: String = (0..buf.area.height)
+            .flat_map(|y| (0..buf.area.width).map(move |x| (x, y)))
+            .filter(|&(x, y)| {
+                buf[(x, y)].bg == ratatui::style::Color::Yellow && y + 2 < buf.area.height
+            })
+            .map(|(x, y)| buf[(x, y)].symbol().to_string())
+            .collect();
+        assert_eq!(highlighted, "needle");
+        assert!(!drawn(&app).contains("CLIPPED"));
+        // The recording is 20×5; a terminal 4 rows high shows two of them, and says so.
+        let mut tui = ratatui::Terminal::new(ratatui::backend::TestBackend::new(100, 4)).unwrap();
+        tui.draw(|f| super::super::ui::draw(f, &app)).unwrap();
+        let buf = tui.backend().buffer();
+        let text: String = (0..buf.area.width).map(|x| buf[(x, 3)].symbol()).collect();
+        assert!(text.contains("CLIPPED 20×5 → 20×2"), "{text}");
     }
 }

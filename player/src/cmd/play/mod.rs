@@ -38,10 +38,15 @@ Keys (also under `?`):
   .            one event (paused)        ← / →        −/+ 5 s
   ↓ / ↑        −/+ 1 min (PgDn / PgUp)   Home / End   start / end
   0 … 9        0 % … 90 % of the way     z            idle gaps > 2 s play as 2 s (on/off)
-  n / p        next / previous command   c            command list (↑/↓, Enter jumps)
-  /            search commands and output; n / N next / previous match, Esc ends the search
+  n / p        next / previous command, where its line is whole on the screen (the status
+               line names it)
+  c            everything typed, by kind: $ command, > input to a program, ✗ aborted,
+               * typed without echo (↑/↓, Enter jumps)
+  /            search commands and output (hits highlighted); n / N next / previous match,
+               Esc ends the search
   i            who, where, why (metadata)              q            quit
   A click on the timeline (the row above the status line, commands marked ┃) seeks there.
+  When the terminal is smaller than the recording, the status line says CLIPPED.
 
 A port-forward has no terminal: it shows as a timeline of its connections (port, when each
 opened and closed, bytes each way up to the play head, how it ended, refusals included). It

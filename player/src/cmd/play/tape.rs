@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use storage_schema::commands::CommandEntry;
+use storage_schema::commands::{CommandEntry, EntryKind};
 use storage_schema::store::{ReadError, SessionReader, Store, summarize};
 use storage_schema::{Event, EventKind, Keyring, SessionId, SessionMeta, Stream};
 use tokio::runtime::Handle;
@@ -26,9 +26,38 @@ const READ_AHEAD: usize = 4;
 /// Search matches kept per query; more are counted, not stored.
 const MAX_MATCHES: usize = 10_000;
 
-/// What the command list shows for `c`: its text, or a note for input typed without echo.
-pub fn label(c: &CommandEntry) -> &str {
-    c.shown_text().unwrap_or("[redacted: typed without echo]")
+/// How the player shows an entry.
+pub trait EntryView {
+    /// Its text for a list or a status line (never a redacted entry's, which has none).
+    fn label(&self) -> String;
+    /// A short tag for its kind: `$` a command, `>` input to a program, `✗` aborted, `*`
+    /// redacted.
+    fn tag(&self) -> &'static str;
+    /// When the whole line is on the screen: where `n`/`p` land.
+    fn lands_at(&self) -> u64;
+}
+
+impl EntryView for CommandEntry {
+    fn label(&self) -> String {
+        match self.shown_text() {
+            None => "[redacted: typed without echo]".into(),
+            Some(t) => t.replace('\n', " ⏎ "),
+        }
+    }
+
+    fn tag(&self) -> &'static str {
+        match self.kind {
+            EntryKind::Command => "$",
+            EntryKind::Input => ">",
+            EntryKind::Aborted => "✗",
+            EntryKind::Redacted => "*",
+            EntryKind::Other => "?",
+        }
+    }
+
+    fn lands_at(&self) -> u64 {
+        self.shown_us.unwrap_or(self.at_us).max(self.at_us)
+    }
 }
 
 /// An open session with its seek index.
@@ -296,7 +325,8 @@ impl Tape {
             .commands
             .iter()
             .filter(|c| c.shown_text().is_some_and(|t| re.is_match(t)))
-            .map(|c| c.at_us)
+            // Where the line is whole on the screen, so the hit can be seen.
+            .map(|c| c.lands_at())
             .collect();
         let mut text = String::new();
         let mut owners: Vec<(usize, u64)> = Vec::new();

@@ -19,8 +19,9 @@ use ratatui::widgets::{Block, Clear, List, ListItem, ListState, Paragraph, Wrap}
 use transcript::Terminal;
 
 use super::app::{App, Pane};
-use super::tape::label;
+use super::tape::EntryView as _;
 use crate::format;
+use storage_schema::commands::EntryKind;
 
 /// Frame interval while something moves; idle, the loop only wakes for keys.
 const FRAME: Duration = Duration::from_millis(33);
@@ -163,7 +164,14 @@ pub(super) fn draw(f: &mut Frame, app: &App) {
     } else {
         (main, None)
     };
-    draw_screen(f.buffer_mut(), screen_area, &app.term, &short_id(app));
+    let highlight = app.search.as_ref().and_then(|s| search_regex(&s.query));
+    let clipped = draw_screen(
+        f.buffer_mut(),
+        screen_area,
+        &app.term,
+        &short_id(app),
+        highlight.as_ref(),
+    );
     if let Some(side) = side {
         match app.pane {
             Pane::Commands => draw_commands(f, side, app),
@@ -172,15 +180,31 @@ pub(super) fn draw(f: &mut Frame, app: &App) {
         }
     }
     draw_timeline(f.buffer_mut(), timeline, app);
-    f.render_widget(status_line(app), status);
+    f.render_widget(status_line(app, clipped.then_some(screen_area)), status);
     if app.help {
         draw_help(f, main);
     }
 }
 
+/// The in-session search as the screen highlights it (what `Tape::search` matches:
+/// literal, case-insensitive).
+fn search_regex(query: &str) -> Option<regex::Regex> {
+    regex::RegexBuilder::new(&regex::escape(query))
+        .case_insensitive(true)
+        .build()
+        .ok()
+}
+
 /// The recorded screen at its recorded size, centred, framed when there is room, clipped when
-/// the real terminal is smaller.
-fn draw_screen(buf: &mut Buffer, area: Rect, term: &Terminal, name: &str) {
+/// the real terminal is smaller (returns whether it was). Text matching `highlight` is shown
+/// in black on yellow.
+fn draw_screen(
+    buf: &mut Buffer,
+    area: Rect,
+    term: &Terminal,
+    name: &str,
+    highlight: Option<&regex::Regex>,
+) -> bool {
     let size = term.size();
     let framed = area.width >= size.cols + 2 && area.height >= size.rows + 2;
     let inner = if framed {
@@ -204,6 +228,7 @@ fn draw_screen(buf: &mut Buffer, area: Rect, term: &Terminal, name: &str) {
         .min(size.rows.saturating_sub(inner.height));
     for y in 0..inner.height.min(size.rows) {
         let row = top + y;
+        let marked = highlight.map(|re| marked_columns(screen, row, size.cols, re));
         for col in 0..inner.width.min(size.cols) {
             let Some(cell) = screen.cell(row, col) else {
                 continue;
@@ -231,6 +256,9 @@ fn draw_screen(buf: &mut Buffer, area: Rect, term: &Terminal, name: &str) {
                 m |= Modifier::REVERSED;
             }
             style = style.add_modifier(m);
+            if marked.as_ref().is_some_and(|cols| cols.contains(&col)) {
+                style = Style::new().fg(Color::Black).bg(Color::Yellow);
+            }
             let symbol = if cell.has_contents() {
                 cell.contents()
             } else {
@@ -241,6 +269,46 @@ fn draw_screen(buf: &mut Buffer, area: Rect, term: &Terminal, name: &str) {
             }
         }
     }
+    inner.width < size.cols || inner.height < size.rows
+}
+
+/// The columns of `row` covered by a match of `re`.
+fn marked_columns(screen: &vt100::Screen, row: u16, cols: u16, re: &regex::Regex) -> Vec<u16> {
+    // The row's text, and for each byte of it the column its character starts at.
+    let mut text = String::new();
+    let mut col_of = Vec::new();
+    for col in 0..cols {
+        let Some(cell) = screen.cell(row, col) else {
+            continue;
+        };
+        if cell.is_wide_continuation() {
+            continue;
+        }
+        let c = if cell.has_contents() {
+            cell.contents()
+        } else {
+            " "
+        };
+        for _ in 0..c.len() {
+            col_of.push(col);
+        }
+        text.push_str(c);
+    }
+    let mut marked = Vec::new();
+    for m in re.find_iter(&text) {
+        if m.is_empty() {
+            continue;
+        }
+        let (first, last) = (col_of[m.start()], col_of[m.end() - 1]);
+        // A wide character's second cell belongs to it.
+        let end = if screen.cell(row, last).is_some_and(|c| c.is_wide()) {
+            last + 1
+        } else {
+            last
+        };
+        marked.extend(first..=end);
+    }
+    marked
 }
 
 fn color(c: vt100::Color) -> Color {
@@ -300,7 +368,7 @@ fn draw_timeline(buf: &mut Buffer, area: Rect, app: &App) {
         .set_style(Style::new().fg(Color::White).add_modifier(Modifier::BOLD));
 }
 
-fn status_line(app: &App) -> Paragraph<'static> {
+fn status_line(app: &App, clipped: Option<Rect>) -> Paragraph<'static> {
     if let Some(input) = &app.input {
         return Paragraph::new(Line::from(vec![
             Span::styled("search: /", Style::new().fg(Color::Yellow)),
@@ -327,32 +395,51 @@ fn status_line(app: &App) -> Paragraph<'static> {
     let mut spans = vec![
         mode,
         Span::raw(format!(
-            " {} / {}  {speed}  cmd {}/{}  chunk {}/{}  ",
+            " {} / {}  {speed} ",
             clock(app.pos_us),
             clock(app.end_us()),
-            app.commands_before(),
-            app.tape.commands.len(),
-            app.chunk(),
-            app.tape.chunk_count(),
         )),
         Span::styled(
             if app.compress {
-                "idle≤2s "
+                "idle≤2s  "
             } else {
-                "idle 1:1 "
+                "idle 1:1  "
             },
             Style::new().fg(Color::DarkGray),
         ),
-        Span::styled(
-            format!("{} ", app.tape.state),
-            Style::new().fg(Color::DarkGray),
-        ),
+        Span::raw(format!(
+            "cmd {}/{}  ",
+            app.commands_before(),
+            app.tape.commands.len(),
+        )),
     ];
+    // What a reviewer must not miss comes first: a note just made, damage, the screen cut,
+    // the search, the command on the screen.
+    if let Some(m) = &app.message {
+        spans.push(Span::styled(
+            format!("{m} "),
+            Style::new().fg(Color::LightRed),
+        ));
+    }
     if app.tape.damage.is_some() {
         spans.push(Span::styled(
             " DAMAGED: ends early (i) ",
             Style::new().fg(Color::White).bg(Color::Red),
         ));
+    }
+    if let Some(area) = clipped {
+        let size = app.term.size();
+        spans.push(Span::styled(
+            format!(
+                " CLIPPED {}×{} → {}×{} ",
+                size.cols,
+                size.rows,
+                area.width.min(size.cols),
+                area.height.min(size.rows)
+            ),
+            Style::new().fg(Color::Black).bg(Color::Magenta),
+        ));
+        spans.push(Span::raw(" "));
     }
     if let Some(s) = &app.search {
         let at = app
@@ -363,12 +450,25 @@ fn status_line(app: &App) -> Paragraph<'static> {
             Style::new().fg(Color::Yellow),
         ));
     }
-    match &app.message {
-        Some(m) => spans.push(Span::styled(
-            format!(" {m}"),
-            Style::new().fg(Color::LightRed),
-        )),
-        None => spans.push(Span::styled(" ? help", Style::new().fg(Color::DarkGray))),
+    if let Some((n, entry)) = app.entry_here() {
+        // The entry the screen shows (n/p land where its line is whole).
+        let label: String = entry.label().chars().take(32).collect();
+        spans.push(Span::styled(
+            format!("#{n} {} {label}  ", entry.tag()),
+            Style::new().fg(Color::Cyan),
+        ));
+    }
+    spans.push(Span::raw(format!(
+        "chunk {}/{}  ",
+        app.chunk(),
+        app.tape.chunk_count()
+    )));
+    spans.push(Span::styled(
+        format!("{} ", app.tape.state),
+        Style::new().fg(Color::DarkGray),
+    ));
+    if app.message.is_none() {
+        spans.push(Span::styled(" ? help", Style::new().fg(Color::DarkGray)));
     }
     Paragraph::new(Line::from(spans))
 }
@@ -380,16 +480,27 @@ fn draw_commands(f: &mut Frame, area: Rect, app: &App) {
         .iter()
         .enumerate()
         .map(|(i, c)| {
+            // Each entry's kind: `$` command, `>` input to a program, `✗` aborted, `*` typed
+            // without echo.
+            let kind = match c.kind {
+                EntryKind::Command => Style::new().fg(Color::Green),
+                EntryKind::Input => Style::new().fg(Color::Blue),
+                EntryKind::Aborted => Style::new().fg(Color::Yellow),
+                EntryKind::Redacted | EntryKind::Other => Style::new().fg(Color::Red),
+            };
             let mut line = vec![
                 Span::styled(format!("#{:<3}", i + 1), Style::new().fg(Color::DarkGray)),
                 Span::styled(
                     format!("{:>7} ", format::duration_us(c.at_us)),
                     Style::new().fg(Color::Cyan),
                 ),
-                if c.shown_text().is_some() {
-                    Span::raw(label(c).replace('\n', " ⏎ "))
-                } else {
-                    Span::styled(label(c).to_string(), Style::new().fg(Color::Red))
+                Span::styled(format!("{} ", c.tag()), kind.add_modifier(Modifier::BOLD)),
+                match c.kind {
+                    EntryKind::Command => Span::raw(c.label()),
+                    EntryKind::Aborted => {
+                        Span::styled(c.label(), Style::new().add_modifier(Modifier::CROSSED_OUT))
+                    }
+                    _ => Span::styled(c.label(), kind),
                 },
             ];
             if let Some(code) = c.exit_code.filter(|&c| c != 0) {
@@ -398,12 +509,28 @@ fn draw_commands(f: &mut Frame, area: Rect, app: &App) {
                     Style::new().fg(Color::Red),
                 ));
             }
+            let notes: Vec<&str> = [
+                (c.kind == EntryKind::Input).then_some("input"),
+                (c.kind == EntryKind::Aborted).then_some("aborted"),
+                c.typeahead.then_some("typed ahead"),
+                c.inferred.then_some("inferred"),
+                c.typed.is_some().then_some("expanded"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            if !notes.is_empty() {
+                line.push(Span::styled(
+                    format!("  ({})", notes.join(", ")),
+                    Style::new().fg(Color::DarkGray),
+                ));
+            }
             ListItem::new(Line::from(line))
         })
         .collect();
     let empty = items.is_empty();
     let list = List::new(items)
-        .block(Block::bordered().title(" commands (↑/↓, Enter jumps, c closes) "))
+        .block(Block::bordered().title(" typed: $ command > input ✗ aborted * no echo (c closes) "))
         .highlight_style(Style::new().add_modifier(Modifier::REVERSED));
     f.render_widget(Clear, area);
     if empty {
@@ -541,8 +668,8 @@ const HELP: &[(&str, &str)] = &[
     ("Home / End", "start / end"),
     ("0 … 9", "jump to 0 % … 90 %"),
     ("click", "on the timeline: jump there (┃ = command)"),
-    ("n / p", "next / previous command"),
-    ("c", "command list (↑/↓ select, Enter jumps)"),
+    ("n / p", "next / previous command, shown whole"),
+    ("c", "everything typed, by kind (Enter jumps)"),
     ("/", "search commands and output"),
     ("n / N", "next / previous match (Esc ends)"),
     ("i", "who, where, why: session details"),
@@ -591,7 +718,7 @@ mod tests {
         // Framed when there is room, centred.
         let area = Rect::new(0, 0, 16, 7);
         let mut buf = Buffer::empty(area);
-        draw_screen(&mut buf, area, &term, "s");
+        draw_screen(&mut buf, area, &term, "s", None);
         let r = rows(&buf);
         assert_eq!(r[2], " │red inv     │");
         // Wide characters take two cells; the second is left for the terminal to skip.
@@ -616,12 +743,12 @@ mod tests {
         term.process(b"r0\r\nr1\r\nr2\r\nr3\r\nr4\r\nr5\r\n$ ");
         let area = Rect::new(0, 0, 10, 3);
         let mut buf = Buffer::empty(area);
-        draw_screen(&mut buf, area, &term, "s");
+        draw_screen(&mut buf, area, &term, "s", None);
         assert_eq!(rows(&buf), ["r4", "r5", "$"]);
         // With the cursor near the top, the top is shown.
         term.process(b"\x1b[H");
         let mut buf = Buffer::empty(area);
-        draw_screen(&mut buf, area, &term, "s");
+        draw_screen(&mut buf, area, &term, "s", None);
         assert_eq!(rows(&buf), ["r0", "r1", "r2"]);
     }
 
