@@ -139,6 +139,7 @@ impl Gateway {
             metrics,
             store_health,
             leases,
+            debugs: Default::default(),
         };
         Ok(Self {
             listener,

@@ -250,6 +250,24 @@ async fn decide_and_dispatch(
                 "kubetape: port-forward is not available through this gateway yet (it cannot be recorded)",
             ),
         }
+    } else if let Some(form) = crate::debug::form_of(attrs) {
+        let handled = crate::debug::handle(
+            state,
+            req,
+            &identity,
+            attrs,
+            form,
+            &allowed.rule,
+            &allowed.roles,
+            grant.as_ref(),
+        )
+        .await;
+        if let Some(message) = handled.refused {
+            outcome.deny("debug limits", message);
+        } else if let Some(rule) = handled.rule {
+            outcome.allow(format!("{}; {rule}", allowed.rule));
+        }
+        handled.response
     } else if req.headers().contains_key(header::UPGRADE) {
         status::bad_request("kubetape: only exec and attach may upgrade the connection")
     } else {

@@ -11,6 +11,8 @@
 //! - [`proxy`]: non-streaming requests, streamed back (watch, logs -f);
 //! - [`relay`]: exec/attach — client WebSocket/SPDY termination, upstream WebSocket v5, recording;
 //! - [`audit`]: one record per request, to stdout and hash-chained audit streams in the store;
+//! - [`debug`]: `kubectl debug` — what an ephemeral container or a created pod would run,
+//!   read from the request and checked against the role's debug limits;
 //! - [`revocation`]: revoked users (store-backed, polled), the admin API route; [`live`]: the
 //!   registry of live sessions that revocations (and expiring grants) end;
 //! - [`app`]: from a configuration to a bound, ready gateway;
@@ -28,6 +30,7 @@ pub mod authn;
 pub mod background;
 pub mod check;
 pub mod config;
+pub mod debug;
 pub mod dispatch;
 pub mod edges;
 pub mod jit;

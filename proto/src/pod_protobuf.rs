@@ -248,7 +248,10 @@ fn message(
     let mut r = Reader::new(buf, base);
     while let Some((n, f, at)) = r.next()? {
         let Some((_, key, kind)) = schema.iter().find(|(num, _, _)| *num == n) else {
-            unread.note(n);
+            // An empty message is the same as none (Go writes `{}` structs as such).
+            if !matches!(f, Field::Bytes(b) if b.is_empty()) {
+                unread.note(n);
+            }
             continue;
         };
         let bytes = match f {
@@ -341,7 +344,7 @@ pub fn decode_pod(body: &[u8]) -> Result<Value, ProtobufError> {
     decode_pod_reporting(body).map(|(pod, _)| pod)
 }
 
-/// [`decode_pod`], also naming every field it skipped, as `path#number` (`spec#14`: the pod's
+/// [`decode_pod`], also naming every non-empty field it skipped, as `path#number` (`spec#14`: the pod's
 /// security context; `spec.containers.securityContext#3`: a container's SELinux options), so
 /// that a caller inspecting privileges can refuse what it could not read.
 pub fn decode_pod_reporting(body: &[u8]) -> Result<(Value, Vec<String>), ProtobufError> {
@@ -540,10 +543,11 @@ mod tests {
         container.extend_from_slice(&sc);
         let mut spec = vec![0x12, container.len() as u8];
         spec.extend_from_slice(&container);
-        spec.extend_from_slice(&[0x72, 0]);
+        // An empty PodSecurityContext is not reported; a non-empty one (runAsUser: 1) is.
+        spec.extend_from_slice(&[0x72, 0, 0x72, 2, 0x10, 1]);
         let mut raw = vec![0x12, spec.len() as u8];
         raw.extend_from_slice(&spec);
-        raw.extend_from_slice(&[0x1a, 0]);
+        raw.extend_from_slice(&[0x1a, 2, 0x08, 1]);
         let mut body = b"k8s\0".to_vec();
         body.extend_from_slice(&[0x0a, 9, 0x0a, 2, b'v', b'1', 0x12, 3, b'P', b'o', b'd']);
         body.push(0x12);

@@ -188,6 +188,18 @@ description = "work with pods in the default namespace"
 namespaces = ["default"]
 resources = ["pods", "pods/log", "pods/exec", "pods/attach"]
 verbs = ["get", "list", "watch", "create"]
+# kubectl debug: an ephemeral container in a pod (`kubectl debug -it demo --image=busybox`).
+[[roles.rules]]
+namespaces = ["default"]
+resources = ["pods/ephemeralcontainers"]
+verbs = ["patch"]
+# What debugging may run: the gateway reads every debug container and created pod and refuses
+# other images, privileged containers, added capabilities beyond the profiles', host access.
+[roles.debug]
+images = ["busybox", "busybox:*", "kubetape-sandbox/*"]
+profiles = ["legacy", "general", "baseline", "restricted"]
+copy = true    # kubectl debug --copy-to
+node = false   # kubectl debug node/NAME
 
 [[roles]]
 name = "prod-debug"

@@ -57,5 +57,7 @@ pub use chunk::{ChainDigest, ChunkError, ChunkHeader, SealedChunk};
 pub use event::{Direction, Event, EventKind, Stream};
 pub use keys::{DataKey, KeyError, Keyring, PublicKey, SigningKey};
 pub use seal::{ExitInfo, SealPayload, SealState, StreamBytes};
-pub use session::{Identity, SessionId, SessionKind, SessionMeta, StreamClass, Target, TermSize};
+pub use session::{
+    DebugInfo, Identity, SessionId, SessionKind, SessionMeta, StreamClass, Target, TermSize,
+};
 pub use verify::{Damage, Report, SessionState, Verifier};

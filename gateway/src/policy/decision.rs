@@ -28,6 +28,9 @@ pub struct Allowed {
     pub max_session: Option<Duration>,
     /// The grant that allowed it, when no binding did.
     pub grant: Option<String>,
+    /// Every role whose rules allow it (those of the bindings, or the grant's): a debug request
+    /// may run what the debug limits of any of them allow.
+    pub roles: Vec<String>,
 }
 
 /// The decision.
@@ -51,6 +54,7 @@ impl Policy {
                         rule: "non-resource read (any authenticated identity)".into(),
                         max_session: None,
                         grant: None,
+                        roles: Vec::new(),
                     })
                 } else {
                     Decision::Deny(format!(
@@ -87,10 +91,14 @@ impl Policy {
                                 rule,
                                 max_session: binding.max_session,
                                 grant: None,
+                                roles: vec![role.name.clone()],
                             });
                         }
                         // Several bindings allow it: the most generous limit wins, as with roles.
                         Some(a) => {
+                            if !a.roles.contains(&role.name) {
+                                a.roles.push(role.name.clone());
+                            }
                             a.max_session = match (a.max_session, binding.max_session) {
                                 (Some(x), Some(y)) => Some(x.max(y)),
                                 _ => None,
@@ -100,7 +108,16 @@ impl Policy {
                 }
             }
         }
-        if let Some(a) = allowed {
+        if let Some(mut a) = allowed {
+            // A live grant's role may still widen what a debug request may run.
+            for grant in grants.iter().filter(|g| g.namespace == req.namespace) {
+                if let Some(role) = self.role(grant.role).filter(|r| r.requestable)
+                    && role.rules.iter().any(|r| r.allows(req))
+                    && !a.roles.contains(&role.name)
+                {
+                    a.roles.push(role.name.clone());
+                }
+            }
             return Decision::Allow(a);
         }
         for grant in grants {
@@ -115,6 +132,7 @@ impl Policy {
                     rule: format!("grant {} → role {} rule {}", grant.id, role.name, i + 1),
                     max_session: None,
                     grant: Some(grant.id.to_string()),
+                    roles: vec![role.name.clone()],
                 });
             }
         }

@@ -200,6 +200,17 @@ pub async fn handle(
     };
     let mut meta = session_meta(state, &req, identity, &target, &opts, client_addr);
     meta.grant = grant.map(Grant::to_recorded);
+    // The attach that follows an allowed `kubectl debug` is recorded as that debug session.
+    if target.subresource == Subresource::Attach
+        && let Some(container) = &opts.container
+        && let Some(info) =
+            state
+                .debugs
+                .lookup(&target.namespace, &target.pod, container, &identity.user)
+    {
+        meta.kind = SessionKind::Debug;
+        meta.debug = Some(info);
+    }
     let session_id = meta.session;
 
     // Dial the cluster first: a missing pod or an RBAC denial is answered as a plain HTTP error.
