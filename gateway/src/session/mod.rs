@@ -385,6 +385,8 @@ impl Sessions {
         let commands: Option<Box<dyn CommandObserver>> = extract_commands.then(|| {
             Box::new(transcript::CommandExtractor::new(&meta)) as Box<dyn CommandObserver>
         });
+        // `kubectl cp` sessions also list the files their tar stream moves.
+        let commands = crate::copy::observe(&meta, commands);
         // Started on the recording runtime, so its task, uploads and extractor thread run there.
         let (store, keyring, flush) = (self.store.clone(), self.keyring.clone(), self.flush);
         let started = self.runtime.spawn(async move {
