@@ -248,22 +248,26 @@ pub enum Copy {
     Download { absolute: bool },
 }
 
-/// Whether `command` is one of kubectl cp's.
+/// Whether `command` is one of kubectl cp's: `tar [--no-same-permissions --no-same-owner]
+/// -xmf - [-C DIR]` (upload) or `tar cf - PATH` (download).
 pub fn copy_of(command: &[String]) -> Option<Copy> {
     let args: Vec<&str> = command.iter().map(String::as_str).collect();
-    match args.as_slice() {
-        ["tar", "-xmf", "-", rest @ ..] | ["tar", "xmf", "-", rest @ ..] => {
-            let dir = match rest {
-                ["-C", dir, ..] => Some((*dir).to_string()),
-                _ => None,
-            };
+    let (first, rest) = args.split_first()?;
+    if *first != "tar" {
+        return None;
+    }
+    let mode = rest.iter().position(|a| !a.starts_with("--"))?;
+    match (rest[mode], rest.get(mode + 1)) {
+        ("-xmf" | "xmf", Some(&"-")) => {
+            let dir = rest[mode + 2..]
+                .windows(2)
+                .find(|w| w[0] == "-C")
+                .map(|w| w[1].to_string());
             Some(Copy::Upload { dir })
         }
-        ["tar", "cf", "-", paths @ ..] | ["tar", "-cf", "-", paths @ ..] if !paths.is_empty() => {
-            Some(Copy::Download {
-                absolute: paths[0].starts_with('/'),
-            })
-        }
+        ("cf" | "-cf", Some(&"-")) => rest.get(mode + 2).map(|path| Copy::Download {
+            absolute: path.starts_with('/'),
+        }),
         _ => None,
     }
 }
@@ -426,6 +430,10 @@ mod tests {
             Some(Copy::Upload { dir: Some("/etc".into()) })
         );
         assert_eq!(copy_of(&cmd("tar -xmf -")), Some(Copy::Upload { dir: None }));
+        assert_eq!(
+            copy_of(&cmd("tar --no-same-permissions --no-same-owner -xmf - -C d")),
+            Some(Copy::Upload { dir: Some("d".into()) })
+        );
         assert_eq!(
             copy_of(&cmd("tar cf - /etc/app.conf")),
             Some(Copy::Download { absolute: true })
