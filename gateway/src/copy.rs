@@ -159,7 +159,13 @@ impl TarReader {
         let sum: u64 = h
             .iter()
             .enumerate()
-            .map(|(i, b)| if (148..156).contains(&i) { 32 } else { u64::from(*b) })
+            .map(|(i, b)| {
+                if (148..156).contains(&i) {
+                    32
+                } else {
+                    u64::from(*b)
+                }
+            })
             .sum();
         let (Some(stored), Some(size)) = (stored, octal(&h[124..136])) else {
             self.state = State::Done;
@@ -322,9 +328,10 @@ impl CommandObserver for CopyObserver {
                     .map(|d| format!("{}/", d.trim_end_matches('/')))
                     .unwrap_or_default(),
             ),
-            Copy::Download { absolute } => {
-                ("download", if *absolute { "/".into() } else { String::new() })
-            }
+            Copy::Download { absolute } => (
+                "download",
+                if *absolute { "/".into() } else { String::new() },
+            ),
         };
         for e in &self.tar.entries {
             let path = format!("{prefix}{}", e.name.trim_start_matches("./"));
@@ -390,8 +397,16 @@ mod tests {
             assert_eq!(
                 r.entries,
                 [
-                    TarEntry { name: "app.conf".into(), size: 4, kind: b'0' },
-                    TarEntry { name: "dir/big.bin".into(), size: 5000, kind: b'0' },
+                    TarEntry {
+                        name: "app.conf".into(),
+                        size: 4,
+                        kind: b'0'
+                    },
+                    TarEntry {
+                        name: "dir/big.bin".into(),
+                        size: 5000,
+                        kind: b'0'
+                    },
                 ],
                 "split {split}"
             );
@@ -427,12 +442,21 @@ mod tests {
         let cmd = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
         assert_eq!(
             copy_of(&cmd("tar -xmf - -C /etc")),
-            Some(Copy::Upload { dir: Some("/etc".into()) })
+            Some(Copy::Upload {
+                dir: Some("/etc".into())
+            })
         );
-        assert_eq!(copy_of(&cmd("tar -xmf -")), Some(Copy::Upload { dir: None }));
         assert_eq!(
-            copy_of(&cmd("tar --no-same-permissions --no-same-owner -xmf - -C d")),
-            Some(Copy::Upload { dir: Some("d".into()) })
+            copy_of(&cmd("tar -xmf -")),
+            Some(Copy::Upload { dir: None })
+        );
+        assert_eq!(
+            copy_of(&cmd(
+                "tar --no-same-permissions --no-same-owner -xmf - -C d"
+            )),
+            Some(Copy::Upload {
+                dir: Some("d".into())
+            })
         );
         assert_eq!(
             copy_of(&cmd("tar cf - /etc/app.conf")),

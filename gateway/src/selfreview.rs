@@ -41,7 +41,9 @@ pub fn review_of(method: &http::Method, path: &str) -> Option<Review> {
         "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews" => Some(Review::Access),
         "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews" => Some(Review::Rules),
         "/apis/authentication.k8s.io/v1/selfsubjectreviews" => Some(Review::Subject("v1")),
-        "/apis/authentication.k8s.io/v1beta1/selfsubjectreviews" => Some(Review::Subject("v1beta1")),
+        "/apis/authentication.k8s.io/v1beta1/selfsubjectreviews" => {
+            Some(Review::Subject("v1beta1"))
+        }
         "/apis/authentication.k8s.io/v1alpha1/selfsubjectreviews" => {
             Some(Review::Subject("v1alpha1"))
         }
@@ -80,12 +82,33 @@ pub async fn handle(
         session: None,
     };
     match review {
-        Review::Subject(version) => json_response(StatusCode::CREATED, &whoami(identity, grants, version)),
+        Review::Subject(version) => {
+            json_response(StatusCode::CREATED, &whoami(identity, grants, version))
+        }
         Review::Access | Review::Rules => {
-            let Ok(mut object) = serde_json::from_slice::<Value>(&body) else {
-                return status::bad_request("kubetape: the review is not JSON");
+            // kubectl ≥ 1.33 sends reviews as protobuf, older ones as JSON; the cluster is asked
+            // in JSON, and the answer is JSON (which every kubectl accepts).
+            let content_type = parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let object = if content_type.starts_with(proto::pod_protobuf::CONTENT_TYPE) {
+                proto::pod_protobuf::decode_review(&body).map_err(|e| e.to_string())
+            } else {
+                serde_json::from_slice::<Value>(&body).map_err(|e| e.to_string())
             };
-            let cluster = ask_cluster(client, &parts, body.clone(), &who).await;
+            let mut object = match object {
+                Ok(o) if o.is_object() => o,
+                Ok(_) => return status::bad_request("kubetape: the review is not an object"),
+                Err(e) => {
+                    return status::bad_request(format!(
+                        "kubetape: the review cannot be read: {e}"
+                    ));
+                }
+            };
+            let json_body = Bytes::from(serde_json::to_vec(&object).unwrap_or_default());
+            let cluster = ask_cluster(client, &parts, json_body, &who).await;
             let elevations: Vec<Elevation<'_>> = grants
                 .iter()
                 .map(|g| Elevation {
@@ -113,7 +136,10 @@ async fn ask_cluster(
     who: &Impersonation,
 ) -> Result<Value, String> {
     let mut headers = upstream::request_headers(&parts.headers);
-    headers.insert(header::CONTENT_TYPE, "application/json".parse().expect("static"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        "application/json".parse().expect("static"),
+    );
     headers.insert(header::ACCEPT, "application/json".parse().expect("static"));
     upstream::impersonate(&mut headers, who).map_err(|e| e.to_string())?;
     let mut req = Request::post(parts.uri.path())
@@ -264,7 +290,10 @@ pub fn rules(
             s["resourceRules"].as_array().cloned().unwrap_or_default(),
             s["evaluationError"].as_str().map(str::to_string),
         ),
-        Err(e) => (Vec::new(), Some(format!("the cluster could not be asked: {e}"))),
+        Err(e) => (
+            Vec::new(),
+            Some(format!("the cluster could not be asked: {e}")),
+        ),
     };
     let mut resource_rules = Vec::new();
     for rule in policy_rules(policy, identity, grants, namespace) {
@@ -385,14 +414,35 @@ roles = ["developer"]
     fn access_is_the_policy_and_the_cluster() {
         let p = Policy::from_toml(POLICY, "p").unwrap();
         let yes = || Ok(json!({"allowed": true}));
-        assert_eq!(access(&p, &dev(), &[], &exec_in("default"), yes())["allowed"], true);
+        assert_eq!(
+            access(&p, &dev(), &[], &exec_in("default"), yes())["allowed"],
+            true
+        );
         let no = access(&p, &dev(), &[], &exec_in("prod"), yes());
         assert_eq!(no["allowed"], false);
-        assert!(no["reason"].as_str().unwrap().contains("kubetape request prod-debug"));
-        let grant = Elevation { id: "g1", role: "prod-debug", namespace: "prod" };
-        assert_eq!(access(&p, &dev(), &[grant], &exec_in("prod"), yes())["allowed"], true);
+        assert!(
+            no["reason"]
+                .as_str()
+                .unwrap()
+                .contains("kubetape request prod-debug")
+        );
+        let grant = Elevation {
+            id: "g1",
+            role: "prod-debug",
+            namespace: "prod",
+        };
+        assert_eq!(
+            access(&p, &dev(), &[grant], &exec_in("prod"), yes())["allowed"],
+            true
+        );
         // The cluster says no (or cannot be asked): no.
-        let refused = access(&p, &dev(), &[], &exec_in("default"), Ok(json!({"allowed": false, "reason": "RBAC"})));
+        let refused = access(
+            &p,
+            &dev(),
+            &[],
+            &exec_in("default"),
+            Ok(json!({"allowed": false, "reason": "RBAC"})),
+        );
         assert_eq!(refused["allowed"], false);
         assert!(refused["reason"].as_str().unwrap().contains("RBAC"));
         let unknown = access(&p, &dev(), &[], &exec_in("default"), Err("HTTP 503".into()));
@@ -402,23 +452,36 @@ roles = ["developer"]
     #[test]
     fn rules_are_the_policys_narrowed_by_the_clusters() {
         let p = Policy::from_toml(POLICY, "p").unwrap();
-        let all = Ok(json!({"resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}]}));
+        let all = Ok(
+            json!({"resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}]}),
+        );
         let s = rules(&p, &dev(), &[], &json!({"namespace": "default"}), all);
         let rr = s["resourceRules"].as_array().unwrap();
         assert_eq!(rr.len(), 2, "{s}");
         assert_eq!(rr[1]["resources"][0], "pods/exec");
         assert_eq!(s["incomplete"], false);
         // Nothing in prod without a grant; the grant's rules with it.
-        let all = || Ok(json!({"resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}]}));
+        let all = || {
+            Ok(json!({"resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}]}))
+        };
         let s = rules(&p, &dev(), &[], &json!({"namespace": "prod"}), all());
         assert!(s["resourceRules"].as_array().unwrap().is_empty());
-        let grant = Elevation { id: "g1", role: "prod-debug", namespace: "prod" };
+        let grant = Elevation {
+            id: "g1",
+            role: "prod-debug",
+            namespace: "prod",
+        };
         let s = rules(&p, &dev(), &[grant], &json!({"namespace": "prod"}), all());
         assert_eq!(s["resourceRules"][0]["verbs"], json!(["create"]));
         // The cluster allows only get on pods: only that is left.
-        let narrow = Ok(json!({"resourceRules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}]}));
+        let narrow = Ok(
+            json!({"resourceRules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}]}),
+        );
         let s = rules(&p, &dev(), &[], &json!({"namespace": "default"}), narrow);
-        assert_eq!(s["resourceRules"], json!([{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}]));
+        assert_eq!(
+            s["resourceRules"],
+            json!([{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}])
+        );
     }
 
     #[test]
@@ -428,6 +491,9 @@ roles = ["developer"]
         let v = whoami(&id, &[], "v1");
         assert_eq!(v["status"]["userInfo"]["username"], "dan");
         assert_eq!(v["status"]["userInfo"]["groups"], json!(["developers"]));
-        assert_eq!(v["status"]["userInfo"]["extra"]["kubetape.io/claim/repository"], json!(["acme/shop"]));
+        assert_eq!(
+            v["status"]["userInfo"]["extra"]["kubetape.io/claim/repository"],
+            json!(["acme/shop"])
+        );
     }
 }

@@ -378,6 +378,72 @@ pub fn decode_pod_reporting(body: &[u8]) -> Result<(Value, Vec<String>), Protobu
     Ok((Value::Object(pod), unread.found))
 }
 
+const RESOURCE_ATTRIBUTES: Schema = &[
+    (1, "namespace", Kind::Str),
+    (2, "verb", Kind::Str),
+    (3, "group", Kind::Str),
+    (4, "version", Kind::Str),
+    (5, "resource", Kind::Str),
+    (6, "subresource", Kind::Str),
+    (7, "name", Kind::Str),
+];
+const NON_RESOURCE_ATTRIBUTES: Schema = &[(1, "path", Kind::Str), (2, "verb", Kind::Str)];
+const ACCESS_REVIEW_SPEC: Schema = &[
+    (1, "resourceAttributes", Kind::Message(RESOURCE_ATTRIBUTES)),
+    (
+        2,
+        "nonResourceAttributes",
+        Kind::Message(NON_RESOURCE_ATTRIBUTES),
+    ),
+];
+const RULES_REVIEW_SPEC: Schema = &[(1, "namespace", Kind::Str)];
+const ACCESS_REVIEW: Schema = &[
+    (1, "metadata", Kind::Message(OBJECT_META)),
+    (2, "spec", Kind::Message(ACCESS_REVIEW_SPEC)),
+];
+const RULES_REVIEW: Schema = &[
+    (1, "metadata", Kind::Message(OBJECT_META)),
+    (2, "spec", Kind::Message(RULES_REVIEW_SPEC)),
+];
+const SUBJECT_REVIEW: Schema = &[(1, "metadata", Kind::Message(OBJECT_META))];
+
+/// Reads a `k8s\0`-prefixed self-review (`authorization.k8s.io` SelfSubjectAccessReview or
+/// SelfSubjectRulesReview, `authentication.k8s.io` SelfSubjectReview), as kubectl ≥ 1.33 sends
+/// them, into its JSON form: `apiVersion`, `kind`, `metadata`, `spec` (the attributes asked
+/// about; a SelfSubjectReview has none).
+pub fn decode_review(body: &[u8]) -> Result<Value, ProtobufError> {
+    let rest = body
+        .strip_prefix(MAGIC.as_slice())
+        .ok_or(ProtobufError::Magic)?;
+    let mut r = Reader::new(rest, MAGIC.len());
+    let (mut type_meta, mut raw) = (Map::new(), None);
+    while let Some((n, f, at)) = r.next()? {
+        match (n, f) {
+            (1, Field::Bytes(b)) => {
+                type_meta = message(b, at, TYPE_META, 1, &mut Unread::default())?;
+            }
+            (2, Field::Bytes(b)) => raw = Some((b, at)),
+            _ => {}
+        }
+    }
+    let kind = type_meta.get("kind").and_then(Value::as_str).unwrap_or("");
+    let api_version = type_meta
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let schema = match (api_version.split('/').next().unwrap_or(""), kind) {
+        ("authorization.k8s.io", "SelfSubjectAccessReview") => ACCESS_REVIEW,
+        ("authorization.k8s.io", "SelfSubjectRulesReview") => RULES_REVIEW,
+        ("authentication.k8s.io", "SelfSubjectReview") => SUBJECT_REVIEW,
+        _ => return Err(ProtobufError::NotAPod(format!("{api_version}/{kind}"))),
+    };
+    let (raw, at) = raw.unwrap_or((&[], 0));
+    let mut object = message(raw, at, schema, 1, &mut Unread::default())?;
+    object.insert("apiVersion".into(), json!(api_version));
+    object.insert("kind".into(), json!(kind));
+    Ok(Value::Object(object))
+}
+
 /// Writes the JSON form back as protobuf (the subset [`decode_pod`] reads): for tests, fuzzing
 /// and clients that want to send what kubectl sends.
 pub fn encode_pod(pod: &Value) -> Vec<u8> {
@@ -559,6 +625,41 @@ mod tests {
             unread,
             ["spec.containers.securityContext#3", "spec#14", "#3"]
         );
+    }
+
+    /// A SelfSubjectAccessReview as kubectl 1.33 sends it: `k8s\0`, TypeMeta, then
+    /// {1: ObjectMeta{}, 2: spec{1: ResourceAttributes{1: "prod", 2: "create", 5: "pods", 6: "exec"}}}.
+    #[test]
+    fn self_reviews() {
+        let attrs = [
+            0x0a, 4, b'p', b'r', b'o', b'd', 0x12, 6, b'c', b'r', b'e', b'a', b't', b'e', 0x2a, 4,
+            b'p', b'o', b'd', b's', 0x32, 4, b'e', b'x', b'e', b'c',
+        ];
+        let mut spec = vec![0x0a, attrs.len() as u8];
+        spec.extend_from_slice(&attrs);
+        let mut raw = vec![0x0a, 0, 0x12, spec.len() as u8];
+        raw.extend_from_slice(&spec);
+        let api = b"authorization.k8s.io/v1";
+        let kind = b"SelfSubjectAccessReview";
+        let mut tm = vec![0x0a, api.len() as u8];
+        tm.extend_from_slice(api);
+        tm.push(0x12);
+        tm.push(kind.len() as u8);
+        tm.extend_from_slice(kind);
+        let mut body = b"k8s\0".to_vec();
+        body.push(0x0a);
+        body.push(tm.len() as u8);
+        body.extend_from_slice(&tm);
+        body.push(0x12);
+        body.push(raw.len() as u8);
+        body.extend_from_slice(&raw);
+        assert_eq!(
+            decode_review(&body).unwrap(),
+            json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                   "metadata": {}, "spec": {"resourceAttributes": {
+                       "namespace": "prod", "verb": "create", "resource": "pods", "subresource": "exec"}}})
+        );
+        assert!(decode_review(&encode_pod(&node_debugger())).is_err());
     }
 
     #[test]

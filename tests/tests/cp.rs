@@ -41,18 +41,28 @@ fn copy_both_ways(cluster: &Cluster, version: Kubectl, seed: u64) -> Option<Stri
         out
     };
     // The pod's files are this machine's (sandbox pods are local processes).
-    let remote_dir = cluster.root().join(format!("pod-files-{}", version.version()));
+    let remote_dir = cluster
+        .root()
+        .join(format!("pod-files-{}", version.version()));
     let remote_dir = remote_dir.to_str().unwrap().to_string();
     kubectl(&["exec", "demo", "--", "mkdir", "-p", &remote_dir]);
-    let local = cluster.root().join(format!("app-{}.conf", version.version()));
+    let local = cluster
+        .root()
+        .join(format!("app-{}.conf", version.version()));
     let data = content(seed);
     std::fs::write(&local, &data).unwrap();
     let remote = format!("{remote_dir}/app.conf");
     kubectl(&["cp", local.to_str().unwrap(), &format!("demo:{remote}")]);
-    let back = cluster.root().join(format!("back-{}.conf", version.version()));
+    let back = cluster
+        .root()
+        .join(format!("back-{}.conf", version.version()));
     kubectl(&["cp", &format!("demo:{remote}"), back.to_str().unwrap()]);
     let sum = |p: &Path| hex::encode(Sha256::digest(std::fs::read(p).unwrap()));
-    assert_eq!(sum(&back), sum(&local), "{version:?}: the copy came back different");
+    assert_eq!(
+        sum(&back),
+        sum(&local),
+        "{version:?}: the copy came back different"
+    );
     // And inside the pod, as sha256sum sees it.
     let inside = kubectl(&["exec", "demo", "--", "sha256sum", &remote]);
     assert!(

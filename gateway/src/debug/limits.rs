@@ -96,7 +96,11 @@ pub struct Verdict {
 pub fn profile_of(c: &Container) -> &'static str {
     if c.privileged {
         "sysadmin"
-    } else if c.capabilities.iter().any(|x| x == "NET_ADMIN" || x == "NET_RAW") {
+    } else if c
+        .capabilities
+        .iter()
+        .any(|x| x == "NET_ADMIN" || x == "NET_RAW")
+    {
         "netadmin"
     } else if c.capabilities.iter().any(|x| x == "SYS_PTRACE") {
         "general"
@@ -126,7 +130,11 @@ impl DebugLimits {
                     .into(),
             );
         }
-        if let Some(p) = self.profiles.iter().find(|p| !PROFILES.contains(&p.as_str())) {
+        if let Some(p) = self
+            .profiles
+            .iter()
+            .find(|p| !PROFILES.contains(&p.as_str()))
+        {
             return Err(format!(
                 "unknown debug profile {p:?}; profiles are {}",
                 PROFILES.join(", ")
@@ -206,10 +214,7 @@ impl DebugLimits {
                 return Err(refuse(
                     &format!("{}.image", c.field),
                     "debug.images",
-                    format!(
-                        "image {image:?} matches none of {:?}",
-                        self.images
-                    ),
+                    format!("image {image:?} matches none of {:?}", self.images),
                 ));
             }
             let p = profile_of(c);

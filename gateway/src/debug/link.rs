@@ -57,8 +57,7 @@ impl Pending {
         user: &str,
     ) -> Option<DebugInfo> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        let (at, who, info) =
-            entries.get(&(namespace.into(), pod.into(), container.into()))?;
+        let (at, who, info) = entries.get(&(namespace.into(), pod.into(), container.into()))?;
         (at.elapsed() < TTL && who == user).then(|| info.clone())
     }
 }
@@ -76,7 +75,10 @@ mod tests {
             ..DebugInfo::default()
         };
         p.insert("default", "demo", "debugger-x", "alice", info.clone());
-        assert_eq!(p.lookup("default", "demo", "debugger-x", "alice"), Some(info));
+        assert_eq!(
+            p.lookup("default", "demo", "debugger-x", "alice"),
+            Some(info)
+        );
         assert_eq!(p.lookup("default", "demo", "debugger-x", "bob"), None);
         assert_eq!(p.lookup("default", "demo", "shell", "alice"), None);
         assert_eq!(p.lookup("prod", "demo", "debugger-x", "alice"), None);

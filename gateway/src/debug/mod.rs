@@ -153,9 +153,8 @@ pub async fn handle(
     let spec = match spec::parse(form, content_type, &body) {
         Ok(s) => s,
         Err(e) => {
-            let message = format!(
-                "kubetape: the debug request cannot be inspected, so it is refused: {e}"
-            );
+            let message =
+                format!("kubetape: the debug request cannot be inspected, so it is refused: {e}");
             return Handled {
                 response: status::forbidden(message.clone()),
                 refused: Some(message),
@@ -185,7 +184,10 @@ pub async fn handle(
     Handled {
         response,
         refused: None,
-        rule: Some(format!("role {role:?} debug ({} {})", verdict.form, verdict.profile)),
+        rule: Some(format!(
+            "role {role:?} debug ({} {})",
+            verdict.form, verdict.profile
+        )),
     }
 }
 

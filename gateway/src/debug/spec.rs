@@ -458,9 +458,7 @@ fn container(v: &Value, field: &str, form: Form) -> Result<Container, SpecError>
                 let Some(list) = list.filter(|l| !l.is_null()) else {
                     continue;
                 };
-                let list = list
-                    .as_array()
-                    .ok_or_else(|| err(&lf, "expected a list"))?;
+                let list = list.as_array().ok_or_else(|| err(&lf, "expected a list"))?;
                 for (i, cap) in list.iter().enumerate() {
                     let cap = string(Some(cap), &format!("{lf}[{i}]"))?.unwrap_or_default();
                     let cap = normalize_capability(&cap);
@@ -613,8 +611,9 @@ fn pod_json(v: &Value) -> Result<Spec, SpecError> {
                         }
                         if k == "hostPath" {
                             let hf = join(&vf, "hostPath");
-                            let path = string(object(source, &hf)?.get("path"), &join(&hf, "path"))?
-                                .unwrap_or_default();
+                            let path =
+                                string(object(source, &hf)?.get("path"), &join(&hf, "path"))?
+                                    .unwrap_or_default();
                             pod.host_paths.push((hf, path));
                             continue;
                         }

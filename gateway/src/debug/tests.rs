@@ -283,8 +283,18 @@ fn arb_value() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::Bool),
         any::<i32>().prop_map(|n| json!(n)),
         prop::sample::select(vec![
-            "busybox", "busybox:1.36", "alpine", "SYS_PTRACE", "NET_ADMIN", "cap_sys_admin", "ALL",
-            "RuntimeDefault", "Unconfined", "/", "sh", "",
+            "busybox",
+            "busybox:1.36",
+            "alpine",
+            "SYS_PTRACE",
+            "NET_ADMIN",
+            "cap_sys_admin",
+            "ALL",
+            "RuntimeDefault",
+            "Unconfined",
+            "/",
+            "sh",
+            "",
         ])
         .prop_map(|s| json!(s)),
     ];
@@ -294,18 +304,40 @@ fn arb_value() -> impl Strategy<Value = Value> {
             prop::collection::vec(
                 (
                     prop::sample::select(vec![
-                        "spec", "ephemeralContainers", "containers", "name", "image",
-                        "securityContext", "privileged", "Privileged", "capabilities", "add",
-                        "drop", "hostPID", "hostNetwork", "nodeName", "volumes", "hostPath",
-                        "path", "targetContainerName", "$patch", "runAsNonRoot",
-                        "seccompProfile", "type", "op", "value", "metadata",
+                        "spec",
+                        "ephemeralContainers",
+                        "containers",
+                        "name",
+                        "image",
+                        "securityContext",
+                        "privileged",
+                        "Privileged",
+                        "capabilities",
+                        "add",
+                        "drop",
+                        "hostPID",
+                        "hostNetwork",
+                        "nodeName",
+                        "volumes",
+                        "hostPath",
+                        "path",
+                        "targetContainerName",
+                        "$patch",
+                        "runAsNonRoot",
+                        "seccompProfile",
+                        "type",
+                        "op",
+                        "value",
+                        "metadata",
                         "$setElementOrder/ephemeralContainers",
                     ]),
                     inner,
                 ),
                 0..5,
             )
-            .prop_map(|kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+            .prop_map(|kv| Value::Object(
+                kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+            )),
         ]
     })
 }

@@ -95,7 +95,9 @@ fn lint_debug(role: &Role, debug: &DebugLimits, out: &mut Vec<Finding>) {
         push("has debug limits but no rule grants patch on pods/ephemeralcontainers or create on pods, so they allow nothing".into());
     }
     if (debug.copy || debug.node) && !can_create {
-        push("copy or node debugging needs create on pods, which no rule of this role grants".into());
+        push(
+            "copy or node debugging needs create on pods, which no rule of this role grants".into(),
+        );
     }
 }
 
@@ -261,13 +263,26 @@ mod debug_tables {
     #[test]
     fn debug_limits_are_linted() {
         let patch = "[[roles.rules]]\nnamespaces = [\"dev\"]\nresources = [\"pods/ephemeralcontainers\"]\nverbs = [\"patch\"]";
-        let create = "[[roles.rules]]\nnamespaces = [\"dev\"]\nresources = [\"pods\"]\nverbs = [\"create\"]";
+        let create =
+            "[[roles.rules]]\nnamespaces = [\"dev\"]\nresources = [\"pods\"]\nverbs = [\"create\"]";
         // What the quickstart grants: quiet (pod creation is held to the limits).
-        assert!(role(&format!("{patch}\n{create}"), "images = [\"busybox\"]\ncopy = true").is_empty());
-        let m = role(patch, "images = [\"*\"]\ncapabilities = [\"*\"]\nnode = true");
+        assert!(
+            role(
+                &format!("{patch}\n{create}"),
+                "images = [\"busybox\"]\ncopy = true"
+            )
+            .is_empty()
+        );
+        let m = role(
+            patch,
+            "images = [\"*\"]\ncapabilities = [\"*\"]\nnode = true",
+        );
         assert!(m.iter().any(|m| m.contains("run any image")), "{m:?}");
         assert!(m.iter().any(|m| m.contains("every capability")), "{m:?}");
-        assert!(m.iter().any(|m| m.contains("needs create on pods")), "{m:?}");
+        assert!(
+            m.iter().any(|m| m.contains("needs create on pods")),
+            "{m:?}"
+        );
         let m = role(
             "[[roles.rules]]\nnamespaces = [\"dev\"]\nresources = [\"pods/exec\"]\nverbs = [\"create\"]",
             "images = [\"busybox\"]",

@@ -154,7 +154,9 @@ async fn upgrade(
         let (reason, message) = match proto::status::Status::parse(&body) {
             Ok(s) => (s.reason.clone(), s.message.clone()),
             Err(_) => (
-                code.canonical_reason().unwrap_or("Unknown").replace(' ', ""),
+                code.canonical_reason()
+                    .unwrap_or("Unknown")
+                    .replace(' ', ""),
                 String::from_utf8_lossy(&body[..body.len().min(512)])
                     .trim()
                     .to_string(),
@@ -199,7 +201,10 @@ async fn websocket(
     let mut req = request(http::Method::GET, path_and_query, headers);
     let h = req.headers_mut();
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    h.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+    h.insert(
+        header::SEC_WEBSOCKET_VERSION,
+        HeaderValue::from_static("13"),
+    );
     h.insert(
         header::SEC_WEBSOCKET_KEY,
         HeaderValue::from_str(&key).expect("base64 key"),
@@ -241,7 +246,10 @@ async fn spdy(
     let mut req = request(http::Method::POST, path_and_query, headers);
     let h = req.headers_mut();
     h.insert(header::UPGRADE, HeaderValue::from_static("SPDY/3.1"));
-    h.insert("x-stream-protocol-version", HeaderValue::from_static(SPDY_V4));
+    h.insert(
+        "x-stream-protocol-version",
+        HeaderValue::from_static(SPDY_V4),
+    );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
     let (upgraded, resp_headers) = upgrade(client, req).await?;
     let protocol = resp_headers
