@@ -4,6 +4,8 @@
 //!
 //! The binaries must be built (`cargo build --workspace --bins`; `scripts/test` does it).
 
+pub mod exec_checks;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
