@@ -212,6 +212,13 @@ async fn decide_and_dispatch(
         }
         return (resp, outcome);
     }
+    // A request the gateway cannot read as the API server would is refused, never guessed at
+    // (`policy::Attributes::Invalid`): what is forwarded must be what was decided.
+    if let policy::Attributes::Invalid { reason, .. } = attrs {
+        let message = format!("kubetape: {reason}");
+        outcome.deny("ambiguous request", message.clone());
+        return (status::bad_request(message), outcome);
+    }
     if let Some(review) = crate::selfreview::review_of(req.method(), &path) {
         // About the caller only: any authenticated identity may ask (as in Kubernetes).
         if let Err(e) = state.jit.refresh(true).await {

@@ -190,11 +190,15 @@ pub async fn handle(
     client_addr: SocketAddr,
     Authorized { grant, limit }: Authorized<'_>,
 ) -> Dispatched {
-    let query = req.uri().query().unwrap_or_default().to_string();
-    let opts = match proto::exec::parse_query(&query) {
+    let opts = match proto::query::Query::parse(req.uri().query().unwrap_or_default())
+        .and_then(|q| StreamOptions::from_query(&q, target.subresource))
+    {
         Ok(o) => o,
         Err(e) => return Dispatched::refused(status::bad_request(format!("kubetape: {e}"))),
     };
+    // What the cluster is asked for is exactly what is recorded: the options as parsed,
+    // re-encoded, never the client's own spelling of them.
+    let query = opts.to_query(target.subresource);
     let client_protocol = match negotiate(&req) {
         Ok(p) => p,
         Err(message) => return Dispatched::refused(status::bad_request(message)),
@@ -274,14 +278,15 @@ pub async fn handle(
     }
 }
 
-/// Opens the stream on the cluster as the caller (impersonated), with the request's path and
-/// query and none of the client's credentials: WebSocket v5, else SPDY ([`upstream`]).
+/// Opens the stream on the cluster as the caller (impersonated), with the request's path, the
+/// canonical query of the recorded options, and none of the client's credentials: WebSocket
+/// v5, else SPDY ([`upstream`]).
 async fn dial(
     state: &State,
     req: &Request<hyper::body::Incoming>,
     identity: &Identity,
     session: storage_schema::SessionId,
-    query: &str,
+    query: &proto::query::Query,
     opts: &StreamOptions,
 ) -> Result<upstream::Upstream, Response<Body>> {
     let mut up_headers = upstream_headers::request_headers(req.headers());
@@ -295,7 +300,7 @@ async fn dial(
             "kubetape: identity cannot be sent upstream: {e}"
         )));
     }
-    let path = format!("{}?{}", req.uri().path(), query);
+    let path = query.target(req.uri().path());
     upstream::dial(&state.upstream, &path, &up_headers, opts).await
 }
 
