@@ -4,6 +4,7 @@
 //!
 //! The binaries must be built (`cargo build --workspace --bins`; `scripts/test` does it).
 
+pub mod debug_checks;
 pub mod exec_checks;
 
 use std::net::SocketAddr;

@@ -8,7 +8,6 @@
 use std::path::Path;
 use std::time::Duration;
 
-use test_support::Tmux;
 use tests::{Cluster, Kubectl, run};
 
 const T: Duration = Duration::from_secs(120);
@@ -111,33 +110,11 @@ fn kubectl(
     )
 }
 
-/// `kubectl debug -it demo --image=busybox --target=shell -- sh` in tmux.
+/// `kubectl debug -it demo --image=busybox --target=shell -- sh` in tmux, as a developer.
 fn debug_it(cluster: &Cluster, version: Kubectl) {
     let Some(bin) = version.path() else { return };
     let kc = cluster.kubeconfig("dana@example.com", &["developers"]);
-    let tmux = Tmux::new(&format!("debug-{version:?}"));
-    let shell = format!(
-        "env HOME={home} {bin} --kubeconfig {kc} --cache-dir {home}/.kube/cache debug -it demo --image=busybox --target=shell -- sh",
-        home = cluster.home.display(),
-        bin = bin.display(),
-        kc = kc.display(),
-    );
-    tmux.window("d", 120, 40, &shell);
-    tmux.wait("d", "the attach notice", |s| {
-        s.contains("If you don't see a command prompt, try pressing enter.")
-    });
-    tmux.keys("d", &["Enter"]);
-    tmux.send("d", "echo dbg-$((6*7)) $(busybox | head -1 | cut -c1-7)");
-    tmux.wait_for("d", "dbg-42 BusyBox");
-    tmux.send("d", "exit 3");
-    let screen = tmux.wait("d", "kubectl to exit", |s| s.contains("EXIT="));
-    // kubectl takes a non-zero exit of the attached process as a failed attach, says so with
-    // the exit code, falls back to the logs and exits 0, as against any cluster.
-    assert!(
-        screen.contains("command terminated with exit code 3"),
-        "{version:?}:\n{screen}"
-    );
-    assert!(screen.contains("EXIT=0"), "{version:?}:\n{screen}");
+    tests::debug_checks::debug_it(version, &bin, &kc, &cluster.home);
 }
 
 fn expect_refused(what: &str, (code, _, err): (i32, String, String), texts: &[&str]) {
