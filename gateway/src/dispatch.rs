@@ -281,10 +281,8 @@ async fn decide_and_dispatch(
             state,
             req,
             &identity,
-            attrs,
-            form,
-            &allowed.rule,
-            &allowed.roles,
+            (attrs, form),
+            &allowed,
             grant.as_ref(),
         )
         .await;

@@ -32,7 +32,7 @@ pub use self::link::Pending;
 pub use self::spec::{Form, Spec, SpecError};
 use crate::authn::Identity;
 use crate::jit::Grant;
-use crate::policy::{Attributes, Policy};
+use crate::policy::{Allowed, Attributes, Policy};
 use crate::state::State;
 use crate::status::{self, Body};
 use crate::upstream::Impersonation;
@@ -118,18 +118,17 @@ pub struct Handled {
     pub rule: Option<String>,
 }
 
-/// Reads, inspects and (if allowed) forwards a debug request the rules allowed through
-/// `roles`. A refused request never reaches the cluster.
+/// Reads, inspects and (if allowed) forwards a debug request the rules allowed (`allowed`: the
+/// rule, and every role whose rules allow it). A refused request never reaches the cluster.
 pub async fn handle(
     state: &State,
     req: Request<hyper::body::Incoming>,
     identity: &Identity,
-    attrs: &Attributes,
-    form: Form,
-    allowed_rule: &str,
-    roles: &[String],
+    (attrs, form): (&Attributes, Form),
+    allowed: &Allowed,
     grant: Option<&Grant>,
 ) -> Handled {
+    let (allowed_rule, roles) = (allowed.rule.as_str(), allowed.roles.as_slice());
     let (parts, body) = req.into_parts();
     let body: Bytes = match Limited::new(body, spec::MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
