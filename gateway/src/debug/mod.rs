@@ -15,10 +15,9 @@
 //!
 //! # Layout
 //! - `spec`: a body → the containers and host access it asks for ([`spec::parse`]);
-//! - `limits`: `[roles.debug]` ([`DebugLimits`]) and the check;
+//! - `crate::policy::debug`: `[roles.debug]` ([`DebugLimits`]) and the check (policy data);
 //! - `link`: allowed requests awaiting their attach ([`Pending`]).
 
-pub mod limits;
 pub mod link;
 pub mod spec;
 
@@ -27,11 +26,12 @@ use http::{Request, Response, header};
 use http_body_util::{BodyExt, Limited};
 use storage_schema::DebugInfo;
 
-pub use self::limits::{DebugLimits, Refusal, Verdict};
 pub use self::link::Pending;
 pub use self::spec::{Form, Spec, SpecError};
 use crate::authn::Identity;
 use crate::jit::Grant;
+use crate::policy::debug::{self as limits, Verdict};
+pub use crate::policy::debug::{DebugLimits, Refusal};
 use crate::policy::{Allowed, Attributes, Policy};
 use crate::state::State;
 use crate::status::{self, Body};

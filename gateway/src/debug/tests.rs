@@ -5,9 +5,9 @@
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-use super::limits::{DebugLimits, profile_of};
 use super::spec::{Form, parse};
 use super::*;
+use crate::policy::debug::{DebugLimits, profile_of};
 
 const SMP: &str = "application/strategic-merge-patch+json";
 const JSON_PATCH: &str = "application/json-patch+json";

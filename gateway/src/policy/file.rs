@@ -61,9 +61,9 @@ pub struct Role {
     #[serde(default = "default_max_ttl", deserialize_with = "duration")]
     pub max_ttl: Duration,
     /// What `kubectl debug` may run under this role (`[roles.debug]`); none: no debugging,
-    /// whatever the rules allow (see [`crate::debug::limits`]).
+    /// whatever the rules allow (see [`super::debug`]).
     #[serde(default)]
-    pub debug: Option<crate::debug::DebugLimits>,
+    pub debug: Option<super::debug::DebugLimits>,
 }
 
 /// The longest `max_session` a binding may set (longer is what leaving it out means).

@@ -11,8 +11,8 @@
 
 use std::fmt;
 
+use super::debug::DebugLimits;
 use super::file::{Policy, Role, Rule};
-use crate::debug::DebugLimits;
 
 /// One thing a policy grants that deserves a second look.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,5 +1,6 @@
 //! A role's limits on `kubectl debug` (`[roles.debug]` in the policy file), and the check of a
-//! request's [`Spec`] against them.
+//! request's [`Spec`] (read by [`crate::debug::spec`]) against them. Policy data, so it lives
+//! with the policy; the request handling is [`crate::debug`]'s.
 //!
 //! ```toml
 //! [[roles]]
@@ -24,8 +25,8 @@
 
 use serde::Deserialize;
 
-use super::spec::{Container, Form, Spec, normalize_capability};
-use crate::policy::glob;
+use super::glob::glob;
+use crate::debug::spec::{Container, Form, Spec, normalize_capability};
 
 /// kubectl's debug profiles.
 pub const PROFILES: [&str; 6] = [
