@@ -92,7 +92,18 @@ pub fn decide(policy: &Policy, roles: &[String], form: Form, spec: &Spec, user: 
         .iter()
         .map(|r| format!("{}: {} (rule {})", r.field, r.message, r.rule))
         .collect();
-    if !without.is_empty() {
+    if !without.is_empty() && form == Form::Pod {
+        parts.push(format!(
+            "pods are created only within a role's [roles.debug] limits (images, privileges, host access), and role{} {} ha{} none",
+            if without.len() > 1 { "s" } else { "" },
+            without
+                .iter()
+                .map(|r| format!("{r:?}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if without.len() > 1 { "ve" } else { "s" },
+        ));
+    } else if !without.is_empty() {
         parts.push(format!(
             "role{} {} allow{} no debugging (no [roles.debug] table: debug = false)",
             if without.len() > 1 { "s" } else { "" },

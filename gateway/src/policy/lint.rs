@@ -37,7 +37,7 @@ const UNRECORDED: [(&str, &str, &str); 4] = [
     (
         "pods",
         "create",
-        "a new pod runs any command, and nothing it does is recorded",
+        "a new pod runs any command unrecorded, so the gateway creates pods only within a role's [roles.debug] limits and this role has none: every such request is refused",
     ),
     (
         "nodes/proxy",
