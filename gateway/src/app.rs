@@ -179,6 +179,7 @@ impl Gateway {
             metrics,
             store_health,
             leases,
+            debugs: Default::default(),
         };
         Ok(Self {
             listener,

@@ -86,6 +86,15 @@ pub async fn handle(state: &State, req: Request<Incoming>, peer: SocketAddr) -> 
     resp
 }
 
+/// `identity`'s unexpired grants, less those a later revocation cancelled.
+fn live_grants(state: &State, identity: &Identity) -> Vec<Grant> {
+    let mut grants = state.jit.grants_for(identity);
+    if let Some(revoked_at) = state.revocations.last_revoked_at_us(&identity.user) {
+        grants.retain(|g| g.granted_at_us > revoked_at);
+    }
+    grants
+}
+
 /// The policy's decision for `identity`, with its live grants. A would-be denial re-reads the
 /// grants from the store first, so an approval made a moment ago on any replica counts.
 async fn authorize(
@@ -98,11 +107,8 @@ async fn authorize(
         if forced && let Err(e) = state.jit.refresh(true).await {
             tracing::warn!(error = %e, "access grants could not be refreshed; using the cached ones");
         }
-        let mut grants = state.jit.grants_for(identity);
         // A revocation cancels the grants approved before it, for good.
-        if let Some(revoked_at) = state.revocations.last_revoked_at_us(&identity.user) {
-            grants.retain(|g| g.granted_at_us > revoked_at);
-        }
+        let grants = live_grants(state, identity);
         let elevations: Vec<Elevation<'_>> = grants
             .iter()
             .map(|g| Elevation {
@@ -217,6 +223,19 @@ async fn decide_and_dispatch(
         outcome.deny("ambiguous request", message.clone());
         return (status::bad_request(message), outcome);
     }
+    if let Some(review) = crate::selfreview::review_of(req.method(), &path) {
+        // About the caller only: any authenticated identity may ask (as in Kubernetes).
+        if let Err(e) = state.jit.refresh(true).await {
+            tracing::warn!(error = %e, "access grants could not be refreshed; using the cached ones");
+        }
+        let grants = live_grants(state, &identity);
+        let policy = state.policy.current();
+        let resp =
+            crate::selfreview::handle(&state.upstream, &policy, review, req, &identity, &grants)
+                .await;
+        outcome.allow("self-review (any authenticated identity, about itself)");
+        return (resp, outcome);
+    }
     let (allowed, grant) = match authorize(state, &identity, attrs).await {
         (Decision::Allow(a), grant) => {
             state
@@ -277,6 +296,22 @@ async fn decide_and_dispatch(
                 response
             }
         }
+    } else if let Some(form) = crate::debug::form_of(attrs) {
+        let handled = crate::debug::handle(
+            state,
+            req,
+            &identity,
+            (attrs, form),
+            &allowed,
+            grant.as_ref(),
+        )
+        .await;
+        if let Some(message) = handled.refused {
+            outcome.deny("debug limits", message);
+        } else if let Some(rule) = handled.rule {
+            outcome.allow(format!("{}; {rule}", allowed.rule));
+        }
+        handled.response
     } else if req.headers().contains_key(header::UPGRADE) {
         status::bad_request(
             "kubetape: only exec, attach and port-forward may upgrade the connection",

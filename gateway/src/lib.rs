@@ -11,6 +11,10 @@
 //! - [`proxy`]: non-streaming requests, streamed back (watch, logs -f);
 //! - [`relay`]: exec/attach — client WebSocket/SPDY termination, upstream WebSocket v5, recording;
 //! - [`audit`]: one record per request, to stdout and hash-chained audit streams in the store;
+//! - [`copy`]: `kubectl cp` (tar over exec) read into the session's commands object;
+//! - [`debug`]: `kubectl debug` — what an ephemeral container or a created pod would run,
+//!   read from the request and checked against the role's debug limits;
+//! - [`selfreview`]: `kubectl auth can-i` / `whoami` answered as policy AND cluster;
 //! - [`revocation`]: revoked users (store-backed, polled), the admin API route; [`live`]: the
 //!   registry of live sessions that revocations (and expiring grants) end;
 //! - [`app`]: from a configuration to a bound, ready gateway;
@@ -28,6 +32,8 @@ pub mod authn;
 pub mod background;
 pub mod check;
 pub mod config;
+pub mod copy;
+pub mod debug;
 pub mod dispatch;
 pub mod edges;
 pub mod jit;
@@ -39,6 +45,7 @@ pub mod policy;
 pub mod proxy;
 pub mod relay;
 pub mod revocation;
+pub mod selfreview;
 pub mod server;
 pub mod session;
 pub mod state;

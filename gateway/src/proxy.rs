@@ -25,6 +25,16 @@ pub async fn forward(
             ));
         }
     };
+    forward_read(client, parts, body, who).await
+}
+
+/// [`forward`] of a request whose body was already read (and inspected: `kubectl debug`).
+pub async fn forward_read(
+    client: &kube::Client,
+    parts: http::request::Parts,
+    body: Bytes,
+    who: &Impersonation,
+) -> Response<Body> {
     let mut headers = upstream::request_headers(&parts.headers);
     if let Err(e) = upstream::impersonate(&mut headers, who) {
         return status::bad_request(format!("kubetape: identity cannot be sent upstream: {e}"));

@@ -43,6 +43,8 @@ pub struct State {
     pub store_health: Arc<StoreHealth>,
     /// This gateway's liveness lease and its view of the others'.
     pub leases: Arc<Leases>,
+    /// Allowed `kubectl debug` requests awaiting their attach (see [`crate::debug::link`]).
+    pub debugs: crate::debug::link::Pending,
 }
 
 impl std::fmt::Debug for State {

@@ -218,11 +218,28 @@ const POD: Schema = &[
     (2, "spec", Kind::Message(POD_SPEC)),
 ];
 
+/// Fields the schema does not read, by where they were: `spec.containers.securityContext#3`
+/// (the JSON path of the message, list indexes left out, then `#` and the field number). A
+/// policy engine that must not allow what it cannot see refuses the pods whose unread fields
+/// fall in messages it constrains.
+#[derive(Debug, Default)]
+struct Unread {
+    path: Vec<&'static str>,
+    found: Vec<String>,
+}
+
+impl Unread {
+    fn note(&mut self, n: u32) {
+        self.found.push(format!("{}#{n}", self.path.join(".")));
+    }
+}
+
 fn message(
     buf: &[u8],
     base: usize,
     schema: Schema,
     depth: usize,
+    unread: &mut Unread,
 ) -> Result<Map<String, Value>, ProtobufError> {
     if depth > MAX_DEPTH {
         return Err(ProtobufError::TooDeep);
@@ -231,6 +248,10 @@ fn message(
     let mut r = Reader::new(buf, base);
     while let Some((n, f, at)) = r.next()? {
         let Some((_, key, kind)) = schema.iter().find(|(num, _, _)| *num == n) else {
+            // An empty message is the same as none (Go writes `{}` structs as such).
+            if !matches!(f, Field::Bytes(b) if b.is_empty()) {
+                unread.note(n);
+            }
             continue;
         };
         let bytes = match f {
@@ -260,7 +281,10 @@ fn message(
             }
             Kind::Message(s) => {
                 if let Some(b) = bytes {
-                    let inner = message(b, at, s, depth + 1)?;
+                    unread.path.push(key);
+                    let inner = message(b, at, s, depth + 1, unread);
+                    unread.path.pop();
+                    let inner = inner?;
                     match obj.get_mut(*key) {
                         // A repeated occurrence of a message field merges into it.
                         Some(Value::Object(existing)) => existing.extend(inner),
@@ -272,13 +296,18 @@ fn message(
             }
             Kind::Messages(s) => {
                 if let Some(b) = bytes {
-                    let inner = message(b, at, s, depth + 1)?;
-                    push(&mut obj, key, Value::Object(inner));
+                    unread.path.push(key);
+                    let inner = message(b, at, s, depth + 1, unread);
+                    unread.path.pop();
+                    push(&mut obj, key, Value::Object(inner?));
                 }
             }
             Kind::Inline(s) => {
                 if let Some(b) = bytes {
-                    obj.extend(message(b, at, s, depth + 1)?);
+                    unread.path.push(key);
+                    let inner = message(b, at, s, depth + 1, unread);
+                    unread.path.pop();
+                    obj.extend(inner?);
                 }
             }
             Kind::StringMap => {
@@ -288,6 +317,7 @@ fn message(
                         at,
                         &[(1, "k", Kind::Str), (2, "v", Kind::Str)],
                         depth + 1,
+                        &mut Unread::default(),
                     )?;
                     let k = entry
                         .get("k")
@@ -311,6 +341,13 @@ fn message(
 /// Reads a `k8s\0`-prefixed body holding a `v1` `Pod` into its JSON form (`apiVersion`, `kind`,
 /// `metadata`, `spec` with the fields listed in this module).
 pub fn decode_pod(body: &[u8]) -> Result<Value, ProtobufError> {
+    decode_pod_reporting(body).map(|(pod, _)| pod)
+}
+
+/// [`decode_pod`], also naming every non-empty field it skipped, as `path#number` (`spec#14`: the pod's
+/// security context; `spec.containers.securityContext#3`: a container's SELinux options), so
+/// that a caller inspecting privileges can refuse what it could not read.
+pub fn decode_pod_reporting(body: &[u8]) -> Result<(Value, Vec<String>), ProtobufError> {
     let rest = body
         .strip_prefix(MAGIC.as_slice())
         .ok_or(ProtobufError::Magic)?;
@@ -319,7 +356,7 @@ pub fn decode_pod(body: &[u8]) -> Result<Value, ProtobufError> {
     while let Some((n, f, at)) = r.next()? {
         match (n, f) {
             (1, Field::Bytes(b)) => {
-                type_meta = message(b, at, TYPE_META, 1)?;
+                type_meta = message(b, at, TYPE_META, 1, &mut Unread::default())?;
             }
             (2, Field::Bytes(b)) => raw = Some((b, at)),
             _ => {}
@@ -334,10 +371,77 @@ pub fn decode_pod(body: &[u8]) -> Result<Value, ProtobufError> {
         return Err(ProtobufError::NotAPod(format!("{api_version}/{kind}")));
     }
     let (raw, at) = raw.unwrap_or((&[], 0));
-    let mut pod = message(raw, at, POD, 1)?;
+    let mut unread = Unread::default();
+    let mut pod = message(raw, at, POD, 1, &mut unread)?;
     pod.insert("apiVersion".into(), json!("v1"));
     pod.insert("kind".into(), json!("Pod"));
-    Ok(Value::Object(pod))
+    Ok((Value::Object(pod), unread.found))
+}
+
+const RESOURCE_ATTRIBUTES: Schema = &[
+    (1, "namespace", Kind::Str),
+    (2, "verb", Kind::Str),
+    (3, "group", Kind::Str),
+    (4, "version", Kind::Str),
+    (5, "resource", Kind::Str),
+    (6, "subresource", Kind::Str),
+    (7, "name", Kind::Str),
+];
+const NON_RESOURCE_ATTRIBUTES: Schema = &[(1, "path", Kind::Str), (2, "verb", Kind::Str)];
+const ACCESS_REVIEW_SPEC: Schema = &[
+    (1, "resourceAttributes", Kind::Message(RESOURCE_ATTRIBUTES)),
+    (
+        2,
+        "nonResourceAttributes",
+        Kind::Message(NON_RESOURCE_ATTRIBUTES),
+    ),
+];
+const RULES_REVIEW_SPEC: Schema = &[(1, "namespace", Kind::Str)];
+const ACCESS_REVIEW: Schema = &[
+    (1, "metadata", Kind::Message(OBJECT_META)),
+    (2, "spec", Kind::Message(ACCESS_REVIEW_SPEC)),
+];
+const RULES_REVIEW: Schema = &[
+    (1, "metadata", Kind::Message(OBJECT_META)),
+    (2, "spec", Kind::Message(RULES_REVIEW_SPEC)),
+];
+const SUBJECT_REVIEW: Schema = &[(1, "metadata", Kind::Message(OBJECT_META))];
+
+/// Reads a `k8s\0`-prefixed self-review (`authorization.k8s.io` SelfSubjectAccessReview or
+/// SelfSubjectRulesReview, `authentication.k8s.io` SelfSubjectReview), as kubectl ≥ 1.33 sends
+/// them, into its JSON form: `apiVersion`, `kind`, `metadata`, `spec` (the attributes asked
+/// about; a SelfSubjectReview has none).
+pub fn decode_review(body: &[u8]) -> Result<Value, ProtobufError> {
+    let rest = body
+        .strip_prefix(MAGIC.as_slice())
+        .ok_or(ProtobufError::Magic)?;
+    let mut r = Reader::new(rest, MAGIC.len());
+    let (mut type_meta, mut raw) = (Map::new(), None);
+    while let Some((n, f, at)) = r.next()? {
+        match (n, f) {
+            (1, Field::Bytes(b)) => {
+                type_meta = message(b, at, TYPE_META, 1, &mut Unread::default())?;
+            }
+            (2, Field::Bytes(b)) => raw = Some((b, at)),
+            _ => {}
+        }
+    }
+    let kind = type_meta.get("kind").and_then(Value::as_str).unwrap_or("");
+    let api_version = type_meta
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let schema = match (api_version.split('/').next().unwrap_or(""), kind) {
+        ("authorization.k8s.io", "SelfSubjectAccessReview") => ACCESS_REVIEW,
+        ("authorization.k8s.io", "SelfSubjectRulesReview") => RULES_REVIEW,
+        ("authentication.k8s.io", "SelfSubjectReview") => SUBJECT_REVIEW,
+        _ => return Err(ProtobufError::NotAPod(format!("{api_version}/{kind}"))),
+    };
+    let (raw, at) = raw.unwrap_or((&[], 0));
+    let mut object = message(raw, at, schema, 1, &mut Unread::default())?;
+    object.insert("apiVersion".into(), json!(api_version));
+    object.insert("kind".into(), json!(kind));
+    Ok(Value::Object(object))
 }
 
 /// Writes the JSON form back as protobuf (the subset [`decode_pod`] reads): for tests, fuzzing
@@ -490,6 +594,72 @@ mod tests {
             json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
                    "spec": {"containers": [{"name": "c", "image": "busybox", "tty": true}], "hostPID": true}})
         );
+    }
+
+    /// Skipped fields are named by where they were: the status, a container's SELinux options
+    /// (SecurityContext field 3) and the pod's security context (PodSpec field 14).
+    #[test]
+    fn skipped_fields_are_reported() {
+        let (_, none) = decode_pod_reporting(&encode_pod(&node_debugger())).unwrap();
+        assert!(none.is_empty(), "{none:?}");
+        // SecurityContext{3: SELinuxOptions{1: "u"}}, inside Container{1:"c", 15: …}, inside
+        // PodSpec{2: …, 14: PodSecurityContext{}}.
+        let sc = [0x1a, 3, 0x0a, 1, b'u'];
+        let mut container = vec![0x0a, 1, b'c', 0x7a, sc.len() as u8];
+        container.extend_from_slice(&sc);
+        let mut spec = vec![0x12, container.len() as u8];
+        spec.extend_from_slice(&container);
+        // An empty PodSecurityContext is not reported; a non-empty one (runAsUser: 1) is.
+        spec.extend_from_slice(&[0x72, 0, 0x72, 2, 0x10, 1]);
+        let mut raw = vec![0x12, spec.len() as u8];
+        raw.extend_from_slice(&spec);
+        raw.extend_from_slice(&[0x1a, 2, 0x08, 1]);
+        let mut body = b"k8s\0".to_vec();
+        body.extend_from_slice(&[0x0a, 9, 0x0a, 2, b'v', b'1', 0x12, 3, b'P', b'o', b'd']);
+        body.push(0x12);
+        body.push(raw.len() as u8);
+        body.extend_from_slice(&raw);
+        let (pod, unread) = decode_pod_reporting(&body).unwrap();
+        assert_eq!(pod["spec"]["containers"][0]["name"], "c");
+        assert_eq!(
+            unread,
+            ["spec.containers.securityContext#3", "spec#14", "#3"]
+        );
+    }
+
+    /// A SelfSubjectAccessReview as kubectl 1.33 sends it: `k8s\0`, TypeMeta, then
+    /// {1: ObjectMeta{}, 2: spec{1: ResourceAttributes{1: "prod", 2: "create", 5: "pods", 6: "exec"}}}.
+    #[test]
+    fn self_reviews() {
+        let attrs = [
+            0x0a, 4, b'p', b'r', b'o', b'd', 0x12, 6, b'c', b'r', b'e', b'a', b't', b'e', 0x2a, 4,
+            b'p', b'o', b'd', b's', 0x32, 4, b'e', b'x', b'e', b'c',
+        ];
+        let mut spec = vec![0x0a, attrs.len() as u8];
+        spec.extend_from_slice(&attrs);
+        let mut raw = vec![0x0a, 0, 0x12, spec.len() as u8];
+        raw.extend_from_slice(&spec);
+        let api = b"authorization.k8s.io/v1";
+        let kind = b"SelfSubjectAccessReview";
+        let mut tm = vec![0x0a, api.len() as u8];
+        tm.extend_from_slice(api);
+        tm.push(0x12);
+        tm.push(kind.len() as u8);
+        tm.extend_from_slice(kind);
+        let mut body = b"k8s\0".to_vec();
+        body.push(0x0a);
+        body.push(tm.len() as u8);
+        body.extend_from_slice(&tm);
+        body.push(0x12);
+        body.push(raw.len() as u8);
+        body.extend_from_slice(&raw);
+        assert_eq!(
+            decode_review(&body).unwrap(),
+            json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                   "metadata": {}, "spec": {"resourceAttributes": {
+                       "namespace": "prod", "verb": "create", "resource": "pods", "subresource": "exec"}}})
+        );
+        assert!(decode_review(&encode_pod(&node_debugger())).is_err());
     }
 
     #[test]

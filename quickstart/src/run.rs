@@ -203,6 +203,18 @@ resources = ["pods/portforward"]
 verbs = ["create"]
 ports = [80, 7000]
 capture = "metadata"
+# kubectl debug: an ephemeral container in a pod (`kubectl debug -it demo --image=busybox`).
+[[roles.rules]]
+namespaces = ["default"]
+resources = ["pods/ephemeralcontainers"]
+verbs = ["patch"]
+# What debugging may run: the gateway reads every debug container and created pod and refuses
+# other images, privileged containers, added capabilities beyond the profiles', host access.
+[roles.debug]
+images = ["busybox", "busybox:*", "kubetape-sandbox/*"]
+profiles = ["legacy", "general", "baseline", "restricted"]
+copy = true    # kubectl debug --copy-to
+node = false   # kubectl debug node/NAME
 
 [[roles]]
 name = "prod-debug"

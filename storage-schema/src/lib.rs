@@ -62,6 +62,7 @@ pub use gap::{Gap, GapChunks};
 pub use keys::{DataKey, KeyError, Keyring, PublicKey, SigningKey};
 pub use seal::{ExitInfo, ForwardTotals, SealPayload, SealState, StreamBytes};
 pub use session::{
-    ForwardMeta, Identity, SessionId, SessionKind, SessionMeta, StreamClass, Target, TermSize,
+    DebugInfo, ForwardMeta, Identity, SessionId, SessionKind, SessionMeta, StreamClass, Target,
+    TermSize,
 };
 pub use verify::{Damage, Report, SessionState, Verifier};

@@ -118,6 +118,37 @@ pub struct Grant {
     pub expires_at_us: u64,
 }
 
+/// What a `kubectl debug` session is debugging: the request that created the container it
+/// attaches to (an ephemeral container, or a pod made by `--copy-to` or `debug node/NAME`), as
+/// the gateway authorized it. Who is the session's identity; why is the grant's reason, when a
+/// grant allowed it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DebugInfo {
+    /// `ephemeral`, `copy` or `node`.
+    pub form: String,
+    /// The debug container's image.
+    pub image: String,
+    /// kubectl's `--profile`, as read from the container's security settings (`legacy`,
+    /// `general`, `baseline`, `restricted`, `netadmin`, `sysadmin`).
+    pub profile: String,
+    /// `--target`: the container whose processes it shares (ephemeral containers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The node, for `debug node/NAME`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// The original pod, for `--copy-to` (when the gateway could tell).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copied_from: Option<String>,
+    /// The rule that allowed the debug request (`binding … → role … rule …`).
+    pub rule: String,
+    /// Why: the reason of the just-in-time grant it was allowed under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When the debug request was authorized, µs since the Unix epoch.
+    pub requested_at_us: u64,
+}
+
 /// Ids of the keys the session was written with.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KeyIds {
@@ -224,6 +255,9 @@ pub struct SessionMeta {
     pub client: Client,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grant: Option<Grant>,
+    /// For a `kubectl debug` session (kind `debug`): what it debugs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debug: Option<DebugInfo>,
     pub keys: KeyIds,
     /// Port-forward sessions: ports, capture, protocols.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -259,6 +293,7 @@ impl SessionMeta {
             size: None,
             client: Client::default(),
             grant: None,
+            debug: None,
             keys: KeyIds {
                 kek: String::new(),
                 signing: String::new(),

@@ -4,6 +4,9 @@
 //!
 //! The binaries must be built (`cargo build --workspace --bins`; `scripts/test` does it).
 
+pub mod debug_checks;
+pub mod exec_checks;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -70,12 +73,12 @@ impl Cluster {
 
     /// [`Cluster::start`] with another policy file (`{ci_issuer}` is replaced).
     pub fn start_with_policy(policy: &str) -> Self {
-        Self::start_with_policy_and_sandbox_args(policy, &[])
+        Self::start_custom(policy, &[])
     }
 
     /// [`Cluster::start_with_policy`], the sandbox started with extra `serve` arguments (its
-    /// modes: `--exec-websocket refuse`, ...).
-    pub fn start_with_policy_and_sandbox_args(policy: &str, sandbox_args: &[&str]) -> Self {
+    /// modes: `--exec-websocket refuse|v4-only`, `--drop-after-status`).
+    pub fn start_custom(policy: &str, sandbox_args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().to_path_buf();
         let home = root.join("home");

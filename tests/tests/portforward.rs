@@ -945,7 +945,7 @@ fn killing_the_cluster_mid_transfer() {
 /// tunnel client (kubectl 1.33) still forwards.
 #[test]
 fn a_cluster_refusing_websocket_is_dialled_over_spdy() {
-    let cluster = Cluster::start_with_policy_and_sandbox_args(
+    let cluster = Cluster::start_custom(
         &policy("80, 7000", "metadata"),
         &["--exec-websocket", "refuse"],
     );

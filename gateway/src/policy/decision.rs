@@ -30,6 +30,9 @@ pub struct Allowed {
     pub grant: Option<String>,
     /// For a port-forward: the ports it may reach and what is recorded of its bytes.
     pub forward: ForwardScope,
+    /// Every role whose rules allow it (those of the bindings, or the grant's): a debug request
+    /// may run what the debug limits of any of them allow.
+    pub roles: Vec<String>,
 }
 
 /// What a port-forward may reach, and what its recording keeps: the ports of every rule that
@@ -101,6 +104,7 @@ impl Policy {
                         max_session: None,
                         grant: None,
                         forward: ForwardScope::default(),
+                        roles: Vec::new(),
                     })
                 } else {
                     Decision::Deny(format!(
@@ -138,10 +142,14 @@ impl Policy {
                                 max_session: binding.max_session,
                                 grant: None,
                                 forward: ForwardScope::default(),
+                                roles: vec![role.name.clone()],
                             });
                         }
                         // Several bindings allow it: the most generous limit wins, as with roles.
                         Some(a) => {
+                            if !a.roles.contains(&role.name) {
+                                a.roles.push(role.name.clone());
+                            }
                             a.max_session = match (a.max_session, binding.max_session) {
                                 (Some(x), Some(y)) => Some(x.max(y)),
                                 _ => None,
@@ -163,6 +171,15 @@ impl Policy {
                         .filter(|rule| rule.allows(req)),
                 );
             }
+            // A live grant's role may still widen what a debug request may run.
+            for grant in grants.iter().filter(|g| g.namespace == req.namespace) {
+                if let Some(role) = self.role(grant.role).filter(|r| r.requestable)
+                    && role.rules.iter().any(|r| r.allows(req))
+                    && !a.roles.contains(&role.name)
+                {
+                    a.roles.push(role.name.clone());
+                }
+            }
             return Decision::Allow(a);
         }
         for grant in grants {
@@ -183,6 +200,7 @@ impl Policy {
                     max_session: None,
                     grant: Some(grant.id.to_string()),
                     forward,
+                    roles: vec![role.name.clone()],
                 });
             }
         }

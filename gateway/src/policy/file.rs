@@ -60,6 +60,10 @@ pub struct Role {
     /// The longest grant a request may ask for.
     #[serde(default = "default_max_ttl", deserialize_with = "duration")]
     pub max_ttl: Duration,
+    /// What `kubectl debug` may run under this role (`[roles.debug]`); none: no debugging,
+    /// whatever the rules allow (see [`super::debug`]).
+    #[serde(default)]
+    pub debug: Option<super::debug::DebugLimits>,
 }
 
 /// The longest `max_session` a binding may set (longer is what leaving it out means).
@@ -285,6 +289,11 @@ impl Policy {
                     what,
                     "has approvers or requesters but is not `requestable = true`".into(),
                 ));
+            }
+            if let Some(debug) = &role.debug {
+                debug
+                    .validate()
+                    .map_err(|m| invalid(format!("{what} debug"), m))?;
             }
             if role.max_ttl < Duration::from_secs(1) || role.max_ttl > Duration::from_secs(86_400) {
                 return Err(invalid(what, "max_ttl must be between 1s and 24h".into()));

@@ -11,7 +11,8 @@
 
 use std::fmt;
 
-use super::file::{Policy, Rule};
+use super::debug::DebugLimits;
+use super::file::{Policy, Role, Rule};
 
 /// One thing a policy grants that deserves a second look.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,21 +33,11 @@ impl fmt::Display for Finding {
 const STREAMS: [&str; 3] = ["pods/exec", "pods/attach", "pods/portforward"];
 
 /// Resources through which code runs in the cluster without going through a recorded stream.
-const UNRECORDED: [(&str, &str, &str); 6] = [
+const UNRECORDED: [(&str, &str, &str); 4] = [
     (
         "pods",
         "create",
-        "a new pod runs any command, and nothing it does is recorded",
-    ),
-    (
-        "pods/ephemeralcontainers",
-        "patch",
-        "a debug container runs any image and command in the pod; only its attach is recorded",
-    ),
-    (
-        "pods/ephemeralcontainers",
-        "update",
-        "a debug container runs any image and command in the pod; only its attach is recorded",
+        "a new pod runs any command unrecorded, so the gateway creates pods only within a role's [roles.debug] limits and this role has none: every such request is refused",
     ),
     (
         "nodes/proxy",
@@ -71,10 +62,43 @@ pub fn lint(policy: &Policy) -> Vec<Finding> {
     for role in &policy.roles {
         for (i, rule) in role.rules.iter().enumerate() {
             let place = format!("role {:?} rule {}", role.name, i + 1);
-            lint_rule(rule, &place, &mut out);
+            lint_rule(rule, role.debug.is_some(), &place, &mut out);
+        }
+        if let Some(debug) = &role.debug {
+            lint_debug(role, debug, &mut out);
         }
     }
     out
+}
+
+/// Debug limits that allow more than they seem to, or that nothing can use.
+fn lint_debug(role: &Role, debug: &DebugLimits, out: &mut Vec<Finding>) {
+    let place = format!("role {:?} debug", role.name);
+    let mut push = |message: String| {
+        out.push(Finding {
+            place: place.clone(),
+            message,
+        })
+    };
+    if debug.images.iter().any(|g| g == "*") {
+        push("images = [\"*\"] lets a debug container run any image, with whatever tools it carries; list the debug images meant".into());
+    }
+    if debug.capabilities.iter().any(|c| c == "*") {
+        push("capabilities = [\"*\"] allows every capability, SYS_ADMIN included (root on the node); list the capabilities meant".into());
+    }
+    let can_patch = role
+        .rules
+        .iter()
+        .any(|r| grants(r, "pods/ephemeralcontainers", "patch"));
+    let can_create = role.rules.iter().any(|r| grants(r, "pods", "create"));
+    if !can_patch && !can_create {
+        push("has debug limits but no rule grants patch on pods/ephemeralcontainers or create on pods, so they allow nothing".into());
+    }
+    if (debug.copy || debug.node) && !can_create {
+        push(
+            "copy or node debugging needs create on pods, which no rule of this role grants".into(),
+        );
+    }
 }
 
 fn grants(rule: &Rule, resource: &str, verb: &str) -> bool {
@@ -89,7 +113,7 @@ fn grants(rule: &Rule, resource: &str, verb: &str) -> bool {
     core && resource_match && verb_match && rule.resource_names.is_empty()
 }
 
-fn lint_rule(rule: &Rule, place: &str, out: &mut Vec<Finding>) {
+fn lint_rule(rule: &Rule, debug: bool, place: &str, out: &mut Vec<Finding>) {
     let mut push = |message: String| {
         out.push(Finding {
             place: place.to_string(),
@@ -109,7 +133,18 @@ fn lint_rule(rule: &Rule, place: &str, out: &mut Vec<Finding>) {
     if rule.resources.iter().any(|r| r == "pods/*") {
         push("resources = [\"pods/*\"] covers every pod subresource (exec, attach, portforward, ephemeralcontainers, proxy, ...); list the subresources meant".into());
     }
+    for verb in ["patch", "update"] {
+        if !debug && grants(rule, "pods/ephemeralcontainers", verb) {
+            push(format!(
+                "grants {verb} on pods/ephemeralcontainers, but the role has no [roles.debug] table, so the gateway refuses every debug container; add one naming the images allowed"
+            ));
+        }
+    }
     for (resource, verb, why) in UNRECORDED {
+        // Pods a role with debug limits creates are held to them (images, privileges, host).
+        if debug && resource == "pods" {
+            continue;
+        }
         if grants(rule, resource, verb) {
             let hint = if resource == "pods"
                 && rule.resources.iter().any(|r| STREAMS.contains(&r.as_str()))
@@ -189,7 +224,7 @@ mod tests {
             ("resources = [\"pods/*\"]\nverbs = [\"create\"]", "pods/*"),
             (
                 "resources = [\"pods/ephemeralcontainers\"]\nverbs = [\"patch\"]",
-                "debug container",
+                "refuses every debug container",
             ),
             (
                 "resources = [\"nodes/proxy\"]\nverbs = [\"get\"]",
@@ -209,6 +244,50 @@ mod tests {
             "[[roles.rules]]\nnamespaces = [\"dev\"]\nresources = [\"pods\"]\nverbs = [\"create\"]\nresource_names = [\"fixed\"]",
         );
         assert!(messages(&p).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod debug_tables {
+    use super::*;
+
+    fn role(rules: &str, debug: &str) -> Vec<String> {
+        let p = Policy::from_toml(
+            &format!("[[roles]]\nname = \"r\"\n{rules}\n[roles.debug]\n{debug}\n"),
+            "test",
+        )
+        .unwrap();
+        lint(&p).into_iter().map(|f| f.to_string()).collect()
+    }
+
+    #[test]
+    fn debug_limits_are_linted() {
+        let patch = "[[roles.rules]]\nnamespaces = [\"dev\"]\nresources = [\"pods/ephemeralcontainers\"]\nverbs = [\"patch\"]";
+        let create =
+            "[[roles.rules]]\nnamespaces = [\"dev\"]\nresources = [\"pods\"]\nverbs = [\"create\"]";
+        // What the quickstart grants: quiet (pod creation is held to the limits).
+        assert!(
+            role(
+                &format!("{patch}\n{create}"),
+                "images = [\"busybox\"]\ncopy = true"
+            )
+            .is_empty()
+        );
+        let m = role(
+            patch,
+            "images = [\"*\"]\ncapabilities = [\"*\"]\nnode = true",
+        );
+        assert!(m.iter().any(|m| m.contains("run any image")), "{m:?}");
+        assert!(m.iter().any(|m| m.contains("every capability")), "{m:?}");
+        assert!(
+            m.iter().any(|m| m.contains("needs create on pods")),
+            "{m:?}"
+        );
+        let m = role(
+            "[[roles.rules]]\nnamespaces = [\"dev\"]\nresources = [\"pods/exec\"]\nverbs = [\"create\"]",
+            "images = [\"busybox\"]",
+        );
+        assert!(m.iter().any(|m| m.contains("allow nothing")), "{m:?}");
     }
 }
 

@@ -8,9 +8,11 @@
 //! - `file`: the policy file's model and validation ([`Policy`], [`PolicyError`]);
 //! - `decision`: [`Policy::decide`] → [`Decision`], denial messages, grant matching;
 //! - `reload`: [`PolicyWatch`], polling the file and keeping the last good policy;
+//! - `debug`: `[roles.debug]`, what `kubectl debug` may run ([`DebugLimits`]);
 //! - `glob`: `*` patterns.
 
 mod attributes;
+pub mod debug;
 mod decision;
 mod file;
 mod glob;
@@ -21,6 +23,7 @@ pub use self::attributes::{
     Attributes, ResourceRequest, VERBS, parse as parse_attributes,
     parse_request as parse_request_attributes,
 };
+pub use self::debug::DebugLimits;
 pub use self::decision::{Allowed, Decision, Elevation, ForwardScope};
 pub use self::file::{
     Binding, Capture, ClaimMatcher, Policy, PolicyError, PortRange, Role, Rule, valid_name,

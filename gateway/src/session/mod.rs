@@ -212,7 +212,27 @@ pub struct EndReason {
     pub reason: &'static str,
 }
 
+/// The marker of a session whose client went away: it has no exit of its own (the process may
+/// well run on), so it is sealed without one rather than as a failure.
+pub const CLIENT_DISCONNECTED: &str = "client disconnected";
+
 impl EndReason {
+    /// The client disconnected: nobody is told (nobody is left), the recording keeps the marker
+    /// and is sealed without an exit code.
+    pub fn client_disconnected() -> Self {
+        Self {
+            message: CLIENT_DISCONNECTED.into(),
+            marker: CLIENT_DISCONNECTED.into(),
+            code: 499,
+            reason: "ClientClosedRequest",
+        }
+    }
+
+    /// Whether this is [`EndReason::client_disconnected`].
+    pub fn is_client_disconnect(&self) -> bool {
+        self.marker == CLIENT_DISCONNECTED
+    }
+
     /// The exit the recording is sealed with.
     pub fn exit(&self) -> ExitInfo {
         ExitInfo {
@@ -403,6 +423,8 @@ impl Sessions {
         let commands: Option<Box<dyn CommandObserver>> = extract_commands.then(|| {
             Box::new(transcript::CommandExtractor::new(&meta)) as Box<dyn CommandObserver>
         });
+        // `kubectl cp` sessions also list the files their tar stream moves.
+        let commands = crate::copy::observe(&meta, commands);
         // Started on the recording runtime, so its task, uploads and extractor thread run there.
         let (store, keyring) = (self.store.clone(), self.keyring.clone());
         let options = RecorderOptions {
@@ -522,6 +544,9 @@ impl Session {
             .await;
         // Unregistered at once: nothing can end it any more.
         drop(live);
+        let disconnected = ended_by
+            .as_ref()
+            .is_some_and(EndReason::is_client_disconnect);
         let outcome = match &ended_by {
             Some(why) => why.marker.clone(),
             None if exit.code == 0 => "exited".to_string(),
@@ -533,15 +558,17 @@ impl Session {
                 .record(EventKind::Marker { text: why.marker })
                 .await;
         }
-        let _ = recorder
-            .record(EventKind::Exit {
-                code: exit.code,
-                message: exit.message.clone(),
-            })
-            .await;
+        if !disconnected {
+            let _ = recorder
+                .record(EventKind::Exit {
+                    code: exit.code,
+                    message: exit.message.clone(),
+                })
+                .await;
+        }
         let code = exit.code;
         let message = exit.message.clone();
-        match recorder.finish(Some(exit)).await {
+        match recorder.finish((!disconnected).then_some(exit)).await {
             // The one structured event per session end (the span carries session, kind, user,
             // namespace, pod, grant).
             Ok(seal) => tracing::info!(

@@ -17,11 +17,13 @@ List recorded sessions, newest first.
 Reads only plaintext metadata and seals, so no keyring is needed. The listing is informational:
 `kubetape verify` is what checks a session is intact. STATE is `sealed` (ended normally),
 `interrupted` (its recorder died and it was sealed later), `open` (live, or its recorder died and
-nobody has run `kubetape seal` yet) or `unreadable`. BYTES counts the recorded output (stdout
-and stderr) when the seal says, and otherwise the space the session takes in the store. For a
-port-forward (TARGET ends in `portforward`) it is `N conn ↑TO ↓FROM`: the connections it
-forwarded, the bytes sent to the pod and those received from it (`kubetape play` shows them as a
-timeline, `kubetape cat --connection N` prints one's bytes if they were captured).
+nobody has run `kubetape seal` yet) or `unreadable`. BYTES counts the recorded input and output
+(stdin, stdout and stderr: an upload by `kubectl cp` is stdin) when the seal says, and
+otherwise the space the session takes in the store. For a port-forward (TARGET ends in
+`portforward`) it is `N conn ↑TO ↓FROM`: the connections it forwarded, the bytes sent to the
+pod and those received from it (`kubetape play` shows them as a timeline, `kubetape cat
+--connection N` prints one's bytes if they were captured). A `kubectl debug` session's TARGET
+ends in `[debug IMAGE]`.
 
 The gateways' audit streams are not sessions and are not listed (`kubetape audit` reads them).";
 
@@ -150,14 +152,17 @@ fn row(s: &SessionSummary) -> [String; 8] {
     let (user, target, start) = match &s.meta {
         Some(m) => (
             m.identity.user.clone(),
-            m.target.to_string(),
+            match &m.debug {
+                Some(d) => format!("{} [debug {}]", m.target, d.image),
+                None => m.target.to_string(),
+            },
             format::timestamp_us(m.started_at_us),
         ),
         None => ("-".into(), "-".into(), "-".into()),
     };
     let bytes = match (forward_bytes(s), s.bytes) {
         (Some(f), _) => f,
-        (None, Some(b)) => format::bytes(b.stdout + b.stderr),
+        (None, Some(b)) => format::bytes(b.stdin + b.stdout + b.stderr),
         (None, None) => format!("{} stored", format::bytes(s.stored_bytes)),
     };
     let exit = s

@@ -9,6 +9,7 @@ mod ephemeral;
 pub(crate) mod logs;
 mod objects;
 pub(crate) mod resources;
+mod review;
 mod selector;
 
 use http::{Method, Request, Response, StatusCode};
@@ -76,6 +77,12 @@ pub(crate) async fn route(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
     {
         let ns = ns.to_string();
         return create::create(cluster, req, &ns).await;
+    }
+    if method == Method::POST
+        && let ["apis", "authorization.k8s.io", "v1", which] = segments.as_slice()
+        && (*which == "selfsubjectaccessreviews" || *which == "selfsubjectrulesreviews")
+    {
+        return review::review(req, *which == "selfsubjectaccessreviews").await;
     }
     if !read {
         return respond::method_not_allowed();

@@ -16,6 +16,7 @@
 mod client_spdy;
 mod client_ws;
 mod pump;
+mod upstream;
 
 use std::net::SocketAddr;
 
@@ -31,7 +32,7 @@ use crate::limits::ConnectionPermit;
 use crate::session::{Opening, SessionLimit};
 use crate::state::State;
 use crate::status::{self, Body};
-use crate::upstream::{self, Impersonation};
+use crate::upstream::{self as upstream_headers, Impersonation};
 
 /// Protocols offered to WebSocket clients, in the server's order of preference.
 const WS_PROTOCOLS: [Protocol; 3] = [Protocol::V5, Protocol::V4, Protocol::V4Base64];
@@ -204,10 +205,21 @@ pub async fn handle(
     };
     let mut meta = session_meta(state, &req, identity, &target, &opts, client_addr);
     meta.grant = grant.map(Grant::to_recorded);
+    // The attach that follows an allowed `kubectl debug` is recorded as that debug session.
+    if target.subresource == Subresource::Attach
+        && let Some(container) = &opts.container
+        && let Some(info) =
+            state
+                .debugs
+                .lookup(&target.namespace, &target.pod, container, &identity.user)
+    {
+        meta.kind = SessionKind::Debug;
+        meta.debug = Some(info);
+    }
     let session_id = meta.session;
 
     // Dial the cluster first: a missing pod or an RBAC denial is answered as a plain HTTP error.
-    let conn = match dial(state, &req, identity, session_id, &query).await {
+    let conn = match dial(state, &req, identity, session_id, &query, &opts).await {
         Ok(c) => c,
         Err(refusal) => return Dispatched::refused(refusal),
     };
@@ -224,11 +236,9 @@ pub async fn handle(
         Ok(s) => s,
         Err(e) => return Dispatched::refused(e.response()),
     };
-    if !conn.supports_stream_close() {
-        session
-            .span()
-            .in_scope(|| tracing::info!("upstream speaks v4: stdin EOF cannot be forwarded"));
-    }
+    session
+        .span()
+        .in_scope(|| tracing::debug!(upstream = conn.protocol, "stream open on the cluster"));
 
     let on_upgrade = hyper::upgrade::on(&mut req);
     let (response, client) = match client_protocol {
@@ -259,7 +269,7 @@ pub async fn handle(
     };
     let id = session.id();
     session.spawn(pump::Pump {
-        upstream: conn.into_stream(),
+        upstream: conn,
         client,
     });
     Dispatched {
@@ -269,44 +279,29 @@ pub async fn handle(
 }
 
 /// Opens the stream on the cluster as the caller (impersonated), with the request's path, the
-/// canonical query of the recorded options, and none of the client's credentials.
+/// canonical query of the recorded options, and none of the client's credentials: WebSocket
+/// v5, else SPDY ([`upstream`]).
 async fn dial(
     state: &State,
     req: &Request<hyper::body::Incoming>,
     identity: &Identity,
     session: storage_schema::SessionId,
     query: &proto::query::Query,
-) -> Result<kube::client::Connection, Response<Body>> {
-    // kube's connect() adds the upgrade headers of its own handshake.
-    let mut up_headers = upstream::request_headers(req.headers());
+    opts: &StreamOptions,
+) -> Result<upstream::Upstream, Response<Body>> {
+    let mut up_headers = upstream_headers::request_headers(req.headers());
     let who = Impersonation {
         user: identity.user.clone(),
         groups: identity.groups.clone(),
         session: Some(session),
     };
-    if let Err(e) = upstream::impersonate(&mut up_headers, &who) {
+    if let Err(e) = upstream_headers::impersonate(&mut up_headers, &who) {
         return Err(status::bad_request(format!(
             "kubetape: identity cannot be sent upstream: {e}"
         )));
     }
     let path = query.target(req.uri().path());
-    let mut up_req = Request::get(path)
-        .body(Vec::new())
-        .expect("path from a valid URI");
-    *up_req.headers_mut() = up_headers;
-    match state.upstream.connect(up_req).await {
-        Ok(c) => Ok(c),
-        Err(kube::Error::Api(s)) => {
-            let code = StatusCode::from_u16(s.code).unwrap_or(StatusCode::BAD_GATEWAY);
-            Err(status::respond(code, &s.reason, s.message))
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "upstream stream dial failed");
-            Err(status::unavailable(format!(
-                "kubetape: cannot open the stream on the cluster: {e}"
-            )))
-        }
-    }
+    upstream::dial(&state.upstream, &path, &up_headers, opts).await
 }
 
 fn session_meta(

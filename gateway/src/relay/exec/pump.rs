@@ -2,19 +2,17 @@
 //! recorded, and the session ends with exactly one Status to the client.
 
 use futures::{SinkExt, StreamExt};
-use hyper_util::rt::TokioIo;
 use proto::channel;
 use proto::status::Status;
 use storage_schema::store::{RecordError, Recorder};
 use storage_schema::{EventKind, ExitInfo, Stream};
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::{ClientEnd, FromClient, ToClient, exit_of};
 use crate::ops::metrics::Direction;
 use crate::session::{EndReason, Ending, Relay, Tape};
 
-type Upstream = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+use super::upstream::Upstream;
 
 /// One exec/attach session's relay: the cluster's WebSocket and the client's end.
 #[derive(Debug)]
@@ -66,7 +64,11 @@ async fn run(upstream: Upstream, client: ClientEnd, tape: Tape<'_>) -> Ending {
         to,
         done: client_done,
     } = client;
-    let (mut up_tx, mut up_rx) = upstream.split();
+    let Upstream {
+        tx: mut up_tx,
+        rx: mut up_rx,
+        ..
+    } = upstream;
     let mut status_buf = Vec::new();
     // What was relayed but is not recorded yet: a write a paused recording holds when the
     // session must end (`record_data` is all-or-nothing, so it is either in or here).
@@ -175,22 +177,29 @@ async fn run(upstream: Upstream, client: ClientEnd, tape: Tape<'_>) -> Ending {
             }
             _ => synthesized("kubetape: the cluster closed the stream without an exit status"),
         },
-        End::UpstreamError(e) => synthesized(&format!(
-            "kubetape: lost the connection to the cluster: {e}"
-        )),
+        // A cluster that sent the exit Status and then dropped the connection (no close
+        // frame): the Status stands, and kubectl gets its exit code.
+        End::UpstreamError(e) => match Status::parse(&status_buf) {
+            Ok(s) if !status_buf.is_empty() => {
+                let exit = exit_of(&s);
+                (Some(status_buf), exit)
+            }
+            _ => synthesized(&format!(
+                "kubetape: lost the connection to the cluster: {e}"
+            )),
+        },
         End::Ended(why) => {
             let s = Status::failure(why.code, why.reason, why.message.clone());
             let exit = why.exit();
             ended_by = Some(why);
             (Some(s.to_json()), exit)
         }
-        End::ClientGone => (
-            None,
-            ExitInfo {
-                code: 1,
-                message: "kubetape: the client disconnected".into(),
-            },
-        ),
+        End::ClientGone => {
+            let why = EndReason::client_disconnected();
+            let exit = why.exit();
+            ended_by = Some(why);
+            (None, exit)
+        }
     };
     if let Some(status) = status {
         let _ = to
