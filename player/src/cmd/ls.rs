@@ -20,6 +20,9 @@ Reads only plaintext metadata and seals, so no keyring is needed. The listing is
 nobody has run `kubetape seal` yet) or `unreadable`. BYTES counts the recorded output (stdout
 and stderr) when the seal says, and otherwise the space the session takes in the store.
 
+ID is the session's short id (the last 8 hex digits of its id, its random part): every command
+that takes a session accepts it, the full id, or a unique prefix.
+
 The gateways' audit streams are not sessions and are not listed (`kubetape audit` reads them).";
 
 const AFTER_HELP: &str = "\
@@ -101,10 +104,15 @@ fn json(
     summary: &Result<SessionSummary, StoreError>,
 ) -> serde_json::Value {
     match summary {
-        Ok(s) => serde_json::to_value(s)
-            .unwrap_or_else(|e| serde_json::json!({ "session": id, "error": e.to_string() })),
+        Ok(s) => match serde_json::to_value(s) {
+            Ok(mut value) => {
+                value["short"] = serde_json::Value::String(id.short());
+                value
+            }
+            Err(e) => serde_json::json!({ "session": id, "error": e.to_string() }),
+        },
         Err(e) => {
-            serde_json::json!({ "session": id, "state": "unreadable", "error": e.to_string() })
+            serde_json::json!({ "session": id, "short": id.short(), "state": "unreadable", "error": e.to_string() })
         }
     }
 }
@@ -115,7 +123,7 @@ fn print_table(
 ) -> std::io::Result<()> {
     let mut rows = vec![
         [
-            "SESSION", "USER", "TARGET", "START", "DURATION", "BYTES", "STATE", "EXIT",
+            "SESSION", "ID", "USER", "TARGET", "START", "DURATION", "BYTES", "STATE", "EXIT",
         ]
         .map(String::from),
     ];
@@ -126,6 +134,7 @@ fn print_table(
                 tracing::warn!("session {id}: {e}");
                 [
                     id.to_string(),
+                    id.short(),
                     "-".into(),
                     "-".into(),
                     "-".into(),
@@ -143,7 +152,7 @@ fn print_table(
     Ok(())
 }
 
-fn row(s: &SessionSummary) -> [String; 8] {
+fn row(s: &SessionSummary) -> [String; 9] {
     let (user, target, start) = match &s.meta {
         Some(m) => (
             m.identity.user.clone(),
@@ -162,6 +171,7 @@ fn row(s: &SessionSummary) -> [String; 8] {
         .map_or_else(|| "-".to_string(), format::exit);
     [
         s.session.to_string(),
+        s.session.short(),
         user,
         target,
         start,

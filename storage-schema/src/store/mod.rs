@@ -6,9 +6,13 @@
 //! [`StoreError::AlreadyExists`].
 
 mod catalog;
+pub mod holds;
 pub mod ledger;
 mod reader;
+pub mod reads;
 mod recorder;
+pub mod retention;
+pub mod shred;
 mod verify;
 
 use std::sync::Arc;
