@@ -15,16 +15,18 @@ const ABOUT: &str = "Print one stream of a recording";
 const LONG_ABOUT: &str = "\
 Print one stream of a recording to stdout, as the raw bytes recorded, without timing.
 
-Every chunk is verified before it is decrypted and printed. If the recording is damaged, the
+Every chunk is verified before it is decrypted and printed. The reading is logged in the
+store first (who, when, --reason; `kubetape audit --reads` shows it); if it cannot be logged,
+nothing is printed. If the recording is damaged, the
 intact part before the damage is printed, then the error on stderr, and the exit status is 1.
 Output from `kubetape record` is terminal output (with escape sequences and \\r\\n line ends):
 view it with `less -R`, or just print it to a terminal.";
 
 const AFTER_HELP: &str = "\
 Examples:
-  kubetape cat 0196f3a2
-  kubetape cat 0196f3a2 | less -R
-  kubetape cat 0196f3a2 --stream stdin     what was typed";
+  kubetape cat 4f1c2a9b
+  kubetape cat 4f1c2a9b | less -R
+  kubetape cat 4f1c2a9b --stream stdin     what was typed";
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum StreamArg {
@@ -46,18 +48,22 @@ impl From<StreamArg> for Stream {
 #[derive(Debug, clap::Args)]
 #[command(about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
 pub struct Args {
-    /// The session: a full id or a unique prefix
+    /// The session: its short id (as `ls` shows it), full id, or a unique prefix
     session: String,
 
     /// Which stream to print (terminal sessions record all output as stdout)
     #[arg(long, value_enum, default_value = "stdout")]
     stream: StreamArg,
+
+    #[command(flatten)]
+    custody: crate::custody::ReadArgs,
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let store = global.open_store()?;
     let keyring = global.open_keyring()?;
     let id = resolve::session(&store, &args.session).await?;
+    crate::custody::log_read(&store, &keyring, id, "cat", &args.custody).await?;
     let reader = SessionReader::open(&store, &keyring, id).await?;
     crate::class::require_terminal(id, reader.meta())?;
     let wanted = Stream::from(args.stream);
