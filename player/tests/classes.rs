@@ -141,12 +141,9 @@ impl Env {
         )
         .await
         .unwrap();
-        rec.finish_with_commands(
-            None,
-            vec![CommandEntry::new(1, "kubectl get pods".into())],
-        )
-        .await
-        .unwrap();
+        rec.finish_with_commands(None, vec![CommandEntry::new(1, "kubectl get pods".into())])
+            .await
+            .unwrap();
         Self {
             dir,
             store,

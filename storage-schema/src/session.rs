@@ -289,7 +289,10 @@ mod tests {
             assert!(id.to_string().ends_with(&id.short()));
             assert!(id.matches_short(&id.short()));
             assert!(id.matches_short(&id.short().to_ascii_uppercase()));
-            assert!(id.matches_short(&id.to_string()[..13]), "prefixes still work");
+            assert!(
+                id.matches_short(&id.to_string()[..13]),
+                "prefixes still work"
+            );
         }
     }
 

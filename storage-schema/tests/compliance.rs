@@ -85,7 +85,9 @@ async fn a_held_session_is_not_shredded_until_the_hold_is_lifted() {
         )
         .await
         .unwrap();
-        let err = shred::shred(store, id, "cli:t", "erasure").await.unwrap_err();
+        let err = shred::shred(store, id, "cli:t", "erasure")
+            .await
+            .unwrap_err();
         assert!(
             matches!(&err, ShredError::Held { hold, .. } if hold.contains("CASE-7")),
             "{}: {err}",
@@ -103,7 +105,14 @@ async fn a_held_session_is_not_shredded_until_the_hold_is_lifted() {
 async fn an_open_session_is_not_shredded() {
     let t = common::file();
     let (ring, _keys) = keyring();
-    let id = record(&t.store, &ring, &output_events(3, 10), small_chunks(), false).await;
+    let id = record(
+        &t.store,
+        &ring,
+        &output_events(3, 10),
+        small_chunks(),
+        false,
+    )
+    .await;
     assert!(matches!(
         shred::shred(&t.store, id, "cli:t", "x").await,
         Err(ShredError::Open(_))
@@ -125,11 +134,16 @@ async fn rewrapped_sessions_read_after_the_old_kek_is_destroyed() {
             record(store, &ring, &output_events(2, 10), small_chunks(), true).await,
         ];
         let shredded = record(store, &ring, &output_events(2, 10), small_chunks(), true).await;
-        shred::shred(store, shredded, "cli:t", "test").await.unwrap();
+        shred::shred(store, shredded, "cli:t", "test")
+            .await
+            .unwrap();
         ring.rotate().unwrap();
         let new_kek = ring.current_kek().unwrap().id().to_string();
         assert_eq!(
-            shred::streams_needing_kek(store, &old_kek).await.unwrap().len(),
+            shred::streams_needing_kek(store, &old_kek)
+                .await
+                .unwrap()
+                .len(),
             2,
             "{}",
             t.name
@@ -198,12 +212,7 @@ async fn deleting_a_stream_removes_every_object_and_its_marker() {
             .unwrap();
         assert_eq!(n, before + 1, "{}: objects and the ended marker", t.name);
         assert!(store.list(&dir.dir()).await.unwrap().is_empty());
-        assert!(
-            !store
-                .exists(&layout::ended(&today, gone))
-                .await
-                .unwrap()
-        );
+        assert!(!store.exists(&layout::ended(&today, gone)).await.unwrap());
         assert!(store.exists(&layout::ended(&today, kept)).await.unwrap());
         assert!(SessionReader::open(store, &ring, kept).await.is_ok());
     }

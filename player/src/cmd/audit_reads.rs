@@ -42,10 +42,22 @@ pub async fn run(store: &Store, filter: Filter, json: bool) -> anyhow::Result<Ex
             outln!("{}", serde_json::to_string(e)?)?;
         }
     } else if shown.is_empty() {
-        eprintln!("kubetape: no reading of a recording is logged in {}", store.url());
+        eprintln!(
+            "kubetape: no reading of a recording is logged in {}",
+            store.url()
+        );
     } else {
         let mut rows = vec![
-            ["TIME (UTC)", "READER", "LOGIN", "ACTION", "SESSION", "ID", "REASON"].map(String::from),
+            [
+                "TIME (UTC)",
+                "READER",
+                "LOGIN",
+                "ACTION",
+                "SESSION",
+                "ID",
+                "REASON",
+            ]
+            .map(String::from),
         ];
         for e in &shown {
             rows.push([

@@ -121,7 +121,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             {
                 bail!("--since is after --until");
             }
-            let hold = holds::place(&store, &a.case, &a.reason, &by(a.by.as_deref()), select).await?;
+            let hold =
+                holds::place(&store, &a.case, &a.reason, &by(a.by.as_deref()), select).await?;
             outln!("{}", hold.id)?;
             eprintln!(
                 "kubetape: placed hold {} (case {}): {}",
@@ -130,7 +131,11 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
                 hold.select.describe()
             );
         }
-        Action::Remove { hold, reason, by: who } => {
+        Action::Remove {
+            hold,
+            reason,
+            by: who,
+        } => {
             let lifted = holds::lift(&store, &hold, &reason, &by(who.as_deref())).await?;
             eprintln!(
                 "kubetape: lifted hold {} (case {}); retention and shredding apply again to what it held",
@@ -146,9 +151,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             } else if held.active.is_empty() {
                 eprintln!("kubetape: no hold in force in {}", store.url());
             } else {
-                let mut rows = vec![
-                    ["HOLD", "CASE", "PLACED", "BY", "HOLDS", "REASON"].map(String::from),
-                ];
+                let mut rows =
+                    vec![["HOLD", "CASE", "PLACED", "BY", "HOLDS", "REASON"].map(String::from)];
                 for h in &held.active {
                     rows.push([
                         h.id.clone(),

@@ -44,7 +44,9 @@ pub async fn rewrap(global: &Global, older_than: &str, dry_run: bool) -> anyhow:
         .map(str::to_string)
         .collect();
     if retiring.is_empty() {
-        eprintln!("kubetape: no key-encryption key but the current one is older than {older_than}; nothing to re-wrap");
+        eprintln!(
+            "kubetape: no key-encryption key but the current one is older than {older_than}; nothing to re-wrap"
+        );
         return Ok(ExitCode::SUCCESS);
     }
     eprintln!(
@@ -112,6 +114,9 @@ pub async fn retire(global: &Global, kek: &str) -> anyhow::Result<ExitCode> {
     }
     ring.destroy_kek(kek)
         .with_context(|| format!("cannot destroy {kek}"))?;
-    outln!("destroyed key-encryption key {kek}; no stream in {} needed it", store.url())?;
+    outln!(
+        "destroyed key-encryption key {kek}; no stream in {} needed it",
+        store.url()
+    )?;
     Ok(ExitCode::SUCCESS)
 }

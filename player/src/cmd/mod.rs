@@ -13,6 +13,6 @@ pub mod ls;
 pub mod play;
 pub mod record;
 pub mod seal;
-pub mod shred;
 pub mod search;
+pub mod shred;
 pub mod verify;

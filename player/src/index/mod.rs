@@ -332,7 +332,10 @@ impl Index {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashSet::new(),
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
-        let fresh: HashSet<[u8; 16]> = gone.into_iter().filter(|id| !already.contains(id)).collect();
+        let fresh: HashSet<[u8; 16]> = gone
+            .into_iter()
+            .filter(|id| !already.contains(id))
+            .collect();
         if fresh.is_empty() {
             return Ok(());
         }
@@ -347,7 +350,8 @@ impl Index {
         all.sort_unstable();
         write_atomic(&path, &all.concat())?;
         let known: HashSet<[u8; 16]> = self.known.iter().copied().collect();
-        self.known.extend(fresh.into_iter().filter(|id| !known.contains(id)));
+        self.known
+            .extend(fresh.into_iter().filter(|id| !known.contains(id)));
         self.known.sort_unstable();
         self.write_known()
     }

@@ -406,7 +406,10 @@ mod tests {
         };
         assert!(by_id.matches(m.session, None));
         assert!(!by_id.matches(SessionId::new(), None));
-        assert!(sel.matches(SessionId::new(), None), "unreadable metadata may be held");
+        assert!(
+            sel.matches(SessionId::new(), None),
+            "unreadable metadata may be held"
+        );
     }
 
     #[test]
@@ -466,7 +469,10 @@ mod tests {
         ));
 
         store
-            .put_create("holds/01930000-0000-7000-8000-000000000000.json", "{not json")
+            .put_create(
+                "holds/01930000-0000-7000-8000-000000000000.json",
+                "{not json",
+            )
             .await
             .unwrap();
         assert!(matches!(

@@ -96,7 +96,10 @@ impl ledger::Entry for PassRecord {
     fn is_entry(name: &str) -> bool {
         matches!(
             name.split_once('/'),
-            Some((_, layout::RETENTION_PLAN_FILE | layout::RETENTION_RESULT_FILE))
+            Some((
+                _,
+                layout::RETENTION_PLAN_FILE | layout::RETENTION_RESULT_FILE
+            ))
         )
     }
 
@@ -139,7 +142,13 @@ pub async fn write_result(store: &Store, result: &PassResult) -> Result<(), Ledg
 /// returned apart.
 pub async fn passes(
     store: &Store,
-) -> Result<(BTreeMap<String, (Option<PassPlan>, Option<PassResult>)>, Vec<String>), LedgerError> {
+) -> Result<
+    (
+        BTreeMap<String, (Option<PassPlan>, Option<PassResult>)>,
+        Vec<String>,
+    ),
+    LedgerError,
+> {
     let mut out: BTreeMap<String, (Option<PassPlan>, Option<PassResult>)> = BTreeMap::new();
     let mut bad = Vec::new();
     for (_, record) in ledger(store).read_after::<PassRecord>(None).await? {

@@ -94,7 +94,9 @@ pub enum ShredError {
     Holds(#[from] HoldsError),
     #[error("a reason is required")]
     NoReason,
-    #[error("session {0} has no seal: it may still be recording (`kubetape seal` it first if its recorder died)")]
+    #[error(
+        "session {0} has no seal: it may still be recording (`kubetape seal` it first if its recorder died)"
+    )]
     Open(SessionId),
     #[error("shred ledger: {0}")]
     Ledger(#[from] LedgerError),
@@ -108,7 +110,9 @@ pub enum ShredError {
         key: String,
         reason: String,
     },
-    #[error("session {session}: the re-wrapped key did not unwrap to the same data key; nothing was deleted")]
+    #[error(
+        "session {session}: the re-wrapped key did not unwrap to the same data key; nothing was deleted"
+    )]
     RewrapMismatch { session: SessionId },
     #[error("session {0} has no data key and no shred record: damaged, or shredded by hand")]
     NoDataKey(SessionId),
