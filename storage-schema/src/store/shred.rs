@@ -268,7 +268,7 @@ pub(super) async fn load_data_key(
             Ok(Some(r)) => Err(VerifyError::Shredded(id, r.describe())),
             Ok(None) => Err(VerifyError::DataKey {
                 session: id,
-                reason: "no data key object (dek.json) and no shred record".into(),
+                reason: "dek.json is missing and no shred record explains it (deleted by hand, or damaged)".into(),
             }),
             Err(e) => Err(VerifyError::DataKey {
                 session: id,
