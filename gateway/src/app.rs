@@ -38,6 +38,17 @@ pub struct Gateway {
     drain_deadline: Duration,
     /// The operations listener (`[ops] listen`), if configured.
     ops: Option<TcpListener>,
+    /// Retention passes, when `[retention] enabled`.
+    retention: Option<RetentionTask>,
+}
+
+/// What this gateway's retention passes need.
+#[derive(Debug)]
+struct RetentionTask {
+    store: Store,
+    keyring: Arc<Keyring>,
+    rules: crate::retention::Rules,
+    config: crate::retention::RetentionConfig,
 }
 
 impl Gateway {
@@ -105,6 +116,16 @@ impl Gateway {
         // Unique among replicas even when two share an instance name.
         let suffix = uuid::Uuid::now_v7().simple().to_string();
         let gateway_id = format!("{}.{}", audit.instance(), &suffix[suffix.len() - 8..]);
+        let retention = if config.retention.enabled {
+            Some(RetentionTask {
+                store: store.clone(),
+                keyring: Arc::new(Keyring::open(&keys).context("recording keys (retention)")?),
+                rules: crate::retention::Rules::new(&config.retention).context("[retention]")?,
+                config: config.retention.clone(),
+            })
+        } else {
+            None
+        };
         let leases = Arc::new(Leases::new(
             store.clone(),
             gateway_id,
@@ -147,6 +168,7 @@ impl Gateway {
             poll_interval: Duration::from_millis(config.revocation.poll_interval_ms),
             drain_deadline: Duration::from_secs(config.server.drain_deadline_secs),
             ops: ops_listener,
+            retention,
         })
     }
 
@@ -205,6 +227,16 @@ impl Gateway {
             })
         };
         let lease_loop = tokio::spawn(lease_loop(self.state.clone()));
+        let retention = self.retention.map(|r| {
+            tokio::spawn(crate::retention::run_forever(
+                r.store,
+                r.keyring,
+                r.rules,
+                r.config,
+                self.state.leases.gateway().to_string(),
+                self.state.audit.clone(),
+            ))
+        });
         let connections = Connections::default();
         let ops_stop = tokio_util::sync::CancellationToken::new();
         let ops = self.ops.map(|listener| {
@@ -258,6 +290,9 @@ impl Gateway {
             }
         };
         lease_loop.abort();
+        if let Some(r) = retention {
+            r.abort();
+        }
         // A closed lease says there is nothing to complete; with sessions still open, the lease
         // is left to lapse so another gateway seals them.
         if all_sealed && let Err(e) = self.state.leases.renew(true).await {

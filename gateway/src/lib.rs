@@ -11,6 +11,8 @@
 //! - [`proxy`]: non-streaming requests, streamed back (watch, logs -f);
 //! - [`relay`]: exec/attach — client WebSocket/SPDY termination, upstream WebSocket v5, recording;
 //! - [`audit`]: one record per request, to stdout and hash-chained audit streams in the store;
+//! - [`retention`]: deleting expired recordings by rule, one pass at a time (a lease), planned,
+//!   recorded and audited; never a held or damaged one;
 //! - [`revocation`]: revoked users (store-backed, polled), the admin API route; [`live`]: the
 //!   registry of live sessions that revocations (and expiring grants) end;
 //! - [`app`]: from a configuration to a bound, ready gateway;
@@ -38,6 +40,7 @@ pub mod ops;
 pub mod policy;
 pub mod proxy;
 pub mod relay;
+pub mod retention;
 pub mod revocation;
 pub mod server;
 pub mod session;

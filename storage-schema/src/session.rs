@@ -30,6 +30,13 @@ impl SessionId {
         self.0.as_bytes()
     }
 
+    /// When the id was made (its UUIDv7 millisecond), µs since the Unix epoch; `None` for an
+    /// id that is not a UUIDv7. Retention uses it to skip, unread, streams too young to expire.
+    pub fn created_at_us(&self) -> Option<u64> {
+        let (secs, nanos) = self.0.get_timestamp()?.to_unix();
+        Some(secs * 1_000_000 + u64::from(nanos) / 1_000)
+    }
+
     /// The id's short form: its last [`SHORT_ID_LEN`] hex digits.
     ///
     /// Why the tail: a UUIDv7 begins with its millisecond timestamp, so prefixes of ids made in
@@ -294,6 +301,16 @@ mod tests {
                 "prefixes still work"
             );
         }
+    }
+
+    #[test]
+    fn an_id_knows_when_it_was_made() {
+        let before = crate::time::unix_micros_now();
+        let id = SessionId::new();
+        let at = id.created_at_us().unwrap();
+        assert!(at + 1_000 >= before && at <= crate::time::unix_micros_now());
+        let v4: SessionId = "9f3c2e4a-1b2c-4d5e-8f60-718293a4b5c6".parse().unwrap();
+        assert_eq!(v4.created_at_us(), None);
     }
 
     #[test]

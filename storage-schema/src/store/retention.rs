@@ -3,9 +3,9 @@
 //! module is what any reader of the store (a report, an auditor) needs to know what was deleted.
 //!
 //! ```text
-//! retention/<pass uuidv7>/plan.json    {"pass","runner","rules_digest","planned_at_us",
+//! retention/<pass uuidv7>/plan.json    {"pass","runner","planned_at_us",
 //!                                       "delete":[{"session","root","rule","ended_at_us",
-//!                                                  "expired_at_us"}],
+//!                                                  "expired_at_us","sealed_at_us"}],
 //!                                       "kept":[{"session","why"}]}
 //! retention/<pass uuidv7>/result.json  {"pass","finished_at_us","deleted":[…same items…],
 //!                                       "failed":[{"session","why"}]}
@@ -41,6 +41,9 @@ pub struct Deletion {
     pub ended_at_us: u64,
     /// When its retention ran out, µs.
     pub expired_at_us: u64,
+    /// When it was sealed (its `ended/` marker's day), µs.
+    #[serde(default)]
+    pub sealed_at_us: u64,
 }
 
 impl Deletion {
@@ -279,6 +282,7 @@ mod tests {
             rule: "short".into(),
             ended_at_us: 1,
             expired_at_us: 2,
+            sealed_at_us: 1,
         };
         let plan = PassPlan {
             pass: ledger::new_name(),
