@@ -212,6 +212,10 @@ async fn deleting_a_stream_removes_every_object_and_its_marker() {
             .unwrap();
         assert_eq!(n, before + 1, "{}: objects and the ended marker", t.name);
         assert!(store.list(&dir.dir()).await.unwrap().is_empty());
+        // Not listed as a stream any more (a directory store keeps no empty directory).
+        let listed = storage_schema::store::list_streams(store).await.unwrap();
+        assert!(listed.iter().all(|d| d.id() != gone), "{}", t.name);
+        assert!(listed.iter().any(|d| d.id() == kept), "{}", t.name);
         assert!(!store.exists(&layout::ended(&today, gone)).await.unwrap());
         assert!(store.exists(&layout::ended(&today, kept)).await.unwrap());
         assert!(SessionReader::open(store, &ring, kept).await.is_ok());

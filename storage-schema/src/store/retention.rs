@@ -223,6 +223,7 @@ pub async fn delete_stream(
         store.delete(&format!("{}/{name}", dir.dir())).await?;
         deleted += 1;
     }
+    store.prune_dir(&dir.dir())?;
     Ok(deleted)
 }
 
