@@ -102,6 +102,34 @@ async fn a_held_session_is_not_shredded_until_the_hold_is_lifted() {
 }
 
 #[tokio::test]
+async fn a_shred_record_forbids_reading_even_with_a_data_key_left() {
+    // A shred interrupted between its record and its deletes (or a store that refused them).
+    let t = common::file();
+    let (ring, _keys) = keyring();
+    let id = record(&t.store, &ring, &output_events(3, 10), small_chunks(), true).await;
+    let record = shred::ShredRecord {
+        session: id,
+        by: "cli:t".into(),
+        reason: "court order".into(),
+        at_us: 1,
+        keks: vec![],
+    };
+    shred::ledger(&t.store)
+        .append(&layout::shredded(id), &record)
+        .await
+        .unwrap();
+    assert!(t.store.exists(&layout::dek(id)).await.unwrap());
+    let err = SessionReader::open(&t.store, &ring, id).await.unwrap_err();
+    assert!(err.to_string().contains("because court order"), "{err}");
+    // Shredding again finishes the job.
+    assert!(matches!(
+        shred::shred(&t.store, id, "cli:t", "again").await.unwrap(),
+        Shredded::Already(r) if r == record
+    ));
+    assert!(!t.store.exists(&layout::dek(id)).await.unwrap());
+}
+
+#[tokio::test]
 async fn an_open_session_is_not_shredded() {
     let t = common::file();
     let (ring, _keys) = keyring();

@@ -8,6 +8,7 @@
 mod catalog;
 pub mod holds;
 pub mod ledger;
+pub mod lock;
 mod reader;
 pub mod reads;
 mod recorder;

@@ -9,8 +9,9 @@
 //! ```
 //!
 //! **Shredding** ([`shred`]) writes the record first, then deletes every data-key object: a
-//! crash in between leaves a record and a readable stream, and running it again finishes the
-//! job (the record's create-only put tells the second run it is a retry). Readers that find no
+//! crash in between leaves a record and a data key, and running it again finishes the job (the
+//! record's create-only put tells the second run it is a retry). Readers refuse a stream with a
+//! record whether or not a data key is left. Readers that find no
 //! data key look for the record and say "shredded on … by … because …" instead of "missing".
 //! What stays — metadata, the signed, chained ciphertext chunks, the seal — still proves with
 //! the public key alone that the recording existed, was complete and was not altered.
@@ -246,6 +247,18 @@ pub(super) async fn load_data_key(
     dir: StreamDir,
 ) -> Result<DataKey, VerifyError> {
     let id = dir.id();
+    // A shred record forbids reading even where a data key is left (a shred interrupted
+    // before its deletes, or a store that refused them: Object Lock).
+    match record(store, id).await {
+        Ok(Some(r)) => return Err(VerifyError::Shredded(id, r.describe())),
+        Ok(None) => {}
+        Err(e) => {
+            return Err(VerifyError::DataKey {
+                session: id,
+                reason: format!("cannot tell whether it was shredded: {e}"),
+            });
+        }
+    }
     // The common case in one read: the original wrapping, by a KEK the keyring holds.
     if let Some(bytes) = store.get_opt(&dir.dek()).await? {
         let wrapped: WrappedKey =
@@ -264,17 +277,12 @@ pub(super) async fn load_data_key(
             reason: e.to_string(),
         })?;
     if wrappings.is_empty() {
-        return match record(store, id).await {
-            Ok(Some(r)) => Err(VerifyError::Shredded(id, r.describe())),
-            Ok(None) => Err(VerifyError::DataKey {
-                session: id,
-                reason: "dek.json is missing and no shred record explains it (deleted by hand, or damaged)".into(),
-            }),
-            Err(e) => Err(VerifyError::DataKey {
-                session: id,
-                reason: format!("no data key object, and its shred record: {e}"),
-            }),
-        };
+        return Err(VerifyError::DataKey {
+            session: id,
+            reason:
+                "dek.json is missing and no shred record explains it (deleted by hand, or damaged)"
+                    .into(),
+        });
     }
     let mut last = None;
     // Newest KEK first: after a rewrap that is the one the keyring still has.
