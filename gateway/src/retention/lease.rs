@@ -102,24 +102,19 @@ pub async fn try_acquire(
         let released = listing
             .iter()
             .any(|(name, _)| *name == format!("{}.released", layout::retention_lease(seq)));
-        if !released {
-            match store.get_opt(&key(seq)).await? {
-                Some(bytes) => {
-                    // An unreadable lease stops every pass until an operator removes it: never
-                    // run beside a pass we cannot see.
-                    let body: Option<LeaseBody> = serde_json::from_slice(&bytes).ok();
-                    let expires_at_us = body
-                        .as_ref()
-                        .map_or(now_us.saturating_add(ttl_us), |b| b.expires_at_us);
-                    if now_us < expires_at_us.saturating_add(SKEW_MARGIN_US) {
-                        return Ok(Err(Busy::Held {
-                            seq,
-                            holder: body.map_or_else(|| "(unreadable lease)".into(), |b| b.holder),
-                            expires_at_us,
-                        }));
-                    }
-                }
-                None => {}
+        if !released && let Some(bytes) = store.get_opt(&key(seq)).await? {
+            // An unreadable lease stops every pass until an operator removes it: never run
+            // beside a pass we cannot see.
+            let body: Option<LeaseBody> = serde_json::from_slice(&bytes).ok();
+            let expires_at_us = body
+                .as_ref()
+                .map_or(now_us.saturating_add(ttl_us), |b| b.expires_at_us);
+            if now_us < expires_at_us.saturating_add(SKEW_MARGIN_US) {
+                return Ok(Err(Busy::Held {
+                    seq,
+                    holder: body.map_or_else(|| "(unreadable lease)".into(), |b| b.holder),
+                    expires_at_us,
+                }));
             }
         }
     }
