@@ -206,6 +206,13 @@ async fn decide_and_dispatch(
         }
         return (resp, outcome);
     }
+    // A request the gateway cannot read as the API server would is refused, never guessed at
+    // (`policy::Attributes::Invalid`): what is forwarded must be what was decided.
+    if let policy::Attributes::Invalid { reason, .. } = attrs {
+        let message = format!("kubetape: {reason}");
+        outcome.deny("ambiguous request", message.clone());
+        return (status::bad_request(message), outcome);
+    }
     let (allowed, grant) = match authorize(state, &identity, attrs).await {
         (Decision::Allow(a), grant) => {
             state

@@ -76,3 +76,53 @@ pub fn init_tracing(format: LogFormat) {
             .init(),
     }
 }
+
+/// How serious an [`announce`]d line is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Info,
+    Error,
+}
+
+/// A line for the operator that must reach stderr whatever `KUBETAPE_LOG` filters (the listening
+/// addresses, the reason the process exits). In JSON mode it is a JSON object like the log
+/// lines, so a collector parsing stderr line by line never meets plain text.
+pub fn announce(format: LogFormat, severity: Severity, message: &str) {
+    eprintln!("{}", announcement(format, severity, message));
+}
+
+fn announcement(format: LogFormat, severity: Severity, message: &str) -> String {
+    match format {
+        LogFormat::Text => format!("kubetape-gateway: {message}"),
+        LogFormat::Json => serde_json::json!({
+            "timestamp": storage_schema::time::format_unix_micros(
+                storage_schema::time::unix_micros_now()
+            ),
+            "level": match severity {
+                Severity::Info => "INFO",
+                Severity::Error => "ERROR",
+            },
+            "fields": { "message": message },
+            "target": "kubetape_gateway",
+        })
+        .to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn announcements_are_json_in_json_mode() {
+        let line = announcement(LogFormat::Json, Severity::Error, "bad \"config\"\nline 2");
+        assert!(!line.contains('\n'), "one line: {line}");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["level"], "ERROR");
+        assert_eq!(v["fields"]["message"], "bad \"config\"\nline 2");
+        assert_eq!(
+            announcement(LogFormat::Text, Severity::Info, "listening on x"),
+            "kubetape-gateway: listening on x"
+        );
+    }
+}

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use gateway::edges::LogFormat;
+use gateway::edges::{LogFormat, Severity, announce};
 
 /// The kubetape gateway: kubectl points at it; it authenticates short-lived identity tokens,
 /// authorizes every request, forwards it to the cluster with impersonation, and records every
@@ -57,13 +57,17 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("kubetape-gateway: cannot start the runtime: {e}");
+            announce(
+                cli.log_format,
+                Severity::Error,
+                &format!("cannot start the runtime: {e}"),
+            );
             return ExitCode::FAILURE;
         }
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve { config } => serve(config).await,
+            Command::Serve { config } => serve(config, cli.log_format).await,
             Command::Revoke(args) => gateway::revocation::cli::run(args).await,
             Command::Retention(args) => gateway::retention::cli::run(args).await,
             Command::Check(args) => {
@@ -92,21 +96,27 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("kubetape-gateway: {e:#}");
+            announce(cli.log_format, Severity::Error, &format!("{e:#}"));
             ExitCode::FAILURE
         }
     }
 }
 
-async fn serve(config: PathBuf) -> anyhow::Result<()> {
+async fn serve(config: PathBuf, log_format: LogFormat) -> anyhow::Result<()> {
     let config = gateway::config::GatewayConfig::load(&config)?;
     let gw = gateway::app::Gateway::build(&config).await?;
-    eprintln!(
-        "kubetape-gateway: listening on https://{}",
-        gw.local_addr()?
+    let addr = gw.local_addr()?;
+    announce(
+        log_format,
+        Severity::Info,
+        &format!("listening on https://{addr}"),
     );
     if let Some(ops) = gw.ops_addr() {
-        eprintln!("kubetape-gateway: health and metrics on http://{ops}");
+        announce(
+            log_format,
+            Severity::Info,
+            &format!("health and metrics on http://{ops}"),
+        );
     }
     gw.run_until_signalled().await?;
     Ok(())

@@ -29,12 +29,14 @@ pub async fn forward(
     if let Err(e) = upstream::impersonate(&mut headers, who) {
         return status::bad_request(format!("kubetape: identity cannot be sent upstream: {e}"));
     }
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
-    let mut builder = Request::builder().method(parts.method).uri(path_and_query);
+    // The query goes upstream as the gateway parsed it (`proto::query`, as the policy read it in
+    // `dispatch`), re-encoded: whatever the client's spelling, the cluster reads the values the
+    // gateway decided on. A query that does not parse was refused before this point.
+    let target = match proto::query::Query::parse(parts.uri.query().unwrap_or_default()) {
+        Ok(query) => query.target(parts.uri.path()),
+        Err(e) => return status::bad_request(format!("kubetape: {e}")),
+    };
+    let mut builder = Request::builder().method(parts.method).uri(target);
     if let Some(h) = builder.headers_mut() {
         *h = headers;
     }

@@ -237,3 +237,157 @@ fn verify_with_the_wrong_public_key_fails() {
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("signed with key"), "{text}");
 }
+
+/// `kubetape verify`, `cat` and `export` of `id` in `store`: (command, success, output).
+fn read_all_ways(store: &TempStore, id: &str) -> Vec<(&'static str, bool, String)> {
+    let out_file = store.root().join("export.txt");
+    let runs: [(&'static str, Vec<&str>); 3] = [
+        ("verify", vec!["verify", id]),
+        ("cat", vec!["cat", id]),
+        (
+            "export",
+            vec![
+                "export",
+                id,
+                "--format",
+                "text",
+                "-o",
+                out_file.to_str().unwrap(),
+            ],
+        ),
+    ];
+    runs.into_iter()
+        .map(|(name, args)| {
+            let out = kubetape(store, &args);
+            // cat streams what it verified before it finds the end damaged; only stderr counts.
+            let text = if name == "cat" {
+                String::from_utf8_lossy(&out.stderr).into_owned()
+            } else {
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            };
+            (name, out.status.code() == Some(1), text)
+        })
+        .collect()
+}
+
+/// Rewrites the seal of `session`: its payload edited by `edit`, signed by `key`.
+fn reseal(
+    session: &Path,
+    key: &storage_schema::keys::SigningKey,
+    edit: impl FnOnce(&mut serde_json::Value),
+) {
+    let path = session.join("seal.json");
+    let envelope: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    let mut payload: serde_json::Value =
+        serde_json::from_str(envelope["payload"].as_str().unwrap()).unwrap();
+    edit(&mut payload);
+    let payload: storage_schema::seal::SealPayload = serde_json::from_value(payload).unwrap();
+    fs::write(path, payload.sign(key)).unwrap();
+}
+
+/// The key id the store's seals are signed with.
+fn signer(session: &Path) -> String {
+    storage_schema::seal::SealPayload::signer_of(&fs::read(session.join("seal.json")).unwrap())
+        .unwrap()
+}
+
+#[test]
+fn truncation_removed_and_forged_seals_fail_verify_cat_and_export() {
+    let r = Recorded::new();
+    let last = r.chunks(&r.id) as u64 - 1;
+    // A recording of another deployment (its own keys), to take a foreign seal from.
+    let elsewhere = TempStore::new();
+    let foreign = record(&elsewhere);
+    let foreign_seal = fs::read(
+        elsewhere
+            .store_dir()
+            .join(storage_schema::layout::SESSIONS)
+            .join(&foreign)
+            .join("seal.json"),
+    )
+    .unwrap();
+    type Damage = Box<dyn FnOnce(&Path)>;
+    let cases: Vec<(&str, Damage, String)> = vec![
+        (
+            "seal removed (the ended/ marker remains)",
+            Box::new(|s| fs::remove_file(s.join("seal.json")).unwrap()),
+            "seal.json is missing, but ended/".into(),
+        ),
+        (
+            "tail truncated: last two chunks and the seal removed",
+            Box::new(move |s| {
+                fs::remove_file(s.join("seal.json")).unwrap();
+                fs::remove_file(chunk(s, last)).unwrap();
+                fs::remove_file(chunk(s, last - 1)).unwrap();
+            }),
+            "seal.json is missing, but ended/".into(),
+        ),
+        (
+            "tail truncated: last chunk cut short",
+            Box::new(move |s| {
+                let bytes = fs::read(chunk(s, last)).unwrap();
+                fs::write(chunk(s, last), &bytes[..bytes.len() / 2]).unwrap();
+            }),
+            format!("chunk {last}"),
+        ),
+        (
+            "tail truncated: last chunk removed, seal kept",
+            Box::new(move |s| fs::remove_file(chunk(s, last)).unwrap()),
+            format!("seal records {} chunks", last + 1),
+        ),
+        (
+            "seal forged: payload edited to match a truncated tail, signature kept",
+            Box::new(move |s| {
+                fs::remove_file(chunk(s, last)).unwrap();
+                let path = s.join("seal.json");
+                let mut envelope: serde_json::Value =
+                    serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+                let payload = envelope["payload"].as_str().unwrap().replacen(
+                    &format!("\"chunks\":{}", last + 1),
+                    &format!("\"chunks\":{last}"),
+                    1,
+                );
+                envelope["payload"] = payload.into();
+                fs::write(path, serde_json::to_vec(&envelope).unwrap()).unwrap();
+            }),
+            "seal: ".into(),
+        ),
+        (
+            "seal forged: re-signed by an impostor key under the real key's id",
+            Box::new(move |s| {
+                let impostor = storage_schema::keys::SigningKey::from_seed(signer(s), [7; 32]);
+                fs::remove_file(chunk(s, last)).unwrap();
+                reseal(s, &impostor, |p| p["chunks"] = last.into());
+            }),
+            "seal: ".into(),
+        ),
+        (
+            "foreign seal: another deployment's seal copied in",
+            Box::new(move |s| fs::write(s.join("seal.json"), &foreign_seal).unwrap()),
+            "seal: ".into(),
+        ),
+    ];
+    for (name, damage, expected) in cases {
+        let copy = r.temp.copy();
+        damage(&r.session(copy.root(), &r.id));
+        for (command, failed, output) in read_all_ways(&copy, &r.id) {
+            assert!(failed, "{name}: `{command}` did not exit 1:\n{output}");
+            assert!(
+                output.contains(&expected),
+                "{name}: `{command}`: expected {expected:?} in:\n{output}"
+            );
+        }
+        assert!(
+            !copy.root().join("export.txt").exists(),
+            "{name}: export left a file behind"
+        );
+    }
+    // The other session, untouched, still reads every way.
+    for (command, failed, output) in read_all_ways(&r.temp, &r.other) {
+        assert!(!failed, "untouched: `{command}` failed:\n{output}");
+    }
+}

@@ -12,7 +12,9 @@
 //! - [`status`]: the `Status` object and exit codes; [`resize`]: terminal size messages;
 //! - [`spdy`]: SPDY/3.1 frames and zlib header blocks with the SPDY dictionary, the server and
 //!   client ends of a connection, and exec/attach over it (`spdy::remotecommand`);
-//! - [`exec`]: exec/attach request parameters as kubectl sends them;
+//! - [`query`]: query strings as the API server reads them (Go's `url.ParseQuery`, apimachinery's
+//!   conversions), refusals where that reading is uncertain, and the canonical form forwarded;
+//! - [`exec`]: exec/attach/port-forward paths and options, read as the API server reads them;
 //! - [`pod_protobuf`]: a `v1/Pod` in Kubernetes' protobuf encoding (how kubectl creates pods)
 //!   read into its JSON form;
 //! - [`portforward`]: port-forward's names, port lists and the channel protocol's port prefix
@@ -24,6 +26,7 @@ pub mod channel;
 pub mod exec;
 pub mod pod_protobuf;
 pub mod portforward;
+pub mod query;
 pub mod resize;
 pub mod spdy;
 pub mod status;

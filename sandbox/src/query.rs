@@ -37,8 +37,11 @@ impl Query {
             .map(|(_, v)| v.as_str())
     }
 
+    /// A boolean as the API server converts it (`Convert_Slice_string_To_bool`): absent is
+    /// false, and so are `0` and any case of `false`; anything else, `yes` or empty, is true.
     pub fn flag(&self, key: &str) -> bool {
-        matches!(self.get(key), Some("true" | "1"))
+        self.get(key)
+            .is_some_and(|v| proto::query::parse_bool(v).unwrap_or(true))
     }
 
     pub fn number(&self, key: &str) -> Result<Option<u64>, Reject> {

@@ -41,6 +41,11 @@ pub struct RequestRecord {
     /// `Impersonate-Extra-<key>` values by lowercased key (still percent-encoded, as sent).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub impersonate_extra: BTreeMap<String, Vec<String>>,
+    /// Every `X-Remote-*` header (`X-Remote-User`, `-Group`, `-Extra-<key>`: a front proxy's
+    /// claim of who the user is, which an API server with request-header authentication
+    /// believes) by lowercased name, so tests can show that no client's claim gets through.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub remote_headers: BTreeMap<String, Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
     /// The `Upgrade` header (`websocket`, `SPDY/3.1`), for streaming requests.
@@ -74,6 +79,7 @@ impl RequestRecord {
                 .collect::<Vec<_>>()
         };
         let mut extra: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut remote: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (name, value) in h {
             if let Some(key) = name.as_str().strip_prefix("impersonate-extra-")
                 && let Ok(v) = value.to_str()
@@ -82,6 +88,13 @@ impl RequestRecord {
                     .entry(key.to_string())
                     .or_default()
                     .push(v.to_string());
+            }
+            // Any bytes at all: a claim in a strange encoding is still a claim that got through.
+            if name.as_str().starts_with("x-remote-") {
+                remote
+                    .entry(name.to_string())
+                    .or_default()
+                    .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
             }
         }
         let mut protocols = Vec::new();
@@ -106,6 +119,7 @@ impl RequestRecord {
             impersonate_groups: all("impersonate-group"),
             impersonate_uid: one("impersonate-uid"),
             impersonate_extra: extra,
+            remote_headers: remote,
             user_agent: one("user-agent"),
             upgrade: one("upgrade"),
             content_type: one("content-type"),
@@ -192,6 +206,9 @@ mod tests {
             .header("impersonate-group", "ops")
             .header("impersonate-extra-gw-session-id", "abc")
             .header("user-agent", "kubectl/v1.33.0")
+            .header("X-Remote-User", "system:admin")
+            .header("x-remote-group", "system:masters")
+            .header("x-remote-extra-scopes", "all")
             .body(())
             .unwrap();
         let mut r = RequestRecord::from_request(&req, Authorization::Valid);
@@ -206,6 +223,20 @@ mod tests {
         assert_eq!(RequestLog::read_file(&path).unwrap(), vec![r.clone()]);
         assert_eq!(r.impersonate_groups, ["dev", "ops"]);
         assert_eq!(r.impersonate_extra["gw-session-id"], ["abc"]);
+        assert_eq!(
+            r.remote_headers,
+            BTreeMap::from([
+                ("x-remote-extra-scopes".to_string(), vec!["all".to_string()]),
+                (
+                    "x-remote-group".to_string(),
+                    vec!["system:masters".to_string()]
+                ),
+                (
+                    "x-remote-user".to_string(),
+                    vec!["system:admin".to_string()]
+                ),
+            ])
+        );
         assert_eq!(r.path, "/api/v1/pods?limit=500");
         assert_eq!(log.snapshot().len(), 1);
     }

@@ -51,6 +51,13 @@ pub enum Damage {
     SealChunkCount { sealed: u64, found: u64 },
     #[error("seal's final digest does not match the last chunk (the chain's end was altered)")]
     SealDigest,
+    /// The store's `ended/` feed says the session ended, yet it has no seal: the seal was
+    /// deleted, most likely with the chunks after it (a truncated tail looks like a live
+    /// session otherwise).
+    #[error(
+        "seal.json is missing, but {marker} says the session ended: its seal was removed (and its tail may be truncated)"
+    )]
+    SealMissing { marker: String },
     #[error("commands object is missing, though the seal lists {count} commands")]
     CommandsMissing { count: u64 },
     #[error("commands: {0}")]

@@ -35,6 +35,7 @@ fuzz_target!(|data: &[u8]| {
         issuer: "https://ci".into(),
         claims: BTreeMap::from([("repository".to_string(), "org/app".to_string())]),
         expires_at: SystemTime::UNIX_EPOCH,
+        session_grace: std::time::Duration::ZERO,
     };
     let grants: Vec<Elevation<'_>> = policy
         .roles

@@ -2,11 +2,14 @@
 //! `method \n path \n query`:
 //! - `parse_attributes` never panics and `Display` works on every result;
 //! - the audit record's fields are those attributes (the method's, for non-resource requests);
-//! - a resource request has a verb, a resource, and no `/` in namespace, resource,
-//!   subresource or name; exec/attach/portforward on pods are always `create`;
+//! - a resource request has a resource, and no `/` in namespace, resource, subresource or
+//!   name; the streams the gateway relays (`proto::exec::parse_path`) are always `create`;
 //! - paths with `%`, `\`, `.`/`..` or empty segments are never interpreted (always `Invalid`);
 //! - the canonical path of a resource request parses back to the same attributes (unless the
-//!   verb came from the legacy `/watch/` prefix, which the canonical path drops).
+//!   verb came from a legacy `/watch/` or `/proxy/` prefix, which the canonical path drops, or
+//!   the name from a `fieldSelector`, which the canonical path puts in the path).
+//!
+//! Whether the attributes are the API server's is `apiserver_parity`'s property.
 #![no_main]
 
 use gateway::audit::RequestAttrs;
@@ -42,15 +45,17 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(record.resource.as_deref(), Some(r.resource.as_str()));
     assert_eq!(record.namespace.as_deref().unwrap_or_default(), r.namespace);
     assert_eq!(record.name.as_deref().unwrap_or_default(), r.name);
-    assert_eq!(record.subresource.as_deref().unwrap_or_default(), r.subresource);
+    assert_eq!(
+        record.subresource.as_deref().unwrap_or_default(),
+        r.subresource
+    );
     assert!(!path.contains('%') && !path.contains('\\'));
-    assert!(!r.verb.is_empty() || method.is_empty());
     assert!(!r.resource.is_empty());
     for field in [&r.namespace, &r.resource, &r.subresource, &r.name] {
         assert!(!field.contains('/'), "{attrs:?}");
         assert!(field != "." && field != "..", "{attrs:?}");
     }
-    if r.resource == "pods" && ["exec", "attach", "portforward"].contains(&r.subresource.as_str()) {
+    if proto::exec::parse_path(path).is_some() {
         assert_eq!(r.verb, "create");
     }
     let mut canonical = if r.api_group.is_empty() {
@@ -75,8 +80,10 @@ fuzz_target!(|data: &[u8]| {
     }
     let again = parse_attributes(method, &canonical, query);
     if again != attrs {
+        let via_prefix = (r.verb == "watch" && path.contains("/watch/")) || r.verb == "proxy";
+        let name_from_query = ["list", "watch"].contains(&r.verb.as_str()) && !r.name.is_empty();
         assert!(
-            r.verb == "watch" && path.contains("/watch/"),
+            via_prefix || name_from_query,
             "{path:?} → {attrs:?}, but {canonical:?} → {again:?}"
         );
     }

@@ -90,6 +90,42 @@ mod tests {
         );
     }
 
+    /// The record names what the API server will do, whatever the spelling (issue 12: a
+    /// `wat%63h=true` list was once authorized and audited as a list, and served as a watch).
+    #[test]
+    fn records_name_what_the_api_server_reads() {
+        for query in ["wat%63h=true", "watch=yes", "watch", "%77atch=1"] {
+            assert_eq!(
+                record("GET", "/api/v1/namespaces/dev/pods", Some(query)).verb,
+                "watch",
+                "{query}"
+            );
+        }
+        assert_eq!(
+            record(
+                "GET",
+                "/api/v1/namespaces/dev/pods",
+                Some("fieldSelector=metadata.name%3Dweb&watch=true")
+            ),
+            RequestAttrs {
+                verb: "watch".into(),
+                api_group: s(""),
+                resource: s("pods"),
+                name: s("web"),
+                ..RequestAttrs::default()
+            }
+            .with_namespace("dev")
+        );
+        // Refused requests are named by their method only: nothing was interpreted.
+        assert_eq!(
+            record("GET", "/api/v1/pods", Some("watch=0&watch=1")),
+            RequestAttrs {
+                verb: "get".into(),
+                ..RequestAttrs::default()
+            }
+        );
+    }
+
     #[test]
     fn other_requests_are_named_by_their_method() {
         for (method, path) in [

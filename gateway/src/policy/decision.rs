@@ -61,9 +61,9 @@ impl Policy {
                 };
             }
             Attributes::Resource(r) => r,
-            Attributes::Invalid { path } => {
+            Attributes::Invalid { path, reason } => {
                 return Decision::Deny(format!(
-                    "kubetape: the path {path:?} is refused: percent-escapes, empty or dot segments are not accepted"
+                    "kubetape: the request for {path:?} is refused: {reason}"
                 ));
             }
         };

@@ -17,7 +17,10 @@ mod glob;
 pub mod lint;
 mod reload;
 
-pub use self::attributes::{Attributes, ResourceRequest, VERBS, parse as parse_attributes};
+pub use self::attributes::{
+    Attributes, ResourceRequest, VERBS, parse as parse_attributes,
+    parse_request as parse_request_attributes,
+};
 pub use self::decision::{Allowed, Decision, Elevation};
 pub use self::file::{Binding, ClaimMatcher, Policy, PolicyError, Role, Rule, valid_name};
 pub use self::glob::glob;

@@ -4,12 +4,16 @@
 //!   uses on the same query): `%` must be followed by two hex digits, `+` is a space; the result
 //!   must also be UTF-8 here (Go would accept other bytes; refusing is the safe side);
 //! - `percent_encode` then `percent_decode` gives back any string, through `[A-Za-z0-9-_.~+%]`;
-//! - `parse_query` never panics; parsed options, written back as a query, parse to the same
-//!   options.
+//! - `parse_query` never panics; for exec, attach and port-forward, options read from a query
+//!   (`StreamOptions::from_query`) and written back (`to_query`, what the gateway forwards) read
+//!   back the same, and `Query::encode` of any parsed query parses back to the same pairs.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use proto::exec::{StreamOptions, parse_path, parse_query, percent_decode, percent_encode};
+use proto::exec::{
+    StreamOptions, Subresource, parse_path, parse_query, percent_decode, percent_encode,
+};
+use proto::query::Query;
 
 fuzz_target!(|data: &[u8]| {
     let s = String::from_utf8_lossy(data);
@@ -35,9 +39,20 @@ fuzz_target!(|data: &[u8]| {
     );
     assert_eq!(percent_decode(&encoded).as_deref(), Some(&*s));
 
-    if let Ok(opts) = parse_query(&s) {
-        let again = to_query(&opts);
-        assert_eq!(parse_query(&again).as_ref(), Ok(&opts), "{again}");
+    let _ = parse_query(&s);
+    if let Ok(query) = Query::parse(&s) {
+        assert_eq!(Query::parse(&query.encode()).as_ref(), Ok(&query));
+        for sub in [
+            Subresource::Exec,
+            Subresource::Attach,
+            Subresource::PortForward,
+        ] {
+            if let Ok(opts) = StreamOptions::from_query(&query, sub) {
+                let again = opts.to_query(sub).encode();
+                let reread = Query::parse(&again).and_then(|q| StreamOptions::from_query(&q, sub));
+                assert_eq!(reread.as_ref(), Ok(&opts), "{again}");
+            }
+        }
     }
 });
 
@@ -68,28 +83,4 @@ fn query_unescape(s: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
-}
-
-/// The query a client would send for `o` (keys in kubectl's order).
-fn to_query(o: &StreamOptions) -> String {
-    let mut parts: Vec<String> = o
-        .command
-        .iter()
-        .map(|c| format!("command={}", percent_encode(c)))
-        .collect();
-    if let Some(c) = &o.container {
-        parts.push(format!("container={}", percent_encode(c)));
-    }
-    for (key, on) in [
-        ("stderr", o.stderr),
-        ("stdin", o.stdin),
-        ("stdout", o.stdout),
-        ("tty", o.tty),
-    ] {
-        if on {
-            parts.push(format!("{key}=true"));
-        }
-    }
-    parts.extend(o.ports.iter().map(|p| format!("ports={p}")));
-    parts.join("&")
 }

@@ -14,7 +14,7 @@
 
 use super::frame::{self, Frame, RST_REFUSED_STREAM, SpdyError};
 use super::headers::{HeaderDecoder, HeaderEncoder, Headers};
-use super::session::{MAX_BUFFERED, MAX_DATA};
+use super::session::MAX_DATA;
 
 /// Something the server did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +54,7 @@ pub enum Event {
 pub struct ClientSession {
     encoder: HeaderEncoder,
     decoder: HeaderDecoder,
-    inbuf: Vec<u8>,
+    inbox: frame::Inbox,
     out: Vec<u8>,
     next_stream: u32,
     next_ping: u32,
@@ -71,7 +71,7 @@ impl ClientSession {
         Self {
             encoder: HeaderEncoder::new(),
             decoder: HeaderDecoder::new(),
-            inbuf: Vec::new(),
+            inbox: frame::Inbox::default(),
             out: Vec::new(),
             next_stream: 1,
             next_ping: 1,
@@ -101,21 +101,11 @@ impl ClientSession {
     /// Consumes received bytes; returns what the server did, in order. An error means the
     /// connection is unusable (a malformed frame or header block).
     pub fn receive(&mut self, bytes: &[u8]) -> Result<Vec<Event>, SpdyError> {
-        self.inbuf.extend_from_slice(bytes);
         let mut events = Vec::new();
-        let mut at = 0;
-        while let Some((f, used)) = frame::decode(&self.inbuf[at..])? {
-            at += used;
-            self.handle(f, &mut events)?;
-        }
-        self.inbuf.drain(..at);
-        if self.inbuf.len() > MAX_BUFFERED {
-            return Err(SpdyError::Short {
-                kind: "buffer",
-                len: self.inbuf.len(),
-            });
-        }
-        Ok(events)
+        let mut inbox = std::mem::take(&mut self.inbox);
+        let received = inbox.receive(bytes, |f| self.handle(f, &mut events));
+        self.inbox = inbox;
+        received.map(|()| events)
     }
 
     fn handle(&mut self, f: Frame, events: &mut Vec<Event>) -> Result<(), SpdyError> {

@@ -108,6 +108,43 @@ fn need(kind: &'static str, payload: &[u8], n: usize) -> Result<(), SpdyError> {
     }
 }
 
+/// Most bytes buffered while waiting for the rest of a frame (a DATA frame's length field is
+/// 24 bits, plus the header).
+pub const MAX_BUFFERED: usize = (1 << 24) + 16;
+
+/// Received bytes not yet a whole frame, for either end of a connection: bytes go in as they
+/// arrive, whole frames come out in order, and the remainder never grows past [`MAX_BUFFERED`].
+#[derive(Debug, Default)]
+pub struct Inbox {
+    buf: Vec<u8>,
+}
+
+impl Inbox {
+    /// Appends `bytes` and hands every whole frame to `each`, in order. An error (a malformed
+    /// frame, one `each` refuses, or too many bytes without a whole frame) means the connection
+    /// is unusable.
+    pub fn receive(
+        &mut self,
+        bytes: &[u8],
+        mut each: impl FnMut(Frame) -> Result<(), SpdyError>,
+    ) -> Result<(), SpdyError> {
+        self.buf.extend_from_slice(bytes);
+        let mut at = 0;
+        while let Some((f, used)) = decode(&self.buf[at..])? {
+            at += used;
+            each(f)?;
+        }
+        self.buf.drain(..at);
+        if self.buf.len() > MAX_BUFFERED {
+            return Err(SpdyError::Short {
+                kind: "buffer",
+                len: self.buf.len(),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// Decodes one frame from the front of `buf`: `Ok(None)` if more bytes are needed, else the frame
 /// and the bytes it used.
 pub fn decode(buf: &[u8]) -> Result<Option<(Frame, usize)>, SpdyError> {

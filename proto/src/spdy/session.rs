@@ -13,8 +13,7 @@ use super::headers::{HeaderDecoder, HeaderEncoder, Headers};
 
 /// Largest DATA payload sent in one frame (spdystream reads up to 16 MiB; kubelets send 32 KiB).
 pub const MAX_DATA: usize = 32 << 10;
-/// Most bytes buffered while waiting for the rest of a frame.
-pub const MAX_BUFFERED: usize = (1 << 24) + 16;
+pub use super::frame::MAX_BUFFERED;
 
 /// Something the peer did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,7 +45,7 @@ pub enum Event {
 pub struct ServerSession {
     decoder: HeaderDecoder,
     encoder: HeaderEncoder,
-    inbuf: Vec<u8>,
+    inbox: frame::Inbox,
     out: Vec<u8>,
     /// Highest stream id the peer opened: what GOAWAY names as the last one processed.
     last_opened: u32,
@@ -73,21 +72,11 @@ impl ServerSession {
 
     /// Consumes received bytes; returns what the peer did, in order.
     pub fn receive(&mut self, bytes: &[u8]) -> Result<Vec<Event>, SpdyError> {
-        self.inbuf.extend_from_slice(bytes);
         let mut events = Vec::new();
-        let mut at = 0;
-        while let Some((f, used)) = frame::decode(&self.inbuf[at..])? {
-            at += used;
-            self.handle(f, &mut events)?;
-        }
-        self.inbuf.drain(..at);
-        if self.inbuf.len() > MAX_BUFFERED {
-            return Err(SpdyError::Short {
-                kind: "buffer",
-                len: self.inbuf.len(),
-            });
-        }
-        Ok(events)
+        let mut inbox = std::mem::take(&mut self.inbox);
+        let received = inbox.receive(bytes, |f| self.handle(f, &mut events));
+        self.inbox = inbox;
+        received.map(|()| events)
     }
 
     fn handle(&mut self, f: Frame, events: &mut Vec<Event>) -> Result<(), SpdyError> {

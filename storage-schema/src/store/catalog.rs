@@ -145,6 +145,28 @@ pub(crate) async fn mark_ended(store: &Store, id: SessionId, sealed_at_us: u64) 
         .await;
 }
 
+/// The `ended/` marker of stream `id`, if one exists on the day it started or later: proof that
+/// it was sealed once, whatever became of its seal. One listing of the days, then one lookup per
+/// day since it started (a session ends within a day or two of starting, so the usual cost is
+/// a couple of requests; this is only asked when a seal is missing).
+pub async fn ended_marker(
+    store: &Store,
+    id: SessionId,
+    started_at_us: u64,
+) -> Result<Option<String>, StoreError> {
+    let first = layout::day_of(started_at_us);
+    let mut days = store.list_dirs(layout::ENDED).await?;
+    days.retain(|d| *d >= first);
+    days.sort();
+    for day in days {
+        let marker = layout::ended(&day, id);
+        if store.exists(&marker).await? {
+            return Ok(Some(marker));
+        }
+    }
+    Ok(None)
+}
+
 /// Sessions sealed on `since_day` (`yyyy-mm-dd`, UTC) or later, from the `ended/` markers:
 /// what a follower of the store lists instead of every session.
 pub async fn ended_since(store: &Store, since_day: &str) -> Result<Vec<SessionId>, StoreError> {

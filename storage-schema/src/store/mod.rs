@@ -24,8 +24,8 @@ use object_store::path::Path;
 use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
 
 pub use self::catalog::{
-    AuditStreams, SessionSummary, class_at, ended_since, list_audit_streams, list_sessions,
-    list_streams, locate, summarize, summarize_all, summarize_at,
+    AuditStreams, SessionSummary, class_at, ended_marker, ended_since, list_audit_streams,
+    list_sessions, list_streams, locate, summarize, summarize_all, summarize_at,
 };
 pub use self::reader::{ReadError, SessionReader};
 pub use self::recorder::{RecordError, Recorder};

@@ -198,13 +198,53 @@ impl SessionReader {
         Ok(self.chunk_checked(index, prev).await?.0)
     }
 
-    /// Reads every event in order, one chunk in memory at a time, checking the chain as it goes.
+    /// Reads every event in order, one chunk in memory at a time, checking the chain as it goes
+    /// and, at the end, that the chain ends where the seal says ([`SessionReader::check_end`]):
+    /// a reader that got to the end has read the whole recording, not a truncated one.
     pub async fn for_each_event(&self, mut f: impl FnMut(&Event)) -> Result<(), ReadError> {
         let mut prev = ChainDigest::genesis(self.meta.session, &self.meta_bytes);
         for index in 0..self.seqs.len() {
             let (events, digest) = self.chunk_checked(index, Some(prev)).await?;
             events.iter().for_each(&mut f);
             prev = digest;
+        }
+        self.check_end(&prev).await
+    }
+
+    /// Checks the end of a chain read whole up to `last` (the digest of the last chunk, or the
+    /// genesis digest when there are none) against the seal: its signature, its session, its
+    /// chunk count and final digest. Without a seal the stream is live, unless the store's
+    /// `ended/` feed says it ended — then its seal was removed.
+    pub async fn check_end(&self, last: &ChainDigest) -> Result<(), ReadError> {
+        let damaged = |d| Err(ReadError::Damaged(d));
+        let Some(seal) = self.store.get_opt(&self.dir.seal()).await? else {
+            return match super::catalog::ended_marker(
+                &self.store,
+                self.meta.session,
+                self.meta.started_at_us,
+            )
+            .await?
+            {
+                Some(marker) => damaged(Damage::SealMissing { marker }),
+                None => Ok(()),
+            };
+        };
+        let payload = crate::seal::SealPayload::verify(&seal, &self.public)
+            .map_err(|e| ReadError::Damaged(Damage::Seal(e)))?;
+        if payload.session != self.meta.session {
+            return damaged(Damage::SealForeign {
+                owner: payload.session,
+            });
+        }
+        let found = self.seqs.len() as u64;
+        if payload.chunks != found {
+            return damaged(Damage::SealChunkCount {
+                sealed: payload.chunks,
+                found,
+            });
+        }
+        if payload.final_digest().is_none_or(|d| !d.ct_eq(last)) {
+            return damaged(Damage::SealDigest);
         }
         Ok(())
     }

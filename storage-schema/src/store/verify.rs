@@ -157,6 +157,12 @@ async fn verify_loaded(
     }
     let seal = store.get_opt(&dir.seal()).await?;
     let mut report = verifier.finish(seal.as_deref());
+    if seal.is_none()
+        && let Ok(m) = &meta
+        && let Some(marker) = super::catalog::ended_marker(store, id, m.started_at_us).await?
+    {
+        report.damage.push(Damage::SealMissing { marker });
+    }
     if let SessionState::Sealed(payload) | SessionState::Interrupted(payload) = &report.state
         && let Some(reference) = &payload.commands
     {

@@ -189,11 +189,15 @@ pub async fn handle(
     client_addr: SocketAddr,
     Authorized { grant, limit }: Authorized<'_>,
 ) -> Dispatched {
-    let query = req.uri().query().unwrap_or_default().to_string();
-    let opts = match proto::exec::parse_query(&query) {
+    let opts = match proto::query::Query::parse(req.uri().query().unwrap_or_default())
+        .and_then(|q| StreamOptions::from_query(&q, target.subresource))
+    {
         Ok(o) => o,
         Err(e) => return Dispatched::refused(status::bad_request(format!("kubetape: {e}"))),
     };
+    // What the cluster is asked for is exactly what is recorded: the options as parsed,
+    // re-encoded, never the client's own spelling of them.
+    let query = opts.to_query(target.subresource);
     let client_protocol = match negotiate(&req) {
         Ok(p) => p,
         Err(message) => return Dispatched::refused(status::bad_request(message)),
@@ -264,14 +268,14 @@ pub async fn handle(
     }
 }
 
-/// Opens the stream on the cluster as the caller (impersonated), with the request's path and
-/// query and none of the client's credentials.
+/// Opens the stream on the cluster as the caller (impersonated), with the request's path, the
+/// canonical query of the recorded options, and none of the client's credentials.
 async fn dial(
     state: &State,
     req: &Request<hyper::body::Incoming>,
     identity: &Identity,
     session: storage_schema::SessionId,
-    query: &str,
+    query: &proto::query::Query,
 ) -> Result<kube::client::Connection, Response<Body>> {
     // kube's connect() adds the upgrade headers of its own handshake.
     let mut up_headers = upstream::request_headers(req.headers());
@@ -285,7 +289,7 @@ async fn dial(
             "kubetape: identity cannot be sent upstream: {e}"
         )));
     }
-    let path = format!("{}?{}", req.uri().path(), query);
+    let path = query.target(req.uri().path());
     let mut up_req = Request::get(path)
         .body(Vec::new())
         .expect("path from a valid URI");
