@@ -1,6 +1,7 @@
 //! Every request's path through the gateway, after the connection is served: authenticate →
-//! refuse revoked users → the admin API, or authorize → a stream kind (exec/attach) or the
-//! impersonating proxy → exactly one audit record, allowed or denied (401s included).
+//! refuse revoked users → the admin API, or authorize → a stream kind (exec/attach,
+//! port-forward) or the impersonating proxy → exactly one audit record, allowed or denied (401s
+//! included).
 //!
 //! Each step returns its part of the audit record ([`Outcome`]) as a value with its response, so
 //! the record names what was decided even when a step refuses.
@@ -253,12 +254,30 @@ async fn decide_and_dispatch(
                 outcome.session = session;
                 response
             }
-            proto::exec::Subresource::PortForward => status::forbidden(
-                "kubetape: port-forward is not available through this gateway yet (it cannot be recorded)",
-            ),
+            proto::exec::Subresource::PortForward => {
+                let limit = SessionLimit::new(allowed.max_session, grant.as_ref(), Some(&identity));
+                let Dispatched { response, session } = relay::portforward::handle(
+                    state,
+                    req,
+                    &identity,
+                    target,
+                    peer,
+                    relay::portforward::Authorized {
+                        grant: grant.as_ref(),
+                        limit,
+                        rule: allowed.rule.clone(),
+                        scope: allowed.forward.clone(),
+                    },
+                )
+                .await;
+                outcome.session = session;
+                response
+            }
         }
     } else if req.headers().contains_key(header::UPGRADE) {
-        status::bad_request("kubetape: only exec and attach may upgrade the connection")
+        status::bad_request(
+            "kubetape: only exec, attach and port-forward may upgrade the connection",
+        )
     } else {
         let who = Impersonation {
             user: identity.user.clone(),

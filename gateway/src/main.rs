@@ -6,11 +6,27 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use gateway::edges::{LogFormat, Severity, announce};
 
+const LONG_ABOUT: &str = "\
+The kubetape gateway: kubectl points at it; it authenticates short-lived identity tokens,
+authorizes every request against the access policy (default deny), forwards it to the cluster
+with impersonation, and records every exec/attach session and port-forward into encrypted,
+tamper-evident recordings (read them with `kubetape`).
+
+Port-forward is authorized as verb `create` on `pods/portforward`, like exec on `pods/exec`.
+A rule may restrict the pod ports a forward reaches (`ports = [5432, \"8000-8080\"]`): a
+connection to another port is refused, that connection only (kubectl reports `error creating
+error stream for port L -> P: stream reset`; kube-rs gets the reason on the port's error
+channel), the rest of the forward keeps working. Every forwarded connection is recorded — its
+port, when it opened and closed, bytes each way, how it ended (closed, reset, the cluster's
+error, refused) — and audited, one record per connection; with `capture = \"full\"` on the
+rule its bytes each way are recorded too. Revocation, grant expiry and `max_session` end a live
+forward as they end a shell.";
+
 /// The kubetape gateway: kubectl points at it; it authenticates short-lived identity tokens,
 /// authorizes every request, forwards it to the cluster with impersonation, and records every
-/// exec/attach session into encrypted, tamper-evident recordings.
+/// exec/attach session and port-forward into encrypted, tamper-evident recordings.
 #[derive(Debug, Parser)]
-#[command(name = "kubetape-gateway", version, about, long_about = None)]
+#[command(name = "kubetape-gateway", version, about, long_about = LONG_ABOUT)]
 struct Cli {
     /// Log lines as text (default) or as one JSON object per line, for log collectors.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "KUBETAPE_LOG_FORMAT")]

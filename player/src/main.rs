@@ -36,6 +36,8 @@ Examples:
   kubetape ls                          list recordings, newest first
   kubetape verify --all                check every recording is intact
   kubetape cat 4f1c2a9b | less -R      print a recording's output (ID as `ls` shows it)
+  kubetape cat 4f1c2a9b --connection 2 --direction out
+                                       a port-forward connection's bytes (capture = \"full\")
   kubetape play 4f1c2a9b --at '#3'     replay it, from the third command
   kubetape export 4f1c2a9b -o s.cast   export for asciinema
   kubetape search 'rm -rf' -n prod     who typed it, where, when

@@ -139,6 +139,12 @@ pub async fn run(
          {kubetape} ls          # the session you just recorded\n  \
          {kubetape} cat <SESSION>   # what the terminal showed\n  \
          {kubetape} verify <SESSION>\n\n\
+         Port-forward (the demo pod serves HTTP on 80 and a TCP echo on 7000; each connection is\n\
+         recorded: port, times, bytes each way, how it ended):\n\n  \
+         kubectl port-forward pod/demo 18080:80 17000:7000   # leave it running\n  \
+         curl -s localhost:18080/                            # in a third terminal\n  \
+         {kubetape} ls          # the forward: its connections and bytes\n  \
+         {kubetape} play <SESSION>  # its connections on a timeline\n\n\
          Just-in-time access to namespace `prod` (policy: {}, reloaded when you edit it):\n\n  \
          kubectl exec -n prod db -- id    # 403: says which rule is missing and how to ask\n  \
          {kubetape} request prod-debug --namespace prod --reason 'look at the db' --ttl 5m\n  \
@@ -189,6 +195,15 @@ description = "work with pods in the default namespace"
 namespaces = ["default"]
 resources = ["pods", "pods/log", "pods/exec", "pods/attach"]
 verbs = ["get", "list", "watch", "create"]
+# kubectl port-forward to the demo pod's HTTP (80) and echo (7000) servers; a connection to any
+# other port is refused (that connection only). Each connection is recorded (port, times, bytes,
+# outcome); `capture = "full"` would record its bytes too.
+[[roles.rules]]
+namespaces = ["default"]
+resources = ["pods/portforward"]
+verbs = ["create"]
+ports = [80, 7000]
+capture = "metadata"
 
 [[roles]]
 name = "prod-debug"
@@ -238,4 +253,36 @@ fn write_kubeconfig(
         &kubeconfig::for_gateway(addr, ca_pem, user, credentials),
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gateway::policy::{Decision, Policy, parse_attributes};
+
+    /// The newcomer's policy lets the developer forward the demo pod's two ports, no other.
+    #[test]
+    fn the_quickstart_policy_forwards_the_demo_pods_ports() {
+        let policy = Policy::from_toml(&quickstart_policy("developers"), "quickstart").unwrap();
+        let dev = gateway::authn::Identity {
+            user: "dev@example.com".into(),
+            groups: vec!["developers".into()],
+            issuer: "i".into(),
+            claims: Default::default(),
+            expires_at: std::time::SystemTime::now(),
+            session_grace: std::time::Duration::ZERO,
+        };
+        let attrs = parse_attributes(
+            "GET",
+            "/api/v1/namespaces/default/pods/demo/portforward",
+            None,
+        );
+        let Decision::Allow(a) = policy.decide(&dev, &attrs, &[]) else {
+            panic!("the developer may not forward");
+        };
+        assert!(a.forward.allows(80) && a.forward.allows(7000));
+        assert!(!a.forward.allows(22));
+        let prod = parse_attributes("POST", "/api/v1/namespaces/prod/pods/db/portforward", None);
+        assert!(matches!(policy.decide(&dev, &prod, &[]), Decision::Deny(_)));
+    }
 }

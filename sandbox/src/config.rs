@@ -154,7 +154,8 @@ pub enum ExecWebSocket {
     /// falls back to SPDY.
     V4Only,
     /// Every WebSocket upgrade refused with 403 (a proxy that blocks WebSocket, or kubelet's
-    /// answer to a v5-only offer): kubectl falls back to SPDY, kube-rs fails.
+    /// answer to a v5-only offer), port-forward's tunnel included: kubectl falls back to SPDY,
+    /// kube-rs fails.
     Refuse,
 }
 

@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use crate::chunk::{ChainDigest, ChunkError, SealedChunk};
-use crate::event::{self, Event, EventKind, Stream};
+use crate::event::{self, Event, EventKind, ForwardOutcome, Stream};
 use crate::keys::{DataKey, SigningKey};
-use crate::seal::{ExitInfo, SealPayload, SealState, StreamBytes};
+use crate::seal::{ExitInfo, ForwardTotals, SealPayload, SealState, StreamBytes};
 use crate::session::SessionId;
 use crate::time::unix_micros_now;
 
@@ -81,6 +81,8 @@ pub struct Totals {
     pub chunks: u64,
     pub last_us: u64,
     pub stored_bytes: u64,
+    /// Port-forward connections and bytes (zero for other sessions).
+    pub forward: ForwardTotals,
 }
 
 impl Totals {
@@ -90,9 +92,28 @@ impl Totals {
         }
         self.events += 1;
         self.last_us = self.last_us.max(event.at_us);
-        if let EventKind::PortForwardData { bytes, .. } = &event.kind {
-            self.bytes.port_forward += bytes.len() as u64;
+        match &event.kind {
+            EventKind::PortForwardData { bytes, .. } => {
+                self.bytes.port_forward += bytes.len() as u64;
+            }
+            EventKind::PortForwardOpen { .. } => self.forward.connections += 1,
+            EventKind::PortForwardBytes {
+                to_pod, from_pod, ..
+            } => {
+                self.forward.to_pod = self.forward.to_pod.saturating_add(*to_pod);
+                self.forward.from_pod = self.forward.from_pod.saturating_add(*from_pod);
+            }
+            EventKind::PortForwardEnd {
+                outcome: ForwardOutcome::Refused,
+                ..
+            } => self.forward.refused += 1,
+            _ => {}
         }
+    }
+
+    /// What the seal says of port-forward connections: `None` when there were none.
+    pub fn forward_summary(&self) -> Option<ForwardTotals> {
+        (self.forward != ForwardTotals::default()).then_some(self.forward)
     }
 
     /// [`Self::count`] for a stream write, without building its [`Event`].
@@ -319,6 +340,7 @@ impl ChunkBuilder {
             bytes: self.totals.bytes,
             events: self.totals.events,
             commands: None,
+            port_forward: self.totals.forward_summary(),
         }
     }
 

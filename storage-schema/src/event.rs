@@ -67,6 +67,69 @@ pub enum Direction {
     FromPod,
 }
 
+/// How a port-forwarded connection ended ([`EventKind::PortForwardEnd`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ForwardOutcome {
+    /// Both sides finished (each sent its FIN; kubectl resets the data stream after the pod's
+    /// FIN, which counts as finishing).
+    Closed,
+    /// The client (kubectl) reset the connection before the pod's side finished.
+    ResetByClient,
+    /// The cluster (kubelet, the pod's port) reset the connection.
+    ResetByCluster,
+    /// The cluster reported an error on the connection's error stream (the message), e.g.
+    /// nothing listens on the port.
+    Error,
+    /// The gateway refused the connection: its port is outside what the policy allows (the
+    /// message says which rule).
+    Refused,
+    /// The session ended while the connection was open (revocation, grant expiry, time limit,
+    /// drain, the client or the cluster going away; the message says which).
+    Ended,
+    /// A code written by a newer writer, kept.
+    Other(u8),
+}
+
+impl ForwardOutcome {
+    /// The byte the format stores.
+    pub fn code(self) -> u8 {
+        match self {
+            ForwardOutcome::Closed => 0,
+            ForwardOutcome::ResetByClient => 1,
+            ForwardOutcome::ResetByCluster => 2,
+            ForwardOutcome::Error => 3,
+            ForwardOutcome::Refused => 4,
+            ForwardOutcome::Ended => 5,
+            ForwardOutcome::Other(c) => c,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Self {
+        match code {
+            0 => ForwardOutcome::Closed,
+            1 => ForwardOutcome::ResetByClient,
+            2 => ForwardOutcome::ResetByCluster,
+            3 => ForwardOutcome::Error,
+            4 => ForwardOutcome::Refused,
+            5 => ForwardOutcome::Ended,
+            c => ForwardOutcome::Other(c),
+        }
+    }
+
+    /// A short name for listings (`closed`, `reset-by-client`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            ForwardOutcome::Closed => "closed",
+            ForwardOutcome::ResetByClient => "reset-by-client",
+            ForwardOutcome::ResetByCluster => "reset-by-cluster",
+            ForwardOutcome::Error => "error",
+            ForwardOutcome::Refused => "refused",
+            ForwardOutcome::Ended => "ended",
+            ForwardOutcome::Other(_) => "other",
+        }
+    }
+}
+
 /// One recorded happening.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
@@ -89,20 +152,41 @@ pub enum EventKind {
     Marker { text: String },
     /// A stream was half-closed, e.g. stdin reached EOF (tag 7).
     StreamClose { stream: Stream },
-    /// A port-forward connection opened (tag 8).
+    /// A port-forward connection opened (tag 8): `conn` numbers the session's connections
+    /// from 1 in the order they opened; `port` is the pod's port.
     PortForwardOpen { conn: u64, port: u16 },
-    /// Port-forwarded bytes (tag 9).
+    /// Port-forwarded bytes (tag 9), recorded only with payload capture (`capture = "full"`).
     PortForwardData {
         conn: u64,
         direction: Direction,
         bytes: Vec<u8>,
     },
-    /// A port-forward connection closed, with the error text if it failed (tag 10).
+    /// A port-forward connection closed, with the error text if it failed (tag 10). Superseded
+    /// by [`EventKind::PortForwardEnd`]: readers keep it, writers no longer write it.
     PortForwardClose { conn: u64, error: String },
     /// One audit record (tag 11): the JSON text of a [`crate::audit::AuditRecord`], in audit
     /// streams (sessions of kind [`crate::SessionKind::Audit`]). Kept as text so that records
     /// written by newer gateways, with fields this reader does not know, survive verbatim.
     Audit { json: String },
+    // === port-forward connections (tags 16–18; see FORMAT.md "Port-forward sessions") ===
+    /// Bytes connection `conn` moved since its previous bytes event (tag 16): a reader sums
+    /// them. Written at most about once a second per connection while it moves data, and when
+    /// it ends, so a crash loses at most the last second's count, as with stream data.
+    PortForwardBytes {
+        conn: u64,
+        to_pod: u64,
+        from_pod: u64,
+    },
+    /// One side of connection `conn` finished sending (tag 17): `ToPod` the client shut its
+    /// write side, `FromPod` the pod's side did. The other way keeps flowing (half-close).
+    PortForwardHalfClose { conn: u64, direction: Direction },
+    /// Connection `conn` ended (tag 18), how, and the text that goes with it (the cluster's
+    /// error, the refusal, why the session ended; empty when it closed cleanly).
+    PortForwardEnd {
+        conn: u64,
+        outcome: ForwardOutcome,
+        message: String,
+    },
     /// A tag this reader does not know, kept verbatim.
     Unknown { tag: u8, payload: Vec<u8> },
 }
@@ -118,6 +202,9 @@ const TAG_PF_OPEN: u8 = 8;
 const TAG_PF_DATA: u8 = 9;
 const TAG_PF_CLOSE: u8 = 10;
 const TAG_AUDIT: u8 = 11;
+const TAG_PF_BYTES: u8 = 16;
+const TAG_PF_HALF_CLOSE: u8 = 17;
+const TAG_PF_END: u8 = 18;
 
 /// Why an event could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -206,10 +293,7 @@ impl Event {
                 bytes,
             } => {
                 varint::encode(*conn, &mut owned);
-                owned.push(match direction {
-                    Direction::ToPod => 0,
-                    Direction::FromPod => 1,
-                });
+                owned.push(direction_byte(*direction));
                 owned.extend_from_slice(bytes);
                 TAG_PF_DATA
             }
@@ -217,6 +301,31 @@ impl Event {
                 varint::encode(*conn, &mut owned);
                 owned.extend_from_slice(error.as_bytes());
                 TAG_PF_CLOSE
+            }
+            EventKind::PortForwardBytes {
+                conn,
+                to_pod,
+                from_pod,
+            } => {
+                varint::encode(*conn, &mut owned);
+                varint::encode(*to_pod, &mut owned);
+                varint::encode(*from_pod, &mut owned);
+                TAG_PF_BYTES
+            }
+            EventKind::PortForwardHalfClose { conn, direction } => {
+                varint::encode(*conn, &mut owned);
+                owned.push(direction_byte(*direction));
+                TAG_PF_HALF_CLOSE
+            }
+            EventKind::PortForwardEnd {
+                conn,
+                outcome,
+                message,
+            } => {
+                varint::encode(*conn, &mut owned);
+                owned.push(outcome.code());
+                owned.extend_from_slice(message.as_bytes());
+                TAG_PF_END
             }
         };
         (tag, Cow::Owned(owned))
@@ -256,6 +365,21 @@ pub fn encode_all_split(events: &[Event], base_us: u64) -> Vec<u8> {
     }
     finish_split(&mut payloads, &heads);
     payloads
+}
+
+fn direction_byte(direction: Direction) -> u8 {
+    match direction {
+        Direction::ToPod => 0,
+        Direction::FromPod => 1,
+    }
+}
+
+fn direction_of(byte: u8) -> Result<Direction, &'static str> {
+    match byte {
+        0 => Ok(Direction::ToPod),
+        1 => Ok(Direction::FromPod),
+        _ => Err("unknown direction"),
+    }
 }
 
 fn data_tag(stream: Stream) -> u8 {
@@ -431,11 +555,7 @@ fn decode_payload(tag: u8, payload: &[u8]) -> Result<EventKind, &'static str> {
         TAG_PF_DATA => {
             let conn = take_varint(&mut p, "bad connection id")?;
             let (&dir, bytes) = p.split_first().ok_or("missing direction")?;
-            let direction = match dir {
-                0 => Direction::ToPod,
-                1 => Direction::FromPod,
-                _ => return Err("unknown direction"),
-            };
+            let direction = direction_of(dir)?;
             EventKind::PortForwardData {
                 conn,
                 direction,
@@ -447,6 +567,38 @@ fn decode_payload(tag: u8, payload: &[u8]) -> Result<EventKind, &'static str> {
             EventKind::PortForwardClose {
                 conn,
                 error: utf8(p)?,
+            }
+        }
+        TAG_PF_BYTES => {
+            let conn = take_varint(&mut p, "bad connection id")?;
+            let to_pod = take_varint(&mut p, "bad byte count")?;
+            let from_pod = take_varint(&mut p, "bad byte count")?;
+            if !p.is_empty() {
+                return Err("trailing bytes after port-forward bytes");
+            }
+            EventKind::PortForwardBytes {
+                conn,
+                to_pod,
+                from_pod,
+            }
+        }
+        TAG_PF_HALF_CLOSE => {
+            let conn = take_varint(&mut p, "bad connection id")?;
+            match p {
+                [dir] => EventKind::PortForwardHalfClose {
+                    conn,
+                    direction: direction_of(*dir)?,
+                },
+                _ => return Err("half-close direction must be one byte"),
+            }
+        }
+        TAG_PF_END => {
+            let conn = take_varint(&mut p, "bad connection id")?;
+            let (&outcome, message) = p.split_first().ok_or("missing outcome")?;
+            EventKind::PortForwardEnd {
+                conn,
+                outcome: ForwardOutcome::from_code(outcome),
+                message: utf8(message)?,
             }
         }
         // Tag 0 is never written: a zeroed buffer must not decode as events.
@@ -512,6 +664,65 @@ mod tests {
                 reason: "text is not UTF-8"
             })
         );
+    }
+
+    /// The port-forward connection events (tags 16–18), byte for byte.
+    #[test]
+    fn port_forward_byte_vectors() {
+        let encode = |kind: EventKind| {
+            let mut out = Vec::new();
+            Event { at_us: 0, kind }.encode(0, &mut out);
+            out
+        };
+        // Connection 3 moved 300 bytes to the pod (ac 02) and 1 back: tag 16, delta 0, len 4.
+        let bytes = encode(EventKind::PortForwardBytes {
+            conn: 3,
+            to_pod: 300,
+            from_pod: 1,
+        });
+        assert_eq!(bytes, [0x10, 0x00, 0x04, 3, 0xac, 0x02, 1]);
+        // The pod's side of connection 3 finished: tag 17, conn 3, direction 1.
+        let half = encode(EventKind::PortForwardHalfClose {
+            conn: 3,
+            direction: Direction::FromPod,
+        });
+        assert_eq!(half, [0x11, 0x00, 0x02, 3, 1]);
+        // Connection 3 refused (outcome 4) with a reason: tag 18, conn, outcome, UTF-8 text.
+        let end = encode(EventKind::PortForwardEnd {
+            conn: 3,
+            outcome: ForwardOutcome::Refused,
+            message: "no".into(),
+        });
+        assert_eq!(end, [0x12, 0x00, 0x04, 3, 4, b'n', b'o']);
+        for wire in [&bytes, &half, &end] {
+            let decoded = decode_all(wire, 0).unwrap();
+            let mut again = Vec::new();
+            decoded[0].encode(0, &mut again);
+            assert_eq!(&again, wire);
+        }
+        // An outcome a newer writer added survives; bad payloads are errors.
+        let newer = [0x12, 0x00, 0x02, 3, 9];
+        assert_eq!(
+            decode_all(&newer, 0).unwrap()[0].kind,
+            EventKind::PortForwardEnd {
+                conn: 3,
+                outcome: ForwardOutcome::Other(9),
+                message: String::new()
+            }
+        );
+        for bad in [
+            &[0x10, 0x00, 0x02, 3, 1][..],
+            &[0x10, 0x00, 0x05, 3, 1, 1, 1, 1],
+            &[0x11, 0x00, 0x02, 3, 2],
+            &[0x11, 0x00, 0x03, 3, 1, 1],
+            &[0x12, 0x00, 0x01, 3],
+            &[0x12, 0x00, 0x03, 3, 0, 0xff],
+        ] {
+            assert!(
+                matches!(decode_all(bad, 0), Err(EventError::Payload { .. })),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

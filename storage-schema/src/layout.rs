@@ -177,7 +177,7 @@ impl StreamRoot {
     /// `sessions/`; see the module notes.)
     pub fn of(class: StreamClass) -> Self {
         match class {
-            StreamClass::Session => StreamRoot::Sessions,
+            StreamClass::Session | StreamClass::PortForward => StreamRoot::Sessions,
             StreamClass::AuditStream => StreamRoot::Audit,
         }
     }

@@ -54,8 +54,10 @@ pub const FORMAT_VERSION: u32 = 2;
 pub use audit::{AuditDecision, AuditRecord};
 pub use builder::{ChunkBuilder, FlushPolicy, Totals, ZstdTables};
 pub use chunk::{ChainDigest, ChunkError, ChunkHeader, SealedChunk};
-pub use event::{Direction, Event, EventKind, Stream};
+pub use event::{Direction, Event, EventKind, ForwardOutcome, Stream};
 pub use keys::{DataKey, KeyError, Keyring, PublicKey, SigningKey};
-pub use seal::{ExitInfo, SealPayload, SealState, StreamBytes};
-pub use session::{Identity, SessionId, SessionKind, SessionMeta, StreamClass, Target, TermSize};
+pub use seal::{ExitInfo, ForwardTotals, SealPayload, SealState, StreamBytes};
+pub use session::{
+    ForwardMeta, Identity, SessionId, SessionKind, SessionMeta, StreamClass, Target, TermSize,
+};
 pub use verify::{Damage, Report, SessionState, Verifier};

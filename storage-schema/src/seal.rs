@@ -30,6 +30,23 @@ pub struct StreamBytes {
     pub port_forward: u64,
 }
 
+/// A port-forward session's connections, from its events (added without a version bump: seals
+/// of other sessions, and older seals, have none).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ForwardTotals {
+    /// Connections opened (`PortForwardOpen` events), refused ones included.
+    pub connections: u64,
+    /// Of those, refused by the gateway's policy.
+    #[serde(default)]
+    pub refused: u64,
+    /// Bytes moved to the pod and back, summed over `PortForwardBytes` events (whether or not
+    /// the payload was captured).
+    #[serde(default)]
+    pub to_pod: u64,
+    #[serde(default)]
+    pub from_pod: u64,
+}
+
 /// The process's end, as recorded.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ExitInfo {
@@ -60,6 +77,10 @@ pub struct SealPayload {
     /// (absent in seals written before it existed, and in `interrupted` seals).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commands: Option<crate::commands::CommandsRef>,
+    /// Port-forward connections and bytes (what `kubetape ls` shows without a key); absent
+    /// when the session forwarded nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_forward: Option<ForwardTotals>,
 }
 
 /// Why a seal could not be read or trusted.

@@ -181,16 +181,37 @@ pub enum SessionKind {
     Audit,
 }
 
+/// What a port-forward session was asked and allowed to do (sessions of kind
+/// [`SessionKind::PortForward`]; added without a version bump, as an optional field).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ForwardMeta {
+    /// Ports named in the request (`?ports=`, the channel protocol). kubectl names none up
+    /// front: it asks per connection, and each connection's port is in its open event.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<u16>,
+    /// The ports the policy allows (`80, 8000-8080`), or `any`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub allowed_ports: String,
+    /// Payload capture: `metadata` (connections, ports, bytes, outcomes) or `full` (also every
+    /// byte each way, as port-forward data events).
+    pub capture: String,
+    /// The client's protocol (`SPDY/3.1+portforward.k8s.io` over WebSocket, `SPDY/3.1`,
+    /// `v4.channel.k8s.io`) and the one spoken to the cluster.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub client_protocol: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub upstream_protocol: String,
+}
+
 impl SessionKind {
     /// What readers make of a stream of this kind. Every reader that must tell sessions from
     /// other streams asks this, and nothing else: a new kind picks its class here once.
     pub fn class(self) -> StreamClass {
         match self {
-            SessionKind::Exec
-            | SessionKind::Attach
-            | SessionKind::Debug
-            | SessionKind::PortForward
-            | SessionKind::Local => StreamClass::Session,
+            SessionKind::Exec | SessionKind::Attach | SessionKind::Debug | SessionKind::Local => {
+                StreamClass::Session
+            }
+            SessionKind::PortForward => StreamClass::PortForward,
             SessionKind::Audit => StreamClass::AuditStream,
         }
     }
@@ -199,15 +220,20 @@ impl SessionKind {
 /// What a recorded stream is to its readers: which commands show it and which prefix it is
 /// written under ([`crate::layout::StreamRoot::of`]).
 ///
-/// Deliberately exhaustive: a new class (port-forward recordings, if they must be listed or
-/// played differently) fails to compile in every `match` until each reader has decided what to
-/// do with it.
+/// Deliberately exhaustive: a new class fails to compile in every `match` until each reader has
+/// decided what to do with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum StreamClass {
-    /// A person's or a job's session (exec, attach, debug, port-forward, a local recording):
-    /// listed by `ls`, played, searched, exported.
+    /// A person's or a job's terminal session (exec, attach, debug, a local recording): listed
+    /// by `ls`, played, searched, exported.
     Session,
+    /// A port-forward: a person's session like a shell (identity, grant, revocation, an end;
+    /// written under `sessions/`, listed by `ls`, sealed and verified the same way), but with
+    /// connections instead of a terminal: `play` shows them as a timeline, `cat` prints one
+    /// connection's captured bytes (`--connection`), and there is nothing to export to a
+    /// terminal format or to search for typed commands.
+    PortForward,
     /// A gateway's audit log, one record per request: read by `kubetape audit`, checked by
     /// `verify --all`, never listed, played or searched as a session.
     AuditStream,
@@ -240,6 +266,9 @@ pub struct SessionMeta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grant: Option<Grant>,
     pub keys: KeyIds,
+    /// Port-forward sessions: ports, capture, protocols.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_forward: Option<ForwardMeta>,
     /// Fields written by newer versions, kept so reading never loses them.
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
@@ -275,6 +304,7 @@ impl SessionMeta {
                 kek: String::new(),
                 signing: String::new(),
             },
+            port_forward: None,
             extra: BTreeMap::new(),
         }
     }

@@ -10,7 +10,7 @@ use crate::builder::Totals;
 use crate::chunk::{ChainDigest, ChunkError, SealedChunk};
 use crate::event::Event;
 use crate::keys::{DataKey, PublicKey};
-use crate::seal::{SealError, SealPayload, SealState, StreamBytes};
+use crate::seal::{ForwardTotals, SealError, SealPayload, SealState, StreamBytes};
 use crate::session::SessionId;
 
 /// One thing wrong with a recording.
@@ -66,6 +66,11 @@ pub enum Damage {
     SealBytes {
         sealed: StreamBytes,
         found: StreamBytes,
+    },
+    #[error("seal's port-forward totals {sealed:?} do not match the recorded events {found:?}")]
+    SealForward {
+        sealed: ForwardTotals,
+        found: ForwardTotals,
     },
 }
 
@@ -250,6 +255,17 @@ impl<'k> Verifier<'k> {
                             self.damage.push(Damage::SealBytes {
                                 sealed: payload.bytes,
                                 found: self.totals.bytes,
+                            });
+                        }
+                        // Seals written before port-forward totals existed have none to check.
+                        if let Some(sealed) = payload.port_forward
+                            && self.dek.is_some()
+                            && self.damage.is_empty()
+                            && sealed != self.totals.forward
+                        {
+                            self.damage.push(Damage::SealForward {
+                                sealed,
+                                found: self.totals.forward,
                             });
                         }
                     }

@@ -273,3 +273,212 @@ async fn regenerate() {
     }
     fs::write(dir.join("expected-events.txt"), dump(&events)).unwrap();
 }
+
+// === port-forward sessions (events 16–18, the seal's and metadata's port-forward fields) ===
+
+/// The port-forward fixture: written by format v2 once those events existed, in a directory of
+/// its own (the v2 directory's bytes are frozen). Every later version must read it exactly.
+fn forward_fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v2-portforward")
+}
+
+/// A forward of three connections: one curl-like exchange with half-close and full capture,
+/// one refused by the policy, one ended with the session.
+fn forward_fixture_events() -> Vec<Event> {
+    use storage_schema::ForwardOutcome;
+    let mut at = 0;
+    let mut next = |step: u64, kind: EventKind| {
+        at += step;
+        Event { at_us: at, kind }
+    };
+    let data = |conn, direction, bytes: &[u8]| EventKind::PortForwardData {
+        conn,
+        direction,
+        bytes: bytes.to_vec(),
+    };
+    vec![
+        next(0, EventKind::PortForwardOpen { conn: 1, port: 80 }),
+        next(
+            900,
+            data(1, Direction::ToPod, b"GET / HTTP/1.1\r\nHost: demo\r\n\r\n"),
+        ),
+        next(
+            10,
+            EventKind::PortForwardHalfClose {
+                conn: 1,
+                direction: Direction::ToPod,
+            },
+        ),
+        next(
+            1_200,
+            data(1, Direction::FromPod, b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nhi\n"),
+        ),
+        next(
+            5,
+            EventKind::PortForwardHalfClose {
+                conn: 1,
+                direction: Direction::FromPod,
+            },
+        ),
+        next(
+            5,
+            EventKind::PortForwardBytes {
+                conn: 1,
+                to_pod: 30,
+                from_pod: 41,
+            },
+        ),
+        next(
+            1,
+            EventKind::PortForwardEnd {
+                conn: 1,
+                outcome: ForwardOutcome::Closed,
+                message: String::new(),
+            },
+        ),
+        next(
+            2_000_000,
+            EventKind::PortForwardOpen {
+                conn: 2,
+                port: 5432,
+            },
+        ),
+        next(
+            0,
+            EventKind::PortForwardEnd {
+                conn: 2,
+                outcome: ForwardOutcome::Refused,
+                message: "kubetape: port 5432 is not allowed: the access policy (binding developers → role developer rule 1) lets this forward reach ports 80, 7000 only".into(),
+            },
+        ),
+        next(1_000_000, EventKind::PortForwardOpen { conn: 3, port: 7000 }),
+        next(100, data(3, Direction::ToPod, &[0xde, 0xad, 0xbe, 0xef])),
+        next(100, data(3, Direction::FromPod, &[0xde, 0xad, 0xbe, 0xef])),
+        next(
+            1_000_000,
+            EventKind::PortForwardBytes {
+                conn: 3,
+                to_pod: 4,
+                from_pod: 4,
+            },
+        ),
+        next(
+            10,
+            EventKind::Marker {
+                text: "kubetape: access for alice@example.com was revoked".into(),
+            },
+        ),
+        next(
+            0,
+            EventKind::PortForwardEnd {
+                conn: 3,
+                outcome: ForwardOutcome::Ended,
+                message: "kubetape: access for alice@example.com was revoked".into(),
+            },
+        ),
+        next(
+            5,
+            EventKind::Exit {
+                code: 1,
+                message: "kubetape: access for alice@example.com was revoked".into(),
+            },
+        ),
+    ]
+}
+
+fn forward_meta() -> storage_schema::SessionMeta {
+    let mut meta = common::meta();
+    meta.kind = storage_schema::SessionKind::PortForward;
+    meta.command = vec!["fixture-port-forward".into()];
+    meta.tty = false;
+    meta.size = None;
+    meta.target.container = None;
+    meta.port_forward = Some(storage_schema::ForwardMeta {
+        ports: vec![],
+        allowed_ports: "80, 7000".into(),
+        capture: "full".into(),
+        client_protocol: "websocket (SPDY/3.1+portforward.k8s.io)".into(),
+        upstream_protocol: "SPDY/3.1 (portforward.k8s.io)".into(),
+    });
+    meta
+}
+
+#[tokio::test]
+async fn the_port_forward_fixture_reads_and_verifies() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_tree(&forward_fixture_dir(), tmp.path());
+    for entry in fs::read_dir(tmp.path().join("keys")).unwrap() {
+        fs::set_permissions(entry.unwrap().path(), fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let store = Store::open(&format!("file://{}", tmp.path().join("store").display())).unwrap();
+    let ring = Keyring::open(&tmp.path().join("keys")).unwrap();
+    let ids = list_sessions(&store).await.unwrap();
+    assert_eq!(ids.len(), 1);
+    let report = verify_session(&store, ids[0], KeySource::Keyring(&ring))
+        .await
+        .unwrap();
+    assert!(report.intact(), "{:?}", report.damage);
+    let SessionState::Sealed(seal) = &report.state else {
+        panic!("{:?}", report.state)
+    };
+    assert_eq!(
+        seal.port_forward,
+        Some(storage_schema::ForwardTotals {
+            connections: 3,
+            refused: 1,
+            to_pod: 34,
+            from_pod: 45,
+        })
+    );
+    assert_eq!(seal.bytes.port_forward, 30 + 41 + 4 + 4);
+    let reader = SessionReader::open(&store, &ring, ids[0]).await.unwrap();
+    assert_eq!(reader.meta(), &{
+        let mut m = forward_meta();
+        m.session = ids[0];
+        m.started_at_us = reader.meta().started_at_us;
+        m.keys = reader.meta().keys.clone();
+        m
+    });
+    let mut events = Vec::new();
+    reader
+        .for_each_event(|e| events.push(e.clone()))
+        .await
+        .unwrap();
+    let expected = fs::read_to_string(forward_fixture_dir().join("expected-events.txt")).unwrap();
+    assert_eq!(dump(&events), expected);
+    assert_eq!(dump(&forward_fixture_events()), expected);
+}
+
+#[tokio::test]
+#[ignore = "writes new fixture bytes; run by hand only when adding fixtures"]
+async fn regenerate_port_forward() {
+    let dir = forward_fixture_dir();
+    assert!(
+        !dir.join("store").exists(),
+        "{} exists; fixture bytes must never be rewritten",
+        dir.display()
+    );
+    let (ring, _) = Keyring::open_or_init(&dir.join("keys")).unwrap();
+    let store = Store::open(&format!("file://{}", dir.join("store").display())).unwrap();
+    let events = forward_fixture_events();
+    let rec = Recorder::start(store.clone(), &ring, forward_meta(), FlushPolicy::default())
+        .await
+        .unwrap();
+    for e in &events {
+        rec.record_at(e.clone()).await.unwrap();
+    }
+    rec.finish(Some(ExitInfo {
+        code: 1,
+        message: "kubetape: access for alice@example.com was revoked".into(),
+    }))
+    .await
+    .unwrap();
+    fs::write(dir.join("expected-events.txt"), dump(&events)).unwrap();
+    fs::write(
+        dir.join("README.md"),
+        "Golden port-forward recording written by format v2 once its connection events (tags 16-18)\n\
+         and the seal's and metadata's `port_forward` fields existed (see `../../fixtures.rs`). The\n\
+         keys are test keys made for this fixture only. Never rewrite these bytes.\n",
+    )
+    .unwrap();
+}

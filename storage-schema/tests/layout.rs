@@ -86,7 +86,12 @@ async fn audit_statuses(reader: &SessionReader) -> Vec<u16> {
 fn every_kind_has_one_class() {
     use SessionKind::*;
     for kind in [Exec, Attach, Debug, PortForward, Local] {
-        assert_eq!(kind.class(), StreamClass::Session, "{kind:?}");
+        let want = if kind == PortForward {
+            StreamClass::PortForward
+        } else {
+            StreamClass::Session
+        };
+        assert_eq!(kind.class(), want, "{kind:?}");
         assert_eq!(
             StreamRoot::of(kind.class()).prefix(),
             layout::SESSIONS,

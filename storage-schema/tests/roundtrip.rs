@@ -7,8 +7,8 @@ use proptest::prelude::*;
 use storage_schema::builder::MAX_EVENT_DATA;
 use storage_schema::store::{KeySource, SessionReader, verify_session};
 use storage_schema::{
-    ChunkBuilder, DataKey, Direction, Event, EventKind, FlushPolicy, SessionState, SigningKey,
-    Stream, Verifier, ZstdTables,
+    ChunkBuilder, DataKey, Direction, Event, EventKind, FlushPolicy, ForwardOutcome, SessionState,
+    SigningKey, Stream, Verifier, ZstdTables,
 };
 
 fn arb_kind() -> impl Strategy<Value = EventKind> {
@@ -32,7 +32,20 @@ fn arb_kind() -> impl Strategy<Value = EventKind> {
         }),
         1 => (any::<u64>(), ".{0,40}").prop_map(|(conn, error)| EventKind::PortForwardClose { conn, error }),
         1 => ".{0,40}".prop_map(|json| EventKind::Audit { json }),
-        1 => (12u8.., bytes).prop_map(|(tag, payload)| EventKind::Unknown { tag, payload }),
+        1 => (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(conn, to_pod, from_pod)| EventKind::PortForwardBytes { conn, to_pod, from_pod }),
+        1 => (any::<u64>(), any::<bool>()).prop_map(|(conn, d)| EventKind::PortForwardHalfClose {
+            conn,
+            direction: if d { Direction::FromPod } else { Direction::ToPod },
+        }),
+        1 => (any::<u64>(), any::<u8>(), ".{0,40}").prop_map(|(conn, code, message)| EventKind::PortForwardEnd {
+            conn,
+            outcome: ForwardOutcome::from_code(code),
+            message,
+        }),
+        // Tags 0..=11 and 16..=18 are taken (0 reserved).
+        1 => (12u8.., bytes)
+            .prop_filter("a known tag", |(tag, _)| !(16..=18).contains(tag))
+            .prop_map(|(tag, payload)| EventKind::Unknown { tag, payload }),
     ]
 }
 

@@ -92,7 +92,8 @@ claims = { repository = "acme/shop", environment = "staging" }
 /// The tests' cluster (a sandbox configuration): `demo` (prints `demo-started`, then idles),
 /// `web` in `staging`, `echo` (a `cat` with stdin, ended by the attacher's end of input),
 /// `shells` and `shells-osc` (a known prompt for the command-extraction corpus, the second with
-/// OSC 133/7 shell integration) and `db` in `prod`.
+/// OSC 133/7 shell integration) and `db` in `prod`. `demo` serves HTTP on 80 and a TCP echo on
+/// 7000, `db` a TCP echo on 5432 (port-forward).
 pub const SANDBOX_CONFIG: &str = r#"
 [[pods]]
 name = "demo"
@@ -100,6 +101,8 @@ namespace = "default"
 [[pods.containers]]
 name = "shell"
 command = ["sh", "-c", "echo demo-started; while true; do sleep 3600; done"]
+# Real servers behind the pod's ports (port-forward): HTTP with known bytes and upload echo, TCP echo.
+ports = [{ port = 80, serve = "http" }, { port = 7000, serve = "echo" }]
 
 [[pods]]
 name = "web"
@@ -155,6 +158,7 @@ namespace = "prod"
 [[pods.containers]]
 name = "postgres"
 command = ["sh", "-c", "while true; do sleep 3600; done"]
+ports = [{ port = 5432, serve = "echo" }]
 "#;
 
 /// The files a test gateway runs from, in one directory:

@@ -70,6 +70,12 @@ impl Cluster {
 
     /// [`Cluster::start`] with another policy file (`{ci_issuer}` is replaced).
     pub fn start_with_policy(policy: &str) -> Self {
+        Self::start_with_policy_and_sandbox_args(policy, &[])
+    }
+
+    /// [`Cluster::start_with_policy`], the sandbox started with extra `serve` arguments (its
+    /// modes: `--exec-websocket refuse`, ...).
+    pub fn start_with_policy_and_sandbox_args(policy: &str, sandbox_args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().to_path_buf();
         let home = root.join("home");
@@ -79,7 +85,9 @@ impl Cluster {
         cmd.args(["serve", "--config"])
             .arg(root.join("sandbox.toml"))
             .args(["--listen", "127.0.0.1:0", "--state-dir"]);
-        cmd.arg(root.join("sandbox-state")).env("HOME", &home);
+        cmd.arg(root.join("sandbox-state"))
+            .args(sandbox_args)
+            .env("HOME", &home);
         let (sandbox, line) = spawn_until(cmd, "listening on", root.join("sandbox.log"));
         let sandbox_addr = addr_in(&line);
 

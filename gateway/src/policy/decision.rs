@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::attributes::{Attributes, ResourceRequest};
-use super::file::{Binding, Policy, Role, Rule};
+use super::file::{Binding, Capture, Policy, PortRange, Role, Rule};
 use super::glob::glob;
 use crate::authn::Identity;
 
@@ -28,6 +28,55 @@ pub struct Allowed {
     pub max_session: Option<Duration>,
     /// The grant that allowed it, when no binding did.
     pub grant: Option<String>,
+    /// For a port-forward: the ports it may reach and what is recorded of its bytes.
+    pub forward: ForwardScope,
+}
+
+/// What a port-forward may reach, and what its recording keeps: the ports of every rule that
+/// allows it together (any port if one of those rules names none), and the fullest capture any
+/// of them asks for (recording more is the safe way to resolve a disagreement).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ForwardScope {
+    /// `None`: any port.
+    pub ports: Option<Vec<PortRange>>,
+    pub capture: Capture,
+}
+
+impl ForwardScope {
+    fn of<'a>(rules: impl IntoIterator<Item = &'a Rule>) -> Self {
+        let mut scope = ForwardScope {
+            ports: Some(Vec::new()),
+            capture: Capture::Metadata,
+        };
+        for rule in rules {
+            scope.capture = scope.capture.max(rule.capture);
+            match (&mut scope.ports, rule.ports.is_empty()) {
+                (ports @ Some(_), true) => *ports = None,
+                (Some(list), false) => list.extend(rule.ports.iter().copied()),
+                (None, _) => {}
+            }
+        }
+        scope
+    }
+
+    /// Whether a connection to `port` is allowed.
+    pub fn allows(&self, port: u16) -> bool {
+        self.ports
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|r| r.contains(port)))
+    }
+
+    /// `80, 8000-8080`, or `any`.
+    pub fn describe_ports(&self) -> String {
+        match &self.ports {
+            None => "any".into(),
+            Some(list) => list
+                .iter()
+                .map(PortRange::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
 }
 
 /// The decision.
@@ -51,6 +100,7 @@ impl Policy {
                         rule: "non-resource read (any authenticated identity)".into(),
                         max_session: None,
                         grant: None,
+                        forward: ForwardScope::default(),
                     })
                 } else {
                     Decision::Deny(format!(
@@ -87,6 +137,7 @@ impl Policy {
                                 rule,
                                 max_session: binding.max_session,
                                 grant: None,
+                                forward: ForwardScope::default(),
                             });
                         }
                         // Several bindings allow it: the most generous limit wins, as with roles.
@@ -100,7 +151,18 @@ impl Policy {
                 }
             }
         }
-        if let Some(a) = allowed {
+        if let Some(mut a) = allowed {
+            if is_port_forward(req) {
+                a.forward = ForwardScope::of(
+                    self.bindings
+                        .iter()
+                        .filter(|b| b.matches(who))
+                        .flat_map(|b| &b.roles)
+                        .filter_map(|name| self.role(name))
+                        .flat_map(|role| &role.rules)
+                        .filter(|rule| rule.allows(req)),
+                );
+            }
             return Decision::Allow(a);
         }
         for grant in grants {
@@ -111,10 +173,16 @@ impl Policy {
                 continue;
             };
             if let Some(i) = role.rules.iter().position(|r| r.allows(req)) {
+                let forward = if is_port_forward(req) {
+                    ForwardScope::of(role.rules.iter().filter(|r| r.allows(req)))
+                } else {
+                    ForwardScope::default()
+                };
                 return Decision::Allow(Allowed {
                     rule: format!("grant {} → role {} rule {}", grant.id, role.name, i + 1),
                     max_session: None,
                     grant: Some(grant.id.to_string()),
+                    forward,
                 });
             }
         }
@@ -206,6 +274,10 @@ impl Rule {
             && (self.resource_names.is_empty()
                 || (!req.name.is_empty() && self.resource_names.contains(&req.name)))
     }
+}
+
+fn is_port_forward(req: &ResourceRequest) -> bool {
+    req.resource == "pods" && req.subresource == "portforward" && req.api_group.is_empty()
 }
 
 /// RBAC's resource matching: `pods` is the resource alone, `pods/exec` one subresource,
@@ -463,6 +535,87 @@ claims = { repository = "org/app", environment = "staging*" }
             "/apis/apps/v1/namespaces/staging/deployments/api",
             &[not_requestable]
         )));
+    }
+
+    #[test]
+    fn port_forward_scope_joins_the_allowing_rules() {
+        let policy = r#"
+[[roles]]
+name = "db"
+[[roles.rules]]
+namespaces = ["prod"]
+resources = ["pods/portforward"]
+verbs = ["create"]
+ports = [5432]
+capture = "full"
+[[roles.rules]]
+namespaces = ["prod", "staging"]
+resources = ["pods/portforward"]
+verbs = ["create"]
+ports = ["8000-8080"]
+[[roles.rules]]
+namespaces = ["dev"]
+resources = ["pods/*"]
+verbs = ["create"]
+
+[[roles]]
+name = "db-oncall"
+requestable = true
+approvers = ["sre"]
+[[roles.rules]]
+namespaces = ["prod"]
+resources = ["pods/portforward"]
+verbs = ["create"]
+ports = [9187]
+
+[[bindings]]
+name = "dbas"
+groups = ["dba"]
+roles = ["db"]
+"#;
+        let p = Policy::from_toml(policy, "p").unwrap();
+        let dba = who("d", &["dba"], "i", &[]);
+        let scope = |ns: &str, grants: &[Elevation<'_>], w: &Identity| match decide(
+            &p,
+            w,
+            "POST",
+            &format!("/api/v1/namespaces/{ns}/pods/db/portforward"),
+            grants,
+        ) {
+            Decision::Allow(a) => Some(a.forward),
+            Decision::Deny(_) => None,
+        };
+        // prod: both rules allow it; their ports together, the fuller capture.
+        let prod = scope("prod", &[], &dba).unwrap();
+        assert!(prod.allows(5432) && prod.allows(8000) && prod.allows(8080));
+        assert!(!prod.allows(5433) && !prod.allows(22));
+        assert_eq!(prod.capture, Capture::Full);
+        assert_eq!(prod.describe_ports(), "5432, 8000-8080");
+        // staging: only the range, metadata; dev: any port.
+        let staging = scope("staging", &[], &dba).unwrap();
+        assert!(!staging.allows(5432) && staging.allows(8001));
+        assert_eq!(staging.capture, Capture::Metadata);
+        let dev = scope("dev", &[], &dba).unwrap();
+        assert!(dev.allows(1) && dev.allows(65535));
+        assert_eq!(dev.describe_ports(), "any");
+        // A grant: its role's rules only.
+        let outsider = who("o", &[], "i", &[]);
+        assert_eq!(scope("prod", &[], &outsider), None);
+        let grant = Elevation {
+            id: "g",
+            role: "db-oncall",
+            namespace: "prod",
+        };
+        let granted = scope("prod", &[grant], &outsider).unwrap();
+        assert!(granted.allows(9187) && !granted.allows(5432));
+        // Other requests carry no port limits.
+        let Decision::Allow(a) =
+            decide(&p, &dba, "POST", "/api/v1/namespaces/dev/pods/x/exec", &[])
+        else {
+            panic!()
+        };
+        assert_eq!(a.forward, ForwardScope::default());
+        assert!(a.forward.allows(1));
     }
 
     #[test]

@@ -87,6 +87,93 @@ pub struct Rule {
     /// If not empty, only objects with these names (never lists or creates without a name).
     #[serde(default)]
     pub resource_names: Vec<String>,
+    /// port-forward only: the pod ports this rule lets a forward reach (`[5432, "8000-8080"]`);
+    /// empty: any port. A connection to another port is refused, the rest of the forward goes on.
+    #[serde(default)]
+    pub ports: Vec<PortRange>,
+    /// port-forward only: what is recorded of each connection's bytes, `metadata` (ports,
+    /// bytes, times, outcomes; the default) or `full` (also the bytes themselves).
+    #[serde(default)]
+    pub capture: Capture,
+}
+
+/// Ports a rule allows a forward to reach: one port, or an inclusive range written
+/// `"8000-8080"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl PortRange {
+    pub fn contains(&self, port: u16) -> bool {
+        (self.first..=self.last).contains(&port)
+    }
+}
+
+impl std::fmt::Display for PortRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.first == self.last {
+            write!(f, "{}", self.first)
+        } else {
+            write!(f, "{}-{}", self.first, self.last)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            One(i64),
+            Text(String),
+        }
+        let port = |n: i64| {
+            u16::try_from(n)
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("port {n} is not 1-65535"))
+        };
+        let range = match Raw::deserialize(d)? {
+            Raw::One(n) => port(n).map(|p| PortRange { first: p, last: p }),
+            Raw::Text(t) => {
+                let (a, b) = t.split_once('-').unwrap_or((&t, &t));
+                match (a.trim().parse::<i64>(), b.trim().parse::<i64>()) {
+                    (Ok(a), Ok(b)) => port(a).and_then(|first| {
+                        let last = port(b)?;
+                        if first <= last {
+                            Ok(PortRange { first, last })
+                        } else {
+                            Err(format!("port range {t:?} runs backwards"))
+                        }
+                    }),
+                    _ => Err(format!("{t:?} is not a port or a range like \"8000-8080\"")),
+                }
+            }
+        };
+        range.map_err(serde::de::Error::custom)
+    }
+}
+
+/// What a port-forward's recording keeps of each connection's bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Capture {
+    /// Connections, ports, byte counts, times and outcomes.
+    #[default]
+    Metadata,
+    /// All of that and every byte each way, encrypted like terminal output.
+    Full,
+}
+
+impl Capture {
+    pub fn name(self) -> &'static str {
+        match self {
+            Capture::Metadata => "metadata",
+            Capture::Full => "full",
+        }
+    }
 }
 
 fn core_group() -> Vec<String> {
@@ -309,6 +396,16 @@ impl Rule {
                 ));
             }
         }
+        let forwards = self.resources.iter().any(|r| {
+            let (res, sub) = r.split_once('/').unwrap_or((r, ""));
+            r == "*" || (matches!(res, "pods" | "*") && matches!(sub, "portforward" | "*"))
+        });
+        if (!self.ports.is_empty() || self.capture != Capture::default()) && !forwards {
+            return Err(
+                "`ports` and `capture` are about port-forward: the rule must cover resource \"pods/portforward\""
+                    .into(),
+            );
+        }
         Ok(())
     }
 }
@@ -416,6 +513,63 @@ claims = { repository = "org/*" }
             let err = Policy::from_toml(text, "p.toml").unwrap_err().to_string();
             assert!(err.starts_with("p.toml: "), "{err}");
             assert!(err.contains(want), "{text}\n→ {err}\n(wanted {want:?})");
+        }
+    }
+
+    #[test]
+    fn port_forward_rules_take_ports_and_capture() {
+        let rule = |extra: &str| {
+            format!(
+                "[[roles]]\nname = \"x\"\n[[roles.rules]]\nnamespaces = [\"a\"]\nresources = [\"pods/portforward\"]\nverbs = [\"create\"]\n{extra}"
+            )
+        };
+        let p = Policy::from_toml(
+            &rule("ports = [5432, \"8000-8080\", \" 9 \"]\ncapture = \"full\"\n"),
+            "p",
+        )
+        .unwrap();
+        let r = &p.roles[0].rules[0];
+        assert_eq!(
+            r.ports,
+            [
+                PortRange {
+                    first: 5432,
+                    last: 5432
+                },
+                PortRange {
+                    first: 8000,
+                    last: 8080
+                },
+                PortRange { first: 9, last: 9 }
+            ]
+        );
+        assert_eq!(r.capture, Capture::Full);
+        assert!(r.ports[1].contains(8080) && !r.ports[1].contains(8081));
+        assert_eq!(r.ports[1].to_string(), "8000-8080");
+        let defaults = Policy::from_toml(&rule(""), "p").unwrap();
+        assert_eq!(defaults.roles[0].rules[0].capture, Capture::Metadata);
+        for (extra, want) in [
+            ("ports = [0]\n", "port 0 is not 1-65535"),
+            ("ports = [70000]\n", "port 70000 is not 1-65535"),
+            ("ports = [\"90-80\"]\n", "runs backwards"),
+            ("ports = [\"http\"]\n", "is not a port or a range"),
+            ("capture = \"everything\"\n", "unknown variant `everything`"),
+        ] {
+            let err = Policy::from_toml(&rule(extra), "p")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{extra}: {err}");
+        }
+        // Only where port-forward is covered.
+        let exec_only = "[[roles]]\nname = \"x\"\n[[roles.rules]]\nnamespaces = [\"a\"]\nresources = [\"pods/exec\"]\nverbs = [\"create\"]\nports = [80]\n";
+        let err = Policy::from_toml(exec_only, "p").unwrap_err().to_string();
+        assert!(
+            err.contains("rule 1: `ports` and `capture` are about port-forward"),
+            "{err}"
+        );
+        for covering in ["pods/*", "*", "*/portforward"] {
+            let text = exec_only.replace("pods/exec", covering);
+            assert!(Policy::from_toml(&text, "p").is_ok(), "{covering}");
         }
     }
 

@@ -21,7 +21,9 @@ pub use self::attributes::{
     Attributes, ResourceRequest, VERBS, parse as parse_attributes,
     parse_request as parse_request_attributes,
 };
-pub use self::decision::{Allowed, Decision, Elevation};
-pub use self::file::{Binding, ClaimMatcher, Policy, PolicyError, Role, Rule, valid_name};
+pub use self::decision::{Allowed, Decision, Elevation, ForwardScope};
+pub use self::file::{
+    Binding, Capture, ClaimMatcher, Policy, PolicyError, PortRange, Role, Rule, valid_name,
+};
 pub use self::glob::glob;
 pub use self::reload::{POLL_INTERVAL, PolicyWatch, Reload};

@@ -8,6 +8,7 @@
 //! subresource to it in [`crate::dispatch`].
 
 pub mod exec;
+pub mod portforward;
 
 use http::Response;
 use storage_schema::SessionId;

@@ -105,7 +105,10 @@ pub async fn plan(
     let mut held_sessions: Vec<(u64, u64, Hold)> = Vec::new();
     for s in &seen {
         if let Some(meta) = &s.meta
-            && meta.class() == StreamClass::Session
+            && matches!(
+                meta.class(),
+                StreamClass::Session | StreamClass::PortForward
+            )
             && let Some(hold) = holds.covering(s.dir.id(), Some(meta))
         {
             let end = sealed_end(store, keyring, s.dir, meta)
@@ -183,7 +186,7 @@ pub async fn plan(
             continue;
         }
         let hold = match meta.class() {
-            StreamClass::Session => holds.covering(id, Some(meta)),
+            StreamClass::Session | StreamClass::PortForward => holds.covering(id, Some(meta)),
             StreamClass::AuditStream => {
                 holds.covering_audit(id, Some(meta), (meta.started_at_us, ended), &held_sessions)
             }

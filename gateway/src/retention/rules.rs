@@ -183,7 +183,8 @@ impl Rules {
     pub fn keep_for(&self, meta: &SessionMeta) -> Option<Keep> {
         let rule = self.rules.iter().find(|r| matches(r, meta))?;
         let days = match meta.class() {
-            StreamClass::Session => rule.keep_days,
+            // A port-forward's recording is a person's session like any other.
+            StreamClass::Session | StreamClass::PortForward => rule.keep_days,
             // An audit stream outlives every session it may mention.
             StreamClass::AuditStream => rule.keep_days.max(self.longest_session_days),
         };

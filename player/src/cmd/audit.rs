@@ -20,6 +20,9 @@ const LONG_ABOUT: &str = "\
 Query the gateways' audit log: one record per request a kubetape gateway answered, allowed or
 denied, with the identity (user, groups, issuer, carried CI claims), client, verb, resource,
 namespace, decision and rule, status, latency and, for exec/attach, the recording's session id.
+A port-forward also has one record per forwarded connection (RESOURCE `pods/portforward :PORT
+#N`, N numbering the connections as `kubetape cat --connection` does; decision `deny` for a port
+the policy refused), with its times, bytes each way and outcome under `port_forward` in --json.
 
 Each gateway writes its records into audit streams in the store: encrypted, signed and
 hash-chained like recordings. Every stream is verified before its records are used; a damaged
@@ -249,6 +252,10 @@ fn print_table(records: &[AuditRecord]) -> std::io::Result<()> {
             (Some(res), None) => res.clone(),
             (None, _) => r.path.clone(),
         };
+        let resource = match connection_label(r) {
+            Some(c) => format!("{resource} {c}"),
+            None => resource,
+        };
         let ci: Vec<String> = r.claims.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let decision = match &r.rule {
             Some(rule) => format!("{} ({rule})", r.decision.name()),
@@ -276,9 +283,34 @@ fn print_table(records: &[AuditRecord]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// `:PORT #N` for a port-forward connection's record, from its `port_forward` field.
+fn connection_label(r: &AuditRecord) -> Option<String> {
+    let c = r.extra.get("port_forward")?;
+    Some(format!(
+        ":{} #{}",
+        c.get("port")?.as_u64()?,
+        c.get("connection")?.as_u64()?
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_records_are_labelled_with_port_and_number() {
+        let mut record: AuditRecord = serde_json::from_value(serde_json::json!({
+            "time_us": 100, "gateway": "g", "user": "alice", "client": "c", "method": "GET",
+            "path": "/p", "verb": "create", "decision": "allow", "status": 200, "latency_ms": 0.0
+        }))
+        .unwrap();
+        assert_eq!(connection_label(&record), None);
+        record.extra.insert(
+            "port_forward".into(),
+            serde_json::json!({"connection": 3, "port": 5432, "outcome": "refused"}),
+        );
+        assert_eq!(connection_label(&record).as_deref(), Some(":5432 #3"));
+    }
 
     #[test]
     fn since_accepts_durations_and_times_and_refuses_the_rest() {

@@ -4,7 +4,7 @@ use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;
 
 use storage_schema::store::SessionReader;
-use storage_schema::{EventKind, Stream};
+use storage_schema::{Direction, EventKind, SessionKind, Stream};
 
 use crate::config::Global;
 use crate::resolve;
@@ -20,13 +20,20 @@ store first (who, when, --reason; `kubetape audit --reads` shows it); if it cann
 nothing is printed. If the recording is damaged, the
 intact part before the damage is printed, then the error on stderr, and the exit status is 1.
 Output from `kubetape record` is terminal output (with escape sequences and \\r\\n line ends):
-view it with `less -R`, or just print it to a terminal.";
+view it with `less -R`, or just print it to a terminal.
+
+For a port-forward, `--connection N` prints the bytes of its N-th connection (numbered from 1
+in the order they opened, as `kubetape play` and `kubetape audit` number them): `--direction
+in` what the client sent into the pod, `out` what came back. The bytes are there only when the
+policy asked for them (`capture = \"full\"` on the rule that allowed the forward); otherwise
+the recording holds each connection's ports, times, byte counts and outcome, and this says so.";
 
 const AFTER_HELP: &str = "\
 Examples:
   kubetape cat 4f1c2a9b
   kubetape cat 4f1c2a9b | less -R
-  kubetape cat 4f1c2a9b --stream stdin     what was typed";
+  kubetape cat 4f1c2a9b --stream stdin     what was typed
+  kubetape cat 4f1c2a9b --connection 2 --direction out | sha256sum";
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum StreamArg {
@@ -52,11 +59,67 @@ pub struct Args {
     session: String,
 
     /// Which stream to print (terminal sessions record all output as stdout)
-    #[arg(long, value_enum, default_value = "stdout")]
+    #[arg(
+        long,
+        value_enum,
+        default_value = "stdout",
+        conflicts_with = "connection"
+    )]
     stream: StreamArg,
 
     #[command(flatten)]
     custody: crate::custody::ReadArgs,
+
+    /// A port-forward's connection to print (1 is the first that opened)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    connection: Option<u64>,
+
+    /// With --connection: `in` (client to pod) or `out` (pod to client)
+    #[arg(long, value_enum, default_value = "out", requires = "connection")]
+    direction: DirectionArg,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum DirectionArg {
+    /// What the client sent into the pod
+    In,
+    /// What the pod sent back
+    Out,
+}
+
+impl From<DirectionArg> for Direction {
+    fn from(d: DirectionArg) -> Self {
+        match d {
+            DirectionArg::In => Direction::ToPod,
+            DirectionArg::Out => Direction::FromPod,
+        }
+    }
+}
+
+/// What is printed: a stream's data, or a connection's bytes one way.
+#[derive(Debug, Clone, Copy)]
+enum Wanted {
+    Stream(Stream),
+    Connection(u64, Direction),
+}
+
+impl Wanted {
+    fn bytes<'e>(&self, kind: &'e EventKind) -> Option<&'e [u8]> {
+        match (self, kind) {
+            (Wanted::Stream(want), EventKind::Data { stream, bytes }) if stream == want => {
+                Some(bytes)
+            }
+            (
+                Wanted::Connection(n, dir),
+                EventKind::PortForwardData {
+                    conn,
+                    direction,
+                    bytes,
+                },
+            ) if conn == n && direction == dir => Some(bytes),
+            _ => None,
+        }
+    }
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
@@ -65,16 +128,27 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let id = resolve::session(&store, &args.session).await?;
     crate::custody::log_read(&store, &keyring, id, "cat", &args.custody).await?;
     let reader = SessionReader::open(&store, &keyring, id).await?;
-    crate::class::require_terminal(id, reader.meta())?;
-    let wanted = Stream::from(args.stream);
+    let wanted = match args.connection {
+        Some(n) => Wanted::Connection(n, args.direction.into()),
+        None => {
+            crate::class::require_terminal(id, reader.meta())?;
+            Wanted::Stream(args.stream.into())
+        }
+    };
+    // What a connection request is checked against once the events are read.
+    let mut connections = 0u64;
+    let mut found = false;
 
     let mut out = BufWriter::with_capacity(64 << 10, RawStdout);
     // The reader's callback cannot stop it, so a write error is kept and later output dropped.
     let mut write_error: Option<io::Error> = None;
     let read = reader
         .for_each_event(|event| {
-            if let EventKind::Data { stream, bytes } = &event.kind
-                && *stream == wanted
+            if let EventKind::PortForwardOpen { conn, .. } = &event.kind {
+                connections = connections.max(*conn);
+                found |= matches!(wanted, Wanted::Connection(n, _) if n == *conn);
+            }
+            if let Some(bytes) = wanted.bytes(&event.kind)
                 && write_error.is_none()
                 && let Err(e) = out.write_all(bytes)
             {
@@ -96,6 +170,32 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     if let Err(e) = read {
         eprintln!("kubetape: session {id}: {e}");
         return Ok(ExitCode::FAILURE);
+    }
+    if let Wanted::Connection(n, _) = wanted {
+        let capture = reader
+            .meta()
+            .port_forward
+            .as_ref()
+            .map(|f| f.capture.clone());
+        let problem = if reader.meta().kind != SessionKind::PortForward {
+            Some(format!(
+                "is a {:?} session, not a port-forward: it has no connections",
+                reader.meta().kind
+            ))
+        } else if !found {
+            Some(format!("has no connection {n} (it recorded {connections})"))
+        } else if capture.as_deref() != Some("full") {
+            Some(format!(
+                "recorded connection metadata only (capture = {:?}): ports, times, byte counts and outcomes, not the bytes; `kubetape play` shows them",
+                capture.unwrap_or_default()
+            ))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            eprintln!("kubetape: session {id} {problem}");
+            return Ok(ExitCode::FAILURE);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -25,7 +25,9 @@ The export is logged in the store first (who, when, --reason; `kubetape audit --
 Every chunk is verified before it is decrypted; a damaged recording is not exported (the
 output file is only created once the whole session has been read). Exports hold what the
 session showed — output, resizes, markers and, in asciicast v3, the exit status — never the
-keystrokes: passwords typed at a no-echo prompt stay in the audit store.";
+keystrokes: passwords typed at a no-echo prompt stay in the audit store. A port-forward has no
+terminal and is not exported: `kubetape play` shows its connections and `kubetape cat
+--connection N` prints one's captured bytes.";
 
 const AFTER_HELP: &str = "\
 Examples:

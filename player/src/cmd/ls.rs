@@ -18,7 +18,10 @@ Reads only plaintext metadata and seals, so no keyring is needed. The listing is
 `kubetape verify` is what checks a session is intact. STATE is `sealed` (ended normally),
 `interrupted` (its recorder died and it was sealed later), `open` (live, or its recorder died and
 nobody has run `kubetape seal` yet) or `unreadable`. BYTES counts the recorded output (stdout
-and stderr) when the seal says, and otherwise the space the session takes in the store.
+and stderr) when the seal says, and otherwise the space the session takes in the store. For a
+port-forward (TARGET ends in `portforward`) it is `N conn ↑TO ↓FROM`: the connections it
+forwarded, the bytes sent to the pod and those received from it (`kubetape play` shows them as a
+timeline, `kubetape cat --connection N` prints one's bytes if they were captured).
 
 ID is the session's short id (the last 8 hex digits of its id, its random part): every command
 that takes a session accepts it, the full id, or a unique prefix.
@@ -161,14 +164,21 @@ fn row(s: &SessionSummary) -> [String; 9] {
         ),
         None => ("-".into(), "-".into(), "-".into()),
     };
-    let bytes = match s.bytes {
-        Some(b) => format::bytes(b.stdout + b.stderr),
-        None => format!("{} stored", format::bytes(s.stored_bytes)),
+    let bytes = match (forward_bytes(s), s.bytes) {
+        (Some(f), _) => f,
+        (None, Some(b)) => format::bytes(b.stdout + b.stderr),
+        (None, None) => format!("{} stored", format::bytes(s.stored_bytes)),
     };
     let exit = s
         .exit
         .as_ref()
         .map_or_else(|| "-".to_string(), format::exit);
+    let target = match &s.meta {
+        Some(m) if m.kind == storage_schema::SessionKind::PortForward => {
+            format!("{target} portforward")
+        }
+        _ => target,
+    };
     [
         s.session.to_string(),
         s.session.short(),
@@ -180,4 +190,23 @@ fn row(s: &SessionSummary) -> [String; 9] {
         s.state.clone(),
         exit,
     ]
+}
+
+/// A port-forward's connections and bytes each way, from its seal (`None` for other sessions;
+/// `live` for one still open, whose totals come with its seal).
+fn forward_bytes(s: &SessionSummary) -> Option<String> {
+    let meta = s.meta.as_ref()?;
+    if meta.kind != storage_schema::SessionKind::PortForward {
+        return None;
+    }
+    let t = s.port_forward.unwrap_or_default();
+    Some(match (s.state.as_str(), s.bytes) {
+        ("open", None) => format!("live, {} stored", format::bytes(s.stored_bytes)),
+        _ => format!(
+            "{} conn ↑{} ↓{}",
+            t.connections,
+            format::bytes(t.to_pod),
+            format::bytes(t.from_pod)
+        ),
+    })
 }

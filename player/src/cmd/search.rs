@@ -23,7 +23,8 @@ ended since the last search is read and its commands added. Commands come from t
 commands object, which the gateway writes as it seals an interactive session (reconstructed from
 the keystrokes and the screen, so edits, history recall and tab completion show as the command
 that ran); for a non-interactive exec, the exec's own command line. Passwords typed at a
-no-echo prompt are never in it.
+no-echo prompt are never in it. Port-forwards type no commands and are not searched (`kubetape
+audit` has one record per connection).
 
 PATTERN is a regular expression (Rust regex syntax), matched anywhere in a command; `^` and `$`
 anchor at the command's start and end.";

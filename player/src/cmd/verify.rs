@@ -207,6 +207,21 @@ async fn describe(store: &Store, dir: StreamDir, report: &Report) -> String {
         parts.push(format!("signed by {}", meta.keys.signing));
         match meta.class() {
             StreamClass::Session => {}
+            StreamClass::PortForward => {
+                // Connections, not a terminal: the seal's totals instead of stdout.
+                parts.retain(|p| !p.ends_with(" stdout"));
+                let t = seal.and_then(|p| p.port_forward).unwrap_or_default();
+                parts.insert(
+                    usize::from(state.is_some()),
+                    format!(
+                        "port-forward, {} connection{} ↑{} ↓{}",
+                        t.connections,
+                        if t.connections == 1 { "" } else { "s" },
+                        format::bytes(t.to_pod),
+                        format::bytes(t.from_pod)
+                    ),
+                );
+            }
             StreamClass::AuditStream => {
                 // Not a terminal session: say what it is, and leave out terminal byte counts.
                 parts.retain(|p| !p.ends_with(" stdout"));

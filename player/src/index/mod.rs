@@ -420,8 +420,8 @@ pub fn glob(pattern: &str, text: &str) -> bool {
 
 enum Outcome {
     Open,
-    /// Not of class `Session` (an audit stream an older gateway wrote under `sessions/`):
-    /// remembered, never searched.
+    /// Not of class `Session` (a port-forward, or an audit stream an older gateway wrote under
+    /// `sessions/`): remembered, never searched.
     Skip,
     Unreadable(String),
     Ended(IndexedSession, Vec<IndexedCommand>),
@@ -443,7 +443,8 @@ async fn read_session(store: &Store, keyring: &Keyring, id: SessionId) -> Outcom
     let meta = reader.meta();
     match meta.class() {
         StreamClass::Session => {}
-        StreamClass::AuditStream => return Outcome::Skip,
+        // No terminal, so no typed commands: connections are in `play` and `audit`.
+        StreamClass::PortForward | StreamClass::AuditStream => return Outcome::Skip,
     }
     let (source, entries) = match reader.commands().await {
         Ok(Some(entries)) => ("recorded", entries),

@@ -16,11 +16,18 @@
 //! One connection carries any number of such pairs, told apart by `requestid` (a per-kubectl
 //! counter from 0). A stream whose headers are invalid is reset without a reply, with kubelet's
 //! checks (`port` present, a number 1–65535; `streamtype` `error` or `data`).
+//!
+//! A server built with [`Server::with_port_filter`] also resets, without a reply, every stream
+//! naming a port the filter refuses ([`Refusal::PortNotAllowed`]): a relay that authorizes ports
+//! refuses one forwarded connection this way and keeps the others. kubectl creates the error
+//! stream first and gives up on the connection when it is reset ("error creating error stream
+//! for port L -> P: stream reset"), without ending the forward; text on the error stream, the
+//! other way to refuse, makes kubectl (since 1.23) close the whole forward when it reads it.
 
 use std::collections::HashMap;
 
 use super::client::{self, ClientSession};
-use super::frame::{RST_CANCEL, SpdyError};
+use super::frame::{RST_CANCEL, RST_REFUSED_STREAM, SpdyError};
 use super::headers::{self, Headers};
 use super::session::{self, ServerSession};
 use crate::portforward::{
@@ -39,6 +46,33 @@ pub const MAX_ERROR: usize = 64 << 10;
 pub enum Refusal {
     /// kubelet's message for the stream's headers (`"port" header is required`, …).
     BadHeaders(String),
+    /// The stream names a port the server's filter refuses ([`Server::with_port_filter`]);
+    /// reset with REFUSED_STREAM.
+    PortNotAllowed {
+        port: u16,
+        request_id: String,
+        /// Whether it was the error stream (kubectl's first) or the data stream.
+        error_stream: bool,
+    },
+}
+
+/// Which ports a [`Server`] accepts streams for.
+pub struct PortFilter(Box<dyn Fn(u16) -> bool + Send + Sync>);
+
+impl PortFilter {
+    pub fn new(allows: impl Fn(u16) -> bool + Send + Sync + 'static) -> Self {
+        Self(Box::new(allows))
+    }
+
+    pub fn allows(&self, port: u16) -> bool {
+        (self.0)(port)
+    }
+}
+
+impl std::fmt::Debug for PortFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PortFilter")
+    }
 }
 
 // === Server ===
@@ -53,7 +87,10 @@ pub enum ServerEvent {
     /// The client shut its side (FIN on the data stream): shut the backend's write side and
     /// keep relaying its reply.
     DataFin { request_id: String },
-    /// The client reset a stream of the connection: drop it.
+    /// The client reset a stream of the connection: drop it. If it was the data stream, the
+    /// error stream was closed (FIN) as kubelet closes it when its forward returns: kubectl
+    /// resets the data stream once the pod's side ended, then reads the error stream to its
+    /// end before it closes the local connection.
     Reset { request_id: String },
     /// A stream was reset without a reply for the reason given.
     Refused { stream_id: u32, refusal: Refusal },
@@ -79,6 +116,7 @@ pub struct Server {
     pairs: HashMap<String, Pair>,
     /// Stream id → request id, for the streams of live pairs.
     streams: HashMap<u32, String>,
+    filter: Option<PortFilter>,
 }
 
 impl Default for Server {
@@ -111,6 +149,16 @@ impl Server {
             session: ServerSession::with_manual_replies(),
             pairs: HashMap::new(),
             streams: HashMap::new(),
+            filter: None,
+        }
+    }
+
+    /// A server that refuses (RST_STREAM REFUSED_STREAM, no reply) every stream naming a port
+    /// `filter` does not allow, reported as [`Refusal::PortNotAllowed`].
+    pub fn with_port_filter(filter: PortFilter) -> Self {
+        Self {
+            filter: Some(filter),
+            ..Self::new()
         }
     }
 
@@ -146,6 +194,12 @@ impl Server {
                 }
                 session::Event::Reset { id, .. } => {
                     if let Some(rid) = self.streams.get(&id).cloned() {
+                        if let Some(pair) = self.pairs.get(&rid)
+                            && pair.data == Some(id)
+                            && let Some(error) = pair.error
+                        {
+                            self.session.send_fin(error);
+                        }
                         self.forget(&rid);
                         events.push(ServerEvent::Reset { request_id: rid });
                     }
@@ -169,8 +223,20 @@ impl Server {
                 return;
             }
         };
-        self.session.send_reply(id);
         let rid = headers::get(h, HEADER_REQUEST_ID).unwrap_or("").to_string();
+        if self.filter.as_ref().is_some_and(|f| !f.allows(port)) {
+            self.session.send_reset(id, RST_REFUSED_STREAM);
+            events.push(ServerEvent::Refused {
+                stream_id: id,
+                refusal: Refusal::PortNotAllowed {
+                    port,
+                    request_id: rid,
+                    error_stream: is_error,
+                },
+            });
+            return;
+        }
+        self.session.send_reply(id);
         let pair = self.pairs.entry(rid.clone()).or_default();
         let slot = if is_error {
             &mut pair.error
@@ -297,6 +363,27 @@ impl Server {
         self.forget(request_id);
     }
 
+    /// Abandons the connection (its peer on the pod's side reset it): RST_STREAM CANCEL on
+    /// both streams, and forgets it.
+    pub fn reset(&mut self, request_id: &str) {
+        if let Some(pair) = self.pairs.get(request_id) {
+            for id in [pair.error, pair.data].into_iter().flatten() {
+                self.session.send_reset(id, RST_CANCEL);
+            }
+            self.forget(request_id);
+        }
+    }
+
+    /// Says the server is going away (GOAWAY naming the last stream it processed).
+    pub fn send_goaway(&mut self) {
+        self.session.send_goaway();
+    }
+
+    /// The live connections' request ids.
+    pub fn open_requests(&self) -> impl Iterator<Item = &str> {
+        self.pairs.keys().map(String::as_str)
+    }
+
     /// Bytes queued for the client and not yet taken.
     pub fn output_len(&self) -> usize {
         self.session.output_len()
@@ -346,6 +433,8 @@ struct ClientPair {
     data: u32,
     replies: u8,
     message: Vec<u8>,
+    /// [`Client::finish`]ed: only its error stream's end is still awaited.
+    finished: bool,
 }
 
 /// The client side of one port-forward connection (what kubectl does per local connection).
@@ -434,13 +523,18 @@ impl Client {
                     data,
                 }),
                 client::Event::Fin { .. } if on_error => {
+                    let finished = pair.finished;
                     if !pair.message.is_empty() {
                         let message = String::from_utf8_lossy(&pair.message).into_owned();
                         pair.message.clear();
                         events.push(ClientEvent::Error {
-                            request_id: rid,
+                            request_id: rid.clone(),
                             message,
                         });
+                    }
+                    if finished {
+                        self.pairs.remove(&rid);
+                        self.streams.remove(&id);
                     }
                 }
                 client::Event::Fin { .. } => events.push(ClientEvent::Fin { request_id: rid }),
@@ -456,16 +550,35 @@ impl Client {
 
     /// Queues bytes for the pod on the connection's data stream.
     pub fn send(&mut self, request_id: &str, data: &[u8]) {
-        if let Some(p) = self.pairs.get(request_id) {
+        if let Some(p) = self.pairs.get(request_id).filter(|p| !p.finished) {
             self.session.send_data(p.data, data);
         }
     }
 
     /// The local client shut its write side: FIN on the data stream.
     pub fn send_fin(&mut self, request_id: &str) {
-        if let Some(p) = self.pairs.get(request_id) {
+        if let Some(p) = self.pairs.get(request_id).filter(|p| !p.finished) {
             self.session.send_fin(p.data);
         }
+    }
+
+    /// Ends a connection whose pod side is done, as kubectl does once it read the pod's FIN
+    /// (or its local side failed): RST_STREAM CANCEL on the data stream only, discarding what is
+    /// unsent. Like kubectl, it still reads the error stream to its end, reports its message
+    /// ([`ClientEvent::Error`]) if there is one, and then forgets the connection.
+    pub fn finish(&mut self, request_id: &str) {
+        if let Some(p) = self.pairs.get_mut(request_id)
+            && !p.finished
+        {
+            p.finished = true;
+            self.streams.remove(&p.data);
+            self.session.send_reset(p.data, RST_CANCEL);
+        }
+    }
+
+    /// Whether `request_id` is a live connection (not reset, nor finished).
+    pub fn is_open(&self, request_id: &str) -> bool {
+        self.pairs.get(request_id).is_some_and(|p| !p.finished)
     }
 
     /// Abandons the connection (kubectl resets both streams when the local side is gone).
@@ -484,6 +597,11 @@ impl Client {
 
     pub fn send_goaway(&mut self) {
         self.session.send_goaway();
+    }
+
+    /// Bytes queued and not yet taken.
+    pub fn output_len(&self) -> usize {
+        self.session.output_len()
     }
 
     /// Bytes to write to the server now.

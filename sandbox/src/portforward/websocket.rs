@@ -38,6 +38,14 @@ pub(super) async fn accept(
     dialer: Dialer,
     span: tracing::Span,
 ) -> Response<Body> {
+    // A proxy that blocks WebSocket refuses the tunnel as it refuses exec's: a bare 403, on
+    // which kubectl (and the gateway) fall back to SPDY.
+    if ctx.modes.exec_websocket == crate::config::ExecWebSocket::Refuse {
+        tracing::info!(parent: &span, "websocket port-forward refused (mode)");
+        let mut resp = Response::new(respond::empty());
+        *resp.status_mut() = http::StatusCode::FORBIDDEN;
+        return resp;
+    }
     let headers = req.headers();
     let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
         return respond::bad_request("missing Sec-WebSocket-Key");

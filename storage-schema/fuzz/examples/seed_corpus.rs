@@ -10,7 +10,7 @@ use std::fs;
 use std::path::Path;
 
 use storage_schema::{
-    Direction, Event, EventKind, ExitInfo, SealPayload, SealState, SealedChunk, Stream,
+    Direction, Event, EventKind, ExitInfo, ForwardOutcome, SealPayload, SealState, SealedChunk, Stream,
     StreamBytes, event, varint,
 };
 use storage_schema_fuzz::{data_key, genesis, session, signing_key};
@@ -60,6 +60,20 @@ fn sample_events(base: u64) -> Vec<Event> {
         EventKind::PortForwardClose {
             conn: 1,
             error: String::new(),
+        },
+        EventKind::PortForwardBytes {
+            conn: 1,
+            to_pod: 18,
+            from_pod: 4096,
+        },
+        EventKind::PortForwardHalfClose {
+            conn: 1,
+            direction: Direction::ToPod,
+        },
+        EventKind::PortForwardEnd {
+            conn: 1,
+            outcome: ForwardOutcome::Refused,
+            message: "port 5432 is not allowed".into(),
         },
         EventKind::Unknown {
             tag: 200,
@@ -166,6 +180,7 @@ fn main() {
         },
         events: 15,
         commands: None,
+        port_forward: None,
     };
     write("seal_parse", "seed-sealed", &seal.sign(signing_key()));
     let interrupted = SealPayload {

@@ -21,7 +21,9 @@ use std::cell::RefCell;
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use storage_schema::chunk::{HEADER_LEN, MAX_PLAINTEXT, SIGNATURE_LEN};
-use storage_schema::{ChunkHeader, Direction, Event, EventKind, SealedChunk, Stream, event};
+use storage_schema::{
+    ChunkHeader, Direction, Event, EventKind, ForwardOutcome, SealedChunk, Stream, event,
+};
 use storage_schema_fuzz::{DEK_BYTES, data_key, genesis, public_key, session, signing_key};
 
 #[derive(Arbitrary, Debug)]
@@ -89,6 +91,20 @@ enum Kind {
     PortForwardClose {
         conn: u64,
         error: String,
+    },
+    PortForwardBytes {
+        conn: u64,
+        to_pod: u64,
+        from_pod: u64,
+    },
+    PortForwardHalfClose {
+        conn: u64,
+        from_pod: bool,
+    },
+    PortForwardEnd {
+        conn: u64,
+        outcome: u8,
+        message: String,
     },
     Unknown {
         tag: u8,
@@ -162,9 +178,38 @@ fn kind(k: Kind) -> EventKind {
             bytes,
         },
         Kind::PortForwardClose { conn, error } => EventKind::PortForwardClose { conn, error },
-        // Tags 0..=11 are taken (0 reserved); unknown ones are 12..=255.
+        Kind::PortForwardBytes {
+            conn,
+            to_pod,
+            from_pod,
+        } => EventKind::PortForwardBytes {
+            conn,
+            to_pod,
+            from_pod,
+        },
+        Kind::PortForwardHalfClose { conn, from_pod } => EventKind::PortForwardHalfClose {
+            conn,
+            direction: if from_pod {
+                Direction::FromPod
+            } else {
+                Direction::ToPod
+            },
+        },
+        Kind::PortForwardEnd {
+            conn,
+            outcome,
+            message,
+        } => EventKind::PortForwardEnd {
+            conn,
+            outcome: ForwardOutcome::from_code(outcome),
+            message,
+        },
+        // Tags 0..=11 and 16..=18 are taken (0 reserved); unknown ones are 12..=15, 19..=255.
         Kind::Unknown { tag, payload } => EventKind::Unknown {
-            tag: 12 + tag % 244,
+            tag: match 12 + tag % 241 {
+                t @ 16.. => t + 3,
+                t => t,
+            },
             payload,
         },
     }

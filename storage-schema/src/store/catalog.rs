@@ -7,7 +7,7 @@ use futures::StreamExt;
 use super::{Store, StoreError};
 use crate::chunk::{ChunkHeader, HEADER_LEN};
 use crate::layout::{self, StreamDir, StreamRoot};
-use crate::seal::{ExitInfo, StreamBytes};
+use crate::seal::{ExitInfo, ForwardTotals, StreamBytes};
 use crate::session::{SessionId, SessionMeta, StreamClass};
 
 /// One line of `kubetape ls`. Informational: `kubetape verify` is what establishes trust.
@@ -24,6 +24,9 @@ pub struct SessionSummary {
     pub bytes: Option<StreamBytes>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit: Option<ExitInfo>,
+    /// A port-forward's connections and bytes, from its seal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port_forward: Option<ForwardTotals>,
     /// Bytes the session occupies in the store.
     pub stored_bytes: u64,
 }
@@ -108,7 +111,7 @@ pub async fn list_audit_streams(store: &Store) -> Result<AuditStreams, StoreErro
     for (id, class) in sessions.into_iter().zip(classes) {
         match class {
             Ok(Some(StreamClass::AuditStream)) => found.streams.push(StreamDir::session(id)),
-            Ok(Some(StreamClass::Session)) => {}
+            Ok(Some(StreamClass::Session | StreamClass::PortForward)) => {}
             Ok(None) => found
                 .unknown
                 .push((id, "metadata missing or unreadable".into())),
@@ -244,6 +247,7 @@ async fn summarize_loaded(
         duration_us: 0,
         bytes: None,
         exit: None,
+        port_forward: None,
         stored_bytes,
     };
     if let Some(seal) = store.get_opt(&dir.seal()).await? {
@@ -263,6 +267,7 @@ async fn summarize_loaded(
             summary.duration_us = p.duration_us;
             summary.bytes = Some(p.bytes);
             summary.exit = p.exit;
+            summary.port_forward = p.port_forward;
             return Ok(summary);
         }
         summary.state = "unreadable".into();

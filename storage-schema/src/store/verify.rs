@@ -219,10 +219,14 @@ pub async fn seal_interrupted(
         bytes: totals.bytes,
         events: totals.events,
         commands: None,
+        port_forward: totals.forward_summary(),
     };
     store.put_create(&dir.seal(), payload.sign(signer)).await?;
-    if meta.class() == StreamClass::Session {
-        super::catalog::mark_ended(store, id, payload.sealed_at_us).await;
+    match meta.class() {
+        StreamClass::Session | StreamClass::PortForward => {
+            super::catalog::mark_ended(store, id, payload.sealed_at_us).await;
+        }
+        StreamClass::AuditStream => {}
     }
     Ok(payload)
 }

@@ -4,9 +4,11 @@
 //! - [`tape`]: the session, its seek index (one pass at open), commands and a chunk cache.
 //! - [`app`]: playback state and keys, independent of the screen so it can be tested.
 //! - [`ui`]: drawing with ratatui, and the terminal set-up that is undone on every way out.
+//! - [`forward`]: a port-forward session, shown as a timeline of its connections.
 
 mod app;
 mod at;
+mod forward;
 mod tape;
 mod ui;
 
@@ -39,7 +41,12 @@ Keys (also under `?`):
   n / p        next / previous command   c            command list (↑/↓, Enter jumps)
   /            search commands and output; n / N next / previous match, Esc ends the search
   i            who, where, why (metadata)              q            quit
-  A click on the timeline (the row above the status line, commands marked ┃) seeks there.";
+  A click on the timeline (the row above the status line, commands marked ┃) seeks there.
+
+A port-forward has no terminal: it shows as a timeline of its connections (port, when each
+opened and closed, bytes each way up to the play head, how it ended, refusals included). It
+opens at the end, with every connection's totals; space plays from the start; ←/→, Home/End
+and +/- as above, ↑/↓ select a connection, Enter jumps to its opening.";
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -106,6 +113,9 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     crate::custody::log_read(&store, &keyring, id, "play", &args.custody).await?;
     let span = tracing::info_span!("play", session = %id);
     let _enter = span.enter();
+    if let Some(timeline) = forward_timeline(&store, &keyring, id).await? {
+        return play_forward(timeline, args.speed).await;
+    }
 
     // The player is a blocking loop (terminal input, drawing); it reads chunks through this
     // runtime, whose thread keeps driving I/O while we wait for it.
@@ -141,12 +151,58 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The newest session (of class `Session`: older stores keep audit streams among them).
+/// A port-forward session's connections (`None` for any other kind of session).
+async fn forward_timeline(
+    store: &storage_schema::store::Store,
+    keyring: &storage_schema::Keyring,
+    id: storage_schema::SessionId,
+) -> anyhow::Result<Option<forward::View>> {
+    let reader = storage_schema::store::SessionReader::open(store, keyring, id).await?;
+    match reader.meta().class() {
+        storage_schema::StreamClass::PortForward => {}
+        // The terminal player decides (and refuses an audit stream).
+        storage_schema::StreamClass::Session | storage_schema::StreamClass::AuditStream => {
+            return Ok(None);
+        }
+    }
+    let mut timeline = forward::Timeline::default();
+    let read = reader.for_each_event(|e| timeline.push(e)).await;
+    let mut view = forward::View::new(timeline, reader.meta(), 1.0);
+    if let Err(e) = read {
+        // Show what is intact, and say where it stops.
+        view.title = format!("{}— DAMAGED after this: {e} ", view.title);
+    }
+    Ok(Some(view))
+}
+
+async fn play_forward(mut view: forward::View, speed: f64) -> anyhow::Result<ExitCode> {
+    view.speed = speed;
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_tui = stop.clone();
+    let mut tui = tokio::task::spawn_blocking(move || forward::run(view, &stop_tui));
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let result = tokio::select! {
+        r = &mut tui => r,
+        _ = term.recv() => { stop.store(true, Ordering::SeqCst); (&mut tui).await }
+        _ = hup.recv() => { stop.store(true, Ordering::SeqCst); (&mut tui).await }
+    };
+    match result {
+        Ok(r) => r.map(|()| ExitCode::SUCCESS),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The newest session or port-forward (older stores keep audit streams among them).
 async fn newest(store: &storage_schema::store::Store) -> anyhow::Result<storage_schema::SessionId> {
+    use storage_schema::StreamClass;
     for id in list_sessions(store).await? {
         let summary = storage_schema::store::summarize(store, id).await?;
-        if summary.class() == Some(storage_schema::StreamClass::Session) {
-            return Ok(id);
+        match summary.class() {
+            Some(StreamClass::Session | StreamClass::PortForward) => return Ok(id),
+            Some(StreamClass::AuditStream) | None => {}
         }
     }
     bail!(

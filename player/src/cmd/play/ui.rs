@@ -81,10 +81,10 @@ pub fn run(mut app: App, stop: &AtomicBool) -> anyhow::Result<()> {
 }
 
 /// The terminal in raw mode on the alternate screen while this lives.
-struct TermGuard;
+pub(super) struct TermGuard;
 
 impl TermGuard {
-    fn enter() -> io::Result<Self> {
+    pub(super) fn enter() -> io::Result<Self> {
         static HOOK: Once = Once::new();
         HOOK.call_once(|| {
             let previous = std::panic::take_hook();

@@ -1,5 +1,5 @@
 use super::*;
-use crate::spdy::frame::{self, Frame};
+use crate::spdy::frame::{self, Frame, RST_CANCEL, RST_REFUSED_STREAM};
 use crate::spdy::headers::{HeaderDecoder, HeaderEncoder};
 
 fn rid(s: &str) -> String {
@@ -320,4 +320,141 @@ fn duplicate_streams_early_data_and_resets() {
     c.reset(&r);
     let (_, se) = pump(&mut c, &mut s);
     assert_eq!(se, [ServerEvent::Reset { request_id: r }]);
+}
+
+/// A filtered server refuses a port's streams (REFUSED_STREAM, no reply) and keeps serving the
+/// others on the same connection.
+#[test]
+fn a_port_filter_refuses_one_connection_and_keeps_the_rest() {
+    let mut c = Client::new();
+    let mut s = Server::with_port_filter(PortFilter::new(|p| p == 80));
+    let denied = c.open(5432);
+    let allowed = c.open(80);
+    let (ce, se) = pump(&mut c, &mut s);
+    assert_eq!(
+        se,
+        [
+            ServerEvent::Refused {
+                stream_id: 1,
+                refusal: Refusal::PortNotAllowed {
+                    port: 5432,
+                    request_id: denied.clone(),
+                    error_stream: true,
+                },
+            },
+            ServerEvent::Refused {
+                stream_id: 3,
+                refusal: Refusal::PortNotAllowed {
+                    port: 5432,
+                    request_id: denied.clone(),
+                    error_stream: false,
+                },
+            },
+            ServerEvent::Connect {
+                request_id: allowed.clone(),
+                port: 80
+            },
+        ]
+    );
+    assert_eq!(
+        ce,
+        [
+            ClientEvent::Reset {
+                request_id: denied.clone(),
+                status: RST_REFUSED_STREAM
+            },
+            ClientEvent::Reset {
+                request_id: denied.clone(),
+                status: RST_REFUSED_STREAM
+            },
+            ClientEvent::Ready {
+                request_id: allowed.clone()
+            },
+        ]
+    );
+    assert!(!s.is_open(&denied));
+    c.send(&allowed, b"GET /");
+    let (_, se) = pump(&mut c, &mut s);
+    assert_eq!(
+        se,
+        [ServerEvent::Data {
+            request_id: allowed,
+            data: b"GET /".to_vec()
+        }]
+    );
+}
+
+/// kubectl's teardown after the pod's FIN: it resets the data stream and reads the error stream
+/// to its end, which the server then closes (as kubelet's deferred close does). The client side
+/// of the same teardown is `Client::finish`.
+#[test]
+fn a_reset_data_stream_closes_the_error_stream_and_finish_resets_data_only() {
+    let mut c = Client::new();
+    let mut s = Server::new();
+    let r = c.open(80);
+    pump(&mut c, &mut s);
+    s.send(&r, b"bye");
+    s.send_fin(&r);
+    let (ce, _) = pump(&mut c, &mut s);
+    assert_eq!(
+        ce,
+        [
+            ClientEvent::Data {
+                request_id: r.clone(),
+                data: b"bye".to_vec()
+            },
+            ClientEvent::Fin {
+                request_id: r.clone()
+            }
+        ]
+    );
+    c.finish(&r);
+    assert!(!c.is_open(&r));
+    let out = c.take_output();
+    assert_eq!(
+        out,
+        Frame::RstStream {
+            stream_id: 3,
+            status: RST_CANCEL
+        }
+        .to_bytes()
+    );
+    assert_eq!(
+        s.receive(&out).unwrap(),
+        [ServerEvent::Reset {
+            request_id: r.clone()
+        }]
+    );
+    // The server's answer: FIN on the error stream (1), nothing else.
+    let mut fin = Vec::new();
+    frame::encode_data(1, true, b"", &mut fin);
+    assert_eq!(s.take_output(), fin);
+    assert!(!s.is_open(&r));
+}
+
+/// A server whose pod side was reset resets both of the client's streams.
+#[test]
+fn server_reset_cancels_both_streams() {
+    let mut c = Client::new();
+    let mut s = Server::new();
+    let r = c.open(7000);
+    pump(&mut c, &mut s);
+    s.reset(&r);
+    assert!(!s.is_open(&r));
+    s.send_goaway();
+    let (ce, _) = pump(&mut c, &mut s);
+    assert_eq!(
+        ce,
+        [
+            ClientEvent::Reset {
+                request_id: r.clone(),
+                status: RST_CANCEL
+            },
+            ClientEvent::Reset {
+                request_id: r,
+                status: RST_CANCEL
+            },
+            ClientEvent::GoAway,
+        ]
+    );
 }
