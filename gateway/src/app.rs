@@ -42,6 +42,17 @@ pub struct Gateway {
     store_timeout: Duration,
     /// The operations listener (`[ops] listen`), if configured.
     ops: Option<TcpListener>,
+    /// Retention passes, when `[retention] enabled`.
+    retention: Option<RetentionTask>,
+}
+
+/// What this gateway's retention passes need.
+#[derive(Debug)]
+struct RetentionTask {
+    store: Store,
+    keyring: Arc<Keyring>,
+    rules: crate::retention::Rules,
+    config: crate::retention::RetentionConfig,
 }
 
 impl Gateway {
@@ -144,6 +155,16 @@ impl Gateway {
         // Unique among replicas even when two share an instance name.
         let suffix = uuid::Uuid::now_v7().simple().to_string();
         let gateway_id = format!("{}.{}", audit.instance(), &suffix[suffix.len() - 8..]);
+        let retention = if config.retention.enabled {
+            Some(RetentionTask {
+                store: store.clone(),
+                keyring: Arc::new(Keyring::open(&keys).context("recording keys (retention)")?),
+                rules: crate::retention::Rules::new(&config.retention).context("[retention]")?,
+                config: config.retention.clone(),
+            })
+        } else {
+            None
+        };
         let leases = Arc::new(Leases::new(
             store.clone(),
             gateway_id,
@@ -190,6 +211,7 @@ impl Gateway {
             drain_grace: Duration::from_secs(config.server.drain_grace_secs),
             store_timeout: Duration::from_secs(config.recording.store_timeout_secs),
             ops: ops_listener,
+            retention,
         })
     }
 
@@ -249,6 +271,16 @@ impl Gateway {
             })
         };
         let lease_loop = tokio::spawn(lease_loop(self.state.clone()));
+        let retention = self.retention.map(|r| {
+            tokio::spawn(crate::retention::run_forever(
+                r.store,
+                r.keyring,
+                r.rules,
+                r.config,
+                self.state.leases.gateway().to_string(),
+                self.state.audit.clone(),
+            ))
+        });
         let connections = Connections::default();
         let ops_stop = tokio_util::sync::CancellationToken::new();
         let ops = self.ops.map(|listener| {
@@ -318,6 +350,9 @@ impl Gateway {
         };
         ender.abort();
         lease_loop.abort();
+        if let Some(r) = retention {
+            r.abort();
+        }
         // A closed lease says there is nothing to complete; with sessions still open, the lease
         // is left to lapse so another gateway seals them.
         // Bounded: a hung store must not hold the exit (the lease then lapses instead).

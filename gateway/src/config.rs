@@ -42,6 +42,10 @@ pub struct GatewayConfig {
     /// sessions are sealed by another.
     #[serde(default)]
     pub lease: crate::lease::LeaseConfig,
+    /// Retention: rules for how long recordings are kept, and whether this gateway enforces
+    /// them (`crate::retention`).
+    #[serde(default)]
+    pub retention: crate::retention::RetentionConfig,
 }
 
 /// `[server]`: shutdown and what clients may hold before they are authenticated (see
@@ -346,6 +350,8 @@ impl GatewayConfig {
                 path.display()
             );
         }
+        crate::retention::Rules::new(&config.retention)
+            .map_err(|e| anyhow::anyhow!("{}: [retention]: {e}", path.display()))?;
         Ok(config)
     }
 }

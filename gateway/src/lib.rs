@@ -15,6 +15,8 @@
 //! - [`debug`]: `kubectl debug` — what an ephemeral container or a created pod would run,
 //!   read from the request and checked against the role's debug limits;
 //! - [`selfreview`]: `kubectl auth can-i` / `whoami` answered as policy AND cluster;
+//! - [`retention`]: deleting expired recordings by rule, one pass at a time (a lease), planned,
+//!   recorded and audited; never a held or damaged one;
 //! - [`revocation`]: revoked users (store-backed, polled), the admin API route; [`live`]: the
 //!   registry of live sessions that revocations (and expiring grants) end;
 //! - [`app`]: from a configuration to a bound, ready gateway;
@@ -44,6 +46,7 @@ pub mod ops;
 pub mod policy;
 pub mod proxy;
 pub mod relay;
+pub mod retention;
 pub mod revocation;
 pub mod selfreview;
 pub mod server;

@@ -58,6 +58,11 @@ enum Command {
     ///
     /// Example: kubetape-gateway revoke --config gateway.toml --user oidc:mallory@example.com --reason offboarded
     Revoke(gateway::revocation::cli::RevokeArgs),
+    /// Delete expired recordings by the [retention] rules now (one pass, under the lease the
+    /// gateways share), or list past passes.
+    ///
+    /// Example: kubetape-gateway retention run --config gateway.toml --dry-run
+    Retention(gateway::retention::cli::RetentionArgs),
 }
 
 fn main() -> ExitCode {
@@ -80,6 +85,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve { config } => serve(config, cli.log_format).await,
             Command::Revoke(args) => gateway::revocation::cli::run(args).await,
+            Command::Retention(args) => gateway::retention::cli::run(args).await,
             Command::Check(args) => {
                 let report = gateway::check::check(&args).await;
                 print!("{}", report.summary);

@@ -6,6 +6,7 @@
 mod class;
 mod cmd;
 mod config;
+mod custody;
 mod errors;
 mod format;
 mod resolve;
@@ -34,13 +35,17 @@ Examples:
   kubetape record -- make deploy       record one command
   kubetape ls                          list recordings, newest first
   kubetape verify --all                check every recording is intact
-  kubetape cat 0196f3a2 | less -R      print a recording's output
-  kubetape cat 0196f3a2 --connection 2 --direction out
+  kubetape cat 4f1c2a9b | less -R      print a recording's output (ID as `ls` shows it)
+  kubetape cat 4f1c2a9b --connection 2 --direction out
                                        a port-forward connection's bytes (capture = \"full\")
-  kubetape play 0196f3a2 --at '#3'     replay it, from the third command
-  kubetape export 0196f3a2 -o s.cast   export for asciinema
+  kubetape play 4f1c2a9b --at '#3'     replay it, from the third command
+  kubetape export 4f1c2a9b -o s.cast   export for asciinema
   kubetape search 'rm -rf' -n prod     who typed it, where, when
   kubetape audit --since 1h            what the gateways were asked in the last hour
+  kubetape audit --reads --since 7d    who read which recordings, and why
+  kubetape hold add --case C-1 --reason … --user alice
+                                       keep alice's recordings whatever retention says
+  kubetape shred 4f1c2a9b --reason …   destroy a recording's key; its proof remains
   kubetape request prod-debug -n prod --reason 'INC-42' --ttl 30m
                                        ask the gateway for temporary access
   kubetape requests / approve ID       review access requests (approvers)
@@ -71,6 +76,8 @@ enum Command {
     Seal(cmd::seal::Args),
     Keys(cmd::keys::Args),
     Audit(cmd::audit::Args),
+    Hold(cmd::hold::Args),
+    Shred(cmd::shred::Args),
     Request(cmd::jit::RequestArgs),
     Requests(cmd::jit::RequestsArgs),
     Approve(cmd::jit::ApproveArgs),
@@ -122,6 +129,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Seal(args) => cmd::seal::run(global, args).await,
         Command::Keys(args) => cmd::keys::run(global, args).await,
         Command::Audit(args) => cmd::audit::run(global, args).await,
+        Command::Hold(args) => cmd::hold::run(global, args).await,
+        Command::Shred(args) => cmd::shred::run(global, args).await,
         Command::Request(args) => cmd::jit::request(args).await,
         Command::Requests(args) => cmd::jit::requests(args).await,
         Command::Approve(args) => cmd::jit::approve(args).await,

@@ -1,6 +1,8 @@
-//! Session ids as users type them: a full UUID, or any unique prefix of one (ids are UUIDv7, so
-//! the first few characters mostly encode the start time and a short prefix is usually enough).
-//! Every stream is found, whatever its class (an audit stream can be verified or sealed by id).
+//! Session ids as users type them: a full UUID; its short form (the last 8 hex digits, what `ls`
+//! shows as ID: the random part, so ids made in the same second still differ); or a unique
+//! prefix (ids are UUIDv7, so prefixes encode the start time and collide within a minute; kept
+//! because older help and habits use them). Every stream is found, whatever its class (an audit
+//! stream can be verified or sealed by id).
 
 use anyhow::bail;
 use storage_schema::SessionId;
@@ -27,19 +29,24 @@ pub async fn stream(store: &Store, text: &str) -> anyhow::Result<StreamDir> {
 }
 
 async fn by_prefix(store: &Store, text: &str) -> anyhow::Result<StreamDir> {
-    let prefix = text.trim().to_ascii_lowercase();
-    if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
-        bail!("{text:?} is not a session id (expected a UUID, or the first characters of one)");
+    let wanted = text.trim();
+    if wanted.is_empty()
+        || !wanted.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+        || wanted.chars().filter(char::is_ascii_hexdigit).count() < 4
+    {
+        bail!(
+            "{text:?} is not a session id (expected a UUID, its short form as `kubetape ls` shows it, or at least 4 of its first hex digits)"
+        );
     }
     let matches: Vec<StreamDir> = list_streams(store)
         .await?
         .into_iter()
-        .filter(|dir| dir.id().to_string().starts_with(&prefix))
+        .filter(|dir| dir.id().matches_short(wanted))
         .collect();
     match matches.as_slice() {
         [dir] => Ok(*dir),
         [] => bail!(
-            "no session in {} starts with {text:?} (`kubetape ls` lists them)",
+            "no session in {} has the short id or prefix {text:?} (`kubetape ls` lists them)",
             store.url()
         ),
         many => {

@@ -81,6 +81,7 @@ pub async fn run(
         server: Default::default(),
         ops: Default::default(),
         lease: Default::default(),
+        retention: Default::default(),
         listen: args.listen,
         cluster_name: "sandbox".into(),
         tls: TlsConfig {

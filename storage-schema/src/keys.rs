@@ -85,6 +85,12 @@ fn new_key_id(fingerprint_of: &[u8], domain: &[u8], after: &str) -> String {
     format!("{stamp}-{}", hex::encode(&fp[..4]))
 }
 
+/// When the key with id `id` was made, in µs since the Unix epoch (its id starts with it), or
+/// `None` for an id that does not: `keys rewrap --older-than` picks KEKs by it.
+pub fn key_created_us(id: &str) -> Option<u64> {
+    id_micros(id)
+}
+
 /// The creation time an id records, in µs (ids without a fraction count as the second's end).
 fn id_micros(id: &str) -> Option<u64> {
     let stamp = id.split('-').next()?;
@@ -520,6 +526,27 @@ impl Keyring {
 
     pub fn public_keys(&self) -> impl Iterator<Item = &PublicKey> {
         self.public.values()
+    }
+
+    /// Destroys KEK `id`: its file is removed and it is forgotten. The current KEK is refused
+    /// (new sessions need it). The caller first makes sure nothing needs it any more
+    /// (`storage_schema::store::shred::streams_needing_kek`): what only it wraps becomes
+    /// unreadable, which is crypto-shredding by another name.
+    pub fn destroy_kek(&mut self, id: &str) -> Result<(), KeyError> {
+        self.kek(id)?;
+        if self.current_kek()?.id() == id {
+            return Err(KeyError::BadKeyFile {
+                path: self.dir.join(format!("kek-{id}.key")),
+                reason: "is the current key-encryption key; rotate first".into(),
+            });
+        }
+        let path = self.dir.join(format!("kek-{id}.key"));
+        fs::remove_file(&path).map_err(|source| KeyError::Io {
+            dir: path.clone(),
+            source,
+        })?;
+        self.keks.remove(id);
+        Ok(())
     }
 
     /// Unwraps a session's DEK with whichever KEK wrapped it.

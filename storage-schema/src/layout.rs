@@ -11,11 +11,11 @@
 //! jit/requests/<id>/decision.json  its one approval or denial (ledger; the race has one winner)
 //! revocations/<uuidv7>.json        revoke / lift entries (ledger)
 //!
-//! reserved, not written yet:
 //! holds/<uuidv7>.json              legal-hold place / lift entries (ledger)
-//! retention/<uuidv7>.json          one record per retention pass: what it deleted, by which rule
+//! retention/<uuidv7>/plan.json     one retention pass's plan, written before it deletes anything
+//! retention/<uuidv7>/result.json   what it deleted (by which rule), kept for holds, reported
 //! shredded/<id>.json               a crypto-shredded session's record: who, when, why (one per id)
-//! leases/<purpose>/…               create-only leases with an expiry: `leases/retention/<slot>`
+//! leases/<purpose>/…               create-only leases with an expiry: `leases/retention/<seq>`
 //!                                  (one enforcement pass at a time), `leases/gateways/<instance>/
 //!                                  <uuidv7>.json` (a gateway's liveness heartbeats)
 //! reads/<yyyy-mm-dd>/<uuidv7>.json chain-of-custody log: one entry per reading of a recording
@@ -49,25 +49,26 @@ pub const JIT_REQUESTS: &str = "jit/requests";
 /// The revocation ledger: `<uuidv7>.json` per revoke or lift.
 pub const REVOCATIONS: &str = "revocations";
 
-/// Reserved for legal holds (issue 15): a ledger of `<uuidv7>.json` place/lift entries, read like
+/// Legal holds: a ledger of `<uuidv7>.json` place/lift entries, read like
 /// the revocation ledger (the newest entry per hold decides).
 pub const HOLDS: &str = "holds";
-/// Reserved for retention (issue 15): a ledger of `<uuidv7>.json`, one per enforcement pass, naming
-/// what it deleted and by which rule (each deletion is also an audit record).
+/// Retention: a ledger of `<uuidv7>/plan.json` and `<uuidv7>/result.json`, one pair per
+/// enforcement pass, naming what it meant to delete and what it deleted, by which rule (each
+/// deletion is also an audit record).
 pub const RETENTION: &str = "retention";
-/// Reserved for crypto-shredding (issue 15): `<session id>.json`, the record that outlives the
+/// Crypto-shredding: `<session id>.json`, the record that outlives the
 /// deleted `dek.json` (who, when, why). One name per session, so two shredders race for one
 /// create-only put and exactly one record is written.
 pub const SHREDDED: &str = "shredded";
-/// Leases: create-only objects whose body carries an expiry (gateway heartbeats are in use;
-/// retention slots are reserved for issue 15).
-/// `leases/retention/<slot>`: whoever creates a slot's lease runs that retention pass.
+/// Leases: create-only objects whose body carries an expiry.
+/// `leases/retention/<seq:020>`: whoever creates the next sequence number's lease runs the next
+/// retention pass.
 /// `leases/gateways/<instance>/<uuidv7>.json`: a gateway's heartbeats, naming its live sessions,
 /// so a surviving replica can seal the sessions of one whose heartbeats stopped.
 pub const LEASES: &str = "leases";
 /// Gateways' liveness heartbeats: `<instance>/<uuidv7>.json` (the gateway's `lease` module).
 pub const GATEWAY_HEARTBEATS: &str = "leases/gateways";
-/// Reserved for the chain-of-custody log (issue 15): `<yyyy-mm-dd>/<uuidv7>.json`, one entry per
+/// The chain-of-custody log: `<yyyy-mm-dd>/<uuidv7>.json`, one entry per
 /// reading of a recording (who, what, when, why), by day so a query lists only its days.
 pub const READS: &str = "reads";
 
@@ -124,19 +125,19 @@ pub const AREAS: &[Area] = &[
         prefix: HOLDS,
         holds: "legal-hold place / lift entries (ledger)",
         writers: "`kubetape hold`",
-        status: Use::Reserved("issue 15"),
+        status: Use::InUse,
     },
     Area {
         prefix: RETENTION,
         holds: "retention pass records (ledger)",
         writers: "retention enforcement",
-        status: Use::Reserved("issue 15"),
+        status: Use::InUse,
     },
     Area {
         prefix: SHREDDED,
         holds: "shred records, one per session",
         writers: "`kubetape shred`",
-        status: Use::Reserved("issue 15"),
+        status: Use::InUse,
     },
     Area {
         prefix: LEASES,
@@ -148,7 +149,7 @@ pub const AREAS: &[Area] = &[
         prefix: READS,
         holds: "chain-of-custody log (ledger, by day)",
         writers: "`kubetape` readers",
-        status: Use::Reserved("issue 15"),
+        status: Use::InUse,
     },
 ];
 
@@ -187,6 +188,7 @@ impl StreamRoot {
 /// ```text
 /// <root>/<id>/meta.json              plaintext metadata (exact bytes are chained)
 /// <root>/<id>/dek.json               the data key, wrapped by a KEK (delete = crypto-shred)
+/// <root>/<id>/dek-<kek id>.json      the same key re-wrapped by a newer KEK (`keys rewrap`)
 /// <root>/<id>/chunks/<seq:020>       encrypted, signed, chained event chunks
 /// <root>/<id>/commands               encrypted commands typed (optional, before the seal)
 /// <root>/<id>/seal.json              signed end-of-stream summary
@@ -233,6 +235,13 @@ impl StreamDir {
 
     pub fn dek(&self) -> String {
         format!("{}/dek.json", self.dir())
+    }
+
+    /// The data key re-wrapped by KEK `kek` (`kubetape keys rewrap`): written beside
+    /// `dek.json` with a create-only put, checked, and only then is the older wrapping deleted,
+    /// so a crash between the two leaves two good wrappings and never none.
+    pub fn rewrapped_dek(&self, kek: &str) -> String {
+        format!("{}/{DEK_REWRAPPED_PREFIX}{kek}.json", self.dir())
     }
 
     pub fn chunks_dir(&self) -> String {
@@ -288,6 +297,18 @@ pub fn seal(id: SessionId) -> String {
     StreamDir::session(id).seal()
 }
 
+/// Names (relative to a stream's directory) of re-wrapped data keys start with this.
+pub const DEK_REWRAPPED_PREFIX: &str = "dek-";
+
+/// Whether `name` (relative to a stream's directory) is one of its data-key objects: deleting
+/// all of them crypto-shreds the stream.
+pub fn is_dek_name(name: &str) -> bool {
+    name == "dek.json"
+        || name
+            .strip_prefix(DEK_REWRAPPED_PREFIX)
+            .is_some_and(|rest| rest.ends_with(".json") && !rest.contains('/'))
+}
+
 /// The sequence number a chunk object's name holds, if it is one.
 pub fn parse_chunk_name(name: &str) -> Option<u64> {
     if name.len() == 20 && name.bytes().all(|b| b.is_ascii_digit()) {
@@ -334,6 +355,45 @@ pub const JIT_DECISION_FILE: &str = "decision.json";
 /// The revocation ledger's entry named by `stem` (a UUIDv7 text).
 pub fn revocation(stem: &str) -> String {
     format!("{stem}.json")
+}
+
+/// The holds ledger's entry named by `stem` (a UUIDv7 text; a `place` entry's stem is its hold's
+/// id).
+pub fn hold(stem: &str) -> String {
+    format!("{stem}.json")
+}
+
+/// The shred record of stream `id`, relative to [`SHREDDED`]: one name per stream, so of two
+/// shredders exactly one writes it.
+pub fn shredded(id: SessionId) -> String {
+    format!("{id}.json")
+}
+
+/// The plan a retention pass writes before it deletes anything, relative to [`RETENTION`].
+pub fn retention_plan(pass: &str) -> String {
+    format!("{pass}/{RETENTION_PLAN_FILE}")
+}
+
+/// What a retention pass did, relative to [`RETENTION`].
+pub fn retention_result(pass: &str) -> String {
+    format!("{pass}/{RETENTION_RESULT_FILE}")
+}
+
+pub const RETENTION_PLAN_FILE: &str = "plan.json";
+pub const RETENTION_RESULT_FILE: &str = "result.json";
+
+/// Retention leases: `leases/retention/<seq:020>` (see the gateway's `retention::lease`).
+pub const RETENTION_LEASES: &str = "leases/retention";
+
+/// The retention lease with sequence number `seq`, relative to [`RETENTION_LEASES`].
+pub fn retention_lease(seq: u64) -> String {
+    format!("{seq:020}")
+}
+
+/// A chain-of-custody entry made on `day` (`yyyy-mm-dd`), named by `stem` (a UUIDv7 text),
+/// relative to [`READS`].
+pub fn read_entry(day: &str, stem: &str) -> String {
+    format!("{day}/{stem}.json")
 }
 
 #[cfg(test)]

@@ -29,7 +29,48 @@ impl SessionId {
     pub fn as_bytes(&self) -> &[u8; 16] {
         self.0.as_bytes()
     }
+
+    /// When the id was made (its UUIDv7 millisecond), µs since the Unix epoch; `None` for an
+    /// id that is not a UUIDv7. Retention uses it to skip, unread, streams too young to expire.
+    pub fn created_at_us(&self) -> Option<u64> {
+        let (secs, nanos) = self.0.get_timestamp()?.to_unix();
+        Some(secs * 1_000_000 + u64::from(nanos) / 1_000)
+    }
+
+    /// The id's short form: its last [`SHORT_ID_LEN`] hex digits.
+    ///
+    /// Why the tail: a UUIDv7 begins with its millisecond timestamp, so prefixes of ids made in
+    /// the same minute are equal (and audit streams opened beside a session share them too).
+    /// The tail is the last 32 bits of `rand_b`, which the `uuid` crate fills from the OS random
+    /// source for every id (its monotonic counter occupies `rand_a` and the top of `rand_b`), so
+    /// two ids' short forms collide with probability 2⁻³²: about one pair in 200 sessions made
+    /// in one second, never; one pair among ~65,000 sessions, expected — where a short form
+    /// is ambiguous, the readers say so and ask for more digits ([`Self::matches_short`]).
+    pub fn short(&self) -> String {
+        let hex = self.0.simple().to_string();
+        hex[hex.len() - SHORT_ID_LEN..].to_string()
+    }
+
+    /// Whether `text` (hex digits, hyphens ignored, any case) names this id: as a prefix of its
+    /// text (the form ids had before short forms) or as a suffix of its digits (the short
+    /// form, or more of the tail to tell two apart). At least 4 digits, so a stray character
+    /// matches nothing.
+    pub fn matches_short(&self, text: &str) -> bool {
+        let wanted: String = text
+            .chars()
+            .filter(|c| *c != '-')
+            .map(|c| c.to_ascii_lowercase())
+            .collect();
+        if wanted.len() < 4 || !wanted.chars().all(|c| c.is_ascii_hexdigit()) {
+            return false;
+        }
+        let hex = self.0.simple().to_string();
+        hex.ends_with(&wanted) || self.to_string().starts_with(&text.to_ascii_lowercase())
+    }
 }
+
+/// Hex digits in a [`SessionId::short`] form.
+pub const SHORT_ID_LEN: usize = 8;
 
 impl fmt::Display for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -301,5 +342,50 @@ impl SessionMeta {
             port_forward: None,
             extra: BTreeMap::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_forms_of_ids_made_together_are_distinct() {
+        // 200 ids within one millisecond or a few: prefixes collide, tails must not.
+        let ids: Vec<SessionId> = (0..200).map(|_| SessionId::new()).collect();
+        let shorts: std::collections::BTreeSet<String> = ids.iter().map(|i| i.short()).collect();
+        assert_eq!(shorts.len(), ids.len());
+        assert_eq!(ids[0].to_string()[..8], ids[199].to_string()[..8]);
+        for id in &ids {
+            assert_eq!(id.short().len(), SHORT_ID_LEN);
+            assert!(id.to_string().ends_with(&id.short()));
+            assert!(id.matches_short(&id.short()));
+            assert!(id.matches_short(&id.short().to_ascii_uppercase()));
+            assert!(
+                id.matches_short(&id.to_string()[..13]),
+                "prefixes still work"
+            );
+        }
+    }
+
+    #[test]
+    fn an_id_knows_when_it_was_made() {
+        let before = crate::time::unix_micros_now();
+        let id = SessionId::new();
+        let at = id.created_at_us().unwrap();
+        assert!(at + 1_000 >= before && at <= crate::time::unix_micros_now());
+        let v4: SessionId = "9f3c2e4a-1b2c-4d5e-8f60-718293a4b5c6".parse().unwrap();
+        assert_eq!(v4.created_at_us(), None);
+    }
+
+    #[test]
+    fn short_forms_refuse_what_is_not_an_id() {
+        let id: SessionId = "01a24188-c0a8-7343-97fb-44af079b3d28".parse().unwrap();
+        assert_eq!(id.short(), "079b3d28");
+        assert!(id.matches_short("af07-9b3d28"));
+        assert!(!id.matches_short("3d28x"));
+        assert!(!id.matches_short("d28"), "too short to mean anything");
+        assert!(!id.matches_short(""));
+        assert!(!id.matches_short("079b3d29"));
     }
 }

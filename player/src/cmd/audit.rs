@@ -41,6 +41,7 @@ such gap is printed on stderr and the exit status is 3.";
 const AFTER_HELP: &str = "\
 Examples:
   kubetape audit --since 1h
+  kubetape audit --reads --since 30d      who read which recordings, and why
   kubetape audit --user oidc:alice@example.com --namespace prod
   kubetape audit --since 2026-11-23T09:00:00Z --json | jq 'select(.decision != \"allow\")'";
 
@@ -62,6 +63,11 @@ pub struct Args {
     /// One JSON object per line instead of a table
     #[arg(long)]
     json: bool,
+
+    /// Show the reads log instead: every cat, play and export of a recording (reader, login,
+    /// time, reason); --user matches the reader or the login, --since applies
+    #[arg(long, conflicts_with = "namespace")]
+    reads: bool,
 }
 
 /// `--since`: a duration before now, or an RFC 3339 timestamp; as Unix microseconds.
@@ -105,6 +111,13 @@ impl Filter {
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let store = global.open_store()?;
+    if args.reads {
+        let filter = super::audit_reads::Filter {
+            since_us: args.since,
+            user: args.user,
+        };
+        return super::audit_reads::run(&store, filter, args.json).await;
+    }
     let keyring = global.open_keyring()?;
     let filter = Filter {
         user: args.user,

@@ -15,7 +15,9 @@ const ABOUT: &str = "Print one stream of a recording";
 const LONG_ABOUT: &str = "\
 Print one stream of a recording to stdout, as the raw bytes recorded, without timing.
 
-Every chunk is verified before it is decrypted and printed. If the recording is damaged, the
+Every chunk is verified before it is decrypted and printed. The reading is logged in the
+store first (who, when, --reason; `kubetape audit --reads` shows it); if it cannot be logged,
+nothing is printed. If the recording is damaged, the
 intact part before the damage is printed, then the error on stderr, and the exit status is 1.
 Where the recording declares a gap (output its recorder could not store), a line on stderr says
 what was lost, when and why; everything recorded is printed, and the exit status is 3.
@@ -30,10 +32,10 @@ the recording holds each connection's ports, times, byte counts and outcome, and
 
 const AFTER_HELP: &str = "\
 Examples:
-  kubetape cat 0196f3a2
-  kubetape cat 0196f3a2 | less -R
-  kubetape cat 0196f3a2 --stream stdin     what was typed
-  kubetape cat 0196f3a2 --connection 2 --direction out | sha256sum";
+  kubetape cat 4f1c2a9b
+  kubetape cat 4f1c2a9b | less -R
+  kubetape cat 4f1c2a9b --stream stdin     what was typed
+  kubetape cat 4f1c2a9b --connection 2 --direction out | sha256sum";
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum StreamArg {
@@ -55,7 +57,7 @@ impl From<StreamArg> for Stream {
 #[derive(Debug, clap::Args)]
 #[command(about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
 pub struct Args {
-    /// The session: a full id or a unique prefix
+    /// The session: its short id (as `ls` shows it), full id, or a unique prefix
     session: String,
 
     /// Which stream to print (terminal sessions record all output as stdout)
@@ -66,6 +68,9 @@ pub struct Args {
         conflicts_with = "connection"
     )]
     stream: StreamArg,
+
+    #[command(flatten)]
+    custody: crate::custody::ReadArgs,
 
     /// A port-forward's connection to print (1 is the first that opened)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -123,6 +128,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let store = global.open_store()?;
     let keyring = global.open_keyring()?;
     let id = resolve::session(&store, &args.session).await?;
+    crate::custody::log_read(&store, &keyring, id, "cat", &args.custody).await?;
     let reader = SessionReader::open(&store, &keyring, id).await?;
     let wanted = match args.connection {
         Some(n) => Wanted::Connection(n, args.direction.into()),

@@ -21,6 +21,7 @@ const LONG_ABOUT: &str = "\
 Export a recording as asciicast v2 or v3 (play it with `asciinema play`, or `asciinema cat` it)
 or as plain text (escape sequences removed, line edits applied, full-screen programs noted).
 
+The export is logged in the store first (who, when, --reason; `kubetape audit --reads`).
 Every chunk is verified before it is decrypted; a damaged recording is not exported (the
 output file is only created once the whole session has been read). A gap the recording
 declares (output its recorder could not store) becomes a marker in an asciicast and a line in
@@ -32,9 +33,9 @@ terminal and is not exported: `kubetape play` shows its connections and `kubetap
 
 const AFTER_HELP: &str = "\
 Examples:
-  kubetape export 0196f3a2 -o session.cast              asciicast v2, for asciinema 2.x
-  kubetape export 0196f3a2 --format asciicast-v3 -o s.cast
-  kubetape export 0196f3a2 --format text | less";
+  kubetape export 4f1c2a9b -o session.cast              asciicast v2, for asciinema 2.x
+  kubetape export 4f1c2a9b --format asciicast-v3 -o s.cast
+  kubetape export 4f1c2a9b --format text | less";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Format {
@@ -48,7 +49,7 @@ enum Format {
 #[derive(Debug, clap::Args)]
 #[command(about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
 pub struct Args {
-    /// The session: a full id or a unique prefix
+    /// The session: its short id (as `ls` shows it), full id, or a unique prefix
     session: String,
 
     /// Output format
@@ -59,6 +60,9 @@ pub struct Args {
     /// into place when complete, so a failed export leaves nothing behind.
     #[arg(long, short = 'o', value_name = "FILE")]
     output: Option<PathBuf>,
+
+    #[command(flatten)]
+    custody: crate::custody::ReadArgs,
 }
 
 /// Streams the session's events into one of the writers.
@@ -111,6 +115,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let store = global.open_store()?;
     let keyring = global.open_keyring()?;
     let id = resolve::session(&store, &args.session).await?;
+    crate::custody::log_read(&store, &keyring, id, "export", &args.custody).await?;
     let reader = SessionReader::open(&store, &keyring, id).await?;
     crate::class::require_terminal(id, reader.meta())?;
     match args.output.as_deref() {

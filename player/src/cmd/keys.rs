@@ -16,7 +16,9 @@ Create, rotate, list and export the keys recordings use.
 
 A keyring holds key-encryption keys (which wrap each session's own data key) and Ed25519 signing
 keys (which sign chunks and seals). New sessions use the newest of each; older sessions name
-their keys, so they stay readable after a rotation as long as the old keys are kept. Losing the
+their keys, so they stay readable after a rotation as long as the old keys are kept — or until
+`keys rewrap` has moved their data keys to the current key-encryption key, after which `keys
+retire` destroys the old one. Losing the
 keyring makes its recordings unreadable: back it up. The public half of a signing key lets anyone
 verify recordings without being able to read them.";
 
@@ -25,6 +27,8 @@ Examples:
   kubetape keys init
   kubetape keys list
   kubetape keys rotate
+  kubetape keys rewrap --older-than 0s        move every session to the current KEK
+  kubetape keys retire 20261204T180421.123456Z-1a2b3c4d
   kubetape keys export-pub --out signing.pub
   kubetape --keys /secure/kubetape-keys keys list";
 
@@ -43,6 +47,22 @@ enum Action {
     Rotate,
     /// List the keys, marking the current ones
     List,
+    /// Re-wrap the data keys of sessions wrapped by old key-encryption keys with the current
+    /// one, so the old ones can be destroyed (`keys retire`)
+    Rewrap {
+        /// Re-wrap what KEKs created before this wrap: a duration ago (90d; 0s for every KEK
+        /// but the current one) or an RFC 3339 time
+        #[arg(long, value_name = "WHEN")]
+        older_than: String,
+        /// Only list the sessions that would be re-wrapped
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Destroy a key-encryption key, refused while any session still needs it
+    Retire {
+        /// The key-encryption key's id (`keys list`)
+        kek: String,
+    },
     /// Print the current signing public key, for auditors' `kubetape verify --pubkey FILE`
     ExportPub {
         /// Write it to FILE instead of stdout
@@ -72,10 +92,15 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
                 "new key-encryption key {kek}, new signing key {public}; new sessions use them"
             )?;
             outln!(
-                "keep the old keys: the sessions recorded with them need them to be read and sealed"
+                "keep the old keys until `kubetape keys rewrap` has moved the sessions recorded with them"
             )?;
         }
         Action::List => list(&global.open_keyring()?)?,
+        Action::Rewrap {
+            older_than,
+            dry_run,
+        } => return super::keys_rewrap::rewrap(global, &older_than, dry_run).await,
+        Action::Retire { kek } => return super::keys_rewrap::retire(global, &kek).await,
         Action::ExportPub { out } => {
             let ring = global.open_keyring()?;
             let line = ring.current_signing_key()?.public().to_line();

@@ -25,6 +25,9 @@ pod and those received from it (`kubetape play` shows them as a timeline, `kubet
 --connection N` prints one's bytes if they were captured). A `kubectl debug` session's TARGET
 ends in `[debug IMAGE]`.
 
+ID is the session's short id (the last 8 hex digits of its id, its random part): every command
+that takes a session accepts it, the full id, or a unique prefix.
+
 The gateways' audit streams are not sessions and are not listed (`kubetape audit` reads them).";
 
 const AFTER_HELP: &str = "\
@@ -106,10 +109,15 @@ fn json(
     summary: &Result<SessionSummary, StoreError>,
 ) -> serde_json::Value {
     match summary {
-        Ok(s) => serde_json::to_value(s)
-            .unwrap_or_else(|e| serde_json::json!({ "session": id, "error": e.to_string() })),
+        Ok(s) => match serde_json::to_value(s) {
+            Ok(mut value) => {
+                value["short"] = serde_json::Value::String(id.short());
+                value
+            }
+            Err(e) => serde_json::json!({ "session": id, "error": e.to_string() }),
+        },
         Err(e) => {
-            serde_json::json!({ "session": id, "state": "unreadable", "error": e.to_string() })
+            serde_json::json!({ "session": id, "short": id.short(), "state": "unreadable", "error": e.to_string() })
         }
     }
 }
@@ -120,7 +128,7 @@ fn print_table(
 ) -> std::io::Result<()> {
     let mut rows = vec![
         [
-            "SESSION", "USER", "TARGET", "START", "DURATION", "BYTES", "STATE", "EXIT",
+            "SESSION", "ID", "USER", "TARGET", "START", "DURATION", "BYTES", "STATE", "EXIT",
         ]
         .map(String::from),
     ];
@@ -131,6 +139,7 @@ fn print_table(
                 tracing::warn!("session {id}: {e}");
                 [
                     id.to_string(),
+                    id.short(),
                     "-".into(),
                     "-".into(),
                     "-".into(),
@@ -148,7 +157,7 @@ fn print_table(
     Ok(())
 }
 
-fn row(s: &SessionSummary) -> [String; 8] {
+fn row(s: &SessionSummary) -> [String; 9] {
     let (user, target, start) = match &s.meta {
         Some(m) => (
             m.identity.user.clone(),
@@ -177,6 +186,7 @@ fn row(s: &SessionSummary) -> [String; 8] {
     };
     [
         s.session.to_string(),
+        s.session.short(),
         user,
         target,
         start,

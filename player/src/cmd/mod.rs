@@ -2,13 +2,17 @@
 //! process exit code.
 
 pub mod audit;
+pub mod audit_reads;
 pub mod cat;
 pub mod export;
+pub mod hold;
 pub mod jit;
 pub mod keys;
+pub mod keys_rewrap;
 pub mod ls;
 pub mod play;
 pub mod record;
 pub mod seal;
 pub mod search;
+pub mod shred;
 pub mod verify;

@@ -22,7 +22,7 @@ recorder could then not seal it itself.";
 const AFTER_HELP: &str = "\
 Examples:
   kubetape ls                  find sessions in state `open`
-  kubetape seal 0196f3a2";
+  kubetape seal 4f1c2a9b";
 
 #[derive(Debug, clap::Args)]
 #[command(about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]

@@ -40,7 +40,7 @@ Examples:
   kubetape search '^kubectl delete' --namespace prod --since 7d
   kubetape search 'psql' --user 'alice@*' --json
   kubetape search --all-input 'DROP TABLE'      also what was typed into psql, python, ...
-  kubetape play 0196f3a2-7b1c --at '#3'          open a hit (its session and command number)";
+  kubetape play 4f1c2a9b-7b1c --at '#3'          open a hit (its session and command number)";
 
 #[derive(Debug, clap::Args)]
 #[command(about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
@@ -205,7 +205,10 @@ fn print_table(out: &mut impl std::io::Write, hits: &[Hit], kinds: bool) -> anyh
             .collect::<Vec<_>>()
             .join("/");
         let mut row = vec![
-            h.session[..h.session.len().min(13)].to_string(),
+            // The short id (the id's random tail): what `play`, `cat` and `export` take.
+            h.session
+                .parse::<storage_schema::SessionId>()
+                .map_or_else(|_| h.session.clone(), |id| id.short()),
             format::timestamp_us(h.at_unix_us),
             format::duration_us(h.offset_us),
             format!("#{}", h.number),

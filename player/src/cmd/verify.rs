@@ -26,6 +26,9 @@ Prints one line per session: `OK` or `FAIL`, then, for a damaged session, one in
 problem found, naming the chunk. An open session (no seal) is intact if what it holds is; `kubetape
 seal` seals one whose recorder died.
 
+A crypto-shredded session (`kubetape shred`) has no data key any more: it is verified as with
+--pubkey (signatures, chain, seal), and its line says so: `shredded on … by … because …`.
+
 With --pubkey, only the signing public key is used (what an auditor is given, from `kubetape keys
 export-pub`): signatures, the chain and the seal are checked, but contents are not decrypted.
 
@@ -40,7 +43,7 @@ declared gaps.";
 
 const AFTER_HELP: &str = "\
 Examples:
-  kubetape verify 0196f3a2
+  kubetape verify 4f1c2a9b
   kubetape verify --all
   kubetape keys export-pub --out signing.pub     (on the recording host)
   kubetape verify --all --pubkey signing.pub     (anywhere, no keyring)";
@@ -48,7 +51,7 @@ Examples:
 #[derive(Debug, clap::Args)]
 #[command(about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
 pub struct Args {
-    /// Sessions to check: full ids or unique prefixes
+    /// Sessions to check: short ids (as `ls` shows them), full ids or unique prefixes
     #[arg(
         value_name = "SESSION",
         required_unless_present = "all",
@@ -87,6 +90,17 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         }
     };
 
+    // Shred records, read once: a shredded session's line says when, by whom and why.
+    let (shredded, bad_records) = storage_schema::store::shred::all(&store).await?;
+    for bad in bad_records {
+        eprintln!("kubetape: an unreadable shred record: {bad}");
+    }
+    let shredded_note = |id: &storage_schema::SessionId| {
+        shredded
+            .get(id)
+            .map(|r| format!(" [{}]", r.describe()))
+            .unwrap_or_default()
+    };
     let mut tally = Tally::default();
     let mut dirs = Vec::new();
     if args.all {
@@ -112,18 +126,30 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         let id = dir.id();
         match verify_stream(&store, dir, keys).await {
             Ok(report) if report.complete() => {
-                outln!("OK   {id}  {}", describe(&store, dir, &report).await)?;
+                outln!(
+                    "OK   {id}  {}{}",
+                    describe(&store, dir, &report).await,
+                    shredded_note(&id)
+                )?;
                 tally.ok += 1;
             }
             Ok(report) if report.intact() => {
-                outln!("GAP  {id}  {}", describe(&store, dir, &report).await)?;
+                outln!(
+                    "GAP  {id}  {}{}",
+                    describe(&store, dir, &report).await,
+                    shredded_note(&id)
+                )?;
                 for gap in &report.gaps {
                     outln!("     - gap {}", gap.describe())?;
                 }
                 tally.gaps += 1;
             }
             Ok(report) => {
-                outln!("FAIL {id}  {}", describe(&store, dir, &report).await)?;
+                outln!(
+                    "FAIL {id}  {}{}",
+                    describe(&store, dir, &report).await,
+                    shredded_note(&id)
+                )?;
                 for damage in &report.damage {
                     outln!("     - {damage}")?;
                 }

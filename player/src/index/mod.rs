@@ -4,6 +4,8 @@
 //! Layout of the index directory (0700; it holds decrypted command lines):
 //! ```text
 //! known.bin        sorted 16-byte ids of every session already indexed (or skipped for good)
+//! forgotten.bin    sorted 16-byte ids of sessions shredded or deleted by retention, whose
+//!                  commands were purged from the segments (and are never indexed again)
 //! follow.json      when the last full listing and the last sync ran
 //! seg-<n>.ktix     segments, one per sync that found something (see `segment`)
 //! ```
@@ -14,6 +16,11 @@
 //! otherwise from the store's `ended/<day>/` markers since the day before the last sync, which
 //! recorders write as they seal. Many small segments are merged into one once there are more
 //! than [`MAX_SEGMENTS`].
+//!
+//! **Forgetting**: the index holds decrypted command lines, so a session that is crypto-shredded
+//! or deleted by retention must leave it too. Every sync lists the store's shred records and
+//! retention results (small ledgers) and, when one names a session the index holds, rewrites
+//! the segments without it before anything is searched.
 
 pub mod segment;
 
@@ -177,6 +184,7 @@ impl Index {
         keyring: &Keyring,
         mut progress: impl FnMut(usize, usize),
     ) -> anyhow::Result<SyncReport> {
+        self.forget(store).await?;
         let known: HashSet<[u8; 16]> = self.known.iter().copied().collect();
         let now = storage_schema::time::unix_micros_now();
         let mut follow = self.follow();
@@ -324,8 +332,60 @@ impl Index {
         write_atomic(&self.dir.join("known.bin"), &bytes)
     }
 
+    /// Purges the sessions the store says were shredded or deleted since the last sync, and
+    /// marks them known so they are never indexed again.
+    async fn forget(&mut self, store: &Store) -> anyhow::Result<()> {
+        let (shredded, bad) = storage_schema::store::shred::all(store).await?;
+        for e in bad {
+            tracing::warn!(error = %e, "an unreadable shred record");
+        }
+        let mut gone: Vec<[u8; 16]> = shredded.keys().map(|id| *id.as_bytes()).collect();
+        gone.extend(
+            storage_schema::store::retention::deleted_sessions(store)
+                .await?
+                .iter()
+                .map(|id| *id.as_bytes()),
+        );
+        let path = self.dir.join("forgotten.bin");
+        let already: HashSet<[u8; 16]> = match std::fs::read(&path) {
+            Ok(bytes) => bytes
+                .chunks_exact(16)
+                .map(|c| c.try_into().expect("16 bytes"))
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashSet::new(),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        let fresh: HashSet<[u8; 16]> = gone
+            .into_iter()
+            .filter(|id| !already.contains(id))
+            .collect();
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let fresh_text: HashSet<String> = fresh
+            .iter()
+            .map(|b| SessionId::from_bytes(*b).to_string())
+            .collect();
+        if !self.segments.is_empty() {
+            self.merge_without(&fresh_text)?;
+        }
+        let mut all: Vec<[u8; 16]> = already.into_iter().chain(fresh.iter().copied()).collect();
+        all.sort_unstable();
+        write_atomic(&path, &all.concat())?;
+        let known: HashSet<[u8; 16]> = self.known.iter().copied().collect();
+        self.known
+            .extend(fresh.into_iter().filter(|id| !known.contains(id)));
+        self.known.sort_unstable();
+        self.write_known()
+    }
+
     /// Rewrites all segments as one.
     fn merge(&mut self) -> anyhow::Result<()> {
+        self.merge_without(&HashSet::new())
+    }
+
+    /// Rewrites all segments as one, leaving out the sessions in `drop`.
+    fn merge_without(&mut self, drop: &HashSet<String>) -> anyhow::Result<()> {
         let mut builder = SegmentBuilder::default();
         for (_, segment) in &self.segments {
             let mut by_session: Vec<Vec<IndexedCommand>> =
@@ -340,7 +400,10 @@ impl Index {
                 });
             }
             for (i, commands) in by_session.iter().enumerate() {
-                builder.add(&segment.session(i)?, commands);
+                let session = segment.session(i)?;
+                if !drop.contains(&session.session) {
+                    builder.add(&session, commands);
+                }
             }
         }
         let old: Vec<PathBuf> = self.segments.drain(..).map(|(p, _)| p).collect();

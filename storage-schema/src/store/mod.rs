@@ -6,9 +6,14 @@
 //! [`StoreError::AlreadyExists`].
 
 mod catalog;
+pub mod holds;
 pub mod ledger;
+pub mod lock;
 mod reader;
+pub mod reads;
 mod recorder;
+pub mod retention;
+pub mod shred;
 mod spool;
 mod verify;
 
@@ -62,6 +67,9 @@ pub struct Store {
     prefix: Path,
     url: String,
     observer: Option<Arc<dyn StoreObserver>>,
+    /// The directory of a `file://` store: deleting its objects leaves their directories,
+    /// which listings would report as streams ([`Self::prune_dir`]).
+    local_dir: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Store {
@@ -115,7 +123,9 @@ impl Store {
             .map_err(|e| bad(format!("cannot create {}: {e}", dir.display())))?;
         let local = object_store::local::LocalFileSystem::new_with_prefix(&dir)
             .map_err(|e| bad(e.to_string()))?;
-        Ok(Self::from_object_store(Arc::new(local), "", url))
+        let mut store = Self::from_object_store(Arc::new(local), "", url);
+        store.local_dir = Some(dir);
+        Ok(store)
     }
 
     /// Wraps an already-built object store (tests, embedding).
@@ -125,7 +135,49 @@ impl Store {
             prefix: Path::from(prefix),
             url: url.to_string(),
             observer: None,
+            local_dir: None,
         }
+    }
+
+    /// Removes the directories left under `dir` once all its objects are deleted, in a
+    /// `file://` store (object stores have no directories; there it does nothing). Only empty
+    /// directories are removed: an object written meanwhile keeps its own.
+    pub fn prune_dir(&self, dir: &str) -> Result<(), StoreError> {
+        let Some(root) = &self.local_dir else {
+            return Ok(());
+        };
+        fn prune(path: &std::path::Path) -> std::io::Result<()> {
+            if let Ok(entries) = std::fs::read_dir(path) {
+                for entry in entries.flatten() {
+                    if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                        prune(&entry.path())?;
+                    }
+                }
+            }
+            match std::fs::remove_dir(path) {
+                Ok(()) => Ok(()),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::DirectoryNotEmpty
+                    ) =>
+                {
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        }
+        let path = Path::from(dir)
+            .parts()
+            .fold(root.clone(), |p, part| p.join(part.as_ref()));
+        prune(&path).map_err(|e| StoreError::Io {
+            op: "delete",
+            path: dir.to_string(),
+            source: object_store::Error::Generic {
+                store: "LocalFileSystem",
+                source: Box::new(e),
+            },
+        })
     }
 
     /// This store, telling `observer` of every request it makes.

@@ -2,7 +2,7 @@
 
 use super::{Store, StoreError};
 use crate::commands;
-use crate::keys::{DataKey, KeyError, Keyring, PublicKey, WrappedKey};
+use crate::keys::{DataKey, KeyError, Keyring, PublicKey};
 use crate::layout::{self, StreamDir, StreamRoot};
 use crate::seal::{SealPayload, SealState};
 use crate::session::{SessionId, SessionMeta, StreamClass};
@@ -20,6 +20,9 @@ pub enum VerifyError {
     Keys(#[from] KeyError),
     #[error("session {session}: data key object is missing or unreadable: {reason}")]
     DataKey { session: SessionId, reason: String },
+    /// The data key was destroyed on purpose; the text is [`super::shred::ShredRecord::describe`].
+    #[error("session {0} was {1}; its content can never be read again")]
+    Shredded(SessionId, String),
     #[error("session {0} is damaged; refusing to seal it:\n{1}")]
     Damaged(SessionId, String),
     #[error("session {0} is already sealed ({1})")]
@@ -71,17 +74,7 @@ pub(super) async fn load_dek(
     keyring: &Keyring,
     dir: StreamDir,
 ) -> Result<DataKey, VerifyError> {
-    let id = dir.id();
-    let bad = |reason: String| VerifyError::DataKey {
-        session: id,
-        reason,
-    };
-    let bytes = store
-        .get_opt(&dir.dek())
-        .await?
-        .ok_or_else(|| bad("dek.json is missing (crypto-shredded?)".into()))?;
-    let wrapped: WrappedKey = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
-    Ok(keyring.unwrap_dek(id, &wrapped)?)
+    super::shred::load_data_key(store, keyring, dir).await
 }
 
 /// Verifies one stream, found by id wherever it lies; `Ok` carries the report whether or not
@@ -126,7 +119,13 @@ async fn verify_loaded(
                 Err(e) => return Err(e.into()),
             };
             let dek = if meta.is_ok() {
-                Some(load_dek(store, ring, dir).await?)
+                // A shredded stream is verified as an auditor would: chain, signatures and
+                // seal, without content (the caller learns it was shredded from its record).
+                match load_dek(store, ring, dir).await {
+                    Ok(dek) => Some(dek),
+                    Err(VerifyError::Shredded(..)) => None,
+                    Err(e) => return Err(e),
+                }
             } else {
                 None
             };

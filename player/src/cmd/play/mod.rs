@@ -55,15 +55,15 @@ and +/- as above, ↑/↓ select a connection, Enter jumps to its opening.";
 
 const AFTER_HELP: &str = "\
 Examples:
-  kubetape play 0196f3a2                  play from the start
+  kubetape play 4f1c2a9b                  play from the start
   kubetape play --latest --follow         watch the newest session live
-  kubetape play 0196f3a2 --at 1m23s       open paused at 1 min 23 s
-  kubetape play 0196f3a2 --at '#3'        open on the third command, as it was typed";
+  kubetape play 4f1c2a9b --at 1m23s       open paused at 1 min 23 s
+  kubetape play 4f1c2a9b --at '#3'        open on the third command, as it was typed";
 
 #[derive(Debug, clap::Args)]
 #[command(about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
 pub struct Args {
-    /// The session: a full id or a unique prefix
+    /// The session: its short id (as `ls` shows it), full id, or a unique prefix
     #[arg(required_unless_present = "latest", conflicts_with = "latest")]
     session: Option<String>,
 
@@ -84,6 +84,9 @@ pub struct Args {
     /// live edge unless --at says otherwise; Home goes back to the start)
     #[arg(long)]
     follow: bool,
+
+    #[command(flatten)]
+    custody: crate::custody::ReadArgs,
 }
 
 fn parse_speed(s: &str) -> Result<f64, String> {
@@ -112,6 +115,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         Some(text) => resolve::session(&store, text).await?,
         None => newest(&store).await?,
     };
+    crate::custody::log_read(&store, &keyring, id, "play", &args.custody).await?;
     let span = tracing::info_span!("play", session = %id);
     let _enter = span.enter();
     if let Some(timeline) = forward_timeline(&store, &keyring, id).await? {

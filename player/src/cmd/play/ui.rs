@@ -331,7 +331,7 @@ fn centred(area: Rect, width: u16, height: u16) -> Rect {
 }
 
 fn short_id(app: &App) -> String {
-    app.tape.id.to_string()[..13].to_string()
+    app.tape.id.short()
 }
 
 /// The whole session on one row: played part, commands (┃), search matches (◆), play head (●).

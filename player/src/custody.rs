@@ -1,0 +1,80 @@
+//! Chain of custody on the reader's side: every command that shows a recording's content
+//! (`cat`, `play`, `export`) writes an entry into the store's reads log
+//! (`storage_schema::store::reads`) *before* it reads, and refuses to read when the entry
+//! cannot be written — a reading that is not logged does not happen through kubetape.
+//!
+//! Who the reader is: `--as NAME` (or `KUBETAPE_READER`), else the login. The login is always
+//! recorded beside it (`os_user`), so a claimed name is never the only trace, and so is the
+//! fingerprint of the keyring's signing key (whose keys opened it).
+
+use anyhow::Context as _;
+use storage_schema::store::{Store, reads};
+use storage_schema::{Keyring, SessionId};
+
+/// The options every reading command takes.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ReadArgs {
+    /// Why you are reading it (kept in the store's reads log; `kubetape audit --reads`)
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+
+    /// Who is reading, when not the login (kept beside the login in the reads log)
+    #[arg(long = "as", value_name = "NAME", env = "KUBETAPE_READER")]
+    pub reader: Option<String>,
+}
+
+/// The login of this process.
+pub fn login() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| format!("uid:{}", rustix::process::getuid().as_raw()))
+}
+
+/// This host's name.
+pub fn host() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Writes the reads-log entry for reading `session` with `action`; fails (and the caller must
+/// not read) when it cannot be written.
+pub async fn log_read(
+    store: &Store,
+    keyring: &Keyring,
+    session: SessionId,
+    action: &str,
+    args: &ReadArgs,
+) -> anyhow::Result<()> {
+    let login = login();
+    let reader = args
+        .reader
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .unwrap_or(&login)
+        .to_string();
+    let keyring_id = keyring
+        .current_signing_key()
+        .map(|k| k.public().fingerprint())
+        .unwrap_or_default();
+    let reason = args
+        .reason
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty());
+    let entry = reads::entry(
+        session,
+        action,
+        &reader,
+        &login,
+        &host(),
+        reason,
+        &keyring_id,
+    );
+    reads::log(store, &entry).await.with_context(|| {
+        format!("cannot write the reads log in {} (every reading of a recording is logged; nothing was read)", store.url())
+    })?;
+    Ok(())
+}
