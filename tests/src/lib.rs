@@ -375,3 +375,32 @@ impl Cluster {
 fn plugin(args: &[String]) -> serde_json::Value {
     kubeconfig::exec_plugin(&bin("kubetape-quickstart"), args)
 }
+
+/// `chattr -R +i DIR` for as long as it lives: even root cannot create or append to files
+/// there, so every write to it fails the way a refusing store's or a broken disk's do.
+pub struct Immutable(PathBuf);
+
+impl Immutable {
+    pub fn set(dir: &Path) -> Immutable {
+        let out = Command::new("chattr")
+            .args(["-R", "+i"])
+            .arg(dir)
+            .output()
+            .expect("chattr");
+        assert!(
+            out.status.success(),
+            "chattr +i (needs root and an ext4/xfs/btrfs filesystem): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Immutable(dir.to_owned())
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr")
+            .args(["-R", "-i"])
+            .arg(&self.0)
+            .status();
+    }
+}

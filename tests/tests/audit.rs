@@ -294,16 +294,23 @@ fn every_request_is_audited_with_identity_and_ci_claims() {
     assert!(err.contains(&format!("audit stream {audit_id}")), "{err}");
 }
 
-/// With `audit.fail_closed = true` a gateway refuses requests while its audit stream cannot be
-/// written, and serves again once it can; a default gateway on the same store keeps serving.
+/// With `audit.fail_closed = true` a gateway refuses requests while its audit records can be
+/// made durable neither in the store nor in its spool, and serves again once they can; a
+/// default gateway on the same store keeps serving. (The spool alone keeping a strict gateway
+/// serving through a store outage, and a disk that fills, are in tests/tests/store_outage.rs.)
 #[test]
-#[ignore = "issue 12, open: since the spool landed, audit records go to the local spool while the store is down, so a strict gateway keeps serving; it must refuse once neither the store nor the spool can take a record (tests/tests/store_outage.rs has the ignored spool-full case)"]
 fn fail_closed_gateway_refuses_while_the_audit_log_is_down() {
     let mut cluster = Cluster::start();
     let kubectl = Kubectl::V1_33.path().unwrap();
-    // A replica with the same configuration plus fail_closed.
+    // A replica with the same configuration plus fail_closed, and a spool of its own.
     let config = cluster.gateway_config();
-    let mut text = std::fs::read_to_string(&config).unwrap();
+    let spool = cluster.root().join("strict-spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let mut text = std::fs::read_to_string(&config).unwrap().replacen(
+        "[recording]\n",
+        &format!("[recording]\nspool_dir = \"{}\"\n", spool.display()),
+        1,
+    );
     text.push_str("\n[audit]\nfail_closed = true\n");
     std::fs::write(&config, text).unwrap();
     let strict = cluster.start_second_gateway();
@@ -325,6 +332,8 @@ fn fail_closed_gateway_refuses_while_the_audit_log_is_down() {
     let moved = cluster.root().join(format!("store/{AUDIT}.moved"));
     std::fs::rename(&audit_dir, &moved).unwrap();
     std::fs::write(&audit_dir, b"not a directory").unwrap();
+    // ...and its spool refuses writes (`chattr +i`: not even root may append or create there).
+    let frozen = tests::Immutable::set(&spool);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (code, err) = get(&kc_strict);
@@ -341,6 +350,7 @@ fn fail_closed_gateway_refuses_while_the_audit_log_is_down() {
     assert!(log.contains("AUDIT LOG CANNOT BE WRITTEN"), "{log}");
 
     // Repair it: the strict gateway opens a new stream and serves again.
+    drop(frozen);
     std::fs::remove_file(&audit_dir).unwrap();
     std::fs::rename(&moved, &audit_dir).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -388,7 +388,7 @@ fn prometheus_scrapes_a_live_session_and_readyz_follows_store_and_drain() {
     // The store refuses writes: unready, with the reason; writable again: ready.
     let store = cluster.root().join("store");
     {
-        let _frozen = Immutable::set(&store);
+        let _frozen = tests::Immutable::set(&store);
         let body = wait(
             Duration::from_secs(30),
             "unready on a failing store",
@@ -421,35 +421,6 @@ fn prometheus_scrapes_a_live_session_and_readyz_follows_store_and_drain() {
         gateway.child.try_wait().ok().flatten()
     });
     assert!(status.success(), "a drained gateway exits 0: {status:?}");
-}
-
-/// `chattr -R +i DIR` for as long as it lives: even root cannot create files there, so every
-/// store write fails the way a refusing store's do.
-struct Immutable(PathBuf);
-
-impl Immutable {
-    fn set(dir: &Path) -> Immutable {
-        let out = Command::new("chattr")
-            .args(["-R", "+i"])
-            .arg(dir)
-            .output()
-            .expect("chattr");
-        assert!(
-            out.status.success(),
-            "chattr +i (needs root and an ext4/xfs/btrfs filesystem): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Immutable(dir.to_owned())
-    }
-}
-
-impl Drop for Immutable {
-    fn drop(&mut self) {
-        let _ = Command::new("chattr")
-            .args(["-R", "-i"])
-            .arg(&self.0)
-            .status();
-    }
 }
 
 #[test]

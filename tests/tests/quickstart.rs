@@ -3,7 +3,8 @@
 //! plugin), the exec is recorded where `kubetape ls` looks, `prod` takes a request, and Ctrl-C
 //! stops it cleanly.
 
-use std::process::Command;
+use std::io::{BufRead as _, BufReader, Read as _};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tests::{Kubectl, bin, run};
@@ -111,6 +112,32 @@ fn one_command_quickstart_records_an_exec_and_stops_on_ctrl_c() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
+    // A session live when Ctrl-C comes: it prints a marker, then waits on its stdin.
+    let mut live = kubectl(&[
+        "exec",
+        "-i",
+        "demo",
+        "--",
+        "sh",
+        "-c",
+        "echo live-before-ctrl-c; cat",
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("kubectl exec -i");
+    let mut live_out = BufReader::new(live.stdout.take().unwrap());
+    let mut first = String::new();
+    live_out.read_line(&mut first).unwrap();
+    assert_eq!(first, "live-before-ctrl-c\n");
+    let mut live_err = live.stderr.take().unwrap();
+    let err_reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        let _ = live_err.read_to_string(&mut all);
+        all
+    });
+
     // Ctrl-C stops it, successfully.
     let pid = quickstart.child.id().to_string();
     assert!(
@@ -133,4 +160,38 @@ fn one_command_quickstart_records_an_exec_and_stops_on_ctrl_c() {
         "{status}; log:\n{}",
         std::fs::read_to_string(&log).unwrap()
     );
+
+    // The live session was told why and ended non-zero...
+    let status = live.wait().unwrap();
+    assert!(!status.success(), "the live exec exited 0 after Ctrl-C");
+    let err = err_reader.join().unwrap();
+    assert!(err.contains("the gateway is shutting down"), "{err}");
+    // ...and its recording is sealed with the reason and holds what its client received.
+    let sessions = ls();
+    let s = sessions
+        .iter()
+        .find(|s| {
+            s["meta"]["command"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|a| a.as_str().is_some_and(|a| a.contains("live-before-ctrl-c")))
+            })
+        })
+        .unwrap_or_else(|| panic!("no recording of the live session: {sessions:#?}"));
+    assert_eq!(s["state"], "sealed", "{s:#}");
+    assert!(
+        s["exit"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("the gateway is shutting down"),
+        "{s:#}"
+    );
+    let id = s["session"].as_str().unwrap();
+    let mut c = Command::new(bin("kubetape"));
+    c.env("HOME", &home)
+        .args(["--store", &store, "--keys"])
+        .arg(&keys)
+        .args(["cat", id]);
+    let (code, out, err) = run(&mut c, b"", T);
+    assert_eq!(code, Some(0), "{}", text(&err));
+    assert!(text(&out).contains("live-before-ctrl-c"), "{}", text(&out));
 }
