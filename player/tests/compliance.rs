@@ -107,12 +107,8 @@ impl Env {
             .unwrap();
         if seal {
             let entries = vec![CommandEntry {
-                at_us: 1_000,
-                text: command.to_string(),
-                redacted: false,
-                prompt: None,
-                cwd: None,
                 exit_code: Some(0),
+                ..CommandEntry::command(1_000, command)
             }];
             recorder.finish_with_commands(None, entries).await.unwrap();
         } else {

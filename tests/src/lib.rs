@@ -378,6 +378,7 @@ fn plugin(args: &[String]) -> serde_json::Value {
 
 /// `chattr -R +i DIR` for as long as it lives: even root cannot create or append to files
 /// there, so every write to it fails the way a refusing store's or a broken disk's do.
+#[derive(Debug)]
 pub struct Immutable(PathBuf);
 
 impl Immutable {

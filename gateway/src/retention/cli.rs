@@ -111,6 +111,9 @@ async fn run_once(path: &std::path::Path, dry_run: bool) -> anyhow::Result<()> {
         Keyring::open(&keys).context("recording keys (audit)")?,
         config.recording.flush_policy(),
         config.cluster_name.clone(),
+        // No spool: a pass runs apart from the gateways (a CronJob), and its records go to the
+        // store directly or the pass reports that they could not.
+        config.recording.durability(None),
     );
     let outcome = super::run_pass(&store, &keyring, &rules, &runner, &lease, audit.as_ref()).await;
     audit.shutdown(std::time::Duration::from_secs(30)).await;

@@ -50,7 +50,11 @@ pub trait AuditSink {
 
 impl AuditSink for crate::audit::AuditLog {
     async fn emit(&self, record: &AuditRecord) {
-        crate::audit::AuditLog::emit(self, record).await;
+        // The pass's own ledger holds what it did either way; a lost audit record is the audit
+        // log's to report (it counts and declares it), and is logged here too.
+        if let Err(e) = crate::audit::AuditLog::emit(self, record).await {
+            tracing::error!(error = %e, "a retention audit record could not be made durable");
+        }
     }
 }
 
