@@ -71,9 +71,108 @@ pub fn table<R: AsRef<[String]>>(rows: &[R]) -> Vec<String> {
         .collect()
 }
 
+/// How a column of [`table_within`] gives way: down to `min` characters, keeping the start of
+/// a cut cell (names, claims) or its start and end (paths: the resource and the last segment).
+#[derive(Debug, Clone, Copy)]
+pub struct Shrink {
+    column: usize,
+    min: usize,
+    keep_end: bool,
+}
+
+impl Shrink {
+    pub fn head(column: usize, min: usize) -> Self {
+        Self {
+            column,
+            min,
+            keep_end: false,
+        }
+    }
+
+    pub fn middle(column: usize, min: usize) -> Self {
+        Self {
+            column,
+            min,
+            keep_end: true,
+        }
+    }
+}
+
+/// [`table`] within `max_width` columns: while the table is wider, the columns of `give_way`
+/// are narrowed in their order, each down to its minimum before the next, and cells longer
+/// than their column are cut with a `…`. Wider than that it stays.
+pub fn table_within<R: AsRef<[String]>>(
+    rows: &[R],
+    max_width: usize,
+    give_way: &[Shrink],
+) -> Vec<String> {
+    let n = rows.iter().map(|r| r.as_ref().len()).max().unwrap_or(0);
+    let mut widths = vec![0usize; n];
+    for row in rows {
+        for (i, cell) in row.as_ref().iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let total = |w: &[usize]| w.iter().sum::<usize>() + 2 * w.len().saturating_sub(1);
+    let mut keep_end = vec![false; n];
+    for s in give_way.iter().filter(|s| s.column < n) {
+        let over = total(&widths).saturating_sub(max_width);
+        let room = widths[s.column].saturating_sub(s.min);
+        widths[s.column] -= over.min(room);
+        keep_end[s.column] = s.keep_end;
+    }
+    let fitted: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| {
+            row.as_ref()
+                .iter()
+                .enumerate()
+                .map(|(i, cell)| cut(cell, widths[i], keep_end[i]))
+                .collect()
+        })
+        .collect();
+    table(&fitted)
+}
+
+/// `cell` in at most `width` characters, cut with a `…` at its end or in its middle.
+fn cut(cell: &str, width: usize, keep_end: bool) -> String {
+    let len = cell.chars().count();
+    if len <= width || width < 2 {
+        return cell.to_string();
+    }
+    let keep = width - 1;
+    let head = if keep_end { keep / 2 } else { keep };
+    let start: String = cell.chars().take(head).collect();
+    let end: String = cell.chars().skip(len - (keep - head)).collect();
+    format!("{start}…{end}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_table_within_a_width_cuts_the_columns_that_give_way_in_order() {
+        let rows = vec![
+            vec!["A".to_string(), "PATH".into(), "NAME".into()],
+            vec![
+                "short".to_string(),
+                "/api/v1/namespaces/default/pods/a-very-long-pod-name-indeed/exec".into(),
+                "alice@example.com".into(),
+            ],
+        ];
+        let lines = table_within(&rows, 40, &[Shrink::middle(1, 16), Shrink::head(2, 8)]);
+        assert!(lines.iter().all(|l| l.chars().count() <= 40), "{lines:#?}");
+        // The path gives way first (start and end kept), then the name (its start kept).
+        assert_eq!(lines[1], "short  /api/v1…eed/exec  alice@example.…");
+        // Narrow enough already: unchanged.
+        assert_eq!(
+            table_within(&rows, 200, &[Shrink::middle(1, 16)]),
+            table(&rows)
+        );
+        // Nothing may give way: as wide as it must be.
+        assert_eq!(table_within(&rows, 10, &[]), table(&rows));
+    }
 
     #[test]
     fn tables_align_all_but_the_last_column() {

@@ -21,7 +21,11 @@ fn kubetape(t: &TempStore, args: &[&str]) -> Output {
 }
 
 fn record(t: &TempStore) -> String {
-    let out = kubetape(t, &["record", "--", "seq", "1", "400000"]);
+    // Small chunks: the matrix cuts, removes and forges some of several.
+    let out = kubetape(
+        t,
+        &["record", "--chunk-kib", "256", "--", "seq", "1", "400000"],
+    );
     assert!(
         out.status.success(),
         "{}",

@@ -75,7 +75,7 @@ pub async fn run(
     let ca_pem = gateway::tls::write_self_signed(&tls_dir).context("gateway certificate")?;
 
     let policy = dir.join("policy.toml");
-    std::fs::write(&policy, quickstart_policy(&args.group))
+    let kept = prepare_policy(&policy, &quickstart_policy(&args.group))
         .with_context(|| format!("write {}", policy.display()))?;
     let config = GatewayConfig {
         server: Default::default(),
@@ -128,6 +128,13 @@ pub async fn run(
         .and_then(|exe| exe.parent().map(|d| d.join("kubetape")))
         .filter(|p| p.is_file())
         .map_or_else(|| "kubetape".to_string(), |p| p.display().to_string());
+    if kept {
+        println!(
+            "Keeping your edited {} (the quickstart's own is in {}).\n",
+            policy.display(),
+            policy.with_extension("default.toml").display()
+        );
+    }
     println!(
         "kubetape quickstart is running (Ctrl-C stops it).\n\n  \
          gateway   https://{addr}  → sandbox cluster https://{} (pod `demo` in namespace `default`)\n  \
@@ -179,6 +186,33 @@ fn default_dir() -> PathBuf {
                 .join(".local/share")
         });
     data.join("kubetape/quickstart")
+}
+
+/// Writes the quickstart's policy `default` to `path` unless the file there was edited since
+/// the quickstart last wrote it: the banner invites editing, and a restart must not undo the
+/// edit. The default it last wrote is kept beside it (`policy.default.toml`), so an unedited
+/// file still follows the default (a new `--group`, a newer quickstart). Returns whether an
+/// edited file was kept.
+fn prepare_policy(path: &Path, default: &str) -> std::io::Result<bool> {
+    let written = path.with_extension("default.toml");
+    let current = match std::fs::read_to_string(path) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    let last_default = std::fs::read_to_string(&written).ok();
+    let edited = match (&current, &last_default) {
+        (None, _) => false,
+        (Some(text), Some(last)) => text != last,
+        // A file the quickstart did not write (or from before it kept its default): the
+        // user's, unless it is the default itself.
+        (Some(text), None) => text != default,
+    };
+    std::fs::write(&written, default)?;
+    if !edited {
+        std::fs::write(path, default)?;
+    }
+    Ok(edited)
 }
 
 /// The quickstart's policy: `group` may work with pods in `default` and may ask for `prod`;
@@ -271,6 +305,32 @@ fn write_kubeconfig(
 mod tests {
     use super::*;
     use gateway::policy::{Decision, Policy, parse_attributes};
+
+    #[test]
+    fn an_edited_policy_survives_a_restart_and_an_unedited_one_follows_the_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.toml");
+        assert!(!prepare_policy(&path, "default 1\n").unwrap());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "default 1\n");
+        // Unedited: a new default replaces it.
+        assert!(!prepare_policy(&path, "default 2\n").unwrap());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "default 2\n");
+        // Edited: kept, whatever the default now says; the default is beside it.
+        std::fs::write(&path, "my edit\n").unwrap();
+        assert!(prepare_policy(&path, "default 3\n").unwrap());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "my edit\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("policy.default.toml")).unwrap(),
+            "default 3\n"
+        );
+        assert!(prepare_policy(&path, "default 3\n").unwrap());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "my edit\n");
+        // A file the quickstart never wrote is the user's too.
+        let other = dir.path().join("other.toml");
+        std::fs::write(&other, "hand written\n").unwrap();
+        assert!(prepare_policy(&other, "default\n").unwrap());
+        assert_eq!(std::fs::read_to_string(&other).unwrap(), "hand written\n");
+    }
 
     /// The newcomer's policy lets the developer forward the demo pod's two ports, no other.
     #[test]

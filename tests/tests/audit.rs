@@ -206,6 +206,33 @@ fn every_request_is_audited_with_identity_and_ci_claims() {
         table.contains("job_id=4711") && table.contains("deny"),
         "{table}"
     );
+    // Within 120 columns, with a SESSION column naming the exec's recording by the short id
+    // `play`, `cat` and `export` take.
+    for line in table.lines() {
+        assert!(
+            line.chars().count() <= 120,
+            "{} columns: {line}",
+            line.chars().count()
+        );
+    }
+    assert!(table.lines().next().unwrap().contains("SESSION"), "{table}");
+    let short: storage_schema::SessionId = session.parse().unwrap();
+    let exec_row = table
+        .lines()
+        .find(|l| l.contains("exec"))
+        .unwrap_or_else(|| panic!("no exec row: {table}"));
+    assert!(exec_row.contains(&short.short()), "{table}");
+    let cat = cluster
+        .kubetape()
+        .args(["cat", &short.short()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&cat.stdout),
+        "audited\n",
+        "the short id opens the session: {}",
+        String::from_utf8_lossy(&cat.stderr)
+    );
 
     // Shutdown seals the audit stream.
     let pid = cluster.gateway.child.id().to_string();

@@ -23,18 +23,20 @@ fn one_command_quickstart_records_an_exec_and_stops_on_ctrl_c() {
     std::fs::create_dir_all(&home).unwrap();
     let store = format!("file://{}", tmp.path().join("store").display());
     let keys = tmp.path().join("keys");
-    let mut cmd = Command::new(bin("kubetape-quickstart"));
-    cmd.arg("--dir")
-        .arg(&dir)
-        .args(["--store", &store, "--keys"])
-        .arg(&keys)
-        .env("HOME", &home)
-        .env_remove("KUBETAPE_STORE")
-        .env_remove("KUBETAPE_KEYS");
+    let start = |log: &std::path::Path| {
+        let mut cmd = Command::new(bin("kubetape-quickstart"));
+        cmd.arg("--dir")
+            .arg(&dir)
+            .args(["--store", &store, "--keys"])
+            .arg(&keys)
+            .env("HOME", &home)
+            .env_remove("KUBETAPE_STORE")
+            .env_remove("KUBETAPE_KEYS");
+        // The instructions end with the JIT walk-through; wait for all of it.
+        test_support::spawn_until(cmd, "allowed until the grant expires", log.to_path_buf(), T).0
+    };
     let log = tmp.path().join("quickstart.log");
-    // The instructions end with the JIT walk-through; wait for all of it.
-    let (mut quickstart, _) =
-        test_support::spawn_until(cmd, "allowed until the grant expires", log.clone(), T);
+    let mut quickstart = start(&log);
     let printed = std::fs::read_to_string(&log).unwrap();
     let kubeconfig = dir.join("kubeconfig");
     for want in [
@@ -194,4 +196,27 @@ fn one_command_quickstart_records_an_exec_and_stops_on_ctrl_c() {
     let (code, out, err) = run(&mut c, b"", T);
     assert_eq!(code, Some(0), "{}", text(&err));
     assert!(text(&out).contains("live-before-ctrl-c"), "{}", text(&out));
+
+    // Started again on the same directory, it keeps the policy the banner invited editing.
+    let policy = dir.join("policy.toml");
+    let edited = std::fs::read_to_string(&policy).unwrap() + "\n# edited by the newcomer\n";
+    std::fs::write(&policy, &edited).unwrap();
+    let log = tmp.path().join("quickstart-again.log");
+    let mut again = start(&log);
+    let printed = std::fs::read_to_string(&log).unwrap();
+    assert!(printed.contains("Keeping your edited"), "{printed}");
+    assert_eq!(std::fs::read_to_string(&policy).unwrap(), edited);
+    let pid = again.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + T;
+    while again.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "still running after Ctrl-C");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

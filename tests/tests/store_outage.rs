@@ -708,11 +708,19 @@ fn a_full_disk_under_the_store_loses_nothing_shown() {
     let (code, out, err) = run_to_end(&case, "head -c 8000000 /dev/urandom | base64; echo END");
     assert_eq!(code, Some(0), "{err}");
     assert!(out.ends_with(b"END\n"), "kubectl saw the whole output");
-    let spooled_max = case.spooled();
-    assert!(
-        spooled_max > 0,
-        "the disk never filled: nothing was spooled"
-    );
+    // The last chunk is sealed as the session ends and spooled once its put fails: poll.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let spooled_max = loop {
+        let n = case.spooled();
+        if n > 0 {
+            break n;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the disk never filled: nothing was spooled"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
     disk.resize("64m");
     let since = Instant::now();
     let summary = case.wait_recorded(Duration::from_secs(120));

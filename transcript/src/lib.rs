@@ -38,7 +38,7 @@
 //! let mut x = CommandExtractor::tty(size); // or CommandExtractor::new(reader.meta())
 //! chunk.iter().for_each(|e| x.feed(e));
 //! let commands = x.finish();
-//! assert_eq!(commands[0].text.as_deref(), Some("ls"));
+//! assert_eq!(commands[0].text, "ls");
 //! assert_eq!(commands[0].at_us, 100_000);
 //!
 //! // Seeking (the player: push chunks once, then seek anywhere).

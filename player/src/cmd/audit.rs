@@ -20,6 +20,8 @@ const LONG_ABOUT: &str = "\
 Query the gateways' audit log: one record per request a kubetape gateway answered, allowed or
 denied, with the identity (user, groups, issuer, carried CI claims), client, verb, resource,
 namespace, decision and rule, status, latency and, for exec/attach, the recording's session id.
+The table shows the session's short id (what `play`, `cat` and `export` take) and fits 120
+columns; --json has every field.
 A port-forward also has one record per forwarded connection (RESOURCE `pods/portforward :PORT
 #N`, N numbering the connections as `kubetape cat --connection` does; decision `deny` for a port
 the policy refused), with its times, bytes each way and outcome under `port_forward` in --json.
@@ -249,21 +251,25 @@ async fn read_stream(
     Ok((records, report.gaps))
 }
 
+/// The table's width: a 120-column terminal shows a record per line.
+const TABLE_WIDTH: usize = 120;
+
+/// The table: TIME, SESSION (the recording's short id, `-` for a request that is none), USER,
+/// VERB, RESOURCE (`resource/subresource`, or the path of a non-resource request), TARGET
+/// (`namespace/name`), RESULT (decision and status) and, when a record carries any, CI (the
+/// carried claims). The rule and the reason are in --json. Wider than 120 columns, CI, then
+/// RESOURCE, TARGET and USER are cut (`…`).
 fn print_table(records: &[AuditRecord]) -> std::io::Result<()> {
-    let mut rows = vec![
-        [
-            "TIME",
-            "USER",
-            "VERB",
-            "RESOURCE",
-            "NAMESPACE",
-            "NAME",
-            "DECISION",
-            "STATUS",
-            "CI",
-        ]
-        .map(String::from),
-    ];
+    let ci = records.iter().any(|r| !r.claims.is_empty());
+    let mut header = [
+        "TIME", "SESSION", "USER", "VERB", "RESOURCE", "TARGET", "RESULT",
+    ]
+    .map(String::from)
+    .to_vec();
+    if ci {
+        header.push("CI".into());
+    }
+    let mut rows = vec![header];
     for r in records {
         let resource = match (&r.resource, &r.subresource) {
             (Some(res), Some(sub)) => format!("{res}/{sub}"),
@@ -274,28 +280,38 @@ fn print_table(records: &[AuditRecord]) -> std::io::Result<()> {
             Some(c) => format!("{resource} {c}"),
             None => resource,
         };
-        let ci: Vec<String> = r.claims.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let decision = match &r.rule {
-            Some(rule) => format!("{} ({rule})", r.decision.name()),
-            None => r.decision.name().to_string(),
+        let target = match (&r.namespace, &r.name) {
+            (Some(ns), Some(name)) => format!("{ns}/{name}"),
+            (Some(ns), None) => ns.clone(),
+            (None, Some(name)) => name.clone(),
+            (None, None) => "-".into(),
         };
-        rows.push([
+        let mut row = vec![
             format::timestamp_us(r.time_us),
+            r.session.map_or_else(|| "-".into(), |id| id.short()),
             r.user.clone().unwrap_or_else(|| "-".into()),
             r.verb.clone(),
             resource,
-            r.namespace.clone().unwrap_or_else(|| "-".into()),
-            r.name.clone().unwrap_or_else(|| "-".into()),
-            decision,
-            r.status.to_string(),
-            if ci.is_empty() {
+            target,
+            format!("{} {}", r.decision.name(), r.status),
+        ];
+        if ci {
+            let claims: Vec<String> = r.claims.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            row.push(if claims.is_empty() {
                 "-".into()
             } else {
-                ci.join(",")
-            },
-        ]);
+                claims.join(",")
+            });
+        }
+        rows.push(row);
     }
-    for line in format::table(&rows) {
+    let give_way = [
+        format::Shrink::head(7, 16),
+        format::Shrink::middle(4, 16),
+        format::Shrink::middle(5, 16),
+        format::Shrink::head(2, 12),
+    ];
+    for line in format::table_within(&rows, TABLE_WIDTH, &give_way) {
         outln!("{line}")?;
     }
     Ok(())

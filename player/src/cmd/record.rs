@@ -91,6 +91,13 @@ pub struct Args {
     #[arg(short, long)]
     quiet: bool,
 
+    /// Close a chunk once it holds this many KiB of output (the gateway's `[recording]
+    /// max_chunk_kib`); a chunk is closed within a second of its first event anyway. Smaller
+    /// chunks mean more objects and finer-grained verification.
+    #[arg(long, value_name = "KIB", default_value_t = (FlushPolicy::default().max_bytes >> 10) as u32,
+          value_parser = clap::value_parser!(u32).range(16..=65536))]
+    chunk_kib: u32,
+
     /// The command to record and its arguments; put `--` before it if it has options of its own
     /// [default: $SHELL, else /bin/sh]
     #[arg(
@@ -146,7 +153,10 @@ async fn record(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         store.clone(),
         &keyring,
         meta,
-        FlushPolicy::default(),
+        FlushPolicy {
+            max_bytes: (args.chunk_kib as usize) << 10,
+            ..FlushPolicy::default()
+        },
         Some(commands),
     )
     .await

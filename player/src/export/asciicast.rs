@@ -28,12 +28,34 @@ pub struct AsciicastWriter<W: Write> {
     last_us: u64,
     stdout: StreamDecoder,
     stderr: StreamDecoder,
+    /// The header, until it is written. kubectl sends the terminal's size as a resize right
+    /// after the stream opens, so the metadata seldom has it, and the pod may have printed
+    /// (a prompt) before it arrived: events are held back until the first resize (or
+    /// [`HOLD_BYTES`] of output, or [`HOLD_US`] into the session), whose size the header takes.
+    header: Option<Header>,
+    held: Vec<Event>,
+    held_bytes: usize,
     /// Events written (after the header).
     pub events: u64,
 }
 
-/// The terminal size a session started with (80x24 when it was not recorded, as asciinema
-/// assumes).
+/// Output held back waiting for the first resize, at most.
+const HOLD_BYTES: usize = 1 << 20;
+/// How far into the session the first resize may come to size the header.
+const HOLD_US: u64 = 10_000_000;
+
+#[derive(Debug)]
+struct Header {
+    timestamp: u64,
+    command: String,
+    title: String,
+    size: (u16, u16),
+    /// The metadata had no size: the first resize gives it.
+    from_first_resize: bool,
+}
+
+/// The terminal size a session's metadata gives (80x24 when it has none, as asciinema
+/// assumes); a resize before the first output overrides it (see [`AsciicastWriter`]).
 pub fn initial_size(meta: &SessionMeta) -> (u16, u16) {
     meta.size.map_or((80, 24), |s| (s.cols, s.rows))
 }
@@ -57,42 +79,89 @@ fn title(meta: &SessionMeta) -> String {
 }
 
 impl<W: Write> AsciicastWriter<W> {
-    /// Writes the header line.
-    pub fn new(mut out: W, version: Version, meta: &SessionMeta) -> io::Result<Self> {
-        let (cols, rows) = initial_size(meta);
-        let timestamp = meta.started_at_us / 1_000_000;
-        let command = meta.command.join(" ");
-        let header = match version {
-            Version::V2 => json!({
-                "version": 2,
-                "width": cols,
-                "height": rows,
-                "timestamp": timestamp,
-                "command": command,
-                "title": title(meta),
-                "env": {"TERM": "xterm-256color"},
-            }),
-            Version::V3 => json!({
-                "version": 3,
-                "term": {"cols": cols, "rows": rows, "type": "xterm-256color"},
-                "timestamp": timestamp,
-                "command": command,
-                "title": title(meta),
-            }),
-        };
-        serde_json::to_writer(&mut out, &header)?;
-        out.write_all(b"\n")?;
+    /// A writer for one session; the header line is written at the session's first resize
+    /// (whose size it takes), or once holding back for one was long enough (see `header`).
+    pub fn new(out: W, version: Version, meta: &SessionMeta) -> io::Result<Self> {
         Ok(Self {
             out,
             version,
             last_us: 0,
             stdout: StreamDecoder::default(),
             stderr: StreamDecoder::default(),
+            header: Some(Header {
+                timestamp: meta.started_at_us / 1_000_000,
+                command: meta.command.join(" "),
+                title: title(meta),
+                size: initial_size(meta),
+                from_first_resize: meta.size.is_none(),
+            }),
+            held: Vec::new(),
+            held_bytes: 0,
             events: 0,
         })
     }
 
+    fn write_header(&mut self) -> io::Result<()> {
+        let Some(h) = self.header.take() else {
+            return Ok(());
+        };
+        let (cols, rows) = h.size;
+        let header = match self.version {
+            Version::V2 => json!({
+                "version": 2,
+                "width": cols,
+                "height": rows,
+                "timestamp": h.timestamp,
+                "command": h.command,
+                "title": h.title,
+                "env": {"TERM": "xterm-256color"},
+            }),
+            Version::V3 => json!({
+                "version": 3,
+                "term": {"cols": cols, "rows": rows, "type": "xterm-256color"},
+                "timestamp": h.timestamp,
+                "command": h.command,
+                "title": h.title,
+            }),
+        };
+        serde_json::to_writer(&mut self.out, &header)?;
+        self.out.write_all(b"\n")
+    }
+
     pub fn event(&mut self, event: &Event) -> io::Result<()> {
+        let Some(h) = self.header.as_mut().filter(|h| h.from_first_resize) else {
+            self.release()?;
+            return self.emit(event);
+        };
+        // The first resize is the client terminal's size: the header's, not an event.
+        if let EventKind::Resize { cols, rows } = &event.kind {
+            h.size = (*cols, *rows);
+            return self.release();
+        }
+        if let EventKind::Data { bytes, .. } = &event.kind {
+            self.held_bytes += bytes.len();
+        }
+        self.held.push(event.clone());
+        if self.held_bytes > HOLD_BYTES || event.at_us > HOLD_US {
+            self.release()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the header (if not yet) and the events held back for it.
+    fn release(&mut self) -> io::Result<()> {
+        self.write_header()?;
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        for event in std::mem::take(&mut self.held) {
+            self.emit(&event)?;
+        }
+        self.held_bytes = 0;
+        Ok(())
+    }
+
+    fn emit(&mut self, event: &Event) -> io::Result<()> {
         match &event.kind {
             EventKind::Data { stream, bytes } => {
                 let text = match stream {
@@ -118,6 +187,7 @@ impl<W: Write> AsciicastWriter<W> {
 
     /// Flushes held-back partial characters and returns the writer.
     pub fn finish(mut self) -> io::Result<W> {
+        self.release()?;
         for text in [self.stdout.finish(), self.stderr.finish()] {
             if !text.is_empty() {
                 self.line(self.last_us, "o", &text)?;
@@ -128,6 +198,7 @@ impl<W: Write> AsciicastWriter<W> {
     }
 
     fn line(&mut self, at_us: u64, code: &str, data: &str) -> io::Result<()> {
+        self.write_header()?;
         let at_us = at_us.max(self.last_us);
         let time_us = match self.version {
             Version::V2 => at_us,
@@ -228,6 +299,51 @@ mod tests {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn without_a_recorded_size_the_first_resize_sizes_the_header() {
+        let mut m = meta();
+        m.size = None;
+        let mut w = AsciicastWriter::new(Vec::new(), Version::V2, &m).unwrap();
+        for e in [
+            // The pod's prompt may come before kubectl's first resize.
+            out(5_000, b"# "),
+            ev(
+                10_000,
+                EventKind::Resize {
+                    cols: 120,
+                    rows: 35,
+                },
+            ),
+            out(20_000, b"$ "),
+            ev(30_000, EventKind::Resize { cols: 90, rows: 20 }),
+        ] {
+            w.event(&e).unwrap();
+        }
+        let text = String::from_utf8(w.finish().unwrap()).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(
+            (&lines[0]["width"], &lines[0]["height"]),
+            (&json!(120), &json!(35))
+        );
+        // The first resize is the header; a later one stays an event.
+        assert_eq!(
+            lines[1..],
+            [
+                json!([0.005, "o", "# "]),
+                json!([0.02, "o", "$ "]),
+                json!([0.03, "r", "90x20"])
+            ]
+        );
+        // No event at all: still a header, of the metadata's size.
+        let empty = AsciicastWriter::new(Vec::new(), Version::V3, &meta()).unwrap();
+        let text = String::from_utf8(empty.finish().unwrap()).unwrap();
+        let header: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(header["term"]["cols"], 100);
     }
 
     #[test]

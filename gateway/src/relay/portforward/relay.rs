@@ -376,7 +376,14 @@ async fn relay(
     if !matches!(end, End::Client | End::ClientLost(_)) {
         // The client reads the errors and closes; what it still sends meanwhile is taken (and
         // refused: no connection is open). A client that does not close is closed after this.
-        let _ = tokio::time::timeout(CLIENT_GRACE, &mut from_client).await;
+        if tokio::time::timeout(CLIENT_GRACE, &mut from_client)
+            .await
+            .is_err()
+        {
+            let mut s = lock(switch);
+            s.goaway_client();
+            queues.flush(&mut s);
+        }
     }
     queues.client.close();
     queues.upstream.close();

@@ -565,7 +565,10 @@ impl Switch {
     }
 
     /// Ends the session: every open connection is told `message` (kubectl prints it, then
-    /// ends the forward) and closed, the cluster's side reset; GOAWAY both ways.
+    /// ends the forward) and closed, the cluster's side reset and sent GOAWAY. The client gets
+    /// its GOAWAY later ([`Switch::goaway_client`]): on a GOAWAY, kubectl's SPDY connection
+    /// closes itself as soon as its streams are closed, and kubectl then exits with "lost
+    /// connection to pod", racing the printing of the error it was just sent.
     pub fn end_all(&mut self, message: &str) {
         self.ended = Some(message.to_string());
         let mut keys: Vec<(u64, String)> =
@@ -582,10 +585,14 @@ impl Switch {
             }
             self.end(&key, ForwardOutcome::Ended, message.to_string());
         }
+        self.up.send_goaway();
+    }
+
+    /// GOAWAY to a client that did not close the tunnel itself after [`Switch::end_all`].
+    pub fn goaway_client(&mut self) {
         if let Side::Spdy(server) = &mut self.side {
             server.send_goaway();
         }
-        self.up.send_goaway();
     }
 
     /// Why the session must end, if the switch learned it.

@@ -334,7 +334,8 @@ fn resets_both_ways() {
 }
 
 /// The session's end: every open connection hears why on its error stream and is closed;
-/// GOAWAY goes both ways; the notes say the connection ended with the session.
+/// GOAWAY goes to the cluster at once and to the client only when asked (after its grace to
+/// close by itself); the notes say the connection ended with the session.
 #[test]
 fn ending_the_session_tells_every_open_connection() {
     let mut rig = Rig::new(&[80], Capture::Metadata);
@@ -350,6 +351,10 @@ fn ending_the_session_tells_every_open_connection() {
         request_id: a,
         message: "kubetape: access revoked".into()
     }));
+    assert!(!kubectl.contains(&ClientEvent::GoAway));
+    rig.switch.goaway_client();
+    rig.pump();
+    let (kubectl, _, _) = rig.take();
     assert!(kubectl.contains(&ClientEvent::GoAway));
     assert!(kubelet.contains(&ServerEvent::GoAway));
     assert!(kubelet.contains(&ServerEvent::Reset {
