@@ -596,3 +596,48 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// A lag probe (what the gateway's `kubetape_recording_lag_seconds` reads) reports the age of
+/// output that is not durable as of the moment it is read, also while the recorder waits on a
+/// hung store, and zero once that output is in the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lag_probe_reads_the_age_of_output_a_hung_store_holds() {
+    let faulty = Faulty::new();
+    let store = faulty.store();
+    let (ring, _k) = common::keyring();
+    // The hung put times out after a second; the probe is read well before that.
+    let rec = start(
+        &store,
+        &ring,
+        Durability {
+            failure_timeout: Duration::from_secs(30),
+            store_timeout: Duration::from_secs(1),
+            ..durability(None)
+        },
+    )
+    .await;
+    let probe = rec.lag_probe();
+    stream_lines(&rec, 0, 5, Duration::from_millis(5)).await;
+    wait_until("the first lines are durable", async || {
+        probe.lag().oldest_us == 0 && probe.lag().undurable_chunks == 0
+    })
+    .await;
+    faulty.set(Mode::Hang);
+    rec.record_data(Stream::Stdout, b"held by a hung store\n")
+        .await
+        .unwrap();
+    wait_until("the probe sees the held chunk age", async || {
+        probe.lag().oldest_us >= 300_000
+    })
+    .await;
+    // Read twice: the age is the probe's now, not the recorder task's last look.
+    let first = probe.lag().oldest_us;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let second = probe.lag().oldest_us;
+    assert!(second >= first + 150_000, "{first} then {second}");
+    assert_eq!(probe.lag().undurable_chunks, 1, "{:?}", probe.lag());
+    faulty.set(Mode::Healthy);
+    // The hung put is retried once it times out; then nothing is held.
+    rec.finish(None).await.unwrap();
+    assert_eq!(probe.lag().oldest_us, 0, "{:?}", probe.lag());
+}

@@ -362,6 +362,10 @@ fn prometheus_scrapes_a_live_session_and_readyz_follows_store_and_drain() {
     // The exposition and the shipped rules pass promtool.
     let (code, metrics) = get(&format!("{ops_url}/metrics"));
     assert_eq!(code, 200);
+    // Every metric the shipped alert rules use is exported.
+    for name in ["kubetape_recording_lag_seconds ", "kubetape_sessions_live{"] {
+        assert!(metrics.contains(name), "{name} not in:\n{metrics}");
+    }
     let (status, _, stderr) = tests::run(
         Command::new("promtool").args(["check", "metrics"]),
         metrics.as_bytes(),

@@ -32,6 +32,8 @@ pub fn refresh_gauges(state: &State) {
     m.draining
         .set(i64::from(state.sessions.drain().is_draining()));
     m.connections.set(state.limits.in_use() as i64);
+    m.recording_lag
+        .set(state.sessions.recording_lag().as_secs_f64());
     let audit = state.audit.stats();
     m.audit_records_pending
         .set(audit.pending.load(Ordering::Relaxed) as i64);

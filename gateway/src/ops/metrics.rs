@@ -79,6 +79,7 @@ pub struct Metrics {
     pub draining: Gauge,
     pub connections: Gauge,
     pub lease_age: Gauge<f64, AtomicU64>,
+    pub recording_lag: Gauge<f64, AtomicU64>,
     pub sessions_completed: Counter,
 }
 
@@ -198,6 +199,11 @@ impl Metrics {
             lease_age: metric!(
                 "lease_age_seconds",
                 "Seconds since this gateway's liveness lease was last renewed in the store",
+                Gauge::default()
+            ),
+            recording_lag: metric!(
+                "recording_lag_seconds",
+                "Age of the oldest relayed output of a live session that is in neither the store nor the spool (what a crash would lose beyond the flush interval)",
                 Gauge::default()
             ),
             sessions_completed: metric!(

@@ -26,6 +26,7 @@
 //!   for every recording to be sealed ([`drain`]).
 
 pub mod drain;
+pub mod lag;
 pub mod limit;
 
 use std::future::Future;
@@ -68,6 +69,8 @@ pub struct Sessions {
     leases: Option<Arc<Leases>>,
     /// How recordings get through a store outage (spool, failure policy).
     durability: Durability,
+    /// The live sessions' recorders, for the recording-lag gauge.
+    lags: lag::Lags,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -177,6 +180,8 @@ pub struct Session {
     connection: Option<ConnectionPermit>,
     gauge: LiveGauge,
     metrics: Arc<Metrics>,
+    /// Keeps the recorder's lag readable by `/metrics` while the session lives.
+    _lag: lag::LagEntry,
 }
 
 /// A stream kind's side of a session: relay between client and cluster until either ends or
@@ -362,6 +367,7 @@ impl Sessions {
             metrics,
             leases,
             durability: Durability::default(),
+            lags: lag::Lags::default(),
         }
     }
 
@@ -374,6 +380,16 @@ impl Sessions {
     /// The spool recordings wait in while the store is down, if there is one (for metrics).
     pub fn spool(&self) -> Option<&storage_schema::store::Spool> {
         self.durability.spool.as_ref()
+    }
+
+    /// The largest recording lag among live sessions (see [`lag`]).
+    pub fn recording_lag(&self) -> std::time::Duration {
+        self.lags.oldest()
+    }
+
+    /// The live sessions' recorders, as `/metrics` reads them.
+    pub fn lags(&self) -> &lag::Lags {
+        &self.lags
     }
 
     /// The keyring recordings are written with (completing a dead gateway's sessions needs it).
@@ -489,7 +505,9 @@ impl Sessions {
             // The next heartbeat names it; only a crash in between would leave it open.
             span.in_scope(|| tracing::warn!(error = %e, "the liveness lease could not name the new session yet"));
         }
+        let lag = self.lags.add(recorder.lag_probe());
         Ok(Session {
+            _lag: lag,
             recorder,
             live,
             limit,
@@ -528,6 +546,7 @@ impl Session {
             connection,
             gauge,
             metrics,
+            _lag,
         } = self;
         let ends = Ends {
             live: &mut live,

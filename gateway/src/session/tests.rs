@@ -164,6 +164,9 @@ async fn a_relay_that_finishes_is_sealed_with_its_exit_and_everything_it_recorde
     let f = fixture().await;
     let session = f.sessions.open(opening("alice")).await.unwrap();
     let id = session.id();
+    // Its recorder's lag is readable by /metrics while it lives (nothing held: a memory store).
+    assert_eq!(f.sessions.lags().len(), 1);
+    assert_eq!(f.sessions.recording_lag(), Duration::ZERO);
     session
         .spawn(Finishes {
             output: b"hello\r\n",
@@ -171,6 +174,10 @@ async fn a_relay_that_finishes_is_sealed_with_its_exit_and_everything_it_recorde
         })
         .await
         .unwrap();
+    assert!(
+        f.sessions.lags().is_empty(),
+        "an ended session leaves the lag gauge"
+    );
     let (state, events) = read_back(&f, id).await;
     let SessionState::Sealed(seal) = state else {
         panic!("not sealed: {state:?}");

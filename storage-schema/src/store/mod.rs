@@ -30,7 +30,8 @@ pub use self::catalog::{
 };
 pub use self::reader::{ReadError, SessionReader};
 pub use self::recorder::{
-    Durability, Lag, MAX_UNDURABLE, OnStoreFailure, RecordError, Recorder, RecorderOptions,
+    Durability, Lag, LagProbe, MAX_UNDURABLE, OnStoreFailure, RecordError, Recorder,
+    RecorderOptions,
 };
 pub use self::spool::{Replayed, Spool, SpoolError, SpoolStats};
 pub use self::verify::{KeySource, VerifyError, seal_interrupted, verify_session, verify_stream};

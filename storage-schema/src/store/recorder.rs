@@ -212,8 +212,49 @@ struct Shared {
     undurable_chunks: AtomicU64,
     undurable_bytes: AtomicU64,
     oldest_us: AtomicU64,
+    /// When the oldest undurable chunk was sealed (µs since the Unix epoch; 0: none), so its
+    /// age can be read at any moment, also while the task waits on a hung store.
+    oldest_since_unix_us: AtomicU64,
     spooled_total: AtomicU64,
     durable_events: AtomicU64,
+}
+
+fn lag_of(s: &Shared) -> Lag {
+    let gate = s.gate.load(Ordering::Acquire);
+    let since = s.oldest_since_unix_us.load(Ordering::Relaxed);
+    // The age now, not at the task's last look (it may be waiting on a hung store).
+    let oldest_us = if since == 0 {
+        0
+    } else {
+        crate::time::unix_micros_now()
+            .saturating_sub(since)
+            .max(s.oldest_us.load(Ordering::Relaxed))
+    };
+    Lag {
+        undurable_chunks: s.undurable_chunks.load(Ordering::Relaxed),
+        undurable_bytes: s.undurable_bytes.load(Ordering::Relaxed),
+        oldest_us,
+        spooled_total: s.spooled_total.load(Ordering::Relaxed),
+        durable_events: s.durable_events.load(Ordering::Relaxed),
+        paused: gate == PAUSED,
+        failed: gate == FAILED,
+    }
+}
+
+/// Reads a recorder's [`Lag`] without holding the recorder ([`Recorder::lag_probe`]).
+#[derive(Clone)]
+pub struct LagProbe(Arc<Shared>);
+
+impl std::fmt::Debug for LagProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("LagProbe").field(&self.lag()).finish()
+    }
+}
+
+impl LagProbe {
+    pub fn lag(&self) -> Lag {
+        lag_of(&self.0)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -365,6 +406,7 @@ impl Recorder {
             undurable_chunks: AtomicU64::new(0),
             undurable_bytes: AtomicU64::new(0),
             oldest_us: AtomicU64::new(0),
+            oldest_since_unix_us: AtomicU64::new(0),
             spooled_total: AtomicU64::new(0),
             durable_events: AtomicU64::new(0),
         });
@@ -448,17 +490,13 @@ impl Recorder {
 
     /// How far behind the store the recording is.
     pub fn lag(&self) -> Lag {
-        let s = &self.shared;
-        let gate = s.gate.load(Ordering::Acquire);
-        Lag {
-            undurable_chunks: s.undurable_chunks.load(Ordering::Relaxed),
-            undurable_bytes: s.undurable_bytes.load(Ordering::Relaxed),
-            oldest_us: s.oldest_us.load(Ordering::Relaxed),
-            spooled_total: s.spooled_total.load(Ordering::Relaxed),
-            durable_events: s.durable_events.load(Ordering::Relaxed),
-            paused: gate == PAUSED,
-            failed: gate == FAILED,
-        }
+        lag_of(&self.shared)
+    }
+
+    /// A handle that reads this recorder's lag from elsewhere (the gateway's metrics), for as
+    /// long as it is kept, without holding the recorder.
+    pub fn lag_probe(&self) -> LagProbe {
+        LagProbe(self.shared.clone())
     }
 
     /// Stops holding callers of a paused recording back: the session is ending, and what it
@@ -1118,8 +1156,14 @@ impl Task {
         self.shared
             .undurable_bytes
             .store(undurable.iter().map(|i| i.len()).sum(), Ordering::Relaxed);
-        self.shared.oldest_us.store(
-            oldest.map_or(0, |t| now.saturating_duration_since(t).as_micros() as u64),
+        let age_us = oldest.map(|t| now.saturating_duration_since(t).as_micros() as u64);
+        self.shared
+            .oldest_us
+            .store(age_us.unwrap_or(0), Ordering::Relaxed);
+        self.shared.oldest_since_unix_us.store(
+            age_us.map_or(0, |age| {
+                crate::time::unix_micros_now().saturating_sub(age).max(1)
+            }),
             Ordering::Relaxed,
         );
         if self.failed() {
