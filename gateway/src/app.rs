@@ -62,7 +62,7 @@ impl Gateway {
         // A bad policy at startup stops the gateway: there is no last good one to fall back on.
         let policy = Arc::new(PolicyWatch::load(&config.policy).context("access policy")?);
         let authn = Authenticator::new(config.issuers.clone()).context("token issuers")?;
-        let upstream = upstream::client(
+        let upstream = upstream::clients(
             config.upstream.kubeconfig.as_deref(),
             config.upstream.context.as_deref(),
         )
@@ -189,7 +189,8 @@ impl Gateway {
         let state = State {
             authn,
             policy,
-            upstream,
+            upstream: upstream.default,
+            upstream_tunnels: upstream.tunnels,
             jit: Arc::new(Jit::new(store)),
             cluster: config.cluster_name.clone(),
             audit,

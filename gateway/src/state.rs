@@ -28,6 +28,8 @@ pub struct State {
     pub jit: Arc<Jit>,
     /// The gateway's own client to the cluster (impersonation is added per request).
     pub upstream: kube::Client,
+    /// The same for port-forward tunnels (TCP without Nagle: see [`crate::upstream::Clients`]).
+    pub upstream_tunnels: kube::Client,
     /// Recorded as each session's cluster.
     pub cluster: String,
     pub audit: Arc<AuditLog>,

@@ -224,7 +224,7 @@ pub async fn handle(
             "kubetape: identity cannot be sent upstream: {e}"
         )));
     }
-    let upstream = match upstream::dial(&state.upstream, req.uri().path(), &headers).await {
+    let upstream = match upstream::dial(&state.upstream_tunnels, req.uri().path(), &headers).await {
         Ok(u) => u,
         Err(refusal) => return Dispatched::refused(refusal),
     };
