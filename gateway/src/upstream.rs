@@ -46,13 +46,13 @@ impl std::fmt::Debug for Clients {
     }
 }
 
-/// Builds the upstream clients from a kubeconfig path (and optional context), or infers one
+/// The upstream configuration from a kubeconfig path (and optional context), or inferred
 /// (KUBECONFIG, ~/.kube/config, in-cluster).
-pub async fn clients(
+async fn config(
     kubeconfig: Option<&std::path::Path>,
     context: Option<&str>,
-) -> anyhow::Result<Clients> {
-    let config = match kubeconfig {
+) -> anyhow::Result<kube::Config> {
+    Ok(match kubeconfig {
         Some(path) => {
             let kc = kube::config::Kubeconfig::read_from(path)?;
             let opts = kube::config::KubeConfigOptions {
@@ -62,7 +62,15 @@ pub async fn clients(
             kube::Config::from_custom_kubeconfig(kc, &opts).await?
         }
         None => kube::Config::infer().await?,
-    };
+    })
+}
+
+/// The gateway's upstream clients (see [`Clients`] and [`config`]).
+pub async fn clients(
+    kubeconfig: Option<&std::path::Path>,
+    context: Option<&str>,
+) -> anyhow::Result<Clients> {
+    let config = config(kubeconfig, context).await?;
     let default = kube::Client::try_from(config.clone())?;
     // kube's own stack speaks to proxies; the no-delay one does not.
     let tunnels = if config.proxy_url.is_some() {
@@ -73,12 +81,12 @@ pub async fn clients(
     Ok(Clients { default, tunnels })
 }
 
-/// Builds the upstream client (see [`clients`]).
+/// kube's default client alone (what `check` needs to reach the cluster).
 pub async fn client(
     kubeconfig: Option<&std::path::Path>,
     context: Option<&str>,
 ) -> anyhow::Result<kube::Client> {
-    Ok(clients(kubeconfig, context).await?.default)
+    Ok(kube::Client::try_from(config(kubeconfig, context).await?)?)
 }
 
 /// kube's client stack (TLS with the kubeconfig's CA and client identity, base URI, auth,

@@ -59,15 +59,6 @@ impl Env {
     }
 }
 
-fn asciinema() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("KUBETAPE_TEST_ASCIINEMA") {
-        return Some(p.into());
-    }
-    let venv =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-env/venv/bin/asciinema");
-    venv.is_file().then_some(venv)
-}
-
 #[test]
 fn asciicast_v2_plays_in_asciinema_and_reproduces_the_output() {
     let env = Env::new();
@@ -94,12 +85,7 @@ fn asciicast_v2_plays_in_asciinema_and_reproduces_the_output() {
     }
     assert_eq!(output.as_bytes(), recorded, "the events carry the output");
 
-    let Some(asciinema) = asciinema() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "asciinema is missing (scripts/test installs it)"
-        );
-        eprintln!("note: asciinema not installed; skipped playing the export");
+    let Some(asciinema) = test_support::asciinema() else {
         return;
     };
     let played = Command::new(&asciinema)

@@ -3,20 +3,10 @@
 //! asciicast header carries that size, not asciinema's 80×24 default; the real asciinema 2.x
 //! accepts the file and reproduces the session's output.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use test_support::Tmux;
 use tests::{Cluster, Kubectl};
-
-fn asciinema() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("KUBETAPE_TEST_ASCIINEMA") {
-        return Some(p.into());
-    }
-    let venv =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-env/venv/bin/asciinema");
-    venv.is_file().then_some(venv)
-}
 
 #[test]
 fn the_asciicast_header_has_the_terminal_size_kubectl_sent() {
@@ -67,12 +57,7 @@ fn the_asciicast_header_has_the_terminal_size_kubectl_sent() {
         "{header}"
     );
 
-    let Some(asciinema) = asciinema() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "asciinema is missing (scripts/test installs it)"
-        );
-        eprintln!("note: asciinema not installed; skipped playing the export");
+    let Some(asciinema) = test_support::asciinema() else {
         return;
     };
     let played = std::process::Command::new(&asciinema)

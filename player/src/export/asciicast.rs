@@ -129,10 +129,13 @@ impl<W: Write> AsciicastWriter<W> {
     }
 
     pub fn event(&mut self, event: &Event) -> io::Result<()> {
-        let Some(h) = self.header.as_mut().filter(|h| h.from_first_resize) else {
-            self.release()?;
+        let Some(h) = self.header.as_mut() else {
             return self.emit(event);
         };
+        if !h.from_first_resize {
+            self.release()?;
+            return self.emit(event);
+        }
         // The first resize is the client terminal's size: the header's, not an event.
         if let EventKind::Resize { cols, rows } = &event.kind {
             h.size = (*cols, *rows);
