@@ -41,17 +41,19 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use futures::{SinkExt as _, Stream, StreamExt as _};
-use kube::api::AttachParams;
+use futures::SinkExt as _;
 use tests::{Cluster, Proc};
-use tokio_tungstenite::tungstenite::{self, Message};
+
+#[allow(dead_code)]
+mod common;
+use common::{
+    ExecSocket, Rng, client_from_kubeconfig, close_stdin, cpu_seconds, gateway_with, keystroke,
+    median, ms, open, percentile, read_to_end, require_fresh_binaries, spawn_ready, stdin,
+};
 
 const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
-const POD: &str = "demo";
-const CONTAINER: &str = "shell";
 /// The binaries this runs, each with the workspace crates it is built from (freshness check).
 const BINARIES: [(&str, &[&str]); 2] = [
     ("kubetape-sandbox", &["proto", "sandbox"]),
@@ -63,7 +65,7 @@ const BINARIES: [(&str, &[&str]); 2] = [
 
 fn main() {
     let settings = Settings::from_env();
-    require_fresh_binaries();
+    require_fresh_binaries(&BINARIES);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
 
     let cluster = Cluster::start();
@@ -338,100 +340,6 @@ fn log_line(rng: &mut Rng, out: &mut Vec<u8>) {
     );
 }
 
-/// The binaries come from `target/release/` (next to this executable): they must exist and be
-/// newer than every source they are built from, or the numbers describe some other code.
-fn require_fresh_binaries() {
-    let exe = std::env::current_exe().expect("bench executable path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/<bench>");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root");
-    let build = "cargo build --release --workspace --bins";
-    for (name, crates) in BINARIES {
-        let path = dir.join(name);
-        let Ok(built) = path.metadata().and_then(|m| m.modified()) else {
-            eprintln!(
-                "error: {} is not built.\n       Run `{build}` first: this benchmark runs the release binaries.",
-                path.display()
-            );
-            std::process::exit(2);
-        };
-        // Sources only: cargo relinks when one changes, not for every Cargo.lock edit.
-        let mut newer = None;
-        for krate in crates {
-            walk_rs(&root.join(krate).join("src"), &mut |p: &Path| {
-                if newer.is_none()
-                    && p.metadata()
-                        .and_then(|m| m.modified())
-                        .is_ok_and(|t| t > built)
-                {
-                    newer = Some(p.to_path_buf());
-                }
-            });
-        }
-        if let Some(src) = newer {
-            let allow = std::env::var_os("KUBETAPE_BENCH_ALLOW_STALE").is_some();
-            eprintln!(
-                "{}: {} is older than {}.\n       Run `{build}` first: this benchmark runs the release binaries{}.",
-                if allow { "warning" } else { "error" },
-                path.display(),
-                src.display(),
-                if allow {
-                    ""
-                } else {
-                    " (KUBETAPE_BENCH_ALLOW_STALE=1 runs them anyway)"
-                }
-            );
-            if !allow {
-                std::process::exit(2);
-            }
-        }
-    }
-    if dir.file_name().is_some_and(|n| n != "release") {
-        eprintln!(
-            "note: running binaries from {} (not target/release): numbers are for that profile",
-            dir.display()
-        );
-    }
-}
-
-fn walk_rs(dir: &Path, f: &mut impl FnMut(&Path)) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            walk_rs(&path, f);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            f(&path);
-        }
-    }
-}
-
-/// splitmix64: payload bytes and think times, with no dependency and a fixed seed.
-#[derive(Debug)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0.5, 1.5) × mean`.
-    fn around(&mut self, mean: Duration) -> Duration {
-        let f = 0.5 + (self.next() >> 11) as f64 / (1u64 << 53) as f64;
-        mean.mul_f64(f)
-    }
-}
-
 // === the three paths ===
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -460,21 +368,6 @@ impl Via {
 struct Route {
     via: Via,
     client: kube::Client,
-}
-
-async fn client_from_kubeconfig(path: &Path) -> kube::Client {
-    let kubeconfig = kube::config::Kubeconfig::read_from(path)
-        .unwrap_or_else(|e| panic!("kubeconfig {}: {e}", path.display()));
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .unwrap_or_else(|e| panic!("kubeconfig {}: {e}", path.display()));
-    kube::Client::try_from(config).expect("kube client")
-}
-
-/// Spawns `cmd` and waits (at most 30 s) for an output line containing `ready`, which it
-/// returns with the process (killed on drop); all output goes on being written to `log`.
-fn spawn_ready(cmd: Command, ready: &str, log: &Path) -> (Proc, String) {
-    test_support::spawn_until(cmd, ready, log.to_owned(), Duration::from_secs(30))
 }
 
 /// `kubectl proxy` on the sandbox's kubeconfig, exec/attach allowed (they are rejected by
@@ -516,57 +409,7 @@ fn tuned_gateway(cluster: &Cluster, extra: &str, kubeconfig: &Path) -> (Proc, Pa
         config, kept,
         "the harness's gateway.toml has no [recording] table"
     );
-    let path = cluster.root().join("gateway-tuned.toml");
-    std::fs::write(&path, config).expect("write gateway-tuned.toml");
-    let mut cmd = Command::new(tests::bin("kubetape-gateway"));
-    cmd.args(["serve", "--config"])
-        .arg(&path)
-        .env("HOME", &cluster.home)
-        .env("KUBETAPE_LOG", "info");
-    let log = cluster.root().join("gateway-tuned.log");
-    let (server, line) = spawn_ready(cmd, "listening on https://", &log);
-    let addr = line[line.find("https://").expect("ready line")..]
-        .split_whitespace()
-        .next()
-        .expect("address")
-        .to_string();
-    let mut kc: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(kubeconfig).expect("kubeconfig")).expect("json");
-    kc["clusters"][0]["cluster"]["server"] = addr.into();
-    let tuned = cluster.root().join("kubeconfig-tuned");
-    std::fs::write(&tuned, serde_json::to_vec(&kc).expect("json")).expect("write kubeconfig");
-    (server, tuned)
-}
-
-/// Opens an exec session on the pod; returns the WebSocket and how long opening took.
-async fn open(
-    client: &kube::Client,
-    command: &[&str],
-) -> Result<
-    (
-        impl Stream<Item = Result<Message, tungstenite::Error>>
-        + futures::Sink<Message, Error = tungstenite::Error>
-        + Unpin
-        + Send
-        + 'static,
-        Duration,
-    ),
-    String,
-> {
-    let params = AttachParams::default()
-        .container(CONTAINER)
-        .stdin(true)
-        .stdout(true)
-        .stderr(true);
-    let req = kube::core::Request::new("/api/v1/namespaces/default/pods")
-        .exec(POD, command.iter().copied(), &params)
-        .map_err(|e| e.to_string())?;
-    let start = Instant::now();
-    let conn = client.connect(req).await.map_err(|e| e.to_string())?;
-    if !conn.supports_stream_close() {
-        return Err("server negotiated v4: no stdin close".into());
-    }
-    Ok((conn.into_stream(), start.elapsed()))
+    gateway_with(cluster, "tuned", &config, kubeconfig)
 }
 
 /// Opens `n` sessions at once; panics (naming the path) if any fails.
@@ -574,54 +417,11 @@ async fn open_all(
     route: &Route,
     n: usize,
     command: &[&str],
-) -> Vec<(
-    impl Stream<Item = Result<Message, tungstenite::Error>>
-    + futures::Sink<Message, Error = tungstenite::Error>
-    + Unpin
-    + Send
-    + 'static,
-    Duration,
-)> {
+) -> Vec<(impl ExecSocket + use<>, Duration)> {
     let opens = (0..n).map(|_| open(&route.client, command));
     futures::future::try_join_all(opens)
         .await
         .unwrap_or_else(|e| panic!("{}: opening {n} sessions: {e}", route.via.name()))
-}
-
-fn stdin(bytes: &[u8]) -> Message {
-    let mut frame = Vec::with_capacity(bytes.len() + 1);
-    frame.push(0);
-    frame.extend_from_slice(bytes);
-    Message::binary(frame)
-}
-
-/// Reads to the end of the session: stdout bytes, when the Status began, and whether it says
-/// Success.
-async fn read_to_end<S>(ws: &mut S) -> Result<(u64, Instant, bool), String>
-where
-    S: Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
-{
-    let mut stdout = 0u64;
-    let mut status = Vec::new();
-    let mut status_at = None;
-    while let Some(msg) = ws.next().await {
-        match msg.map_err(|e| e.to_string())? {
-            Message::Binary(b) => match b.first() {
-                Some(1) => stdout += b.len() as u64 - 1,
-                Some(3) => {
-                    status_at.get_or_insert_with(Instant::now);
-                    status.extend_from_slice(&b[1..]);
-                }
-                _ => {}
-            },
-            Message::Close(_) => break,
-            _ => {}
-        }
-    }
-    let at = status_at.ok_or("closed without a Status")?;
-    let ok = serde_json::from_slice::<serde_json::Value>(&status)
-        .is_ok_and(|s| s["status"] == "Success");
-    Ok((stdout, at, ok))
 }
 
 // === CPU accounting ===
@@ -655,23 +455,6 @@ impl Cpu {
     fn servers(self) -> f64 {
         self.0[1] + self.0[2] + self.0[3]
     }
-}
-
-/// utime + stime (+ reaped children's) from `/proc/<pid>/stat`, in seconds (USER_HZ = 100).
-fn cpu_seconds(pid: &str, children: bool) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    let Some((_, rest)) = stat.rsplit_once(") ") else {
-        return 0.0;
-    };
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    // Fields 14-17 of stat(5): utime stime cutime cstime; `rest` starts at field 3.
-    let ticks = f[11] + f[12] + if children { f[13] + f[14] } else { 0 };
-    ticks as f64 / 100.0
 }
 
 /// Busy CPU seconds of the whole machine (all CPUs) from `/proc/stat`.
@@ -871,32 +654,11 @@ async fn keystrokes_once(
                 for _ in 0..keys {
                     tokio::time::sleep(rng.around(think)).await;
                     let t = Instant::now();
-                    ws.send(stdin(b"k")).await.map_err(|e| e.to_string())?;
-                    let mut echoed = 0;
-                    while echoed == 0 {
-                        match ws.next().await {
-                            Some(Ok(Message::Binary(b))) if b.first() == Some(&1) => {
-                                echoed += b.len() - 1;
-                            }
-                            Some(Ok(Message::Binary(b))) if b.first() == Some(&3) => {
-                                return Err(format!(
-                                    "session ended early: {}",
-                                    String::from_utf8_lossy(&b[1..])
-                                ));
-                            }
-                            Some(Ok(Message::Close(_))) | None => {
-                                return Err("closed early".to_string());
-                            }
-                            Some(Ok(_)) => {}
-                            Some(Err(e)) => return Err(e.to_string()),
-                        }
-                    }
-                    rtt.push((t - start, t.elapsed()));
+                    let took = keystroke(&mut ws, b"k").await?;
+                    rtt.push((t - start, took));
                 }
                 // v5 CLOSE of stdin: cat sees EOF and exits.
-                ws.send(Message::binary(vec![255, 0]))
-                    .await
-                    .map_err(|e| e.to_string())?;
+                ws.send(close_stdin()).await.map_err(|e| e.to_string())?;
                 let (_, _, ok) = read_to_end(&mut ws).await?;
                 if !ok {
                     return Err("cat did not exit with Success".into());
@@ -951,23 +713,6 @@ fn rep_p99(cell: &KeyCell, rep: usize) -> Duration {
         .map(|t| t.2)
         .collect();
     percentile(&mut v, 0.99)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn percentile(v: &mut [Duration], q: f64) -> Duration {
-    if v.is_empty() {
-        return Duration::ZERO;
-    }
-    v.sort_unstable();
-    v[((v.len() - 1) as f64 * q).round() as usize]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 // === report ===

@@ -55,6 +55,10 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
+#[allow(dead_code)]
+mod common;
+use common::{cpu_seconds, median, objects_of, percentile, require_fresh_binaries, rss_kib};
+
 const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
 const PORT: u16 = 7000;
 /// The binaries this runs, each with the workspace crates it is built from (freshness check).
@@ -516,33 +520,8 @@ fn kubectl_forward(cluster: &Cluster, kubectl: &Path, kubeconfig: &Path) -> Kube
     }
 }
 
-/// utime + stime of a process, seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    let Some((_, rest)) = stat.rsplit_once(") ") else {
-        return 0.0;
-    };
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    (f[11] + f[12]) as f64 / 100.0
-}
-
 fn self_cpu() -> f64 {
-    cpu_seconds(std::process::id())
-}
-
-/// Resident memory of a process, KiB (`VmRSS`).
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+    cpu_seconds("self", false)
 }
 
 /// Waits until the gateway and the sandbox are idle (under 5% CPU over 200 ms; at most 15 s),
@@ -576,10 +555,11 @@ struct Pids {
 impl Cpu {
     fn now(p: Pids) -> Self {
         Self([
-            cpu_seconds(p.gateway),
-            cpu_seconds(p.sandbox),
+            cpu_seconds(&p.gateway.to_string(), false),
+            cpu_seconds(&p.sandbox.to_string(), false),
             self_cpu(),
-            p.kubectl.map_or(0.0, cpu_seconds),
+            p.kubectl
+                .map_or(0.0, |pid| cpu_seconds(&pid.to_string(), false)),
         ])
     }
 
@@ -596,19 +576,9 @@ struct Run {
     bytes: u64,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn percentile(v: &mut [Duration], q: f64) -> Duration {
-    v.sort();
-    v[((v.len() - 1) as f64 * q).round() as usize]
-}
-
 fn main() {
     let s = Settings::from_env();
-    require_fresh_binaries();
+    require_fresh_binaries(&BINARIES);
     let cluster = Cluster::start_with_policy(POLICY);
     let sandbox_pid = cluster.sandbox.as_ref().expect("sandbox").child.id();
     let gateway_pid = cluster.gateway.child.id();
@@ -1062,86 +1032,4 @@ fn check_recordings(
     println!(
         "  (GB = bytes moved both ways, 10^9; every recording sealed and `kubetape verify` passed)"
     );
-}
-
-/// Objects (files) and their bytes in the store whose key names the session `id`.
-fn objects_of(store: &Path, id: &str) -> (u64, u64) {
-    fn walk(dir: &Path, id: &str, under: bool, acc: &mut (u64, u64)) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in entries.flatten() {
-            let path = e.path();
-            let named = under || e.file_name().to_string_lossy().contains(id);
-            if path.is_dir() {
-                walk(&path, id, named, acc);
-            } else if named {
-                acc.0 += 1;
-                acc.1 += e.metadata().map_or(0, |m| m.len());
-            }
-        }
-    }
-    let mut acc = (0, 0);
-    walk(store, id, false, &mut acc);
-    assert!(
-        acc.0 > 0,
-        "no object of session {id} under {}",
-        store.display()
-    );
-    acc
-}
-
-/// The binaries come from `target/release/` (next to this executable): they must exist and be
-/// newer than every source they are built from, or the numbers describe some other code.
-fn require_fresh_binaries() {
-    let exe = std::env::current_exe().expect("bench executable path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/<bench>");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root");
-    let allow = std::env::var_os("KUBETAPE_BENCH_ALLOW_STALE").is_some();
-    for (name, crates) in BINARIES {
-        let path = dir.join(name);
-        let Ok(built) = path.metadata().and_then(|m| m.modified()) else {
-            eprintln!(
-                "error: {} is not built: run `cargo build --release --workspace --bins` first",
-                path.display()
-            );
-            std::process::exit(2);
-        };
-        let newer = crates
-            .iter()
-            .find_map(|k| newest_rs(&root.join(k).join("src"), built));
-        if let Some(src) = newer {
-            eprintln!(
-                "{}: {} is older than {}: run `cargo build --release --workspace --bins` first",
-                if allow { "warning" } else { "error" },
-                path.display(),
-                src.display()
-            );
-            if !allow {
-                std::process::exit(2);
-            }
-        }
-    }
-}
-
-/// A `.rs` file under `dir` modified after `t`, if any.
-fn newest_rs(dir: &Path, t: std::time::SystemTime) -> Option<PathBuf> {
-    for e in std::fs::read_dir(dir).ok()?.flatten() {
-        let path = e.path();
-        if path.is_dir() {
-            if let Some(p) = newest_rs(&path, t) {
-                return Some(p);
-            }
-        } else if path.extension().is_some_and(|x| x == "rs")
-            && e.metadata().and_then(|m| m.modified()).is_ok_and(|m| m > t)
-        {
-            return Some(path);
-        }
-    }
-    None
 }
