@@ -100,9 +100,12 @@ pub const PROBE_LEN: usize = 4 << 10;
 /// already-compressed bytes (100%) do not.
 pub const PROBE_GAIN: usize = 60;
 
-/// Smallest capacity the open chunk's buffer is shrunk back to: a 256 KiB chunk and a maximal
-/// event never reallocate.
-const BUFFER_FLOOR: usize = (256 << 10) + MAX_EVENT_DATA + 4;
+/// The open chunk's buffer to begin with, and what it is shrunk back to after a quiet chunk.
+/// An interactive session's chunks are a few KiB, and every live session holds one open
+/// buffer for its whole life: at the 256 KiB this was, buffers were most of an idle gateway
+/// session's memory (the idle bench). Bulk output doubles it up to the policy's chunk size
+/// (see `reserve`), a few reallocations per burst.
+const BUFFER_FLOOR: usize = 4 << 10;
 
 impl FlushPolicy {
     /// How many sealed chunks the recorder queues for upload: ~2 MiB of output whatever the
@@ -204,7 +207,6 @@ pub struct ChunkBuilder {
     session: SessionId,
     dek: DataKey,
     signer: SigningKey,
-    compressor: zstd::bulk::Compressor<'static>,
     policy: FlushPolicy,
     /// The open chunk's plaintext in the v2 layout: payloads here, heads in `heads`, joined
     /// when the chunk closes ([`crate::event::finish_split`]).
@@ -242,14 +244,13 @@ impl ChunkBuilder {
         signer: SigningKey,
         policy: FlushPolicy,
     ) -> Result<Self, ChunkError> {
-        let compressor = policy.compressor()?;
+        // Fail now, not at the first seal, if the policy's parameters are refused.
+        drop(crate::zstd_pool::borrow(&policy)?);
         Ok(Self {
             session,
             dek,
             signer,
-            compressor,
             policy,
-            // Room for a 256 KiB chunk; bulk output grows it (see `reserve`).
             payloads: Vec::with_capacity(BUFFER_FLOOR.min(policy.max_bytes + MAX_EVENT_DATA + 4)),
             heads: Vec::with_capacity(1024),
             probe: Vec::new(),
@@ -372,7 +373,8 @@ impl ChunkBuilder {
             return Ok(None);
         }
         let payloads_len = self.payloads.len();
-        let compress = self.worth_compressing();
+        let mut compressor = crate::zstd_pool::borrow(&self.policy)?;
+        let compress = self.worth_compressing(&mut compressor);
         event::finish_split(&mut self.payloads, &self.heads);
         let range = (self.first_us, self.last_us, self.count);
         let capacity = self.payloads.capacity();
@@ -383,7 +385,7 @@ impl ChunkBuilder {
                 self.prev,
                 range,
                 &self.payloads,
-                &mut self.compressor,
+                &mut compressor,
                 &self.dek,
                 &self.signer,
             )
@@ -427,7 +429,7 @@ impl ChunkBuilder {
     /// Whether zstd may pay on the open chunk's payloads (see the module docs): small chunks
     /// are always tried (the seal stores them raw if zstd does not shrink them); larger ones
     /// when one of [`PROBES`] samples spread over them shrinks by [`PROBE_GAIN`].
-    fn worth_compressing(&mut self) -> bool {
+    fn worth_compressing(&mut self, compressor: &mut zstd::bulk::Compressor<'static>) -> bool {
         let payloads = &self.payloads;
         if payloads.len() < PROBE_MIN {
             return true;
@@ -439,7 +441,7 @@ impl ChunkBuilder {
             self.probe
                 .reserve(zstd::zstd_safe::compress_bound(PROBE_LEN));
             // A failure to compress a sample is no verdict: compress the chunk (as before).
-            match self.compressor.compress_to_buffer(sample, &mut self.probe) {
+            match compressor.compress_to_buffer(sample, &mut self.probe) {
                 Ok(n) => n * 64 < PROBE_LEN * PROBE_GAIN,
                 Err(_) => true,
             }
@@ -586,8 +588,10 @@ mod tests {
         assert!(b.payloads.capacity() >= 8 << 20);
         b.push_data(5_000, Stream::Stdout, b"$ ").unwrap();
         b.flush().unwrap();
+        // Back to the floor, or twice the little the quiet chunk held (8 KiB were left over
+        // from the burst).
         assert!(
-            b.payloads.capacity() <= BUFFER_FLOOR,
+            b.payloads.capacity() <= 2 * BUFFER_FLOOR,
             "{}",
             b.payloads.capacity()
         );

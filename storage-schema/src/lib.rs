@@ -47,6 +47,7 @@ pub mod session;
 pub mod time;
 pub mod varint;
 pub mod verify;
+pub mod zstd_pool;
 
 #[cfg(feature = "store")]
 pub mod store;

@@ -32,7 +32,7 @@ use hyper_util::rt::TokioIo;
 use proto::exec::StreamOptions;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::status::{self, Body};
 
@@ -60,6 +60,12 @@ impl std::fmt::Debug for Upstream {
 
 const V5: &str = "v5.channel.k8s.io";
 const SPDY_V4: &str = "v4.channel.k8s.io";
+/// tungstenite allocates its read buffer whole when the stream is made and zero-fills it on
+/// every read, so all of it is resident for as long as the session lives, idle or not: its
+/// 128 KiB default was half of an idle session's memory (the idle bench:
+/// `cargo bench -p tests --bench idle`). Bulk output is read in more, smaller copies out of
+/// rustls's plaintext buffer, not in more system calls.
+const UPSTREAM_READ_BUFFER: usize = 8 << 10;
 
 /// Why one upgrade attempt did not give a stream.
 #[derive(Debug)]
@@ -227,8 +233,12 @@ async fn websocket(
             message: format!("upgraded to {protocol:?}, not {V5}"),
         });
     }
-    // tungstenite's defaults, as kube-rs dials with: bulk output reads in large buffers.
-    let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, None).await;
+    let ws = WebSocketStream::from_raw_socket(
+        TokioIo::new(upgraded),
+        Role::Client,
+        Some(WebSocketConfig::default().read_buffer_size(UPSTREAM_READ_BUFFER)),
+    )
+    .await;
     let (tx, rx) = ws.split();
     Ok(Upstream {
         tx: Box::pin(tx.sink_map_err(|e| e.to_string())),
