@@ -221,6 +221,11 @@ async fn every_selection_option_selects_what_it_says() {
         env.fails(&["export", "--bundle", &env.path("x.tar")])
             .contains("say what goes into the bundle")
     );
+    let absent = "01a24375-64eb-7564-a46b-8a26425e99d4";
+    assert!(
+        env.fails(&["export", "--bundle", &env.path("x.tar"), absent])
+            .contains("is not in")
+    );
     // Without --bundle, export is what it was: one session.
     assert!(
         env.fails(&["export", &drop, &bobs])

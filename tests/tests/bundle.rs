@@ -19,6 +19,9 @@ use test_support::Tmux;
 use tests::{Cluster, DEFAULT_POLICY, Kubectl, bin, run};
 
 const T: Duration = Duration::from_secs(60);
+/// A change made to a bundle's manifest.json.
+type ManifestEdit = fn(&mut serde_json::Value);
+
 const REASON: &str = "INC-42: bundle the incident";
 
 fn text(bytes: &[u8]) -> String {
@@ -503,15 +506,13 @@ fn a_jit_incident_bundle_verifies_offline_and_names_every_tampered_member() {
         failing(code, &out, &name, "removed");
     }
     // The manifest edited: a hash, then the selection; the signature no longer verifies.
-    let edits: [(&str, Box<dyn Fn(&mut serde_json::Value)>); 2] = [
-        (
-            "hash",
-            Box::new(|m| m["members"][0]["sha256"] = "0".repeat(64).into()),
-        ),
-        (
-            "selection",
-            Box::new(|m| m["selection"]["jit"] = "0193a7c4-0000-7000-8000-000000000000".into()),
-        ),
+    let edits: [(&str, ManifestEdit); 2] = [
+        ("hash", |m| {
+            m["members"][0]["sha256"] = "0".repeat(64).into()
+        }),
+        ("selection", |m| {
+            m["selection"]["jit"] = "0193a7c4-0000-7000-8000-000000000000".into()
+        }),
     ];
     for (what, edit) in edits {
         let mut edited = bundle.clone();

@@ -136,7 +136,14 @@ pub async fn run(
         None => None,
     };
     let mut chosen = Vec::new();
-    for dir in list_streams(&store).await? {
+    let streams = list_streams(&store).await?;
+    if let Some(named) = &named {
+        let present: BTreeSet<SessionId> = streams.iter().map(|d| d.id()).collect();
+        if let Some(missing) = named.iter().find(|id| !present.contains(id)) {
+            bail!("session {missing} is not in {}", store.url());
+        }
+    }
+    for dir in streams {
         if named.as_ref().is_some_and(|n| !n.contains(&dir.id())) {
             continue;
         }
@@ -191,7 +198,6 @@ pub async fn run(
     let grants: BTreeSet<String> = chosen
         .iter()
         .filter_map(|c| c.meta.grant.as_ref().map(|g| g.id.clone()))
-        .chain(select.jit.clone().filter(|j| looks_like_id(j)))
         .filter(|g| looks_like_id(g))
         .collect();
     let ids: BTreeSet<SessionId> = chosen.iter().map(|c| c.dir.id()).collect();
