@@ -43,7 +43,9 @@ which kubetape, and every member's size and SHA-256), signed by the keyring's cu
 key (`manifest.sig`), with a coreutils `SHA256SUMS`. Selection options combine (a session must
 match all given); at least one is needed. Every session and audit stream put in a bundle is
 logged in the reads log first (action `bundle`). The file is written beside FILE and renamed
-into place when complete.";
+into place when complete. A recording that cannot be read in full is still bundled exactly as
+stored (`verify --bundle` then names its damage), without a rendering, and the exit status is 1.
+A crypto-shredded session is bundled with its shred record and no rendering.";
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -52,11 +54,11 @@ Examples:
   kubetape export 4f1c2a9b --format text | less
 
 Evidence bundles (one tar file for an auditor; `kubetape verify --bundle` checks it offline):
-  kubetape export --bundle case-123.tar --jit 0193a7c4-…          sessions opened under a JIT grant
-  kubetape export --bundle case-123.tar --jit-reason INC-7        … under grants whose reason says INC-7
+  kubetape export --bundle case-123.tar --jit 0193a7c4-…    sessions opened under a JIT grant
+  kubetape export --bundle case-123.tar --jit-reason INC-7  … under grants whose reason says so
   kubetape export --bundle case-123.tar --user alice@example.com -n prod --since 7d
   kubetape export --bundle case-123.tar --search 'DROP TABLE' --reason 'case 123'
-  kubetape export --bundle case-123.tar 4f1c2a9b 9d2e01aa         named sessions";
+  kubetape export --bundle case-123.tar 4f1c2a9b 9d2e01aa   named sessions";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Format {
