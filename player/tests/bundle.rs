@@ -262,6 +262,54 @@ async fn every_selection_option_selects_what_it_says() {
     );
     let (code, out) = audit_verify(&env.path("s.tar"));
     assert_eq!(code, Some(0), "{out}");
+    without_kubetape(&env.path("s.tar"));
+}
+
+/// The checks README.txt gives an auditor, run as it says: `sha256sum -c SHA256SUMS`, and the
+/// manifest's signature with `openssl pkeyutl` (OpenSSL 3); then, on a copy whose manifest was
+/// edited, both fail.
+fn without_kubetape(bundle: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let sh = |script: &str| {
+        let out = Command::new("sh")
+            .current_dir(dir.path())
+            .args(["-c", script])
+            .output()
+            .unwrap();
+        (out.status.success(), text(&out.stdout) + &text(&out.stderr))
+    };
+    let (ok, out) = sh(&format!("tar -xf {bundle}"));
+    assert!(ok, "{out}");
+    let readme = std::fs::read_to_string(dir.path().join("README.txt")).unwrap();
+    assert!(readme.contains("sha256sum -c SHA256SUMS"), "{readme}");
+    // The openssl lines, exactly as README.txt writes them.
+    let lines: Vec<&str> = readme.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.contains("> signed.bin"))
+        .unwrap_or_else(|| panic!("{readme}"));
+    let script = format!(
+        "{}\n{}\n{}",
+        lines[at].trim(),
+        lines[at + 1].trim(),
+        lines[at + 2].trim()
+    );
+    let (ok, out) = sh("sha256sum -c SHA256SUMS");
+    assert!(ok, "{out}");
+    if !sh("openssl version").0 {
+        eprintln!("no openssl: the signature check without kubetape is not run");
+        return;
+    }
+    let (ok, out) = sh(&script);
+    assert!(
+        ok && out.contains("Signature Verified Successfully"),
+        "{script}\n{out}"
+    );
+    let (ok, _) = sh("sed -i 's/\"tester\"/\"mallory\"/' manifest.json");
+    assert!(ok);
+    let (ok, out) = sh(&script);
+    assert!(!ok, "an edited manifest verified: {out}");
+    assert!(!sh("sha256sum -c SHA256SUMS").0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

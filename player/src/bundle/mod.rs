@@ -21,7 +21,9 @@
 
 pub mod checks;
 pub mod manifest;
+pub mod pem;
 pub mod reader;
+pub mod readme;
 pub mod writer;
 
 /// The manifest's member name.

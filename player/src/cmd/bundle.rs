@@ -387,9 +387,15 @@ async fn write_bundle(
             format!("the keyring has no public key {id} (a recording names it)")
         })?;
         w.add(&format!("{KEYS_DIR}/{id}.pub"), key.to_line().as_bytes())?;
-        w.add(&format!("{KEYS_DIR}/{id}.pem"), pem(key).as_bytes())?;
+        w.add(
+            &format!("{KEYS_DIR}/{id}.pem"),
+            player::bundle::pem::public_key(key).as_bytes(),
+        )?;
     }
-    w.add(README, readme(signing.id()).as_bytes())?;
+    w.add(
+        README,
+        player::bundle::readme::text(signing.id()).as_bytes(),
+    )?;
 
     let who = custody::Reader::of(keyring, custody_args);
     let manifest = Manifest {
@@ -527,107 +533,9 @@ async fn matching_records(
     Ok(found)
 }
 
-/// The key as a PEM SubjectPublicKeyInfo (RFC 8410), for `openssl pkeyutl -verify`.
-fn pem(key: &storage_schema::PublicKey) -> String {
-    let line = key.to_line();
-    let raw = line
-        .split_whitespace()
-        .nth(2)
-        .and_then(|h| hex::decode(h).ok())
-        .unwrap_or_default();
-    let mut der = vec![
-        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
-    ];
-    der.extend_from_slice(&raw);
-    format!(
-        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
-        base64(&der)
-    )
-}
-
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// README.txt: how an auditor checks and reads the bundle without kubetape.
-fn readme(signing_key: &str) -> String {
-    let domain = String::from_utf8_lossy(player::bundle::SIGN_DOMAIN);
-    let domain = domain.trim_end();
-    format!(
-        "\
-kubetape evidence bundle
-========================
-
-What is here
-  manifest.json    what was selected (and how), by whom, when, on which host, with which
-                   kubetape version, and the size and SHA-256 of every other member
-  manifest.sig     Ed25519 signature (64 raw bytes) over the manifest, by key {signing_key}
-  SHA256SUMS       SHA-256 of every member but itself (coreutils format)
-  keys/ID.pub      the public signing keys (kubetape format), keys/ID.pem the same as PEM
-  store/           the recordings and the gateways' audit streams exactly as they were stored
-                   (encrypted, signed, hash-chained chunks and signed seals), under their
-                   store paths; store/jit/ holds the JIT access requests and their decisions
-  renderings/      readable copies: SHORT-ID.txt (the terminal output as text), SHORT-ID.cast
-                   (asciicast v2: `asciinema play FILE`), audit-records.jsonl (the matching
-                   audit records, one JSON object per line). Renderings are a convenience; the
-                   recordings under store/ are the evidence.
-
-Checking it without kubetape
-  1. Every member is intact:
-       sha256sum -c SHA256SUMS
-  2. The manifest is authentic (OpenSSL 3): the signature covers the line
-     \"{domain}\" (with its newline) followed by manifest.json:
-       {{ printf '{domain}\\n'; cat manifest.json; }} > signed.bin
-       openssl pkeyutl -verify -pubin -inkey keys/{signing_key}.pem -rawin \\
-           -in signed.bin -sigfile manifest.sig
-     Compare the key with one you obtained from the organisation another way
-     (`kubetape keys export-pub` on their side): a key that comes inside the bundle proves
-     only that the bundle is whole, not who made it.
-  3. Every file is listed in manifest.json (\"members\") and nothing else is present.
-
-Checking it with kubetape (no store, no private key needed)
-  kubetape verify --bundle THIS.tar --pubkey THEIR-KEY.pub
-  checks all of the above and, in addition, every recording's chunks, chain, signatures and
-  seal, and every audit stream, and says which sessions were crypto-shredded.
-"
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_matches_rfc4648_vectors() {
-        for (plain, encoded) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(plain.as_bytes()), encoded, "{plain}");
-        }
-    }
 
     #[test]
     fn grants_match_in_full_or_by_a_long_prefix() {
