@@ -38,6 +38,48 @@ pub fn host() -> String {
         .into_owned()
 }
 
+impl ReadArgs {
+    /// `--reason`, trimmed; `None` when absent or blank.
+    pub fn reason(&self) -> Option<&str> {
+        self.reason
+            .as_deref()
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+    }
+}
+
+/// Who is reading, as the reads log records it.
+#[derive(Debug, Clone)]
+pub struct Reader {
+    /// `--as`, else the login.
+    pub reader: String,
+    pub login: String,
+    /// The fingerprint of the keyring's current signing key.
+    pub keyring: String,
+}
+
+impl Reader {
+    pub fn of(keyring: &Keyring, args: &ReadArgs) -> Self {
+        let login = login();
+        let reader = args
+            .reader
+            .as_deref()
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .unwrap_or(&login)
+            .to_string();
+        let keyring = keyring
+            .current_signing_key()
+            .map(|k| k.public().fingerprint())
+            .unwrap_or_default();
+        Self {
+            reader,
+            login,
+            keyring,
+        }
+    }
+}
+
 /// Writes the reads-log entry for reading `session` with `action`; fails (and the caller must
 /// not read) when it cannot be written.
 pub async fn log_read(
@@ -47,23 +89,12 @@ pub async fn log_read(
     action: &str,
     args: &ReadArgs,
 ) -> anyhow::Result<()> {
-    let login = login();
-    let reader = args
-        .reader
-        .as_deref()
-        .map(str::trim)
-        .filter(|r| !r.is_empty())
-        .unwrap_or(&login)
-        .to_string();
-    let keyring_id = keyring
-        .current_signing_key()
-        .map(|k| k.public().fingerprint())
-        .unwrap_or_default();
-    let reason = args
-        .reason
-        .as_deref()
-        .map(str::trim)
-        .filter(|r| !r.is_empty());
+    let Reader {
+        reader,
+        login,
+        keyring: keyring_id,
+    } = Reader::of(keyring, args);
+    let reason = args.reason();
     let entry = reads::entry(
         session,
         action,

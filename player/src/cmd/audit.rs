@@ -73,7 +73,7 @@ pub struct Args {
 }
 
 /// `--since`: a duration before now, or an RFC 3339 timestamp; as Unix microseconds.
-fn parse_since(text: &str) -> Result<u64, String> {
+pub(crate) fn parse_since(text: &str) -> Result<u64, String> {
     let to_us = |t: SystemTime| {
         t.duration_since(UNIX_EPOCH)
             .map(|d| d.as_micros() as u64)
@@ -184,7 +184,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
 
 /// Audit streams in the store, oldest first: under `audit/`, and under `sessions/` where older
 /// gateways wrote them.
-async fn audit_streams(store: &Store) -> anyhow::Result<Vec<StreamDir>> {
+pub(crate) async fn audit_streams(store: &Store) -> anyhow::Result<Vec<StreamDir>> {
     let found = list_audit_streams(store).await?;
     // Unreadable metadata could be an audit stream someone damaged: say so.
     for (id, why) in &found.unknown {

@@ -29,16 +29,39 @@ text, is reported on stderr, and the exit status is 3. Exports hold what the
 session showed — output, resizes, markers and, in asciicast v3, the exit status — never the
 keystrokes: passwords typed at a no-echo prompt stay in the audit store. A port-forward has no
 terminal and is not exported: `kubetape play` shows its connections and `kubetape cat
---connection N` prints one's captured bytes.";
+--connection N` prints one's captured bytes.
+
+--bundle FILE writes an evidence bundle instead: a tar file with the selected recordings exactly
+as stored (every object of each session under `store/`, so the extracted directory is itself a
+store `kubetape verify` reads), port-forwards included; the gateways' audit streams holding
+records about them or their JIT grants (whole, so they verify) and the grants' request and
+decision entries; the public keys that signed them (`keys/ID.pub`, and `.pem` for openssl);
+readable renderings (`renderings/SHORT.txt` and `.cast` of each terminal session, and
+`renderings/audit-records.jsonl`; on by default, --no-render leaves them out); a README for the
+auditor; and `manifest.json` (what was selected and how, by whom, when, on which host, with
+which kubetape, and every member's size and SHA-256), signed by the keyring's current signing
+key (`manifest.sig`), with a coreutils `SHA256SUMS`. Selection options combine (a session must
+match all given); at least one is needed. Every session and audit stream put in a bundle is
+logged in the reads log first (action `bundle`). The file is written beside FILE and renamed
+into place when complete. A recording that cannot be read in full is still bundled exactly as
+stored (`verify --bundle` then names its damage), without a rendering, and the exit status is 1.
+A crypto-shredded session is bundled with its shred record and no rendering.";
 
 const AFTER_HELP: &str = "\
 Examples:
   kubetape export 4f1c2a9b -o session.cast              asciicast v2, for asciinema 2.x
   kubetape export 4f1c2a9b --format asciicast-v3 -o s.cast
-  kubetape export 4f1c2a9b --format text | less";
+  kubetape export 4f1c2a9b --format text | less
+
+Evidence bundles (one tar file for an auditor; `kubetape verify --bundle` checks it offline):
+  kubetape export --bundle case-123.tar --jit 0193a7c4-…    sessions opened under a JIT grant
+  kubetape export --bundle case-123.tar --jit-reason INC-7  … under grants whose reason says so
+  kubetape export --bundle case-123.tar --user alice@example.com -n prod --since 7d
+  kubetape export --bundle case-123.tar --search 'DROP TABLE' --reason 'case 123'
+  kubetape export --bundle case-123.tar 4f1c2a9b 9d2e01aa   named sessions";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Format {
+pub(crate) enum Format {
     #[value(name = "asciicast-v2")]
     AsciicastV2,
     #[value(name = "asciicast-v3")]
@@ -49,8 +72,18 @@ enum Format {
 #[derive(Debug, clap::Args)]
 #[command(about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
 pub struct Args {
-    /// The session: its short id (as `ls` shows it), full id, or a unique prefix
-    session: String,
+    /// The session: its short id (as `ls` shows it), full id, or a unique prefix. With
+    /// --bundle: any number of sessions (or none, with other selection options)
+    #[arg(value_name = "SESSION")]
+    sessions: Vec<String>,
+
+    /// Write an evidence bundle (a tar file: recordings exactly as stored, their audit records,
+    /// public keys, readable renderings, a signed manifest) of the selected sessions instead
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["format", "output"])]
+    bundle: Option<PathBuf>,
+
+    #[command(flatten)]
+    select: super::bundle::Select,
 
     /// Output format
     #[arg(long, short = 'f', value_enum, default_value = "asciicast-v2")]
@@ -112,9 +145,19 @@ impl<W: Write> Sink<W> {
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(path) = &args.bundle {
+        return super::bundle::run(global, path, args.sessions, args.select, &args.custody).await;
+    }
+    args.select.refuse_without_bundle()?;
+    let [session] = args.sessions.as_slice() else {
+        anyhow::bail!(
+            "export takes exactly one session (got {}); `--bundle FILE` exports several into one evidence bundle",
+            args.sessions.len()
+        );
+    };
     let store = global.open_store()?;
     let keyring = global.open_keyring()?;
-    let id = resolve::session(&store, &args.session).await?;
+    let id = resolve::session(&store, session).await?;
     crate::custody::log_read(&store, &keyring, id, "export", &args.custody).await?;
     let reader = SessionReader::open(&store, &keyring, id).await?;
     crate::class::require_terminal(id, reader.meta())?;
@@ -161,7 +204,9 @@ fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.kubetape-{}.tmp", std::process::id()))
 }
 
-async fn export<W: Write>(
+/// Renders the session `reader` opens in `format` into `out` (gaps become markers and are said
+/// on stderr); `kubetape export --bundle` uses it for its readable renderings.
+pub(crate) async fn export<W: Write>(
     reader: &SessionReader,
     format: Format,
     out: W,

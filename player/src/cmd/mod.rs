@@ -3,6 +3,8 @@
 
 pub mod audit;
 pub mod audit_reads;
+pub mod bundle;
+pub mod bundle_verify;
 pub mod cat;
 pub mod export;
 pub mod hold;

@@ -188,6 +188,37 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The sessions (full ids) with a command matching `pattern`, from the same local index `kubetape
+/// search` uses (synced first): `kubetape export --bundle --search`.
+pub async fn sessions_matching(
+    global: &Global,
+    store: &storage_schema::store::Store,
+    keyring: &storage_schema::Keyring,
+    pattern: &str,
+    index: Option<PathBuf>,
+) -> anyhow::Result<std::collections::BTreeSet<String>> {
+    let regex = RegexBuilder::new(pattern)
+        .multi_line(true)
+        .build()
+        .with_context(|| format!("{pattern:?} is not a valid regular expression"))?;
+    let dir = index.unwrap_or_else(|| {
+        storage_schema::defaults::index_dir(&global.store_url().unwrap_or_default())
+    });
+    let mut index = Index::open(&dir)?;
+    let report = index.sync(store, keyring, |_, _| {}).await?;
+    if report.unreadable > 0 {
+        eprintln!(
+            "kubetape: {} sessions could not be read and are not searched",
+            report.unreadable
+        );
+    }
+    Ok(index
+        .search(&regex, &Filter::default())?
+        .into_iter()
+        .map(|h| h.session)
+        .collect())
+}
+
 fn print_table(out: &mut impl std::io::Write, hits: &[Hit], kinds: bool) -> anyhow::Result<()> {
     if hits.is_empty() {
         return Ok(());

@@ -37,6 +37,15 @@ failed) is intact if nothing else is wrong, but not complete: it is reported as 
 line per gap saying what was lost, when, and why. The recorder declared the gap in the session
 and in its signed seal; the chunks it gave up on are not reported missing.
 
+With --bundle FILE, an evidence bundle (`kubetape export --bundle`) is checked offline, with no
+store and no keyring: the archive is read defensively (only regular files with safe, distinct
+paths), the manifest's signature is checked (with --pubkey, against the key you trust; without,
+against the key in the bundle, whose fingerprint is printed as self-asserted), every member's
+size and SHA-256 against the manifest, and SHA256SUMS; a member that is missing, extra or altered
+is named. Then every recording and audit stream in it is verified as above from the bundle's own
+copy of the store, with the bundle's public keys (vouched for by the signed manifest). One line
+per member and per stream, OK or FAIL, and a summary.
+
 Exit status: 0 if every session checked is intact and complete; 1 if any is damaged, or could not
 be checked (missing session, missing key, store error); 3 if none is damaged but some have
 declared gaps.";
@@ -46,7 +55,9 @@ Examples:
   kubetape verify 4f1c2a9b
   kubetape verify --all
   kubetape keys export-pub --out signing.pub     (on the recording host)
-  kubetape verify --all --pubkey signing.pub     (anywhere, no keyring)";
+  kubetape verify --all --pubkey signing.pub     (anywhere, no keyring)
+  kubetape verify --bundle case-123.tar --pubkey signing.pub
+                                                 an evidence bundle, offline";
 
 #[derive(Debug, clap::Args)]
 #[command(about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
@@ -54,21 +65,29 @@ pub struct Args {
     /// Sessions to check: short ids (as `ls` shows them), full ids or unique prefixes
     #[arg(
         value_name = "SESSION",
-        required_unless_present = "all",
-        conflicts_with = "all"
+        required_unless_present_any = ["all", "bundle"],
+        conflicts_with_all = ["all", "bundle"]
     )]
     sessions: Vec<String>,
 
     /// Check every session in the store
-    #[arg(long)]
+    #[arg(long, conflicts_with = "bundle")]
     all: bool,
 
-    /// Verify with this signing public key instead of the keyring (no decryption)
+    /// Verify with this signing public key instead of the keyring (no decryption). With
+    /// --bundle: the key you trust to have signed the bundle's manifest
     #[arg(long, value_name = "FILE")]
     pubkey: Option<PathBuf>,
+
+    /// Check an evidence bundle (`kubetape export --bundle`) offline: no store, no keyring
+    #[arg(long, value_name = "FILE")]
+    bundle: Option<PathBuf>,
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(bundle) = &args.bundle {
+        return super::bundle_verify::run(bundle, args.pubkey.as_deref()).await;
+    }
     let store = global.open_store()?;
     let public;
     let keyring;
@@ -193,7 +212,7 @@ struct Tally {
 /// what was decrypted when the keyring was used, else what the (verified) seal states. Of a
 /// damaged session only what was established is said: the verifier may have stopped early (a
 /// wrong public key), so "open" or a chunk count of 0 would mislead.
-async fn describe(store: &Store, dir: StreamDir, report: &Report) -> String {
+pub(crate) async fn describe(store: &Store, dir: StreamDir, report: &Report) -> String {
     let intact = report.intact();
     let (state, seal) = match &report.state {
         SessionState::Sealed(p) => (Some("sealed"), Some(p)),
