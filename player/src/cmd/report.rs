@@ -5,7 +5,8 @@
 //!
 //! Gathering reuses the other commands' own code, so the report agrees with them: `ls`'s
 //! listing, `audit`'s reading of the audit log, `audit --reads`' reading of the reads log, and
-//! the verifier with public keys only. The JIT ledger is read here (its writer is the gateway).
+//! the verifier with public keys only; the JIT ledger through the gateway's own types
+//! (`storage_schema::store::jit`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
@@ -14,9 +15,9 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use player::report::model::{self, Deleted, Grant, Integrity, Report, Session, Verdict};
-use serde::Deserialize;
 use storage_schema::layout::{self, StreamDir};
-use storage_schema::store::ledger::{self, Ledger};
+use storage_schema::store::jit::Stored;
+use storage_schema::store::ledger::Ledger;
 use storage_schema::store::{
     KeySource, SessionSummary, Store, StoreError, holds, list_audit_streams, list_sessions,
     retention, shred, verify_stream,
@@ -55,12 +56,26 @@ Formats (--format, or from -o's extension; HTML by default):
   json  one document: report, summary, sessions_per_user, sessions_per_namespace,
         sessions_per_day, sessions, grants, denials, debug, port_forward, integrity,
         retention_deleted, holds, reads, notes
-  csv   one table (not one file per section, so a report stays one file): the first column
-        names the section (summary, per_user, per_namespace, per_day, session, grant, denial,
-        debug, port_forward, integrity, deleted, hold, read); the others are id, time, user,
-        namespace, kind, state, ref, by, reason, detail, count, used per section as the
-        module documentation of player::report::csv tables. Values are unaltered: open it
-        in a spreadsheet with every column as text.
+  csv   one table (not one file per section, so a report stays one file) with the columns
+        section,id,time,user,namespace,kind,state,ref,by,reason,detail,count; the first names
+        the section, the others mean, per section (times RFC 3339 UTC):
+          summary        id = measure, count
+          per_user / per_namespace / per_day   user / namespace / time = day, count
+          session        id, time = start, user, namespace, kind, state, ref = grant,
+                         detail = target
+          grant          id = request, time = requested, user = requester, namespace, kind = role,
+                         state, ref = its sessions (space separated), by = approver, reason,
+                         detail = ttl, decided, valid_until; count = its sessions
+          denial         id = session, time, user, namespace, kind = verb resource,
+                         state = decision status, ref = rule, by = gateway, reason, detail = path
+          debug / port_forward   id, time, user, namespace, kind, detail
+          integrity      id, kind = class, state = OK|GAP|FAIL|ERR, detail = problems; if shredded:
+                         time, by, reason of the shredding
+          deleted        id, time = deleted, kind = root, ref = pass, reason = rule, detail
+          hold           id, time = placed, ref = case, by, reason, detail = what it holds
+          read           id = session, time, user = reader, kind = action, ref = keyring,
+                         by = login@host, reason
+        Values are unaltered: open it in a spreadsheet with every column as text.
 
 Progress of the integrity check is shown on stderr for stores with many recordings. The exit
 status is 0 when every part was gathered and every recording is intact, 3 when some have
@@ -442,59 +457,6 @@ async fn integrity(
     out
 }
 
-/// A JIT ledger object as the gateway stores it (`gateway::jit::AccessRequest` and `Verdict`:
-/// the fields the report shows; others are ignored).
-#[derive(Debug, Deserialize)]
-struct JitRequest {
-    id: String,
-    user: String,
-    role: String,
-    namespace: String,
-    reason: String,
-    ttl_secs: u64,
-    created_at_us: u64,
-}
-
-#[derive(Debug, Deserialize)]
-struct JitVerdict {
-    approved: bool,
-    by: String,
-    #[serde(default)]
-    reason: String,
-    at_us: u64,
-}
-
-#[derive(Debug)]
-enum JitObject {
-    Request(JitRequest),
-    Decision(JitVerdict),
-}
-
-impl ledger::Entry for JitObject {
-    fn is_entry(name: &str) -> bool {
-        matches!(
-            name.split_once('/'),
-            Some((_, layout::JIT_REQUEST_FILE | layout::JIT_DECISION_FILE))
-        )
-    }
-
-    fn decode(name: &str, bytes: &[u8]) -> Result<Self, String> {
-        match name.split_once('/') {
-            Some((id, layout::JIT_REQUEST_FILE)) => {
-                let r: JitRequest = ledger::decode_json(bytes)?;
-                if r.id != id {
-                    return Err("its id is not its directory's".into());
-                }
-                Ok(JitObject::Request(r))
-            }
-            Some((_, layout::JIT_DECISION_FILE)) => {
-                ledger::decode_json(bytes).map(JitObject::Decision)
-            }
-            _ => Err("not a request or a decision".into()),
-        }
-    }
-}
-
 /// How long a request may wait for a decision (the gateway's `PENDING_LIFETIME`).
 const PENDING_US: u64 = 86_400 * 1_000_000;
 
@@ -505,10 +467,10 @@ async fn jit_grants(store: &Store, now: u64) -> anyhow::Result<(Vec<Grant>, Vec<
     let mut requests = Vec::new();
     let mut verdicts = BTreeMap::new();
     let mut bad = Vec::new();
-    for (name, object) in ledger.read_after::<JitObject>(None).await? {
+    for (name, object) in ledger.read_after::<Stored>(None).await? {
         match object {
-            Ok(JitObject::Request(r)) => requests.push(r),
-            Ok(JitObject::Decision(v)) => {
+            Ok(Stored::Request(r)) => requests.push(r),
+            Ok(Stored::Decision(v)) => {
                 let id = name.split_once('/').map_or(name.as_str(), |(id, _)| id);
                 verdicts.insert(id.to_string(), v);
             }
