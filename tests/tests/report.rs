@@ -1,11 +1,12 @@
 //! `kubetape report` end to end: a small, realistic store made through a real gateway with real
 //! kubectl and the real CLI — two users' exec sessions in two namespaces, requests denied by
 //! policy, a JIT grant (with a hostile reason) and two sessions under it, a port-forward, a legal
-//! hold and a logged reading — then the report in every format:
+//! hold, a logged reading and a crypto-shredded session — then the report in every format:
 //!
 //! - JSON and CSV (read by a strict CSV parser) agree with `kubetape ls --json`,
 //!   `kubetape audit --json` and `kubetape audit --reads --json` on the same store: the same
-//!   sessions, users, namespaces and counts, the same denials, the same grant and its sessions;
+//!   sessions, users, namespaces and counts, the same denials, the same grant and its sessions,
+//!   and the integrity verdicts of `kubetape verify --all --pubkey` (one session shredded);
 //! - the HTML page references nothing outside itself, and headless Chromium renders it: a
 //!   screenshot shows every section's heading colour and the charts' bar colour, and the DOM
 //!   Chromium builds has every heading, a user and the escaped reason, and no script ran.
@@ -309,6 +310,14 @@ fn report_agrees_with_ls_and_audit_and_renders_in_chromium() {
         ],
     );
 
+    // A crypto-shredded session: its content is gone, its proof stays (and the report says so).
+    let shredded = sessions
+        .iter()
+        .find(|s| s["meta"]["command"] == serde_json::json!(["echo", "a1"]))
+        .map(id_of)
+        .unwrap();
+    kubetape_ok(&cluster, &["shred", &shredded, "--reason", "GDPR erasure"]);
+
     // The audit log is written by the gateway a second at a time: wait for both denials and
     // the grant's two sessions to be in it.
     let deadline = Instant::now() + T;
@@ -421,6 +430,50 @@ fn report_agrees_with_ls_and_audit_and_renders_in_chromium() {
         integrity.iter().any(|i| i["class"] == "audit-stream"),
         "{integrity:#?}"
     );
+    let shred = integrity
+        .iter()
+        .find(|i| i["session"] == shredded.as_str())
+        .unwrap();
+    assert_eq!(shred["shredded"]["reason"], "GDPR erasure", "{shred:#}");
+    assert_eq!(doc["summary"]["integrity"]["shredded"], 1);
+    // The same verdicts as `kubetape verify --all --pubkey`, and the same report with --pubkey.
+    let public = cluster.root().join("signing.pub");
+    kubetape_ok(
+        &cluster,
+        &["keys", "export-pub", "--out", public.to_str().unwrap()],
+    );
+    let verified: BTreeSet<(String, String)> = text(&kubetape_ok(
+        &cluster,
+        &["verify", "--all", "--pubkey", public.to_str().unwrap()],
+    ))
+    .lines()
+    .filter(|l| !l.starts_with(' '))
+    .map(|l| {
+        let mut words = l.split_whitespace();
+        let status = words.next().unwrap().to_string();
+        (words.next().unwrap().to_string(), status)
+    })
+    .collect();
+    let reported = |doc: &Value| -> BTreeSet<(String, String)> {
+        doc["integrity"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                (
+                    i["session"].as_str().unwrap().to_string(),
+                    i["status"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(reported(&doc), verified);
+    let with_pubkey: Value = serde_json::from_slice(&report(
+        &cluster,
+        &["--format", "json", "--pubkey", public.to_str().unwrap()],
+    ))
+    .unwrap();
+    assert_eq!(reported(&with_pubkey), verified);
     let holds = doc["holds"].as_array().unwrap();
     assert_eq!(holds.len(), 1);
     assert_eq!(holds[0]["case"], "CASE-1");
@@ -479,6 +532,13 @@ fn report_agrees_with_ls_and_audit_and_renders_in_chromium() {
     assert_eq!(section("port_forward").len(), 1);
     assert_eq!(section("hold").len(), 1);
     assert_eq!(section("read").len(), 1);
+    let csv_shred: Vec<_> = section("integrity")
+        .into_iter()
+        .filter(|r| !r[col("reason")].is_empty())
+        .collect();
+    assert_eq!(csv_shred.len(), 1);
+    assert_eq!(&csv_shred[0][col("id")], shredded.as_str());
+    assert_eq!(&csv_shred[0][col("reason")], "GDPR erasure");
 
     // HTML: self-contained, escaped.
     let dir = cluster.root().join("report-html");
