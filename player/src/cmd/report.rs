@@ -33,7 +33,8 @@ const ABOUT: &str = "Compliance report over a window: sessions, JIT grants, deni
 const LONG_ABOUT: &str = "\
 A compliance report over a window (--since, --until): sessions per user, per namespace and per
 day, with their kind (exec, attach, debug, port-forward); every just-in-time request with its
-requester, approver, reason, validity and the sessions opened under it; denied requests; debug
+requester, approver, reason, validity and the sessions opened under it; requests the gateways
+did not allow (denied, or unauthenticated: every audit record whose decision is not `allow`); debug
 and port-forward use; the integrity of every recording (OK, GAP, FAIL, ERR, and whether it was
 crypto-shredded); what retention deleted; the legal holds in force; and every reading of a
 recording (the chain-of-custody log, as `kubetape audit --reads`).
@@ -177,8 +178,17 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     };
     let in_window = |t: u64| args.since <= t && t < until;
 
-    // Sessions, as `ls` lists them.
-    let all = list_sessions(&store).await?;
+    // Sessions, as `ls` lists them. Ids are UUIDv7, made when the session starts: ids far
+    // outside the window are not summarized at all (a year's store, a month's report).
+    let all: Vec<SessionId> = list_sessions(&store)
+        .await?
+        .into_iter()
+        .filter(|id| {
+            id.created_at_us().is_none_or(|t| {
+                t.saturating_add(ID_SLACK_US) >= args.since && t < until.saturating_add(ID_SLACK_US)
+            })
+        })
+        .collect();
     let (ids, summaries) = super::ls::sessions_only(&store, &all, None).await;
     for (id, summary) in ids.iter().zip(&summaries) {
         let session = session(id, summary);
@@ -348,6 +358,11 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     )
 }
 
+/// How far a session's id time may be from its metadata's start time and still be looked at:
+/// both are the recorder's clock at the start, but a session made by `kubetape record` on a
+/// host with a wrong clock is still found.
+const ID_SLACK_US: u64 = 86_400 * 1_000_000;
+
 /// Progress of the integrity check is said every this many recordings.
 const PROGRESS_EVERY: usize = 25;
 
@@ -516,4 +531,113 @@ async fn jit_grants(store: &Store, now: u64) -> anyhow::Result<(Vec<Grant>, Vec<
         ));
     }
     Ok((grants, bad))
+}
+
+#[cfg(test)]
+mod tests {
+    use storage_schema::store::jit::{AccessRequest, Verdict};
+
+    use super::*;
+
+    fn request(id: &str, created_at_us: u64) -> AccessRequest {
+        AccessRequest {
+            id: id.into(),
+            user: "alice".into(),
+            issuer: "https://i".into(),
+            groups: vec![],
+            claims: BTreeMap::new(),
+            role: "prod-debug".into(),
+            namespace: "prod".into(),
+            reason: "INC-1".into(),
+            ttl_secs: 600,
+            created_at_us,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_jit_ledger_reads_as_requests_with_their_decisions_and_states() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&format!("file://{}", dir.path().display())).unwrap();
+        let ledger = Ledger::new(store.clone(), layout::JIT_REQUESTS);
+        let now = 10 * PENDING_US;
+        let ids = [
+            "01a00000-0000-7000-8000-000000000001",
+            "01a00000-0000-7000-8000-000000000002",
+            "01a00000-0000-7000-8000-000000000003",
+            "01a00000-0000-7000-8000-000000000004",
+            "01a00000-0000-7000-8000-000000000005",
+        ];
+        let decide = |approved, at_us| Verdict {
+            approved,
+            by: "bob".into(),
+            reason: "ok".into(),
+            at_us,
+        };
+        // Approved and running; approved and over; denied; waiting; never decided.
+        let plan = [
+            (now - 1_000, Some(decide(true, now - 500))),
+            (now - 2 * PENDING_US, Some(decide(true, now - PENDING_US))),
+            (now - 3_000, Some(decide(false, now - 2_000))),
+            (now - 4_000, None),
+            (now - 2 * PENDING_US, None),
+        ];
+        for (id, (created, verdict)) in ids.iter().zip(plan) {
+            ledger
+                .append(&layout::jit_request(id), &request(id, created))
+                .await
+                .unwrap();
+            if let Some(v) = verdict {
+                ledger.append(&layout::jit_decision(id), &v).await.unwrap();
+            }
+        }
+        // Damage is reported, not fatal: a request whose ttl is out of range, and a decision
+        // without its request.
+        let mut bad = request("01a00000-0000-7000-8000-000000000006", now);
+        bad.ttl_secs = 0;
+        ledger
+            .append(&layout::jit_request(&bad.id), &bad)
+            .await
+            .unwrap();
+        ledger
+            .append(
+                &layout::jit_decision("01a00000-0000-7000-8000-000000000007"),
+                &decide(true, now),
+            )
+            .await
+            .unwrap();
+
+        let (grants, problems) = jit_grants(&store, now).await.unwrap();
+        let states: BTreeMap<&str, &str> = grants
+            .iter()
+            .map(|g| (g.id.as_str(), g.state.as_str()))
+            .collect();
+        assert_eq!(
+            states,
+            BTreeMap::from([
+                (ids[0], "approved"),
+                (ids[1], "expired"),
+                (ids[2], "denied"),
+                (ids[3], "pending"),
+                (ids[4], "abandoned"),
+            ])
+        );
+        let running = grants.iter().find(|g| g.id == ids[0]).unwrap();
+        assert_eq!(running.decided_by.as_deref(), Some("bob"));
+        assert_eq!(running.expires_at_us, Some(now - 500 + 600_000_000));
+        assert_eq!(running.requester, "alice");
+        assert!(
+            grants
+                .iter()
+                .find(|g| g.id == ids[2])
+                .unwrap()
+                .expires_at_us
+                .is_none()
+        );
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems.iter().any(|p| p.contains("ttl")), "{problems:?}");
+        assert!(
+            problems.iter().any(|p| p.contains("000000000007")),
+            "{problems:?}"
+        );
+    }
 }
