@@ -1,7 +1,8 @@
 //! `kubetape report` end to end: a small, realistic store made through a real gateway with real
 //! kubectl and the real CLI — two users' exec sessions in two namespaces, requests denied by
 //! policy, a JIT grant (with a hostile reason) and two sessions under it, a port-forward, a legal
-//! hold, a logged reading and a crypto-shredded session — then the report in every format:
+//! hold, a logged reading, a crypto-shredded session and one deleted by retention — then the
+//! report in every format:
 //!
 //! - JSON and CSV (read by a strict CSV parser) agree with `kubetape ls --json`,
 //!   `kubetape audit --json` and `kubetape audit --reads --json` on the same store: the same
@@ -209,6 +210,95 @@ fn colours(png_path: &Path) -> (u32, u32, HashSet<[u8; 3]>) {
     (info.width, info.height, seen)
 }
 
+/// Writes a sealed session that started five days ago in namespace `old`, as the gateway writes
+/// them (its UUIDv7 id backdated too), then runs `kubetape-gateway retention run` with a rule
+/// keeping `old` one day (everything else ten years); returns the deleted session's id.
+fn retention_deletes_an_old_session(cluster: &Cluster) -> String {
+    use storage_schema::store::{Recorder, Store};
+    use storage_schema::{
+        Event, EventKind, ExitInfo, FlushPolicy, Identity, Keyring, SessionKind, SessionMeta,
+        Stream, Target,
+    };
+    let keyring = Keyring::open(&cluster.keys).unwrap();
+    let store = Store::open(&cluster.store_url).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let id = runtime.block_on(async {
+        let mut meta = SessionMeta::new(
+            SessionKind::Exec,
+            Identity {
+                user: "dave@example.com".into(),
+                ..Identity::default()
+            },
+            Target {
+                cluster: Some("sandbox".into()),
+                namespace: Some("old".into()),
+                pod: Some("legacy".into()),
+                ..Target::default()
+            },
+            vec!["true".into()],
+            false,
+        );
+        meta.started_at_us -= 5 * 86_400 * 1_000_000;
+        let random: [u8; 10] = storage_schema::SessionId::new().as_bytes()[6..]
+            .try_into()
+            .unwrap();
+        meta.session = storage_schema::store::ledger::name_at(meta.started_at_us, random)
+            .parse()
+            .unwrap();
+        let recorder = Recorder::start(store, &keyring, meta, FlushPolicy::default())
+            .await
+            .unwrap();
+        let id = recorder.session().to_string();
+        recorder
+            .record_at(Event {
+                at_us: 1,
+                kind: EventKind::Data {
+                    stream: Stream::Stdout,
+                    bytes: b"old\n".to_vec(),
+                },
+            })
+            .await
+            .unwrap();
+        recorder
+            .finish(Some(ExitInfo {
+                code: 0,
+                message: String::new(),
+            }))
+            .await
+            .unwrap();
+        id
+    });
+    let config = cluster.root().join("gateway-retention.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n[retention]\n[[retention.rules]]\nname = \"old-one-day\"\nkeep_days = 1\n\
+             namespaces = [\"old\"]\n[[retention.rules]]\nname = \"ten-years\"\nkeep_days = 3650\n",
+            std::fs::read_to_string(cluster.gateway_config()).unwrap()
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = run(
+        Command::new(bin("kubetape-gateway"))
+            .env("HOME", &cluster.home)
+            .args(["retention", "run", "--config"])
+            .arg(&config),
+        b"",
+        T,
+    );
+    assert_eq!(code, Some(0), "{}{}", text(&out), text(&err));
+    assert!(
+        text(&out).contains(&id) || text(&err).contains(&id),
+        "{}{}",
+        text(&out),
+        text(&err)
+    );
+    id
+}
+
 fn report(cluster: &Cluster, args: &[&str]) -> Vec<u8> {
     let mut all = vec!["report", "--since", "1d"];
     all.extend_from_slice(args);
@@ -309,6 +399,9 @@ fn report_agrees_with_ls_and_audit_and_renders_in_chromium() {
             "auditor",
         ],
     );
+
+    // A session from five days ago, deleted now by a retention rule of one day.
+    let expired = retention_deletes_an_old_session(&cluster);
 
     // A crypto-shredded session: its content is gone, its proof stays (and the report says so).
     let shredded = sessions
@@ -474,6 +567,14 @@ fn report_agrees_with_ls_and_audit_and_renders_in_chromium() {
     ))
     .unwrap();
     assert_eq!(reported(&with_pubkey), verified);
+    let deleted = doc["retention_deleted"].as_array().unwrap();
+    assert_eq!(deleted.len(), 1, "{deleted:#?}");
+    assert_eq!(deleted[0]["session"], expired.as_str());
+    assert_eq!(deleted[0]["rule"], "old-one-day");
+    assert!(
+        !ls.iter().any(|s| s["session"] == expired.as_str()),
+        "retention deleted it"
+    );
     let holds = doc["holds"].as_array().unwrap();
     assert_eq!(holds.len(), 1);
     assert_eq!(holds[0]["case"], "CASE-1");
@@ -532,6 +633,10 @@ fn report_agrees_with_ls_and_audit_and_renders_in_chromium() {
     assert_eq!(section("port_forward").len(), 1);
     assert_eq!(section("hold").len(), 1);
     assert_eq!(section("read").len(), 1);
+    let csv_deleted = section("deleted");
+    assert_eq!(csv_deleted.len(), 1);
+    assert_eq!(&csv_deleted[0][col("id")], expired.as_str());
+    assert_eq!(&csv_deleted[0][col("reason")], "old-one-day");
     let csv_shred: Vec<_> = section("integrity")
         .into_iter()
         .filter(|r| !r[col("reason")].is_empty())

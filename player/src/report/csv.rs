@@ -354,5 +354,26 @@ mod tests {
         assert_eq!(sessions.len(), 2);
         assert_eq!(sessions[1][3], HOSTILE);
         assert_eq!(sessions[1][7], "g-1");
+        let one = |section: &str| {
+            let rows: Vec<&Vec<String>> = records.iter().filter(|rec| rec[0] == section).collect();
+            assert_eq!(rows.len(), 1, "{section}");
+            rows[0].clone()
+        };
+        assert_eq!(one("integrity")[9], format!("erasure {HOSTILE}"));
+        assert_eq!(one("integrity")[6], "OK");
+        assert_eq!(one("deleted")[9], "rule-prod-1d");
+        assert_eq!(one("hold")[7], "CASE-1");
+        assert_eq!(one("hold")[9], format!("hold {HOSTILE}"));
+        assert_eq!(one("read")[3], "auditor");
+        assert_eq!(one("read")[9], format!("read {HOSTILE}"));
+        let summary = |k: &str| -> String {
+            records
+                .iter()
+                .find(|rec| rec[0] == "summary" && rec[1] == k)
+                .unwrap()[11]
+                .clone()
+        };
+        assert_eq!(summary("shredded"), "1");
+        assert_eq!(summary("deleted"), "1");
     }
 }

@@ -506,7 +506,12 @@ mod tests {
         assert!(!page.contains("<script"), "a script tag got through");
         assert!(!page.contains(HOSTILE));
         let escaped = escape(HOSTILE);
-        assert!(page.matches(&escaped).count() >= 4, "{page}");
+        // The user (twice: sessions, per-user), the grant's and the denial's reasons, the note,
+        // the shred, hold and read reasons.
+        assert!(page.matches(&escaped).count() >= 8, "{page}");
+        for text in ["rule-prod-1d", "CASE-1", "auditor", "shredded on "] {
+            assert!(page.contains(text), "{text}");
+        }
     }
 
     #[test]

@@ -82,7 +82,13 @@ mod tests {
         assert_eq!(doc["grants"][0]["reason"], HOSTILE);
         assert_eq!(doc["grants"][0]["decided_by"], "bob");
         assert_eq!(doc["sessions_per_day"].as_array().unwrap().len(), 3);
-        assert_eq!(doc["summary"]["integrity"]["OK"], 0);
+        assert_eq!(doc["summary"]["integrity"]["OK"], 1);
+        assert_eq!(doc["summary"]["integrity"]["shredded"], 1);
+        assert_eq!(doc["integrity"][0]["status"], "OK");
+        assert_eq!(doc["retention_deleted"][0]["rule"], "rule-prod-1d");
+        assert_eq!(doc["retention_deleted"][0]["pass"], "p-1");
+        assert_eq!(doc["holds"][0]["case"], "CASE-1");
+        assert_eq!(doc["reads"][0], serde_json::to_value(&r.reads[0]).unwrap());
         // Round trip through text.
         let text = serde_json::to_string(&doc).unwrap();
         assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), doc);

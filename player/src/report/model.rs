@@ -251,6 +251,8 @@ pub(crate) mod fixture {
         let t0 = 1_795_392_000_000_000; // 2026-11-23T00:00:00Z
         let mut hostile = session(HOSTILE, "prod", t0 + day);
         hostile.grant = Some("g-1".into());
+        let hostile_id = hostile.id;
+        let deleted = SessionId::new();
         let denial: AuditRecord = serde_json::from_value(serde_json::json!({
             "time_us": t0, "gateway": "g", "user": "mallory", "client": "c", "method": "POST",
             "path": "/api/v1/namespaces/prod/pods/db/exec", "verb": "create",
@@ -280,6 +282,52 @@ pub(crate) mod fixture {
                 sessions: vec![],
             }],
             denials: vec![denial],
+            integrity: vec![Integrity {
+                session: hostile_id,
+                class: "session".into(),
+                status: Verdict::Ok,
+                problems: vec![],
+                shredded: Some(ShredRecord {
+                    session: hostile_id,
+                    by: "cli:dpo".into(),
+                    reason: format!("erasure {HOSTILE}"),
+                    at_us: t0 + 2 * day,
+                    keks: vec![],
+                }),
+            }],
+            deletions: vec![Deleted {
+                pass: "p-1".into(),
+                deleted_at_us: t0 + day,
+                deletion: Deletion {
+                    session: deleted,
+                    root: "sessions".into(),
+                    rule: "rule-prod-1d".into(),
+                    ended_at_us: t0 - 3 * day,
+                    expired_at_us: t0 - 2 * day,
+                    sealed_at_us: t0 - 3 * day,
+                },
+            }],
+            holds: vec![Hold {
+                id: "h-1".into(),
+                case: "CASE-1".into(),
+                reason: format!("hold {HOSTILE}"),
+                by: "cli:legal".into(),
+                placed_at_us: t0,
+                select: storage_schema::store::holds::Selector {
+                    users: vec!["alice".into()],
+                    ..Default::default()
+                },
+            }],
+            reads: vec![ReadEntry {
+                session: hostile_id,
+                action: "cat".into(),
+                reader: "auditor".into(),
+                os_user: "root".into(),
+                host: "h".into(),
+                reason: Some(format!("read {HOSTILE}")),
+                keyring: "fp".into(),
+                at_us: t0 + day,
+            }],
             notes: vec![HOSTILE.into()],
             ..Report::default()
         }
