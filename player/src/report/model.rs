@@ -329,7 +329,6 @@ pub(crate) mod fixture {
                 at_us: t0 + day,
             }],
             notes: vec![HOSTILE.into()],
-            ..Report::default()
         }
     }
 }
