@@ -79,8 +79,8 @@ Formats (--format, or from -o's extension; HTML by default):
         Values are unaltered: open it in a spreadsheet with every column as text.
 
 Progress of the integrity check is shown on stderr for stores with many recordings. The exit
-status is 0 when every part was gathered and every recording is intact, 3 when some have
-declared gaps only, and 1 otherwise (the report is still written, and says what is missing).";
+status is 0 when every part was gathered and every recording is intact, 3 when some recordings
+(or the audit log) have declared gaps only, and 1 otherwise (the report is still written, and says what is missing).";
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -205,6 +205,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     let mut complete = true;
+    let mut audit_gaps = 0;
     if let Some(keyring) = &keyring {
         let filter = super::audit::Filter {
             since_us: Some(args.since),
@@ -212,6 +213,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         };
         let collected = super::audit::collect(&store, keyring, &filter).await?;
         complete &= collected.failed == 0;
+        audit_gaps = collected.gaps;
         report.notes.extend(collected.problems);
         for r in collected.records.into_iter().filter(|r| r.time_us < until) {
             if let (Some(g), Some(s)) = (&r.grant, r.session) {
@@ -350,7 +352,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     Ok(
         if !complete || counts["FAIL"] + counts["ERR"] > 0 || keyring.is_none() {
             ExitCode::FAILURE
-        } else if counts["GAP"] > 0 {
+        } else if counts["GAP"] + audit_gaps > 0 {
             ExitCode::from(super::verify::GAPS)
         } else {
             ExitCode::SUCCESS
