@@ -4,3 +4,4 @@
 pub mod bundle;
 pub mod export;
 pub mod index;
+pub mod report;

@@ -46,6 +46,8 @@ Examples:
   kubetape hold add --case C-1 --reason … --user alice
                                        keep alice's recordings whatever retention says
   kubetape shred 4f1c2a9b --reason …   destroy a recording's key; its proof remains
+  kubetape report --since 30d -o report.html
+                                       compliance report: sessions, grants, denials, integrity
   kubetape request prod-debug -n prod --reason 'INC-42' --ttl 30m
                                        ask the gateway for temporary access
   kubetape requests / approve ID       review access requests (approvers)
@@ -78,6 +80,7 @@ enum Command {
     Audit(cmd::audit::Args),
     Hold(cmd::hold::Args),
     Shred(cmd::shred::Args),
+    Report(cmd::report::Args),
     Request(cmd::jit::RequestArgs),
     Requests(cmd::jit::RequestsArgs),
     Approve(cmd::jit::ApproveArgs),
@@ -131,6 +134,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(args) => cmd::audit::run(global, args).await,
         Command::Hold(args) => cmd::hold::run(global, args).await,
         Command::Shred(args) => cmd::shred::run(global, args).await,
+        Command::Report(args) => cmd::report::run(global, args).await,
         Command::Request(args) => cmd::jit::request(args).await,
         Command::Requests(args) => cmd::jit::requests(args).await,
         Command::Approve(args) => cmd::jit::approve(args).await,

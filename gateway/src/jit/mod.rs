@@ -26,7 +26,6 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
 use storage_schema::layout;
 use storage_schema::store::ledger::{self, Follower, Ledger, LedgerError};
 use storage_schema::store::{Store, StoreError};
@@ -38,33 +37,6 @@ pub const REFRESH: Duration = Duration::from_secs(1);
 /// Forced refreshes (on would-be denials) start at least this far apart, and concurrent ones
 /// share one listing, so a flood of denied requests cannot turn into a flood of store listings.
 const MIN_FORCED_REFRESH: Duration = Duration::from_millis(100);
-
-/// A request for a role, as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AccessRequest {
-    pub id: String,
-    pub user: String,
-    pub issuer: String,
-    pub groups: Vec<String>,
-    /// The requester's carried claims (CI job ids), for the audit trail.
-    #[serde(default)]
-    pub claims: BTreeMap<String, String>,
-    pub role: String,
-    pub namespace: String,
-    pub reason: String,
-    pub ttl_secs: u64,
-    pub created_at_us: u64,
-}
-
-/// The answer to a request, as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Verdict {
-    pub approved: bool,
-    pub by: String,
-    #[serde(default)]
-    pub reason: String,
-    pub at_us: u64,
-}
 
 /// An approved request: the role in the namespace for the user until `expires_at_us`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,33 +160,6 @@ impl Entry {
     }
 }
 
-/// An object of the JIT ledger, as stored: under `<id>/`, a request and (at most) one decision.
-/// Public for the fuzz target of its decoding (`gateway/fuzz`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Stored {
-    Request(AccessRequest),
-    Decision(Verdict),
-}
-
-impl ledger::Entry for Stored {
-    fn is_entry(name: &str) -> bool {
-        matches!(
-            name.split_once('/'),
-            Some((_, layout::JIT_REQUEST_FILE | layout::JIT_DECISION_FILE))
-        )
-    }
-
-    fn decode(name: &str, bytes: &[u8]) -> Result<Self, String> {
-        match name.split_once('/') {
-            Some((id, layout::JIT_REQUEST_FILE)) => parse_request(id, bytes).map(Stored::Request),
-            Some((_, layout::JIT_DECISION_FILE)) => {
-                ledger::decode_json::<Verdict>(bytes).map(Stored::Decision)
-            }
-            _ => Err("not a request or a decision".into()),
-        }
-    }
-}
-
 /// Requests and grants in the store, with a cache.
 #[derive(Debug)]
 pub struct Jit {
@@ -229,6 +174,8 @@ pub struct Jit {
 }
 
 pub use storage_schema::time::unix_micros_now as now_us;
+// The ledger's objects as stored, shared with `kubetape report` (which reads the ledger too).
+pub use storage_schema::store::jit::{AccessRequest, MAX_TTL_SECS, Stored, Verdict};
 
 /// Whether `id` looks like one of ours (a UUID), before it is used in a store key.
 pub fn valid_id(id: &str) -> bool {
@@ -405,22 +352,6 @@ fn verdict_of(objects: &BTreeMap<String, Stored>, id: &str) -> Option<Verdict> {
         Some(Stored::Decision(v)) => Some(v.clone()),
         _ => None,
     }
-}
-
-/// The longest grant any role may give (`max_ttl` is at most this); longer stored requests are
-/// taken for corrupt rather than honoured.
-const MAX_TTL_SECS: u64 = 86_400;
-
-/// Parses a stored request (under `<id>/`) and checks what the gateway relies on.
-fn parse_request(id: &str, bytes: &[u8]) -> Result<AccessRequest, String> {
-    let r: AccessRequest = ledger::decode_json(bytes)?;
-    if r.id != id {
-        return Err("its id is not its directory's".into());
-    }
-    if r.ttl_secs == 0 || r.ttl_secs > MAX_TTL_SECS {
-        return Err("its ttl is outside 1s..24h".into());
-    }
-    Ok(r)
 }
 
 #[cfg(test)]

@@ -92,10 +92,10 @@ pub(crate) fn parse_since(text: &str) -> Result<u64, String> {
 
 /// A filter over records.
 #[derive(Debug, Default)]
-struct Filter {
-    user: Option<String>,
-    namespace: Option<String>,
-    since_us: Option<u64>,
+pub(crate) struct Filter {
+    pub user: Option<String>,
+    pub namespace: Option<String>,
+    pub since_us: Option<u64>,
 }
 
 impl Filter {
@@ -126,42 +126,12 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         namespace: args.namespace,
         since_us: args.since,
     };
-    let streams = audit_streams(&store).await?;
-    if streams.is_empty() {
-        eprintln!(
-            "kubetape: no audit streams in {} (a gateway writes them as it serves requests)",
-            store.url()
-        );
-    }
-    let mut records = Vec::new();
-    let mut failed = 0usize;
-    let mut gaps = 0usize;
-    for dir in streams {
-        if let Some(since) = filter.since_us
-            && sealed_before(&store, &keyring, dir, since).await
-        {
-            continue;
-        }
-        match read_stream(&store, &keyring, dir, &filter).await {
-            Ok((mut r, lost)) => {
-                // Records the gateway could not write, declared in the stream: said, counted.
-                for gap in &lost {
-                    eprintln!(
-                        "kubetape: audit stream {}: gap: {}",
-                        dir.id(),
-                        gap.describe()
-                    );
-                }
-                gaps += lost.len();
-                records.append(&mut r);
-            }
-            Err(e) => {
-                eprintln!("kubetape: audit stream {}: {e:#}", dir.id());
-                failed += 1;
-            }
-        }
-    }
-    records.sort_by_key(|r| r.time_us);
+    let Collected {
+        records,
+        failed,
+        gaps,
+        ..
+    } = collect(&store, &keyring, &filter).await?;
     if args.json {
         for r in &records {
             outln!("{}", serde_json::to_string(r)?)?;
@@ -180,6 +150,72 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(super::verify::GAPS));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The audit log's records matching a filter, oldest first, from every stream that verifies;
+/// with what could not be shown.
+pub(crate) struct Collected {
+    pub records: Vec<AuditRecord>,
+    /// Streams that failed verification or could not be read (their records are not shown).
+    pub failed: usize,
+    /// Gaps the streams declare (records the gateway could not write).
+    pub gaps: usize,
+    /// One line per failed stream and per gap, as printed on stderr.
+    pub problems: Vec<String>,
+}
+
+/// Reads every audit stream (verifying each first, skipping those sealed before the filter's
+/// `since`), saying on stderr what it cannot show. `audit` and `report` both read the log
+/// this way, so they show the same records.
+pub(crate) async fn collect(
+    store: &Store,
+    keyring: &Keyring,
+    filter: &Filter,
+) -> anyhow::Result<Collected> {
+    let streams = audit_streams(store).await?;
+    if streams.is_empty() {
+        eprintln!(
+            "kubetape: no audit streams in {} (a gateway writes them as it serves requests)",
+            store.url()
+        );
+    }
+    let mut out = Collected {
+        records: Vec::new(),
+        failed: 0,
+        gaps: 0,
+        problems: Vec::new(),
+    };
+    for dir in streams {
+        if let Some(since) = filter.since_us
+            && sealed_before(store, keyring, dir, since).await
+        {
+            continue;
+        }
+        match read_stream(store, keyring, dir, filter).await {
+            Ok((mut r, lost)) => {
+                // Records the gateway could not write, declared in the stream: said, counted.
+                for gap in &lost {
+                    out.problems.push(format!(
+                        "audit stream {}: gap: {}",
+                        dir.id(),
+                        gap.describe()
+                    ));
+                }
+                out.gaps += lost.len();
+                out.records.append(&mut r);
+            }
+            Err(e) => {
+                out.problems
+                    .push(format!("audit stream {}: {e:#}", dir.id()));
+                out.failed += 1;
+            }
+        }
+    }
+    for p in &out.problems {
+        eprintln!("kubetape: {p}");
+    }
+    out.records.sort_by_key(|r| r.time_us);
+    Ok(out)
 }
 
 /// Audit streams in the store, oldest first: under `audit/`, and under `sessions/` where older
@@ -203,7 +239,12 @@ const SEAL_SLACK_US: u64 = 5 * 60 * 1_000_000;
 /// made more than [`SEAL_SLACK_US`] before `since_us`. The seal is written after every record
 /// of its stream, and only the gateway's key can sign one, so such a stream holds nothing at
 /// or after `since_us`. Any doubt (no seal, unknown key, bad signature) answers no.
-async fn sealed_before(store: &Store, keyring: &Keyring, dir: StreamDir, since_us: u64) -> bool {
+pub(crate) async fn sealed_before(
+    store: &Store,
+    keyring: &Keyring,
+    dir: StreamDir,
+    since_us: u64,
+) -> bool {
     let id = dir.id();
     let Ok(Some(bytes)) = store.get_opt(&dir.seal()).await else {
         return false;

@@ -17,26 +17,7 @@ pub struct Filter {
 }
 
 pub async fn run(store: &Store, filter: Filter, json: bool) -> anyhow::Result<ExitCode> {
-    let mut bad = 0usize;
-    let mut shown = Vec::new();
-    for entry in reads::list(store, filter.since_us).await? {
-        match entry {
-            Ok(e) => {
-                if filter
-                    .user
-                    .as_ref()
-                    .is_none_or(|u| &e.reader == u || &e.os_user == u)
-                {
-                    shown.push(e);
-                }
-            }
-            Err(e) => {
-                eprintln!("kubetape: an unreadable reads-log entry: {e}");
-                bad += 1;
-            }
-        }
-    }
-    shown.sort_by_key(|e| e.at_us);
+    let (shown, bad) = collect(store, &filter).await?;
     if json {
         for e in &shown {
             outln!("{}", serde_json::to_string(e)?)?;
@@ -74,9 +55,38 @@ pub async fn run(store: &Store, filter: Filter, json: bool) -> anyhow::Result<Ex
             outln!("{line}")?;
         }
     }
-    Ok(if bad == 0 {
+    Ok(if bad.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The entries matching `filter`, oldest first, and the unreadable ones (each said on stderr):
+/// what `audit --reads` shows and what `report` includes.
+pub(crate) async fn collect(
+    store: &Store,
+    filter: &Filter,
+) -> anyhow::Result<(Vec<reads::ReadEntry>, Vec<String>)> {
+    let mut bad = Vec::new();
+    let mut shown = Vec::new();
+    for entry in reads::list(store, filter.since_us).await? {
+        match entry {
+            Ok(e) => {
+                if filter
+                    .user
+                    .as_ref()
+                    .is_none_or(|u| &e.reader == u || &e.os_user == u)
+                {
+                    shown.push(e);
+                }
+            }
+            Err(e) => {
+                eprintln!("kubetape: an unreadable reads-log entry: {e}");
+                bad.push(format!("an unreadable reads-log entry: {e}"));
+            }
+        }
+    }
+    shown.sort_by_key(|e| e.at_us);
+    Ok((shown, bad))
 }

@@ -78,7 +78,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
 /// The summaries of `ids` that `ls` lists by their class ([`class::listed_by_ls`]), at most
 /// `limit` of them (summarized in batches, so a small limit
 /// stays cheap on a big store).
-async fn sessions_only(
+pub(crate) async fn sessions_only(
     store: &storage_schema::store::Store,
     ids: &[storage_schema::SessionId],
     limit: Option<usize>,
@@ -104,7 +104,7 @@ async fn sessions_only(
     (kept_ids, kept)
 }
 
-fn json(
+pub(crate) fn json(
     id: &storage_schema::SessionId,
     summary: &Result<SessionSummary, StoreError>,
 ) -> serde_json::Value {

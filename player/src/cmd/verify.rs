@@ -196,6 +196,19 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// The verdict of a check, as the first word of `verify`'s line (`report` shows the same): OK
+/// (intact and complete), GAP (intact, with declared gaps) or FAIL (damaged).
+pub(crate) fn verdict(report: &Report) -> player::report::model::Verdict {
+    use player::report::model::Verdict;
+    if report.complete() {
+        Verdict::Ok
+    } else if report.intact() {
+        Verdict::Gap
+    } else {
+        Verdict::Fail
+    }
+}
+
 /// Exit status when nothing is damaged but some recording declares a gap (also `cat`'s and
 /// `export`'s).
 pub const GAPS: u8 = 3;

@@ -7,6 +7,7 @@
 
 mod catalog;
 pub mod holds;
+pub mod jit;
 pub mod ledger;
 pub mod lock;
 mod reader;
