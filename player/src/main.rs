@@ -124,7 +124,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Record(args) => cmd::record::run(global, args).await,
         Command::Ls(args) => cmd::ls::run(global, args).await,
-        Command::Verify(args) => cmd::verify::run(global, args).await,
+        Command::Verify(args) => match args.bundle() {
+            Some((bundle, pubkey)) => cmd::bundle_verify::run(bundle, pubkey).await,
+            None => cmd::verify::run(global, args).await,
+        },
         Command::Cat(args) => cmd::cat::run(global, args).await,
         Command::Play(args) => cmd::play::run(global, args).await,
         Command::Export(args) => cmd::export::run(global, args).await,

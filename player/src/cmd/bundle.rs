@@ -463,11 +463,11 @@ async fn render(
     let reader = SessionReader::open(store, keyring, id).await?;
     let mut out = Vec::new();
     for format in [
-        super::export::Format::Text,
-        super::export::Format::AsciicastV2,
+        super::render::Format::Text,
+        super::render::Format::AsciicastV2,
     ] {
         let mut bytes = Vec::new();
-        let code = super::export::export(&reader, format, &mut bytes).await?;
+        let code = super::render::export(&reader, format, &mut bytes).await?;
         if code != ExitCode::SUCCESS && code != ExitCode::from(super::verify::GAPS) {
             bail!("the recording could not be read in full (`kubetape verify {id}`)");
         }

@@ -14,6 +14,7 @@ pub mod keys_rewrap;
 pub mod ls;
 pub mod play;
 pub mod record;
+pub mod render;
 pub mod report;
 pub mod seal;
 pub mod search;

@@ -84,10 +84,18 @@ pub struct Args {
     bundle: Option<PathBuf>,
 }
 
-pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
-    if let Some(bundle) = &args.bundle {
-        return super::bundle_verify::run(bundle, args.pubkey.as_deref()).await;
+impl Args {
+    /// With --bundle: the bundle and the pinned key. The command line dispatches those to
+    /// `bundle_verify`, which uses this module's report lines (and so cannot be called from it).
+    pub fn bundle(&self) -> Option<(&std::path::Path, Option<&std::path::Path>)> {
+        self.bundle
+            .as_deref()
+            .map(|bundle| (bundle, self.pubkey.as_deref()))
     }
+}
+
+/// Checks recordings in the store (`--bundle` goes to `bundle_verify` instead; see [`Args::bundle`]).
+pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let store = global.open_store()?;
     let public;
     let keyring;

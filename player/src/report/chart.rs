@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::html::escape;
+use super::escape::escape;
 
 /// The one fill of every bar (in [`super::html::PALETTE`]'s table too, so a screenshot test
 /// can look for it).

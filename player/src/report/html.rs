@@ -16,6 +16,7 @@ use std::fmt::Write as _;
 use storage_schema::AuditRecord;
 
 use super::chart;
+use super::escape::escape;
 use super::model::{Report, time};
 
 /// A section of the page: its `id`, its heading, and its heading band's colour.
@@ -90,26 +91,6 @@ pub const PALETTE: &[Section] = &[
         colour: "#263238",
     },
 ];
-
-/// `text` safe in HTML text and in a double- or single-quoted attribute.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            // Controls (an escape sequence in a command) would be invisible or invalid.
-            c if c.is_control() && c != '\n' && c != '\t' => {
-                let _ = write!(out, "&#xfffd;");
-            }
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// The whole page.
 pub fn render(r: &Report) -> String {
@@ -488,16 +469,6 @@ fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 mod tests {
     use super::super::model::fixture::{HOSTILE, report};
     use super::*;
-
-    #[test]
-    fn escape_covers_markup_and_both_quotes() {
-        assert_eq!(
-            escape("<a href='x'>\"&\"</a>"),
-            "&lt;a href=&#39;x&#39;&gt;&quot;&amp;&quot;&lt;/a&gt;"
-        );
-        assert_eq!(escape("a\u{1b}[31mb"), "a&#xfffd;[31mb");
-        assert_eq!(escape("plain é"), "plain é");
-    }
 
     #[test]
     fn hostile_strings_from_the_store_are_escaped_everywhere() {

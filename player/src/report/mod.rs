@@ -8,6 +8,7 @@
 
 pub mod chart;
 pub mod csv;
+pub mod escape;
 pub mod html;
 pub mod json;
 pub mod model;
