@@ -393,7 +393,7 @@ impl Recorder {
         let wrapped =
             serde_json::to_vec_pretty(&kek.wrap(session, &dek)?).expect("wrapped key serializes");
         let builder = ChunkBuilder::new(session, &meta_bytes, dek, signer, flush)?;
-        let observer = observer.map(ObserverThread::spawn).transpose()?;
+        let observer = observer.map(ObserverTask::spawn);
         let clock = Instant::now();
         let (tx, rx) = mpsc::channel(EVENT_QUEUE);
         let (gate_tx, gate_rx) = watch::channel(OPEN);
@@ -758,7 +758,7 @@ struct Task {
     /// Where the stream's objects go (`sessions/` or `audit/`: its class decides).
     dir: StreamDir,
     builder: ChunkBuilder,
-    observer: Option<ObserverThread>,
+    observer: Option<ObserverTask>,
     rx: mpsc::Receiver<Msg>,
     clock: Instant,
     shared: Arc<Shared>,
@@ -1635,29 +1635,48 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 /// Events an observer may have queued before the recorder waits for it.
 const OBSERVER_QUEUE: usize = 256;
 
-/// The observer on a thread of its own: terminal emulation costs about as much CPU as the
-/// recording itself (~120 MB/s per core), so it runs beside the recorder rather than on its
-/// task, which in `kubetape record` shares one thread with the terminal relay. The queue is
-/// bounded and awaited: a slow observer slows the session down, it never loses events.
-struct ObserverThread {
+/// The observer off the recorder's task: terminal emulation costs about as much CPU as the
+/// recording itself (~120 MB/s per core), so it runs on tokio's blocking pool rather than on
+/// the recorder's task, which in `kubetape record` shares one thread with the terminal relay.
+/// It holds a thread only while it has events to work through: the thread of its own that each
+/// session had for its whole life was a stack per idle session on a gateway (the idle bench,
+/// `cargo bench -p tests --bench idle`). The queue is bounded and awaited: a slow observer
+/// slows the session down, it never loses events.
+struct ObserverTask {
     tx: mpsc::Sender<Event>,
     done: tokio::sync::oneshot::Receiver<Vec<CommandEntry>>,
 }
 
-impl ObserverThread {
-    fn spawn(mut observer: Box<dyn CommandObserver>) -> Result<Self, RecordError> {
+impl ObserverTask {
+    fn spawn(observer: Box<dyn CommandObserver>) -> Self {
         let (tx, mut rx) = mpsc::channel::<Event>(OBSERVER_QUEUE);
         let (done_tx, done) = tokio::sync::oneshot::channel();
-        std::thread::Builder::new()
-            .name("kubetape-commands".into())
-            .spawn(move || {
-                while let Some(event) = rx.blocking_recv() {
-                    observer.observe(&event);
-                }
-                let _ = done_tx.send(observer.finish());
-            })
-            .map_err(|e| RecordError::Task(format!("cannot start the command extractor: {e}")))?;
-        Ok(Self { tx, done })
+        tokio::spawn(async move {
+            let mut observer = observer;
+            let mut batch = Vec::new();
+            while rx.recv_many(&mut batch, OBSERVER_QUEUE).await > 0 {
+                let events = std::mem::take(&mut batch);
+                let worked = tokio::task::spawn_blocking(move || {
+                    for event in &events {
+                        observer.observe(event);
+                    }
+                    (observer, events)
+                })
+                .await;
+                // A panic in the observer loses the commands, not the recording: the queue
+                // closes and the recorder's sends fail quietly.
+                let Ok((back, mut events)) = worked else {
+                    return;
+                };
+                observer = back;
+                events.clear();
+                batch = events;
+            }
+            if let Ok(commands) = tokio::task::spawn_blocking(move || observer.finish()).await {
+                let _ = done_tx.send(commands);
+            }
+        });
+        Self { tx, done }
     }
 
     async fn observe(&self, event: &Event) {
