@@ -132,6 +132,7 @@ impl Gateway {
                 }
             }
         }
+        publish_read_policy(&store, &config.custody, &config.cluster_name).await?;
         let audit = AuditLog::start(
             &config.audit,
             store.clone(),
@@ -449,4 +450,29 @@ fn completion_record(state: &State, c: &crate::lease::Completed) -> storage_sche
     ));
     record.session = Some(c.session);
     record
+}
+
+/// Publishes `[custody]` as the store's read policy unless it already says the same. A gateway
+/// that cannot publish its policy does not start: readers would follow an older one.
+async fn publish_read_policy(
+    store: &Store,
+    custody: &crate::config::CustodyConfig,
+    cluster: &str,
+) -> anyhow::Result<()> {
+    use storage_schema::store::read_policy::{self, ReadPolicy};
+    if let Some(bad) = custody.reason_required.iter().find(|p| p.trim().is_empty()) {
+        anyhow::bail!("[custody] reason_required: empty namespace pattern {bad:?}");
+    }
+    let policy = ReadPolicy {
+        reason_required: custody.reason_required.clone(),
+        by: format!("gateway:{cluster}"),
+        at_us: storage_schema::time::unix_micros_now(),
+    };
+    if read_policy::publish(store, &policy)
+        .await
+        .context("publish the read policy ([custody]) to the store")?
+    {
+        tracing::info!(reason_required = ?policy.reason_required, "read policy published");
+    }
+    Ok(())
 }

@@ -46,6 +46,22 @@ pub struct GatewayConfig {
     /// them (`crate::retention`).
     #[serde(default)]
     pub retention: crate::retention::RetentionConfig,
+    /// Chain of custody on the readers' side: which namespaces' recordings `kubetape` reads
+    /// only with a stated reason.
+    #[serde(default)]
+    pub custody: CustodyConfig,
+}
+
+/// `[custody]`: published to the store at start as the read policy
+/// (`storage_schema::store::read_policy`), which every `kubetape` reader follows.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustodyConfig {
+    /// Namespace patterns (`*`: any run of characters), e.g. `["prod*", "payments"]`: reading
+    /// a recording of a session in one of them (`kubetape cat`, `play`, `export`) needs
+    /// `--reason`, which the reads log keeps. Empty (the default): a reason is optional.
+    #[serde(default)]
+    pub reason_required: Vec<String>,
 }
 
 /// `[server]`: shutdown and what clients may hold before they are authenticated (see

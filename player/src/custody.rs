@@ -8,13 +8,15 @@
 //! fingerprint of the keyring's signing key (whose keys opened it).
 
 use anyhow::Context as _;
-use storage_schema::store::{Store, reads};
+use storage_schema::store::{Store, read_policy, reads};
 use storage_schema::{Keyring, SessionId};
 
 /// The options every reading command takes.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ReadArgs {
-    /// Why you are reading it (kept in the store's reads log; `kubetape audit --reads`)
+    /// Why you are reading it (kept in the store's reads log; `kubetape audit --reads`).
+    /// Required for the namespaces the store's read policy names (the gateways'
+    /// `[custody] reason_required`)
     #[arg(long, value_name = "TEXT")]
     pub reason: Option<String>,
 
@@ -95,6 +97,7 @@ pub async fn log_read(
         keyring: keyring_id,
     } = Reader::of(keyring, args);
     let reason = args.reason();
+    require_reason(store, session, reason).await?;
     let entry = reads::entry(
         session,
         action,
@@ -107,5 +110,47 @@ pub async fn log_read(
     reads::log(store, &entry).await.with_context(|| {
         format!("cannot write the reads log in {} (every reading of a recording is logged; nothing was read)", store.url())
     })?;
+    Ok(())
+}
+
+/// Refuses a reading without a reason when the store's read policy
+/// (`storage_schema::store::read_policy`, set by the gateways' `[custody] reason_required`)
+/// says the session's namespace needs one. Fails closed: a policy or session metadata that
+/// cannot be read refuses the reading.
+async fn require_reason(
+    store: &Store,
+    session: SessionId,
+    reason: Option<&str>,
+) -> anyhow::Result<()> {
+    if reason.is_some() {
+        return Ok(());
+    }
+    let policy = read_policy::current(store).await.with_context(|| {
+        format!(
+            "cannot read the store's read policy ({}); nothing was read",
+            storage_schema::layout::READ_POLICY
+        )
+    })?;
+    let Some(policy) = policy.filter(|p| !p.reason_required.is_empty()) else {
+        return Ok(());
+    };
+    let dir = storage_schema::store::locate(store, session)
+        .await?
+        .with_context(|| format!("session {session} is not in the store"))?;
+    let meta: storage_schema::SessionMeta = serde_json::from_slice(&store.get(&dir.meta()).await?)
+        .with_context(|| format!("session {session}: unreadable metadata; nothing was read"))?;
+    if let Some(namespace) = meta.target.namespace.as_deref()
+        && let Some(pattern) = policy.requires_reason(namespace)
+    {
+        anyhow::bail!(
+            "reading recordings of namespace {namespace} needs --reason: the store's read policy (namespaces {pattern:?}, set by {} on {}) asks why, for the reads log; nothing was read",
+            if policy.by.is_empty() {
+                "a gateway"
+            } else {
+                &policy.by
+            },
+            storage_schema::time::format_unix_micros(policy.at_us)
+        );
+    }
     Ok(())
 }

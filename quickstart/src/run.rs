@@ -82,6 +82,7 @@ pub async fn run(
         ops: Default::default(),
         lease: Default::default(),
         retention: Default::default(),
+        custody: Default::default(),
         listen: args.listen,
         cluster_name: "sandbox".into(),
         tls: TlsConfig {

@@ -19,6 +19,8 @@
 //!                                  (one enforcement pass at a time), `leases/gateways/<instance>/
 //!                                  <uuidv7>.json` (a gateway's liveness heartbeats)
 //! reads/<yyyy-mm-dd>/<uuidv7>.json chain-of-custody log: one entry per reading of a recording
+//! policies/reads/<uuidv7>.json     the read policy (namespaces whose recordings need a reason to
+//!                                  be read), published by gateways; the newest entry rules
 //! ```
 //!
 //! Every object is written once with a create-only put and never modified. Deletion is for
@@ -71,6 +73,8 @@ pub const GATEWAY_HEARTBEATS: &str = "leases/gateways";
 /// The chain-of-custody log: `<yyyy-mm-dd>/<uuidv7>.json`, one entry per
 /// reading of a recording (who, what, when, why), by day so a query lists only its days.
 pub const READS: &str = "reads";
+/// The read policy ([`crate::store::read_policy`]): `<uuidv7>.json` entries, the newest rules.
+pub const READ_POLICY: &str = "policies/reads";
 
 /// Whether kubetape writes an area yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +153,12 @@ pub const AREAS: &[Area] = &[
         prefix: READS,
         holds: "chain-of-custody log (ledger, by day)",
         writers: "`kubetape` readers",
+        status: Use::InUse,
+    },
+    Area {
+        prefix: READ_POLICY,
+        holds: "the read policy: namespaces whose recordings need a reason to be read (ledger)",
+        writers: "gateways at start, from `[custody] reason_required`",
         status: Use::InUse,
     },
 ];

@@ -10,6 +10,7 @@ pub mod holds;
 pub mod jit;
 pub mod ledger;
 pub mod lock;
+pub mod read_policy;
 mod reader;
 pub mod reads;
 mod recorder;
