@@ -139,8 +139,10 @@ fn main() {
         println!();
         let before = (Instant::now(), machine_busy(), Cpu::now(procs));
         let mut throughput = Vec::new();
+        let mut payload_files = Vec::new();
         for &payload in settings.payloads.iter().filter(|_| settings.throughput) {
             let file = payload.file(cluster.root(), settings.total_bytes);
+            payload_files.push(file.clone());
             let t = run_throughput(&settings, &routes, &file, procs).await;
             print_throughput(&settings, payload, &t);
             throughput.push((payload, t));
@@ -161,6 +163,27 @@ fn main() {
         let ours: f64 = Cpu::now(procs).since(before.2).0.iter().sum();
         let other = ((machine_busy() - before.1 - ours) / (wall * cpus as f64)).max(0.0);
         print_verdict(&settings, &throughput, keys.as_ref(), cpus, other);
+        // The gateway path's sessions: (sessions, stdout bytes its clients received).
+        let mut expected = (0usize, 0u64);
+        for (_, cells) in &throughput {
+            for (i, cell) in cells.iter().enumerate() {
+                let runs = &cell[Via::Gateway.index()];
+                expected.0 += settings.sessions[i] * runs.len();
+                expected.1 += runs.iter().map(|r| r.bytes).sum::<u64>();
+            }
+        }
+        for (i, cell) in keys.iter().flatten().enumerate() {
+            expected.0 += settings.sessions[i] * settings.reps;
+            expected.1 += cell[Via::Gateway.index()].keystrokes as u64;
+        }
+        let harness_store = store_dir(&cluster.root().join("gateway.toml"));
+        if store.is_some() && store == harness_store {
+            check_recordings(&cluster, expected, &payload_files);
+        } else {
+            println!(
+                "note: the gateway recorded to another store than the harness's: its recordings are not checked"
+            );
+        }
         if let (Some(dir), Some(before)) = (&store, cost_before) {
             println!(
                 "note: creating an object in the gateway's store took {:.0} us at the start and {:.0} us at the end; the recorder writes one per chunk (at least one a second per active session)",
@@ -961,5 +984,66 @@ fn print_verdict(
         } else {
             ""
         }
+    );
+}
+
+/// No loss: every session of the gateway path is sealed, `kubetape verify --all` passes, the
+/// stdout the recordings hold adds up to what the clients received, and one throughput session
+/// per payload reads back (`kubetape cat`) as exactly the bytes of the payload file it streamed.
+fn check_recordings(cluster: &Cluster, (sessions, stdout): (usize, u64), payloads: &[PathBuf]) {
+    let listed = cluster.wait_for_sealed_count(sessions);
+    assert_eq!(listed.len(), sessions, "sessions in the store");
+    let out = cluster
+        .kubetape()
+        .args(["verify", "--all"])
+        .output()
+        .expect("kubetape verify --all");
+    assert!(
+        out.status.success(),
+        "kubetape verify --all: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recorded: u64 = listed
+        .iter()
+        .map(|s| s["bytes"]["stdout"].as_u64().expect("bytes.stdout"))
+        .sum();
+    assert_eq!(
+        recorded, stdout,
+        "stdout recorded by the gateway vs received by its clients"
+    );
+    let mut read_back = 0;
+    for file in payloads.iter().filter(|f| f.is_file()) {
+        let name = file.display().to_string();
+        let Some(s) = listed.iter().find(|s| {
+            s["meta"]["command"]
+                .as_array()
+                .and_then(|c| c.last())
+                .and_then(|c| c.as_str())
+                .is_some_and(|c| c.ends_with(&name))
+        }) else {
+            continue;
+        };
+        let id = s["session"].as_str().expect("session id");
+        let out = cluster
+            .kubetape()
+            .args(["cat", id, "--reason", "exec bench: no loss"])
+            .output()
+            .expect("kubetape cat");
+        assert!(out.status.success(), "kubetape cat {id}");
+        let want = std::fs::read(file).expect("payload file");
+        let len = out.stdout.len();
+        assert!(
+            len as u64 == s["bytes"]["stdout"].as_u64().unwrap_or(0)
+                && out.stdout[..] == want[..len],
+            "session {id}: `kubetape cat` is not the {len} bytes of {name} it streamed"
+        );
+        read_back += len;
+    }
+    println!(
+        "recordings: {sessions} gateway sessions sealed, `kubetape verify --all` passed, {} recorded = {} received by the clients, {} read back with `kubetape cat` equal to the payload",
+        human_bytes(recorded),
+        human_bytes(stdout),
+        human_bytes(read_back as u64),
     );
 }
