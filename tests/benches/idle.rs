@@ -12,9 +12,10 @@
 //!    has gone quiet, the RSS is read again: the growth over the count is the cost of one idle
 //!    session.
 //! 4. With all of them still open, `KUBETAPE_BENCH_ACTIVE` (default 100) of them type
-//!    (`KUBETAPE_BENCH_KEYS` keystrokes each, think time `KUBETAPE_BENCH_THINK_MS`) and, back to
-//!    back in every repetition, as many direct sessions (kube-rs → sandbox) do the same: the
-//!    added round trip is the median over repetitions of gateway p99 − direct p99.
+//!    (`KUBETAPE_BENCH_KEYS` keystrokes each, think time `KUBETAPE_BENCH_THINK_MS`), and as many
+//!    direct sessions (kube-rs → sandbox) do the same, one path after the other, the order
+//!    alternating per repetition, each once the gateway and the sandbox are quiet: the added
+//!    round trip is the median over repetitions of gateway p99 − direct p99.
 //! 5. Every session is ended (stdin closed, `cat` exits with Success); every recording must be
 //!    sealed, `kubetape verify --all` must pass, and each session's `kubetape cat` must equal
 //!    what its client received.
@@ -117,6 +118,12 @@ fn main() {
     );
     let (gateway, gateway_kubeconfig) = gateway_with(&cluster, "idle", &config, &kubeconfig);
     let gw_pid = gateway.child.id();
+    let sandbox_pid = cluster
+        .sandbox
+        .as_ref()
+        .expect("sandbox running")
+        .child
+        .id();
     let store = PathBuf::from(
         cluster
             .store_url
@@ -140,7 +147,7 @@ fn main() {
 
         let mut held = open_tagged(&gw, 0, WARM).await;
         wait_for_chunks(&store, WARM).await;
-        settle(gw_pid).await;
+        settle(&[gw_pid]).await;
         let rss0 = rss_kib(gw_pid);
         let fds0 = fds(gw_pid);
 
@@ -154,7 +161,7 @@ fn main() {
         }
         let open_wall = started.elapsed();
         wait_for_chunks(&store, WARM + s.idle).await;
-        settle(gw_pid).await;
+        settle(&[gw_pid]).await;
         let rss1 = rss_kib(gw_pid);
         let fds1 = fds(gw_pid);
         let per_session = (rss1.saturating_sub(rss0)) as f64 / s.idle as f64;
@@ -173,17 +180,31 @@ fn main() {
             verdict(per_session <= RSS_TARGET_KIB)
         );
 
-        // Keystrokes at that load: ACTIVE of the held sessions type; then as many direct ones.
+        // Keystrokes at that load: ACTIVE of the held sessions type, and as many direct ones,
+        // one after the other, the order alternating per repetition; each phase starts once
+        // the servers are quiet (opening or ending the direct sessions' pods is not charged
+        // to either path).
         let mut added = Vec::new();
         let (mut all_gw, mut all_direct) = (Vec::new(), Vec::new());
         for rep in 0..s.reps {
             let seed = rep as u64;
-            let typing: Vec<Held<_>> = held.drain(..s.active).collect();
-            let (back, mut gw_rtt) = type_in(typing, &s, seed).await;
-            held.extend(back);
-            let direct_sessions = open_tagged(&direct, 1_000_000 + rep * s.active, s.active).await;
-            let (done, mut direct_rtt) = type_in(direct_sessions, &s, seed).await;
-            end_all(done).await;
+            let mut direct_sessions =
+                Some(open_tagged(&direct, 1_000_000 + rep * s.active, s.active).await);
+            let mut typing = Some(held.drain(..s.active).collect::<Vec<Held<_>>>());
+            let (mut gw_rtt, mut direct_rtt) = (Vec::new(), Vec::new());
+            for gateway_turn in [rep % 2 == 0, rep % 2 == 1] {
+                settle(&[gw_pid, sandbox_pid]).await;
+                if gateway_turn {
+                    let (back, rtt) = type_in(typing.take().expect("once"), &s, seed).await;
+                    held.extend(back);
+                    gw_rtt = rtt;
+                } else {
+                    let sessions = direct_sessions.take().expect("once");
+                    let (done, rtt) = type_in(sessions, &s, seed).await;
+                    end_all(done).await;
+                    direct_rtt = rtt;
+                }
+            }
             let (g, d) = (
                 ms(percentile(&mut gw_rtt, 0.99)),
                 ms(percentile(&mut direct_rtt, 0.99)),
@@ -336,14 +357,18 @@ async fn wait_for_chunks(store: &Path, n: usize) {
     }
 }
 
-/// Waits until the gateway is idle (< 2% of a CPU over 500 ms; at most 30 s).
-async fn settle(pid: u32) {
-    let pid = pid.to_string();
+/// Waits until the processes `pids` are idle together (< 2% of a CPU over 500 ms; at most 30 s).
+async fn settle(pids: &[u32]) {
+    let cpu = || -> f64 {
+        pids.iter()
+            .map(|p| cpu_seconds(&p.to_string(), false))
+            .sum()
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
-    let mut last = cpu_seconds(&pid, false);
+    let mut last = cpu();
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let now = cpu_seconds(&pid, false);
+        let now = cpu();
         if now - last <= 0.01 || Instant::now() > deadline {
             return;
         }
