@@ -7,119 +7,22 @@
 use std::collections::BTreeSet;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-use storage_schema::commands::CommandEntry;
-use storage_schema::session::{Identity, SessionKind, Target};
-use storage_schema::store::{Recorder, Store};
-use storage_schema::{EventKind, FlushPolicy, Keyring, SessionMeta, Stream};
-use test_support::TempStore;
+mod common;
+use common::{Env, KUBETAPE, text};
 
-const KUBETAPE: &str = env!("CARGO_BIN_EXE_kubetape");
-
-struct Env {
-    temp: TempStore,
-    store: Store,
-    keyring: Keyring,
+/// `export --bundle NAME ARGS…` in `env`'s directory, which must succeed; the bundle's manifest.
+fn bundle(env: &Env, name: &str, args: &[&str]) -> serde_json::Value {
+    let path = path(env, name);
+    let mut all = vec!["export", "--bundle", path.as_str()];
+    all.extend_from_slice(args);
+    env.ok(&all);
+    serde_json::from_slice(&member(Path::new(&path), "manifest.json").unwrap()).unwrap()
 }
 
-impl Env {
-    fn new() -> Self {
-        let temp = TempStore::new();
-        let (store, keyring) = (temp.store(), temp.keyring());
-        Self {
-            temp,
-            store,
-            keyring,
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.temp
-            .kubetape(KUBETAPE, args)
-            .env("KUBETAPE_INDEX", self.temp.root().join("index"))
-            .env("USER", "tester")
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> (String, String) {
-        let out = self.run(args);
-        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-        assert!(
-            out.status.success(),
-            "kubetape {args:?} failed:\n{stdout}\n{stderr}"
-        );
-        (stdout, stderr)
-    }
-
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            !out.status.success(),
-            "kubetape {args:?} succeeded:\n{}",
-            text(&out.stderr)
-        );
-        text(&out.stderr)
-    }
-
-    /// A sealed session of `user` in `namespace` that printed `output` and typed `command`.
-    async fn session(&self, user: &str, namespace: &str, command: &str, output: &str) -> String {
-        let meta = SessionMeta::new(
-            SessionKind::Exec,
-            Identity {
-                user: user.into(),
-                ..Default::default()
-            },
-            Target {
-                cluster: Some("test".into()),
-                namespace: Some(namespace.into()),
-                pod: Some("web-0".into()),
-                ..Default::default()
-            },
-            vec!["sh".into()],
-            true,
-        );
-        let recorder = Recorder::start(
-            self.store.clone(),
-            &self.keyring,
-            meta,
-            FlushPolicy::default(),
-        )
-        .await
-        .unwrap();
-        let id = recorder.session().to_string();
-        recorder
-            .record(EventKind::Data {
-                stream: Stream::Stdout,
-                bytes: output.as_bytes().to_vec(),
-            })
-            .await
-            .unwrap();
-        let entries = vec![CommandEntry {
-            exit_code: Some(0),
-            ..CommandEntry::command(1_000, command)
-        }];
-        recorder.finish_with_commands(None, entries).await.unwrap();
-        id
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.temp.root().join(name).to_string_lossy().into_owned()
-    }
-
-    /// `export --bundle NAME ARGS…`, which must succeed; the bundle's manifest.
-    fn bundle(&self, name: &str, args: &[&str]) -> serde_json::Value {
-        let path = self.path(name);
-        let mut all = vec!["export", "--bundle", path.as_str()];
-        all.extend_from_slice(args);
-        self.ok(&all);
-        serde_json::from_slice(&member(Path::new(&path), "manifest.json").unwrap()).unwrap()
-    }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+fn path(env: &Env, name: &str) -> String {
+    env.temp.root().join(name).to_string_lossy().into_owned()
 }
 
 fn member(bundle: &Path, path: &str) -> Option<Vec<u8>> {
@@ -179,25 +82,25 @@ async fn every_selection_option_selects_what_it_says() {
     let bobs = env.session("bob", "prod", "whoami", "bob\r\n").await;
 
     assert_eq!(
-        ids(&env.bundle("u.tar", &["--user", "alice"])),
+        ids(&bundle(&env, "u.tar", &["--user", "alice"])),
         set(&[&drop, &staging])
     );
     assert_eq!(
-        ids(&env.bundle("un.tar", &["--user", "alice", "-n", "prod"])),
+        ids(&bundle(&env, "un.tar", &["--user", "alice", "-n", "prod"])),
         set(&[&drop])
     );
     assert_eq!(
-        ids(&env.bundle("n.tar", &["-n", "prod"])),
+        ids(&bundle(&env, "n.tar", &["-n", "prod"])),
         set(&[&drop, &bobs])
     );
-    let searched = env.bundle("s.tar", &["--search", "DROP TABLE"]);
+    let searched = bundle(&env, "s.tar", &["--search", "DROP TABLE"]);
     assert_eq!(ids(&searched), set(&[&drop]));
     assert_eq!(searched["selection"]["search"], "DROP TABLE");
     let short = |id: &str| id[id.len() - 8..].to_string();
-    let named = env.bundle("i.tar", &[&short(&bobs), &staging]);
+    let named = bundle(&env, "i.tar", &[&short(&bobs), &staging]);
     assert_eq!(ids(&named), set(&[&bobs, &staging]));
     assert_eq!(
-        ids(&env.bundle("t.tar", &["--since", "1h", "--user", "bob"])),
+        ids(&bundle(&env, "t.tar", &["--since", "1h", "--user", "bob"])),
         set(&[&bobs])
     );
     // Everything given must hold: a named session of another user is not selected.
@@ -205,7 +108,7 @@ async fn every_selection_option_selects_what_it_says() {
         env.fails(&[
             "export",
             "--bundle",
-            &env.path("x.tar"),
+            &path(&env, "x.tar"),
             &bobs,
             "--user",
             "alice"
@@ -213,17 +116,17 @@ async fn every_selection_option_selects_what_it_says() {
         .contains("no session in")
     );
     assert!(
-        env.fails(&["export", "--bundle", &env.path("x.tar"), "--until", "1h"])
+        env.fails(&["export", "--bundle", &path(&env, "x.tar"), "--until", "1h"])
             .contains("matches the selection")
     );
-    assert!(!Path::new(&env.path("x.tar")).exists(), "nothing written");
+    assert!(!Path::new(&path(&env, "x.tar")).exists(), "nothing written");
     assert!(
-        env.fails(&["export", "--bundle", &env.path("x.tar")])
+        env.fails(&["export", "--bundle", &path(&env, "x.tar")])
             .contains("say what goes into the bundle")
     );
     let absent = "01a24375-64eb-7564-a46b-8a26425e99d4";
     assert!(
-        env.fails(&["export", "--bundle", &env.path("x.tar"), absent])
+        env.fails(&["export", "--bundle", &path(&env, "x.tar"), absent])
             .contains("is not in")
     );
     // Without --bundle, export is what it was: one session.
@@ -240,12 +143,13 @@ async fn every_selection_option_selects_what_it_says() {
 
     // The renderings read without kubetape; the manifest says who, how, with which kubetape.
     let rendered = member(
-        Path::new(&env.path("un.tar")),
+        Path::new(&path(&env, "un.tar")),
         &format!("renderings/{}.txt", short(&drop)),
     )
     .unwrap();
     assert_eq!(text(&rendered), "DROP TABLE\n");
-    let m = env.bundle(
+    let m = bundle(
+        &env,
         "r.tar",
         &["-n", "staging", "--reason", "case 9", "--no-render"],
     );
@@ -260,9 +164,9 @@ async fn every_selection_option_selects_what_it_says() {
             .all(|m| !m["path"].as_str().unwrap().starts_with("renderings/")),
         "{m:#}"
     );
-    let (code, out) = audit_verify(&env.path("s.tar"));
+    let (code, out) = audit_verify(&path(&env, "s.tar"));
     assert_eq!(code, Some(0), "{out}");
-    without_kubetape(&env.path("s.tar"));
+    without_kubetape(&path(&env, "s.tar"));
 }
 
 /// The checks README.txt gives an auditor, run as it says: `sha256sum -c SHA256SUMS`, and the
@@ -320,7 +224,7 @@ async fn a_shredded_session_still_verifies_in_a_bundle_and_a_damaged_one_is_name
         .session("alice", "prod", "cat secret", "hunter2\r\n")
         .await;
     env.ok(&["shred", &secret, "--reason", "GDPR erasure #7"]);
-    let m = env.bundle("b.tar", &[&kept, &secret]);
+    let m = bundle(&env, "b.tar", &[&kept, &secret]);
     let entry = m["sessions"]
         .as_array()
         .unwrap()
@@ -335,10 +239,10 @@ async fn a_shredded_session_still_verifies_in_a_bundle_and_a_damaged_one_is_name
         "{entry:#}"
     );
     assert!(entry.get("renderings").is_none(), "{entry:#}");
-    let bundle = PathBuf::from(env.path("b.tar"));
+    let bundle = PathBuf::from(path(&env, "b.tar"));
     assert!(member(&bundle, &format!("store/shredded/{secret}.json")).is_some());
     assert!(member(&bundle, &format!("store/sessions/{secret}/dek.json")).is_none());
-    let (code, out) = audit_verify(&env.path("b.tar"));
+    let (code, out) = audit_verify(&path(&env, "b.tar"));
     assert_eq!(code, Some(0), "{out}");
     let line = out
         .lines()
@@ -367,7 +271,7 @@ async fn a_shredded_session_still_verifies_in_a_bundle_and_a_damaged_one_is_name
     let last = bytes.len() - 1;
     bytes[last] ^= 0x01;
     std::fs::write(&chunk, bytes).unwrap();
-    let path = env.path("d.tar");
+    let path = path(&env, "d.tar");
     let out = env.run(&["export", "--bundle", &path, &damaged]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(
