@@ -296,6 +296,72 @@ impl Cluster {
         path
     }
 
+    /// `kubectl port-forward -n NAMESPACE pod/POD LOCAL:REMOTE` as `kubeconfig`, where the pod
+    /// echoes on REMOTE: once kubectl says it is forwarding, `probe` goes through one connection
+    /// and must come back; then kubectl gets Ctrl-C (it closes its stream to the gateway, which
+    /// seals the session) and is killed if it has not exited within 10 s.
+    pub fn forward_echo(
+        &self,
+        kubectl: &Path,
+        kubeconfig: &Path,
+        (namespace, pod, remote): (&str, &str, u16),
+        probe: &[u8],
+    ) {
+        use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+        const T: Duration = Duration::from_secs(60);
+        let local = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free local port")
+            .port();
+        let mut child = self
+            .kubectl(kubectl, kubeconfig)
+            .args(["port-forward", "-n", namespace])
+            .arg(format!("pod/{pod}"))
+            .arg(format!("{local}:{remote}"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn kubectl port-forward");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + T;
+        loop {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) if line.starts_with("Forwarding from 127.0.0.1:") => break,
+                Ok(_) => {}
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let mut err = String::new();
+                    let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
+                    panic!("kubectl port-forward did not start: {err}");
+                }
+            }
+        }
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", local)).expect("connect");
+        conn.set_read_timeout(Some(T)).expect("read timeout");
+        conn.write_all(probe).expect("write through the forward");
+        let mut back = vec![0u8; probe.len()];
+        conn.read_exact(&mut back).expect("the echo");
+        assert_eq!(back, probe, "the pod echoes through the forward");
+        drop(conn);
+        let _ = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
     /// A kubectl command with its own HOME and cache dir.
     pub fn kubectl(&self, kubectl: &Path, kubeconfig: &Path) -> Command {
         let mut cmd = Command::new(kubectl);

@@ -8,11 +8,9 @@
 //! the manifest is edited. The bundle's readings are in the reads log.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use test_support::Tmux;
@@ -92,59 +90,6 @@ fn audit_verify(dir: &Path, bundle: &str, args: &[&str]) -> (Option<i32>, String
 }
 
 /// A loopback port nothing listens on (bound, then let go).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `kubectl port-forward -n prod pod/db PORT:5432` as `kubeconfig`; one echoed connection
-/// through it, then kubectl is stopped (the gateway seals the session).
-fn forward_db(cluster: &Cluster, kubectl: &Path, kubeconfig: &Path) {
-    let local = free_port();
-    let mut child = cluster
-        .kubectl(kubectl, kubeconfig)
-        .args(["port-forward", "-n", "prod", "pod/db"])
-        .arg(format!("{local}:5432"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + T;
-    loop {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(line) if line.starts_with("Forwarding from 127.0.0.1:") => break,
-            Ok(_) => {}
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                let mut err = String::new();
-                let _ = child.stderr.take().unwrap().read_to_string(&mut err);
-                panic!("kubectl port-forward did not start: {err}");
-            }
-        }
-    }
-    let mut tcp = TcpStream::connect(("127.0.0.1", local)).unwrap();
-    tcp.set_read_timeout(Some(T)).unwrap();
-    tcp.write_all(b"SELECT 1;").unwrap();
-    let mut buf = [0u8; 9];
-    tcp.read_exact(&mut buf).unwrap();
-    assert_eq!(&buf, b"SELECT 1;");
-    drop(tcp);
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
 #[test]
 fn a_jit_incident_bundle_verifies_offline_and_names_every_tampered_member() {
     let Some(kubectl) = Kubectl::V1_33.path() else {
@@ -219,7 +164,7 @@ fn a_jit_incident_bundle_verifies_offline_and_names_every_tampered_member() {
     tmux.send("prod", "exit");
     tmux.wait_for("prod", "EXIT=0");
     // And a port-forward to the database under the same grant.
-    forward_db(&cluster, &kubectl, &alice);
+    cluster.forward_echo(&kubectl, &alice, ("prod", "db", 5432), b"SELECT 1;");
 
     // Four sessions sealed, three of them under the grant.
     let sessions = cluster.wait_for_sealed_count(4);

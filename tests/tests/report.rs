@@ -13,12 +13,10 @@
 //!   Chromium builds has every heading, a user and the escaped reason, and no script ran.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::io::{BufRead, BufReader, Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufReader, Read as _};
 use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use player::report::chart::BAR_COLOUR;
@@ -60,61 +58,6 @@ fn json_lines(bytes: &[u8]) -> Vec<Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
         .collect()
-}
-
-/// `kubectl port-forward -n default pod/demo LOCAL:7000`, one echo exchange, then Ctrl-C.
-fn port_forward(cluster: &Cluster, kubectl: &Path, kubeconfig: &Path) {
-    let local = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = cluster
-        .kubectl(kubectl, kubeconfig)
-        .args(["port-forward", "-n", "default", "pod/demo"])
-        .arg(format!("{local}:7000"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + T;
-    loop {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(line) if line.starts_with("Forwarding from 127.0.0.1:") => break,
-            Ok(_) => {}
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("kubectl port-forward did not start");
-            }
-        }
-    }
-    let addr: SocketAddr = format!("127.0.0.1:{local}").parse().unwrap();
-    let mut conn = TcpStream::connect(addr).unwrap();
-    conn.set_read_timeout(Some(T)).unwrap();
-    conn.write_all(b"ping\n").unwrap();
-    let mut back = [0u8; 5];
-    conn.read_exact(&mut back).unwrap();
-    assert_eq!(&back, b"ping\n");
-    drop(conn);
-    // Ctrl-C: kubectl closes its stream to the gateway, which seals the session.
-    let _ = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// Runs Chromium headless in its own process group with a fresh profile, killing the whole
@@ -364,7 +307,7 @@ fn report_agrees_with_ls_and_audit_and_renders_in_chromium() {
     exec_ok(&alice, "prod", "db", "g1");
     exec_ok(&alice, "prod", "db", "g2");
     // A port-forward.
-    port_forward(&cluster, &kubectl, &alice);
+    cluster.forward_echo(&kubectl, &alice, ("default", "demo", 7000), b"ping\n");
 
     let sessions = cluster.wait_for_sealed_count(6);
     assert_eq!(sessions.len(), 6, "{sessions:#?}");
