@@ -49,8 +49,9 @@ use tests::{Cluster, Proc};
 #[allow(dead_code)]
 mod common;
 use common::{
-    ExecSocket, Rng, client_from_kubeconfig, close_stdin, cpu_seconds, gateway_with, keystroke,
-    median, ms, open, percentile, read_to_end, require_fresh_binaries, spawn_ready, stdin,
+    ExecSocket, Rng, bench_kubeconfig, client_from_kubeconfig, close_stdin, cpu_seconds,
+    gateway_with, keystroke, median, ms, open, percentile, read_to_end, require_fresh_binaries,
+    spawn_ready, stdin, verify_all,
 };
 
 const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
@@ -70,16 +71,7 @@ fn main() {
 
     let cluster = Cluster::start();
     let (proxy, proxy_url) = kubectl_proxy(&cluster, &settings.kubectl);
-    let token = cluster
-        .issuer()
-        .mint(
-            "bench@example.com",
-            &["developers".to_string()],
-            Duration::from_secs(3600),
-            serde_json::Map::new(),
-        )
-        .token;
-    let mut gateway_kubeconfig = cluster.kubeconfig_with_token("bench", Some(&token));
+    let mut gateway_kubeconfig = bench_kubeconfig(&cluster);
     let mut gateway_pid = cluster.gateway.child.id();
     let tuned = settings.gateway_recording.as_deref().map(|extra| {
         let (server, kubeconfig) = tuned_gateway(&cluster, extra, &gateway_kubeconfig);
@@ -1008,17 +1000,7 @@ fn print_verdict(
 fn check_recordings(cluster: &Cluster, (sessions, stdout): (usize, u64), payloads: &[PathBuf]) {
     let listed = cluster.wait_for_sealed_count(sessions);
     assert_eq!(listed.len(), sessions, "sessions in the store");
-    let out = cluster
-        .kubetape()
-        .args(["verify", "--all"])
-        .output()
-        .expect("kubetape verify --all");
-    assert!(
-        out.status.success(),
-        "kubetape verify --all: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    verify_all(cluster);
     let recorded: u64 = listed
         .iter()
         .map(|s| s["bytes"]["stdout"].as_u64().expect("bytes.stdout"))

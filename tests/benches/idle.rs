@@ -32,8 +32,9 @@ use tests::Cluster;
 #[allow(dead_code)]
 mod common;
 use common::{
-    ExecSocket, Rng, client_from_kubeconfig, close_stdin, cpu_seconds, gateway_with, keystroke,
-    median, ms, open, percentile, read_to_end, require_fresh_binaries, rss_kib,
+    ExecSocket, Rng, bench_kubeconfig, client_from_kubeconfig, close_stdin, cpu_seconds,
+    gateway_with, keystroke, median, ms, open, percentile, read_to_end, require_fresh_binaries,
+    rss_kib, verify_all,
 };
 
 const BINARIES: [(&str, &[&str]); 3] = [
@@ -100,16 +101,7 @@ fn main() {
     let s = Settings::from_env();
     require_fresh_binaries(&BINARIES);
     let cluster = Cluster::start();
-    let token = cluster
-        .issuer()
-        .mint(
-            "bench@example.com",
-            &["developers".to_string()],
-            Duration::from_secs(3600),
-            serde_json::Map::new(),
-        )
-        .token;
-    let kubeconfig = cluster.kubeconfig_with_token("bench", Some(&token));
+    let kubeconfig = bench_kubeconfig(&cluster);
     let base = std::fs::read_to_string(cluster.gateway_config()).expect("gateway.toml");
     // Every session comes from this process's one address: lift the per-client cap (512).
     let config = format!(
@@ -384,17 +376,7 @@ fn fds(pid: u32) -> usize {
 /// cat` is what its client received.
 fn check_recordings(cluster: &Cluster, received: &HashMap<String, Vec<u8>>) {
     let sessions = cluster.wait_for_sealed_count(received.len());
-    let out = cluster
-        .kubetape()
-        .args(["verify", "--all"])
-        .output()
-        .expect("kubetape verify --all");
-    assert!(
-        out.status.success(),
-        "verify --all: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    verify_all(cluster);
     let mut matched = 0;
     for session in &sessions {
         let id = session["session"].as_str().expect("session id");

@@ -331,3 +331,33 @@ pub fn gateway_with(
     std::fs::write(&out, serde_json::to_vec(&kc).expect("json")).expect("write kubeconfig");
     (server, out)
 }
+
+/// A kubeconfig for the harness gateway with an hour's token for `bench@example.com`
+/// (`developers`: exec in `default`).
+pub fn bench_kubeconfig(cluster: &tests::Cluster) -> PathBuf {
+    let token = cluster
+        .issuer()
+        .mint(
+            "bench@example.com",
+            &["developers".to_string()],
+            Duration::from_secs(3600),
+            serde_json::Map::new(),
+        )
+        .token;
+    cluster.kubeconfig_with_token("bench", Some(&token))
+}
+
+/// `kubetape verify --all` on the harness store must pass.
+pub fn verify_all(cluster: &tests::Cluster) {
+    let out = cluster
+        .kubetape()
+        .args(["verify", "--all"])
+        .output()
+        .expect("kubetape verify --all");
+    assert!(
+        out.status.success(),
+        "kubetape verify --all: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
