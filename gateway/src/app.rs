@@ -452,19 +452,23 @@ fn completion_record(state: &State, c: &crate::lease::Completed) -> storage_sche
     record
 }
 
-/// Publishes `[custody]` as the store's read policy unless it already says the same. A gateway
-/// that cannot publish its policy does not start: readers would follow an older one.
+/// Publishes `[custody] reason_required`, when set, as the store's read policy unless it already
+/// says the same. A gateway that cannot publish its policy does not start: readers would follow
+/// an older one.
 async fn publish_read_policy(
     store: &Store,
     custody: &crate::config::CustodyConfig,
     cluster: &str,
 ) -> anyhow::Result<()> {
     use storage_schema::store::read_policy::{self, ReadPolicy};
-    if let Some(bad) = custody.reason_required.iter().find(|p| p.trim().is_empty()) {
+    let Some(patterns) = &custody.reason_required else {
+        return Ok(());
+    };
+    if let Some(bad) = patterns.iter().find(|p| p.trim().is_empty()) {
         anyhow::bail!("[custody] reason_required: empty namespace pattern {bad:?}");
     }
     let policy = ReadPolicy {
-        reason_required: custody.reason_required.clone(),
+        reason_required: patterns.clone(),
         by: format!("gateway:{cluster}"),
         at_us: storage_schema::time::unix_micros_now(),
     };

@@ -59,9 +59,11 @@ pub struct GatewayConfig {
 pub struct CustodyConfig {
     /// Namespace patterns (`*`: any run of characters), e.g. `["prod*", "payments"]`: reading
     /// a recording of a session in one of them (`kubetape cat`, `play`, `export`) needs
-    /// `--reason`, which the reads log keeps. Empty (the default): a reason is optional.
+    /// `--reason`, which the reads log keeps. `[]` lifts the policy. Absent (the default): this
+    /// gateway leaves the store's policy as it is, so a gateway started without the setting
+    /// never lifts a policy another one published.
     #[serde(default)]
-    pub reason_required: Vec<String>,
+    pub reason_required: Option<Vec<String>>,
 }
 
 /// `[server]`: shutdown and what clients may hold before they are authenticated (see

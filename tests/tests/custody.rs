@@ -1,7 +1,8 @@
 //! The read policy end to end: a gateway configured with `[custody] reason_required` publishes
 //! it to the store at start, and `kubetape` then refuses to read (cat, export) a recording of a
 //! matching namespace without `--reason`, logs the reason when one is given, and reads other
-//! namespaces' recordings as before. A gateway restarted with the same policy writes nothing new.
+//! namespaces' recordings as before. A gateway restarted with the same policy, or without the
+//! setting, writes nothing new; an explicit empty list lifts the policy.
 
 use std::path::Path;
 use std::time::Duration;
@@ -69,8 +70,8 @@ fn a_namespace_the_policy_names_is_read_only_with_a_reason() {
     // The organisation's policy, in the gateways' configuration; a gateway started with it
     // publishes it.
     let config = cluster.gateway_config();
-    let mut toml = std::fs::read_to_string(&config).expect("gateway config");
-    toml.push_str("\n[custody]\nreason_required = [\"stag*\", \"payments\"]\n");
+    let without = std::fs::read_to_string(&config).expect("gateway config");
+    let toml = format!("{without}\n[custody]\nreason_required = [\"stag*\", \"payments\"]\n");
     std::fs::write(&config, toml).expect("write gateway config");
     cluster.start_second_gateway();
     assert_eq!(policy_entries(&cluster), 1);
@@ -135,7 +136,35 @@ fn a_namespace_the_policy_names_is_read_only_with_a_reason() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("plain"));
 
-    // Another gateway with the same policy publishes nothing new.
+    // Another gateway with the same policy publishes nothing new, and neither does one
+    // without the setting: it must not lift a policy another gateway published.
     cluster.start_second_gateway();
     assert_eq!(policy_entries(&cluster), 1);
+    std::fs::write(&config, &without).expect("write gateway config");
+    cluster.start_second_gateway();
+    assert_eq!(policy_entries(&cluster), 1);
+    let out = cluster
+        .kubetape()
+        .args(["cat", &secret])
+        .output()
+        .expect("kubetape cat");
+    assert!(
+        !out.status.success(),
+        "the policy was lifted by a gateway without [custody]"
+    );
+
+    // An explicit empty list lifts it.
+    std::fs::write(
+        &config,
+        format!("{without}\n[custody]\nreason_required = []\n"),
+    )
+    .expect("write gateway config");
+    cluster.start_second_gateway();
+    assert_eq!(policy_entries(&cluster), 2);
+    let out = cluster
+        .kubetape()
+        .args(["cat", &secret])
+        .output()
+        .expect("kubetape cat");
+    assert!(out.status.success(), "{}", text(&out.stderr));
 }
