@@ -64,7 +64,9 @@ pub mod seek;
 pub mod term;
 
 pub use extract::{CommandEntry, CommandExtractor, EntryKind, extract};
-pub use seek::{Position, SeekConfig, SeekError, SeekInProgress, SeekIndex, Seeked};
+pub use seek::{
+    IndexReader, IndexWriter, Position, SeekConfig, SeekError, SeekInProgress, SeekIndex, Seeked,
+};
 pub use term::{Terminal, is_vt100_panic, quiet_vt100_panics};
 /// The emulator behind [`Terminal::screen`], re-exported so renderers name its cell and colour
 /// types at the same version.
