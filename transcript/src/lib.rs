@@ -9,7 +9,8 @@
 //! - [`term`]: [`Terminal`], `vt100` behind clamped sizes and a panic guard; screen text, cursor,
 //!   alternate-screen flag, a formatted dump for renderers.
 //! - [`seek`]: [`SeekIndex`], keyframes built in one pass over a session's chunks; `seek(t)` =
-//!   nearest keyframe ≤ t + replay of the short tail.
+//!   nearest keyframe ≤ t + replay of the short tail. [`SeekIndex::shared`] builds it on one
+//!   thread ([`IndexWriter`]) while others seek in it ([`IndexReader`]).
 //! - [`extract`]: [`CommandExtractor`] → [`CommandEntry`]s (the recording format's own type,
 //!   `storage_schema::commands`):
 //!   TTY sessions from the echoed screen, every line typed accounted for as a command, input to
