@@ -389,6 +389,41 @@ fn follow_plays_a_live_session_as_it_is_written() {
     t.wait("live", "exited", |s| s.contains("EXIT=0"));
 }
 
+/// The player is up (the first screen drawn, keys answered) before the indexer has read a
+/// single chunk: a debug build's indexer waits on the FIFO `KUBETAPE_TEST_HOLD_INDEX` names
+/// until the test writes to it, so nothing here races it.
+#[test]
+fn the_first_screen_and_keys_come_before_the_index() {
+    let t = Play::new("early");
+    let id = record_short(&t);
+    let fifo = t.dir().join("hold-index");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let play = format!(
+        "KUBETAPE_TEST_HOLD_INDEX='{}' {}",
+        fifo.display(),
+        t.kubetape(&format!("play {id}"))
+    );
+    t.window("early", 100, 30, &play);
+    let s = t.wait("early", "drawn the first screen", |s| {
+        has_line(s, "short") && s.contains("indexing 0%")
+    });
+    assert!(!s.contains("DAMAGED"), "{s}");
+    t.keys("early", &["i"]);
+    let s = t.wait("early", "shown the metadata", |s| s.contains("JIT grant"));
+    assert!(s.contains("0 of ") && s.contains("chunks so far"), "{s}");
+
+    // Released (the write returns once the indexer has opened the FIFO), it gets to the end.
+    let release = std::thread::spawn(move || std::fs::write(fifo, b"go"));
+    let s = t.wait("early", "indexed everything", |s| {
+        !s.contains("indexing") && s.contains(" chunks, ")
+    });
+    assert!(!s.contains("so far"), "{s}");
+    release.join().unwrap().unwrap();
+    t.keys("early", &["q"]);
+    t.wait("early", "exited", |s| s.contains("EXIT=0"));
+}
+
 #[test]
 fn play_needs_a_terminal() {
     let t = Play::new("notty");

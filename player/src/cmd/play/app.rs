@@ -77,6 +77,12 @@ pub struct App {
     /// How long the last seek took and how many events it replayed after its keyframe (shown
     /// in the metadata pane: seeking is meant to be instant, and this shows whether it is).
     pub last_seek: Option<(Duration, usize)>,
+    /// A seek waiting for the background indexer to get to its time (the play head shows the
+    /// target; the screen is the old one until then, and playback holds).
+    pub pending: Option<u64>,
+    /// The damage and the number of gaps the status line has said (what the indexer finds
+    /// later is said when it is found).
+    said: (Option<String>, usize),
 }
 
 impl App {
@@ -117,8 +123,10 @@ impl App {
             quit: false,
             last_poll: Instant::now(),
             last_seek: None,
+            pending: None,
+            said: (None, 0),
         };
-        app.message = app.tape.damage.clone().or_else(|| gap_note(&app.tape.gaps));
+        app.take_news();
         app.seek(start)?;
         Ok(app)
     }
@@ -130,7 +138,9 @@ impl App {
 
     /// Whether the play head is past the last event (and nothing more is coming).
     pub fn at_end(&self) -> bool {
-        self.next.chunk >= self.tape.chunk_count() && self.pos_us >= self.end_us()
+        self.pending.is_none()
+            && self.next.chunk >= self.tape.chunk_count()
+            && self.pos_us >= self.end_us()
     }
 
     /// The chunk being played (1-based for display).
@@ -161,15 +171,23 @@ impl App {
     }
 
     /// Moves the play head to `at_us` (clamped to the known end): keyframe + short replay.
+    /// Far beyond what the background indexer has reached, the seek waits for it
+    /// ([`pending`](Self::pending), finished by [`tick`](Self::tick)); keys keep working
+    /// meanwhile, and another seek replaces it.
     pub fn seek(&mut self, at_us: u64) -> anyhow::Result<()> {
         let at_us = at_us.min(self.end_us());
         let started = Instant::now();
         let seeked = self.tape.seek(at_us)?;
+        self.pos_us = at_us;
+        self.last_event_us = at_us;
+        let Some(seeked) = seeked else {
+            self.pending = Some(at_us);
+            return Ok(());
+        };
+        self.pending = None;
         self.last_seek = Some((started.elapsed(), seeked.replayed));
         self.term = seeked.terminal;
         self.next = seeked.next;
-        self.pos_us = at_us;
-        self.last_event_us = at_us;
         Ok(())
     }
 
@@ -181,6 +199,10 @@ impl App {
 
     /// Plays `elapsed` of wall time at the current speed (idle gaps shortened when on).
     pub fn advance(&mut self, elapsed: Duration) -> anyhow::Result<()> {
+        if self.pending.is_some() {
+            // The screen is not at the play head yet: time does not pass for it.
+            return Ok(());
+        }
         let mut budget = (elapsed.as_secs_f64() * self.speed * 1e6) as u64;
         loop {
             let Some((event, after)) = self.tape.event(self.next)? else {
@@ -211,6 +233,10 @@ impl App {
     /// Applies the next event only, moving the play head to it.
     pub fn step(&mut self) -> anyhow::Result<()> {
         self.playing = false;
+        if self.pending.is_some() {
+            self.message = Some("still indexing up to the play head".into());
+            return Ok(());
+        }
         match self.tape.event(self.next)? {
             Some((event, after)) => {
                 self.pos_us = event.at_us.max(self.pos_us);
@@ -221,8 +247,17 @@ impl App {
         Ok(())
     }
 
-    /// Time passes: playback, and for `--follow` new chunks.
+    /// Time passes: what the background indexer found, a seek that waited for it, playback,
+    /// and for `--follow` new chunks.
     pub fn tick(&mut self, elapsed: Duration) -> anyhow::Result<()> {
+        self.take_news();
+        if let Some(at) = self.pending
+            && self.tape.covers(at)
+        {
+            // Once: if it fails, the error is said and the player stays where it is.
+            self.pending = None;
+            self.seek(at)?;
+        }
         if self.follow && self.last_poll.elapsed() >= POLL_EVERY {
             self.last_poll = Instant::now();
             // A failed look (the store briefly unreachable) is reported and retried on the next
@@ -239,6 +274,22 @@ impl App {
             self.advance(elapsed)?;
         }
         Ok(())
+    }
+
+    /// Takes in what the indexer found: damage found ends the recording before it (the play
+    /// head moves back if it was past the new end) and is said at once, as are gaps.
+    fn take_news(&mut self) {
+        self.tape.sync();
+        if self.tape.damage != self.said.0 {
+            self.said.0 = self.tape.damage.clone();
+            self.message = self.tape.damage.clone();
+            if self.pending.is_some_and(|at| at > self.end_us()) || self.pos_us > self.end_us() {
+                self.pending = Some(self.end_us());
+            }
+        } else if self.tape.gaps.len() > self.said.1 && self.message.is_none() {
+            self.message = gap_note(&self.tape.gaps);
+        }
+        self.said.1 = self.tape.gaps.len();
     }
 
     /// A click on the timeline, `col` of `width` columns (the timeline's first column is the
@@ -486,6 +537,7 @@ fn gap_note(gaps: &[storage_schema::Gap]) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tape::Hold;
     use super::*;
     use ratatui::crossterm::event::KeyEvent;
     use storage_schema::FlushPolicy;
@@ -605,14 +657,22 @@ mod tests {
             std::fs::write(last, bytes).unwrap();
         }
 
+        /// The session opened, indexed to the end.
         fn tape(&self) -> Tape {
+            let mut tape = self.open(Hold::None);
+            tape.wait_indexed();
+            tape
+        }
+
+        /// The session opened, its indexer started (it waits on `hold`).
+        fn open(&self, hold: Hold) -> Tape {
             let ring = Keyring::open(&self.keys).unwrap();
             Tape::open(
                 self.rt.handle().clone(),
                 self.store.clone(),
                 ring,
                 self.id,
-                |_, _| {},
+                hold,
             )
             .unwrap()
         }
@@ -687,6 +747,127 @@ mod tests {
         app.advance(Duration::from_secs(60)).unwrap();
         assert_eq!(app.term.text(), "abneedled");
         assert!(!app.playing && app.at_end());
+    }
+
+    /// The app on a tape whose indexer waits before its first chunk until `release` is
+    /// dropped or sent to: everything here happens with nothing indexed.
+    fn held(f: &Fixture, at: Option<At>) -> (App, std::sync::mpsc::Sender<()>) {
+        let (release, hold) = std::sync::mpsc::channel();
+        let mut tape = f.open(Hold::Channel(hold));
+        tape.finish_commands();
+        let cfg = Config {
+            at,
+            speed: 1.0,
+            follow: false,
+        };
+        (App::new(tape, cfg).unwrap(), release)
+    }
+
+    #[test]
+    fn it_plays_and_seeks_before_anything_is_indexed() {
+        let f = Fixture::new();
+        let (mut app, release) = held(&f, None);
+        let chunks = app.tape.chunk_count();
+        assert_eq!(app.tape.indexing(), Some((0, chunks)));
+        // The first screen, and the whole duration from the last chunk.
+        assert_eq!((app.term.text().as_str(), app.end_us()), ("a", 12_000_000));
+        assert!(drawn(&app).contains("indexing 0%"), "{}", drawn(&app));
+        app.advance(Duration::from_millis(1_500)).unwrap();
+        assert_eq!(app.term.text(), "ab");
+        // A short replay from the last keyframe (here the first) needs no index.
+        press(&mut app, KeyCode::End);
+        assert_eq!((app.term.text().as_str(), app.pending), ("abneedled", None));
+        press(&mut app, KeyCode::Left);
+        assert_eq!((app.pos_us, app.term.text().as_str()), (7_000_000, "ab"));
+        assert_eq!(app.tape.indexing(), Some((0, chunks)));
+
+        release.send(()).unwrap();
+        app.tape.wait_indexed();
+        app.tick(Duration::ZERO).unwrap();
+        assert_eq!(app.tape.indexing(), None);
+        assert!(!drawn(&app).contains("indexing"), "{}", drawn(&app));
+        press(&mut app, KeyCode::Right);
+        assert_eq!(app.term.text(), "abneedled");
+    }
+
+    #[test]
+    fn a_seek_beyond_the_index_waits_for_it_and_keys_still_work() {
+        let f = Fixture::new();
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let mut tape = f.open(Hold::Channel(hold));
+        // As if every seek past the index were too long to replay.
+        tape.never_replay_past_index();
+        tape.finish_commands();
+        let cfg = Config {
+            at: Some(At::Offset(11_500_000)),
+            speed: 1.0,
+            follow: false,
+        };
+        let mut app = App::new(tape, cfg).unwrap();
+        // The play head is at the target; the screen waits (blank, as at the start).
+        assert_eq!((app.pending, app.pos_us), (Some(11_500_000), 11_500_000));
+        assert_eq!(app.term.text(), "");
+        let screen = drawn(&app);
+        assert!(screen.contains("seeking: indexing 0%"), "{screen}");
+        assert!(screen.contains("0:11.5 / 0:12.0"), "{screen}");
+        // Time does not move a screen that is not there yet; keys work, a seek replaces it.
+        app.playing = true;
+        app.tick(Duration::from_secs(5)).unwrap();
+        assert_eq!((app.pos_us, app.term.text().as_str()), (11_500_000, ""));
+        // A seek whose replay needs no chunk past the first lands at once …
+        press(&mut app, KeyCode::Left);
+        assert_eq!((app.pending, app.term.text().as_str()), (None, "ab"));
+        // … the others wait again.
+        press(&mut app, KeyCode::End);
+        assert_eq!(app.pending, Some(12_000_000));
+        press(&mut app, KeyCode::Char('.'));
+        assert_eq!(
+            app.message.as_deref(),
+            Some("still indexing up to the play head")
+        );
+        press(&mut app, KeyCode::Char('i'));
+        assert!(drawn(&app).contains("0 of"), "{}", drawn(&app));
+        press(&mut app, KeyCode::Char('q'));
+        assert!(app.quit);
+
+        drop(release);
+        app.tape.wait_indexed();
+        app.tick(Duration::ZERO).unwrap();
+        assert_eq!(app.pending, None);
+        assert_eq!(
+            (app.pos_us, app.term.text().as_str()),
+            (12_000_000, "abneedled")
+        );
+    }
+
+    #[test]
+    fn damage_met_before_the_indexer_stops_playback_and_its_report_follows() {
+        let f = Fixture::new();
+        let chunks = f.tape().chunk_count();
+        f.damage_last_chunk();
+        let (mut app, release) = held(&f, None);
+        // Not known yet: the last chunk gave no duration, nothing is indexed.
+        assert_eq!(app.tape.damage, None);
+        // Playback reads the chunks itself and stops at the bad one, never showing it.
+        let err = app.advance(Duration::from_secs(60)).unwrap_err();
+        assert!(format!("{err:#}").contains("damaged"), "{err:#}");
+        assert_eq!(app.term.text(), "abneedle");
+
+        release.send(()).unwrap();
+        app.tape.wait_indexed();
+        app.tick(Duration::ZERO).unwrap();
+        let damage = app.tape.damage.clone().expect("damage reported");
+        assert!(
+            damage.contains(&format!("chunk {}", chunks - 1)),
+            "{damage}"
+        );
+        assert_eq!(app.message.as_deref(), Some(damage.as_str()));
+        assert_eq!(
+            (app.tape.chunk_count(), app.end_us()),
+            (chunks - 1, 11_000_000)
+        );
+        press(&mut app, KeyCode::End);
+        assert_eq!(app.term.text(), "abneedle");
     }
 
     #[test]

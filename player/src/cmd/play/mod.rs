@@ -1,7 +1,8 @@
 //! `kubetape play`: the reviewer's terminal player.
 //!
 //! - [`at`]: `--at` values.
-//! - [`tape`]: the session, its seek index (one pass at open), commands and a chunk cache.
+//! - [`tape`]: the session, its seek index (built in the background from open on), commands
+//!   and a chunk cache.
 //! - [`app`]: playback state and keys, independent of the screen so it can be tested.
 //! - [`ui`]: drawing with ratatui, and the terminal set-up that is undone on every way out.
 //! - [`forward`]: a port-forward session, shown as a timeline of its connections.
@@ -27,9 +28,11 @@ const ABOUT: &str = "Replay a recording in the terminal";
 const LONG_ABOUT: &str = "\
 Replay a recording in the terminal, at its recorded size, with its timing.
 
-Seeking is instant: the recording is read once when it opens (keyframes of the screen are kept,
-not the events), and every jump restores the nearest keyframe and replays the few events after
-it. Works on sealed, interrupted and live sessions; `--follow` keeps playing a live session as
+Opens at once and seeks instantly: the recording is read once, in the background from the
+moment it opens (keyframes of the screen are kept, not the events; the status line says
+`indexing N%` until it is done), and every jump restores the nearest keyframe and replays the
+few events after it. Playback starts right away; a jump far beyond what is indexed yet waits
+for it, keys still working. Works on sealed, interrupted and live sessions; `--follow` keeps playing a live session as
 the gateway writes it. A damaged recording plays up to the first chunk that fails verification,
 and says so.
 
@@ -128,8 +131,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
     let stop_tui = stop.clone();
     let mut tui = tokio::task::spawn_blocking(move || {
-        let mut tape = tape::Tape::open(rt, store, keyring, id, ui::progress)?;
-        ui::progress_done();
+        let mut tape = tape::Tape::open(rt, store, keyring, id, tape::Hold::from_env())?;
         let cfg = app::Config {
             at: args.at,
             speed: args.speed,
@@ -137,6 +139,12 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         };
         if !cfg.follow {
             tape.finish_commands();
+        }
+        if matches!(cfg.at, Some(at::At::Command(_))) && tape.extracting() {
+            // `#N` counts commands that are only known once extracted from the whole session.
+            eprint!("kubetape: extracting the commands…");
+            tape.wait_indexed();
+            eprint!("\r\x1b[K");
         }
         let app = app::App::new(tape, cfg)?;
         ui::run(app, &stop_tui)

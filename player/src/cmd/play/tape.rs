@@ -1,27 +1,47 @@
-//! The session being played: its reader, the seek index built in one pass, its commands, and a
-//! small cache of decoded chunks. Memory is bounded by the keyframes (the index thins itself)
-//! plus [`CACHE_CHUNKS`] decoded chunks of at most [`CACHE_BYTES`] together (chunks of bulk
-//! output hold up to 8 MiB each); events are never all held at once.
+//! The session being played: its reader, its seek index, its commands, and a small cache of
+//! decoded chunks. Memory is bounded by the keyframes (the index thins itself) plus
+//! [`CACHE_CHUNKS`] decoded chunks of at most [`CACHE_BYTES`] together (chunks of bulk output
+//! hold up to 8 MiB each), plus the indexer's [`READ_AHEAD`] chunks in flight; events are never
+//! all held at once.
+//!
+//! Opening does not wait for the index: building it runs the terminal emulator over every
+//! chunk (~2 s for an hour and 200 MB of output), so it runs on a thread of its own
+//! ([`Indexer`]) while the player shows the first screen and plays. Seeks to a time the index
+//! covers are instant; a seek beyond it replays from the last keyframe when that is short
+//! ([`REPLAY_PAST_INDEX`]), and otherwise reports that it must wait ([`Tape::seek`] returns
+//! `None` and the player retries once [`Tape::covers`] says so). Playback never waits: it reads
+//! chunks itself. What only a full pass finds (a chunk that fails verification, exit and gap
+//! events, commands to extract when the session has no commands object) arrives as the pass
+//! gets there, through [`Tape::sync`].
 //!
 //! The TUI runs on a plain thread, so the async reader is driven with the runtime handle's
 //! `block_on`; the runtime's own thread keeps driving I/O meanwhile.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
 
 use storage_schema::commands::{CommandEntry, EntryKind};
 use storage_schema::store::{ReadError, SessionReader, Store, summarize};
-use storage_schema::{Event, EventKind, Keyring, SessionId, SessionMeta, Stream};
+use storage_schema::{Event, EventKind, Gap, Keyring, SessionId, SessionMeta, Stream};
 use tokio::runtime::Handle;
-use transcript::{CommandExtractor, Position, SeekConfig, SeekIndex, Seeked};
+use transcript::{
+    CommandExtractor, IndexReader, IndexWriter, Position, SeekConfig, SeekIndex, Seeked,
+};
 
 /// Decoded chunks kept: enough for a seek's tail replay plus playback around it.
 const CACHE_CHUNKS: usize = 8;
 /// Output bytes the cached chunks may hold together; the newest chunk is kept whatever its size.
 const CACHE_BYTES: usize = 24 << 20;
 
-/// Chunks read ahead while the index is built.
+/// Chunks the indexer reads ahead of the one it is emulating.
 const READ_AHEAD: usize = 4;
+
+/// Output a seek beyond the indexed part may replay from the last keyframe before it gives up
+/// and waits for the indexer: ~40 ms of emulation, so a key press never freezes the screen for
+/// longer (plus at most one chunk, as the budget is checked between chunks).
+const REPLAY_PAST_INDEX: usize = 4 << 20;
 
 /// Search matches kept per query; more are counted, not stored.
 const MAX_MATCHES: usize = 10_000;
@@ -67,13 +87,19 @@ pub struct Tape {
     store: Store,
     keyring: Keyring,
     pub id: SessionId,
-    /// Shared with the read-ahead tasks of [`Self::ingest`].
+    /// Shared with the indexer's read-ahead tasks.
     reader: Arc<SessionReader>,
-    index: SeekIndex,
-    /// Set when the commands come from our own extraction (no sealed commands object): it keeps
-    /// running as a live session grows.
-    extractor: Option<CommandExtractor>,
+    index: IndexReader,
+    indexer: Indexer,
+    /// What the indexer found and has not been taken into the fields below yet.
+    found: Arc<Found>,
     pub commands: Vec<CommandEntry>,
+    /// Whether `commands` come from our own extraction (no sealed commands object, or one that
+    /// failed its check): they fill in as the indexer gets through the session.
+    extracting: bool,
+    /// The extraction is to be finished once the indexer has every chunk (the session is not
+    /// followed, or it ended).
+    finish_extraction: bool,
     pub exit: Option<(i32, String)>,
     /// `sealed`, `interrupted` or `open`, as `kubetape ls` says.
     pub state: String,
@@ -81,22 +107,111 @@ pub struct Tape {
     /// shown: a tampered recording is never shown as if intact), or the commands object (the
     /// commands are then extracted from the chunks instead).
     pub damage: Option<String>,
-    /// Losses the recording declares (gap events), in order.
-    pub gaps: Vec<storage_schema::Gap>,
-    /// A chunk failed: nothing after it is read, even when following.
-    stopped: bool,
+    /// Losses the recording declares (its seal's gaps, then gap events as they are indexed),
+    /// in order.
+    pub gaps: Vec<Gap>,
+    /// The first chunk that failed: nothing from it on is read, even when following.
+    stop: Option<usize>,
+    /// Time of the last event of the last chunk listed, read (and verified) at open and when
+    /// following: the duration before the indexer has got there.
+    last_us: u64,
     cache: VecDeque<(usize, Arc<Vec<Event>>, usize)>,
+    #[cfg(test)]
+    replay_past_index: usize,
+}
+
+/// The indexing pass, on a thread of its own while it runs; between runs (`--follow` starts a
+/// new one for chunks written since), what it carries over.
+#[derive(Debug)]
+enum Indexer {
+    Running(JoinHandle<Box<Pass>>),
+    Idle(Box<Pass>),
+    /// The indexer is gone (its thread panicked or could not start): the index stays as far
+    /// as it got, and so does playback.
+    Failed,
+}
+
+/// What the indexer works with: the emulator building keyframes and, when the commands must be
+/// extracted, the extractor (which needs every event in order, so it rides along).
+#[derive(Debug)]
+struct Pass {
+    writer: IndexWriter,
+    extractor: Option<CommandExtractor>,
+}
+
+/// Found by the indexer, taken by [`Tape::sync`].
+#[derive(Debug, Default)]
+struct Found {
+    news: Mutex<News>,
+    /// Set when the tape is dropped: the indexer stops before its next chunk.
+    cancel: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct News {
+    /// The first chunk that could not be read or verified, and what to say about it.
+    damage: Option<(usize, String)>,
+    exit: Option<(i32, String)>,
+    gaps: Vec<Gap>,
+    commands: Vec<CommandEntry>,
+}
+
+impl Found {
+    fn news(&self) -> std::sync::MutexGuard<'_, News> {
+        // Only plain data is written under the lock: a panic elsewhere leaves it whole.
+        self.news.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A test seam: the indexer waits on this before its first chunk, so a test sees the player
+/// with nothing indexed yet, for as long as it likes, without racing the indexer.
+#[derive(Debug, Default)]
+pub enum Hold {
+    #[default]
+    None,
+    /// Until something is sent, or the sender is dropped.
+    #[cfg(test)]
+    Channel(std::sync::mpsc::Receiver<()>),
+    /// Until a writer opens and closes this FIFO: `KUBETAPE_TEST_HOLD_INDEX`, honoured by debug
+    /// builds only (the TUI tests run the debug binary); a release build never reads it.
+    #[cfg(debug_assertions)]
+    Fifo(std::path::PathBuf),
+}
+
+impl Hold {
+    /// `KUBETAPE_TEST_HOLD_INDEX`, in a debug build.
+    pub fn from_env() -> Self {
+        #[cfg(debug_assertions)]
+        if let Some(path) = std::env::var_os("KUBETAPE_TEST_HOLD_INDEX") {
+            return Hold::Fifo(path.into());
+        }
+        Hold::None
+    }
+
+    fn wait(self) {
+        match self {
+            Hold::None => {}
+            #[cfg(test)]
+            Hold::Channel(rx) => {
+                let _ = rx.recv();
+            }
+            #[cfg(debug_assertions)]
+            Hold::Fifo(path) => {
+                let _ = std::fs::read(path);
+            }
+        }
+    }
 }
 
 impl Tape {
-    /// Opens `id` and builds its index in one pass over the chunks, calling `progress(done,
-    /// total)` after each.
+    /// Opens `id`: reads what the first screen needs (the metadata, the commands object, the
+    /// last chunk for the duration) and starts indexing it in the background.
     pub fn open(
         rt: Handle,
         store: Store,
         keyring: Keyring,
         id: SessionId,
-        mut progress: impl FnMut(usize, usize),
+        hold: Hold,
     ) -> anyhow::Result<Self> {
         let reader = Arc::new(rt.block_on(SessionReader::open(&store, &keyring, id))?);
         let meta = reader.meta();
@@ -112,23 +227,32 @@ impl Tape {
             Some(entries) => (None, entries),
             None => (Some(CommandExtractor::new(meta)), Vec::new()),
         };
+        let (writer, index) = SeekIndex::shared(size, SeekConfig::default());
         let mut tape = Self {
             rt,
             store,
             keyring,
             id,
+            gaps: reader.declared_gaps().to_vec(),
             reader,
-            index: SeekIndex::new(size, SeekConfig::default()),
-            extractor,
+            index,
+            extracting: extractor.is_some(),
+            indexer: Indexer::Idle(Box::new(Pass { writer, extractor })),
+            found: Arc::default(),
+            finish_extraction: false,
             commands,
             exit: None,
             state: String::new(),
             damage: commands_damage,
-            gaps: Vec::new(),
-            stopped: false,
+            stop: None,
+            last_us: 0,
             cache: VecDeque::new(),
+            #[cfg(test)]
+            replay_past_index: REPLAY_PAST_INDEX,
         };
-        tape.ingest(&mut progress);
+        tape.resume(hold);
+        // While the indexer starts on the first chunks: the duration, from the last chunk.
+        tape.read_last_us();
         tape.refresh_state();
         Ok(tape)
     }
@@ -137,107 +261,171 @@ impl Tape {
         self.reader.meta()
     }
 
-    /// Time of the last event known.
-    pub fn end_us(&self) -> u64 {
-        self.index.end_us()
+    /// Chunks playback may read: those listed, up to the first that failed.
+    pub fn chunk_count(&self) -> usize {
+        let listed = self.reader.chunk_count();
+        self.stop.map_or(listed, |stop| stop.min(listed))
     }
 
-    pub fn chunk_count(&self) -> usize {
-        self.index.chunk_count()
+    /// Whether the index has every chunk playback may read.
+    fn indexed_all(&self) -> bool {
+        self.index.chunk_count() >= self.chunk_count()
+    }
+
+    /// While the indexer is behind: chunks indexed and chunks to index.
+    pub fn indexing(&self) -> Option<(usize, usize)> {
+        let (done, total) = (self.index.chunk_count(), self.chunk_count());
+        (done < total).then_some((done, total))
+    }
+
+    /// Time of the last event known: the indexed end once the index has every chunk, and
+    /// before that the last chunk's (so the timeline has its full length from the start).
+    pub fn end_us(&self) -> u64 {
+        if self.indexed_all() {
+            self.index.end_us()
+        } else {
+            self.index.end_us().max(self.last_us)
+        }
+    }
+
+    /// Whether a seek to `at_us` is as fast as the index makes it: every event up to it is in
+    /// an indexed chunk.
+    pub fn covers(&self, at_us: u64) -> bool {
+        at_us < self.index.end_us() || self.indexed_all()
     }
 
     /// Keyframes kept and their heap bytes.
     pub fn keyframes(&self) -> (usize, usize) {
-        (self.index.keyframe_count(), self.index.keyframe_bytes())
+        self.index.keyframes()
     }
 
-    /// Chunks the reader lists that the index has not seen yet: pushed in order. Stops for
-    /// good at the first chunk that cannot be read or verified ([`Self::damage`]).
-    fn ingest(&mut self, progress: &mut impl FnMut(usize, usize)) {
-        if self.stopped {
+    /// Whether the commands come from our own extraction (no sealed commands object, or one
+    /// that failed its check), so that they fill in as the indexer gets through the session.
+    pub fn extracting(&self) -> bool {
+        self.extracting
+    }
+
+    /// Starts the indexer on the chunks listed that it has not seen, unless it is running,
+    /// stopped at a bad chunk, or has them all.
+    fn resume(&mut self, hold: Hold) {
+        if self.stop.is_some() {
             return;
         }
-        let total = self.reader.chunk_count();
-        // Chunks are read, verified and decrypted by tasks on the runtime's thread, up to
-        // READ_AHEAD ahead, while this thread runs the emulator over the previous ones: the two
-        // halves of the work overlap, and a remote store's latency is paid once, not per chunk.
-        let mut ahead: VecDeque<tokio::task::JoinHandle<Result<Vec<Event>, ReadError>>> =
-            VecDeque::new();
-        let mut requested = self.index.chunk_count();
-        for i in self.index.chunk_count()..total {
-            while requested < total && ahead.len() < READ_AHEAD {
-                let reader = self.reader.clone();
-                ahead.push_back(
-                    self.rt
-                        .spawn(async move { reader.chunk_events(requested).await }),
-                );
-                requested += 1;
+        let pass = match std::mem::replace(&mut self.indexer, Indexer::Failed) {
+            Indexer::Idle(pass) if pass.writer.chunk_count() < self.reader.chunk_count() => pass,
+            other => {
+                self.indexer = other;
+                return;
             }
-            let handle = ahead.pop_front().expect("chunk i was requested");
-            let read = match self.rt.block_on(handle) {
-                Ok(read) => read,
-                Err(e) => {
-                    // A read task panicked or was cancelled: no different from a bad chunk.
-                    self.damage = Some(format!("chunk {i} could not be read: {e}"));
-                    self.stopped = true;
-                    break;
-                }
-            };
-            let events = match read {
-                Ok(events) => events,
-                Err(e) => {
-                    tracing::warn!(session = %self.id, chunk = i, error = %e, "playback stops at an unreadable chunk");
-                    self.damage = Some(format!(
-                        "chunk {i} is unreadable, playback ends before it: {e}"
-                    ));
-                    self.stopped = true;
-                    break;
-                }
-            };
-            self.index.push_chunk(&events);
-            for e in events.iter() {
-                if let Some(x) = &mut self.extractor {
-                    x.feed(e);
-                }
-                if let EventKind::Exit { code, message } = &e.kind {
-                    self.exit = Some((*code, message.clone()));
-                }
-                if let EventKind::Gap { json } = &e.kind
-                    && let Ok(gap) = storage_schema::Gap::parse(json)
-                {
-                    self.gaps.push(gap);
-                }
-            }
-            if let Some(x) = &mut self.extractor {
-                self.commands.extend(x.take());
-            }
-            progress(i + 1, total);
-        }
-        // After a damaged chunk: the reads still in flight are of no use.
-        for handle in ahead {
-            handle.abort();
+        };
+        let (rt, reader, found) = (self.rt.clone(), self.reader.clone(), self.found.clone());
+        let id = self.id;
+        let spawned = std::thread::Builder::new()
+            .name("kubetape-index".into())
+            .spawn(move || {
+                hold.wait();
+                index(pass, &rt, &reader, &found, id)
+            });
+        match spawned {
+            Ok(handle) => self.indexer = Indexer::Running(handle),
+            Err(e) => self.indexing_failed(&format!("cannot start its thread: {e}")),
         }
     }
 
-    /// For `--follow`: looks for chunks written since the last look, and the session's state.
-    /// Returns whether anything new arrived. Commands still held back by the extractor (the
-    /// one being typed) appear once the next prompt shows they are complete.
+    /// The indexer is gone (it panicked, or had no thread): playback ends where it got to, and
+    /// the player says why.
+    fn indexing_failed(&mut self, why: &str) {
+        tracing::error!(session = %self.id, why, "indexing failed");
+        self.indexer = Indexer::Failed;
+        let at = self.index.chunk_count();
+        self.stop = Some(self.stop.map_or(at, |s| s.min(at)));
+        self.damage = Some(format!(
+            "indexing failed at chunk {at} ({why}); playback ends there"
+        ));
+    }
+
+    /// Takes in what the indexer found since the last call: damage, exit and gap events,
+    /// extracted commands; and, once it has finished, the extraction's last commands.
+    pub fn sync(&mut self) {
+        // Joined first: whatever a finished run found is in `news` by now, so a run that met
+        // a bad chunk is never resumed on it.
+        if matches!(&self.indexer, Indexer::Running(h) if h.is_finished()) {
+            self.join();
+        }
+        let news = std::mem::take(&mut *self.found.news());
+        if let Some((chunk, message)) = news.damage
+            && self.stop.is_none_or(|stop| chunk < stop)
+        {
+            self.stop = Some(chunk);
+            self.damage = Some(message);
+        }
+        if news.exit.is_some() {
+            // The exit event, when there is one, over the seal's copy of it.
+            self.exit = news.exit;
+        }
+        for gap in news.gaps {
+            // The seal declares the gaps its chunks' gap events also record.
+            if !self.gaps.contains(&gap) {
+                self.gaps.push(gap);
+            }
+        }
+        self.commands.extend(news.commands);
+        self.finish_extraction_if_done();
+    }
+
+    /// Waits for the indexer to finish its run (tests, and `--at '#N'` when the commands are
+    /// being extracted), then [`sync`](Self::sync)s.
+    pub fn wait_indexed(&mut self) {
+        self.join();
+        self.sync();
+    }
+
+    fn join(&mut self) {
+        if let Indexer::Running(handle) = std::mem::replace(&mut self.indexer, Indexer::Failed) {
+            match handle.join() {
+                Ok(pass) => self.indexer = Indexer::Idle(pass),
+                // A bug, not the recording.
+                Err(_) => self.indexing_failed("it panicked: a bug in kubetape"),
+            }
+        }
+    }
+
+    fn finish_extraction_if_done(&mut self) {
+        if !self.finish_extraction || !self.indexed_all() {
+            return;
+        }
+        if let Indexer::Idle(pass) = &mut self.indexer
+            && let Some(x) = pass.extractor.take()
+        {
+            // The session is not going to grow: what the extractor still holds is complete.
+            self.commands.extend(x.finish());
+        }
+    }
+
+    /// For `--follow`: looks for chunks written since the last look, and the session's state,
+    /// and indexes the new chunks in the background. Returns whether anything new arrived.
+    /// Commands still held back by the extractor (the one being typed) appear once the next
+    /// prompt shows they are complete.
     pub fn poll(&mut self) -> anyhow::Result<bool> {
-        let before = self.index.chunk_count();
+        let before = self.chunk_count();
         self.reader = Arc::new(self.rt.block_on(SessionReader::open(
             &self.store,
             &self.keyring,
             self.id,
         ))?);
-        self.ingest(&mut |_, _| {});
+        self.sync();
         self.refresh_state();
-        if self.ended()
-            && let Some(x) = self.extractor.take()
-        {
-            // The session ended: what the extractor still holds is complete now.
-            self.commands.extend(x.finish());
+        let grew = self.chunk_count() > before;
+        if grew {
+            self.read_last_us();
         }
-        Ok(self.index.chunk_count() > before)
+        self.resume(Hold::None);
+        if self.ended() {
+            // Sealed or interrupted: nothing more will be written.
+            self.finish_extraction = true;
+            self.finish_extraction_if_done();
+        }
+        Ok(grew)
     }
 
     /// Sealed or interrupted: no chunk will be added (an unreadable state is not an end).
@@ -245,11 +433,11 @@ impl Tape {
         matches!(self.state.as_str(), "sealed" | "interrupted")
     }
 
-    /// Ends extraction for a session that is not going to grow (no `--follow`).
+    /// Ends extraction for a session that is not going to grow (no `--follow`): once the
+    /// indexer has every chunk, the extractor's last commands are added.
     pub fn finish_commands(&mut self) {
-        if let Some(x) = self.extractor.take() {
-            self.commands.extend(x.finish());
-        }
+        self.finish_extraction = true;
+        self.finish_extraction_if_done();
     }
 
     /// The state as `kubetape ls` reports it, and the exit status the seal holds when no
@@ -266,6 +454,20 @@ impl Tape {
         }
     }
 
+    /// The time of the last event of the last chunk listed, read (and so verified) like any
+    /// chunk. A chunk that fails leaves the duration to grow as the index does; the indexer
+    /// reports it when it gets there.
+    fn read_last_us(&mut self) {
+        let Some(last) = self.reader.chunk_count().checked_sub(1) else {
+            return;
+        };
+        if let Ok(events) = self.chunk(last)
+            && let Some(end) = events.iter().map(|e| e.at_us).max()
+        {
+            self.last_us = self.last_us.max(end);
+        }
+    }
+
     /// The events of chunk `i`, from the cache or the store.
     pub fn chunk(&mut self, i: usize) -> Result<Arc<Vec<Event>>, ReadError> {
         cached(&mut self.cache, &self.rt, &self.reader, i)
@@ -273,10 +475,11 @@ impl Tape {
 
     /// The event at `pos` (or, past its chunk's end, the first of the next chunk) and the
     /// position after it, which is normalised so that the end of what is known is
-    /// `(chunk_count, 0)`. `None` at that end.
+    /// `(chunk_count, 0)`. `None` at that end. Chunks the indexer has not reached are read
+    /// all the same: playback does not wait for it.
     pub fn event(&mut self, pos: Position) -> Result<Option<(Event, Position)>, ReadError> {
         let mut pos = pos;
-        while pos.chunk < self.index.chunk_count() {
+        while pos.chunk < self.chunk_count() {
             let events = self.chunk(pos.chunk)?;
             if let Some(e) = events.get(pos.event) {
                 let after = if pos.event + 1 < events.len() {
@@ -300,18 +503,31 @@ impl Tape {
         Ok(None)
     }
 
-    /// The screen at `at_us`: nearest keyframe plus a short replay.
-    pub fn seek(&mut self, at_us: u64) -> anyhow::Result<Seeked> {
-        let Self {
-            index,
-            cache,
-            rt,
-            reader,
-            ..
-        } = self;
-        Ok(index.seek(at_us, |i| {
-            cached(cache, rt, reader, i).map(|e| Vec::clone(&e))
-        })?)
+    /// The screen at `at_us`: nearest keyframe plus a short replay. Beyond what the index
+    /// covers, the replay runs on from the last keyframe through chunks not indexed yet, up to
+    /// [`REPLAY_PAST_INDEX`] of output; `None` when that is not enough: the caller waits until
+    /// [`covers`](Self::covers) says the index has got there, and seeks again.
+    pub fn seek(&mut self, at_us: u64) -> anyhow::Result<Option<Seeked>> {
+        let covered = self.covers(at_us);
+        #[cfg(test)]
+        let budget = self.replay_past_index;
+        #[cfg(not(test))]
+        let budget = REPLAY_PAST_INDEX;
+        let mut seek = self.index.start_seek_over(at_us, self.chunk_count())?;
+        while let Some(i) = seek.next_chunk() {
+            if !covered && seek.replayed_bytes() > budget {
+                return Ok(None);
+            }
+            let events = self.chunk(i)?;
+            seek.feed_chunk(&events);
+        }
+        Ok(Some(seek.finish()))
+    }
+
+    /// Makes every seek past the indexed part wait for the indexer.
+    #[cfg(test)]
+    pub fn never_replay_past_index(&mut self) {
+        self.replay_past_index = 0;
     }
 
     /// Times where `query` (case-insensitive) appears in a command or in the output, sorted.
@@ -330,7 +546,7 @@ impl Tape {
             .collect();
         let mut text = String::new();
         let mut owners: Vec<(usize, u64)> = Vec::new();
-        for i in 0..self.index.chunk_count() {
+        for i in 0..self.chunk_count() {
             let events = self.chunk(i)?;
             text.clear();
             owners.clear();
@@ -363,6 +579,99 @@ impl Tape {
         hits.sort_unstable();
         hits.dedup();
         Ok(hits)
+    }
+}
+
+impl Drop for Tape {
+    fn drop(&mut self) {
+        // The player quit: the indexer stops before its next chunk (it is not waited for: a
+        // store read may take a while, and the process is about to end).
+        self.found.cancel.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The indexer's run, on its own thread: the chunks `reader` lists that `pass` has not seen, in
+/// order, each into the index (and the extractor), until the last or the first that cannot be
+/// read or verified. Chunks are read, verified and decrypted by tasks on the runtime's thread,
+/// up to [`READ_AHEAD`] ahead, while this thread runs the emulator over the previous ones: the
+/// two halves of the work overlap, and a remote store's latency is paid once, not per chunk.
+fn index(
+    mut pass: Box<Pass>,
+    rt: &Handle,
+    reader: &Arc<SessionReader>,
+    found: &Found,
+    id: SessionId,
+) -> Box<Pass> {
+    let total = reader.chunk_count();
+    let mut ahead: VecDeque<tokio::task::JoinHandle<Result<Vec<Event>, ReadError>>> =
+        VecDeque::new();
+    let mut requested = pass.writer.chunk_count();
+    while pass.writer.chunk_count() < total {
+        if found.cancel.load(Ordering::SeqCst) {
+            break;
+        }
+        let i = pass.writer.chunk_count();
+        while requested < total && ahead.len() < READ_AHEAD {
+            let reader = reader.clone();
+            ahead.push_back(rt.spawn(async move { reader.chunk_events(requested).await }));
+            requested += 1;
+        }
+        let handle = ahead.pop_front().expect("chunk i was requested");
+        let events = match rt.block_on(handle) {
+            Ok(Ok(events)) => events,
+            // A read task panicked or was cancelled (the runtime is shutting down, or a bug):
+            // no different from a bad chunk, unless we are quitting anyway.
+            Err(e) => {
+                if !found.cancel.load(Ordering::SeqCst) {
+                    damaged(found, i, format!("chunk {i} could not be read: {e}"));
+                }
+                break;
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(session = %id, chunk = i, error = %e, "playback stops at an unreadable chunk");
+                damaged(
+                    found,
+                    i,
+                    format!("chunk {i} is unreadable, playback ends before it: {e}"),
+                );
+                break;
+            }
+        };
+        // Before the chunk is published: whoever sees the index cover it finds its news too.
+        let mut news = News::default();
+        for e in &events {
+            if let Some(x) = &mut pass.extractor {
+                x.feed(e);
+            }
+            match &e.kind {
+                EventKind::Exit { code, message } => news.exit = Some((*code, message.clone())),
+                EventKind::Gap { json } => news.gaps.extend(Gap::parse(json).ok()),
+                _ => {}
+            }
+        }
+        if let Some(x) = &mut pass.extractor {
+            news.commands = x.take();
+        }
+        if news.exit.is_some() || !news.gaps.is_empty() || !news.commands.is_empty() {
+            let mut shared = found.news();
+            shared.exit = news.exit.or(shared.exit.take());
+            shared.gaps.append(&mut news.gaps);
+            shared.commands.append(&mut news.commands);
+        }
+        pass.writer.push_chunk(&events);
+    }
+    // After a damaged chunk, or when quitting: the reads still in flight are of no use.
+    for handle in ahead {
+        handle.abort();
+    }
+    pass
+}
+
+/// Records that chunk `i` failed, unless an earlier one already did.
+fn damaged(found: &Found, i: usize, message: String) {
+    let mut news = found.news();
+    if news.damage.as_ref().is_none_or(|(at, _)| i < *at) {
+        news.damage = Some((i, message));
     }
 }
 

@@ -2,7 +2,7 @@
 //! cursor, mouse reporting for clicks on the timeline) undone on every way out: return, error, panic (a hook restores before the message
 //! is printed) and SIGTERM/SIGHUP (the caller sets `stop`).
 
-use std::io::{self, Write};
+use std::io;
 use std::sync::Once;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -33,7 +33,9 @@ pub fn run(mut app: App, stop: &AtomicBool) -> anyhow::Result<()> {
     let mut last = Instant::now();
     loop {
         tui.draw(|f| draw(f, &app))?;
-        let wait = if app.playing || app.follow {
+        // Idle, the loop still wakes to show the indexing progress and the screen of a seek
+        // that waited for it.
+        let wait = if app.playing || app.follow || app.pending.is_some() {
             FRAME
         } else {
             IDLE_WAKE
@@ -124,18 +126,6 @@ fn restore() {
         cursor::Show
     );
     let _ = terminal::disable_raw_mode();
-}
-
-/// Index-building progress on stderr, for sessions long enough to make the user wait.
-pub fn progress(done: usize, total: usize) {
-    if total >= 50 && (done.is_multiple_of(10) || done == total) {
-        eprint!("\rkubetape: reading the recording… {done}/{total} chunks");
-        let _ = io::stderr().flush();
-    }
-}
-
-pub fn progress_done() {
-    eprint!("\r\x1b[K");
 }
 
 /// `m:ss.d`, or `h:mm:ss.d` past an hour: a clock precise enough to see it move.
@@ -458,6 +448,22 @@ fn status_line(app: &App, clipped: Option<Rect>) -> Paragraph<'static> {
             Style::new().fg(Color::Cyan),
         ));
     }
+    if let Some((done, total)) = app.tape.indexing() {
+        // The pass that makes seeks instant, still going: a seek past it waits.
+        let percent = done * 100 / total.max(1);
+        let text = match app.pending {
+            Some(_) => format!(" seeking: indexing {percent}% "),
+            None => format!("indexing {percent}%  "),
+        };
+        let style = match app.pending {
+            Some(_) => Style::new().fg(Color::Black).bg(Color::Cyan),
+            None => Style::new().fg(Color::DarkGray),
+        };
+        spans.push(Span::styled(text, style));
+        if app.pending.is_some() {
+            spans.push(Span::raw("  "));
+        }
+    }
     spans.push(Span::raw(format!(
         "chunk {}/{}  ",
         app.chunk(),
@@ -633,11 +639,14 @@ fn draw_info(f: &mut Frame, area: Rect, app: &App) {
         Span::raw(clock(app.end_us())),
     ]));
     let (keyframes, bytes) = app.tape.keyframes();
+    let chunks = match app.tape.indexing() {
+        Some((done, total)) => format!("{done} of {total} chunks so far"),
+        None => format!("{} chunks", app.tape.chunk_count()),
+    };
     lines.push(Line::from(vec![
         key("index"),
         Span::raw(format!(
-            "{} chunks, {keyframes} keyframes ({})",
-            app.tape.chunk_count(),
+            "{chunks}, {keyframes} keyframes ({})",
             format::bytes(bytes as u64)
         )),
     ]));
