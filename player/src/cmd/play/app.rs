@@ -1129,3 +1129,168 @@ mod tests {
         assert!(text.contains("CLIPPED 20×5 → 20×2"), "{text}");
     }
 }
+
+/// Opening a long session, timed through the real path (store, reader, indexer thread, first
+/// screen), with the index built in the background. Not a unit test: it records a generated
+/// 1-hour, ~200 MB session first.
+#[cfg(test)]
+mod open_time {
+    use std::time::{Duration, Instant};
+
+    use storage_schema::store::{Recorder, Store};
+    use storage_schema::{
+        Event, EventKind, ExitInfo, FlushPolicy, Identity, Keyring, SessionKind, Stream, Target,
+        TermSize,
+    };
+
+    use super::super::tape::{Hold, Tape};
+    use super::{App, Config};
+
+    fn out(at_us: u64, bytes: Vec<u8>) -> Event {
+        Event {
+            at_us,
+            kind: EventKind::Data {
+                stream: Stream::Stdout,
+                bytes,
+            },
+        }
+    }
+
+    /// An hour in phases of 45 s: shell work, a `top`-like full redraw every second, shell
+    /// work, a `cat` of 16 KiB writes (222 KB a second: ~200 MB over the hour's cat phases).
+    fn hour() -> impl Iterator<Item = Event> {
+        (0..3600u64).flat_map(|s| {
+            let t = s * 1_000_000;
+            let line = |n: u64| format!("2026-11-23T18:{:02}:{:02} INFO request served GET /api/v1/pods 200 latency {n} ms\r\n", s / 60 % 60, s % 60);
+            match s / 45 % 4 {
+                0 | 2 => {
+                    let mut body = String::from("\x1b[1;32mops@pod\x1b[0m:~$ kubectl get pods -A\r\n");
+                    (0..10).for_each(|n| body.push_str(&line(n)));
+                    vec![out(t, body.into_bytes())]
+                }
+                1 => {
+                    let mut frame = format!("\x1b[?1049h\x1b[H\x1b[7mtop - {s}\x1b[0m\x1b[K\r\n");
+                    (0..38).for_each(|row| frame.push_str(&format!("\x1b[{};1H{}\x1b[K", row + 2, line(row * s % 97))));
+                    vec![out(t, frame.into_bytes())]
+                }
+                _ => (0..14u64)
+                    .map(|w| {
+                        let mut buf = String::new();
+                        let mut n = 0;
+                        while buf.len() < 16 * 1024 {
+                            buf.push_str(&line(n));
+                            n += 1;
+                        }
+                        out(t + w * 60_000, buf.into_bytes())
+                    })
+                    .collect(),
+            }
+        })
+    }
+
+    #[test]
+    #[ignore = "a timing run: cargo test --release -p player --bin kubetape -- --ignored --nocapture open_time"]
+    fn open_time_of_an_hour_long_session() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&format!("file://{}", dir.path().join("s").display())).unwrap();
+        let keys = dir.path().join("k");
+        let (ring, _) = Keyring::open_or_init(&keys).unwrap();
+        let mut meta = storage_schema::SessionMeta::new(
+            SessionKind::Exec,
+            Identity {
+                user: "alice@example.com".into(),
+                groups: Vec::new(),
+                issuer: None,
+                claims: Default::default(),
+            },
+            Target {
+                cluster: None,
+                namespace: Some("prod".into()),
+                pod: Some("web-0".into()),
+                container: None,
+                host: None,
+            },
+            vec!["sh".into()],
+            true,
+        );
+        meta.size = Some(TermSize {
+            cols: 120,
+            rows: 40,
+        });
+        // Events come faster than their session time here, so chunks close on size alone:
+        // 64 KiB makes about as many chunks (~3,100) as an hour recorded live (1 s or 8 MiB).
+        let policy = FlushPolicy {
+            max_bytes: 64 << 10,
+            ..FlushPolicy::default()
+        };
+        let started = Instant::now();
+        let (id, bytes) = rt.block_on(async {
+            let rec = Recorder::start(store.clone(), &ring, meta, policy)
+                .await
+                .unwrap();
+            let mut bytes = 0;
+            for e in hour() {
+                bytes += e.stream_bytes().map_or(0, |(_, n)| n);
+                rec.record_at(e).await.unwrap();
+            }
+            let id = rec.session();
+            rec.finish_with_commands(
+                Some(ExitInfo {
+                    code: 0,
+                    message: String::new(),
+                }),
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+            (id, bytes)
+        });
+        println!(
+            "session: 1 h, {:.1} MB of output, recorded in {:.1?}",
+            bytes as f64 / 1e6,
+            started.elapsed()
+        );
+
+        let ring = Keyring::open(&keys).unwrap();
+        let t = Instant::now();
+        let tape = Tape::open(rt.handle().clone(), store.clone(), ring, id, Hold::None).unwrap();
+        let opened = t.elapsed();
+        let chunks = tape.chunk_count();
+        let mut app = App::new(
+            tape,
+            Config {
+                at: None,
+                speed: 1.0,
+                follow: false,
+            },
+        )
+        .unwrap();
+        let first = t.elapsed();
+        assert!(
+            app.term.text().contains("kubectl get pods"),
+            "{}",
+            app.term.text()
+        );
+        let indexed_then = app.tape.indexing().map_or(chunks, |(done, _)| done);
+        // A jump to the middle right away: most likely past the index, so it waits.
+        let s = Instant::now();
+        app.seek(app.end_us() / 2).unwrap();
+        let jump = s.elapsed();
+        let waited = app.pending.is_some();
+        app.tape.wait_indexed();
+        let indexed = t.elapsed();
+        app.tick(Duration::ZERO).unwrap();
+        println!(
+            "open: Tape::open {opened:.1?}, first screen {first:.1?} ({indexed_then} of {chunks} chunks indexed by then); \
+             a jump to the middle at once took {jump:.1?} ({}); index complete {indexed:.1?} after open",
+            if waited {
+                "waited for the index"
+            } else {
+                "replayed"
+            }
+        );
+        assert!(app.pending.is_none());
+        assert!(first < Duration::from_millis(200), "open took {first:?}");
+    }
+}
