@@ -39,9 +39,10 @@ const CACHE_BYTES: usize = 24 << 20;
 const READ_AHEAD: usize = 4;
 
 /// Output a seek beyond the indexed part may replay from the last keyframe before it gives up
-/// and waits for the indexer: ~40 ms of emulation, so a key press never freezes the screen for
-/// longer (plus at most one chunk, as the budget is checked between chunks).
-const REPLAY_PAST_INDEX: usize = 4 << 20;
+/// and waits for the indexer, so a key press never freezes the screen for long: 4 MiB, read
+/// and emulated, measured ~60 ms (the `open_time` run in `app.rs`); 2 MiB, about half (plus at
+/// most one chunk, as the budget is checked between chunks).
+const REPLAY_PAST_INDEX: usize = 2 << 20;
 
 /// Search matches kept per query; more are counted, not stored.
 const MAX_MATCHES: usize = 10_000;
