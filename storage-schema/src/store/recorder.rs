@@ -1635,9 +1635,28 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 /// Events an observer may have queued before the recorder waits for it.
 const OBSERVER_QUEUE: usize = 256;
 
+/// Output a batch may hold and still be observed on the async task: emulating 4 KiB takes
+/// ~30 µs, less than handing the batch to a blocking thread and back (a futex wake and two
+/// context switches on each side). Keystrokes, echoes and prompts, most of what an interactive
+/// session sends, stay inline; at 100 sessions typing, the handoffs were most of the gateway's
+/// CPU per keystroke (perf, `cargo bench -p tests --bench exec`).
+const OBSERVE_INLINE_BYTES: usize = 4 << 10;
+
+/// Data bytes in `events` (what the observer's cost follows).
+fn batch_bytes(events: &[Event]) -> usize {
+    events
+        .iter()
+        .map(|e| match &e.kind {
+            EventKind::Data { bytes, .. } => bytes.len(),
+            _ => 0,
+        })
+        .sum()
+}
+
 /// The observer off the recorder's task: terminal emulation costs about as much CPU as the
 /// recording itself (~120 MB/s per core), so it runs on tokio's blocking pool rather than on
 /// the recorder's task, which in `kubetape record` shares one thread with the terminal relay.
+/// Small batches ([`OBSERVE_INLINE_BYTES`]) are observed on the task itself.
 /// It holds a thread only while it has events to work through: the thread of its own that each
 /// session had for its whole life was a stack per idle session on a gateway (the idle bench,
 /// `cargo bench -p tests --bench idle`). The queue is bounded and awaited: a slow observer
@@ -1655,6 +1674,13 @@ impl ObserverTask {
             let mut observer = observer;
             let mut batch = Vec::new();
             while rx.recv_many(&mut batch, OBSERVER_QUEUE).await > 0 {
+                if batch_bytes(&batch) <= OBSERVE_INLINE_BYTES {
+                    for event in &batch {
+                        observer.observe(event);
+                    }
+                    batch.clear();
+                    continue;
+                }
                 let events = std::mem::take(&mut batch);
                 let worked = tokio::task::spawn_blocking(move || {
                     for event in &events {
