@@ -1,12 +1,19 @@
-//! exec benchmark: one sandbox pod reached three ways in the same run, at 1, 10 and 100
+//! exec benchmark: one sandbox pod reached four ways in the same run, at 1, 10 and 100
 //! concurrent sessions (DESIGN.md §7: gateway throughput ≥ 90% of a pass-through relay; keystroke
 //! round trip added by the gateway p99 < 1 ms at 100 interactive sessions).
 //!
 //! - **direct**: kube-rs → sandbox (its own kubeconfig: TLS, bearer token, WebSocket v5).
 //! - **gateway**: kube-rs → `kubetape-gateway` (TLS, dev-issuer JWT, recording on, to `file://`)
 //!   → sandbox over WebSocket v5.
+//! - **gateway-mem**: the same through a second gateway recording to `memory://`: the relay's
+//!   cost without store writes (issue 18, target 1).
 //! - **kubectl-proxy**: kube-rs → `kubectl proxy` (plain HTTP; a byte relay after the upgrade)
 //!   → sandbox over TLS: the peer pass-through relay.
+//!
+//! It ends with one line per issue-18 target it measures, each with its target and PASS/FAIL:
+//! relay CPU per GB vs kubectl proxy [1], objects per GB and per interactive session-hour with
+//! their S3 request cost [3], the keystroke round trip added [4], and the gateway's CPU split
+//! into relay and recording, throughput vs direct and vs kubectl proxy [7].
 //!
 //! Two measurements, every path driven by the same WebSocket v5 client (`[0]`+stdin out,
 //! `[1]` stdout and `[3]` Status in):
@@ -37,6 +44,9 @@
 //!   `max_chunk_kib = 1024`; a key given replaces the harness's, e.g. `store`): the gateway path
 //!   then goes through a second gateway started with them, to measure what a policy costs
 //! - `KUBETAPE_BENCH_KUBECTL` the kubectl used for `kubectl proxy` (default the SDK's 1.33)
+//! - `KUBETAPE_BENCH_PIN=1` the relays (both gateways, kubectl proxy) on the last CPU and
+//!   everything else (client, sandbox, pods) on the others, with `taskset`: what the figures
+//!   would be with the gateway on cores of its own (target 7)
 //! - `KUBETAPE_BENCH_ALLOW_STALE=1` run binaries older than their sources (with a warning)
 
 use std::io::Write as _;
@@ -71,14 +81,27 @@ fn main() {
 
     let cluster = Cluster::start();
     let (proxy, proxy_url) = kubectl_proxy(&cluster, &settings.kubectl);
-    let mut gateway_kubeconfig = bench_kubeconfig(&cluster);
+    let bench_kc = bench_kubeconfig(&cluster);
+    let mut gateway_kubeconfig = bench_kc.clone();
     let mut gateway_pid = cluster.gateway.child.id();
     let tuned = settings.gateway_recording.as_deref().map(|extra| {
-        let (server, kubeconfig) = tuned_gateway(&cluster, extra, &gateway_kubeconfig);
+        let (server, kubeconfig) = tuned_gateway(&cluster, "tuned", extra, &gateway_kubeconfig);
         gateway_kubeconfig = kubeconfig;
         gateway_pid = server.child.id();
         server
     });
+    // The memory gateway takes the same overrides, all but the store.
+    let mut mem_recording: String = settings
+        .gateway_recording
+        .as_deref()
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.split_once('=').is_none_or(|(k, _)| k.trim() != "store"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    mem_recording.push_str("store = \"memory://\"");
+    let (gateway_mem, mem_kubeconfig) =
+        tuned_gateway(&cluster, "memory", &mem_recording, &bench_kc);
     let procs = Procs {
         sandbox: cluster
             .sandbox
@@ -87,23 +110,40 @@ fn main() {
             .child
             .id(),
         gateway: gateway_pid,
+        gateway_mem: gateway_mem.child.id(),
         proxy: proxy.child.id(),
     };
+    if settings.pin {
+        pin(procs);
+    }
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("tokio runtime");
+    let config = if tuned.is_some() {
+        "gateway-tuned.toml"
+    } else {
+        "gateway.toml"
+    };
+    let store = store_dir(&cluster.root().join(config));
     rt.block_on(async {
         let routes = [
             Route {
                 via: Via::Direct,
                 client: client_from_kubeconfig(&cluster.sandbox_kubeconfig()).await,
+                store: None,
             },
             Route {
                 via: Via::Gateway,
                 client: client_from_kubeconfig(&gateway_kubeconfig).await,
+                store: store.clone(),
+            },
+            Route {
+                via: Via::GatewayMem,
+                client: client_from_kubeconfig(&mem_kubeconfig).await,
+                store: None,
             },
             Route {
                 via: Via::Proxy,
@@ -111,15 +151,10 @@ fn main() {
                     proxy_url.parse().expect("proxy URL"),
                 ))
                 .expect("client for kubectl proxy"),
+                store: None,
             },
         ];
         print_header(&settings, cpus);
-        let config = if tuned.is_some() {
-            "gateway-tuned.toml"
-        } else {
-            "gateway.toml"
-        };
-        let store = store_dir(&cluster.root().join(config));
         let cost_before = store.as_deref().map(object_cost);
         if let (Some(dir), Some(cost)) = (&store, cost_before) {
             println!(
@@ -184,7 +219,7 @@ fn main() {
             );
         }
     });
-    drop((tuned, proxy, cluster));
+    drop((tuned, gateway_mem, proxy, cluster));
 }
 
 // === settings ===
@@ -201,6 +236,7 @@ struct Settings {
     throughput: bool,
     keystrokes: bool,
     samples: Option<PathBuf>,
+    pin: bool,
     gateway_recording: Option<String>,
 }
 
@@ -252,6 +288,7 @@ impl Settings {
         };
         Self {
             samples: std::env::var_os("KUBETAPE_BENCH_SAMPLES").map(PathBuf::from),
+            pin: var("KUBETAPE_BENCH_PIN", 0u8) == 1,
             gateway_recording: std::env::var("KUBETAPE_BENCH_GATEWAY_RECORDING").ok(),
             throughput,
             keystrokes,
@@ -361,16 +398,23 @@ fn log_line(rng: &mut Rng, out: &mut Vec<u8>) {
 enum Via {
     Direct,
     Gateway,
+    /// The same gateway build and configuration recording to `memory://`: the relay's cost
+    /// with no store writes (target 1 compares it with kubectl proxy).
+    GatewayMem,
     Proxy,
 }
 
+/// The paths every cell runs.
+const PATHS: usize = 4;
+
 impl Via {
-    const ALL: [Via; 3] = [Via::Direct, Via::Gateway, Via::Proxy];
+    const ALL: [Via; PATHS] = [Via::Direct, Via::Gateway, Via::GatewayMem, Via::Proxy];
 
     fn name(self) -> &'static str {
         match self {
             Via::Direct => "direct",
             Via::Gateway => "gateway",
+            Via::GatewayMem => "gateway-mem",
             Via::Proxy => "kubectl-proxy",
         }
     }
@@ -383,6 +427,54 @@ impl Via {
 struct Route {
     via: Via,
     client: kube::Client,
+    /// The directory its recordings go to, where objects are counted (target 3).
+    store: Option<PathBuf>,
+}
+
+impl Route {
+    /// Objects in the route's store: chunks (what grows with the output), and all (with each
+    /// session's metadata, commands and seal, the audit records, leases); zero without one.
+    fn objects(&self) -> Objects {
+        fn walk(dir: &Path, acc: &mut Objects) {
+            let chunks = dir.file_name().is_some_and(|n| n == "chunks");
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    walk(&e.path(), acc);
+                } else {
+                    acc.all += 1;
+                    acc.chunks += u64::from(chunks);
+                }
+            }
+        }
+        let mut acc = Objects::default();
+        if let Some(dir) = &self.store {
+            walk(dir, &mut acc);
+        }
+        acc
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Objects {
+    chunks: u64,
+    all: u64,
+}
+
+impl std::ops::Sub for Objects {
+    type Output = Objects;
+    fn sub(self, before: Objects) -> Objects {
+        Objects {
+            chunks: self.chunks - before.chunks,
+            all: self.all - before.all,
+        }
+    }
+}
+
+impl std::ops::AddAssign for Objects {
+    fn add_assign(&mut self, more: Objects) {
+        self.chunks += more.chunks;
+        self.all += more.all;
+    }
 }
 
 /// `kubectl proxy` on the sandbox's kubeconfig, exec/attach allowed (they are rejected by
@@ -404,7 +496,7 @@ fn kubectl_proxy(cluster: &Cluster, kubectl: &Path) -> (Proc, String) {
 /// A second gateway like the harness's but with `extra` lines in its `[recording]` table (to
 /// measure what a recording policy costs); returns it and a kubeconfig for it, made from
 /// `kubeconfig` (the harness gateway's, with the bench token).
-fn tuned_gateway(cluster: &Cluster, extra: &str, kubeconfig: &Path) -> (Proc, PathBuf) {
+fn tuned_gateway(cluster: &Cluster, name: &str, extra: &str, kubeconfig: &Path) -> (Proc, PathBuf) {
     let base = std::fs::read_to_string(cluster.root().join("gateway.toml")).expect("gateway.toml");
     // A key given in `extra` replaces the harness's (e.g. `store`).
     let keys: Vec<&str> = extra
@@ -424,7 +516,7 @@ fn tuned_gateway(cluster: &Cluster, extra: &str, kubeconfig: &Path) -> (Proc, Pa
         config, kept,
         "the harness's gateway.toml has no [recording] table"
     );
-    gateway_with(cluster, "tuned", &config, kubeconfig)
+    gateway_with(cluster, name, &config, kubeconfig)
 }
 
 /// Opens `n` sessions at once; panics (naming the path) if any fails.
@@ -441,17 +533,51 @@ async fn open_all(
 
 // === CPU accounting ===
 
+/// `KUBETAPE_BENCH_PIN=1`: every thread of the relays on the last CPU, every thread of the
+/// client and the sandbox (and so the pods it starts later) on the others.
+fn pin(p: Procs) {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(cpus >= 2, "KUBETAPE_BENCH_PIN needs at least 2 CPUs");
+    let relay = (cpus - 1).to_string();
+    let rest = format!("0-{}", cpus - 2);
+    let me = std::process::id();
+    for (pid, cpus) in [
+        (p.gateway, &relay),
+        (p.gateway_mem, &relay),
+        (p.proxy, &relay),
+        (p.sandbox, &rest),
+        (me, &rest),
+    ] {
+        let out = std::process::Command::new("taskset")
+            .args(["-a", "-p", "-c", cpus, &pid.to_string()])
+            .output()
+            .expect("taskset (util-linux)");
+        assert!(
+            out.status.success(),
+            "taskset -a -p -c {cpus} {pid}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Procs {
     sandbox: u32,
     gateway: u32,
+    gateway_mem: u32,
     proxy: u32,
 }
 
-/// CPU seconds so far: client (this process), sandbox (with the pods it reaped), gateway,
-/// kubectl proxy.
+/// CPU seconds so far, by process: [`CLIENT`], [`SANDBOX`] (with the pods it reaped),
+/// [`GATEWAY`], [`GATEWAY_MEM`], [`PROXY`].
 #[derive(Debug, Clone, Copy, Default)]
-struct Cpu([f64; 4]);
+struct Cpu([f64; 5]);
+
+const CLIENT: usize = 0;
+const SANDBOX: usize = 1;
+const GATEWAY: usize = 2;
+const GATEWAY_MEM: usize = 3;
+const PROXY: usize = 4;
 
 impl Cpu {
     fn now(p: Procs) -> Self {
@@ -459,8 +585,19 @@ impl Cpu {
             cpu_seconds("self", false),
             cpu_seconds(&p.sandbox.to_string(), true),
             cpu_seconds(&p.gateway.to_string(), false),
+            cpu_seconds(&p.gateway_mem.to_string(), false),
             cpu_seconds(&p.proxy.to_string(), false),
         ])
+    }
+
+    /// The process that relays on `via`'s path (none for direct).
+    fn relay(self, via: Via) -> f64 {
+        match via {
+            Via::Direct => 0.0,
+            Via::Gateway => self.0[GATEWAY],
+            Via::GatewayMem => self.0[GATEWAY_MEM],
+            Via::Proxy => self.0[PROXY],
+        }
     }
 
     fn since(self, before: Cpu) -> Cpu {
@@ -468,7 +605,7 @@ impl Cpu {
     }
 
     fn servers(self) -> f64 {
-        self.0[1] + self.0[2] + self.0[3]
+        self.0[SANDBOX..].iter().sum()
     }
 }
 
@@ -516,25 +653,27 @@ struct ThroughputRun {
     bytes: u64,
     mb_per_s: f64,
     cpu: Cpu,
+    /// Objects the run added to the route's store.
+    objects: Objects,
 }
 
 /// runs[session count index][via index] = one result per repetition.
-type ThroughputResults = Vec<[Vec<ThroughputRun>; 3]>;
+type ThroughputResults = Vec<[Vec<ThroughputRun>; PATHS]>;
 
 async fn run_throughput(
     s: &Settings,
-    routes: &[Route; 3],
+    routes: &[Route; PATHS],
     payload: &Path,
     procs: Procs,
 ) -> ThroughputResults {
     let mut results = ThroughputResults::new();
     for &n in &s.sessions {
         let each = s.total_bytes / n as u64;
-        let mut cell: [Vec<ThroughputRun>; 3] = Default::default();
+        let mut cell: [Vec<ThroughputRun>; PATHS] = Default::default();
         for rep in 0..s.reps {
-            for k in 0..3 {
+            for k in 0..PATHS {
                 // Rotate the order so that no path always runs first (or right after another).
-                let route = &routes[(k + rep) % 3];
+                let route = &routes[(k + rep) % PATHS];
                 let run = throughput_once(route, n, each, payload, procs).await;
                 eprintln!(
                     "  throughput {:>3} sessions  {:<13} rep {}: {:>7.1} MB/s",
@@ -560,6 +699,7 @@ async fn throughput_once(
 ) -> ThroughputRun {
     let script = format!("read go; exec head -c {each} {}", payload.display());
     let sessions = open_all(route, n, &["sh", "-c", &script]).await;
+    let objects = route.objects();
     let before = Cpu::now(procs);
     let start = Instant::now();
     let tasks: Vec<_> = sessions
@@ -587,6 +727,7 @@ async fn throughput_once(
     let elapsed = end - start;
     let cpu = settle(procs).await.since(before);
     ThroughputRun {
+        objects: route.objects() - objects,
         bytes: each * n as u64,
         mb_per_s: (each * n as u64) as f64 / 1e6 / elapsed.as_secs_f64(),
         cpu,
@@ -616,17 +757,20 @@ struct KeyCell {
     open: Vec<Duration>,
     cpu: Cpu,
     keystrokes: usize,
+    /// Objects the repetitions added to the route's store, and the session-seconds they held.
+    objects: Objects,
+    session_secs: f64,
 }
 
-type KeyResults = Vec<[KeyCell; 3]>;
+type KeyResults = Vec<[KeyCell; PATHS]>;
 
-async fn run_keystrokes(s: &Settings, routes: &[Route; 3], procs: Procs) -> KeyResults {
+async fn run_keystrokes(s: &Settings, routes: &[Route; PATHS], procs: Procs) -> KeyResults {
     let mut results = KeyResults::new();
     for &n in &s.sessions {
-        let mut cell: [KeyCell; 3] = Default::default();
+        let mut cell: [KeyCell; PATHS] = Default::default();
         for rep in 0..s.reps {
-            for k in 0..3 {
-                let route = &routes[(k + rep) % 3];
+            for k in 0..PATHS {
+                let route = &routes[(k + rep) % PATHS];
                 let c = &mut cell[route.via.index()];
                 let seed = (n * 1000 + rep * 10 + k) as u64;
                 keystrokes_once(s, route, n, seed, procs, rep, c).await;
@@ -655,6 +799,7 @@ async fn keystrokes_once(
 ) {
     let (keys, think) = (s.keys, s.think);
     let sessions = open_all(route, n, &["cat"]).await;
+    let objects = route.objects();
     let before = Cpu::now(procs);
     let start = Instant::now();
     let tasks: Vec<_> = sessions
@@ -708,7 +853,9 @@ async fn keystrokes_once(
             .extend(rtt.into_iter().map(|(at, d)| (rep, at, d)));
         cell.open.push(opened);
     }
+    cell.session_secs += n as f64 * start.elapsed().as_secs_f64();
     let cpu = settle(procs).await.since(before);
+    cell.objects += route.objects() - objects;
     cell.cpu = Cpu(std::array::from_fn(|i| cell.cpu.0[i] + cpu.0[i]));
 }
 
@@ -749,10 +896,13 @@ fn rep_p99(cell: &KeyCell, rep: usize) -> Duration {
 
 fn print_header(s: &Settings, cpus: usize) {
     println!();
-    println!("kubetape exec benchmark (release binaries), one sandbox pod reached three ways:");
+    println!("kubetape exec benchmark (release binaries), one sandbox pod reached four ways:");
     println!("  direct        kube-rs -> sandbox (TLS, WebSocket v5)");
     println!(
-        "  gateway       kube-rs -> kubetape-gateway (TLS, JWT, recording on) -> sandbox (TLS, WebSocket v5)"
+        "  gateway       kube-rs -> kubetape-gateway (TLS, JWT, recording to the directory) -> sandbox (TLS, WebSocket v5)"
+    );
+    println!(
+        "  gateway-mem   the same, a second gateway recording to memory:// (the relay's cost without store writes)"
     );
     println!(
         "  kubectl-proxy kube-rs -> kubectl proxy (plain HTTP, byte relay) -> sandbox (TLS) [{}]",
@@ -764,6 +914,12 @@ fn print_header(s: &Settings, cpus: usize) {
     println!(
         "  every figure is a whole-machine figure; the client does the same work on every path (plus TLS on two)."
     );
+    if s.pin {
+        println!(
+            "Pinned (KUBETAPE_BENCH_PIN): the gateways and kubectl proxy on CPU {}, the client, sandbox and pods on the others.",
+            cpus - 1
+        );
+    }
     if let Some(extra) = &s.gateway_recording {
         println!(
             "Gateway [recording] overrides (KUBETAPE_BENCH_GATEWAY_RECORDING): {}",
@@ -820,49 +976,62 @@ fn print_throughput(s: &Settings, payload: Payload, results: &ThroughputResults)
         s.reps
     );
     println!(
-        "{:>8} {:>10} | {:>21} {:>21} {:>21} | {:>9} {:>9}",
-        "sessions", "N each", "direct", "gateway", "kubectl-proxy", "gw/direct", "gw/proxy"
+        "{:>8} {:>10} | {:>17} {:>17} {:>17} {:>17} | {:>9} {:>9}",
+        "sessions",
+        "N each",
+        "direct",
+        "gateway",
+        "gateway-mem",
+        "kubectl-proxy",
+        "gw/direct",
+        "gw/proxy"
     );
     for (i, &n) in s.sessions.iter().enumerate() {
-        let cell = &results[i];
-        let m: Vec<_> = cell.iter().map(|r| summarize(r)).collect();
+        let m: Vec<_> = results[i].iter().map(|r| summarize(r)).collect();
         let fmt = |(med, lo, hi, _): (f64, f64, f64, Cpu)| format!("{med:.0} ({lo:.0}-{hi:.0})");
+        let g = Via::Gateway.index();
         println!(
-            "{:>8} {:>10} | {:>21} {:>21} {:>21} | {:>8.2}x {:>8.2}x",
+            "{:>8} {:>10} | {:>17} {:>17} {:>17} {:>17} | {:>8.2}x {:>8.2}x",
             n,
             human_bytes(s.total_bytes / n as u64),
             fmt(m[0]),
             fmt(m[1]),
             fmt(m[2]),
-            m[1].0 / m[0].0,
-            m[1].0 / m[2].0,
+            fmt(m[3]),
+            m[g].0 / m[Via::Direct.index()].0,
+            m[g].0 / m[Via::Proxy.index()].0,
         );
     }
     println!();
     println!("CPU seconds per GB streamed (the median run), by process:");
     println!(
-        "{:>8} {:<13} | {:>7} {:>13} {:>8} {:>8} | {:>6}",
-        "sessions", "path", "client", "sandbox+pods", "gateway", "kproxy", "total"
+        "{:>8} {:<13} | {:>7} {:>13} {:>8} {:>8} {:>8} | {:>6}",
+        "sessions", "path", "client", "sandbox+pods", "gateway", "gw-mem", "kproxy", "total"
     );
     for (i, &n) in s.sessions.iter().enumerate() {
         for via in Via::ALL {
-            let runs = &results[i][via.index()];
-            let (_, _, _, cpu) = summarize(runs);
-            let gb = runs[0].bytes as f64 / 1e9;
-            let c: Vec<f64> = cpu.0.iter().map(|x| x / gb).collect();
+            let cpu = per_gb(&results[i][via.index()]);
             println!(
-                "{:>8} {:<13} | {:>7.2} {:>13.2} {:>8.2} {:>8.2} | {:>6.2}",
+                "{:>8} {:<13} | {:>7.2} {:>13.2} {:>8.2} {:>8.2} {:>8.2} | {:>6.2}",
                 n,
                 via.name(),
-                c[0],
-                c[1],
-                c[2],
-                c[3],
-                c.iter().sum::<f64>()
+                cpu.0[CLIENT],
+                cpu.0[SANDBOX],
+                cpu.0[GATEWAY],
+                cpu.0[GATEWAY_MEM],
+                cpu.0[PROXY],
+                cpu.0.iter().sum::<f64>()
             );
         }
     }
     println!();
+}
+
+/// CPU seconds per GB of a cell's median run, by process.
+fn per_gb(runs: &[ThroughputRun]) -> Cpu {
+    let (_, _, _, cpu) = summarize(runs);
+    let gb = runs[0].bytes as f64 / 1e9;
+    Cpu(cpu.0.map(|x| x / gb))
 }
 
 fn human_bytes(b: u64) -> String {
@@ -881,7 +1050,7 @@ fn print_keystrokes(s: &Settings, results: &KeyResults) {
         ms(s.think)
     );
     println!(
-        "{:>8} {:<13} | {:>8} {:>8} {:>8} {:>8} | {:>9} {:>9} | {:>28}",
+        "{:>8} {:<13} | {:>8} {:>8} {:>8} {:>8} | {:>9} {:>9} | {:>16}",
         "sessions",
         "path",
         "samples",
@@ -890,7 +1059,7 @@ fn print_keystrokes(s: &Settings, results: &KeyResults) {
         "max ms",
         "open p50",
         "open p99",
-        "CPU us/key: client sb gw kp"
+        "CPU us/key: relay"
     );
     for (i, &n) in s.sessions.iter().enumerate() {
         for via in Via::ALL {
@@ -898,15 +1067,13 @@ fn print_keystrokes(s: &Settings, results: &KeyResults) {
             let mut rtt = c.rtt.clone();
             let mut open = c.open.clone();
             // CPU time comes in 10 ms ticks: below 1,000 keystrokes a per-key figure is noise.
-            let per = |x: f64| {
-                if c.keystrokes < 1000 {
-                    "-".to_string()
-                } else {
-                    format!("{:.0}", x * 1e6 / c.keystrokes as f64)
-                }
+            let relay = if c.keystrokes < 1000 || via == Via::Direct {
+                "-".to_string()
+            } else {
+                format!("{:.0}", c.cpu.relay(via) * 1e6 / c.keystrokes as f64)
             };
             println!(
-                "{:>8} {:<13} | {:>8} {:>8.3} {:>8.3} {:>8.3} | {:>9.1} {:>9.1} | {:>7} {:>6} {:>6} {:>6}",
+                "{:>8} {:<13} | {:>8} {:>8.3} {:>8.3} {:>8.3} | {:>9.1} {:>9.1} | {:>16}",
                 n,
                 via.name(),
                 rtt.len(),
@@ -915,15 +1082,21 @@ fn print_keystrokes(s: &Settings, results: &KeyResults) {
                 ms(percentile(&mut rtt, 1.0)),
                 ms(percentile(&mut open, 0.5)),
                 ms(percentile(&mut open, 0.99)),
-                per(c.cpu.0[0]),
-                per(c.cpu.0[1]),
-                per(c.cpu.0[2]),
-                per(c.cpu.0[3]),
+                relay,
             );
         }
     }
     println!();
 }
+
+/// S3 Standard list price of a PUT (USD per 1,000 requests, us-east-1) and of storing a GB for a
+/// month (first 50 TB).
+const S3_PUT_PER_1000: f64 = 0.005;
+const S3_GB_MONTH: f64 = 0.023;
+/// Target 3: objects written per GB of bulk output.
+const OBJECTS_PER_GB_TARGET: f64 = 300.0;
+/// Target 4: the keystroke round trip the gateway adds, p99, with the store on the directory.
+const ADDED_P99_TARGET_MS: f64 = 1.0;
 
 fn print_verdict(
     s: &Settings,
@@ -938,8 +1111,82 @@ fn print_verdict(
         .map(usize::to_string)
         .collect::<Vec<_>>()
         .join("/");
-    let met = |ok: bool| if ok { "met" } else { "MISSED" };
+    let mark = |ok: bool| if ok { "PASS" } else { "FAIL" };
+    let joined = |v: &[f64], unit: &str, prec: usize| {
+        v.iter()
+            .map(|x| format!("{x:.prec$}{unit}"))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
+    println!(
+        "== targets (issue 18){}",
+        if s.pin {
+            ", relays pinned to their own CPU (KUBETAPE_BENCH_PIN)"
+        } else {
+            ""
+        }
+    );
     for (payload, tput) in tput {
+        let p = payload.name();
+        // Target 1: the relay's CPU per GB (its own process only), gateway recording to memory
+        // vs kubectl proxy.
+        let mem: Vec<f64> = tput
+            .iter()
+            .map(|c| per_gb(&c[Via::GatewayMem.index()]).0[GATEWAY_MEM])
+            .collect();
+        let proxy: Vec<f64> = tput
+            .iter()
+            .map(|c| per_gb(&c[Via::Proxy.index()]).0[PROXY])
+            .collect();
+        let ratio: Vec<f64> = mem.iter().zip(&proxy).map(|(m, p)| m / p).collect();
+        println!(
+            "[1] relay cost, {p}: gateway (recording to memory://) {} CPU-s/GB vs kubectl proxy {} at {counts} sessions = {} (target <= 1.00x): {}",
+            joined(&mem, "", 2),
+            joined(&proxy, "", 2),
+            joined(&ratio, "x", 2),
+            mark(ratio.iter().all(|&r| r <= 1.0))
+        );
+        // Target 7: the gateway's CPU split into relay (the memory gateway) and recording (the
+        // file gateway's excess over it).
+        let file: Vec<f64> = tput
+            .iter()
+            .map(|c| per_gb(&c[Via::Gateway.index()]).0[GATEWAY])
+            .collect();
+        let recording: Vec<f64> = file.iter().zip(&mem).map(|(f, m)| f - m).collect();
+        println!(
+            "[7] gateway CPU-s/GB, {p}: {} = relay {} + recording to the directory {} at {counts} sessions (recording cost vs zstd alone: `cargo bench -p storage-schema --bench pipeline`, target 2)",
+            joined(&file, "", 2),
+            joined(&mem, "", 2),
+            joined(&recording, "", 2),
+        );
+        // Target 3: objects per GB of bulk output (the chunks: the rest is a few per session
+        // whatever its size), and what their PUTs cost on S3.
+        let mut fixed = Vec::new();
+        let per_gb_objects: Vec<f64> = tput
+            .iter()
+            .zip(&s.sessions)
+            .map(|(c, &n)| {
+                let runs = &c[Via::Gateway.index()];
+                let mut objects = Objects::default();
+                runs.iter().for_each(|r| objects += r.objects);
+                let bytes: u64 = runs.iter().map(|r| r.bytes).sum();
+                fixed.push((objects.all - objects.chunks) as f64 / (n * runs.len()) as f64);
+                objects.chunks as f64 / (bytes as f64 / 1e9)
+            })
+            .collect();
+        let cost = per_gb_objects
+            .iter()
+            .map(|o| format!("${:.4}", o / 1000.0 * S3_PUT_PER_1000))
+            .collect::<Vec<_>>()
+            .join(" / ");
+        println!(
+            "[3] store cost, {p}: {} chunk objects per GB at {counts} sessions = {} in S3 PUTs per GB (storing a GB: ${S3_GB_MONTH}/month), plus {} other objects per session (target <= {OBJECTS_PER_GB_TARGET:.0} per GB): {}",
+            joined(&per_gb_objects, "", 0),
+            cost,
+            joined(&fixed, "", 1),
+            mark(per_gb_objects.iter().all(|&o| o <= OBJECTS_PER_GB_TARGET))
+        );
+        // Target 7 (as before): throughput against the other paths, shared cores.
         for other in [Via::Direct, Via::Proxy] {
             let ratios: Vec<f64> = tput
                 .iter()
@@ -947,17 +1194,27 @@ fn print_verdict(
                     summarize(&cell[Via::Gateway.index()]).0 / summarize(&cell[other.index()]).0
                 })
                 .collect();
-            let shown: Vec<String> = ratios.iter().map(|r| format!("{r:.2}x")).collect();
             println!(
-                "throughput gateway/{} = {} at {counts} sessions, {} payload (target >= 0.90): {}",
+                "[7] throughput gateway/{} = {} at {counts} sessions, {p} (DESIGN.md target >= 0.90): {}",
                 other.name(),
-                shown.join(" / "),
-                payload.name(),
-                met(ratios.iter().all(|&r| r >= 0.90))
+                joined(&ratios, "x", 2),
+                mark(ratios.iter().all(|&r| r >= 0.90))
             );
         }
     }
     if let Some(keys) = keys {
+        for (i, &n) in s.sessions.iter().enumerate() {
+            let c = &keys[i][Via::Gateway.index()];
+            let hours = c.session_secs / 3600.0;
+            if hours > 0.0 {
+                let per_hour = c.objects.chunks as f64 / hours;
+                println!(
+                    "[3] store cost, interactive: {per_hour:.0} chunk objects per session-hour of typing at {n} sessions = ${:.3} in S3 PUTs per session-hour, plus {:.1} other objects per session (a chunk a second at most while output flows, none while idle)",
+                    per_hour / 1000.0 * S3_PUT_PER_1000,
+                    (c.objects.all - c.objects.chunks) as f64 / (n * s.reps) as f64
+                );
+            }
+        }
         let last = keys.len() - 1;
         let n = s.sessions[last];
         let (gw, direct) = (
@@ -966,20 +1223,22 @@ fn print_verdict(
         );
         // Per repetition, the two paths ran back to back: their difference is less exposed to
         // the machine's moods than the difference of the pooled p99s.
-        let added = median(
-            (0..s.reps)
-                .map(|r| ms(rep_p99(gw, r)) - ms(rep_p99(direct, r)))
-                .collect(),
-        );
+        let per_rep: Vec<f64> = (0..s.reps)
+            .map(|r| ms(rep_p99(gw, r)) - ms(rep_p99(direct, r)))
+            .collect();
+        let added = median(per_rep.clone());
         let pooled = |c: &KeyCell| ms(percentile(&mut c.rtt.clone(), 0.99));
         println!(
-            "p99 added round trip = {added:.3} ms at {n} sessions (target < 1 ms): {} [median over {} repetitions of gateway p99 - direct p99; pooled p99: gateway {:.3} ms, direct {:.3} ms]",
-            met(added < 1.0),
-            s.reps,
+            "[4] p99 added round trip = {added:.3} ms at {n} sessions, store on the directory (target < {ADDED_P99_TARGET_MS} ms): {} [median of the repetitions' gateway p99 - direct p99: {} ms; pooled p99: gateway {:.3} ms, direct {:.3} ms]",
+            mark(added < ADDED_P99_TARGET_MS),
+            joined(&per_rep, "", 3),
             pooled(gw),
             pooled(direct),
         );
     }
+    println!(
+        "[2] recording cost vs zstd alone: `cargo bench -p storage-schema --bench pipeline`; [5] idle scale: `cargo bench -p tests --bench idle`; [6] reviewer side: `cargo bench -p player --bench search`, `cargo bench -p transcript --bench seek`"
+    );
     println!(
         "note: the client, the servers and the pods share {cpus} CPUs: throughput is CPU-bound, so its ratios compare the CPU each path spends per byte."
     );
