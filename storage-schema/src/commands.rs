@@ -238,6 +238,13 @@ mod wire {
 /// implements it; the recorder (`store::Recorder::start_observed`) drives it.
 pub trait CommandObserver: Send + 'static {
     fn observe(&mut self, event: &crate::Event);
+    /// Whether output (stdout, stderr) can change what it extracts. When it cannot (commands
+    /// of a session without a terminal come from its stdin), the recorder never hands output
+    /// to it: on bulk output that saved a copy of every byte and a thread handoff per frame.
+    /// Asked once, when the recording starts.
+    fn reads_output(&self) -> bool {
+        true
+    }
     /// The commands, in order; called once, when the session is sealed.
     fn finish(self: Box<Self>) -> Vec<CommandEntry>;
 }

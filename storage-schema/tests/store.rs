@@ -388,3 +388,62 @@ async fn commands_are_sealed_with_the_session() {
         assert!(reader.commands().await.is_err(), "{}", ts.name);
     }
 }
+
+/// An observer that keeps the streams of the data events it is given.
+struct Seen(Arc<std::sync::Mutex<Vec<Stream>>>, bool);
+
+impl storage_schema::commands::CommandObserver for Seen {
+    fn observe(&mut self, event: &storage_schema::Event) {
+        if let EventKind::Data { stream, .. } = &event.kind {
+            self.0.lock().unwrap().push(*stream);
+        }
+    }
+
+    fn finish(self: Box<Self>) -> Vec<storage_schema::commands::CommandEntry> {
+        Vec::new()
+    }
+
+    fn reads_output(&self) -> bool {
+        self.1
+    }
+}
+
+/// An observer that says output cannot change what it extracts is never given any (a copy
+/// and a thread handoff saved per frame of bulk output); one that reads output gets all of
+/// it. The recording keeps everything either way.
+#[tokio::test]
+async fn output_goes_to_the_observer_only_when_it_reads_output() {
+    for reads_output in [false, true] {
+        let store = Store::open("memory://").unwrap();
+        let (ring, _dir) = common::keyring();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let observer = Box::new(Seen(seen.clone(), reads_output));
+        let rec = Recorder::start_observed(
+            store.clone(),
+            &ring,
+            common::meta(),
+            FlushPolicy::default(),
+            Some(observer),
+        )
+        .await
+        .unwrap();
+        for (stream, bytes) in [
+            (Stream::Stdin, &b"ls\n"[..]),
+            (Stream::Stdout, b"a b c\n"),
+            (Stream::Stderr, b"warning\n"),
+            (Stream::Stdin, b"exit\n"),
+        ] {
+            rec.record_data(stream, bytes).await.unwrap();
+        }
+        let id = rec.session();
+        rec.finish(None).await.unwrap();
+        let want: &[Stream] = if reads_output {
+            &[Stream::Stdin, Stream::Stdout, Stream::Stderr, Stream::Stdin]
+        } else {
+            &[Stream::Stdin, Stream::Stdin]
+        };
+        assert_eq!(&seen.lock().unwrap()[..], want);
+        let summary = summarize(&store, id).await.unwrap();
+        assert_eq!(summary.state, "sealed");
+    }
+}

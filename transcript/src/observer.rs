@@ -12,6 +12,10 @@ impl CommandObserver for CommandExtractor {
         self.feed(event);
     }
 
+    fn reads_output(&self) -> bool {
+        CommandExtractor::reads_output(self)
+    }
+
     fn finish(self: Box<Self>) -> Vec<CommandEntry> {
         CommandExtractor::finish(*self)
     }
@@ -23,6 +27,48 @@ mod tests {
     use storage_schema::{EventKind, Stream, TermSize};
 
     use super::*;
+
+    /// Without a terminal, output changes nothing the extractor finds: the recorder may keep
+    /// it from the extractor (`reads_output`); with one, it may not.
+    #[test]
+    fn only_a_terminal_session_reads_output() {
+        let data = |at_us, stream, bytes: &[u8]| Event {
+            at_us,
+            kind: EventKind::Data {
+                stream,
+                bytes: bytes.to_vec(),
+            },
+        };
+        let events = [
+            data(0, Stream::Stdin, b"echo one\n"),
+            data(10, Stream::Stdout, b"one\n$ not a command\n"),
+            data(20, Stream::Stderr, b"warning\n"),
+            data(30, Stream::Stdin, b"ls -l\n"),
+            data(40, Stream::Stdout, b"total 0\n"),
+        ];
+        let shell = ["sh".to_string()];
+        let exec = CommandExtractor::exec(&shell);
+        assert!(!CommandObserver::reads_output(&exec));
+        let tty = CommandExtractor::tty(TermSize { cols: 80, rows: 24 });
+        assert!(CommandObserver::reads_output(&tty));
+        let mut all: Box<dyn CommandObserver> = Box::new(exec);
+        let mut input_only: Box<dyn CommandObserver> = Box::new(CommandExtractor::exec(&shell));
+        for e in &events {
+            all.observe(e);
+            if matches!(
+                &e.kind,
+                EventKind::Data {
+                    stream: Stream::Stdin,
+                    ..
+                }
+            ) {
+                input_only.observe(e);
+            }
+        }
+        let (all, input_only) = (all.finish(), input_only.finish());
+        assert_eq!(all.len(), 3, "the shell, then its two lines: {all:?}");
+        assert_eq!(all, input_only);
+    }
 
     #[test]
     fn redacted_entries_carry_no_text() {

@@ -1664,10 +1664,13 @@ fn batch_bytes(events: &[Event]) -> usize {
 struct ObserverTask {
     tx: mpsc::Sender<Event>,
     done: tokio::sync::oneshot::Receiver<Vec<CommandEntry>>,
+    /// [`CommandObserver::reads_output`]: output is not sent when false.
+    output: bool,
 }
 
 impl ObserverTask {
     fn spawn(observer: Box<dyn CommandObserver>) -> Self {
+        let output = observer.reads_output();
         let (tx, mut rx) = mpsc::channel::<Event>(OBSERVER_QUEUE);
         let (done_tx, done) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
@@ -1702,10 +1705,18 @@ impl ObserverTask {
                 let _ = done_tx.send(commands);
             }
         });
-        Self { tx, done }
+        Self { tx, done, output }
     }
 
     async fn observe(&self, event: &Event) {
+        if !self.output
+            && let EventKind::Data {
+                stream: Stream::Stdout | Stream::Stderr,
+                ..
+            } = &event.kind
+        {
+            return;
+        }
         // If the thread is gone (it panicked), the commands are lost, not the recording.
         let _ = self.tx.send(event.clone()).await;
     }

@@ -67,6 +67,12 @@ impl CommandExtractor {
         }
     }
 
+    /// Whether output changes what is extracted: with a terminal, the screen is where
+    /// commands are read; without one, commands are the lines written to stdin.
+    pub fn reads_output(&self) -> bool {
+        matches!(self.mode, Mode::Tty(_))
+    }
+
     /// Feeds the next event (events must come in recorded order).
     pub fn feed(&mut self, event: &Event) {
         match &mut self.mode {
