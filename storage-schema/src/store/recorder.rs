@@ -937,14 +937,15 @@ impl Task {
 
     fn queue_chunk(&mut self, chunk: SealedChunk, last_words: bool) {
         let seq = chunk.header.seq;
+        let events = u64::from(chunk.header.events);
         let mut item = Item::new(
             self.dir.chunk(seq),
-            chunk.encode().into(),
+            chunk.into_encoded().into(),
             Kind::Chunk { seq },
             tokio::time::Instant::now(),
         );
         item.last_words = last_words;
-        item.events = u64::from(chunk.header.events);
+        item.events = events;
         self.outbox.push_back(item);
     }
 
