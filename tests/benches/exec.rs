@@ -1180,10 +1180,23 @@ fn print_verdict(
             .collect::<Vec<_>>()
             .join(" / ");
         println!(
-            "[3] store cost, {p}: {} chunk objects per GB at {counts} sessions = {} in S3 PUTs per GB (storing a GB: ${S3_GB_MONTH}/month), plus {} other objects per session (target <= {OBJECTS_PER_GB_TARGET:.0} per GB): {}",
+            "[3] store cost, {p}: {} chunk objects per GB at {counts} sessions = {} in S3 PUTs per GB (storing a GB: ${S3_GB_MONTH}/month), plus {} other objects per session; a session is one chunk at least, so at {} per session the floor is {} per GB (target <= {OBJECTS_PER_GB_TARGET:.0} per GB): {}",
             joined(&per_gb_objects, "", 0),
             cost,
             joined(&fixed, "", 1),
+            s.sessions
+                .iter()
+                .map(|&n| human_bytes(s.total_bytes / n as u64))
+                .collect::<Vec<_>>()
+                .join(" / "),
+            joined(
+                &s.sessions
+                    .iter()
+                    .map(|&n| 1e9 / (s.total_bytes / n as u64) as f64)
+                    .collect::<Vec<_>>(),
+                "",
+                0
+            ),
             mark(per_gb_objects.iter().all(|&o| o <= OBJECTS_PER_GB_TARGET))
         );
         // Target 7 (as before): throughput against the other paths, shared cores.
