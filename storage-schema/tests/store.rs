@@ -147,11 +147,8 @@ async fn a_quiet_session_flushes_within_max_age() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let appeared = appeared.expect("chunk 0 was never written");
-    // Each session flushes after 75-100% of max_age (spread by its id), never sooner.
-    assert!(
-        appeared >= Duration::from_millis(225),
-        "flushed too early: {appeared:?}"
-    );
+    // Each session flushes on a grid of period max_age whose phase its id picks: within
+    // max_age of the first event (plus the time to write the object).
     assert!(
         appeared < Duration::from_millis(1300),
         "flush took {appeared:?} for a 300 ms policy"
