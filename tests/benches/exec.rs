@@ -42,7 +42,10 @@
 //!   ms since the run began, round trip µs), to see when slow ones happen
 //! - `KUBETAPE_BENCH_GATEWAY_RECORDING` TOML lines for the gateway's `[recording]` table (e.g.
 //!   `max_chunk_kib = 1024`; a key given replaces the harness's, e.g. `store`): the gateway path
-//!   then goes through a second gateway started with them, to measure what a policy costs
+//!   then goes through a second gateway started with them, to measure what a policy costs.
+//!   Target 4 on S3: `scripts/lib/moto.sh env AWS_ENDPOINT_URL=… KUBETAPE_BENCH_GATEWAY_RECORDING=
+//!   'store = "s3://kubetape-test/bench"' KUBETAPE_BENCH_ONLY=keystrokes cargo bench -p tests
+//!   --bench exec` (the line then says "on S3" and holds it to 2 ms)
 //! - `KUBETAPE_BENCH_KUBECTL` the kubectl used for `kubectl proxy` (default the SDK's 1.33)
 //! - `KUBETAPE_BENCH_PIN=1` the relays (both gateways, kubectl proxy) on the last CPU and
 //!   everything else (client, sandbox, pods) on the others, with `taskset`: what the figures
@@ -1095,8 +1098,10 @@ const S3_PUT_PER_1000: f64 = 0.005;
 const S3_GB_MONTH: f64 = 0.023;
 /// Target 3: objects written per GB of bulk output.
 const OBJECTS_PER_GB_TARGET: f64 = 300.0;
-/// Target 4: the keystroke round trip the gateway adds, p99, with the store on the directory.
+/// Target 4: the keystroke round trip the gateway adds, p99, with the store on the directory,
+/// and on S3 (moto).
 const ADDED_P99_TARGET_MS: f64 = 1.0;
+const ADDED_P99_TARGET_S3_MS: f64 = 2.0;
 
 fn print_verdict(
     s: &Settings,
@@ -1219,7 +1224,8 @@ fn print_verdict(
         for (i, &n) in s.sessions.iter().enumerate() {
             let c = &keys[i][Via::Gateway.index()];
             let hours = c.session_secs / 3600.0;
-            if hours > 0.0 {
+            // Objects are counted in a directory store only.
+            if hours > 0.0 && c.objects.all > 0 {
                 let per_hour = c.objects.chunks as f64 / hours;
                 println!(
                     "[3] store cost, interactive: {per_hour:.0} chunk objects per session-hour of typing at {n} sessions = ${:.3} in S3 PUTs per session-hour, plus {:.1} other objects per session (a chunk a second at most while output flows, none while idle)",
@@ -1241,9 +1247,22 @@ fn print_verdict(
             .collect();
         let added = median(per_rep.clone());
         let pooled = |c: &KeyCell| ms(percentile(&mut c.rtt.clone(), 0.99));
+        // The store the gateway path records to, as KUBETAPE_BENCH_GATEWAY_RECORDING may set it.
+        let s3 = s.gateway_recording.as_deref().is_some_and(|r| {
+            r.lines().any(|l| {
+                l.split_once('=').is_some_and(|(k, v)| {
+                    k.trim() == "store" && v.trim().trim_matches('"').starts_with("s3://")
+                })
+            })
+        });
+        let (store, target) = if s3 {
+            ("on S3", ADDED_P99_TARGET_S3_MS)
+        } else {
+            ("on the directory", ADDED_P99_TARGET_MS)
+        };
         println!(
-            "[4] p99 added round trip = {added:.3} ms at {n} sessions, store on the directory (target < {ADDED_P99_TARGET_MS} ms): {} [median of the repetitions' gateway p99 - direct p99: {} ms; pooled p99: gateway {:.3} ms, direct {:.3} ms]",
-            mark(added < ADDED_P99_TARGET_MS),
+            "[4] p99 added round trip = {added:.3} ms at {n} sessions, store {store} (target < {target} ms): {} [median of the repetitions' gateway p99 - direct p99: {} ms; pooled p99: gateway {:.3} ms, direct {:.3} ms]",
+            mark(added < target),
             joined(&per_rep, "", 3),
             pooled(gw),
             pooled(direct),
