@@ -190,6 +190,8 @@ pub struct ChunkBuilder {
     /// when the chunk closes ([`crate::event::finish_split`]).
     payloads: Vec<u8>,
     heads: Vec<u8>,
+    /// A written chunk's buffer given back ([`Self::recycle`]) for the next raw chunk.
+    spare: Option<Vec<u8>>,
     /// zstd's output for the incompressibility probe, reused.
     probe: Vec<u8>,
     first_us: u64,
@@ -235,6 +237,7 @@ impl ChunkBuilder {
             policy,
             payloads: Vec::with_capacity(BUFFER_FLOOR.min(policy.max_bytes + MAX_EVENT_DATA + 4)),
             heads: Vec::with_capacity(1024),
+            spare: None,
             probe: Vec::new(),
             first_us: 0,
             last_us: 0,
@@ -286,7 +289,15 @@ impl ChunkBuilder {
     fn reserve(&mut self, more: usize) {
         let need = self.payloads.len() + more + self.heads.len() + 64;
         if need > self.payloads.capacity() {
-            let most = self.policy.max_bytes + MAX_EVENT_DATA + self.heads.capacity() + 64;
+            // Plus what sealing adds in place: the tag, then the header and signature
+            // (`SealedChunk::into_encoded`), so a raw chunk never reallocates.
+            let most = self.policy.max_bytes
+                + MAX_EVENT_DATA
+                + self.heads.capacity()
+                + 64
+                + crate::aead::TAG_LEN
+                + crate::chunk::HEADER_LEN
+                + crate::chunk::SIGNATURE_LEN;
             let target = (self.payloads.capacity() * 2).min(most).max(need);
             self.payloads.reserve_exact(target - self.payloads.len());
         }
@@ -362,6 +373,21 @@ impl ChunkBuilder {
         })
     }
 
+    /// Gives back a raw chunk's buffer (its encoded bytes, once they are written) for the
+    /// next raw chunk to be built in: a raw chunk takes its buffer with it, and the fresh one
+    /// that replaced it was faulted in a page at a time, ~0.2 CPU-s per GB of incompressible
+    /// output (`benches/pipeline.rs`). One is kept, and only while chunks fill the buffer it
+    /// would replace; the shrink after a quiet chunk drops it, so idle sessions hold none.
+    pub fn recycle(&mut self, mut buf: Vec<u8>) {
+        if self.spare.is_none()
+            && self.payloads.capacity() > BUFFER_FLOOR
+            && buf.capacity() >= self.payloads.capacity()
+        {
+            buf.clear();
+            self.spare = Some(buf);
+        }
+    }
+
     /// Seals the open chunk, if any.
     pub fn flush(&mut self) -> Result<Option<SealedChunk>, ChunkError> {
         if self.count == 0 {
@@ -395,7 +421,13 @@ impl ChunkBuilder {
                 &self.dek,
                 &self.signer,
             )
-            .inspect(|_| self.payloads = Vec::with_capacity(capacity))
+            .inspect(|_| {
+                self.payloads = self
+                    .spare
+                    .take()
+                    .filter(|b| b.capacity() >= capacity)
+                    .unwrap_or_else(|| Vec::with_capacity(capacity));
+            })
         };
         let chunk = match sealed {
             Ok(chunk) => chunk,
@@ -413,6 +445,7 @@ impl ChunkBuilder {
         self.payloads.clear();
         if self.payloads.capacity() > BUFFER_FLOOR && used < self.payloads.capacity() / 4 {
             self.payloads.shrink_to(BUFFER_FLOOR.max(used * 2));
+            self.spare = None;
         }
         self.heads.clear();
         self.count = 0;
@@ -549,6 +582,35 @@ mod tests {
         let c = b.flush().unwrap().unwrap();
         assert!(c.header.compressed, "text is compressed");
         assert_eq!(stdout_of(&c), text);
+    }
+
+    /// A written raw chunk's buffer is built in again (no fresh buffer for the next raw
+    /// chunk), its encoded bytes having become nothing but room, and what is recorded in it
+    /// reads back whole; a quiet chunk drops the spare, so an idle session holds none.
+    #[test]
+    fn a_written_chunks_buffer_is_recycled_while_output_is_bulk() {
+        let mut b = builder(1 << 20);
+        let first = b.push_data(0, Stream::Stdout, &random(1 << 20, 4)).unwrap();
+        assert_eq!(first.len(), 1);
+        let buf = first.into_iter().next().unwrap().into_encoded();
+        let at = buf.as_ptr();
+        b.recycle(buf);
+        assert!(b.spare.is_some(), "kept while chunks fill the buffer");
+        let data = random(1 << 20, 5);
+        let second = b.push_data(1, Stream::Stdout, &data).unwrap();
+        assert_eq!(second.len(), 1);
+        assert!(b.spare.is_none(), "the next raw chunk took it");
+        assert_eq!(b.payloads.as_ptr(), at, "and builds in it");
+        assert_eq!(stdout_of(&second[0]), data);
+        b.recycle(second.into_iter().next().unwrap().into_encoded());
+        assert!(b.spare.is_some());
+        b.push_data(2, Stream::Stdout, b"$ ").unwrap();
+        b.flush().unwrap().unwrap();
+        assert!(b.spare.is_none(), "a quiet chunk drops the spare");
+        // A buffer smaller than the one it would replace is not kept.
+        b.push_data(3, Stream::Stdout, &random(1 << 20, 6)).unwrap();
+        b.recycle(Vec::with_capacity(16));
+        assert!(b.spare.is_none());
     }
 
     /// A chunk where only one part compresses is still compressed (one probe is enough).

@@ -1400,9 +1400,16 @@ impl Task {
             return;
         }
         // Written: the front of the outbox is in the store.
-        let Some(item) = self.outbox.pop_front() else {
+        let Some(mut item) = self.outbox.pop_front() else {
             return;
         };
+        // A chunk's buffer, no longer shared once written (a store that keeps it, such as
+        // `memory://`, still holds it), is built in again.
+        if let (Kind::Chunk { .. }, Some(bytes)) = (&item.kind, item.bytes.take())
+            && let Ok(buf) = bytes.try_into_mut()
+        {
+            self.builder.recycle(buf.into());
+        }
         debug_assert_eq!(item.key, put.key);
         if self.store_down {
             tracing::info!(session = %self.session, "the recording store answers again; replaying what was spooled");
