@@ -1,4 +1,4 @@
-//! exec benchmark: one sandbox pod reached four ways in the same run, at 1, 10 and 100
+//! exec benchmark: one sandbox pod reached five ways in the same run, at 1, 10 and 100
 //! concurrent sessions (DESIGN.md §7: gateway throughput ≥ 90% of a pass-through relay; keystroke
 //! round trip added by the gateway p99 < 1 ms at 100 interactive sessions).
 //!
@@ -7,6 +7,9 @@
 //!   → sandbox over WebSocket v5.
 //! - **gateway-mem**: the same through a second gateway recording to `memory://`: the relay's
 //!   cost without store writes (issue 18, target 1).
+//! - **relay-only**: the same gateway code recording no bytes, run by this bench executable
+//!   itself (`gateway::relay::unrecorded`, a feature only the benches turn on, so no shipped
+//!   gateway can be configured to skip recording): what relaying alone costs (target 1).
 //! - **kubectl-proxy**: kube-rs → `kubectl proxy` (plain HTTP; a byte relay after the upgrade)
 //!   → sandbox over TLS: the peer pass-through relay.
 //!
@@ -78,6 +81,7 @@ const BINARIES: [(&str, &[&str]); 2] = [
 ];
 
 fn main() {
+    common::serve_if_relay_only_gateway();
     let settings = Settings::from_env();
     require_fresh_binaries(&BINARIES);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -105,6 +109,10 @@ fn main() {
     mem_recording.push_str("store = \"memory://\"");
     let (gateway_mem, mem_kubeconfig) =
         tuned_gateway(&cluster, "memory", &mem_recording, &bench_kc);
+    let (relay_only, relay_only_kubeconfig) = {
+        let config = recording_config(&cluster, &mem_recording);
+        common::relay_only_gateway(&cluster, "relay-only", &config, &bench_kc)
+    };
     let procs = Procs {
         sandbox: cluster
             .sandbox
@@ -114,6 +122,7 @@ fn main() {
             .id(),
         gateway: gateway_pid,
         gateway_mem: gateway_mem.child.id(),
+        relay_only: relay_only.child.id(),
         proxy: proxy.child.id(),
     };
     if settings.pin {
@@ -149,6 +158,11 @@ fn main() {
                 store: None,
             },
             Route {
+                via: Via::RelayOnly,
+                client: client_from_kubeconfig(&relay_only_kubeconfig).await,
+                store: None,
+            },
+            Route {
                 via: Via::Proxy,
                 client: kube::Client::try_from(kube::Config::new(
                     proxy_url.parse().expect("proxy URL"),
@@ -161,9 +175,10 @@ fn main() {
         let cost_before = store.as_deref().map(object_cost);
         if let (Some(dir), Some(cost)) = (&store, cost_before) {
             println!(
-                "Gateway store: {} (creating one 64 KiB object there: {:.0} us)",
+                "Gateway store: {} (creating one 64 KiB object there: {:.0} us; writing new files there: {:.2} CPU-s per GB)",
                 dir.display(),
-                cost.as_secs_f64() * 1e6
+                cost.as_secs_f64() * 1e6,
+                file_write_cost(dir)
             );
         }
         println!();
@@ -222,7 +237,7 @@ fn main() {
             );
         }
     });
-    drop((tuned, gateway_mem, proxy, cluster));
+    drop((tuned, gateway_mem, relay_only, proxy, cluster));
 }
 
 // === settings ===
@@ -404,20 +419,30 @@ enum Via {
     /// The same gateway build and configuration recording to `memory://`: the relay's cost
     /// with no store writes (target 1 compares it with kubectl proxy).
     GatewayMem,
+    /// The same gateway code recording nothing (run by this bench, never shipped: see
+    /// `gateway::relay::unrecorded`): what relaying alone costs.
+    RelayOnly,
     Proxy,
 }
 
 /// The paths every cell runs.
-const PATHS: usize = 4;
+const PATHS: usize = 5;
 
 impl Via {
-    const ALL: [Via; PATHS] = [Via::Direct, Via::Gateway, Via::GatewayMem, Via::Proxy];
+    const ALL: [Via; PATHS] = [
+        Via::Direct,
+        Via::Gateway,
+        Via::GatewayMem,
+        Via::RelayOnly,
+        Via::Proxy,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Via::Direct => "direct",
             Via::Gateway => "gateway",
             Via::GatewayMem => "gateway-mem",
+            Via::RelayOnly => "relay-only",
             Via::Proxy => "kubectl-proxy",
         }
     }
@@ -500,6 +525,12 @@ fn kubectl_proxy(cluster: &Cluster, kubectl: &Path) -> (Proc, String) {
 /// measure what a recording policy costs); returns it and a kubeconfig for it, made from
 /// `kubeconfig` (the harness gateway's, with the bench token).
 fn tuned_gateway(cluster: &Cluster, name: &str, extra: &str, kubeconfig: &Path) -> (Proc, PathBuf) {
+    let config = recording_config(cluster, extra);
+    gateway_with(cluster, name, &config, kubeconfig)
+}
+
+/// The harness gateway's configuration with `extra` lines in its `[recording]` table.
+fn recording_config(cluster: &Cluster, extra: &str) -> String {
     let base = std::fs::read_to_string(cluster.root().join("gateway.toml")).expect("gateway.toml");
     // A key given in `extra` replaces the harness's (e.g. `store`).
     let keys: Vec<&str> = extra
@@ -519,7 +550,7 @@ fn tuned_gateway(cluster: &Cluster, name: &str, extra: &str, kubeconfig: &Path) 
         config, kept,
         "the harness's gateway.toml has no [recording] table"
     );
-    gateway_with(cluster, name, &config, kubeconfig)
+    config
 }
 
 /// Opens `n` sessions at once; panics (naming the path) if any fails.
@@ -547,6 +578,7 @@ fn pin(p: Procs) {
     for (pid, cpus) in [
         (p.gateway, &relay),
         (p.gateway_mem, &relay),
+        (p.relay_only, &relay),
         (p.proxy, &relay),
         (p.sandbox, &rest),
         (me, &rest),
@@ -568,19 +600,21 @@ struct Procs {
     sandbox: u32,
     gateway: u32,
     gateway_mem: u32,
+    relay_only: u32,
     proxy: u32,
 }
 
 /// CPU seconds so far, by process: [`CLIENT`], [`SANDBOX`] (with the pods it reaped),
-/// [`GATEWAY`], [`GATEWAY_MEM`], [`PROXY`].
+/// [`GATEWAY`], [`GATEWAY_MEM`], [`RELAY_ONLY`], [`PROXY`].
 #[derive(Debug, Clone, Copy, Default)]
-struct Cpu([f64; 5]);
+struct Cpu([f64; 6]);
 
 const CLIENT: usize = 0;
 const SANDBOX: usize = 1;
 const GATEWAY: usize = 2;
 const GATEWAY_MEM: usize = 3;
-const PROXY: usize = 4;
+const RELAY_ONLY: usize = 4;
+const PROXY: usize = 5;
 
 impl Cpu {
     fn now(p: Procs) -> Self {
@@ -589,6 +623,7 @@ impl Cpu {
             cpu_seconds(&p.sandbox.to_string(), true),
             cpu_seconds(&p.gateway.to_string(), false),
             cpu_seconds(&p.gateway_mem.to_string(), false),
+            cpu_seconds(&p.relay_only.to_string(), false),
             cpu_seconds(&p.proxy.to_string(), false),
         ])
     }
@@ -599,6 +634,7 @@ impl Cpu {
             Via::Direct => 0.0,
             Via::Gateway => self.0[GATEWAY],
             Via::GatewayMem => self.0[GATEWAY_MEM],
+            Via::RelayOnly => self.0[RELAY_ONLY],
             Via::Proxy => self.0[PROXY],
         }
     }
@@ -899,13 +935,16 @@ fn rep_p99(cell: &KeyCell, rep: usize) -> Duration {
 
 fn print_header(s: &Settings, cpus: usize) {
     println!();
-    println!("kubetape exec benchmark (release binaries), one sandbox pod reached four ways:");
+    println!("kubetape exec benchmark (release binaries), one sandbox pod reached five ways:");
     println!("  direct        kube-rs -> sandbox (TLS, WebSocket v5)");
     println!(
         "  gateway       kube-rs -> kubetape-gateway (TLS, JWT, recording to the directory) -> sandbox (TLS, WebSocket v5)"
     );
     println!(
         "  gateway-mem   the same, a second gateway recording to memory:// (the relay's cost without store writes)"
+    );
+    println!(
+        "  relay-only    the same gateway code recording no bytes, run by this bench (a yardstick never shipped)"
     );
     println!(
         "  kubectl-proxy kube-rs -> kubectl proxy (plain HTTP, byte relay) -> sandbox (TLS) [{}]",
@@ -947,16 +986,38 @@ fn store_dir(config: &Path) -> Option<PathBuf> {
     })
 }
 
+/// A temporary directory on the same file system as `dir` (which may not exist yet).
+fn scratch_dir_beside(dir: &Path) -> tempfile::TempDir {
+    let mut base = dir;
+    while !base.is_dir() {
+        base = base.parent().expect("an existing ancestor");
+    }
+    tempfile::tempdir_in(base).expect("temporary directory")
+}
+
+/// CPU seconds per GB this machine spends writing new files into `dir`'s file system (the
+/// kernel's copy into fresh page cache, one thread, so wall time is CPU time). The recorder's
+/// output all goes this way, so this is the floor of "recording to the directory" in target
+/// 7: on a VM whose host backs guest memory lazily (free page reporting) it can be several
+/// times a plain memory copy, because every new page-cache page is a host page fault.
+fn file_write_cost(dir: &Path) -> f64 {
+    let tmp = scratch_dir_beside(dir);
+    let piece = vec![0xa5_u8; 8 << 20];
+    const PIECES: u64 = 32;
+    let start = Instant::now();
+    for i in 0..PIECES {
+        std::fs::write(tmp.path().join(i.to_string()), &piece).expect("write a file");
+    }
+    let secs = start.elapsed().as_secs_f64();
+    secs / (PIECES as f64 * piece.len() as f64 / 1e9)
+}
+
 /// How long creating one 64 KiB object takes in `dir`'s file system, the way object_store's
 /// local create-only put does it (a staged file, hard-linked, unlinked). The recorder writes one
 /// per chunk, at least every second per active session, and the cost varies a lot between file
 /// systems (and with their state): it shows in the gateway's CPU and tail latency.
 fn object_cost(dir: &Path) -> Duration {
-    let mut base = dir;
-    while !base.is_dir() {
-        base = base.parent().expect("an existing ancestor");
-    }
-    let tmp = tempfile::tempdir_in(base).expect("temporary directory");
+    let tmp = scratch_dir_beside(dir);
     let data = vec![0x5a_u8; 64 << 10];
     const N: u32 = 200;
     let start = Instant::now();
@@ -979,12 +1040,13 @@ fn print_throughput(s: &Settings, payload: Payload, results: &ThroughputResults)
         s.reps
     );
     println!(
-        "{:>8} {:>10} | {:>17} {:>17} {:>17} {:>17} | {:>9} {:>9}",
+        "{:>8} {:>10} | {:>17} {:>17} {:>17} {:>17} {:>17} | {:>9} {:>9}",
         "sessions",
         "N each",
         "direct",
         "gateway",
         "gateway-mem",
+        "relay-only",
         "kubectl-proxy",
         "gw/direct",
         "gw/proxy"
@@ -994,13 +1056,14 @@ fn print_throughput(s: &Settings, payload: Payload, results: &ThroughputResults)
         let fmt = |(med, lo, hi, _): (f64, f64, f64, Cpu)| format!("{med:.0} ({lo:.0}-{hi:.0})");
         let g = Via::Gateway.index();
         println!(
-            "{:>8} {:>10} | {:>17} {:>17} {:>17} {:>17} | {:>8.2}x {:>8.2}x",
+            "{:>8} {:>10} | {:>17} {:>17} {:>17} {:>17} {:>17} | {:>8.2}x {:>8.2}x",
             n,
             human_bytes(s.total_bytes / n as u64),
             fmt(m[0]),
             fmt(m[1]),
             fmt(m[2]),
             fmt(m[3]),
+            fmt(m[4]),
             m[g].0 / m[Via::Direct.index()].0,
             m[g].0 / m[Via::Proxy.index()].0,
         );
@@ -1008,20 +1071,29 @@ fn print_throughput(s: &Settings, payload: Payload, results: &ThroughputResults)
     println!();
     println!("CPU seconds per GB streamed (the median run), by process:");
     println!(
-        "{:>8} {:<13} | {:>7} {:>13} {:>8} {:>8} {:>8} | {:>6}",
-        "sessions", "path", "client", "sandbox+pods", "gateway", "gw-mem", "kproxy", "total"
+        "{:>8} {:<13} | {:>7} {:>13} {:>8} {:>8} {:>8} {:>8} | {:>6}",
+        "sessions",
+        "path",
+        "client",
+        "sandbox+pods",
+        "gateway",
+        "gw-mem",
+        "relay",
+        "kproxy",
+        "total"
     );
     for (i, &n) in s.sessions.iter().enumerate() {
         for via in Via::ALL {
             let cpu = per_gb(&results[i][via.index()]);
             println!(
-                "{:>8} {:<13} | {:>7.2} {:>13.2} {:>8.2} {:>8.2} {:>8.2} | {:>6.2}",
+                "{:>8} {:<13} | {:>7.2} {:>13.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} | {:>6.2}",
                 n,
                 via.name(),
                 cpu.0[CLIENT],
                 cpu.0[SANDBOX],
                 cpu.0[GATEWAY],
                 cpu.0[GATEWAY_MEM],
+                cpu.0[RELAY_ONLY],
                 cpu.0[PROXY],
                 cpu.0.iter().sum::<f64>()
             );
@@ -1133,35 +1205,37 @@ fn print_verdict(
     );
     for (payload, tput) in tput {
         let p = payload.name();
-        // Target 1: the relay's CPU per GB (its own process only), gateway recording to memory
-        // vs kubectl proxy.
-        let mem: Vec<f64> = tput
-            .iter()
-            .map(|c| per_gb(&c[Via::GatewayMem.index()]).0[GATEWAY_MEM])
-            .collect();
-        let proxy: Vec<f64> = tput
-            .iter()
-            .map(|c| per_gb(&c[Via::Proxy.index()]).0[PROXY])
-            .collect();
-        let ratio: Vec<f64> = mem.iter().zip(&proxy).map(|(m, p)| m / p).collect();
-        println!(
-            "[1] relay cost, {p}: gateway (recording to memory://) {} CPU-s/GB vs kubectl proxy {} at {counts} sessions = {} (target <= 1.00x): {}",
-            joined(&mem, "", 2),
-            joined(&proxy, "", 2),
-            joined(&ratio, "x", 2),
-            mark(ratio.iter().all(|&r| r <= 1.0))
-        );
-        // Target 7: the gateway's CPU split into relay (the memory gateway) and recording (the
-        // file gateway's excess over it).
-        let file: Vec<f64> = tput
-            .iter()
-            .map(|c| per_gb(&c[Via::Gateway.index()]).0[GATEWAY])
-            .collect();
-        let recording: Vec<f64> = file.iter().zip(&mem).map(|(f, m)| f - m).collect();
+        // Target 1: the relay's CPU per GB (its own process only), vs kubectl proxy: the gateway
+        // recording to memory, and the same code recording nothing.
+        let of = |via: Via, column: usize| -> Vec<f64> {
+            tput.iter()
+                .map(|c| per_gb(&c[via.index()]).0[column])
+                .collect()
+        };
+        let mem = of(Via::GatewayMem, GATEWAY_MEM);
+        let relay = of(Via::RelayOnly, RELAY_ONLY);
+        let proxy = of(Via::Proxy, PROXY);
+        for (what, cost) in [
+            ("gateway recording to memory://", &mem),
+            ("relay only (no recording)", &relay),
+        ] {
+            let ratio: Vec<f64> = cost.iter().zip(&proxy).map(|(m, p)| m / p).collect();
+            println!(
+                "[1] relay cost, {p}: {what} {} CPU-s/GB vs kubectl proxy {} at {counts} sessions = {} (target <= 1.00x): {}",
+                joined(cost, "", 2),
+                joined(&proxy, "", 2),
+                joined(&ratio, "x", 2),
+                mark(ratio.iter().all(|&r| r <= 1.0))
+            );
+        }
+        // Target 7: the gateway's CPU split into relay (the relay-only gateway) and recording
+        // (the file gateway's excess over it).
+        let file = of(Via::Gateway, GATEWAY);
+        let recording: Vec<f64> = file.iter().zip(&relay).map(|(f, m)| f - m).collect();
         println!(
             "[7] gateway CPU-s/GB, {p}: {} = relay {} + recording to the directory {} at {counts} sessions (recording cost vs zstd alone: `cargo bench -p storage-schema --bench pipeline`, target 2)",
             joined(&file, "", 2),
-            joined(&mem, "", 2),
+            joined(&relay, "", 2),
             joined(&recording, "", 2),
         );
         // Target 3: objects per GB of bulk output (the chunks: the rest is a few per session

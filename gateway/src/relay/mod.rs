@@ -9,6 +9,7 @@
 
 pub mod exec;
 pub mod portforward;
+pub mod unrecorded;
 
 use http::Response;
 use storage_schema::SessionId;

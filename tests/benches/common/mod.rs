@@ -310,9 +310,69 @@ pub fn gateway_with(
     config: &str,
     kubeconfig: &Path,
 ) -> (Proc, PathBuf) {
+    serve_gateway(
+        cluster,
+        name,
+        config,
+        kubeconfig,
+        Command::new(tests::bin("kubetape-gateway")),
+    )
+}
+
+/// Environment variable that makes a bench executable, started by [`relay_only_gateway`], the
+/// relay-only gateway instead of the benchmark.
+const RELAY_ONLY_ROLE: &str = "KUBETAPE_BENCH_RELAY_ONLY_GATEWAY";
+
+/// [`gateway_with`], but the gateway is this bench executable run again as the library's
+/// gateway with recording of exec bytes switched off (`gateway::relay::unrecorded`, a feature
+/// only the benches turn on): the relay's own cost, beside the same code recording.
+pub fn relay_only_gateway(
+    cluster: &tests::Cluster,
+    name: &str,
+    config: &str,
+    kubeconfig: &Path,
+) -> (Proc, PathBuf) {
+    let mut cmd = Command::new(std::env::current_exe().expect("bench executable path"));
+    cmd.env(RELAY_ONLY_ROLE, "1");
+    serve_gateway(cluster, name, config, kubeconfig, cmd)
+}
+
+/// Call first in a bench's `main`: when started by [`relay_only_gateway`], serves as that
+/// gateway (the arguments are `serve --config <file>`) and exits; otherwise returns.
+pub fn serve_if_relay_only_gateway() {
+    if std::env::var_os(RELAY_ONLY_ROLE).is_none() {
+        return;
+    }
+    let config = std::env::args_os()
+        .skip_while(|a| a != "--config")
+        .nth(1)
+        .expect("serve --config <file>");
+    gateway::edges::init_tracing(gateway::edges::LogFormat::Text);
+    gateway::relay::unrecorded::enable_for_benchmark();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let served: Result<(), Box<dyn std::error::Error>> = runtime.block_on(async {
+        let config = gateway::config::GatewayConfig::load(Path::new(&config))?;
+        let gw = gateway::app::Gateway::build(&config).await?;
+        println!("listening on https://{} (relay only)", gw.local_addr()?);
+        gw.run_until_signalled().await?;
+        Ok(())
+    });
+    if let Err(e) = served {
+        eprintln!("relay-only gateway: {e}");
+        std::process::exit(1);
+    }
+    std::process::exit(0);
+}
+
+fn serve_gateway(
+    cluster: &tests::Cluster,
+    name: &str,
+    config: &str,
+    kubeconfig: &Path,
+    mut cmd: Command,
+) -> (Proc, PathBuf) {
     let path = cluster.root().join(format!("gateway-{name}.toml"));
     std::fs::write(&path, config).expect("write the gateway's configuration");
-    let mut cmd = Command::new(tests::bin("kubetape-gateway"));
     cmd.args(["serve", "--config"])
         .arg(&path)
         .env("HOME", &cluster.home)

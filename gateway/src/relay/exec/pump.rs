@@ -74,6 +74,7 @@ async fn run(upstream: Upstream, client: ClientEnd, tape: Tape<'_>) -> Ending {
     // session must end (`record_data` is all-or-nothing, so it is either in or here).
     let shown: std::sync::Mutex<Option<(Stream, bytes::Bytes)>> = Default::default();
     let sent_in: std::sync::Mutex<Option<FromClient>> = Default::default();
+    let recording = !crate::relay::unrecorded::enabled();
     let end = {
         let inbound = async {
             // The cluster side gets no pings from kube-rs; idle sessions must survive
@@ -98,6 +99,9 @@ async fn run(upstream: Upstream, client: ClientEnd, tape: Tape<'_>) -> Ending {
                         if let FromClient::Stdin(b) = &msg {
                             to_cluster.inc_by(b.len() as u64);
                             recorded.inc_by(b.len() as u64);
+                        }
+                        if !recording {
+                            continue;
                         }
                         *sent_in.lock().expect("unrecorded input") = Some(copy_of(&msg));
                         let result = record_input(recorder, msg).await;
@@ -136,6 +140,9 @@ async fn run(upstream: Upstream, client: ClientEnd, tape: Tape<'_>) -> Ending {
                         let n = frame.len() as u64 - 1;
                         to_client.inc_by(n);
                         recorded.inc_by(n);
+                        if !recording {
+                            continue;
+                        }
                         *shown.lock().expect("unrecorded output") = Some((stream, frame.clone()));
                         let result = recorder.record_data(stream, &frame[1..]).await;
                         shown.lock().expect("unrecorded output").take();
