@@ -30,11 +30,12 @@ const SETUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// How long the client gets to tear down (RST_STREAM, GOAWAY) after the final frames.
 const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-pub(crate) fn spawn(on_upgrade: OnUpgrade, opts: &StreamOptions) -> ClientEnd {
+/// The client's end of a session, once the upgrade completes (the pump drives it).
+pub(crate) fn open(on_upgrade: OnUpgrade, opts: &StreamOptions) -> ClientEnd {
     let (from_tx, from) = Inbox::new();
     let (to, to_rx) = mpsc::channel(QUEUE);
     let opts = opts.clone();
-    let done = tokio::spawn(async move {
+    let conn = Box::pin(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
                 if let Err(e) = run(TokioIo::new(upgraded), &opts, from_tx, to_rx).await {
@@ -44,7 +45,7 @@ pub(crate) fn spawn(on_upgrade: OnUpgrade, opts: &StreamOptions) -> ClientEnd {
             Err(e) => tracing::warn!(error = %e, "client upgrade failed"),
         }
     });
-    ClientEnd { from, to, done }
+    ClientEnd { from, to, conn }
 }
 
 fn lock(server: &Mutex<Server>) -> std::sync::MutexGuard<'_, Server> {

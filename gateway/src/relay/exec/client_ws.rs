@@ -16,16 +16,17 @@ use super::{ClientEnd, FromClient, Inbox, MAX_CLIENT_MESSAGE, ToClient};
 /// Output messages queued for the client; small, so back-pressure reaches the cluster quickly.
 const QUEUE: usize = 16;
 
-pub(crate) fn spawn(on_upgrade: OnUpgrade, protocol: Protocol) -> ClientEnd {
+/// The client's end of a session, once the upgrade completes (the pump drives it).
+pub(crate) fn open(on_upgrade: OnUpgrade, protocol: Protocol) -> ClientEnd {
     let (from_tx, from) = Inbox::new();
     let (to, to_rx) = mpsc::channel(QUEUE);
-    let done = tokio::spawn(async move {
+    let conn = Box::pin(async move {
         match on_upgrade.await {
             Ok(upgraded) => run(TokioIo::new(upgraded), protocol, from_tx, to_rx).await,
             Err(e) => tracing::warn!(error = %e, "client upgrade failed"),
         }
     });
-    ClientEnd { from, to, done }
+    ClientEnd { from, to, conn }
 }
 
 pub(crate) fn config() -> WebSocketConfig {

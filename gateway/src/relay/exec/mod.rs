@@ -3,7 +3,7 @@
 //! v5, relays both ways message by message, and tees everything into a recording.
 //!
 //! ```text
-//! kubectl ══ws/spdy══ client task ──FromClient──► pump ──ws v5──► API server
+//! kubectl ══ws/spdy══ client end  ──FromClient──► pump ──ws v5──► API server
 //!                                 ◄─ToClient────      ◄──────────
 //!                                                   └─► Recorder (storage-schema)
 //! ```
@@ -74,7 +74,7 @@ pub(crate) struct Inbound {
     _credit: tokio::sync::OwnedSemaphorePermit,
 }
 
-/// The client task's side of the queue to the pump.
+/// The client end's side of the queue to the pump.
 #[derive(Debug, Clone)]
 pub(crate) struct Inbox {
     tx: tokio::sync::mpsc::Sender<Inbound>,
@@ -121,13 +121,21 @@ impl Inbox {
 pub(crate) struct ToClient(pub bytes::Bytes);
 
 /// The relay's view of a client connection.
-#[derive(Debug)]
 pub(crate) struct ClientEnd {
     pub from: tokio::sync::mpsc::Receiver<Inbound>,
     pub to: tokio::sync::mpsc::Sender<ToClient>,
-    /// The client connection's task: done once the final Status was written and the
-    /// connection closed (a drain waits for it, so kubectl always gets the reason).
-    pub done: tokio::task::JoinHandle<()>,
+    /// The client connection itself, driven by the pump in the session's own task (not a task
+    /// of its own: handing every frame to another task cost a thread wake-up per frame each
+    /// way, the largest item of the relay's CPU after TLS). Done once the final Status was
+    /// written and the connection closed (a drain waits for it, so kubectl always gets the
+    /// reason), or when the client went away.
+    pub conn: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+}
+
+impl std::fmt::Debug for ClientEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientEnd").finish_non_exhaustive()
+    }
 }
 
 /// Picks the client protocol, or says (as the 400 message) why none fits.
@@ -254,7 +262,7 @@ pub async fn handle(
                 )
                 .body(status::full(bytes::Bytes::new()))
                 .expect("static response parts");
-            (resp, client_ws::spawn(on_upgrade, p))
+            (resp, client_ws::open(on_upgrade, p))
         }
         ClientProtocol::Spdy => {
             let resp = Response::builder()
@@ -264,7 +272,7 @@ pub async fn handle(
                 .header("X-Stream-Protocol-Version", SPDY_PROTOCOL)
                 .body(status::full(bytes::Bytes::new()))
                 .expect("static response parts");
-            (resp, client_spdy::spawn(on_upgrade, &opts))
+            (resp, client_spdy::open(on_upgrade, &opts))
         }
     };
     let id = session.id();

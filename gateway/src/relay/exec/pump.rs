@@ -62,8 +62,10 @@ async fn run(upstream: Upstream, client: ClientEnd, tape: Tape<'_>) -> Ending {
     let ClientEnd {
         mut from,
         to,
-        done: client_done,
+        mut conn,
     } = client;
+    // Whether the client connection has ended (it is polled no more once it has).
+    let mut client_closed = false;
     let Upstream {
         tx: mut up_tx,
         rx: mut up_rx,
@@ -156,10 +158,22 @@ async fn run(upstream: Upstream, client: ClientEnd, tape: Tape<'_>) -> Ending {
                 }
             }
         };
-        tokio::select! {
-            why = ends.wait() => End::Ended(why),
-            end = inbound => end,
-            end = outbound => end,
+        let relay = async {
+            tokio::select! {
+                why = ends.wait() => End::Ended(why),
+                end = inbound => end,
+                end = outbound => end,
+            }
+        };
+        tokio::pin!(relay);
+        // The client connection runs beside the relay, in this task. Its end does not end the
+        // relay by itself: what it queued for the cluster is relayed (and recorded) first, and
+        // the loops then find its queues closed.
+        loop {
+            tokio::select! {
+                end = &mut relay => break end,
+                () = &mut conn, if !client_closed => client_closed = true,
+            }
         }
     };
     // Relayed while the recording was paused, and the session ends now: recorded without
@@ -208,21 +222,28 @@ async fn run(upstream: Upstream, client: ClientEnd, tape: Tape<'_>) -> Ending {
             (None, exit)
         }
     };
-    if let Some(status) = status {
-        let _ = to
-            .send(ToClient(
-                channel::encode_binary(channel::ERROR, &status).into(),
-            ))
-            .await;
-    }
-    drop(to);
     let _ = up_tx.close().await;
     // The session counts as ended once the client has its final Status: a gateway shutting
     // down must not exit before then. Bounded, for a client that never reads.
-    if tokio::time::timeout(CLIENT_CLOSE, client_done)
-        .await
-        .is_err()
-    {
+    let send_status = async move {
+        if let Some(status) = status {
+            let _ = to
+                .send(ToClient(
+                    channel::encode_binary(channel::ERROR, &status).into(),
+                ))
+                .await;
+        }
+        // Closing the queue tells the client connection to close.
+        drop(to);
+    };
+    let close = async {
+        if client_closed {
+            send_status.await;
+        } else {
+            tokio::join!(send_status, conn);
+        }
+    };
+    if tokio::time::timeout(CLIENT_CLOSE, close).await.is_err() {
         tracing::debug!("the client did not finish closing in time");
     }
     Ending { exit, ended_by }
