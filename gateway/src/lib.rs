@@ -9,6 +9,7 @@
 //!   `/kubetape/v1/` API (requests, approvals);
 //! - [`upstream`]: the gateway's own cluster identity, header sanitizing, impersonation;
 //! - [`proxy`]: non-streaming requests, streamed back (watch, logs -f);
+//! - [`read_ahead`]: large socket reads under TLS (rustls reads 4 KiB at a time), no buffer when idle;
 //! - [`relay`]: exec/attach — client WebSocket/SPDY termination, upstream WebSocket v5, recording;
 //! - [`audit`]: one record per request, to stdout and hash-chained audit streams in the store;
 //! - [`copy`]: `kubectl cp` (tar over exec) read into the session's commands object;
@@ -45,6 +46,7 @@ pub mod live;
 pub mod ops;
 pub mod policy;
 pub mod proxy;
+pub mod read_ahead;
 pub mod relay;
 pub mod retention;
 pub mod revocation;

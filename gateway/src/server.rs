@@ -284,7 +284,12 @@ async fn connection(
     closing: CancellationToken,
 ) {
     let handshake_deadline = Instant::now() + limits.handshake_timeout;
-    let tls = match tokio::time::timeout_at(handshake_deadline, acceptor.accept(tcp)).await {
+    let tls = match tokio::time::timeout_at(
+        handshake_deadline,
+        acceptor.accept(crate::read_ahead::ReadAhead::new(tcp)),
+    )
+    .await
+    {
         Ok(Ok(t)) => t,
         Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "TLS handshake failed");

@@ -102,6 +102,8 @@ fn no_delay_client(config: kube::Config) -> anyhow::Result<kube::Client> {
     tcp.enforce_http(false);
     tcp.set_nodelay(true);
     tcp.set_connect_timeout(config.connect_timeout);
+    // rustls reads its transport 4 KiB at a time: see crate::read_ahead.
+    let tcp = tower::ServiceExt::map_response(tcp, read_ahead);
     let https = config.rustls_https_connector_with_connector(tcp)?;
     let http: hyper_util::client::legacy::Client<_, kube::client::Body> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
@@ -113,6 +115,12 @@ fn no_delay_client(config: kube::Config) -> anyhow::Result<kube::Client> {
         .map_err(BoxError::from)
         .service(http);
     Ok(kube::Client::new(service, config.default_namespace))
+}
+
+fn read_ahead(
+    io: hyper_util::rt::TokioIo<tokio::net::TcpStream>,
+) -> hyper_util::rt::TokioIo<crate::read_ahead::ReadAhead<tokio::net::TcpStream>> {
+    hyper_util::rt::TokioIo::new(crate::read_ahead::ReadAhead::new(io.into_inner()))
 }
 
 /// Request headers forwarded to the cluster (lowercase). Upgrade headers of streams are not
