@@ -8,9 +8,11 @@
 //! buffer with one `recv` of up to 64 KiB and is served from it, so bulk streams cost one
 //! system call per 64 KiB.
 //!
-//! The buffer exists only while it holds bytes or a read is under way: it is dropped whenever
-//! the socket has nothing more to give, so the thousands of idle sessions a gateway holds keep
-//! no read-ahead memory at all (the idle bench: gateway RSS per idle session).
+//! The buffer is used only while bytes keep coming: a read is made straight into the caller's
+//! buffer until one fills it (more is likely waiting), and the buffer is dropped again whenever
+//! the socket has nothing more to give. So a keystroke costs no buffer at all, and the
+//! thousands of idle sessions a gateway holds keep no read-ahead memory (the idle bench:
+//! gateway RSS per idle session).
 
 use std::io;
 use std::pin::Pin;
@@ -30,6 +32,8 @@ pub struct ReadAhead<S> {
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    /// The last read filled what it was given: bytes are streaming, read ahead.
+    streaming: bool,
 }
 
 impl<S> ReadAhead<S> {
@@ -39,6 +43,7 @@ impl<S> ReadAhead<S> {
             buf: Vec::new(),
             start: 0,
             end: 0,
+            streaming: false,
         }
     }
 
@@ -68,10 +73,14 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReadAhead<S> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.start == this.end {
-            if out.remaining() >= CAPACITY {
-                // A reader asking for as much as the buffer holds gains nothing from it.
+            if !this.streaming || out.remaining() >= CAPACITY {
+                // A trickle (keystrokes), or a reader asking for as much as the buffer holds:
+                // the buffer would only add a copy.
                 this.buf = Vec::new();
-                return Pin::new(&mut this.inner).poll_read(cx, out);
+                let wanted = out.remaining();
+                ready!(Pin::new(&mut this.inner).poll_read(cx, out))?;
+                this.streaming = wanted > 0 && out.remaining() == 0;
+                return Poll::Ready(Ok(()));
             }
             if this.buf.is_empty() {
                 this.buf = vec![0; CAPACITY];
@@ -81,10 +90,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReadAhead<S> {
                 Poll::Pending => {
                     // Nothing more for now, perhaps for hours: hold no memory meanwhile.
                     this.buf = Vec::new();
+                    this.streaming = false;
                     return Poll::Pending;
                 }
                 Poll::Ready(Err(e)) => {
                     this.buf = Vec::new();
+                    this.streaming = false;
                     return Poll::Ready(Err(e));
                 }
                 Poll::Ready(Ok(())) => {
@@ -92,6 +103,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReadAhead<S> {
                     if n == 0 {
                         // End of stream.
                         this.buf = Vec::new();
+                        this.streaming = false;
                         return Poll::Ready(Ok(()));
                     }
                     this.end = n;
@@ -168,6 +180,10 @@ mod tests {
             got.extend_from_slice(&piece[..n]);
             // Whatever is buffered is at most one read's worth.
             assert!(r.buffered().len() < CAPACITY);
+            if got.len() == 8192 {
+                // The first read filled its 4 KiB: the second came out of one large read.
+                assert_eq!(r.buffered().len(), CAPACITY - 4096);
+            }
         }
         assert_eq!(got, data);
         assert!(r.buf.is_empty(), "the buffer is dropped at the end");
@@ -178,13 +194,21 @@ mod tests {
         let (mut tx, rx) = tokio::io::duplex(1 << 16);
         let mut r = ReadAhead::new(rx);
         tx.write_all(b"hello").await.unwrap();
+        let mut rest = [0u8; 16];
+        // A keystroke's worth is read straight through, no buffer made.
+        let n = r.read(&mut rest).await.unwrap();
+        assert_eq!(&rest[..n], b"hello");
+        assert_eq!(r.buf.capacity(), 0);
+        // A read that fills what it was given: the next one reads ahead.
+        tx.write_all(b"0123456789").await.unwrap();
         let mut piece = [0u8; 3];
         r.read_exact(&mut piece).await.unwrap();
-        assert_eq!(&piece, b"hel");
-        assert_eq!(r.buffered(), b"lo", "the rest waits in the buffer");
-        let mut rest = [0u8; 16];
+        assert_eq!(&piece, b"012");
+        let n = r.read(&mut piece).await.unwrap();
+        assert_eq!(&piece[..n], b"345");
+        assert_eq!(r.buffered(), b"6789", "the rest waits in the buffer");
         let n = r.read(&mut rest).await.unwrap();
-        assert_eq!(&rest[..n], b"lo");
+        assert_eq!(&rest[..n], b"6789");
         // Nothing to read: the read is pending, and the buffer is gone meanwhile.
         assert!(r.read(&mut rest).now_or_never().is_none());
         assert!(r.buf.is_empty());
