@@ -222,9 +222,9 @@ async fn run(upstream: Upstream, client: ClientEnd, tape: Tape<'_>) -> Ending {
             (None, exit)
         }
     };
-    let _ = up_tx.close().await;
     // The session counts as ended once the client has its final Status: a gateway shutting
-    // down must not exit before then. Bounded, for a client that never reads.
+    // down must not exit before then. Bounded, for a client that never reads (and a cluster
+    // that takes no more: closing the upstream waits on its socket).
     let send_status = async move {
         if let Some(status) = status {
             let _ = to
@@ -237,10 +237,13 @@ async fn run(upstream: Upstream, client: ClientEnd, tape: Tape<'_>) -> Ending {
         drop(to);
     };
     let close = async {
+        let upstream = async {
+            let _ = up_tx.close().await;
+        };
         if client_closed {
-            send_status.await;
+            tokio::join!(send_status, upstream);
         } else {
-            tokio::join!(send_status, conn);
+            tokio::join!(send_status, conn, upstream);
         }
     };
     if tokio::time::timeout(CLIENT_CLOSE, close).await.is_err() {
