@@ -139,6 +139,12 @@ pub struct Modes {
     /// teardown (what a crashing proxy or node does).
     #[serde(default)]
     pub drop_after_status: bool,
+    /// Exec over WebSocket: never read the client's connection (the process gets no stdin),
+    /// then send the exit Status and the close frame and hold the connection open, still
+    /// unread, for a minute: a cluster whose side of the connection stopped taking bytes (a
+    /// wedged node or proxy). A client that keeps sending finds its writes blocked.
+    #[serde(default)]
+    pub stall_reading: bool,
 }
 
 /// exec/attach over WebSocket, as different API servers answer it.
@@ -486,7 +492,8 @@ mod tests {
             c.modes,
             Modes {
                 exec_websocket: ExecWebSocket::V4Only,
-                drop_after_status: true
+                drop_after_status: true,
+                stall_reading: false,
             }
         );
         assert!(

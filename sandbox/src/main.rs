@@ -51,6 +51,11 @@ enum Command {
         /// Send the exit Status, then drop the connection (no close frame, no SPDY teardown).
         #[arg(long)]
         drop_after_status: bool,
+        /// Exec over WebSocket: never read the client's side of the connection, then send the
+        /// exit Status and close frame and hold the connection open unread for a minute (a
+        /// wedged node or proxy).
+        #[arg(long)]
+        stall_reading: bool,
     },
     /// Run a pod port's built-in server on the listening socket passed as stdin (what the
     /// sandbox starts for `serve = "http"` / `serve = "echo"` ports; not for direct use).
@@ -88,6 +93,7 @@ async fn main() -> anyhow::Result<()> {
             state_dir,
             exec_websocket,
             drop_after_status,
+            stall_reading,
         } => {
             let mut config = match config {
                 Some(path) => sandbox::SandboxConfig::from_toml_file(&path)
@@ -98,6 +104,7 @@ async fn main() -> anyhow::Result<()> {
                 config.modes.exec_websocket = mode;
             }
             config.modes.drop_after_status |= drop_after_status;
+            config.modes.stall_reading |= stall_reading;
             serve(config, listen, state_dir).await
         }
         Command::ServePort { kind } => {

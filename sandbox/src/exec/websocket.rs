@@ -28,6 +28,16 @@ use crate::respond::{self, Body};
 /// How long to wait for the client's close frame after ours.
 const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// How long a stalled session (`stall_reading`) holds its connection after the close frame.
+const STALL_HOLD: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The fault modes a session acts out (see [`crate::config::Modes`]).
+#[derive(Debug, Clone, Copy)]
+struct Faults {
+    drop_after_status: bool,
+    stall_reading: bool,
+}
+
 /// Validates the handshake, answers 101 and runs the session on the upgraded connection.
 pub(super) async fn accept(
     ctx: &Ctx,
@@ -83,7 +93,10 @@ pub(super) async fn accept(
             }
         }
     };
-    let drop_after_status = ctx.modes.drop_after_status;
+    let faults = Faults {
+        drop_after_status: ctx.modes.drop_after_status,
+        stall_reading: ctx.modes.stall_reading,
+    };
     let accept_key = derive_accept_key(key.as_bytes());
     tracing::info!(
         protocol = protocol.map_or("", Protocol::name),
@@ -94,14 +107,7 @@ pub(super) async fn accept(
             let mut config = WebSocketConfig::default();
             config.max_message_size = Some(64 << 20);
             let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
-            run(
-                ws,
-                protocol.unwrap_or(Protocol::V1),
-                opts,
-                target,
-                drop_after_status,
-            )
-            .await;
+            run(ws, protocol.unwrap_or(Protocol::V1), opts, target, faults).await;
         });
     let h = resp.headers_mut();
     h.insert(
@@ -142,7 +148,7 @@ async fn run<S>(
     protocol: Protocol,
     opts: StreamOptions,
     target: Target,
-    drop_after_status: bool,
+    faults: Faults,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -158,7 +164,17 @@ async fn run<S>(
         return;
     }
     let mut session = target.start();
-    let mut reader = tokio::spawn(read_client(stream, protocol, opts.stdin, session.input));
+    let input = session.input;
+    let mut reader = if faults.stall_reading {
+        // Holds the connection without reading it; the process's stdin closes at once.
+        drop(input);
+        tokio::spawn(async move {
+            let _unread = stream;
+            std::future::pending::<()>().await;
+        })
+    } else {
+        tokio::spawn(read_client(stream, protocol, opts.stdin, input))
+    };
     let mut client_gone = false;
     loop {
         let out = tokio::select! {
@@ -179,7 +195,18 @@ async fn run<S>(
                     reader.abort();
                     return;
                 }
-                if drop_after_status {
+                if faults.stall_reading {
+                    let close = CloseFrame {
+                        code: CloseCode::Normal,
+                        reason: "".into(),
+                    };
+                    let _ = sink.send(Message::Close(Some(close))).await;
+                    tracing::info!("holding the connection unread after the Status");
+                    tokio::time::sleep(STALL_HOLD).await;
+                    reader.abort();
+                    return;
+                }
+                if faults.drop_after_status {
                     // No close frame: the connection just ends (the reader holds the socket).
                     tracing::info!("dropping the connection after the Status");
                     reader.abort();
