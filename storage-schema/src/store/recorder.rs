@@ -434,6 +434,7 @@ impl Recorder {
             store_down: false,
             spool_refused_at: None,
             progress_at: now,
+            stepped_at: now,
             paused_since: None,
             accepting: true,
             opening: Some((opened_tx, now)),
@@ -772,6 +773,8 @@ struct Task {
     spool_refused_at: Option<tokio::time::Instant>,
     /// Last time a put or a spool write succeeded.
     progress_at: tokio::time::Instant,
+    /// The instant the last [`Self::step`] acted on: what fell due after it is still to do.
+    stepped_at: tokio::time::Instant,
     paused_since: Option<tokio::time::Instant>,
     accepting: bool,
     opening: Option<(
@@ -873,9 +876,13 @@ impl Task {
         if let Some((_, t)) = &self.opening {
             at.push(*t + 2 * d.store_timeout);
         }
-        let now = tokio::time::Instant::now();
-        // Only future instants: a due one was handled by the step before this wait.
-        at.into_iter().filter(|t| *t > now).min()
+        // Only instants after the step before this wait: it acted on those due by then (or
+        // chose to wait on something else). One that fell due while it ran (it awaits, e.g.
+        // giving up) is not done yet and fires at once. Filtering against the time now instead
+        // lost such an instant: a put retry falling due then was never made, and a paused
+        // session stayed paused until another timer (the durability test, under CI load).
+        let stepped_at = self.stepped_at;
+        at.into_iter().filter(|t| *t > stepped_at).min()
     }
 
     async fn on_msg(&mut self, msg: Msg) {
@@ -1057,6 +1064,7 @@ impl Task {
     /// Starts what is due, then updates the gate, the give-up, the open and the finish.
     async fn step(&mut self) {
         let now = tokio::time::Instant::now();
+        self.stepped_at = now;
         self.start_put(now);
         self.start_spool(now);
         self.update_gate(now);
