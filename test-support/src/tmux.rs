@@ -193,7 +193,10 @@ mod tests {
     #[test]
     fn drives_a_shell_and_cleans_up() {
         let tmux = Tmux::new("self test");
-        tmux.start("a", "sh");
+        // Typed only once the shell prompts: typed earlier, the line is echoed by the
+        // terminal before the shell starts, and its output lands after the prompt ("# 42-ok").
+        tmux.start("a", "PS1='ready> ' sh");
+        tmux.wait_for("a", "ready>");
         tmux.send("a", "echo $((6*7))-ok");
         let screen = tmux.wait_for("a", "42-ok");
         assert!(screen.lines().any(|l| l == "42-ok"), "{screen}");
