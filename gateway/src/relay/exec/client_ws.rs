@@ -16,8 +16,8 @@ use super::{ClientEnd, FromClient, Inbox, MAX_CLIENT_MESSAGE, ToClient};
 /// Output messages queued for the client; small, so back-pressure reaches the cluster quickly.
 /// Under bulk output the queue is full whenever the connection writes (the pump fills it in the
 /// same task first), so its depth is the session's output in memory: 4 frames of up to 32 KiB
-/// are one full write, and 16 were four times the fresh pages faulted in per burst (issue 18:
-/// 16k page faults per GB at 100 sessions, against kubectl proxy's 4k).
+/// are one full write. With 16, the relay faulted in 16k fresh pages per GB at 100 bulk
+/// sessions; with 4, 10k (kubectl proxy: 4k; issue 18, perf stat on the exec bench).
 const QUEUE: usize = 4;
 
 /// The client's end of a session, once the upgrade completes (the pump drives it).
