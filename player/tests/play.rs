@@ -40,6 +40,12 @@ impl Play {
         self.temp.store_dir()
     }
 
+    /// Every wait here is on a whole frame: a capture can catch the player mid-frame, with a
+    /// box's first rows drawn and the rest still on its way (see [`Tmux::wait_drawn`]).
+    fn wait(&self, target: &str, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        self.tmux.wait_drawn(target, what, ok)
+    }
+
     /// `kubetape` with this test's store and keyring, as a shell command line.
     fn kubetape(&self, args: &str) -> String {
         self.temp.kubetape_line(KUBETAPE, args)

@@ -157,6 +157,15 @@ impl Tmux {
         }
     }
 
+    /// [`Tmux::wait`] for a full-screen program that draws boxes (the player): `ok` is only
+    /// judged on a screen whose every box is closed. A frame reaches tmux in pieces (a pty
+    /// hands it over 4 KiB at a time), and `capture-pane` can run between two of them; a box
+    /// whose top border is on screen but not its bottom one is a frame still being drawn, so
+    /// what is inside it may be cut short.
+    pub fn wait_drawn(&self, target: &str, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        self.wait(target, what, |s| boxes_closed(s) && ok(s))
+    }
+
     /// Waits until the screen of `target` shows `text`; returns that screen.
     pub fn wait_for(&self, target: &str, text: &str) -> String {
         self.wait(target, &format!("showed {text:?}"), |s| s.contains(text))
@@ -186,9 +195,60 @@ impl Drop for Tmux {
     }
 }
 
+/// Whether every box on `screen` whose top border is whole (`┌…┐` on one row) has its bottom
+/// border (`└…┘`, as wide) on a row below. Only the width is compared, not the column, so
+/// that wide characters left of a box on some row do not matter.
+pub fn boxes_closed(screen: &str) -> bool {
+    let rows: Vec<Vec<char>> = screen.lines().map(|l| l.chars().collect()).collect();
+    rows.iter().enumerate().all(|(r, row)| {
+        row.iter()
+            .enumerate()
+            .filter(|&(_, &ch)| ch == '┌')
+            // Its own top-right corner: the next corner to the right, unless another box's
+            // top-left comes first (a box drawn over this one's border).
+            .filter_map(|(c, _)| {
+                let next = row[c + 1..].iter().position(|&ch| ch == '┐' || ch == '┌')?;
+                (row[c + 1 + next] == '┐').then_some(next + 1)
+            })
+            .all(|width| {
+                rows[r + 1..].iter().any(|below| {
+                    below
+                        .iter()
+                        .enumerate()
+                        .any(|(c, &ch)| ch == '└' && below.get(c + width) == Some(&'┘'))
+                })
+            })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A frame of the player with its command list drawn over the recording.
+    const FRAME: &str = "\
+         ┌ rec ──────────────────┐
+         │demo$      ┌ typed ──┐ │
+         │           │#1 ls    │ │
+         │           └─────────┘ │
+         └───────────────────────┘
+ PAUSED  0:01.1";
+
+    #[test]
+    fn a_box_is_closed_once_its_bottom_border_is_drawn() {
+        assert!(boxes_closed(FRAME));
+        assert!(boxes_closed("no boxes at all\n$ ls"));
+        // Cut where a capture caught it: the list's top and first row, not its bottom.
+        let cut: String = FRAME.lines().take(3).collect::<Vec<_>>().join("\n");
+        assert!(!boxes_closed(&cut));
+        // The list's bottom drawn, the outer box's not yet.
+        let cut: String = FRAME.lines().take(4).collect::<Vec<_>>().join("\n");
+        assert!(!boxes_closed(&cut));
+        // A bottom border of another width does not close it.
+        assert!(!boxes_closed("┌──┐\n│  │\n└───┘"));
+        // A box whose top-right corner is covered by another box is judged by that one.
+        assert!(boxes_closed("┌───┌──┐\n│   └──┘"));
+    }
 
     #[test]
     fn drives_a_shell_and_cleans_up() {
