@@ -537,3 +537,45 @@ fn a_search_hit_opens_in_play_on_the_screen_of_that_moment() {
     t.keys("hit", &["q"]);
     t.wait("hit", "exited", |s| s.contains("EXIT=0"));
 }
+
+/// A player whose terminal goes away (its tmux server killed, an ssh connection dropped)
+/// exits, rather than living on unseen: it once spun a core for as long as nobody killed it.
+#[test]
+fn the_player_exits_when_its_terminal_goes_away() {
+    let t = Play::new("hangup");
+    let id = record_short(&t);
+    t.window("gone", 100, 30, &t.kubetape(&format!("play {id}")));
+    t.wait("gone", "drawn the recording", |s| has_line(s, "short"));
+    let kubetape = std::fs::canonicalize(KUBETAPE).unwrap();
+    let found = Command::new("pgrep")
+        .args(["-f", &format!("play {id}")])
+        .output()
+        .unwrap();
+    // The window's shell has the same words in its command line; the player is the one
+    // running our binary.
+    let players: Vec<u32> = String::from_utf8_lossy(&found.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .filter(|p| std::fs::read_link(format!("/proc/{p}/exe")).ok().as_ref() == Some(&kubetape))
+        .collect();
+    let [pid] = players[..] else {
+        panic!("not one player process: {players:?}");
+    };
+    drop(t);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // Gone, or a zombie nobody reaps (this container's init does not).
+    let running = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            stat.rsplit(')')
+                .next()
+                .is_some_and(|r| !r.trim_start().starts_with('Z'))
+        })
+    };
+    while running() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if running() {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        panic!("the player was still running 10 s after its terminal went away");
+    }
+}

@@ -385,7 +385,7 @@ pub fn run(mut view: View, stop: &AtomicBool) -> anyhow::Result<()> {
         } else {
             Duration::from_millis(250)
         };
-        if event::poll(wait)?
+        if super::input::poll(wait)?
             && let TermEvent::Key(k) = event::read()?
             && k.kind != KeyEventKind::Release
         {

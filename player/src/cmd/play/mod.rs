@@ -10,6 +10,7 @@
 mod app;
 mod at;
 mod forward;
+mod input;
 mod tape;
 mod ui;
 
@@ -154,13 +155,31 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let mut hup = signal(SignalKind::hangup())?;
     let result = tokio::select! {
         r = &mut tui => r,
-        _ = term.recv() => { stop.store(true, Ordering::SeqCst); (&mut tui).await }
-        _ = hup.recv() => { stop.store(true, Ordering::SeqCst); (&mut tui).await }
+        _ = term.recv() => stopped(&stop, tui, 143).await,
+        _ = hup.recv() => stopped(&stop, tui, 129).await,
     };
     match result {
         Ok(r) => r.map(|()| ExitCode::SUCCESS),
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// After SIGTERM or SIGHUP: the drawing loop sees `stop` within a frame and restores the
+/// terminal. Should it be stuck in the terminal library (reading a terminal that is gone),
+/// the process exits anyway, with the signal's exit status, rather than live on unseen.
+async fn stopped<T>(
+    stop: &AtomicBool,
+    tui: tokio::task::JoinHandle<T>,
+    status: i32,
+) -> Result<T, tokio::task::JoinError> {
+    stop.store(true, Ordering::SeqCst);
+    match tokio::time::timeout(std::time::Duration::from_secs(2), tui).await {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::warn!("the player did not stop within 2 s of the signal; exiting");
+            std::process::exit(status)
+        }
     }
 }
 
@@ -198,8 +217,8 @@ async fn play_forward(mut view: forward::View, speed: f64) -> anyhow::Result<Exi
     let mut hup = signal(SignalKind::hangup())?;
     let result = tokio::select! {
         r = &mut tui => r,
-        _ = term.recv() => { stop.store(true, Ordering::SeqCst); (&mut tui).await }
-        _ = hup.recv() => { stop.store(true, Ordering::SeqCst); (&mut tui).await }
+        _ = term.recv() => stopped(&stop, tui, 143).await,
+        _ = hup.recv() => stopped(&stop, tui, 129).await,
     };
     match result {
         Ok(r) => r.map(|()| ExitCode::SUCCESS),

@@ -40,7 +40,7 @@ pub fn run(mut app: App, stop: &AtomicBool) -> anyhow::Result<()> {
         } else {
             IDLE_WAKE
         };
-        if event::poll(wait)? {
+        if super::input::poll(wait)? {
             // Everything typed since the last frame, before drawing again.
             loop {
                 let handled = match event::read()? {
