@@ -157,6 +157,77 @@ async fn a_quiet_session_flushes_within_max_age() {
     rec.finish(None).await.unwrap();
 }
 
+/// While a chunk is open the recorder takes its events in batches, leaving them queued until
+/// the chunk's deadline: a caller is still never kept waiting for that deadline, neither for
+/// room in the queue (many small events, or one write bigger than the free room) nor to
+/// finish, and every byte is recorded in order.
+///
+/// On one thread, so that the recorder's task runs only when the caller waits: each wait
+/// below is one the task must be woken for.
+#[tokio::test]
+async fn batched_events_never_wait_for_the_chunks_deadline() {
+    let ts = common::memory();
+    let (ring, _k) = common::keyring();
+    // A deadline no step below comes near: waiting for it would show as a minute. The id's
+    // last two bytes pick where on the 60 s grid the first deadline falls: at its end.
+    let policy = FlushPolicy {
+        max_age: Duration::from_secs(60),
+        ..FlushPolicy::default()
+    };
+    let mut meta = common::meta();
+    let mut id = *meta.session.as_bytes();
+    id[14..].copy_from_slice(&[0xff, 0xff]);
+    meta.session = storage_schema::SessionId::from_bytes(id);
+    let rec = Recorder::start(ts.store.clone(), &ring, meta, policy)
+        .await
+        .unwrap();
+    let id = rec.session();
+    let started = Instant::now();
+    let mut sent = Vec::new();
+    // A few queued (the first opens the chunk), then one write of 64 events: it needs the
+    // whole queue.
+    for key in [b"x", b"y", b"z"] {
+        rec.record_data(Stream::Stdin, key).await.unwrap();
+        sent.extend_from_slice(key);
+    }
+    let big: Vec<u8> = (0..4u32 << 20).map(|i| (i % 251) as u8).collect();
+    rec.record_data(Stream::Stdin, &big).await.unwrap();
+    sent.extend_from_slice(&big);
+    // Many small ones: more than the queue holds.
+    for i in 0..1000u32 {
+        let key = [b'a' + (i % 26) as u8];
+        rec.record_data(Stream::Stdin, &key).await.unwrap();
+        sent.extend_from_slice(&key);
+    }
+    let seal = rec.finish(None).await.unwrap();
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(20),
+        "recording and finishing took {took:?}: a caller waited for the 60 s chunk deadline"
+    );
+    assert_eq!(seal.bytes.stdin, sent.len() as u64);
+    let reader = storage_schema::store::SessionReader::open(&ts.store, &ring, id)
+        .await
+        .unwrap();
+    let mut back = Vec::new();
+    reader
+        .for_each_event(|e| {
+            if let EventKind::Data {
+                stream: Stream::Stdin,
+                bytes,
+            } = &e.kind
+            {
+                back.extend_from_slice(bytes);
+            }
+        })
+        .await
+        .unwrap();
+    assert!(
+        back == sent,
+        "what was read back differs from what was recorded"
+    );
+}
+
 /// When the store lags, the recorder says so instead of dropping events, and waiting callers
 /// lose nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

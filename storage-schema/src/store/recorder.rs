@@ -80,6 +80,11 @@ use crate::session::{SessionId, SessionMeta, StreamClass};
 
 const EVENT_QUEUE: usize = 64;
 
+/// Events the task leaves queued while it waits for its open chunk's deadline; the sender of
+/// one more wakes it. Half the queue, so that senders are not held back by a full queue the
+/// task has not been told about.
+const LAZY_EVENTS: usize = EVENT_QUEUE / 2;
+
 /// The most sealed chunks a recorder holds in memory, in neither the store nor the spool, before
 /// it pauses its caller (a slow store slows the session down rather than filling memory). The
 /// policy lowers it for large chunks ([`crate::builder::FlushPolicy::upload_queue`]: ~2 MiB of
@@ -217,6 +222,10 @@ struct Shared {
     oldest_since_unix_us: AtomicU64,
     spooled_total: AtomicU64,
     durable_events: AtomicU64,
+    /// The task is not watching its queue (see [`Task::can_wait`]): a sender wakes it through
+    /// [`Self::wake`] once [`LAZY_EVENTS`] are queued, or for anything but an event.
+    lazy: AtomicBool,
+    wake: tokio::sync::Notify,
 }
 
 fn lag_of(s: &Shared) -> Lag {
@@ -333,9 +342,19 @@ enum Msg {
 pub struct Recorder {
     dir: StreamDir,
     clock: Instant,
-    tx: mpsc::Sender<Msg>,
+    /// Taken only when the handle is dropped.
+    tx: Option<mpsc::Sender<Msg>>,
     shared: Arc<Shared>,
     gate_rx: watch::Receiver<u8>,
+}
+
+impl Drop for Recorder {
+    /// Dropped without [`Recorder::finish`]: the task finds its queue closed and keeps what it
+    /// has at once, not at its chunk's deadline.
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        self.shared.wake.notify_one();
+    }
 }
 
 impl Recorder {
@@ -409,6 +428,8 @@ impl Recorder {
             oldest_since_unix_us: AtomicU64::new(0),
             spooled_total: AtomicU64::new(0),
             durable_events: AtomicU64::new(0),
+            lazy: AtomicBool::new(false),
+            wake: tokio::sync::Notify::new(),
         });
         let (opened_tx, opened) = oneshot::channel();
         let now = tokio::time::Instant::now();
@@ -449,7 +470,7 @@ impl Recorder {
             Ok(Ok(())) => Ok(Self {
                 dir,
                 clock,
-                tx,
+                tx: Some(tx),
                 shared,
                 gate_rx,
             }),
@@ -480,7 +501,7 @@ impl Recorder {
         let mut gate = self.gate_rx.clone();
         tokio::select! {
             _ = gate.wait_for(|g| *g == FAILED) => {}
-            () = self.tx.closed() => {}
+            () = self.tx().closed() => {}
         }
     }
 
@@ -502,6 +523,10 @@ impl Recorder {
 
     /// Stops holding callers of a paused recording back: the session is ending, and what it
     /// showed must go in without waiting (it is declared lost if the recorder gives up).
+    fn tx(&self) -> &mpsc::Sender<Msg> {
+        self.tx.as_ref().expect("taken only on drop")
+    }
+
     pub fn stop_holding(&self) {
         self.shared.holding.store(false, Ordering::Release);
         let gate = self.shared.gate.load(Ordering::Acquire);
@@ -551,10 +576,33 @@ impl Recorder {
     }
 
     async fn send(&self, event: Event) -> Result<(), RecordError> {
-        self.tx
+        self.tx()
             .send(Msg::Event(event))
             .await
-            .map_err(|_| RecordError::Stopped)
+            .map_err(|_| RecordError::Stopped)?;
+        self.nudge(false);
+        Ok(())
+    }
+
+    /// Wakes the task if it is leaving its queue alone and should not: `urgent` (not an event),
+    /// or [`LAZY_EVENTS`] queued. Waking it for every event cost a keystroke two cross-thread
+    /// wake-ups of the recording runtime: about as much of the gateway's CPU per keystroke as
+    /// the relay itself (`cargo bench -p tests --bench exec`, keystrokes at 100 sessions).
+    fn nudge(&self, urgent: bool) {
+        // Whether or not the task is lazy now: it may be about to be, and only counts events.
+        // (A wake-up it was not waiting for is kept, and ends its next lazy wait at once.)
+        if urgent {
+            self.shared.wake.notify_one();
+            return;
+        }
+        // Pairs with the task's fence between raising `lazy` and counting its queue: either
+        // this sees the flag or the task sees what was just queued.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.shared.lazy.load(Ordering::SeqCst)
+            && self.tx().max_capacity() - self.tx().capacity() >= LAZY_EVENTS
+        {
+            self.shared.wake.notify_one();
+        }
     }
 
     /// Records `kind` now, waiting while the recording is paused or the queue is full.
@@ -594,8 +642,12 @@ impl Recorder {
                 }
                 return Err(self.unavailable());
             }
+            if group.len() > self.tx().capacity() {
+                // Room for all of it only once the task has taken what is queued.
+                self.nudge(true);
+            }
             let permits = self
-                .tx
+                .tx()
                 .reserve_many(group.len())
                 .await
                 .map_err(|_| RecordError::Stopped)?;
@@ -608,6 +660,7 @@ impl Recorder {
                     },
                 }));
             }
+            self.nudge(false);
         }
         Ok(())
     }
@@ -623,12 +676,14 @@ impl Recorder {
             PAUSED if held_back(&kind) => return Err(RecordError::Backpressure),
             _ => {}
         }
-        self.tx
+        self.tx()
             .try_send(Msg::Event(Event { at_us, kind }))
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => RecordError::Backpressure,
                 mpsc::error::TrySendError::Closed(_) => RecordError::Stopped,
-            })
+            })?;
+        self.nudge(false);
+        Ok(())
     }
 
     /// Flushes everything, makes it durable (in the store, or in the spool from where it is
@@ -667,7 +722,7 @@ impl Recorder {
         commands: Option<Vec<CommandEntry>>,
     ) -> Result<Option<SealPayload>, RecordError> {
         let (reply, done) = oneshot::channel();
-        self.tx
+        self.tx()
             .send(Msg::Finish {
                 exit,
                 seal,
@@ -676,6 +731,7 @@ impl Recorder {
             })
             .await
             .map_err(|_| RecordError::Stopped)?;
+        self.nudge(true);
         done.await.map_err(|_| RecordError::Stopped)?
     }
 }
@@ -792,6 +848,8 @@ struct Task {
 
 enum Woke {
     Msg(Option<Msg>),
+    /// A sender woke a task that was leaving its queue alone.
+    Nudged,
     Deadline,
     Put(Result<Option<PutResult>, tokio::task::JoinError>),
     Spooled(Result<Result<(), SpoolError>, tokio::task::JoinError>),
@@ -810,8 +868,16 @@ impl Task {
                 .deadline_us()
                 .map(|us| tokio::time::Instant::from_std(self.clock + Duration::from_micros(us)));
             let timer = self.next_timer();
+            let mut lazy = self.can_wait();
+            self.shared.lazy.store(lazy, Ordering::SeqCst);
+            if lazy {
+                // Pairs with the senders' fence (see `Recorder::nudge`).
+                std::sync::atomic::fence(Ordering::SeqCst);
+                lazy = self.rx.len() < LAZY_EVENTS;
+            }
             let woke = tokio::select! {
-                msg = self.rx.recv(), if self.accepting => Woke::Msg(msg),
+                msg = self.rx.recv(), if self.accepting && !lazy => Woke::Msg(msg),
+                () = self.shared.wake.notified(), if lazy => Woke::Nudged,
                 () = sleep_until(deadline) => Woke::Deadline,
                 r = join(&mut self.put) => Woke::Put(r),
                 r = join_spool(&mut self.spooling) => Woke::Spooled(r),
@@ -824,7 +890,11 @@ impl Task {
                     self.accepting = false;
                     self.flush();
                 }
-                Woke::Deadline => self.flush(),
+                Woke::Nudged => self.drain().await,
+                Woke::Deadline => {
+                    self.drain().await;
+                    self.flush();
+                }
                 Woke::Put(r) => self.on_put(r).await,
                 Woke::Spooled(r) => self.on_spooled(r),
                 Woke::Timer => {}
@@ -832,6 +902,35 @@ impl Task {
         }
         if let Some(observer) = self.observer.take() {
             drop(observer.finish());
+        }
+    }
+
+    /// Whether the task may leave events queued until its open chunk's deadline (or until a
+    /// sender wakes it): a chunk is open, so the deadline is set and bounds how long an event
+    /// waits, and nothing else needs them sooner (a failure, a pause, the finish, the open).
+    /// Events are then taken in batches, once or twice a second while someone types, instead
+    /// of each on its own wake-up.
+    fn can_wait(&self) -> bool {
+        self.accepting
+            && self.builder.deadline_us().is_some()
+            && self.failed_at.is_none()
+            && self.paused_since.is_none()
+            && self.finishing.is_none()
+            && self.opening.is_none()
+    }
+
+    /// Takes every message already queued.
+    async fn drain(&mut self) {
+        while self.accepting {
+            match self.rx.try_recv() {
+                Ok(msg) => self.on_msg(msg).await,
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    // Dropped without `finish` (as `Woke::Msg(None)`).
+                    self.accepting = false;
+                    self.flush();
+                }
+            }
         }
     }
 
