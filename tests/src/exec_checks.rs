@@ -64,12 +64,20 @@ pub fn exec_behaves(cluster: &Cluster, version: Kubectl, user: &str) -> usize {
     tmux.send("it", "stty size");
     tmux.wait_for("it", "30 100");
     tmux.run(&["resize-window", "-t", "it", "-x", "120", "-y", "40"]);
-    tmux.send("it", "clear; stty size");
-    tmux.wait_for("it", "40 120");
+    tmux.send("it", AWAIT_40X120);
+    tmux.wait_for("it", "size=40 120");
     tmux.send("it", "exit 5");
     tmux.wait_for("it", "EXIT=5");
     SESSIONS
 }
+
+/// Typed into the pod's shell after resizing its terminal to 120x40: prints `size=40 120` once
+/// the pod's terminal has that size. kubectl sends the resize from its SIGWINCH handler,
+/// beside the goroutine copying stdin, so a line typed right after the resize can reach the
+/// pod first (it did, under CI load): the shell waits for the size, forever if it never comes
+/// (and the test's wait for `size=40 120` fails).
+pub const AWAIT_40X120: &str =
+    r#"clear; until [ "$(stty size)" = "40 120" ]; do sleep 0.1; done; echo "size=$(stty size)""#;
 
 /// Every recorded session of `user`, with its exit code: `[0, 3, 0, 5]` in some order per
 /// version (the exit codes were recorded, not only passed on).

@@ -28,8 +28,8 @@ fn interactive_session(version: Kubectl) {
     tmux.run(&["send-keys", "-t", "kt", "stty size", "Enter"]);
     tmux.wait_for("kt", "30 100");
     tmux.run(&["resize-window", "-t", "kt", "-x", "120", "-y", "40"]);
-    tmux.run(&["send-keys", "-t", "kt", "clear; stty size", "Enter"]);
-    tmux.wait_for("kt", "40 120");
+    tmux.send("kt", tests::exec_checks::AWAIT_40X120);
+    tmux.wait_for("kt", "size=40 120");
     tmux.run(&["send-keys", "-t", "kt", "exit 5", "Enter"]);
     tmux.wait_for("kt", "EXIT=5");
 
@@ -44,7 +44,7 @@ fn interactive_session(version: Kubectl) {
         .expect("kubetape cat");
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(
-        shown.contains("hello-42") && shown.contains("40 120"),
+        shown.contains("hello-42") && shown.contains("size=40 120"),
         "{shown}"
     );
 
