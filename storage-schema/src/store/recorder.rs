@@ -521,12 +521,12 @@ impl Recorder {
         LagProbe(self.shared.clone())
     }
 
-    /// Stops holding callers of a paused recording back: the session is ending, and what it
-    /// showed must go in without waiting (it is declared lost if the recorder gives up).
     fn tx(&self) -> &mpsc::Sender<Msg> {
         self.tx.as_ref().expect("taken only on drop")
     }
 
+    /// Stops holding callers of a paused recording back: the session is ending, and what it
+    /// showed must go in without waiting (it is declared lost if the recorder gives up).
     pub fn stop_holding(&self) {
         self.shared.holding.store(false, Ordering::Release);
         let gate = self.shared.gate.load(Ordering::Acquire);
